@@ -1,0 +1,268 @@
+"""Typed, validated, immutable configuration.
+
+The reference for every key is ``salon.example.toml`` beside this module. A config is
+loaded and validated once (:func:`load`); any problem raises :class:`ConfigError` with the
+key and the reason, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from salon.errors import ConfigError
+
+EXAMPLE_PATH = Path(__file__).with_name("salon.example.toml")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    name: str = "salon.local"
+    network: str = "salon"
+    description: str = "salon chat server"
+    data_dir: str = "salon-data"
+    motd: str = "Welcome to salon. Be kind."
+    motd_file: str = ""
+    password: str = ""
+    default_channel: str = "#lobby"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSection:
+    host: str = "127.0.0.1"
+    irc_port: int = 6667
+    plain_port: int = 6000
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    nicklen: int = 30
+    channellen: int = 64
+    topiclen: int = 390
+    awaylen: int = 390
+    kicklen: int = 390
+    userlen: int = 18
+    realnamelen: int = 128
+    max_channels: int = 100
+    max_list_entries: int = 100
+    monitor: int = 100
+    max_targets: int = 4
+    sendq: int = 1048576
+    recvq: int = 16384
+    registration_timeout: float = 60.0
+    ping_interval: float = 120.0
+    ping_timeout: float = 60.0
+    whowas: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FloodSection:
+    enabled: bool = True
+    rate: float = 2.0
+    burst: int = 16
+    exempt: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    level: str = "info"
+    messages: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OperBlock:
+    name: str
+    password: str
+    hostmask: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSection = field(default_factory=ServerSection)
+    listen: ListenSection = field(default_factory=ListenSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    flood: FloodSection = field(default_factory=FloodSection)
+    log: LogSection = field(default_factory=LogSection)
+    opers: tuple[OperBlock, ...] = ()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    def motd_lines(self) -> list[str]:
+        """The MOTD text, read from motd_file when set, else the inline text."""
+        text = self.server.motd
+        if self.server.motd_file:
+            try:
+                text = Path(self.server.motd_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"server.motd_file: cannot read: {exc.strerror}") from None
+        return text.splitlines()
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with ``section__key=value`` overrides applied (used by CLI flags)."""
+        sections: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            section, _, name = key.partition("__")
+            current = sections.get(section, getattr(self, section))
+            sections[section] = replace(current, **{name: value})
+        cfg = replace(self, **sections)
+        validate(cfg)
+        return cfg
+
+
+_T = TypeVar("_T")
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _section(cls: type[_T], name: str, raw: Any) -> _T:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key (see salon.example.toml)")
+        default = getattr(cls(), key) if key != "exempt" else ()
+        values[key] = _coerce(f"{name}.{key}", value, default)
+    return cls(**values)
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of CIDR strings")
+        try:
+            return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: unsupported value")  # pragma: no cover
+
+
+def _opers(raw: Any) -> tuple[OperBlock, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("[[oper]] must be an array of tables")
+    blocks = []
+    for i, item in enumerate(raw):
+        where = f"oper[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: must be a table")
+        unknown = set(item) - {"name", "password", "hostmask"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key")
+        name = item.get("name")
+        password = item.get("password")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name: required")
+        if not isinstance(password, str) or not password.startswith("$argon2"):
+            raise ConfigError(
+                f"{where}.password: must be an argon2 hash (make one with: salon hash-password)"
+            )
+        hostmask = item.get("hostmask", "*")
+        if not isinstance(hostmask, str):
+            raise ConfigError(f"{where}.hostmask: expected a string")
+        blocks.append(OperBlock(name, password, hostmask))
+    return tuple(blocks)
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field and range checks; raises ConfigError."""
+    for key in ("irc_port", "plain_port"):
+        port = getattr(cfg.listen, key)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"listen.{key}: {port} is not a port number (0 to 65535)")
+    if not cfg.server.name or " " in cfg.server.name or "." not in cfg.server.name:
+        raise ConfigError(f"server.name: {cfg.server.name!r} must be a dotted name without spaces")
+    if not cfg.server.network or " " in cfg.server.network:
+        raise ConfigError("server.network: must be a non-empty word")
+    dc = cfg.server.default_channel
+    if not dc.startswith("#") or " " in dc or "," in dc:
+        raise ConfigError(f"server.default_channel: {dc!r} is not a channel name")
+    lim = cfg.limits
+    ranges = {
+        "nicklen": (9, 64),
+        "channellen": (2, 200),
+        "topiclen": (1, 400),
+        "awaylen": (1, 400),
+        "kicklen": (1, 400),
+        "userlen": (1, 64),
+        "realnamelen": (1, 400),
+        "max_channels": (1, 10000),
+        "max_list_entries": (1, 10000),
+        "monitor": (0, 10000),
+        "max_targets": (1, 100),
+        "sendq": (4096, 1 << 30),
+        "recvq": (1024, 1 << 26),
+        "whowas": (0, 1000000),
+    }
+    for key, (lo, hi) in ranges.items():
+        v = getattr(lim, key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"limits.{key}: {v} is out of range ({lo} to {hi})")
+    for key in ("registration_timeout", "ping_interval", "ping_timeout"):
+        if getattr(lim, key) <= 0:
+            raise ConfigError(f"limits.{key}: must be positive")
+    if cfg.flood.rate <= 0 or cfg.flood.burst < 1:
+        raise ConfigError("flood: rate must be positive and burst at least 1")
+    if cfg.log.level not in _LEVELS:
+        raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    known = {"server", "listen", "limits", "flood", "log", "oper"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown section (see salon.example.toml)")
+    cfg = Config(
+        server=_section(ServerSection, "server", raw.get("server")),
+        listen=_section(ListenSection, "listen", raw.get("listen")),
+        limits=_section(LimitsSection, "limits", raw.get("limits")),
+        flood=_section(FloodSection, "flood", raw.get("flood")),
+        log=_section(LogSection, "log", raw.get("log")),
+        opers=_opers(raw.get("oper")),
+    )
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path | None) -> Config:
+    """Load and validate a TOML config file; ``None`` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_mapping(raw)

@@ -1,0 +1,1 @@
+"""The asyncio shell: the only layer that touches sockets and the event loop."""

@@ -1,0 +1,286 @@
+"""Listeners, the flush loop, timers, effects and graceful shutdown.
+
+Flow control follows aiohttp's base_protocol and hypercorn's run loop, with one rule of
+our own: a slow reader is dropped (SendQ), never waited for. Output is flushed once per
+event-loop turn: every client that got bytes during the turn gets one ``write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from salon.config import Config
+from salon.server.client import Client, Kind
+from salon.server.core import Server
+from salon.server.effects import Close, Offload
+from salon.store.sqlite import Database
+
+log = logging.getLogger("salon.net")
+
+TICK = 0.1
+SHUTDOWN_GRACE = 3.0
+CLOSE_TIMEOUT = 5.0
+
+
+class StartupError(Exception):
+    """The server cannot start (port in use, unwritable data directory): one line for the user."""
+
+
+class ClientProtocol(asyncio.Protocol):
+    __slots__ = ("client", "kind", "shell")
+
+    def __init__(self, shell: Shell, kind: Kind) -> None:
+        self.shell = shell
+        self.kind = kind
+        self.client: Client | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        ip = str(peer[0])
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]
+        shell = self.shell
+        if shell.closing:
+            transport.abort()
+            return
+        client = shell.server.connect(self.kind, ip, int(peer[1]), time.time())
+        client.sink = transport
+        self.client = client
+        shell.transports[client.id] = transport
+        shell.after()
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is not None:
+            shell = self.shell
+            shell.server.feed(client, data, time.time())
+            shell.after()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client = self.client
+        if client is None:
+            return
+        shell = self.shell
+        shell.transports.pop(client.id, None)
+        reason = "Connection closed" if exc is None else f"Read error: {exc.__class__.__name__}"
+        shell.server.disconnected(client, time.time(), reason)
+        client.sink = None
+        shell.after()
+
+
+@dataclass
+class Listener:
+    name: str
+    port: int
+    kind: Kind
+    server: asyncio.AbstractServer | None = None
+
+
+class Shell:
+    """Runs a :class:`Server` core on an event loop."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.server = Server(config, time.time())
+        self.transports: dict[int, asyncio.Transport] = {}
+        self.listeners: list[Listener] = []
+        self.closing = False
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_timeout_check = 0.0
+        self.stopped = asyncio.Event()
+        self.db: Database | None = None
+
+    # ------------------------------------------------------------------ output
+
+    def after(self) -> None:
+        """Called after every input: make sure one flush runs at the end of this turn."""
+        if not self._flush_scheduled:
+            server = self.server
+            if server.dirty or server.effects:
+                self._flush_scheduled = True
+                self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        server = self.server
+        sendq = server.sendq
+        for client in server.take_dirty():
+            client.dirty = False
+            out = client.outbox
+            if not out:
+                continue
+            transport = client.sink
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            client.outbytes = 0
+            if transport is None or transport.is_closing():
+                continue
+            transport.write(data)
+            if not client.closed and transport.get_write_buffer_size() > sendq:
+                server.drop(client, "SendQ exceeded")
+        server.settle()
+        for effect in server.take_effects():
+            if isinstance(effect, Close):
+                self._close(effect.client)
+            elif isinstance(effect, Offload):
+                self._offload(effect)
+        if server.dirty:
+            # Output produced while flushing (SendQ drops): write it on the next turn.
+            self.after()
+
+    def _close(self, client: Client) -> None:
+        transport: asyncio.Transport | None = client.sink
+        if client.outbox and transport is not None and not transport.is_closing():
+            transport.write(b"".join(client.outbox))
+        client.outbox.clear()
+        client.outbytes = 0
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        # A peer that never reads would keep the buffered bytes forever: cut it off.
+        self.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def _offload(self, effect: Offload) -> None:
+        future = self.loop.run_in_executor(None, effect.work)
+
+        def finished(fut: asyncio.Future[Any]) -> None:
+            try:
+                result = fut.result()
+            except Exception:
+                log.exception("offloaded work failed")
+                result = None
+            self.server.complete(effect, result, time.time())
+            self.after()
+
+        future.add_done_callback(finished)
+
+    # ------------------------------------------------------------------ timers
+
+    def _tick(self) -> None:
+        now = time.time()
+        server = self.server
+        server.tick(now)
+        if now - self._last_timeout_check >= 1.0:
+            self._last_timeout_check = now
+            server.check_timeouts(now)
+        self.after()
+        if not self.closing:
+            self._timer = self.loop.call_later(TICK, self._tick)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        data = self.config.data_path
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            self.db = Database(data / "salon.db")
+        except OSError as exc:
+            raise StartupError(f"cannot use data directory {data}: {exc.strerror}") from None
+        except Exception as exc:  # sqlite3.Error
+            raise StartupError(f"cannot open database in {data}: {exc}") from None
+        host = self.config.listen.host
+        wanted = [
+            Listener("irc", self.config.listen.irc_port, Kind.IRC),
+            Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
+        ]
+        for listener in wanted:
+            if listener.port == 0:
+                continue
+            kind = listener.kind
+            try:
+                listener.server = await self.loop.create_server(
+                    lambda kind=kind: ClientProtocol(self, kind),  # type: ignore[misc]
+                    host,
+                    listener.port,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+            except OSError as exc:
+                await self.close_listeners()
+                reason = exc.strerror or str(exc)
+                raise StartupError(
+                    f"cannot listen on {host}:{listener.port} ({listener.name}): {reason}"
+                ) from None
+            self.listeners.append(listener)
+            log.info("listening for %s on %s:%d", listener.name, host, listener.port)
+        self._timer = self.loop.call_later(TICK, self._tick)
+
+    def bound_ports(self) -> dict[str, int]:
+        ports = {}
+        for listener in self.listeners:
+            if listener.server is not None and listener.server.sockets:
+                sock: socket.socket = listener.server.sockets[0]  # type: ignore[assignment]
+                ports[listener.name] = sock.getsockname()[1]
+        return ports
+
+    async def close_listeners(self) -> None:
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
+        for listener in self.listeners:
+            if listener.server is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(listener.server.wait_closed(), 0.5)
+        self.listeners = []
+
+    async def shutdown(self) -> None:
+        """Stop accepting, send every client ERROR, close within the grace period."""
+        if self.closing:
+            return
+        self.closing = True
+        log.info("shutting down")
+        if self._timer is not None:
+            self._timer.cancel()
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
+        self.server.shutdown(time.time())
+        self.flush()
+        deadline = self.loop.time() + SHUTDOWN_GRACE
+        while self.transports and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for transport in list(self.transports.values()):
+            transport.abort()
+        await self.close_listeners()
+        if self.db is not None:
+            self.db.close()
+        self.stopped.set()
+
+
+async def serve(config: Config, ready: Any = None) -> None:
+    """Run until SIGINT or SIGTERM. ``ready(shell)`` is called once listening."""
+    loop = asyncio.get_running_loop()
+    shell = Shell(config, loop)
+    await shell.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(shell)
+    try:
+        await stop.wait()
+    finally:
+        await shell.shutdown()
+
+
+def run(config: Config) -> None:
+    """Run the server on uvloop (when available) until a signal stops it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

@@ -1,0 +1,78 @@
+"""IRCv3 capabilities that salon offers, as bits for cheap per-recipient variant keys."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Bits that change how a message is serialized for a recipient (its "variant").
+MESSAGE_TAGS: Final = 1 << 0
+SERVER_TIME: Final = 1 << 1
+ACCOUNT_TAG: Final = 1 << 2
+BATCH: Final = 1 << 3
+# Bits that change which messages a recipient gets, or their shape.
+ECHO_MESSAGE: Final = 1 << 8
+MULTI_PREFIX: Final = 1 << 9
+USERHOST_IN_NAMES: Final = 1 << 10
+AWAY_NOTIFY: Final = 1 << 11
+INVITE_NOTIFY: Final = 1 << 12
+EXTENDED_JOIN: Final = 1 << 13
+ACCOUNT_NOTIFY: Final = 1 << 14
+CHGHOST: Final = 1 << 15
+SETNAME: Final = 1 << 16
+LABELED_RESPONSE: Final = 1 << 17
+CAP_NOTIFY: Final = 1 << 18
+EXTENDED_MONITOR: Final = 1 << 19
+STANDARD_REPLIES: Final = 1 << 20
+
+# The part of a client's capability mask that selects its serialization variant.
+VARIANT_MASK: Final = MESSAGE_TAGS | SERVER_TIME | ACCOUNT_TAG | BATCH
+
+# name -> bit, in the order CAP LS lists them.
+CAPABILITIES: Final[dict[str, int]] = {
+    "account-notify": ACCOUNT_NOTIFY,
+    "account-tag": ACCOUNT_TAG,
+    "away-notify": AWAY_NOTIFY,
+    "batch": BATCH,
+    "cap-notify": CAP_NOTIFY,
+    "chghost": CHGHOST,
+    "echo-message": ECHO_MESSAGE,
+    "extended-join": EXTENDED_JOIN,
+    "draft/extended-monitor": EXTENDED_MONITOR,
+    "extended-monitor": EXTENDED_MONITOR,
+    "invite-notify": INVITE_NOTIFY,
+    "labeled-response": LABELED_RESPONSE,
+    "message-tags": MESSAGE_TAGS,
+    "multi-prefix": MULTI_PREFIX,
+    "server-time": SERVER_TIME,
+    "setname": SETNAME,
+    "standard-replies": STANDARD_REPLIES,
+    "userhost-in-names": USERHOST_IN_NAMES,
+}
+
+
+def allowed_tags(tags: dict[str, str] | None, mask: int) -> dict[str, str] | None:
+    """The tags a recipient with capability ``mask`` may see.
+
+    message-tags: "Servers MUST NOT send messages with tags to clients that haven't
+    enabled the message-tags capability" — except the tags that their own capabilities
+    define (server-time's ``time``, batch's ``batch``, account-tag's ``account``).
+    """
+    if not tags:
+        return None
+    if mask & MESSAGE_TAGS:
+        out = dict(tags)
+        if not mask & SERVER_TIME:
+            out.pop("time", None)
+        if not mask & ACCOUNT_TAG:
+            out.pop("account", None)
+        if not mask & BATCH:
+            out.pop("batch", None)
+        return out or None
+    out = {}
+    if mask & SERVER_TIME and "time" in tags:
+        out["time"] = tags["time"]
+    if mask & ACCOUNT_TAG and "account" in tags:
+        out["account"] = tags["account"]
+    if mask & BATCH and "batch" in tags:
+        out["batch"] = tags["batch"]
+    return out or None

@@ -1,0 +1,161 @@
+"""Channel state."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from salon.proto.casemap import casefold
+from salon.server.client import Client
+
+# RFC 2812 5.1: "The available modes are as follows: ... o - give/take channel operator
+# privilege; v - give/take the voice privilege". Highest rank first.
+PREFIX_MODES = "ov"
+PREFIX_CHARS = "@+"
+MODE_TO_PREFIX = dict(zip(PREFIX_MODES, PREFIX_CHARS, strict=True))
+PREFIX_TO_MODE = dict(zip(PREFIX_CHARS, PREFIX_MODES, strict=True))
+LIST_MODES = "beI"
+PARAM_MODES = "k"  # parameter on set and unset
+SET_PARAM_MODES = "l"  # parameter on set only
+FLAG_MODES = "Cimnst"
+
+
+@dataclass(slots=True)
+class ListEntry:
+    mask: str
+    setter: str
+    time: int
+
+
+@lru_cache(maxsize=4096)
+def mask_regex(mask: str) -> re.Pattern[str]:
+    """A glob mask (``*`` and ``?``) as a compiled, casefolded regular expression."""
+    parts = []
+    for ch in casefold(mask):
+        if ch == "*":
+            parts.append(".*")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def mask_matches(mask: str, subject: str) -> bool:
+    return mask_regex(mask).fullmatch(casefold(subject)) is not None
+
+
+def normalize_mask(mask: str) -> str:
+    """Complete a partial ban mask: ``nick`` -> ``nick!*@*``, ``u@h`` -> ``*!u@h``."""
+    if mask.startswith("$"):
+        return mask
+    if "!" not in mask and "@" not in mask:
+        return mask + "!*@*"
+    if "!" not in mask:
+        return "*!" + mask
+    if "@" not in mask:
+        return mask + "@*"
+    return mask
+
+
+class Channel:
+    __slots__ = (
+        "bans",
+        "cf",
+        "created",
+        "excepts",
+        "invex",
+        "invited",
+        "key",
+        "limit",
+        "members",
+        "modes",
+        "name",
+        "topic",
+        "topic_by",
+        "topic_time",
+    )
+
+    def __init__(self, name: str, cf: str, now: float) -> None:
+        self.name = name
+        self.cf = cf
+        self.created = int(now)
+        # member -> prefix modes held, highest first ("ov", "o", "v" or "").
+        self.members: dict[Client, str] = {}
+        self.topic = ""
+        self.topic_by = ""
+        self.topic_time = 0
+        self.modes: set[str] = {"n", "t"}
+        self.key: str | None = None
+        self.limit: int | None = None
+        self.bans: list[ListEntry] = []
+        self.excepts: list[ListEntry] = []
+        self.invex: list[ListEntry] = []
+        self.invited: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name} ({len(self.members)})>"
+
+    def is_op(self, client: Client) -> bool:
+        return "o" in self.members.get(client, "")
+
+    def is_voiced(self, client: Client) -> bool:
+        return bool(self.members.get(client, ""))
+
+    def prefix_of(self, client: Client, multi: bool) -> str:
+        modes = self.members.get(client, "")
+        if not modes:
+            return ""
+        if multi:
+            return "".join(MODE_TO_PREFIX[m] for m in modes)
+        return MODE_TO_PREFIX[modes[0]]
+
+    def set_prefix(self, client: Client, mode: str, on: bool) -> bool:
+        """Give or take a prefix mode; True when it changed."""
+        current = self.members[client]
+        if on == (mode in current):
+            return False
+        wanted = set(current) | {mode} if on else set(current) - {mode}
+        self.members[client] = "".join(m for m in PREFIX_MODES if m in wanted)
+        return True
+
+    def list_for(self, mode: str) -> list[ListEntry]:
+        if mode == "b":
+            return self.bans
+        if mode == "e":
+            return self.excepts
+        return self.invex
+
+    def _matches_any(self, entries: list[ListEntry], client: Client) -> bool:
+        for entry in entries:
+            mask = entry.mask
+            if mask.startswith("$a:"):
+                if client.account is not None and casefold(client.account) == casefold(mask[3:]):
+                    return True
+            elif mask_matches(mask, client.prefix) or mask_matches(
+                mask, f"{client.nick}!{client.user}@{client.ip}"
+            ):
+                return True
+        return False
+
+    def is_banned(self, client: Client) -> bool:
+        return (
+            bool(self.bans)
+            and self._matches_any(self.bans, client)
+            and not self._matches_any(self.excepts, client)
+        )
+
+    def is_invex(self, client: Client) -> bool:
+        return client.nick_cf in self.invited or self._matches_any(self.invex, client)
+
+    def mode_string(self, show_key: bool) -> tuple[str, ...]:
+        flags = "".join(sorted(self.modes))
+        params = []
+        if self.key is not None:
+            flags += "k"
+            params.append(self.key if show_key else "*")
+        if self.limit is not None:
+            flags += "l"
+            params.append(str(self.limit))
+        return ("+" + flags, *params)

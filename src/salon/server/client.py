@@ -1,0 +1,120 @@
+"""Per-connection state. The shell (net/) owns the socket; this object owns everything else."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from salon.server.channel import Channel
+
+
+class Kind(Enum):
+    IRC = "irc"
+    PLAIN = "plain"
+
+
+class Client:
+    """A connected client, registered or not.
+
+    Output is appended to ``outbox`` as ready bytes; the shell flushes every dirty client
+    once per event-loop turn, so writes coalesce under load.
+    """
+
+    __slots__ = (
+        "account",
+        "away",
+        "blocked",
+        "cap_negotiating",
+        "cap_version",
+        "capmask",
+        "channels",
+        "closed",
+        "created",
+        "dirty",
+        "discarding",
+        "host",
+        "id",
+        "inbuf",
+        "ip",
+        "kind",
+        "last_active",
+        "last_message",
+        "modes",
+        "monitoring",
+        "nick",
+        "nick_cf",
+        "oper",
+        "outbox",
+        "outbytes",
+        "pass_given",
+        "ping_sent",
+        "plain",
+        "port",
+        "prefix",
+        "realname",
+        "registered",
+        "sink",
+        "throttled",
+        "token_time",
+        "tokens",
+        "user",
+        "variant",
+    )
+
+    def __init__(self, cid: int, kind: Kind, ip: str, port: int, now: float) -> None:
+        self.id = cid
+        self.kind = kind
+        self.ip = ip
+        self.port = port
+        self.host = ip
+        self.nick = "*"
+        self.nick_cf = ""
+        self.user = ""
+        self.realname = ""
+        self.prefix = "*"
+        self.registered = False
+        self.pass_given: str | None = None
+        self.capmask = 0
+        # -1 selects the plain-text rendering; otherwise capmask & VARIANT_MASK.
+        self.variant = -1 if kind is Kind.PLAIN else 0
+        self.cap_negotiating = False
+        self.cap_version = 0
+        self.modes: set[str] = set()
+        self.away: str | None = None
+        self.account: str | None = None
+        self.oper: str | None = None
+        self.channels: dict[str, Channel] = {}
+        self.monitoring: set[str] = set()
+        self.outbox: list[bytes] = []
+        self.outbytes = 0
+        self.dirty = False
+        self.closed = False
+        self.blocked = False
+        self.throttled = False
+        self.discarding = False
+        self.inbuf = bytearray()
+        self.created = now
+        self.last_active = now
+        self.last_message = now
+        self.ping_sent = 0.0
+        self.tokens = 0.0
+        self.token_time = now
+        # Opaque handle of the shell (the transport); the core never calls it.
+        self.sink: Any = None
+        # State of the plain-text port's session (see salon.server.plain).
+        self.plain: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} {self.nick} {self.ip}>"
+
+    def set_nick(self, nick: str, nick_cf: str) -> None:
+        self.nick = nick
+        self.nick_cf = nick_cf
+        self.update_prefix()
+
+    def update_prefix(self) -> None:
+        self.prefix = f"{self.nick}!{self.user or '*'}@{self.host}"
+
+    def has(self, cap: int) -> bool:
+        return bool(self.capmask & cap)

@@ -1,0 +1,77 @@
+"""The command table: every command salon understands, declared in one place.
+
+Modelled on ergo's irc/commands.go. ``prereg``: usable before registration; ``min_params``:
+fewer parameters get ERR_NEEDMOREPARAMS; ``oper``: operators only; ``idle``: counts as
+activity for WHOIS idle time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from salon.server.handlers import channels, messaging, modes, oper, queries, registration
+
+if TYPE_CHECKING:
+    from salon.proto.message import Message
+    from salon.server.client import Client
+    from salon.server.core import Server
+    from salon.server.responsebuffer import ResponseBuffer
+
+Handler = Callable[["Server", "Client", "Message", "ResponseBuffer"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    handler: Handler
+    min_params: int = 0
+    prereg: bool = False
+    oper: bool = False
+    idle: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    # Registration and connection
+    "CAP": Command(registration.cmd_cap, 1, prereg=True),
+    "PASS": Command(registration.cmd_pass, 1, prereg=True),
+    "NICK": Command(registration.cmd_nick, 0, prereg=True),
+    "USER": Command(registration.cmd_user, 4, prereg=True),
+    "PING": Command(registration.cmd_ping, 1, prereg=True),
+    "PONG": Command(registration.cmd_pong, 0, prereg=True),
+    "QUIT": Command(registration.cmd_quit, 0, prereg=True),
+    # Channels
+    "JOIN": Command(channels.cmd_join, 1),
+    "PART": Command(channels.cmd_part, 1),
+    "KICK": Command(channels.cmd_kick, 2),
+    "INVITE": Command(channels.cmd_invite, 0),
+    "TOPIC": Command(channels.cmd_topic, 1),
+    "NAMES": Command(channels.cmd_names, 0),
+    "LIST": Command(channels.cmd_list, 0),
+    "MODE": Command(modes.cmd_mode, 1),
+    # Messages
+    "PRIVMSG": Command(messaging.cmd_privmsg, 0, idle=True),
+    "NOTICE": Command(messaging.cmd_privmsg, 0, idle=True),
+    "TAGMSG": Command(messaging.cmd_tagmsg, 1),
+    "AWAY": Command(messaging.cmd_away, 0),
+    "SETNAME": Command(messaging.cmd_setname, 1),
+    # Queries
+    "LUSERS": Command(queries.cmd_lusers),
+    "MOTD": Command(queries.cmd_motd),
+    "TIME": Command(queries.cmd_time),
+    "VERSION": Command(queries.cmd_version),
+    "INFO": Command(queries.cmd_info),
+    "ADMIN": Command(queries.cmd_admin),
+    "HELP": Command(queries.cmd_help),
+    "LINKS": Command(queries.cmd_links),
+    "USERHOST": Command(queries.cmd_userhost, 1),
+    "ISON": Command(queries.cmd_ison, 1),
+    "WHO": Command(queries.cmd_who, 0),
+    "WHOIS": Command(queries.cmd_whois, 1),
+    "WHOWAS": Command(queries.cmd_whowas, 1),
+    "MONITOR": Command(queries.cmd_monitor, 1),
+    # Operators
+    "OPER": Command(oper.cmd_oper, 2),
+    "KILL": Command(oper.cmd_kill, 2, oper=True),
+    "WALLOPS": Command(oper.cmd_wallops, 1, oper=True),
+}

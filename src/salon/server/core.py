@@ -1,0 +1,590 @@
+"""The server core: state, input handling, delivery and timers. Sans-I/O.
+
+The shell (:mod:`salon.net`) calls :meth:`Server.connect`, :meth:`Server.feed`,
+:meth:`Server.disconnected`, :meth:`Server.tick` and :meth:`Server.complete`, each with the
+current time, then takes what the core produced:
+
+- ``server.dirty``: clients with bytes in their ``outbox``, to flush once per loop turn;
+- ``server.effects``: :mod:`salon.server.effects` values (close a connection, run slow
+  work off the loop).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from salon import __version__
+from salon.config import Config
+from salon.errors import CommandError, FailError, InvalidUTF8, LineTooLong, ProtocolError
+from salon.proto import numerics as n
+from salon.proto.casemap import NAME as CASEMAPPING
+from salon.proto.casemap import casefold
+from salon.proto.limits import MAX_INPUT
+from salon.proto.message import Message, encode_tags, parse
+from salon.server import caps
+from salon.server.channel import FLAG_MODES, LIST_MODES, PARAM_MODES, PREFIX_CHARS, PREFIX_MODES
+from salon.server.channel import SET_PARAM_MODES, Channel
+from salon.server.client import Client, Kind
+from salon.server.effects import Close, Effect, Offload
+from salon.server.responsebuffer import ResponseBuffer
+
+if TYPE_CHECKING:
+    from salon.server.commands import Command
+
+log = logging.getLogger("salon.server")
+
+
+@dataclass(slots=True)
+class WhowasEntry:
+    nick: str
+    user: str
+    host: str
+    realname: str
+    time: float
+
+
+USER_MODES = "BiowR"
+
+
+def format_time(now: float) -> str:
+    """server-time: "the timestamp MUST be in the format YYYY-MM-DDThh:mm:ss.sssZ" (UTC)."""
+    secs = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((now - secs) * 1000):03d}Z"
+
+
+class Server:
+    def __init__(self, config: Config, now: float | None = None) -> None:
+        from salon.server.commands import COMMANDS
+
+        self.config = config
+        self.name = config.server.name
+        self.commands: dict[str, Command] = COMMANDS
+        self.now = time.time() if now is None else now
+        self.started = self.now
+        self.clients: dict[int, Client] = {}
+        self.nicks: dict[str, Client] = {}
+        self.channels: dict[str, Channel] = {}
+        self.monitors: dict[str, set[Client]] = {}
+        self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
+        self.dirty: list[Client] = []
+        self.effects: list[Effect] = []
+        self._quitting: list[tuple[Client, str]] = []
+        self._next_id = 0
+        self._batch_counter = 0
+        self._msgid_prefix = secrets.token_hex(4)
+        self._msgid_counter = 0
+        self.max_local = 0
+        self.unregistered = 0
+        self.shutting_down = False
+        lim = config.limits
+        self.sendq = lim.sendq
+        self.recvq = lim.recvq
+        self.flood = config.flood.enabled
+        self.flood_rate = config.flood.rate
+        self.flood_burst = float(config.flood.burst)
+        self.flood_exempt = config.flood.exempt
+        self.throttled: set[Client] = set()
+        self.log_messages = config.log.messages
+        self.motd = config.motd_lines()
+        self.isupport_lines = self._build_isupport()
+
+    # ------------------------------------------------------------------ identifiers
+
+    def new_batch_id(self) -> str:
+        self._batch_counter += 1
+        return f"{self._batch_counter:x}"
+
+    def new_msgid(self) -> str:
+        self._msgid_counter += 1
+        return f"{self._msgid_prefix}{self._msgid_counter:x}"
+
+    def server_tags(self) -> dict[str, str]:
+        """Tags every relayed message carries: time and msgid."""
+        return {"time": format_time(self.now), "msgid": self.new_msgid()}
+
+    # ------------------------------------------------------------------ ISUPPORT
+
+    def _build_isupport(self) -> list[tuple[str, ...]]:
+        lim = self.config.limits
+        tokens = [
+            f"AWAYLEN={lim.awaylen}",
+            "BOT=B",
+            f"CASEMAPPING={CASEMAPPING}",
+            f"CHANLIMIT=#:{lim.max_channels}",
+            f"CHANMODES={LIST_MODES},{PARAM_MODES},{SET_PARAM_MODES},{FLAG_MODES}",
+            f"CHANNELLEN={lim.channellen}",
+            "CHANTYPES=#",
+            "ELIST=CMNTU",
+            "EXCEPTS=e",
+            f"HOSTLEN={64}",
+            "INVEX=I",
+            f"KICKLEN={lim.kicklen}",
+            f"MAXLIST=beI:{lim.max_list_entries}",
+            f"MAXTARGETS={lim.max_targets}",
+            "MODES=4",
+            f"MONITOR={lim.monitor}",
+            f"NETWORK={self.config.server.network}",
+            f"NICKLEN={lim.nicklen}",
+            f"PREFIX=({PREFIX_MODES}){PREFIX_CHARS}",
+            "SAFELIST",
+            f"STATUSMSG={PREFIX_CHARS}",
+            f"TARGMAX=NAMES:1,LIST:1,KICK:1,WHOIS:1,USERHOST:5,PRIVMSG:{lim.max_targets},"
+            f"TAGMSG:{lim.max_targets},NOTICE:{lim.max_targets},MONITOR:",
+            f"TOPICLEN={lim.topiclen}",
+            f"USERLEN={lim.userlen}",
+            "UTF8ONLY",
+            "WHOX",
+        ]
+        lines = []
+        for i in range(0, len(tokens), 12):
+            lines.append((*tokens[i : i + 12], "are supported by this server"))
+        return lines
+
+    # ------------------------------------------------------------------ connections
+
+    def connect(self, kind: Kind, ip: str, port: int, now: float) -> Client:
+        """A new connection was accepted."""
+        self.now = now
+        self._next_id += 1
+        client = Client(self._next_id, kind, ip, port, now)
+        client.tokens = self.flood_burst
+        if self.flood and self.flood_exempt:
+            addr = ipaddress.ip_address(ip)
+            if any(addr in net for net in self.flood_exempt):
+                client.tokens = float("inf")
+        self.clients[client.id] = client
+        self.unregistered += 1
+        log.info("connect id=%d ip=%s kind=%s", client.id, ip, kind.value)
+        if kind is Kind.PLAIN:
+            from salon.server import plain
+
+            plain.start(self, client)
+        return client
+
+    def disconnected(self, client: Client, now: float, reason: str = "Connection closed") -> None:
+        """The shell lost the connection (peer closed, error, or after a Close effect)."""
+        self.now = now
+        if not client.closed:
+            self.drop(client, reason)
+        self.settle()
+
+    def feed(self, client: Client, data: bytes, now: float) -> None:
+        """Bytes arrived from a client."""
+        self.now = now
+        if client.closed:
+            return
+        client.inbuf += data
+        self._process_input(client)
+        self.settle()
+
+    def _process_input(self, client: Client) -> None:
+        buf = client.inbuf
+        start = 0
+        flood = self.flood and client.registered
+        while not client.closed and not client.blocked:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                if len(buf) - start > MAX_INPUT:
+                    # An overlong line with no end in sight: refuse it now, drop the rest.
+                    self._input_too_long(client)
+                    client.discarding = True
+                    start = len(buf)
+                break
+            line = bytes(buf[start:nl])
+            if flood and client.tokens < float("inf"):
+                now = self.now
+                tokens = client.tokens + (now - client.token_time) * self.flood_rate
+                client.token_time = now
+                if tokens < 1.0:
+                    client.tokens = tokens
+                    client.throttled = True
+                    self.throttled.add(client)
+                    break
+                client.tokens = min(tokens, self.flood_burst) - 1.0
+            start = nl + 1
+            if client.discarding:
+                client.discarding = False
+                continue
+            self._handle_line(client, line)
+            if not flood and self.flood and client.registered:
+                flood = True
+        if start:
+            del buf[:start]
+        if len(buf) > self.recvq and not client.closed:
+            self.drop(client, "Excess Flood" if client.throttled else "RecvQ exceeded")
+
+    def _input_too_long(self, client: Client) -> None:
+        rb = ResponseBuffer(self, client, None)
+        rb.numeric(n.ERR_INPUTTOOLONG, "Input line too long")
+        rb.flush()
+
+    def _handle_line(self, client: Client, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if client.kind is Kind.PLAIN:
+            from salon.server import plain
+
+            plain.handle_line(self, client, line)
+            return
+        if not line.strip(b" "):
+            return
+        try:
+            msg = parse(line)
+        except LineTooLong:
+            self._input_too_long(client)
+            return
+        except InvalidUTF8 as exc:
+            command = exc.args[0] or "*"
+            rb = ResponseBuffer(self, client, None)
+            # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
+            rb.fail(command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
+            rb.flush()
+            return
+        except ProtocolError:
+            return
+        client.last_active = self.now
+        self.dispatch(client, msg)
+
+    def dispatch(self, client: Client, msg: Message) -> None:
+        label = msg.tags.get("label") if msg.tags else None
+        rb = ResponseBuffer(self, client, label)
+        cmd = self.commands.get(msg.command)
+        try:
+            if cmd is None:
+                if client.registered:
+                    raise CommandError(n.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
+                raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
+            if not client.registered and not cmd.prereg:
+                raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
+            if len(msg.params) < cmd.min_params:
+                raise CommandError(n.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+            if cmd.oper and client.oper is None:
+                raise CommandError(
+                    n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator"
+                )
+            if cmd.idle:
+                client.last_message = self.now
+            cmd.handler(self, client, msg, rb)
+        except CommandError as exc:
+            # The one place where domain errors become numerics.
+            rb.numeric(exc.numeric, *exc.params)
+        except FailError as exc:
+            rb.fail(exc.command, exc.code, *exc.context)
+        except Exception:
+            log.exception("bug while handling %s from %r", msg.command, client)
+            rb.numeric(n.ERR_UNKNOWNERROR, msg.command, "Internal error")
+        rb.flush()
+
+    def offload(self, effect: Offload) -> None:
+        """Queue slow work; the client's input waits until :meth:`complete`."""
+        effect.client.blocked = True
+        self.effects.append(effect)
+
+    def complete(self, effect: Offload, result: object, now: float) -> None:
+        """The shell finished an :class:`Offload`; continue in the core."""
+        self.now = now
+        client = effect.client
+        client.blocked = False
+        if client.closed:
+            return
+        rb = ResponseBuffer(self, client, effect.label)
+        try:
+            effect.done(result, rb)
+        except CommandError as exc:
+            rb.numeric(exc.numeric, *exc.params)
+        except FailError as exc:
+            rb.fail(exc.command, exc.code, *exc.context)
+        except Exception:
+            log.exception("bug completing offloaded work for %r", client)
+        rb.flush()
+        if client.inbuf:
+            self._process_input(client)
+        self.settle()
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now: float) -> None:
+        """Called by the shell several times a second: flood release and timeouts."""
+        self.now = now
+        if self.throttled:
+            for client in list(self.throttled):
+                if client.closed:
+                    self.throttled.discard(client)
+                    continue
+                if client.tokens + (now - client.token_time) * self.flood_rate >= 1.0:
+                    client.throttled = False
+                    self.throttled.discard(client)
+                    self._process_input(client)
+        self.settle()
+
+    def check_timeouts(self, now: float) -> None:
+        """Registration and ping timeouts (the shell calls this about once a second)."""
+        self.now = now
+        lim = self.config.limits
+        reg_deadline = now - lim.registration_timeout
+        idle_deadline = now - lim.ping_interval
+        for client in list(self.clients.values()):
+            if client.closed:
+                continue
+            if not client.registered:
+                if client.created < reg_deadline:
+                    self.drop(client, "Registration timed out")
+                continue
+            if client.ping_sent:
+                if client.last_active >= client.ping_sent:
+                    client.ping_sent = 0.0
+                elif now - client.ping_sent > lim.ping_timeout:
+                    self.drop(client, f"Ping timeout: {int(now - client.last_active)} seconds")
+            elif client.last_active < idle_deadline:
+                client.ping_sent = now
+                if client.kind is Kind.IRC:
+                    self.send(client, Message("PING", (self.name,)))
+                else:
+                    client.last_active = now
+        self.settle()
+
+    # ------------------------------------------------------------------ output
+
+    def write(self, client: Client, data: bytes) -> None:
+        """Append ready bytes to a client's outbox (the only way output leaves the core)."""
+        if client.closed:
+            return
+        client.outbox.append(data)
+        client.outbytes += len(data)
+        if not client.dirty:
+            client.dirty = True
+            self.dirty.append(client)
+        if client.outbytes > self.sendq:
+            self.drop(client, "SendQ exceeded")
+
+    def send(self, client: Client, msg: Message) -> None:
+        """Send one message to one client, with the tags its capabilities allow."""
+        if client.closed:
+            return
+        if client.variant < 0:
+            from salon.server import plain
+
+            data = plain.render(self, client, msg)
+            if data:
+                self.write(client, data)
+            return
+        tags = msg.tags
+        if tags:
+            allowed = caps.allowed_tags(dict(tags), client.capmask)
+            if allowed != tags:
+                msg = Message(msg.command, msg.params, msg.source, allowed or {})
+        self.write(client, msg.serialize())
+
+    def deliver(self, recipients: Iterable[Client], msg: Message, skip: Client | None = None) -> None:
+        """Fan a message out: serialized once per variant, appended to each outbox."""
+        body = msg.body()
+        plain_bytes: bytes | None = None
+        wire = body.encode("utf-8", "surrogateescape") + b"\r\n"
+        variants: dict[int, bytes] = {0: wire}
+        tags = msg.tags
+        for client in recipients:
+            if client is skip or client.closed:
+                continue
+            key = client.variant
+            data = variants.get(key)
+            if data is None:
+                if key < 0:
+                    from salon.server import plain
+
+                    if plain_bytes is None:
+                        plain_bytes = plain.render(self, client, msg) or b""
+                    data = plain_bytes
+                else:
+                    allowed = caps.allowed_tags(dict(tags), key) if tags else None
+                    data = ("@" + encode_tags(allowed) + " " if allowed else "").encode() + wire
+                variants[key] = data
+            if data:
+                self.write(client, data)
+
+    def numeric(self, client: Client, numeric: str, *params: str) -> None:
+        self.send(client, Message(numeric, (client.nick, *params), self.name))
+
+    def notice(self, client: Client, text: str) -> None:
+        self.send(client, Message("NOTICE", (client.nick, text), self.name))
+
+    def take_dirty(self) -> list[Client]:
+        dirty = self.dirty
+        self.dirty = []
+        return dirty
+
+    def take_effects(self) -> list[Effect]:
+        effects = self.effects
+        self.effects = []
+        return effects
+
+    # ------------------------------------------------------------------ quitting
+
+    def drop(self, client: Client, reason: str, *, error: str | None = None) -> None:
+        """Disconnect a client: tell it why, and remove it once the current work is done.
+
+        ``reason`` is what other users see in QUIT; ``error`` the ERROR line's text.
+        """
+        if client.closed:
+            return
+        if reason == "SendQ exceeded":
+            client.outbox.clear()
+            client.outbytes = 0
+        text = error if error is not None else f"Closing Link: {client.host} ({reason})"
+        if client.kind is Kind.IRC:
+            self.write(client, Message("ERROR", (text,)).serialize())
+        elif error is None:
+            self.write(client, f"* Disconnected: {reason}\r\n".encode())
+        client.closed = True
+        self._quitting.append((client, reason))
+
+    def settle(self) -> None:
+        """Finish the disconnections that the current work decided."""
+        while self._quitting:
+            batch = self._quitting
+            self._quitting = []
+            for client, reason in batch:
+                self._remove(client, reason)
+
+    def _remove(self, client: Client, reason: str) -> None:
+        if client.id not in self.clients:
+            return
+        del self.clients[client.id]
+        self.throttled.discard(client)
+        if client.registered:
+            quit_msg = Message("QUIT", (reason,), client.prefix, self.server_tags())
+            seen: set[Client] = {client}
+            for chan in list(client.channels.values()):
+                recipients = [m for m in chan.members if m not in seen]
+                seen.update(recipients)
+                self.deliver(recipients, quit_msg)
+                del chan.members[client]
+                if not chan.members:
+                    self.remove_channel(chan)
+            client.channels.clear()
+            if self.nicks.get(client.nick_cf) is client:
+                del self.nicks[client.nick_cf]
+            self.remember_whowas(client)
+            self.notify_monitors(client, online=False)
+            log.info("quit id=%d nick=%s reason=%s", client.id, client.nick, reason)
+        else:
+            self.unregistered -= 1
+            if client.nick_cf and self.nicks.get(client.nick_cf) is client:
+                del self.nicks[client.nick_cf]
+            log.info("disconnect id=%d unregistered reason=%s", client.id, reason)
+        for target in client.monitoring:
+            watchers = self.monitors.get(target)
+            if watchers is not None:
+                watchers.discard(client)
+                if not watchers:
+                    del self.monitors[target]
+        client.monitoring.clear()
+        self.effects.append(Close(client))
+
+    def remember_whowas(self, client: Client) -> None:
+        if self.whowas.maxlen:
+            self.whowas.appendleft(
+                WhowasEntry(client.nick, client.user, client.host, client.realname, self.now)
+            )
+
+    def remove_channel(self, chan: Channel) -> None:
+        self.channels.pop(chan.cf, None)
+
+    def shutdown(self, now: float, reason: str = "Server shutting down") -> None:
+        """Tell every client we are going away; the shell then closes the connections."""
+        self.now = now
+        self.shutting_down = True
+        for client in list(self.clients.values()):
+            self.drop(client, reason, error=reason)
+        self.settle()
+
+    # ------------------------------------------------------------------ shared helpers
+
+    def common_channel_members(self, client: Client) -> set[Client]:
+        members: set[Client] = set()
+        for chan in client.channels.values():
+            members.update(chan.members)
+        return members
+
+    def notify_monitors(self, client: Client, *, online: bool) -> None:
+        watchers = self.monitors.get(client.nick_cf)
+        if not watchers:
+            return
+        for watcher in list(watchers):
+            if online:
+                self.numeric(watcher, n.RPL_MONONLINE, client.prefix)
+            else:
+                self.numeric(watcher, n.RPL_MONOFFLINE, client.nick)
+
+    def user_count(self) -> int:
+        return len(self.clients) - self.unregistered
+
+    def lusers(self, rb: ResponseBuffer) -> None:
+        users = self.user_count()
+        invisible = sum(1 for c in self.clients.values() if c.registered and "i" in c.modes)
+        opers = sum(1 for c in self.clients.values() if c.oper is not None)
+        self.max_local = max(self.max_local, users)
+        rb.numeric(
+            n.RPL_LUSERCLIENT,
+            f"There are {users - invisible} users and {invisible} invisible on 1 servers",
+        )
+        rb.numeric(n.RPL_LUSEROP, str(opers), "IRC Operators online")
+        rb.numeric(n.RPL_LUSERUNKNOWN, str(self.unregistered), "unknown connection(s)")
+        rb.numeric(n.RPL_LUSERCHANNELS, str(len(self.channels)), "channels formed")
+        rb.numeric(n.RPL_LUSERME, f"I have {users} clients and 0 servers")
+        rb.numeric(
+            n.RPL_LOCALUSERS,
+            str(users),
+            str(self.max_local),
+            f"Current local users {users}, max {self.max_local}",
+        )
+        rb.numeric(
+            n.RPL_GLOBALUSERS,
+            str(users),
+            str(self.max_local),
+            f"Current global users {users}, max {self.max_local}",
+        )
+
+    def send_motd(self, rb: ResponseBuffer) -> None:
+        if not self.motd:
+            rb.numeric(n.ERR_NOMOTD, "MOTD File is missing")
+            return
+        rb.numeric(n.RPL_MOTDSTART, f"- {self.name} Message of the day - ")
+        for line in self.motd:
+            rb.numeric(n.RPL_MOTD, f"- {line}")
+        rb.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    def welcome(self, client: Client, rb: ResponseBuffer) -> None:
+        """Complete registration: 001 to 005, LUSERS and MOTD."""
+        client.registered = True
+        self.unregistered -= 1
+        client.update_prefix()
+        client.last_active = self.now
+        client.token_time = self.now
+        nick = client.nick
+        rb.numeric(n.RPL_WELCOME, f"Welcome to the {self.config.server.network} IRC Network {client.prefix}")
+        rb.numeric(n.RPL_YOURHOST, f"Your host is {self.name}, running version salon-{__version__}")
+        created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
+        rb.numeric(n.RPL_CREATED, f"This server was created {created}")
+        rb.numeric(
+            n.RPL_MYINFO,
+            self.name,
+            f"salon-{__version__}",
+            USER_MODES,
+            "".join(sorted(LIST_MODES + PARAM_MODES + SET_PARAM_MODES + FLAG_MODES + PREFIX_MODES)),
+            "".join(sorted(LIST_MODES + PARAM_MODES + SET_PARAM_MODES + PREFIX_MODES)),
+        )
+        for line in self.isupport_lines:
+            rb.numeric(n.RPL_ISUPPORT, *line)
+        self.lusers(rb)
+        self.send_motd(rb)
+        if client.modes:
+            rb.add(Message("MODE", (nick, "+" + "".join(sorted(client.modes))), client.prefix))
+        log.info("register id=%d nick=%s ip=%s", client.id, nick, client.ip)
+        self.notify_monitors(client, online=True)

@@ -1,0 +1,68 @@
+"""Operator commands: OPER, KILL, WALLOPS."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import partial
+
+from salon.errors import CommandError
+from salon.passwords import hash_password, verify_password
+from salon.proto import numerics as n
+from salon.proto.casemap import casefold
+from salon.proto.message import Message
+from salon.server.channel import mask_matches
+from salon.server.client import Client
+from salon.server.core import Server
+from salon.server.effects import Offload
+from salon.server.responsebuffer import ResponseBuffer
+
+log = logging.getLogger("salon.server")
+
+
+def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    name, password = msg.params[0], msg.params[1]
+    block = next((b for b in server.config.opers if b.name == name), None)
+    if block is None or not mask_matches(block.hostmask, client.prefix):
+        # Same answer for a wrong name as for a wrong password: no enumeration.
+        work = partial(verify_password, _DUMMY_HASH, password)
+    else:
+        work = partial(verify_password, block.password, password)
+
+    def done(ok: object, rb: ResponseBuffer) -> None:
+        if not ok or block is None:
+            log.warning("failed OPER attempt name=%s nick=%s ip=%s", name, client.nick, client.ip)
+            raise CommandError(n.ERR_PASSWDMISMATCH, "Password incorrect")
+        client.oper = block.name
+        client.modes.add("o")
+        rb.numeric(n.RPL_YOUREOPER, "You are now an IRC operator")
+        rb.add(Message("MODE", (client.nick, "+o"), client.prefix))
+        log.info("oper nick=%s name=%s", client.nick, block.name)
+
+    server.offload(Offload(client, work, done, rb.label))
+    # The reply comes from done(); keep the label for it instead of an empty ACK.
+    rb.label = None
+
+
+# A hash of a random secret, verified against when the name is unknown so that the timing
+# does not reveal which operator names exist.
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
+
+
+def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    nick, reason = msg.params[0], msg.params[1]
+    target = server.nicks.get(casefold(nick))
+    if target is None or not target.registered:
+        raise CommandError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+    log.info("kill nick=%s by=%s reason=%s", target.nick, client.nick, reason)
+    server.drop(
+        target,
+        f"Killed ({client.nick} ({reason}))",
+        error=f"Closing Link: {server.name} (Killed ({client.nick} ({reason})))",
+    )
+
+
+def cmd_wallops(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    wallops = Message("WALLOPS", (msg.params[0],), client.prefix)
+    recipients = [c for c in server.clients.values() if c.registered and "w" in c.modes]
+    server.deliver(recipients, wallops)

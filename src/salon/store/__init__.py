@@ -1,0 +1,1 @@
+"""Storage interfaces (typing.Protocol) and their implementations."""
