@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             password = args.password
             if password is None:
-                password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline()
+                password = (
+                    getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline()
+                )
                 password = password.rstrip("\n")
             if not password:
                 print("salon hash-password: empty password", file=sys.stderr)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -220,9 +219,9 @@ class Shell:
     def bound_ports(self) -> dict[str, int]:
         ports = {}
         for listener in self.listeners:
-            if listener.server is not None and listener.server.sockets:
-                sock: socket.socket = listener.server.sockets[0]  # type: ignore[assignment]
-                ports[listener.name] = sock.getsockname()[1]
+            srv = listener.server
+            if isinstance(srv, asyncio.Server) and srv.sockets:
+                ports[listener.name] = int(srv.sockets[0].getsockname()[1])
         return ports
 
     async def close_listeners(self) -> None:

@@ -140,10 +140,7 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
     UTF-8 (its ``args[0]`` is the command when it could be read), and :class:`ProtocolError`
     for an empty line or one with no command.
     """
-    if isinstance(line, str):
-        data = line.encode("utf-8", "surrogateescape")
-    else:
-        data = line
+    data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
     data = data.rstrip(b"\r\n")
     tags: Mapping[str, str] = _EMPTY_TAGS
     if data[:1] == b"@":
@@ -167,7 +164,11 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         command = data.decode("utf-8", "replace").lstrip(" ").split(" ", 2)
-        name = command[1] if command and command[0].startswith(":") and len(command) > 1 else command[0]
+        name = (
+            command[1]
+            if command and command[0].startswith(":") and len(command) > 1
+            else command[0]
+        )
         raise InvalidUTF8(name.upper() or None) from None
     if "\0" in text:
         raise ProtocolError("NUL in line")
@@ -182,10 +183,10 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
     elif head.startswith(":"):
         # A line that is only ':trailing' after the command cannot have a command.
         raise ProtocolError("no command")
-    words = head.split()
-    if not words:
+    parts = head.split()
+    if not parts:
         raise ProtocolError("no command")
-    command = words[0].upper()
+    command = parts[0].upper()
     if trailing is not None:
-        words.append(trailing)
-    return Message(command, tuple(words[1:]), source, tags)
+        parts.append(trailing)
+    return Message(command, tuple(parts[1:]), source, tags)

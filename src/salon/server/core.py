@@ -25,12 +25,18 @@ from salon.config import Config
 from salon.errors import CommandError, FailError, InvalidUTF8, LineTooLong, ProtocolError
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
-from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT
 from salon.proto.message import Message, encode_tags, parse
 from salon.server import caps
-from salon.server.channel import FLAG_MODES, LIST_MODES, PARAM_MODES, PREFIX_CHARS, PREFIX_MODES
-from salon.server.channel import SET_PARAM_MODES, Channel
+from salon.server.channel import (
+    FLAG_MODES,
+    LIST_MODES,
+    PARAM_MODES,
+    PREFIX_CHARS,
+    PREFIX_MODES,
+    SET_PARAM_MODES,
+    Channel,
+)
 from salon.server.client import Client, Kind
 from salon.server.effects import Close, Effect, Offload
 from salon.server.responsebuffer import ResponseBuffer
@@ -56,7 +62,9 @@ USER_MODES = "BiowR"
 def format_time(now: float) -> str:
     """server-time: "the timestamp MUST be in the format YYYY-MM-DDThh:mm:ss.sssZ" (UTC)."""
     secs = int(now)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((now - secs) * 1000):03d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((now - secs) * 1000):03d}Z"
+    )
 
 
 class Server:
@@ -382,7 +390,9 @@ class Server:
                 msg = Message(msg.command, msg.params, msg.source, allowed or {})
         self.write(client, msg.serialize())
 
-    def deliver(self, recipients: Iterable[Client], msg: Message, skip: Client | None = None) -> None:
+    def deliver(
+        self, recipients: Iterable[Client], msg: Message, skip: Client | None = None
+    ) -> None:
         """Fan a message out: serialized once per variant, appended to each outbox."""
         body = msg.body()
         plain_bytes: bytes | None = None
@@ -568,7 +578,10 @@ class Server:
         client.last_active = self.now
         client.token_time = self.now
         nick = client.nick
-        rb.numeric(n.RPL_WELCOME, f"Welcome to the {self.config.server.network} IRC Network {client.prefix}")
+        rb.numeric(
+            n.RPL_WELCOME,
+            f"Welcome to the {self.config.server.network} IRC Network {client.prefix}",
+        )
         rb.numeric(n.RPL_YOURHOST, f"Your host is {self.name}, running version salon-{__version__}")
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
         rb.numeric(n.RPL_CREATED, f"This server was created {created}")

@@ -192,7 +192,7 @@ def render(server: Server, client: Client, msg: Message) -> bytes | None:
         action = text.startswith("\x01ACTION ") and text.endswith("\x01")
         if text.startswith("\x01") and not action:
             return None
-        if p[0].startswith("#") or p[0][:1] in "@+" and p[0][1:2] == "#":
+        if p[0].startswith("#") or (p[0][:1] in "@+" and p[0][1:2] == "#"):
             where = _room_label(client, p[0].lstrip("@+"))
             if action:
                 return _line(f"{where}* {nick} {text[8:-1]}")

@@ -32,9 +32,7 @@ class ResponseBuffer:
 
     def numeric(self, numeric: str, *params: str) -> None:
         """A numeric addressed to this client: ``:server NNN <nick> params...``."""
-        self.messages.append(
-            Message(numeric, (self.client.nick, *params), self.server.name)
-        )
+        self.messages.append(Message(numeric, (self.client.nick, *params), self.server.name))
 
     def notice(self, text: str) -> None:
         self.messages.append(Message("NOTICE", (self.client.nick, text), self.server.name))
@@ -65,7 +63,8 @@ class ResponseBuffer:
         else:
             ref = server.new_batch_id()
             server.send(
-                client, Message("BATCH", ("+" + ref, "labeled-response"), server.name, {"label": label})
+                client,
+                Message("BATCH", ("+" + ref, "labeled-response"), server.name, {"label": label}),
             )
             for msg in msgs:
                 tags = dict(msg.tags)

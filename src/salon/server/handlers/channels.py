@@ -161,7 +161,9 @@ def cmd_kick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         if target not in chan.members:
             rb.numeric(n.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
             continue
-        kick = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags())
+        kick = Message(
+            "KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags()
+        )
         rb.add(kick)
         server.deliver(chan.members, kick, skip=client)
         leave(server, target, chan)
@@ -170,9 +172,9 @@ def cmd_kick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
 
 def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     if not msg.params:
-        for chan in server.channels.values():
-            if client.nick_cf in chan.invited:
-                rb.numeric(n.RPL_INVITELIST, chan.name)
+        for invited_to in server.channels.values():
+            if client.nick_cf in invited_to.invited:
+                rb.numeric(n.RPL_INVITELIST, invited_to.name)
         rb.numeric(n.RPL_ENDOFINVITELIST, "End of /INVITE list")
         return
     if len(msg.params) < 2:
@@ -248,11 +250,7 @@ def send_names(server: Server, client: Client, chan: Channel, rb: ResponseBuffer
         return
     symbol = "@" if "s" in chan.modes else "="
     mask = client.capmask
-    entries = [
-        names_entry(chan, m, mask)
-        for m in chan.members
-        if member or "i" not in m.modes
-    ]
+    entries = [names_entry(chan, m, mask) for m in chan.members if member or "i" not in m.modes]
     budget = 400 - len(server.name) - len(client.nick) - len(chan.name)
     line: list[str] = []
     size = 0
@@ -280,7 +278,9 @@ def cmd_names(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
             send_names(server, client, chan, rb)
 
 
-def _list_filter(server: Server, spec: str) -> tuple[list[str], list[str], list[tuple[str, str, int]]]:
+def _list_filter(
+    server: Server, spec: str
+) -> tuple[list[str], list[str], list[tuple[str, str, int]]]:
     """Split LIST parameters into masks, negated masks and ELIST conditions."""
     masks: list[str] = []
     negated: list[str] = []
@@ -311,7 +311,8 @@ def cmd_list(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     exact = [casefold(m) for m in masks if "*" not in m and "?" not in m]
     candidates: list[Channel]
     if exact and len(exact) == len(masks):
-        candidates = [c for cf in exact if (c := server.channels.get(cf)) is not None]
+        found = (server.channels.get(cf) for cf in exact)
+        candidates = [c for c in found if c is not None]
     else:
         candidates = list(server.channels.values())
     for chan in candidates:

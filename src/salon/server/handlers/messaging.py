@@ -77,7 +77,7 @@ def _relay_one(
     status = ""
     name = target
     while name[:1] in PREFIX_TO_MODE and name[1:2] in ("#", "@", "+"):
-        status = name[0] if not status else status
+        status = status if status else name[0]
         name = name[1:]
     params = (target,) if text is None else (target, text)
     out = Message(command, params, client.prefix, tags)
@@ -142,9 +142,7 @@ def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         rb.numeric(n.RPL_UNAWAY, "You are no longer marked as being away")
         away = Message("AWAY", (), client.prefix)
     # away-notify: "sent to all clients that share a channel with the user".
-    recipients = [
-        m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY
-    ]
+    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY]
     server.deliver(recipients, away, skip=client)
     notify_extended_monitor(server, client, away)
 
@@ -180,9 +178,7 @@ def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer
         raise FailError("SETNAME", "INVALID_REALNAME", "Realname is not valid")
     client.realname = realname
     change = Message("SETNAME", (realname,), client.prefix, server.server_tags())
-    recipients = [
-        m for m in server.common_channel_members(client) if m.capmask & caps.SETNAME
-    ]
+    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.SETNAME]
     server.deliver(recipients, change, skip=client)
     if client.capmask & caps.SETNAME:
         rb.add(change)

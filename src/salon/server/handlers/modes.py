@@ -75,7 +75,9 @@ def user_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     if unknown:
         rb.numeric(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if added or removed:
-        change = ("+" + "".join(added) if added else "") + ("-" + "".join(removed) if removed else "")
+        change = ("+" + "".join(added) if added else "") + (
+            "-" + "".join(removed) if removed else ""
+        )
         rb.add(Message("MODE", (client.nick, change), client.prefix))
 
 
@@ -100,6 +102,7 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     args = list(msg.params[2:])
     adding = True
     applied: list[tuple[bool, str, str | None]] = []
+    mask: str | None
     is_op = chan.is_op(client)
     denied = False
     changes = 0
@@ -109,8 +112,7 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
             continue
         if ch in LIST_MODES:
             if not args:
-                if adding or True:
-                    _list_mode(server, client, chan, ch, rb)
+                _list_mode(server, client, chan, ch, rb)
                 continue
             param = args.pop(0)
             if not is_op:
@@ -147,7 +149,9 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                 rb.numeric(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
                 continue
             if target not in chan.members:
-                rb.numeric(n.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel")
+                rb.numeric(
+                    n.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel"
+                )
                 continue
             if chan.set_prefix(target, ch, adding):
                 applied.append((adding, ch, target.nick))
@@ -216,14 +220,14 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     flags = ""
     params: list[str] = []
     sign = ""
-    for add, ch, param in applied:
+    for add, letter, arg in applied:
         want = "+" if add else "-"
         if want != sign:
             flags += want
             sign = want
-        flags += ch
-        if param is not None:
-            params.append(param)
+        flags += letter
+        if arg is not None:
+            params.append(arg)
     change = Message("MODE", (chan.name, flags, *params), client.prefix, server.server_tags())
     rb.add(change)
     server.deliver(chan.members, change, skip=client)

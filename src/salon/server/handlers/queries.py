@@ -70,14 +70,20 @@ HELP_TOPICS: dict[str, list[str]] = {
         "TOPIC, NAMES, LIST, WHO, WHOIS, AWAY, MODE, INVITE, KICK, MONITOR, QUIT.",
         "HELP <command> tells more about one of them.",
     ],
-    "JOIN": ["JOIN <#channel>[,<#channel>...] [<key>[,<key>...]]", "Joins channels. JOIN 0 leaves all."],
+    "JOIN": [
+        "JOIN <#channel>[,<#channel>...] [<key>[,<key>...]]",
+        "Joins channels. JOIN 0 leaves all.",
+    ],
     "PART": ["PART <#channel>[,...] [:<reason>]", "Leaves channels."],
     "PRIVMSG": ["PRIVMSG <target>[,...] :<text>", "Sends a message to a nick or a channel."],
     "NOTICE": ["NOTICE <target>[,...] :<text>", "Like PRIVMSG; never answered automatically."],
     "NICK": ["NICK <nickname>", "Changes your nickname."],
     "TOPIC": ["TOPIC <#channel> [:<topic>]", "Shows or sets a channel's topic."],
     "NAMES": ["NAMES <#channel>", "Lists who is in a channel."],
-    "LIST": ["LIST [<mask>|<filters>]", "Lists channels. Filters: >n, <n, C>n, C<n, T>n, T<n, !mask."],
+    "LIST": [
+        "LIST [<mask>|<filters>]",
+        "Lists channels. Filters: >n, <n, C>n, C<n, T>n, T<n, !mask.",
+    ],
     "WHO": ["WHO <mask> [%<fields>[,<token>]]", "Lists users matching a mask (WHOX supported)."],
     "WHOIS": ["WHOIS <nick>", "Shows information about a user."],
     "WHOWAS": ["WHOWAS <nick> [<count>]", "Shows information about a user who left."],
@@ -256,12 +262,16 @@ def cmd_who(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
                 and target is not exact
             ):
                 continue
-            if not everyone and target is not exact and not (
-                mask_matches(mask, target.nick)
-                or mask_matches(mask, target.user)
-                or mask_matches(mask, target.host)
-                or mask_matches(mask, target.realname)
-                or mask_matches(mask, server.name)
+            if (
+                not everyone
+                and target is not exact
+                and not (
+                    mask_matches(mask, target.nick)
+                    or mask_matches(mask, target.user)
+                    or mask_matches(mask, target.host)
+                    or mask_matches(mask, target.realname)
+                    or mask_matches(mask, server.name)
+                )
             ):
                 continue
             chan = next(iter(target.channels.values()), None) if target.channels else None
@@ -303,7 +313,13 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     if "B" in target.modes:
         rb.numeric(n.RPL_WHOISBOT, target.nick, f"is a bot on {server.config.server.network}")
     if client is target or client.oper is not None:
-        rb.numeric(n.RPL_WHOISACTUALLY, target.nick, f"{target.user}@{target.ip}", target.ip, "Actual user@host, Actual IP")
+        rb.numeric(
+            n.RPL_WHOISACTUALLY,
+            target.nick,
+            f"{target.user}@{target.ip}",
+            target.ip,
+            "Actual user@host, Actual IP",
+        )
     if target.away is not None:
         rb.numeric(n.RPL_AWAY, target.nick, target.away)
     rb.numeric(
@@ -369,7 +385,9 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
             if cf in client.monitoring:
                 continue
             if len(client.monitoring) >= limit:
-                rb.numeric(n.ERR_MONLISTFULL, str(limit), ",".join(targets[i:]), "Monitor list is full.")
+                rb.numeric(
+                    n.ERR_MONLISTFULL, str(limit), ",".join(targets[i:]), "Monitor list is full."
+                )
                 break
             client.monitoring.add(cf)
             server.monitors.setdefault(cf, set()).add(client)

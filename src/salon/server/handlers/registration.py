@@ -23,9 +23,7 @@ def valid_nick(nick: str, maxlen: int) -> bool:
     """RFC 2812 2.3.1: ``nickname = ( letter / special ) *8( letter / digit / special / "-" )``
     (salon allows up to NICKLEN characters)."""
     return (
-        0 < len(nick) <= maxlen
-        and nick[0] in _NICK_FIRST
-        and all(ch in _NICK_REST for ch in nick)
+        0 < len(nick) <= maxlen and nick[0] in _NICK_FIRST and all(ch in _NICK_REST for ch in nick)
     )
 
 
@@ -110,9 +108,7 @@ def try_register(server: Server, client: Client, rb: ResponseBuffer) -> None:
     if client.registered or client.cap_negotiating or not client.nick_cf or not client.user:
         return
     password = server.config.server.password
-    if password and not hmac.compare_digest(
-        (client.pass_given or "").encode(), password.encode()
-    ):
+    if password and not hmac.compare_digest((client.pass_given or "").encode(), password.encode()):
         rb.numeric(n.ERR_PASSWDMISMATCH, "Password incorrect")
         rb.flush()
         server.drop(client, "Bad password")

@@ -1,0 +1,235 @@
+"""Shared fixtures: a real salon server process on free loopback ports, and a small client."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(
+    port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(
+    path: Path, sections: dict[str, dict[str, Any]], opers: list[dict[str, str]] | None = None
+) -> None:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    for oper in opers or []:
+        lines.append("[[oper]]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in oper.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+class SalonProcess:
+    """``python -m salon serve`` as a real process on free ports, with its own data dir."""
+
+    def __init__(self, tmp: Path, **overrides: dict[str, Any]) -> None:
+        self.tmp = tmp
+        self.irc_port = free_port()
+        self.plain_port = free_port()
+        self.data_dir = tmp / "data"
+        self.log_path = tmp / "server.log"
+        sections: dict[str, dict[str, Any]] = {
+            "server": {"name": "test.salon", "data_dir": str(self.data_dir)},
+            "listen": {
+                "host": "127.0.0.1",
+                "irc_port": self.irc_port,
+                "plain_port": self.plain_port,
+            },
+            "flood": {"enabled": False},
+        }
+        opers = overrides.pop("opers", None)
+        for section, values in overrides.items():
+            sections.setdefault(section, {}).update(values)
+        self.config_path = tmp / "salon.toml"
+        write_config(self.config_path, sections, opers)  # type: ignore[arg-type]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SalonProcess:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "salon", "serve", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+        )
+        wait_port(self.irc_port, proc=self.proc)
+        wait_port(self.plain_port, proc=self.proc)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def salon(tmp_path: Path) -> Iterator[SalonProcess]:
+    server = SalonProcess(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_salon(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``make_salon(flood={"enabled": True})`` starts a server with overrides."""
+    started: list[SalonProcess] = []
+
+    def factory(**overrides: Any) -> SalonProcess:
+        sub = tmp_path / f"s{len(started)}"
+        sub.mkdir()
+        server = SalonProcess(sub, **overrides).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+class LineClient:
+    """A blocking test client for IRC or the plain-text port."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.lines: list[str] = []
+
+    def send(self, line: str | bytes) -> None:
+        data = line.encode() if isinstance(line, str) else line
+        if not data.endswith(b"\n"):
+            data += b"\r\n"
+        self.sock.sendall(data)
+
+    def readline(self, timeout: float | None = None) -> str:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no line; buffered {self.buf[:200]!r}")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"closed; buffered {self.buf[:200]!r}")
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(text)
+        return text
+
+    def expect(self, pattern: str, timeout: float | None = None) -> re.Match[str]:
+        """Read lines until one matches ``pattern`` (re.search); return the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        seen = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{pattern!r} not seen; got {seen[-20:]}")
+            line = self.readline(remaining)
+            seen.append(line)
+            m = rx.search(line)
+            if m:
+                return m
+
+    def read_all(self, quiet: float = 0.3) -> list[str]:
+        """Every line that arrives until ``quiet`` seconds pass without one."""
+        out = []
+        while True:
+            try:
+                out.append(self.readline(quiet))
+            except (TimeoutError, ConnectionError):
+                return out
+
+    def register(self, nick: str, caps: str = "") -> None:
+        if caps:
+            self.send("CAP LS 302")
+            self.send(f"CAP REQ :{caps}")
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick} 0 * :{nick} real")
+        if caps:
+            self.send("CAP END")
+        self.expect(r" 001 ")
+        self.expect(r" (376|422) ")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def connect() -> Iterator[Any]:
+    """Factory for :class:`LineClient`, closing them all at the end."""
+    clients: list[LineClient] = []
+
+    def factory(port: int, timeout: float = 5.0) -> LineClient:
+        c = LineClient(port, timeout)
+        clients.append(c)
+        return c
+
+    yield factory
+    for c in clients:
+        c.close()
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
