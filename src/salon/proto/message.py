@@ -163,13 +163,10 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        command = data.decode("utf-8", "replace").lstrip(" ").split(" ", 2)
-        name = (
-            command[1]
-            if command and command[0].startswith(":") and len(command) > 1
-            else command[0]
-        )
-        raise InvalidUTF8(name.upper() or None) from None
+        words = data.decode("utf-8", "replace").split()
+        if words and words[0].startswith(":"):
+            words = words[1:]
+        raise InvalidUTF8(words[0].upper() if words else None) from None
     if "\0" in text:
         raise ProtocolError("NUL in line")
     source: str | None = None
