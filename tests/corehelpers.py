@@ -1,0 +1,206 @@
+"""An in-process harness for the sans-I/O core: no sockets, no asyncio, an injected clock.
+
+``Net`` owns a :class:`~salon.server.core.Server` and the current time; ``Conn`` is one
+connection on it, feeding bytes in and reading what the core put in the outbox::
+
+    net = Net()
+    alice = net.register("alice")
+    alice.send("JOIN #c")
+    assert alice.numerics() == [...]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from salon.config import Config, from_mapping
+from salon.proto.message import Message, parse
+from salon.server.client import Client, Kind
+from salon.server.core import Server
+from salon.server.effects import Close, Effect, Offload
+
+START = 1000.0
+SERVER_NAME = "test.salon"
+
+
+def make_config(**sections: Any) -> Config:
+    """A validated config: ``make_config(flood={"enabled": True}, limits={"sendq": 4096})``.
+
+    Defaults for tests: server name ``test.salon`` and flood control off (most tests send
+    many lines at one instant). ``oper=[{...}]`` gives operator blocks.
+    """
+    raw: dict[str, Any] = {
+        "server": {"name": SERVER_NAME},
+        "flood": {"enabled": False},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return from_mapping(raw)
+
+
+class Net:
+    """A server with an injected clock, and the connections made to it."""
+
+    def __init__(self, config: Config | None = None, now: float = START, **sections: Any):
+        self.now = now
+        self.config = config if config is not None else make_config(**sections)
+        self.server = Server(self.config, now=now)
+        self.closed: list[Client] = []
+        self.pending: list[Offload] = []
+        self._port = 40000
+
+    # -------------------------------------------------------------- time
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def tick(self, seconds: float = 0.0) -> None:
+        self.advance(seconds)
+        self.server.tick(self.now)
+        self.collect_effects()
+
+    def check_timeouts(self, seconds: float = 0.0) -> None:
+        self.advance(seconds)
+        self.server.check_timeouts(self.now)
+        self.collect_effects()
+
+    # -------------------------------------------------------------- effects
+
+    def collect_effects(self) -> list[Effect]:
+        """Drain the core's effects: remember closes and offloads for the tests to inspect."""
+        effects = self.server.take_effects()
+        for effect in effects:
+            if isinstance(effect, Close):
+                self.closed.append(effect.client)
+            else:
+                self.pending.append(effect)
+        return effects
+
+    def run_offloads(self) -> int:
+        """Run queued Offload work synchronously and complete it; return how many ran."""
+        count = 0
+        while self.pending:
+            effect = self.pending.pop(0)
+            result = effect.work()
+            self.server.complete(effect, result, self.now)
+            self.collect_effects()
+            count += 1
+        return count
+
+    # -------------------------------------------------------------- connections
+
+    def connect(self, kind: Kind = Kind.IRC, ip: str = "127.0.0.1") -> Conn:
+        self._port += 1
+        client = self.server.connect(kind, ip, self._port, self.now)
+        self.collect_effects()
+        return Conn(self, client)
+
+    def register(
+        self, nick: str, caps: Iterable[str] = (), ip: str = "127.0.0.1", user: str | None = None
+    ) -> Conn:
+        """Connect and register an IRC client (optionally requesting capabilities); the
+        welcome burst is read and cleared."""
+        conn = self.connect(Kind.IRC, ip)
+        wanted = " ".join(caps)
+        if wanted:
+            conn.send("CAP LS 302")
+            conn.send(f"CAP REQ :{wanted}")
+        conn.send(f"NICK {nick}")
+        conn.send(f"USER {user or nick} 0 * :{nick} real")
+        if wanted:
+            conn.send("CAP END")
+        lines = conn.lines()
+        assert any(f" 001 {nick} " in line for line in lines), lines
+        if wanted:
+            assert any(" ACK " in line for line in lines), lines
+        return conn
+
+    def plain(self, name: str | None = None, ip: str = "127.0.0.1") -> Conn:
+        """Connect to the plain-text port; with ``name``, answer the prompt and clear."""
+        conn = self.connect(Kind.PLAIN, ip)
+        if name is not None:
+            conn.send(name)
+            conn.lines()
+        return conn
+
+    def is_closed(self, conn: Conn) -> bool:
+        return conn.client in self.closed
+
+
+class Conn:
+    """One connection: ``send`` lines in, read what the core wrote for it."""
+
+    def __init__(self, net: Net, client: Client) -> None:
+        self.net = net
+        self.client = client
+
+    @property
+    def nick(self) -> str:
+        return self.client.nick
+
+    def feed(self, data: bytes) -> None:
+        self.net.server.feed(self.client, data, self.net.now)
+        self.net.collect_effects()
+
+    def send(self, line: str | bytes) -> None:
+        """Send one line; CR LF is added."""
+        data = line.encode() if isinstance(line, str) else line
+        self.feed(data + b"\r\n")
+
+    def raw(self) -> bytes:
+        """Everything in the outbox, which is then cleared (as a shell flush would)."""
+        data = b"".join(self.client.outbox)
+        self.client.outbox.clear()
+        self.client.outbytes = 0
+        self.client.dirty = False
+        dirty = self.net.server.dirty
+        if self.client in dirty:
+            dirty.remove(self.client)
+        return data
+
+    def lines(self) -> list[str]:
+        data = self.raw()
+        assert not data or data.endswith(b"\r\n"), data[-100:]
+        return [line.decode("utf-8") for line in data.split(b"\r\n")[:-1]]
+
+    def messages(self) -> list[Message]:
+        return [parse(line, max_body=100_000) for line in self.lines()]
+
+    def numerics(self) -> list[str]:
+        """The commands (numerics included) of the messages waiting, in order."""
+        return [m.command for m in self.messages()]
+
+    def expect(self, pattern: str) -> list[str]:
+        """Read and clear the outbox; assert some line matches ``pattern`` (re.search)."""
+        lines = self.lines()
+        assert any(re.search(pattern, line) for line in lines), (pattern, lines)
+        return lines
+
+    def nothing(self) -> None:
+        lines = self.lines()
+        assert lines == [], lines
+
+
+def find(messages: Iterable[Message], command: str) -> list[Message]:
+    return [m for m in messages if m.command == command]
+
+
+def one(messages: Iterable[Message], command: str) -> Message:
+    found = find(messages, command)
+    assert len(found) == 1, (command, [str(m) for m in messages])
+    return found[0]
+
+
+def isupport(messages: Iterable[Message]) -> dict[str, str]:
+    """The 005 tokens: ``{"NICKLEN": "30", "UTF8ONLY": "", ...}``."""
+    tokens: dict[str, str] = {}
+    for m in find(messages, "005"):
+        for token in m.params[1:-1]:
+            key, _, value = token.partition("=")
+            tokens[key] = value
+    return tokens
