@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,15 @@ CLOSE_TIMEOUT = 5.0
 
 class StartupError(Exception):
     """The server cannot start (port in use, unwritable data directory): one line for the user."""
+
+
+def _reason(exc: OSError) -> str:
+    """A short reason for an OSError: "Address already in use", not uvloop's long text."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or exc.__class__.__name__
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -181,22 +192,23 @@ class Shell:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        data = self.config.data_path
-        try:
-            data.mkdir(parents=True, exist_ok=True)
-            self.db = Database(data / "salon.db")
-        except OSError as exc:
-            raise StartupError(f"cannot use data directory {data}: {exc.strerror}") from None
-        except Exception as exc:  # sqlite3.Error
-            raise StartupError(f"cannot open database in {data}: {exc}") from None
         host = self.config.listen.host
         wanted = [
             Listener("irc", self.config.listen.irc_port, Kind.IRC),
             Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
         ]
+        wanted = [listener for listener in wanted if listener.port != 0]
+        if not wanted:
+            raise StartupError("both listeners are off (irc_port and plain_port are 0)")
+        data = self.config.data_path
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            self.db = Database(data / "salon.db")
+        except OSError as exc:
+            raise StartupError(f"cannot use data directory {data}: {_reason(exc)}") from None
+        except Exception as exc:  # sqlite3.Error
+            raise StartupError(f"cannot open database in {data}: {exc}") from None
         for listener in wanted:
-            if listener.port == 0:
-                continue
             kind = listener.kind
             try:
                 listener.server = await self.loop.create_server(
@@ -208,13 +220,21 @@ class Shell:
                 )
             except OSError as exc:
                 await self.close_listeners()
-                reason = exc.strerror or str(exc)
+                self._close_db()
                 raise StartupError(
-                    f"cannot listen on {host}:{listener.port} ({listener.name}): {reason}"
+                    f"cannot listen on {host}:{listener.port} ({listener.name}): {_reason(exc)}"
                 ) from None
             self.listeners.append(listener)
+        # Logged only once every listener is bound, so that a failed start prints one line.
+        for listener in self.listeners:
             log.info("listening for %s on %s:%d", listener.name, host, listener.port)
         self._timer = self.loop.call_later(TICK, self._tick)
+
+    def _close_db(self) -> None:
+        if self.db is not None:
+            with contextlib.suppress(Exception):
+                self.db.close()
+            self.db = None
 
     def bound_ports(self) -> dict[str, int]:
         ports = {}
@@ -253,8 +273,7 @@ class Shell:
         for transport in list(self.transports.values()):
             transport.abort()
         await self.close_listeners()
-        if self.db is not None:
-            self.db.close()
+        self._close_db()
         self.stopped.set()
 
 

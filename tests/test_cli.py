@@ -1,0 +1,353 @@
+"""The ``salon`` command line: serve flags, check-config, hash-password, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LineClient, free_port, wait_port, write_config
+
+pytestmark = pytest.mark.timeout(30)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "salon" / "salon.example.toml"
+
+
+def salon_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "salon", *args]
+
+
+def run_salon(*args: str, cwd: Path | None = None, timeout: float = 20.0) -> Any:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        salon_cmd(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
+
+
+def assert_one_line_error(result: Any) -> str:
+    """Exit code 2, and exactly one line on stderr, never a traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    err = result.stderr.strip()
+    assert err, "no error message"
+    assert "\n" not in err, f"stderr is not one line: {result.stderr!r}"
+    return err
+
+
+class Served:
+    """``salon serve`` with explicit flags, stopped (and checked) at the end."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.cwd = cwd
+        self.stderr_path = cwd / "stderr.log"
+        self._err = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            salon_cmd("serve", *args), stdout=subprocess.DEVNULL, stderr=self._err, cwd=cwd
+        )
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._err.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    started: list[Served] = []
+
+    def factory(*args: str, cwd: Path | None = None) -> Served:
+        s = Served(list(args), cwd or tmp_path)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop()
+
+
+def register(port: int, nick: str) -> list[str]:
+    c = LineClient(port)
+    try:
+        c.register(nick)
+        return c.lines
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def test_serve_help_documents_flags_and_default_data_dir() -> None:
+    result = run_salon("serve", "--help")
+    assert result.returncode == 0
+    out = result.stdout
+    for flag in ("--host", "--irc-port", "--plain-port", "--data-dir", "--server-name", "--config"):
+        assert flag in out
+    assert "./salon-data" in out
+    assert "0 = off" in out
+
+
+def test_serve_flags_default_data_dir_and_database(serve: Any, tmp_path: Path) -> None:
+    irc, plain = free_port(), free_port()
+    s = serve(
+        "--host",
+        "127.0.0.1",
+        "--irc-port",
+        str(irc),
+        "--plain-port",
+        str(plain),
+        "--server-name",
+        "flags.example",
+    )
+    wait_port(irc, proc=s.proc)
+    wait_port(plain, proc=s.proc)
+    lines = register(irc, "alice")
+    assert any(line.startswith(":flags.example 001 alice ") for line in lines), lines
+    # No --data-dir: ./salon-data in the working directory, holding the SQLite database.
+    data = tmp_path / "salon-data"
+    assert data.is_dir()
+    db = data / "salon.db"
+    assert db.is_file()
+    assert db.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert s.stop() == 0
+
+
+def test_serve_data_dir_flag(serve: Any, tmp_path: Path) -> None:
+    irc = free_port()
+    data = tmp_path / "nested" / "state"
+    s = serve("--irc-port", str(irc), "--plain-port", "0", "--data-dir", str(data))
+    wait_port(irc, proc=s.proc)
+    assert (data / "salon.db").is_file()
+    assert not (tmp_path / "salon-data").exists()
+
+
+def test_port_zero_turns_a_listener_off(serve: Any, tmp_path: Path) -> None:
+    plain = free_port()
+    data = tmp_path / "d"
+    s = serve("--irc-port", "0", "--plain-port", str(plain), "--data-dir", str(data))
+    wait_port(plain, proc=s.proc)
+    c = LineClient(plain)
+    try:
+        c.expect("Your name:")
+    finally:
+        c.close()
+    log = s.log()
+    assert "listening for plain" in log
+    assert "listening for irc" not in log
+
+    irc = free_port()
+    s2 = serve("--irc-port", str(irc), "--plain-port", "0", "--data-dir", str(data) + "2")
+    wait_port(irc, proc=s2.proc)
+    assert "listening for plain" not in s2.log()
+    assert "listening for irc" in s2.log()
+
+
+def test_config_file_and_flags_override_it(serve: Any, tmp_path: Path) -> None:
+    irc = free_port()
+    cfg = tmp_path / "salon.toml"
+    write_config(
+        cfg,
+        {
+            "server": {"name": "from.config", "data_dir": str(tmp_path / "cfgdata")},
+            "listen": {"host": "127.0.0.1", "irc_port": free_port(), "plain_port": 0},
+        },
+    )
+    s = serve("--config", str(cfg), "--irc-port", str(irc), "--server-name", "from.flag")
+    wait_port(irc, proc=s.proc)
+    lines = register(irc, "bob")
+    assert any(line.startswith(":from.flag 001 bob ") for line in lines), lines
+    assert (tmp_path / "cfgdata" / "salon.db").is_file()
+
+
+def test_both_listeners_off_is_an_error(tmp_path: Path) -> None:
+    result = run_salon("serve", "--irc-port", "0", "--plain-port", "0", cwd=tmp_path)
+    err = assert_one_line_error(result)
+    assert "listener" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        ["--irc-port", "99999"],
+        ["--irc-port", "six"],
+        ["--server-name", "no dots here"],
+        ["--config", "does-not-exist.toml"],
+        ["extra-positional"],
+    ],
+)
+def test_serve_bad_flag_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
+    assert_one_line_error(run_salon("serve", *args, cwd=tmp_path))
+
+
+def test_serve_bad_config_one_line_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[limits]\nsendq = "lots"\n')
+    err = assert_one_line_error(run_salon("serve", "--config", str(cfg), cwd=tmp_path))
+    assert "limits.sendq" in err
+
+
+def test_serve_unreadable_motd_file_one_line_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "motd.toml"
+    write_config(
+        cfg,
+        {
+            "server": {"motd_file": str(tmp_path / "missing-motd.txt")},
+            "listen": {"irc_port": free_port(), "plain_port": 0},
+        },
+    )
+    err = assert_one_line_error(run_salon("serve", "--config", str(cfg), cwd=tmp_path))
+    assert "motd_file" in err
+
+
+def test_serve_unusable_data_dir_one_line_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    result = run_salon(
+        "serve", "--irc-port", str(free_port()), "--plain-port", "0", "--data-dir", str(blocker)
+    )
+    err = assert_one_line_error(result)
+    assert "data directory" in err
+
+
+@pytest.mark.parametrize("which", ["irc", "plain"])
+def test_serve_port_in_use_one_line_exit_2(which: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        other = free_port()
+        irc, plain = (taken, other) if which == "irc" else (other, taken)
+        result = run_salon(
+            "serve", "--irc-port", str(irc), "--plain-port", str(plain), cwd=tmp_path
+        )
+    err = assert_one_line_error(result)
+    assert str(taken) in err
+    assert "in use" in err
+
+
+def test_serve_bad_host_one_line_exit_2(tmp_path: Path) -> None:
+    result = run_salon(
+        "serve", "--host", "256.1.2.3", "--irc-port", str(free_port()), "--plain-port", "0",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(result)
+
+
+# ---------------------------------------------------------------------- check-config
+
+
+def test_check_config_example_ok() -> None:
+    result = run_salon("check-config", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert result.stderr == ""
+
+
+def test_check_config_minimal_ok(tmp_path: Path) -> None:
+    cfg = tmp_path / "ok.toml"
+    write_config(
+        cfg,
+        {
+            "server": {"name": "chat.example.org"},
+            "listen": {"irc_port": 6697, "plain_port": 0},
+            "flood": {"exempt": ["10.0.0.0/8", "::1/128"]},
+            "log": {"messages": True},
+        },
+    )
+    result = run_salon("check-config", str(cfg))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server\nname = 'x.y'\n", "TOML"),
+        ("[server]\nname = \n", "TOML"),
+        ("[server]\nnmae = 'x.y'\n", "server.nmae"),
+        ("[nosuchsection]\n", "nosuchsection"),
+        ("[limits]\nsendq = 'big'\n", "limits.sendq"),
+        ("[limits]\nsendq = 10\n", "limits.sendq"),
+        ("[listen]\nirc_port = 70000\n", "listen.irc_port"),
+        ("[flood]\nexempt = ['not-a-net']\n", "flood.exempt"),
+        ("[flood]\nenabled = 'yes'\n", "flood.enabled"),
+        ("[log]\nlevel = 'loud'\n", "log.level"),
+        ("[[oper]]\nname = 'a'\npassword = 'plaintext'\n", "oper[0].password"),
+        ("server = 3\n", "server"),
+    ],
+)
+def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    err = assert_one_line_error(run_salon("check-config", str(cfg)))
+    assert needle in err
+
+
+def test_check_config_missing_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_salon("check-config", str(tmp_path / "nope.toml")))
+
+
+def test_check_config_needs_a_file() -> None:
+    assert_one_line_error(run_salon("check-config"))
+
+
+def test_bad_subcommand_and_no_subcommand() -> None:
+    assert_one_line_error(run_salon("frobnicate"))
+    result = run_salon()
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+# ---------------------------------------------------------------------- hash-password
+
+
+def test_hash_password_prints_argon2id() -> None:
+    from argon2 import PasswordHasher
+
+    result = run_salon("hash-password", "s3cret pw")
+    assert result.returncode == 0, result.stderr
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$argon2id$")
+    assert "\n" not in hashed
+    assert PasswordHasher().verify(hashed, "s3cret pw")
+
+
+def test_hash_password_from_stdin_and_empty() -> None:
+    from argon2 import PasswordHasher
+
+    env = dict(os.environ)
+    result = subprocess.run(
+        salon_cmd("hash-password"), input="piped\n", capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert PasswordHasher().verify(result.stdout.strip(), "piped")
+    empty = subprocess.run(
+        salon_cmd("hash-password"), input="\n", capture_output=True, text=True, env=env
+    )
+    assert_one_line_error(empty)
+
+
+def test_serve_stops_cleanly_on_sigterm_without_clients(serve: Any, tmp_path: Path) -> None:
+    irc = free_port()
+    s = serve("--irc-port", str(irc), "--plain-port", "0", "--data-dir", str(tmp_path / "x"))
+    wait_port(irc, proc=s.proc)
+    t0 = time.monotonic()
+    assert s.stop() == 0
+    assert time.monotonic() - t0 < 5
+    assert "Traceback" not in s.log()
