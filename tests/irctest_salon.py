@@ -1,0 +1,273 @@
+"""irctest controller for salon.
+
+irctest (https://github.com/progval/irctest) imports this module with
+``pytest --controller irctest_salon`` when ``tests/`` is on PYTHONPATH; see
+``scripts/irctest.sh``. It runs inside irctest's own virtualenv, not salon's, so it is
+not collected by salon's pytest run and not type-checked with the package.
+
+Every test gets a fresh salon process with its own config and data directory in a
+temporary directory; the process (and its whole process group) is killed afterwards.
+
+The salon interpreter is ``$SALON_PYTHON`` when set, else the repo's ``.venv/bin/python``,
+else the interpreter running irctest (with the repo's ``src`` put on its PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from irctest.basecontrollers import (
+    BaseServerController,
+    DirectoryBasedController,
+    ProcessStopped,
+)
+from irctest.runner import NotImplementedByController
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+OPER_NAME = "operuser"
+OPER_PASSWORD = "operpassword"
+
+CONFIG_TEMPLATE = """\
+[server]
+name = "My.Little.Server"
+description = "test server"
+data_dir = {data_dir}
+password = {password}
+
+[listen]
+host = {hostname}
+irc_port = {port}
+plain_port = 0
+
+[limits]
+nicklen = 32
+
+[flood]
+enabled = false
+
+[log]
+level = {log_level}
+
+[[oper]]
+name = {oper_name}
+password = {oper_hash}
+"""
+
+_oper_hash: str | None = None
+
+
+def toml_str(value: str) -> str:
+    """Quote ``value`` as a TOML basic string."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def salon_python() -> tuple[str, dict[str, str]]:
+    """The interpreter that runs salon, and the environment to run it with."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # irctest's PYTHONPATH is no business of salon's
+    env["PYTHONUNBUFFERED"] = "1"
+    explicit = os.environ.get("SALON_PYTHON")
+    if explicit:
+        return explicit, env
+    venv_python = REPO_DIR / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        return str(venv_python), env
+    env["PYTHONPATH"] = str(REPO_DIR / "src")
+    return sys.executable, env
+
+
+def oper_password_hash() -> str:
+    """argon2id hash of OPER_PASSWORD, computed once per process."""
+    global _oper_hash
+    if _oper_hash is not None:
+        return _oper_hash
+    try:
+        from argon2 import PasswordHasher
+    except ImportError:
+        python, env = salon_python()
+        attempts = [
+            [
+                python,
+                "-c",
+                f"from argon2 import PasswordHasher; print(PasswordHasher().hash({OPER_PASSWORD!r}))",
+            ],
+            [python, "-m", "salon", "hash-password", OPER_PASSWORD],
+        ]
+        errors = []
+        for cmd in attempts:
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+            lines = res.stdout.strip().splitlines()
+            if res.returncode == 0 and lines and lines[-1].startswith("$argon2"):
+                _oper_hash = lines[-1].strip()
+                return _oper_hash
+            errors.append(f"{cmd[:3]}: rc={res.returncode} {res.stderr.strip()[-500:]}")
+        raise RuntimeError("cannot hash the oper password: " + "; ".join(errors)) from None
+    _oper_hash = PasswordHasher().hash(OPER_PASSWORD)
+    return _oper_hash
+
+
+# Controllers whose server is running. irctest makes one controller per test and tests of
+# one worker run one after the other, so when a new server starts any other one left here
+# belongs to a test that never reached tearDown() (e.g. it skipped inside setUp()).
+_running: set[SalonController] = set()
+
+
+def _kill_leftovers(keep: SalonController | None = None) -> None:
+    for controller in list(_running):
+        if controller is not keep:
+            try:
+                controller.kill()
+            except Exception:
+                pass
+            _running.discard(controller)
+
+
+atexit.register(_kill_leftovers)
+
+
+class SalonController(BaseServerController, DirectoryBasedController):
+    software_name = "salon"
+    supported_sasl_mechanisms: set[str] = set()
+    supports_sts = False
+    _port_wait_interval = 0.05
+
+    def create_config(self) -> None:
+        super().create_config()
+        with self.open_file("salon.toml"):
+            pass
+
+    def _not_implemented(self, what: str) -> None:
+        # setUp() failed, so tearDown() will not release the ports irctest reserved.
+        self.kill()
+        raise NotImplementedByController(what)
+
+    def run(
+        self,
+        hostname: str,
+        port: int,
+        *,
+        password: str | None,
+        ssl: bool,
+        run_services: bool,
+        faketime: str | None,
+        websocket_hostname: str | None = None,
+        websocket_port: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if websocket_hostname is not None or websocket_port is not None:
+            self._not_implemented("Websocket")
+        if ssl:
+            self._not_implemented("TLS")
+        if run_services:
+            self._not_implemented("services")
+        assert self.proc is None
+        _kill_leftovers(keep=self)
+
+        self.hostname = hostname
+        self.port = port
+        self.create_config()
+        assert self.directory is not None
+        config_path = self.directory / "salon.toml"
+        with self.open_file("salon.toml", "w") as fd:
+            fd.write(
+                CONFIG_TEMPLATE.format(
+                    data_dir=toml_str(str(self.directory / "data")),
+                    password=toml_str(password or ""),
+                    hostname=toml_str(hostname),
+                    port=port,
+                    log_level=toml_str("debug" if self.debug_mode else "info"),
+                    oper_name=toml_str(OPER_NAME),
+                    oper_hash=toml_str(oper_password_hash()),
+                )
+            )
+
+        if faketime and shutil.which("faketime"):
+            faketime_cmd = ["faketime", "-f", faketime]
+            self.faketime_enabled = True
+        else:
+            faketime_cmd = []
+
+        python, env = salon_python()
+        log_path = self.directory / "salon.log"
+        output: dict[str, Any] = {}
+        if not self.debug_mode:  # in debug mode, execute() streams the output instead
+            log_fd = log_path.open("wb")
+            output = {"stdout": log_fd, "stderr": log_fd}
+        try:
+            self.proc = self.execute(
+                [*faketime_cmd, python, "-m", "salon", "serve", "--config", config_path],
+                proc_name="salon",
+                cwd=self.directory,
+                env=env,
+                **output,
+            )
+        finally:
+            if output:
+                log_fd.close()
+        _running.add(self)
+
+        try:
+            self.wait_for_port()
+        except ProcessStopped as e:
+            tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+            self.kill()
+            raise ProcessStopped(f"salon did not start ({e}); its output:\n{tail}") from None
+        except BaseException:
+            self.kill()  # setUp() fails, so tearDown() will not run
+            raise
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            # start_new_session=True in execute(): the group id is the leader's pid.
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def _stop(self, grace: float) -> None:
+        """SIGTERM the server's process group, SIGKILL it after `grace` seconds."""
+        assert self.proc is not None
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(10)
+        # Sweep anything the server left behind in its group.
+        self._signal_group(signal.SIGKILL)
+        self.proc = None
+        _running.discard(self)
+
+    def kill_proc(self) -> None:
+        self._stop(grace=5)
+
+    def terminate(self) -> None:
+        """Stop the server gracefully, keeping its directory (used by restart tests)."""
+        self._stop(grace=10)
+
+    def kill(self) -> None:
+        super().kill()
+        self.directory = None  # removed by super().kill(); do not remove it twice
+        _running.discard(self)
+
+
+def get_irctest_controller_class() -> type[SalonController]:
+    return SalonController
