@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Final
 
 from salon.errors import InvalidUTF8, LineTooLong, ProtocolError, SerializationError
-from salon.proto.limits import MAX_BODY, MAX_CLIENT_TAGS, MAX_TAGS
+from salon.proto.limits import MAX_BODY, MAX_CLIENT_TAGS
 
 _EMPTY_TAGS: Final[Mapping[str, str]] = MappingProxyType({})
 
@@ -147,16 +147,15 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         space = data.find(b" ")
         if space < 0:
             raise ProtocolError("tags without a command")
-        if space + 1 > MAX_TAGS:
+        # message-tags: "Clients MUST NOT send messages with tag data exceeding 4094 bytes"
+        # (the tag data excludes the leading '@' and the trailing space).
+        if space - 1 > MAX_CLIENT_TAGS:
             raise LineTooLong("tags too long")
         raw_tags = data[1:space]
-        client_tag_bytes = sum(len(t) + 1 for t in raw_tags.split(b";") if t[:1] == b"+")
-        if client_tag_bytes - 1 > MAX_CLIENT_TAGS:
-            raise LineTooLong("client tags too long")
         try:
             tags = parse_tags(raw_tags.decode("utf-8"))
         except UnicodeDecodeError:
-            raise InvalidUTF8(None) from None
+            raise InvalidUTF8(None, {}) from None
         data = data[space + 1 :].lstrip(b" ")
     if len(data) > max_body:
         raise LineTooLong("line too long")
@@ -166,7 +165,7 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         words = data.decode("utf-8", "replace").split()
         if words and words[0].startswith(":"):
             words = words[1:]
-        raise InvalidUTF8(words[0].upper() if words else None) from None
+        raise InvalidUTF8(words[0].upper() if words else None, dict(tags)) from None
     if "\0" in text:
         raise ProtocolError("NUL in line")
     source: str | None = None

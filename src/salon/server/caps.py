@@ -59,6 +59,8 @@ def allowed_tags(tags: dict[str, str] | None, mask: int) -> dict[str, str] | Non
     """
     if not tags:
         return None
+    if "label" in tags and not mask & LABELED_RESPONSE:
+        tags = {k: v for k, v in tags.items() if k != "label"}
     if mask & MESSAGE_TAGS:
         out = dict(tags)
         if not mask & SERVER_TIME:
@@ -75,4 +77,7 @@ def allowed_tags(tags: dict[str, str] | None, mask: int) -> dict[str, str] | Non
         out["account"] = tags["account"]
     if mask & BATCH and "batch" in tags:
         out["batch"] = tags["batch"]
+    # labeled-response works without message-tags: the label tag is its own.
+    if "label" in tags:
+        out["label"] = tags["label"]
     return out or None

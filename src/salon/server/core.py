@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from salon import __version__
 from salon.config import Config
-from salon.errors import CommandError, FailError, InvalidUTF8, LineTooLong, ProtocolError
+from salon.errors import (
+    CommandError,
+    FailError,
+    InvalidUTF8,
+    LineTooLong,
+    ProtocolError,
+    SerializationError,
+)
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.limits import MAX_INPUT
@@ -250,7 +257,8 @@ class Server:
             return
         except InvalidUTF8 as exc:
             command = exc.args[0] or "*"
-            rb = ResponseBuffer(self, client, None)
+            tags = exc.args[1] if len(exc.args) > 1 else {}
+            rb = ResponseBuffer(self, client, tags.get("label"))
             # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
             rb.fail(command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
             rb.flush()
@@ -388,7 +396,12 @@ class Server:
             allowed = caps.allowed_tags(dict(tags), client.capmask)
             if allowed != tags:
                 msg = Message(msg.command, msg.params, msg.source, allowed or {})
-        self.write(client, msg.serialize())
+        try:
+            data = msg.serialize()
+        except SerializationError:
+            log.exception("bug: unserializable reply %r to %r", msg, client)
+            return
+        self.write(client, data)
 
     def deliver(
         self, recipients: Iterable[Client], msg: Message, skip: Client | None = None

@@ -49,6 +49,10 @@ class ResponseBuffer:
         msgs = self.messages
         self.messages = []
         label = self.label
+        if label is not None and len(msgs) > 1 and not client.capmask & caps.BATCH:
+            # labeled-response: a multi-message response needs a batch; without the batch
+            # capability the messages go out unlabeled.
+            label = None
         if label is None:
             for msg in msgs:
                 server.send(client, msg)

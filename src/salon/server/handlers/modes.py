@@ -188,7 +188,7 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                     denied = True
                     continue
                 if not raw.isdigit() or int(raw) <= 0:
-                    rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, "l", raw, "Invalid limit")
+                    rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, "l", raw or "*", "Invalid limit")
                     continue
                 chan.limit = int(raw)
                 applied.append((True, ch, raw))

@@ -145,20 +145,24 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
     server.remember_whowas(client)
     recipients = server.common_channel_members(client)
     recipients.discard(client)
-    server.notify_monitors(client, online=False)
-    if old_cf != cf:
+    renamed = old_cf != cf  # a change of case only is not a new nick for MONITOR
+    if renamed:
+        server.notify_monitors(client, online=False)
         del server.nicks[old_cf]
         server.nicks[cf] = client
     client.set_nick(nick, cf)
     rb.add(change)
     server.deliver(recipients, change)
-    server.notify_monitors(client, online=True)
+    if renamed:
+        server.notify_monitors(client, online=True)
 
 
 def cmd_user(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     if client.registered:
         raise CommandError(n.ERR_ALREADYREGISTERED, "You may not reregister")
     username, realname = msg.params[0], msg.params[3]
+    if not username or not realname:
+        raise CommandError(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
     lim = server.config.limits
     cleaned = "".join(ch for ch in username if ch in _USER_OK)[: lim.userlen]
     if not cleaned:
