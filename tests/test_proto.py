@@ -364,15 +364,13 @@ def test_many_small_client_tags_over_4094_bytes_are_too_long() -> None:
         parse(b"@" + tags + b" TAGMSG #c")
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse() counts only '+' client-only tags toward the 4094-byte limit; "
-    "message-tags says a client's tag data limit 'includes tags with or without the "
-    "client-only prefix' (src/salon/proto/message.py, parse: client_tag_bytes)",
-    strict=True,
-)
 def test_unprefixed_client_tags_over_4094_bytes_are_too_long() -> None:
+    # "this includes tags with or without the client-only prefix"
     with pytest.raises(LineTooLong):
         parse(b"@label=" + b"x" * 5000 + b" PING x")
+    with pytest.raises(LineTooLong):
+        parse(b"@a=" + b"x" * 3000 + b";+b=" + b"y" * 1100 + b" PING x")
+    parse(b"@a=" + b"x" * 2000 + b";+b=" + b"y" * 2000 + b" PING x")
 
 
 def test_tag_section_over_8191_bytes_is_too_long() -> None:
