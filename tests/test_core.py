@@ -421,6 +421,24 @@ def test_join_zero_parts_everything(net: Net) -> None:
     assert "#d" not in net.server.channels
 
 
+def test_too_many_channels() -> None:
+    net = Net(limits={"max_channels": 2})
+    alice = net.register("alice")
+    alice.send("JOIN #a,#b,#c")
+    msgs = alice.messages()
+    assert [m.params[0] for m in find(msgs, "JOIN")] == ["#a", "#b"]
+    assert one(msgs, "405").params[1] == "#c"
+
+
+def test_channel_name_rules(net: Net) -> None:
+    alice = net.register("alice")
+    for name in ("#", "chan", "&chan", "#" + "x" * 64, "#a\x07b"):
+        alice.send(f"JOIN {name}")
+        assert alice.numerics() == ["403"], name
+    alice.send("JOIN #" + "x" * 63)  # CHANNELLEN=64
+    assert alice.numerics()[0] == "JOIN"
+
+
 def test_part(net: Net) -> None:
     alice, bob = pair(net)
     bob.send("PART #c :see you")
@@ -450,6 +468,15 @@ def test_kick(net: Net) -> None:
     assert alice.numerics() == ["401"]
     alice.send("KICK #c bob")  # the default reason is the kicker's nick
     assert alice.lines() == [":alice!alice@127.0.0.1 KICK #c bob alice"]
+    bob.send("JOIN #c")
+    carol.send("JOIN #c")
+    alice.lines()
+    alice.send("KICK #c bob,carol :both")
+    assert alice.lines() == [
+        ":alice!alice@127.0.0.1 KICK #c bob both",
+        ":alice!alice@127.0.0.1 KICK #c carol both",
+    ]
+    carol.lines()
     carol.send("KICK #c alice")
     assert carol.numerics() == ["442"]
 
@@ -946,6 +973,18 @@ def test_disconnected_by_the_shell(net: Net) -> None:
     net.server.disconnected(alice.client, net.now)
     assert bob.lines() == [":alice!alice@127.0.0.1 QUIT :Connection closed"]
     assert net.server.take_effects() == [Close(alice.client)]
+
+
+def test_shutdown(net: Net) -> None:
+    alice, bob = pair(net)
+    waiting = net.connect()
+    net.server.shutdown(net.now)
+    net.collect_effects()
+    for conn in (alice, bob, waiting):
+        assert conn.lines() == ["ERROR :Server shutting down"]  # no QUITs about the others
+        assert net.is_closed(conn)
+    assert net.server.clients == {}
+    assert net.server.channels == {}
 
 
 # ==================================================================================
@@ -1846,6 +1885,18 @@ def test_plain_rendering_is_per_recipient(net: Net) -> None:
     alice.send("PRIVMSG #lobby :hi")
     assert pat.lines() == ["alice: hi"]
     assert sam.lines() == ["[#lobby] alice: hi"]
+
+
+@pytest.mark.xfail(
+    reason="BUG (minor): Server.drop (server/core.py) writes nothing to a plain-text client "
+    "when an explicit error text is given, so shutdown and KILL close plain users' "
+    "connections without a word",
+    strict=True,
+)
+def test_plain_user_is_told_about_shutdown(net: Net) -> None:
+    pat = net.plain("pat")
+    net.server.shutdown(net.now)
+    assert any("shutting down" in line for line in pat.lines())
 
 
 def test_plain_invalid_utf8(net: Net) -> None:
