@@ -222,13 +222,6 @@ def test_451_before_registration(net: Net) -> None:
     assert conn.lines() == [":test.salon PONG test.salon tok"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: replies that echo a client's word as a middle parameter (432, 401, 403, "
-    "315, 366, 406, 524, 402) cannot be serialized when that word has a space or starts "
-    "with ':' (e.g. `NICK :a b`); core.send logs and drops the reply, so the client gets "
-    "no answer at all",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("line", "numeric"),
     [
@@ -731,12 +724,6 @@ def test_list_modes(net: Net, mode: str, entry: str, end: str, text: str) -> Non
     assert alice.numerics() == [end]
 
 
-@pytest.mark.xfail(
-    reason="BUG: list-mode masks are not validated (handlers/modes.py channel_mode: "
-    "normalize_mask(param) accepts 'a b' or ':x'); such entries are stored but their 367/"
-    "348/346 reply cannot be serialized, so MODE #c b silently leaves them out",
-    strict=True,
-)
 @pytest.mark.parametrize("mask", [":bad mask", "::colon"])
 def test_list_mode_entries_are_all_listable(net: Net, mask: str) -> None:
     alice = net.register("alice")
@@ -1254,11 +1241,6 @@ def test_who_hides_invisible_users(net: Net) -> None:
     assert sorted(m.params[5] for m in find(alice.messages(), "352")) == ["alice", "bob"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: WHO <nick> shows the target's first channel even when it is +s and the "
-    "asker is not a member (handlers/queries.py cmd_who: next(iter(target.channels...)))",
-    strict=True,
-)
 def test_who_does_not_leak_secret_channels(net: Net) -> None:
     alice = net.register("alice")
     alice.send("JOIN #secret")
@@ -1298,12 +1280,6 @@ def test_ipv6_client(net: Net) -> None:
     assert one(alice.messages(), "311").params[3] == "2001:db8::1"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a client from '::1' gets host '::1' (server/client.py Client.__init__: "
-    "self.host = ip); as a middle parameter it starts with ':' so 311/352/354/314 cannot "
-    "be serialized and are dropped. Usual fix: host = '0' + ip when ip starts with ':'",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("line", "numeric"),
     [("WHOIS alice", "311"), ("WHO #c", "352"), ("WHO alice %nh", "354"), ("WHOWAS gone", "314")],
@@ -1849,12 +1825,6 @@ def test_plain_bye(net: Net) -> None:
     assert "pat" not in net.server.nicks
 
 
-@pytest.mark.xfail(
-    reason="BUG: plain._choose_name calls channels.join() without catching CommandError, so "
-    "when the default channel is +i/+k/+l/+b the error escapes Server.feed (and the line "
-    "stays in inbuf to be processed again)",
-    strict=True,
-)
 def test_plain_default_channel_refuses(net: Net) -> None:
     alice = net.register("alice")
     alice.send("JOIN #lobby")
@@ -1868,12 +1838,6 @@ def test_plain_default_channel_refuses(net: Net) -> None:
     assert pat.lines()[0] == "* You are now in #elsewhere"
 
 
-@pytest.mark.xfail(
-    reason="BUG: Server.deliver (server/core.py) renders a message once for the first "
-    "plain-text recipient and reuses the bytes for all of them, but plain.render depends "
-    "on each recipient's current room ('[#lobby] ' label)",
-    strict=True,
-)
 def test_plain_rendering_is_per_recipient(net: Net) -> None:
     alice = net.register("alice")
     pat = net.plain("pat")  # current room: #lobby
@@ -1887,12 +1851,6 @@ def test_plain_rendering_is_per_recipient(net: Net) -> None:
     assert sam.lines() == ["[#lobby] alice: hi"]
 
 
-@pytest.mark.xfail(
-    reason="BUG (minor): Server.drop (server/core.py) writes nothing to a plain-text client "
-    "when an explicit error text is given, so shutdown and KILL close plain users' "
-    "connections without a word",
-    strict=True,
-)
 def test_plain_user_is_told_about_shutdown(net: Net) -> None:
     pat = net.plain("pat")
     net.server.shutdown(net.now)
@@ -1905,11 +1863,6 @@ def test_plain_invalid_utf8(net: Net) -> None:
     assert pat.lines() == ["* That line was not valid UTF-8; it was not sent."]
 
 
-@pytest.mark.xfail(
-    reason="BUG: plain.render decides 'me' by comparing the source nick with client.nick, "
-    "which for one's own NICK change is already the new nick (server/plain.py render)",
-    strict=True,
-)
 def test_plain_own_nick_change(net: Net) -> None:
     pat = net.plain("pat")
     pat.send("/nick patty")

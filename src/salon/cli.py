@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check-config":
             cfg: Config = load(args.file)
+            cfg.motd_lines()  # a motd_file that cannot be read fails here, not at start
             print(f"{args.file}: ok ({cfg.server.name}, IRC port {cfg.listen.irc_port})")
             return 0
         if args.command == "hash-password":
@@ -128,5 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"salon: config error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nsalon: interrupted", file=sys.stderr)
+        return 130
     parser.print_help()
     return 2

@@ -8,6 +8,8 @@ key and the reason, which the CLI prints as one line.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -103,6 +105,8 @@ class Config:
                 text = Path(self.server.motd_file).read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(f"server.motd_file: cannot read: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError("server.motd_file: not valid UTF-8 text") from None
         return text.splitlines()
 
     def with_overrides(self, **overrides: Any) -> Config:
@@ -122,6 +126,7 @@ class Config:
 _T = TypeVar("_T")
 
 _LEVELS = ("debug", "info", "warning", "error")
+_SERVER_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
 
 
 def _section(cls: type[_T], name: str, raw: Any) -> _T:
@@ -151,10 +156,14 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
+        if "\0" in value:
+            raise ConfigError(f"{where}: must not contain a NUL character")
         return value
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -200,8 +209,25 @@ def validate(cfg: Config) -> None:
         port = getattr(cfg.listen, key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"listen.{key}: {port} is not a port number (0 to 65535)")
-    if not cfg.server.name or " " in cfg.server.name or "." not in cfg.server.name:
-        raise ConfigError(f"server.name: {cfg.server.name!r} must be a dotted name without spaces")
+    if not _SERVER_NAME.fullmatch(cfg.server.name):
+        raise ConfigError(
+            f"server.name: {cfg.server.name!r} must be a dotted name without spaces, "
+            "like chat.example.org"
+        )
+    # These end up inside IRC lines: no CR, LF, NUL or other control characters.
+    for key in ("network", "description", "password", "default_channel"):
+        value = getattr(cfg.server, key)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ConfigError(f"server.{key}: must not contain control characters")
+    # Flags (--data-dir, --host, ...) skip _coerce: check their strings here too.
+    for where, value in (
+        ("server.data_dir", cfg.server.data_dir),
+        ("listen.host", cfg.listen.host),
+    ):
+        if "\0" in value:
+            raise ConfigError(f"{where}: must not contain a NUL character")
+    if not cfg.server.data_dir.strip():
+        raise ConfigError("server.data_dir: must not be empty")
     if not cfg.server.network or " " in cfg.server.network:
         raise ConfigError("server.network: must be a non-empty word")
     dc = cfg.server.default_channel
@@ -265,4 +291,6 @@ def load(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: not valid UTF-8") from None
     return from_mapping(raw)

@@ -71,10 +71,21 @@ def parse_tags(raw: str) -> dict[str, str]:
     return tags
 
 
+_BAD_KEY_CHARS: Final = frozenset(" \r\n\0;=")
+
+
 def encode_tags(tags: Mapping[str, str]) -> str:
-    """The tag section without '@', e.g. ``time=2024-01-01T00:00:00.000Z;msgid=abc``."""
+    """The tag section without '@', e.g. ``time=2024-01-01T00:00:00.000Z;msgid=abc``.
+
+    Refuses (SerializationError) keys with spaces, CR, LF, NUL, ';' or '=', and NUL in
+    values (which message-tags escaping cannot represent).
+    """
     parts = []
     for key, value in tags.items():
+        if not key or not _BAD_KEY_CHARS.isdisjoint(key):
+            raise SerializationError(f"bad tag key {key!r}")
+        if value and "\0" in value:
+            raise SerializationError(f"NUL in tag {key!r}")
         if value:
             parts.append(f"{key}={escape_tag_value(value)}")
         else:
@@ -152,6 +163,8 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         if space - 1 > MAX_CLIENT_TAGS:
             raise LineTooLong("tags too long")
         raw_tags = data[1:space]
+        if b"\0" in raw_tags:
+            raise ProtocolError("NUL in tags")
         try:
             tags = parse_tags(raw_tags.decode("utf-8"))
         except UnicodeDecodeError:

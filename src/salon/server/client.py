@@ -67,7 +67,8 @@ class Client:
         self.kind = kind
         self.ip = ip
         self.port = port
-        self.host = ip
+        # A host starting with ':' (IPv6 such as ::1) cannot be a middle parameter.
+        self.host = "0" + ip if ip.startswith(":") else ip
         self.nick = "*"
         self.nick_cf = ""
         self.user = ""

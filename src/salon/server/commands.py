@@ -63,6 +63,7 @@ COMMANDS: dict[str, Command] = {
     "INFO": Command(queries.cmd_info),
     "ADMIN": Command(queries.cmd_admin),
     "HELP": Command(queries.cmd_help),
+    "HELPOP": Command(queries.cmd_help),
     "LINKS": Command(queries.cmd_links),
     "USERHOST": Command(queries.cmd_userhost, 1),
     "ISON": Command(queries.cmd_ison, 1),

@@ -150,7 +150,8 @@ class Server:
             f"PREFIX=({PREFIX_MODES}){PREFIX_CHARS}",
             "SAFELIST",
             f"STATUSMSG={PREFIX_CHARS}",
-            f"TARGMAX=NAMES:1,LIST:1,KICK:1,WHOIS:1,USERHOST:5,PRIVMSG:{lim.max_targets},"
+            f"TARGMAX=NAMES:{lim.max_targets},LIST:1,KICK:{lim.max_targets},WHOIS:1,USERHOST:5,"
+            f"PRIVMSG:{lim.max_targets},"
             f"TAGMSG:{lim.max_targets},NOTICE:{lim.max_targets},MONITOR:",
             f"TOPICLEN={lim.topiclen}",
             f"USERLEN={lim.userlen}",
@@ -408,7 +409,6 @@ class Server:
     ) -> None:
         """Fan a message out: serialized once per variant, appended to each outbox."""
         body = msg.body()
-        plain_bytes: bytes | None = None
         wire = body.encode("utf-8", "surrogateescape") + b"\r\n"
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
@@ -419,11 +419,13 @@ class Server:
             data = variants.get(key)
             if data is None:
                 if key < 0:
+                    # Plain-text users see a rendering that depends on their current room.
                     from salon.server import plain
 
-                    if plain_bytes is None:
-                        plain_bytes = plain.render(self, client, msg) or b""
-                    data = plain_bytes
+                    rendered = plain.render(self, client, msg)
+                    if rendered:
+                        self.write(client, rendered)
+                    continue
                 else:
                     allowed = caps.allowed_tags(dict(tags), key) if tags else None
                     data = ("@" + encode_tags(allowed) + " " if allowed else "").encode() + wire
@@ -462,8 +464,8 @@ class Server:
         text = error if error is not None else f"Closing Link: {client.host} ({reason})"
         if client.kind is Kind.IRC:
             self.write(client, Message("ERROR", (text,)).serialize())
-        elif error is None:
-            self.write(client, f"* Disconnected: {reason}\r\n".encode())
+        elif error != "":
+            self.write(client, f"* Disconnected: {error or reason}\r\n".encode())
         client.closed = True
         self._quitting.append((client, reason))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
@@ -123,6 +124,8 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
     try:
         if join(server, client, room, None, rb) is not None:
             state.room = casefold(room)
+    except CommandError as exc:
+        server.write(client, _line(f"* You could not join {room}: {exc.params[-1]}"))
     finally:
         rb.flush()
 
@@ -214,7 +217,7 @@ def render(server: Server, client: Client, msg: Message) -> bytes | None:
         reason = f" ({p[0]})" if p and p[0] else ""
         return _line(f"* {nick} left{reason}")
     if cmd == "NICK" and p:
-        who = "You are" if me else f"{nick} is"
+        who = "You are" if p[0] == client.nick else f"{nick} is"
         return _line(f"* {who} now known as {p[0]}")
     if cmd == "KICK" and len(p) >= 2:
         reason = f" ({p[2]})" if len(p) > 2 else ""

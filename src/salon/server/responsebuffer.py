@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from salon.server.core import Server
 
 
+def safe_middle(param: str) -> str:
+    word = param.split(" ", 1)[0].lstrip(":")
+    return word or "*"
+
+
 class ResponseBuffer:
     __slots__ = ("client", "label", "messages", "server")
 
@@ -31,7 +36,15 @@ class ResponseBuffer:
         self.messages.append(msg)
 
     def numeric(self, numeric: str, *params: str) -> None:
-        """A numeric addressed to this client: ``:server NNN <nick> params...``."""
+        """A numeric addressed to this client: ``:server NNN <nick> params...``.
+
+        Middle parameters often echo the client's own words; one that could not stand as
+        a middle parameter on the wire is cut at its first space (``*`` when empty).
+        """
+        if params:
+            middles = params[:-1]
+            if any(not p or " " in p or p[0] == ":" for p in middles):
+                params = (*(safe_middle(p) for p in middles), params[-1])
         self.messages.append(Message(numeric, (self.client.nick, *params), self.server.name))
 
     def notice(self, text: str) -> None:

@@ -149,25 +149,38 @@ def cmd_part(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
 
 
 def cmd_kick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-    chan = get_channel(server, msg.params[0])
-    require_op(chan, client)
+    """RFC 2812 3.2.8: "there MUST be either one channel parameter and multiple user
+    parameter, or as many channel parameters as there are user parameters"."""
+    limit = server.config.limits.max_targets
+    chans = msg.params[0].split(",")
+    nicks = msg.params[1].split(",")[:limit]
+    if len(chans) != 1 and len(chans) != len(nicks):
+        raise CommandError(n.ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else client.nick
     reason = reason[: server.config.limits.kicklen]
-    for nick in msg.params[1].split(","):
-        target = server.nicks.get(casefold(nick))
-        if target is None or not target.registered:
-            rb.numeric(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
-            continue
-        if target not in chan.members:
-            rb.numeric(n.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
-            continue
-        kick = Message(
-            "KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags()
-        )
-        rb.add(kick)
-        server.deliver(chan.members, kick, skip=client)
-        leave(server, target, chan)
-        log.info("kick nick=%s channel=%s by=%s", target.nick, chan.name, client.nick)
+    for i, nick in enumerate(nicks):
+        name = chans[0] if len(chans) == 1 else chans[i]
+        try:
+            kick(server, client, name, nick, reason, rb)
+        except CommandError as exc:
+            rb.numeric(exc.numeric, *exc.params)
+
+
+def kick(
+    server: Server, client: Client, name: str, nick: str, reason: str, rb: ResponseBuffer
+) -> None:
+    chan = get_channel(server, name)
+    require_op(chan, client)
+    target = server.nicks.get(casefold(nick))
+    if target is None or not target.registered:
+        raise CommandError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+    if target not in chan.members:
+        raise CommandError(n.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
+    msg = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags())
+    rb.add(msg)
+    server.deliver(chan.members, msg, skip=client)
+    leave(server, target, chan)
+    log.info("kick nick=%s channel=%s by=%s", target.nick, chan.name, client.nick)
 
 
 def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -243,10 +256,13 @@ def names_entry(chan: Channel, member: Client, mask: int) -> str:
     return prefix + member.nick
 
 
-def send_names(server: Server, client: Client, chan: Channel, rb: ResponseBuffer) -> None:
+def send_names(
+    server: Server, client: Client, chan: Channel, rb: ResponseBuffer, *, end: bool = True
+) -> None:
     member = client in chan.members
     if "s" in chan.modes and not member:
-        rb.numeric(n.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+        if end:
+            rb.numeric(n.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
         return
     symbol = "@" if "s" in chan.modes else "="
     mask = client.capmask
@@ -263,19 +279,20 @@ def send_names(server: Server, client: Client, chan: Channel, rb: ResponseBuffer
         size += len(entry) + 1
     if line:
         rb.numeric(n.RPL_NAMREPLY, symbol, chan.name, " ".join(line))
-    rb.numeric(n.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
+    if end:
+        rb.numeric(n.RPL_ENDOFNAMES, chan.name, "End of /NAMES list")
 
 
 def cmd_names(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     if not msg.params:
         rb.numeric(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    for name in msg.params[0].split(",")[:1]:
+    names = [name for name in msg.params[0].split(",") if name]
+    for name in names[: server.config.limits.max_targets]:
         chan = server.channels.get(casefold(name))
-        if chan is None:
-            rb.numeric(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
-        else:
-            send_names(server, client, chan, rb)
+        if chan is not None:
+            send_names(server, client, chan, rb, end=False)
+    rb.numeric(n.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list")
 
 
 def _list_filter(

@@ -122,6 +122,9 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
             if changes > MAX_MODES:
                 continue
             mask = normalize_mask(param)
+            if " " in mask or mask.startswith(":"):
+                rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, ch, "*", "Invalid mask")
+                continue
             entries = chan.list_for(ch)
             existing = next((e for e in entries if casefold(e.mask) == casefold(mask)), None)
             if adding:

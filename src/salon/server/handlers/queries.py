@@ -274,7 +274,10 @@ def cmd_who(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
                 )
             ):
                 continue
-            chan = next(iter(target.channels.values()), None) if target.channels else None
+            chan = next(
+                (c for c in target.channels.values() if "s" not in c.modes or client in c.members),
+                None,
+            )
             _who_reply(server, client, target, chan if fields is None else None, fields, token, rb)
     rb.numeric(n.RPL_ENDOFWHO, mask, "End of WHO list")
 
