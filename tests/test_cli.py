@@ -190,6 +190,8 @@ def test_both_listeners_off_is_an_error(tmp_path: Path) -> None:
         ["--server-name", "no dots here"],
         ["--config", "does-not-exist.toml"],
         ["extra-positional"],
+        ["--data-dir", ""],
+        ["--server-name", "bad:name"],
     ],
 )
 def test_serve_bad_flag_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -290,6 +292,13 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[log]\nlevel = 'loud'\n", "log.level"),
         ("[[oper]]\nname = 'a'\npassword = 'plaintext'\n", "oper[0].password"),
         ("server = 3\n", "server"),
+        ('[server]\ndata_dir = "a\\u0000b"\n', "server.data_dir"),
+        ("[server]\ndata_dir = ''\n", "server.data_dir"),
+        ("[server]\nname = ':evil.name'\n", "server.name"),
+        ('[server]\ndescription = "two\\r\\nlines"\n', "server.description"),
+        ("[limits]\nping_interval = nan\n", "limits.ping_interval"),
+        ("[limits]\nregistration_timeout = inf\n", "limits.registration_timeout"),
+        ("[limits]\nping_timeout = -1\n", "limits.ping_timeout"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:
@@ -297,6 +306,25 @@ def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path
     cfg.write_text(text)
     err = assert_one_line_error(run_salon("check-config", str(cfg)))
     assert needle in err
+
+
+def test_check_config_not_utf8(tmp_path: Path) -> None:
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes(b"[server]\n# caf\xe9\nname = 'a.b'\n")
+    err = assert_one_line_error(run_salon("check-config", str(cfg)))
+    assert "UTF-8" in err
+
+
+def test_check_config_reads_the_motd_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "motd.toml"
+    write_config(cfg, {"server": {"motd_file": str(tmp_path / "missing.txt")}})
+    err = assert_one_line_error(run_salon("check-config", str(cfg)))
+    assert "server.motd_file" in err
+    (tmp_path / "missing.txt").write_bytes(b"\xff\xfe not utf-8")
+    err = assert_one_line_error(run_salon("check-config", str(cfg)))
+    assert "server.motd_file" in err
+    (tmp_path / "missing.txt").write_text("Hello!\n")
+    assert run_salon("check-config", str(cfg)).returncode == 0
 
 
 def test_check_config_missing_file(tmp_path: Path) -> None:
