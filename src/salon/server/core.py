@@ -16,9 +16,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from salon import __version__
 from salon.config import Config
@@ -45,7 +45,7 @@ from salon.server.channel import (
     Channel,
 )
 from salon.server.client import Client, Kind
-from salon.server.effects import Close, Effect, Offload
+from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -108,7 +108,12 @@ class Server:
         self.throttled: set[Client] = set()
         self.log_messages = config.log.messages
         self.motd = config.motd_lines()
+        self.read_markers: dict[tuple[str, str], float] = {}
         self.isupport_lines = self._build_isupport()
+
+    def load(self, store: Any) -> None:
+        """Take the persistent state from the store at start (the shell calls this once)."""
+        self.read_markers = {(a, t): ts for a, t, ts in store.load_read_markers()}
 
     # ------------------------------------------------------------------ identifiers
 
@@ -303,6 +308,58 @@ class Server:
         """Queue slow work; the client's input waits until :meth:`complete`."""
         effect.client.blocked = True
         self.effects.append(effect)
+
+    def store(
+        self,
+        call: Callable[[Any], Any],
+        done: Callable[[Any], None] | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Ask the shell to run ``call(store)``; see :class:`StoreCall`."""
+        if client is not None:
+            client.blocked = True
+        self.effects.append(StoreCall(call, done, client))
+
+    def defer(
+        self,
+        rb: ResponseBuffer,
+        call: Callable[[Any], Any],
+        done: Callable[[Any, ResponseBuffer], None],
+    ) -> None:
+        """Finish a command after a store call: what ``rb`` holds so far, and its label,
+        are answered together with what ``done`` adds, once the call has completed."""
+        client = rb.client
+        label, held = rb.label, rb.messages
+        rb.label, rb.messages = None, []
+
+        def finish(result: Any) -> None:
+            out = ResponseBuffer(self, client, None)
+            out.label = label
+            out.messages = held
+            try:
+                done(result, out)
+            except CommandError as exc:
+                out.numeric(exc.numeric, *exc.params)
+            except FailError as exc:
+                out.fail(exc.command, exc.code, *exc.context)
+            out.flush()
+
+        self.store(call, finish, client)
+
+    def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+        """The shell ran a :class:`StoreCall`; continue in the core."""
+        self.now = now
+        client = effect.client
+        if client is not None:
+            client.blocked = False
+        if effect.done is not None and (client is None or not client.closed):
+            try:
+                effect.done(result)
+            except Exception:
+                log.exception("bug completing a store call")
+        if client is not None and not client.closed and client.inbuf:
+            self._process_input(client)
+        self.settle()
 
     def complete(self, effect: Offload, result: object, now: float) -> None:
         """The shell finished an :class:`Offload`; continue in the core."""

@@ -31,4 +31,19 @@ class Offload:
     label: str | None = None
 
 
-Effect = Close | Offload
+@dataclass(slots=True)
+class StoreCall:
+    """Run ``call(store)`` on the storage thread, then ``done(result)`` in the core.
+
+    Every store call of one event-loop turn runs in one transaction (grouped commits).
+    With ``client`` set, that client's input waits until ``done`` ran: a sender has at most
+    one write in flight, which bounds the write queue and slows a flooding sender down
+    (fakelag) instead of dropping anything.
+    """
+
+    call: Callable[[Any], Any]
+    done: Callable[[Any], None] | None = None
+    client: Client | None = None
+
+
+Effect = Close | Offload | StoreCall

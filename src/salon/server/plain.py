@@ -7,6 +7,7 @@ produces for them is rendered as short text lines: ``name: text``, ``* bob joine
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from salon.errors import CommandError
@@ -16,6 +17,8 @@ from salon.proto.message import Message
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
+
+log = logging.getLogger("salon.server")
 
 HELP = [
     "Type a line and press Enter to talk to the room.",
@@ -117,6 +120,7 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
     client.registered = True
     server.unregistered -= 1
     client.update_prefix()
+    log.info("register id=%d nick=%s ip=%s kind=plain", client.id, name, client.ip)
     server.notify_monitors(client, online=True)
     server.write(client, _line(f"Hello {name}! Type /help for help, bye to leave."))
     room = server.config.server.default_channel

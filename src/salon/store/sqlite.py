@@ -1,35 +1,399 @@
-"""The SQLite database in the data directory."""
+"""The SQLite store: one file (WAL) in the data directory.
+
+All calls run on one thread of the shell (see :mod:`salon.net.storage`); writes of one
+event-loop turn are grouped in one transaction by :meth:`SQLiteStore.transaction`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from salon import __version__
+from salon.proto.casemap import casefold
+from salon.store.base import (
+    AccountRecord,
+    ChannelRecord,
+    HistoryEvent,
+    HistoryQuery,
+    ListRecord,
+    ScramCredentials,
+    SearchQuery,
+    ServerBan,
+)
+
+SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS accounts (
+    name_cf TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    scram_salt BLOB,
+    scram_iterations INTEGER,
+    scram_stored_key BLOB,
+    scram_server_key BLOB,
+    email TEXT NOT NULL DEFAULT '',
+    verified INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL,
+    certfps TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS channels (
+    name_cf TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS server_bans (
+    kind TEXT NOT NULL,
+    mask TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    setter TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    PRIMARY KEY (kind, mask)
+);
+CREATE TABLE IF NOT EXISTS read_markers (
+    account TEXT NOT NULL,
+    target TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (account, target)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    msgid TEXT NOT NULL,
+    time REAL NOT NULL,
+    target TEXT NOT NULL,
+    command TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    account TEXT,
+    params TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    display TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_target_time ON history (target, time);
+CREATE INDEX IF NOT EXISTS history_msgid ON history (msgid);
+CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
+    text, content='history', content_rowid='id', tokenize='unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS history_ai AFTER INSERT ON history
+WHEN new.command IN ('PRIVMSG', 'NOTICE') BEGIN
+    INSERT INTO history_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS history_ad AFTER DELETE ON history
+WHEN old.command IN ('PRIVMSG', 'NOTICE') BEGIN
+    INSERT INTO history_fts (history_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
 """
 
+_MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
-class Database:
-    """One SQLite file (WAL mode). Opened once at start; schema created if missing."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
+    return HistoryEvent(
+        msgid=row["msgid"],
+        time=row["time"],
+        target=row["target"],
+        command=row["command"],
+        source=row["source"],
+        account=row["account"],
+        params=tuple(json.loads(row["params"])),
+        tags=tuple((k, v) for k, v in json.loads(row["tags"])),
+        display=row["display"],
+    )
+
+
+def _fts_query(text: str) -> str:
+    """User words as an FTS5 query: every word must match (prefix match on the last)."""
+    words = [w.replace('"', '""') for w in text.split() if w]
+    if not words:
+        return '""'
+    terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
+    return " AND ".join(terms)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a committed transaction survives a crash of the process.
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
         now = str(int(time.time()))
-        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)", (now,))
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", (__version__,)
-        )
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)", (now,)
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('version', ?)", (__version__,)
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        depth = getattr(self, "_depth", 0)
+        if depth:
+            self._depth = depth + 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
 
     def close(self) -> None:
         self.conn.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------ accounts
+
+    def load_accounts(self) -> list[AccountRecord]:
+        out = []
+        for row in self.conn.execute("SELECT * FROM accounts"):
+            scram = None
+            if row["scram_salt"] is not None:
+                scram = ScramCredentials(
+                    bytes(row["scram_salt"]),
+                    int(row["scram_iterations"]),
+                    bytes(row["scram_stored_key"]),
+                    bytes(row["scram_server_key"]),
+                )
+            out.append(
+                AccountRecord(
+                    name=row["name"],
+                    password_hash=row["password_hash"],
+                    scram=scram,
+                    email=row["email"],
+                    verified=bool(row["verified"]),
+                    created=row["created"],
+                    certfps=tuple(json.loads(row["certfps"])),
+                )
+            )
+        return out
+
+    def save_account(self, record: AccountRecord) -> None:
+        scram = record.scram
+        self.conn.execute(
+            "INSERT OR REPLACE INTO accounts (name_cf, name, password_hash, scram_salt,"
+            " scram_iterations, scram_stored_key, scram_server_key, email, verified, created,"
+            " certfps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                casefold(record.name),
+                record.name,
+                record.password_hash,
+                scram.salt if scram else None,
+                scram.iterations if scram else None,
+                scram.stored_key if scram else None,
+                scram.server_key if scram else None,
+                record.email,
+                int(record.verified),
+                record.created,
+                json.dumps(list(record.certfps)),
+            ),
+        )
+
+    def delete_account(self, name: str) -> None:
+        self.conn.execute("DELETE FROM accounts WHERE name_cf = ?", (casefold(name),))
+
+    # ------------------------------------------------------------------ channels
+
+    def load_channels(self) -> list[ChannelRecord]:
+        out = []
+        for row in self.conn.execute("SELECT record FROM channels"):
+            data: dict[str, Any] = json.loads(row["record"])
+            for key in ("bans", "excepts", "invex"):
+                data[key] = tuple(ListRecord(**entry) for entry in data.get(key, []))
+            data["access"] = tuple((a, m) for a, m in data.get("access", []))
+            out.append(ChannelRecord(**data))
+        return out
+
+    def save_channel(self, record: ChannelRecord) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO channels (name_cf, record) VALUES (?, ?)",
+            (casefold(record.name), json.dumps(asdict(record))),
+        )
+
+    def delete_channel(self, name: str) -> None:
+        self.conn.execute("DELETE FROM channels WHERE name_cf = ?", (casefold(name),))
+
+    # ------------------------------------------------------------------ server bans
+
+    def load_server_bans(self) -> list[ServerBan]:
+        return [
+            ServerBan(
+                row["kind"],
+                row["mask"],
+                row["reason"],
+                row["setter"],
+                row["created"],
+                row["expires"],
+            )
+            for row in self.conn.execute("SELECT * FROM server_bans")
+        ]
+
+    def save_server_ban(self, ban: ServerBan) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO server_bans (kind, mask, reason, setter, created, expires)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ban.kind, ban.mask, ban.reason, ban.setter, ban.created, ban.expires),
+        )
+
+    def delete_server_ban(self, kind: str, mask: str) -> None:
+        self.conn.execute("DELETE FROM server_bans WHERE kind = ? AND mask = ?", (kind, mask))
+
+    # ------------------------------------------------------------------ read markers
+
+    def load_read_markers(self) -> list[tuple[str, str, float]]:
+        return [
+            (row["account"], row["target"], row["time"])
+            for row in self.conn.execute("SELECT * FROM read_markers")
+        ]
+
+    def set_read_marker(self, account: str, target: str, time: float) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO read_markers (account, target, time) VALUES (?, ?, ?)",
+            (account, target, time),
+        )
+
+    # ------------------------------------------------------------------ history
+
+    def append_history(self, events: Sequence[HistoryEvent]) -> None:
+        self.conn.executemany(
+            "INSERT INTO history (msgid, time, target, command, source, sender, account,"
+            " params, tags, display, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.msgid,
+                    e.time,
+                    e.target,
+                    e.command,
+                    e.source,
+                    casefold(e.source.split("!", 1)[0]),
+                    e.account,
+                    json.dumps(list(e.params)),
+                    json.dumps([list(t) for t in e.tags]),
+                    e.display,
+                    e.params[-1] if e.command in ("PRIVMSG", "NOTICE") and e.params else "",
+                )
+                for e in events
+            ],
+        )
+
+    def history(self, query: HistoryQuery) -> list[HistoryEvent]:
+        clauses = ["target = ?"]
+        args: list[Any] = [query.target]
+        if query.start is not None:
+            clauses.append("time > ?")
+            args.append(query.start)
+        if query.end is not None:
+            clauses.append("time < ?")
+            args.append(query.end)
+        if not query.events:
+            clauses.append("command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')")
+        order = "DESC" if query.newest_first else "ASC"
+        sql = (
+            f"SELECT * FROM history WHERE {' AND '.join(clauses)}"
+            f" ORDER BY time {order}, id {order} LIMIT ?"
+        )
+        args.append(query.limit)
+        rows = [_event_from_row(r) for r in self.conn.execute(sql, args)]
+        if query.newest_first:
+            rows.reverse()
+        return rows
+
+    def history_time_of(self, target: str, msgid: str) -> float | None:
+        row = self.conn.execute(
+            "SELECT time FROM history WHERE msgid = ? AND target = ?", (msgid, target)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def history_targets(
+        self, targets: Sequence[str], start: float, end: float, limit: int
+    ) -> list[tuple[str, float]]:
+        if not targets:
+            return []
+        lo, hi = min(start, end), max(start, end)
+        marks = ",".join("?" for _ in targets)
+        rows = self.conn.execute(
+            f"SELECT target, MAX(time) AS last FROM history WHERE target IN ({marks})"
+            " AND time > ? AND time < ? AND command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
+            " GROUP BY target ORDER BY last ASC LIMIT ?",
+            (*targets, lo, hi, limit),
+        )
+        return [(row["target"], float(row["last"])) for row in rows]
+
+    def redact_history(self, target: str, msgid: str) -> bool:
+        cur = self.conn.execute(
+            "DELETE FROM history WHERE msgid = ? AND target = ?", (msgid, target)
+        )
+        return cur.rowcount > 0
+
+    def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
+        if not query.targets:
+            return []
+        marks = ",".join("?" for _ in query.targets)
+        clauses = [f"h.target IN ({marks})"]
+        args: list[Any] = list(query.targets)
+        if query.text.strip():
+            clauses.append("h.id IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?)")
+            args.append(_fts_query(query.text))
+        clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
+        if query.sender:
+            clauses.append("h.sender = ?")
+            args.append(query.sender)
+        if query.start is not None:
+            clauses.append("h.time > ?")
+            args.append(query.start)
+        if query.end is not None:
+            clauses.append("h.time < ?")
+            args.append(query.end)
+        args.append(query.limit)
+        rows = self.conn.execute(
+            f"SELECT h.* FROM history h WHERE {' AND '.join(clauses)}"
+            " ORDER BY h.time DESC, h.id DESC LIMIT ?",
+            args,
+        ).fetchall()
+        return [_event_from_row(r) for r in reversed(rows)]
+
+    def purge_history(self, before: float, target: str | None = None) -> int:
+        if target is None:
+            cur = self.conn.execute("DELETE FROM history WHERE time < ?", (before,))
+        else:
+            cur = self.conn.execute(
+                "DELETE FROM history WHERE time < ? AND target = ?", (before, target)
+            )
+        return cur.rowcount
+
+
+# The name the shell used before the store had its interfaces.
+Database = SQLiteStore

@@ -1,0 +1,103 @@
+"""The storage thread: runs the core's store calls, one transaction per batch.
+
+At most one transaction is in flight. Calls that arrive meanwhile wait and go together in
+the next one, so commits group naturally when the disk is slow ("group commit"). A sender
+whose message waits is blocked by the core (see StoreCall), which bounds the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from salon.server.effects import StoreCall
+from salon.store.base import Store
+
+log = logging.getLogger("salon.storage")
+
+
+class StorageFailed:
+    """The result a call gets when it raised: the core sees it as a failure, not a crash."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class Storage:
+    def __init__(
+        self,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        complete: Callable[[StoreCall, Any], None],
+    ) -> None:
+        self.store = store
+        self.loop = loop
+        self.complete = complete
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salon-store")
+        self.waiting: list[StoreCall] = []
+        self.busy = False
+        self.transactions = 0
+        self.calls = 0
+
+    def submit(self, calls: list[StoreCall]) -> None:
+        self.waiting.extend(calls)
+        if not self.busy:
+            self._start()
+
+    def _start(self) -> None:
+        batch = self.waiting
+        self.waiting = []
+        if not batch:
+            return
+        self.busy = True
+        future = self.loop.run_in_executor(self.executor, self._run, batch)
+        future.add_done_callback(lambda fut: self._finished(batch, fut))
+
+    def _run(self, batch: list[StoreCall]) -> list[Any]:
+        results: list[Any] = []
+        started = time.perf_counter()
+        with self.store.transaction():
+            for call in batch:
+                try:
+                    results.append(call.call(self.store))
+                except Exception as exc:
+                    log.exception("store call failed")
+                    results.append(StorageFailed(exc))
+        elapsed = time.perf_counter() - started
+        if elapsed > 0.5:
+            log.warning("slow storage: %d calls took %.3f s", len(batch), elapsed)
+        return results
+
+    def _finished(self, batch: list[StoreCall], fut: asyncio.Future[list[Any]]) -> None:
+        self.busy = False
+        self.transactions += 1
+        self.calls += len(batch)
+        try:
+            results = fut.result()
+        except Exception as exc:
+            # The transaction itself failed (disk full, I/O error): nothing was committed.
+            log.exception("storage transaction failed")
+            results = [StorageFailed(exc)] * len(batch)
+        for call, result in zip(batch, results, strict=True):
+            self.complete(call, result)
+        if self.waiting:
+            self._start()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Run what is still waiting, synchronously (at shutdown)."""
+        self.executor.shutdown(wait=True)
+        if self.waiting:
+            batch, self.waiting = self.waiting, []
+            for call, result in zip(batch, self._run(batch), strict=True):
+                self.complete(call, result)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.store.close()

@@ -1,0 +1,178 @@
+"""What salon keeps, as frozen records, and the small interfaces that keep them.
+
+The core never touches a database: it holds what it needs in memory, loaded at start,
+and asks its shell to run store calls (effects) for writes and for reads it cannot answer
+from memory (history). Implementations: :mod:`salon.store.memory` (tests) and
+:mod:`salon.store.sqlite` (the data directory's ``salon.db``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredentials:
+    """RFC 5802/7677: what the server keeps instead of the password."""
+
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    name: str
+    password_hash: str  # argon2id
+    scram: ScramCredentials | None = None
+    email: str = ""
+    verified: bool = True
+    created: float = 0.0
+    certfps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListRecord:
+    mask: str
+    setter: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """A registered channel: what survives a restart."""
+
+    name: str
+    founder: str
+    created: float
+    topic: str = ""
+    topic_by: str = ""
+    topic_time: int = 0
+    modes: str = "nt"
+    key: str | None = None
+    limit: int | None = None
+    bans: tuple[ListRecord, ...] = ()
+    excepts: tuple[ListRecord, ...] = ()
+    invex: tuple[ListRecord, ...] = ()
+    # account (casefolded) -> access level: "o" (AMODE op) or "v" (voice)
+    access: tuple[tuple[str, str], ...] = ()
+    topiclock: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBan:
+    """A K-line (``user@host`` mask) or D-line (IP or CIDR), with optional expiry."""
+
+    kind: str  # "K" or "D"
+    mask: str
+    reason: str
+    setter: str
+    created: float
+    expires: float | None = None  # unix time, None = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One stored event of a conversation.
+
+    ``target`` is the conversation key: a casefolded channel name, or for private
+    messages the two casefolded correspondents sorted and joined with a space.
+    """
+
+    msgid: str
+    time: float
+    target: str
+    command: str  # PRIVMSG NOTICE TAGMSG JOIN PART QUIT KICK TOPIC MODE NICK
+    source: str  # nick!user@host
+    account: str | None
+    params: tuple[str, ...]
+    tags: tuple[tuple[str, str], ...] = ()
+    # For private messages, the display target (the recipient's nick as sent).
+    display: str = ""
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def text(self) -> str:
+        return self.params[-1] if self.params else ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """A window of one conversation. Bounds are exclusive unix times; ``None`` is open.
+
+    ``newest_first`` picks the ``limit`` events closest to ``end`` (LATEST, BEFORE),
+    otherwise closest to ``start`` (AFTER). Results always come oldest first.
+    """
+
+    target: str
+    start: float | None = None
+    end: float | None = None
+    limit: int = 100
+    newest_first: bool = True
+    events: bool = True  # include JOIN/PART/... (draft/event-playback)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    text: str
+    targets: tuple[str, ...]  # the conversation keys the asker may read
+    sender: str | None = None  # casefolded nick
+    start: float | None = None
+    end: float | None = None
+    limit: int = 50
+
+
+class AccountStore(Protocol):
+    def load_accounts(self) -> list[AccountRecord]: ...
+    def save_account(self, record: AccountRecord) -> None: ...
+    def delete_account(self, name: str) -> None: ...
+
+
+class ChannelStore(Protocol):
+    def load_channels(self) -> list[ChannelRecord]: ...
+    def save_channel(self, record: ChannelRecord) -> None: ...
+    def delete_channel(self, name: str) -> None: ...
+
+
+class BanStore(Protocol):
+    def load_server_bans(self) -> list[ServerBan]: ...
+    def save_server_ban(self, ban: ServerBan) -> None: ...
+    def delete_server_ban(self, kind: str, mask: str) -> None: ...
+
+
+class MarkerStore(Protocol):
+    def load_read_markers(self) -> list[tuple[str, str, float]]: ...
+    def set_read_marker(self, account: str, target: str, time: float) -> None: ...
+
+
+class HistoryStore(Protocol):
+    def append_history(self, events: Sequence[HistoryEvent]) -> None: ...
+    def history(self, query: HistoryQuery) -> list[HistoryEvent]: ...
+    def history_time_of(self, target: str, msgid: str) -> float | None: ...
+    def history_targets(
+        self, targets: Sequence[str], start: float, end: float, limit: int
+    ) -> list[tuple[str, float]]: ...
+    def redact_history(self, target: str, msgid: str) -> bool: ...
+    def search_history(self, query: SearchQuery) -> list[HistoryEvent]: ...
+    def purge_history(self, before: float, target: str | None = None) -> int: ...
+
+
+class Store(AccountStore, ChannelStore, BanStore, MarkerStore, HistoryStore, Protocol):
+    """Everything, plus grouping of writes: one transaction per event-loop turn."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def close(self) -> None: ...
+
+
+def dm_key(a: str, b: str) -> str:
+    """The conversation key of two casefolded nicks (or accounts)."""
+    return f"{a} {b}" if a <= b else f"{b} {a}"
+
+
+def iter_chunks(items: Sequence[HistoryEvent], size: int) -> Iterator[Sequence[HistoryEvent]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

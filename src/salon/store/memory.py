@@ -1,0 +1,147 @@
+"""An in-memory Store: for the core's in-process tests and for throwaway servers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+from salon.store.base import (
+    AccountRecord,
+    ChannelRecord,
+    HistoryEvent,
+    HistoryQuery,
+    SearchQuery,
+    ServerBan,
+)
+
+_EVENT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+
+
+def select_window(events: Sequence[HistoryEvent], query: HistoryQuery) -> list[HistoryEvent]:
+    """Apply a :class:`HistoryQuery` to one conversation's events (oldest first)."""
+    chosen = [
+        e
+        for e in events
+        if (query.start is None or e.time > query.start)
+        and (query.end is None or e.time < query.end)
+        and (query.events or e.command in _EVENT_COMMANDS)
+    ]
+    if query.newest_first:
+        return chosen[-query.limit :] if query.limit else []
+    return chosen[: query.limit]
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.accounts: dict[str, AccountRecord] = {}
+        self.channels: dict[str, ChannelRecord] = {}
+        self.bans: dict[tuple[str, str], ServerBan] = {}
+        self.markers: dict[tuple[str, str], float] = {}
+        self.events: dict[str, list[HistoryEvent]] = {}
+        self.commits = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
+        self.commits += 1
+
+    def close(self) -> None:
+        pass
+
+    # accounts
+    def load_accounts(self) -> list[AccountRecord]:
+        return list(self.accounts.values())
+
+    def save_account(self, record: AccountRecord) -> None:
+        self.accounts[record.name.lower()] = record
+
+    def delete_account(self, name: str) -> None:
+        self.accounts.pop(name.lower(), None)
+
+    # channels
+    def load_channels(self) -> list[ChannelRecord]:
+        return list(self.channels.values())
+
+    def save_channel(self, record: ChannelRecord) -> None:
+        self.channels[record.name.lower()] = record
+
+    def delete_channel(self, name: str) -> None:
+        self.channels.pop(name.lower(), None)
+
+    # server bans
+    def load_server_bans(self) -> list[ServerBan]:
+        return list(self.bans.values())
+
+    def save_server_ban(self, ban: ServerBan) -> None:
+        self.bans[(ban.kind, ban.mask)] = ban
+
+    def delete_server_ban(self, kind: str, mask: str) -> None:
+        self.bans.pop((kind, mask), None)
+
+    # read markers
+    def load_read_markers(self) -> list[tuple[str, str, float]]:
+        return [(a, t, ts) for (a, t), ts in self.markers.items()]
+
+    def set_read_marker(self, account: str, target: str, time: float) -> None:
+        self.markers[(account, target)] = time
+
+    # history
+    def append_history(self, events: Sequence[HistoryEvent]) -> None:
+        for event in events:
+            self.events.setdefault(event.target, []).append(event)
+
+    def history(self, query: HistoryQuery) -> list[HistoryEvent]:
+        return select_window(self.events.get(query.target, []), query)
+
+    def history_time_of(self, target: str, msgid: str) -> float | None:
+        for event in self.events.get(target, []):
+            if event.msgid == msgid:
+                return event.time
+        return None
+
+    def history_targets(
+        self, targets: Sequence[str], start: float, end: float, limit: int
+    ) -> list[tuple[str, float]]:
+        lo, hi = min(start, end), max(start, end)
+        found = []
+        for target in targets:
+            times = [e.time for e in self.events.get(target, []) if lo < e.time < hi]
+            if times:
+                found.append((target, max(times)))
+        found.sort(key=lambda item: item[1])
+        return found[:limit]
+
+    def redact_history(self, target: str, msgid: str) -> bool:
+        events = self.events.get(target, [])
+        for i, event in enumerate(events):
+            if event.msgid == msgid:
+                del events[i]
+                return True
+        return False
+
+    def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
+        words = query.text.lower().split()
+        found = []
+        for target in query.targets:
+            for e in self.events.get(target, []):
+                if e.command not in ("PRIVMSG", "NOTICE"):
+                    continue
+                if query.start is not None and e.time <= query.start:
+                    continue
+                if query.end is not None and e.time >= query.end:
+                    continue
+                if query.sender and e.source.split("!")[0].lower() != query.sender:
+                    continue
+                if all(w in e.text.lower() for w in words):
+                    found.append(e)
+        found.sort(key=lambda e: e.time)
+        return found[-query.limit :]
+
+    def purge_history(self, before: float, target: str | None = None) -> int:
+        removed = 0
+        for key in [target] if target is not None else list(self.events):
+            events = self.events.get(key, [])
+            kept = [e for e in events if e.time >= before]
+            removed += len(events) - len(kept)
+            self.events[key] = kept
+        return removed
