@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from salon.config import Config
+from salon.net.storage import Storage
 from salon.server.client import Client, Kind
 from salon.server.core import Server
-from salon.server.effects import Close, Offload
-from salon.store.sqlite import Database
+from salon.server.effects import Close, Offload, StoreCall
+from salon.store.sqlite import SQLiteStore
 
 log = logging.getLogger("salon.net")
 
@@ -32,6 +33,11 @@ CLOSE_TIMEOUT = 5.0
 
 class StartupError(Exception):
     """The server cannot start (port in use, unwritable data directory): one line for the user."""
+
+
+def _address(sockname: Any) -> str:
+    host, port = str(sockname[0]), int(sockname[1])
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _reason(exc: OSError) -> str:
@@ -121,7 +127,7 @@ class Shell:
         self._timer: asyncio.TimerHandle | None = None
         self._last_timeout_check = 0.0
         self.stopped = asyncio.Event()
-        self.db: Database | None = None
+        self.storage: Storage | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -152,11 +158,16 @@ class Shell:
             if not client.closed and transport.get_write_buffer_size() > sendq:
                 server.drop(client, "SendQ exceeded")
         server.settle()
+        store_calls: list[StoreCall] = []
         for effect in server.take_effects():
             if isinstance(effect, Close):
                 self._close(effect.client)
             elif isinstance(effect, Offload):
                 self._offload(effect)
+            elif isinstance(effect, StoreCall):
+                store_calls.append(effect)
+        if store_calls:
+            self._store(store_calls)
         if server.dirty:
             # Output produced while flushing (SendQ drops): write it on the next turn.
             self.after()
@@ -172,6 +183,18 @@ class Shell:
         transport.close()
         # A peer that never reads would keep the buffered bytes forever: cut it off.
         self.loop.call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def _store(self, calls: list[StoreCall]) -> None:
+        if self.storage is None:
+            # No store (the database failed to open): answer every call with nothing.
+            for call in calls:
+                self.server.complete_store(call, None, time.time())
+            return
+        self.storage.submit(calls)
+
+    def _store_done(self, call: StoreCall, result: Any) -> None:
+        self.server.complete_store(call, result, time.time())
+        self.after()
 
     def _offload(self, effect: Offload) -> None:
         future = self.loop.run_in_executor(None, effect.work)
@@ -214,17 +237,22 @@ class Shell:
         data = self.config.data_path
         try:
             data.mkdir(parents=True, exist_ok=True)
-            self.db = Database(data / "salon.db")
+            store = SQLiteStore(data / "salon.db")
+            self.server.load(store)
+            self.storage = Storage(store, self.loop, self._store_done)
         except OSError as exc:
             raise StartupError(f"cannot use data directory {data}: {_reason(exc)}") from None
         except Exception as exc:  # sqlite3.Error
             raise StartupError(f"cannot open database in {data}: {exc}") from None
+        # asyncio makes IPv6 sockets V6ONLY, so "::" alone would refuse IPv4 clients; the
+        # example config promises that "::" accepts everyone, so bind 0.0.0.0 beside it.
+        hosts: str | list[str] = ["::", "0.0.0.0"] if host == "::" else host
         for listener in wanted:
             kind = listener.kind
             try:
                 listener.server = await self.loop.create_server(
-                    lambda kind=kind: ClientProtocol(self, kind),  # type: ignore[misc]
-                    host,
+                    lambda kind=kind: ClientProtocol(self, kind),
+                    hosts,
                     listener.port,
                     reuse_address=True,
                     backlog=4096,
@@ -238,21 +266,25 @@ class Shell:
             self.listeners.append(listener)
         # Logged only once every listener is bound, so that a failed start prints one line.
         for listener in self.listeners:
-            log.info("listening for %s on %s:%d", listener.name, host, listener.port)
+            # uvloop's Server is not an asyncio.Server, but has the same ``sockets``.
+            sockets = getattr(listener.server, "sockets", None) or ()
+            where = ", ".join(_address(sock.getsockname()) for sock in sockets)
+            log.info("listening for %s on %s", listener.name, where or f"{host}:{listener.port}")
         self._timer = self.loop.call_later(TICK, self._tick)
 
     def _close_db(self) -> None:
-        if self.db is not None:
+        if self.storage is not None:
             with contextlib.suppress(Exception):
-                self.db.close()
-            self.db = None
+                self.storage.drain()
+                self.storage.close()
+            self.storage = None
 
     def bound_ports(self) -> dict[str, int]:
         ports = {}
         for listener in self.listeners:
-            srv = listener.server
-            if isinstance(srv, asyncio.Server) and srv.sockets:
-                ports[listener.name] = int(srv.sockets[0].getsockname()[1])
+            sockets = getattr(listener.server, "sockets", None)
+            if sockets:
+                ports[listener.name] = int(sockets[0].getsockname()[1])
         return ports
 
     async def close_listeners(self) -> None:

@@ -1,0 +1,167 @@
+"""Small text helpers: server errors in plain words, message splitting, times, casemapping."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from salon.proto import Message
+
+# Numeric -> plain words. ``{0}`` is the first parameter after our nick, ``{1}`` the second;
+# ``{text}`` is the server's own text (its last parameter).
+_ERRORS: dict[str, str] = {
+    "401": "There is no one called {0} here",
+    "402": "No such server: {0}",
+    "403": "There is no channel called {0}",
+    "404": "You can't send to {0}: {text}",
+    "405": "You are in too many channels to join {0}",
+    "406": "There was no one called {0}",
+    "407": "Too many targets: {text}",
+    "411": "Who should get that message?",
+    "412": "There is nothing to send",
+    "417": "That line is too long for the server",
+    "421": "The server does not know the command {0}",
+    "422": "The server has no message of the day",
+    "431": "Which nick? None was given",
+    "432": "{0} is not a valid nick: {text}",
+    "433": "The nick {0} is taken",
+    "436": "The nick {0} collided with another",
+    "437": "{0} is temporarily unavailable",
+    "441": "{0} is not in {1}",
+    "442": "You are not in {0}",
+    "443": "{0} is already in {1}",
+    "451": "You are not registered yet",
+    "461": "{0} needs more parameters",
+    "462": "You are already registered",
+    "464": "Wrong server password",
+    "465": "You are banned from this server",
+    "471": "You can't join {0}: it is full",
+    "472": "{0} is not a mode the server knows",
+    "473": "You can't join {0}: it is invite-only",
+    "474": "You can't join {0}: you are banned",
+    "475": "You can't join {0}: it needs a key",
+    "476": "{0} is not a valid channel name",
+    "477": "You can't join {0}: {text}",
+    "478": "The list of {0} is full",
+    "481": "You need to be an IRC operator for that",
+    "482": "You need to be an operator of {0} for that",
+    "483": "You can't kill a server",
+    "491": "No operator block for your host",
+    "501": "The server does not know that user mode",
+    "502": "You can only change your own modes",
+    "525": "{0}: bad channel key",
+    "691": "STARTTLS failed",
+    "723": "You need the {0} privilege for that",
+    "902": "You must use a nick assigned to you",
+    "904": "SASL login failed: wrong account or password",
+    "905": "SASL login failed: the message was too long",
+    "906": "SASL login was aborted",
+    "907": "You are already logged in",
+}
+
+
+def describe_numeric(msg: Message) -> str:
+    """A numeric error (or notice-like reply) as one plain sentence."""
+    params = msg.params[1:]  # drop our nick
+    text = params[-1] if params else ""
+    args = params[:-1] if len(params) > 1 else ()
+    template = _ERRORS.get(msg.command)
+    if template is None:
+        return " ".join([*args, text]).strip() if args else text
+    padded = [*args, "", ""]
+    try:
+        return template.format(*padded, text=text)
+    except (IndexError, KeyError):
+        return text
+
+
+def describe_fail(msg: Message) -> str:
+    """An IRCv3 standard reply: ``FAIL <command> <code> [<context>...] :<description>``."""
+    params = msg.params
+    command = params[0] if params else "?"
+    code = params[1] if len(params) > 1 else ""
+    description = params[-1] if len(params) > 2 else code
+    context = [p for p in params[2:-1]]
+    where = f" ({' '.join(context)})" if context else ""
+    if command == "*":
+        return f"{description}{where}"
+    return f"{command} failed: {description}{where}"
+
+
+def parse_time(value: str | None, fallback: datetime) -> datetime:
+    """A server-time tag (``2024-01-02T03:04:05.678Z``), or ``fallback`` when absent or bad."""
+    if not value:
+        return fallback
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return fallback
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(when: datetime) -> str:
+    """The ``timestamp=`` form of CHATHISTORY: ISO 8601 UTC with milliseconds."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def utc(now: float) -> datetime:
+    return datetime.fromtimestamp(now, tz=UTC)
+
+
+_RFC1459 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~", "abcdefghijklmnopqrstuvwxyz{}|^")
+_ASCII = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def casefold(name: str, casemapping: str = "rfc1459") -> str:
+    if casemapping == "ascii":
+        return name.translate(_ASCII)
+    return name.translate(_RFC1459)
+
+
+def nick_of(source: str | None) -> str:
+    """``nick!user@host`` -> ``nick``; a server name stays as it is."""
+    if not source:
+        return ""
+    return source.split("!", 1)[0]
+
+
+def mentions(text: str, nick: str) -> bool:
+    """Does ``text`` name ``nick`` as a word (case-insensitively)?"""
+    if not nick:
+        return False
+    pattern = r"(?<![\w\-\[\]\\`^{}|])" + re.escape(nick) + r"(?![\w\-\[\]\\`^{}|])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def split_utf8(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` UTF-8 bytes, at spaces where possible."""
+    limit = max(limit, 8)
+    out: list[str] = []
+    while len(text.encode()) > limit:
+        cut = 0
+        size = 0
+        for i, ch in enumerate(text):
+            size += len(ch.encode())
+            if size > limit:
+                cut = i
+                break
+        space = text.rfind(" ", 0, cut + 1)
+        if space > cut // 2:
+            out.append(text[:space])
+            text = text[space + 1 :]
+        else:
+            out.append(text[:cut])
+            text = text[cut:]
+    out.append(text)
+    return out
+
+
+def ctcp(text: str) -> tuple[str, str] | None:
+    """``\\x01ACTION waves\\x01`` -> ("ACTION", "waves"); None for ordinary text."""
+    if len(text) < 2 or not text.startswith("\x01"):
+        return None
+    body = text[1:].rstrip("\x01")
+    command, _, rest = body.partition(" ")
+    return command.upper(), rest
