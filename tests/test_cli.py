@@ -379,3 +379,34 @@ def test_serve_stops_cleanly_on_sigterm_without_clients(serve: Any, tmp_path: Pa
     assert s.stop() == 0
     assert time.monotonic() - t0 < 5
     assert "Traceback" not in s.log()
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback")
+def test_host_any_ipv6_also_accepts_ipv4(serve: Any, tmp_path: Path) -> None:
+    """The example config says "::" accepts remote clients: IPv4 ones too."""
+    irc = free_port()
+    s = serve("--host", "::", "--irc-port", str(irc), "--plain-port", "0")
+    wait_port(irc, proc=s.proc)
+    lines = register(irc, "four")
+    assert any(" 001 four " in line and "@127.0.0.1" in line for line in lines), lines
+    six = socket.create_connection(("::1", irc), timeout=5)
+    try:
+        six.sendall(b"NICK six\r\nUSER six 0 * :six\r\n")
+        data = b""
+        while b" 376 " not in data and b" 422 " not in data:
+            chunk = six.recv(65536)
+            assert chunk
+            data += chunk
+    finally:
+        six.close()
+    assert b" 001 six " in data
+    assert f"[::]:{irc}" in s.log()

@@ -36,7 +36,7 @@ def alive(c: LineClient, token: str = "still-here") -> None:
 
 def no_traceback(log: str) -> None:
     assert "Traceback" not in log, log[-3000:]
-    assert "bug while" not in log, log[-3000:]
+    assert not re.search(r"\bbug\b", log), log[-3000:]
 
 
 def rss_kb(pid: int) -> int:
@@ -131,6 +131,9 @@ def test_garbage_never_crashes_the_server(salon: Any, connect: Any) -> None:
         b"A" * 100_000,  # 100 KB without a newline
         b"PRIVMSG\r\nPRIVMSG #c\r\nJOIN\r\nMODE\r\nNICK\r\nUSER\r\nCAP\r\nCAP REQ\r\n",
         b"\xff\xfe\xfd\r\n" * 50,
+        # Words that cannot be echoed back as a middle parameter.
+        b"NICK :a b\r\nNICK ::x\r\nWHOIS :a b\r\nJOIN :#a b\r\nPART :#a b\r\n"
+        b"MODE :a b\r\nPRIVMSG :a b :hi\r\nTOPIC :#a b\r\nWHO :a b\r\nKICK #c :a b\r\n",
     ]
     for i, payload in enumerate(payloads):
         for registered in (False, True):
@@ -138,18 +141,25 @@ def test_garbage_never_crashes_the_server(salon: Any, connect: Any) -> None:
             if registered:
                 c.register(f"junk{i}")
                 c.send("JOIN #c")
-            c.sock.sendall(payload)
-            c.sock.sendall(b"\r\nPING after\r\n")
             try:
+                # The server may drop it half-way (RecvQ): a reset here is fine.
+                c.sock.sendall(payload)
+                c.sock.sendall(b"\r\nPING after\r\n")
                 c.read_all(0.1)
+            except OSError:
+                pass
             finally:
                 c.close()
     # Plain-text port gets the same.
     for payload in payloads:
         c = connect(salon.plain_port)
-        c.sock.sendall(payload + b"\r\n")
-        c.read_all(0.05)
-        c.close()
+        try:
+            c.sock.sendall(payload + b"\r\n")
+            c.read_all(0.05)
+        except OSError:
+            pass
+        finally:
+            c.close()
     alive(watcher)
     fresh = irc_user(connect, salon.irc_port, "fresh", "#c")
     fresh.send("PRIVMSG #c :server is fine")
@@ -325,7 +335,6 @@ def test_flood_control_throttles_then_drops(make_salon: Any, connect: Any) -> No
     b.expect(r"PRIVMSG #f :msg " + str(len(got)) + "$", timeout=3)
     # Far more than RecvQ (16384 bytes) while throttled: dropped with "Excess Flood".
     try:
-        a.sock.sendall(b"PRIVMSG #f :" + b"z" * 60 + b"\r\n" * 1)
         a.sock.sendall((b"PRIVMSG #f :" + b"z" * 60 + b"\r\n") * 2000)
     except OSError:
         pass
@@ -409,21 +418,20 @@ def test_shutdown_does_not_wait_for_a_client_that_never_reads(
     alive(flooder)
     t0 = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
+    flooder.expect(r"^ERROR :Server shutting down")
+    # While it waits for the stuck client, the server no longer accepts connections.
+    with pytest.raises(ConnectionRefusedError):
+        raw_socket(port).close()
+    assert s.proc.poll() is None, "expected the server to still be waiting for the reader"
     rc = s.proc.wait(10)
     elapsed = time.monotonic() - t0
     print(f"shutdown with a stuck reader: {elapsed:.2f} s")
     assert rc == 0
     assert elapsed < 5.0
-    flooder.expect(r"^ERROR :Server shutting down")
     slow.close()
     no_traceback(s.log())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: server/core.py Server.drop() writes nothing to a plain-text client when "
-    "`error` is given, so Server.shutdown() closes plain-port users without any notice",
-)
 def test_shutdown_tells_plain_text_users(make_salon: Any, connect: Any) -> None:
     s = make_salon()
     p: LineClient = connect(s.plain_port)
@@ -442,7 +450,13 @@ def test_shutdown_tells_plain_text_users(make_salon: Any, connect: Any) -> None:
 
 def _chat(s: Any, connect: Any, secret: str) -> None:
     a = irc_user(connect, s.irc_port, "alice", "#logged")
-    b = irc_user(connect, s.irc_port, "bob", "#logged")
+    b = irc_user(connect, s.irc_port, "bob", "#logged", "#lobby")
+    p: LineClient = connect(s.plain_port)
+    p.expect("Your name:")
+    p.send("carol")
+    b.expect(r"^:carol!\S+ JOIN #lobby")
+    p.send(f"{secret}-plain")
+    b.expect(re.escape(f"{secret}-plain"))
     a.send(f"PRIVMSG #logged :{secret}")
     b.expect(re.escape(secret))
     a.send(f"PRIVMSG bob :{secret}-private")
@@ -478,6 +492,7 @@ def test_log_records_message_text_when_enabled(make_salon: Any, connect: Any) ->
     log = wait_log(s, r"quit id=\d+ nick=alice")
     assert re.search(rf"PRIVMSG #logged <alice> {secret}$", log, re.M), log
     assert f"{secret}-private" in log
+    assert f"{secret}-plain" in log
 
 
 @pytest.mark.xfail(
