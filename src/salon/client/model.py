@@ -74,7 +74,10 @@ class Buffer:
     def sorted_members(self, prefix_order: str = "~&@%+") -> list[Member]:
         def rank(m: Member) -> tuple[int, str]:
             first = m.prefixes[:1]
-            return (prefix_order.index(first) if first in prefix_order else 99, m.nick.lower())
+            return (
+                prefix_order.index(first) if first and first in prefix_order else 99,
+                m.nick.lower(),
+            )
 
         return sorted(self.members.values(), key=rank)
 
@@ -180,3 +183,11 @@ class Unsent(Event):
     """Text that could not be sent (not connected): the front end may keep it for later."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCommand(Event):
+    """A command for the front end itself (``/joins hide``)."""
+
+    name: str
+    args: str

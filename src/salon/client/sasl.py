@@ -78,15 +78,15 @@ class ScramSha256:
 
     name = "SCRAM-SHA-256"
 
-    def __init__(
-        self, account: str, password: str, nonce: Callable[[], str] | None = None
-    ) -> None:
+    def __init__(self, account: str, password: str, nonce: Callable[[], str] | None = None) -> None:
         self.account = account
         self.password = password
         self.nonce = (nonce or (lambda: secrets.token_urlsafe(18)))()
         self._first_bare = f"n={_saslname(account)},r={self.nonce}"
         self._server_signature = b""
-        self.done = False
+        self.nonce_sent = False  # client-first-message sent
+        self.final_sent = False  # client-final-message sent
+        self.done = False  # the server's signature checked out
 
     def client_first(self) -> bytes:
         return ("n,," + self._first_bare).encode()

@@ -1,0 +1,1439 @@
+"""The IRC client session, sans-I/O.
+
+A :class:`Session` is fed what the server sent (:meth:`Session.receive`) and what the user
+typed (:meth:`Session.input`), each with the current time, and answers with events
+(:mod:`salon.client.model`) for the front end; the bytes to send wait in
+:meth:`Session.data_to_send`. It owns the model: the buffers, their lines and members.
+
+It speaks IRCv3 capability negotiation (CAP LS 302), SASL (PLAIN, SCRAM-SHA-256), batch,
+server-time, echo-message, multi-prefix, away-notify, draft/chathistory (LATEST on join and
+after a reconnect, BEFORE for scrolling back), draft/multiline and draft/account-registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from salon.client import commands as cmds
+from salon.client.model import (
+    Buffer,
+    BufferAdded,
+    BufferChanged,
+    BufferRemoved,
+    Event,
+    Fatal,
+    Focus,
+    HistoryAdded,
+    Joined,
+    JoinFailed,
+    Line,
+    LineAdded,
+    LineKind,
+    LocalCommand,
+    Member,
+    Mention,
+    NickChanged,
+    QuitRequested,
+    Registered,
+    TimedOut,
+    Unsent,
+)
+from salon.client.sasl import ChunkReader, SaslError, ScramSha256, encode_chunks, plain_payload
+from salon.client.text import (
+    casefold,
+    ctcp,
+    describe_fail,
+    describe_numeric,
+    format_time,
+    mentions,
+    nick_of,
+    parse_time,
+    split_utf8,
+    utc,
+)
+from salon.errors import ProtocolError
+from salon.proto import Message, parse
+
+VERSION_REPLY = "salon chat"
+
+# Capabilities the client asks for when offered ("sasl" only with credentials).
+WANTED_CAPS = (
+    "message-tags",
+    "server-time",
+    "batch",
+    "echo-message",
+    "multi-prefix",
+    "away-notify",
+    "account-notify",
+    "extended-join",
+    "chghost",
+    "setname",
+    "invite-notify",
+    "cap-notify",
+    "standard-replies",
+    "labeled-response",
+    "draft/chathistory",
+    "draft/multiline",
+    "draft/account-registration",
+)
+
+PING_IDLE = 60.0  # seconds of silence before we PING the server
+PING_TIMEOUT = 60.0  # seconds to wait for the answer before calling the link dead
+MAX_LINES = 5000  # per buffer
+MAX_NICK_RETRIES = 3
+
+WHOIS = {"311", "312", "313", "317", "318", "319", "301", "330", "338", "671", "276", "378"}
+WHOIS |= {"379", "307", "320", "335", "369", "314"}
+SERVER_INFO = {"001", "002", "003", "004", "251", "252", "253", "254", "255", "265", "266"}
+SERVER_INFO |= {"375", "372", "376", "422", "250", "396", "900", "901", "903"}
+
+
+@dataclass
+class Settings:
+    nick: str
+    username: str = ""
+    realname: str = ""
+    password: str = ""  # server password (PASS)
+    sasl_account: str = ""
+    sasl_password: str = ""
+    sasl_mechanism: str = ""  # "", "PLAIN" or "SCRAM-SHA-256"; "" picks the best offered
+    channels: tuple[str, ...] = ("#lobby",)
+    history: int = 50  # lines of CHATHISTORY per request
+    server_name: str = "server"  # the name of the server buffer
+
+
+@dataclass
+class _Batch:
+    ref: str
+    type: str
+    params: tuple[str, ...]
+    tags: dict[str, str]
+    parent: _Batch | None
+    messages: list[Message] = field(default_factory=list)
+
+
+class Session:
+    """One user's IRC session; survives reconnects (the buffers stay, the link state resets)."""
+
+    def __init__(self, settings: Settings, nonce: Callable[[], str] | None = None) -> None:
+        self.settings = settings
+        self._nonce = nonce
+        self.nick = settings.nick
+        self.isupport: dict[str, str] = {}
+        self.offered: dict[str, str] = {}  # CAP LS: name -> value
+        self.caps: set[str] = set()  # acknowledged
+        self.connected = False
+        self.registered = False
+        self.ever_registered = False
+        self.quitting = False
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._batch_counter = 0
+        self._inbuf = b""
+        self._batches: dict[str, _Batch] = {}
+        self._reset_link(0.0)
+        self.buffers: dict[str, Buffer] = {}
+        self.server = self._add_buffer(settings.server_name, "server", emit=False)
+        self.active = self.server.name
+
+    # ------------------------------------------------------------------ public interface
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out = []
+        return out
+
+    def connection_made(self, now: float) -> list[Event]:
+        """A new connection: start registration (CAP LS 302, PASS, NICK, USER)."""
+        self._reset_link(now)
+        self.connected = True
+        self.nick = self.settings.nick
+        self._send("CAP", "LS", "302")
+        if self.settings.password:
+            self._send("PASS", self.settings.password)
+        self._send("NICK", self.nick)
+        user = self.settings.username or self.nick
+        self._send("USER", user, "0", "*", self.settings.realname or self.nick)
+        return self._flush_events()
+
+    def connection_lost(self, now: float, reason: str = "") -> list[Event]:
+        """The link is gone: channels are remembered for the rejoin, members forgotten."""
+        was = self.connected
+        self.connected = False
+        self.registered = False
+        self._out = []
+        if was and not self.quitting:
+            text = "Disconnected" + (f": {reason}" if reason else "")
+            for buf in self.buffers.values():
+                if buf.kind == "server" or buf.joined:
+                    self._add(buf, self._line(now, "error", text), live=False)
+        for buf in self.buffers.values():
+            buf.history_pending = False
+            if buf.joined:
+                buf.joined = False
+                buf.members.clear()
+                self._emit(BufferChanged(buf))
+        return self._flush_events()
+
+    def receive(self, data: bytes, now: float) -> list[Event]:
+        self._last_recv = now
+        self._ping_sent = 0.0
+        self._inbuf += data
+        lines = self._inbuf.split(b"\n")
+        self._inbuf = lines.pop()
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                msg = parse(raw, max_body=8191)
+            except ProtocolError:
+                continue
+            self._dispatch(msg, now)
+        return self._flush_events()
+
+    def receive_line(self, line: str, now: float) -> list[Event]:
+        """Convenience for tests: one line without CR LF."""
+        return self.receive(line.encode() + b"\r\n", now)
+
+    def tick(self, now: float) -> list[Event]:
+        """Keepalive: PING after a quiet minute, report the link dead a minute later."""
+        if not self.connected:
+            return []
+        if self._ping_sent and now - self._ping_sent > PING_TIMEOUT:
+            self._emit(TimedOut())
+        elif not self._ping_sent and now - self._last_recv > PING_IDLE:
+            self._ping_sent = now
+            self._send("PING", f"salon-{int(now)}")
+        return self._flush_events()
+
+    def note(
+        self, text: str, now: float, *, error: bool = False, everywhere: bool = False
+    ) -> list[Event]:
+        """A line from the front end (connecting, reconnecting...) in the server buffer, or in
+        every buffer we are in."""
+        targets = [self.server]
+        if everywhere:
+            targets += [b for b in self.buffers.values() if b.kind == "channel" and b.want_joined]
+        for buf in targets:
+            self._add(buf, self._line(now, "error" if error else "info", text), live=False)
+        return self._flush_events()
+
+    def set_active(self, name: str) -> list[Event]:
+        buf = self.buffer(name)
+        if buf is not None:
+            self.active = buf.name
+            if buf.unread or buf.mentions:
+                buf.unread = buf.mentions = 0
+                self._emit(BufferChanged(buf))
+        return self._flush_events()
+
+    def buffer(self, name: str) -> Buffer | None:
+        return self.buffers.get(self._key(name))
+
+    def input(self, text: str, buffer_name: str, now: float) -> list[Event]:
+        """What the user typed in ``buffer_name``: a /command, a quit word, or text to send.
+        Text with newlines (a paste) goes out as one draft/multiline message when offered."""
+        buf = self.buffer(buffer_name) or self.server
+        self.active = buf.name  # where the user types is where answers go
+        text = text.rstrip("\r\n")
+        if "\n" in text:
+            self._say_lines(buf, text.split("\n"), now)
+            return self._flush_events()
+        if not text.strip():
+            return []
+        if text.strip().lower() in cmds.QUIT_WORDS:
+            self._quit("", now)
+            return self._flush_events()
+        parsed = cmds.split_command(text)
+        if parsed is None:
+            self._say(buf, text[1:] if text.startswith("//") else text, now)
+        else:
+            self._command(parsed[0], parsed[1], buf, now)
+        return self._flush_events()
+
+    def load_older(self, buffer_name: str, now: float) -> list[Event]:
+        """Scrolled to the top: ask for the page before the oldest line (CHATHISTORY BEFORE)."""
+        buf = self.buffer(buffer_name)
+        if buf is not None and buf.kind != "server" and not buf.history_exhausted:
+            self._request_history(buf, "BEFORE")
+        return self._flush_events()
+
+    @property
+    def has_history(self) -> bool:
+        return "draft/chathistory" in self.caps and "batch" in self.caps
+
+    def completion_candidates(self, buffer_name: str) -> list[str]:
+        """Nicks of the buffer (recent speakers first), then channels, then commands."""
+        buf = self.buffer(buffer_name)
+        nicks: list[str] = []
+        if buf is not None:
+            seen: set[str] = set()
+            for line in reversed(buf.lines[-200:]):
+                key = self._key(line.nick)
+                if line.nick and key in buf.members and key not in seen:
+                    seen.add(key)
+                    nicks.append(line.nick)
+            rest = sorted((m.nick for k, m in buf.members.items() if k not in seen), key=str.lower)
+            nicks += rest
+            if buf.kind == "query":
+                nicks.append(buf.name)
+        nicks = [n for n in nicks if self._key(n) != self._key(self.nick)]
+        chans = [b.name for b in self.buffers.values() if b.kind == "channel"]
+        return nicks + chans + cmds.command_names()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _reset_link(self, now: float) -> None:
+        self.isupport = {}
+        self.offered = {}
+        self.caps = set()
+        self._inbuf = b""
+        self._batches = {}
+        self._cap_ls_done = False
+        self._cap_pending = 0
+        self._cap_ending = False
+        self._last_recv = now
+        self._ping_sent = 0.0
+        self._nick_tries = 0
+        self._sasl: ScramSha256 | None = None
+        self._sasl_mech = ""
+        self._sasl_mechs: list[str] = []
+        self._sasl_reader = ChunkReader()
+        self._sasl_retry = False
+        self._pending_joins: set[str] = set()
+        self._focus_joins: set[str] = set()
+        self._names_building: set[str] = set()
+        self._names_show: set[str] = set()
+        self._history_kind: dict[str, str] = {}
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _flush_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _send(self, command: str, *params: str, tags: dict[str, str] | None = None) -> None:
+        msg = Message(command, tuple(params), tags=tags or {})
+        self._out.append(msg.serialize())
+
+    def _send_raw(self, line: str) -> None:
+        self._out.append(line.encode("utf-8", "replace") + b"\r\n")
+
+    @property
+    def casemapping(self) -> str:
+        return self.isupport.get("CASEMAPPING", "rfc1459")
+
+    def _key(self, name: str) -> str:
+        return casefold(name, self.casemapping)
+
+    @property
+    def chantypes(self) -> str:
+        return self.isupport.get("CHANTYPES", "#&")
+
+    def is_channel(self, name: str) -> bool:
+        return bool(name) and name[0] in self.chantypes
+
+    @property
+    def prefix(self) -> tuple[str, str]:
+        """(modes, chars) from ISUPPORT PREFIX, e.g. ("ov", "@+")."""
+        value = self.isupport.get("PREFIX", "(ov)@+")
+        if value.startswith("(") and ")" in value:
+            modes, _, chars = value[1:].partition(")")
+            if len(modes) == len(chars):
+                return modes, chars
+        return "ov", "@+"
+
+    def _line(
+        self, now: float | datetime, kind: LineKind, text: str, nick: str = "", **kw: object
+    ) -> Line:
+        when = now if isinstance(now, datetime) else utc(now)
+        return Line(when, kind, text, nick, **kw)  # type: ignore[arg-type]
+
+    def _add_buffer(
+        self, name: str, kind: str, *, emit: bool = True, focus: bool = False
+    ) -> Buffer:
+        key = self._key(name)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = Buffer(name, kind)  # type: ignore[arg-type]
+            self.buffers[key] = buf
+            if emit:
+                self._emit(BufferAdded(buf, focus))
+        elif focus:
+            self._emit(Focus(buf))
+        return buf
+
+    def _remove_buffer(self, buf: Buffer) -> None:
+        if buf is self.server:
+            return
+        self.buffers.pop(self._key(buf.name), None)
+        if self._key(self.active) == self._key(buf.name):
+            self.active = self.server.name
+        self._emit(BufferRemoved(buf))
+
+    def _add(self, buf: Buffer, line: Line, *, live: bool = True, mention: bool = False) -> None:
+        buf.lines.append(line)
+        if len(buf.lines) > MAX_LINES:
+            del buf.lines[: len(buf.lines) - MAX_LINES]
+            buf.history_exhausted = False
+        self._emit(LineAdded(buf, line))
+        if not live or line.own:
+            return
+        counted = line.kind in ("message", "action", "notice")
+        changed = False
+        if counted and self._key(buf.name) != self._key(self.active):
+            buf.unread += 1
+            changed = True
+            if line.highlight or mention:
+                buf.mentions += 1
+        if counted and (line.highlight or mention):
+            self._emit(Mention(buf, line))
+        if changed:
+            self._emit(BufferChanged(buf))
+
+    def _error(self, text: str, now: float, buf: Buffer | None = None) -> None:
+        self._add(buf or self._active_buffer(), self._line(now, "error", text), live=False)
+
+    def _info(self, text: str, now: float, buf: Buffer | None = None) -> None:
+        self._add(buf or self._active_buffer(), self._line(now, "info", text), live=False)
+
+    def _active_buffer(self) -> Buffer:
+        return self.buffer(self.active) or self.server
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, msg: Message, now: float) -> None:
+        ref = msg.tags.get("batch")
+        if ref and ref in self._batches and msg.command != "BATCH":
+            self._batches[ref].messages.append(msg)
+            return
+        if msg.command.isdigit():
+            self._numeric(msg, now)
+            return
+        handler = getattr(self, "_on_" + msg.command.lower(), None)
+        if handler is not None:
+            handler(msg, now)
+
+    def _on_ping(self, msg: Message, now: float) -> None:
+        self._send("PONG", *msg.params[:1])
+
+    def _on_pong(self, msg: Message, now: float) -> None:
+        self._ping_sent = 0.0
+
+    def _on_error(self, msg: Message, now: float) -> None:
+        text = msg.params[-1] if msg.params else "closing"
+        if not self.registered and not self.quitting:
+            self._emit(Fatal(f"the server closed the connection: {text}"))
+        self._add(self.server, self._line(now, "error", f"Server: {text}"), live=False)
+
+    # ------------------------------------------------------------------ CAP and SASL
+
+    def _on_cap(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        sub = msg.params[1].upper()
+        more = len(msg.params) > 3 and msg.params[2] == "*"
+        names = msg.params[-1].split()
+        if sub == "LS":
+            for item in names:
+                name, _, value = item.partition("=")
+                self.offered[name] = value
+            if not more and not self._cap_ls_done:
+                self._cap_ls_done = True
+                self._request_caps(self._wanted(self.offered))
+        elif sub == "ACK":
+            for name in names:
+                if name.startswith("-"):
+                    self.caps.discard(name[1:])
+                else:
+                    self.caps.add(name)
+            self._cap_answered()
+        elif sub == "NAK":
+            if len(names) > 1 and not self.registered:
+                self._request_caps(names, single=True)
+            self._cap_answered()
+        elif sub == "NEW":
+            new: dict[str, str] = {}
+            for item in names:
+                name, _, value = item.partition("=")
+                self.offered[name] = value
+                new[name] = value
+            self._request_caps([n for n in self._wanted(new) if n != "sasl"])
+        elif sub == "DEL":
+            for name in names:
+                self.caps.discard(name)
+                self.offered.pop(name, None)
+
+    def _wanted(self, offered: dict[str, str]) -> list[str]:
+        wanted = [c for c in WANTED_CAPS if c in offered]
+        if self.settings.sasl_account and "sasl" in offered and not self.registered:
+            wanted.append("sasl")
+        return wanted
+
+    def _request_caps(self, names: list[str], single: bool = False) -> None:
+        groups: list[list[str]] = []
+        if single:
+            groups = [[n] for n in names]
+        else:
+            current: list[str] = []
+            for name in names:
+                if current and len(" ".join([*current, name])) > 400:
+                    groups.append(current)
+                    current = []
+                current.append(name)
+            if current:
+                groups.append(current)
+        for group in groups:
+            self._cap_pending += 1
+            self._send("CAP", "REQ", " ".join(group))
+        if not groups:
+            self._cap_pending += 0
+            self._maybe_end_caps()
+
+    def _cap_answered(self) -> None:
+        self._cap_pending = max(0, self._cap_pending - 1)
+        if self._cap_pending == 0:
+            self._maybe_end_caps()
+
+    def _maybe_end_caps(self) -> None:
+        if self.registered or self._cap_ending or self._cap_pending:
+            return
+        if "sasl" in self.caps and self.settings.sasl_account and self._sasl_mech == "":
+            self._start_sasl()
+            return
+        self._end_caps()
+
+    def _end_caps(self) -> None:
+        if not self._cap_ending and not self.registered:
+            self._cap_ending = True
+            self._send("CAP", "END")
+
+    def _start_sasl(self) -> None:
+        offered = [m.upper() for m in self.offered.get("sasl", "").split(",") if m]
+        wanted = self.settings.sasl_mechanism.upper()
+        order = [wanted] if wanted else ["SCRAM-SHA-256", "PLAIN"]
+        self._sasl_mechs = [m for m in order if not offered or m in offered]
+        if not self._sasl_mechs:
+            self._error(
+                f"SASL: the server offers {', '.join(offered)}, not {' or '.join(order)}",
+                self._last_recv,
+                self.server,
+            )
+            self._end_caps()
+            return
+        self._next_sasl_mech()
+
+    def _next_sasl_mech(self) -> None:
+        self._sasl_mech = self._sasl_mechs.pop(0)
+        self._sasl_reader = ChunkReader()
+        self._sasl = None
+        if self._sasl_mech == "SCRAM-SHA-256":
+            self._sasl = ScramSha256(
+                self.settings.sasl_account, self.settings.sasl_password, self._nonce
+            )
+        self._send("AUTHENTICATE", self._sasl_mech)
+
+    def _on_authenticate(self, msg: Message, now: float) -> None:
+        if not msg.params or not self._sasl_mech:
+            return
+        try:
+            payload = self._sasl_reader.feed(msg.params[0])
+            if payload is None:
+                return
+            if self._sasl_mech == "PLAIN":
+                out = plain_payload(self.settings.sasl_account, self.settings.sasl_password)
+            else:
+                assert self._sasl is not None
+                if not payload and not self._sasl.nonce_sent:
+                    out = self._sasl.client_first()
+                    self._sasl.nonce_sent = True
+                elif not self._sasl.done and not self._sasl.final_sent:
+                    out = self._sasl.client_final(payload)
+                    self._sasl.final_sent = True
+                else:
+                    self._sasl.verify_server_final(payload)
+                    self._send("AUTHENTICATE", "+")
+                    return
+        except SaslError as exc:
+            self._error(f"SASL login failed: {exc}", now, self.server)
+            self._send("AUTHENTICATE", "*")
+            return
+        for chunk in encode_chunks(out):
+            self._send("AUTHENTICATE", chunk)
+
+    def _sasl_finished(self, msg: Message, now: float) -> None:
+        code = msg.command
+        if code == "908":
+            self._sasl_retry = True
+            mechs = [m.upper() for m in (msg.params[1] if len(msg.params) > 2 else "").split(",")]
+            self._sasl_mechs = [m for m in self._sasl_mechs if m in mechs]
+            return
+        if code in ("904", "905") and self._sasl_retry and self._sasl_mechs:
+            self._sasl_retry = False
+            self._next_sasl_mech()
+            return
+        if code == "903":
+            self._info("Logged in (SASL)", now, self.server)
+        else:
+            self._error(describe_numeric(msg), now, self.server)
+        self._end_caps()
+
+    # ------------------------------------------------------------------ numerics
+
+    def _numeric(self, msg: Message, now: float) -> None:
+        code = msg.command
+        params = msg.params
+        if code == "001":
+            self._welcome(msg, now)
+            return
+        elif code == "005":
+            for token in params[1:-1]:
+                name, _, value = token.partition("=")
+                if name.startswith("-"):
+                    self.isupport.pop(name[1:], None)
+                else:
+                    self.isupport[name] = value
+            return
+        elif code in ("903", "904", "905", "906", "907", "908"):
+            self._sasl_finished(msg, now)
+            return
+        elif code in ("432", "433", "436", "437") and not self.registered:
+            self._nick_refused(msg, now)
+            return
+        elif code in ("464", "465") and not self.registered:
+            self._emit(Fatal(describe_numeric(msg)))
+            return
+        elif code == "353":
+            self._names_reply(msg)
+            return
+        elif code == "366":
+            self._names_end(msg, now)
+            return
+        elif code in ("332", "331"):
+            self._topic_reply(msg, now)
+            return
+        elif code == "333":
+            return
+        elif code in ("305", "306"):
+            self._info(params[-1], now)
+            return
+        elif code == "324" and len(params) >= 3:
+            buf = self.buffer(params[1]) or self._active_buffer()
+            self._info(f"Modes of {params[1]}: {' '.join(params[2:])}", now, buf)
+            return
+        elif code == "329":
+            return
+        elif code == "341" and len(params) >= 3:
+            self._info(f"You invited {params[1]} to {params[2]}", now)
+            return
+        elif code in WHOIS:
+            self._whois(msg, now)
+            return
+        if code in SERVER_INFO or code < "400":
+            if code == "004":
+                return
+            text = params[-1] if len(params) > 1 else ""
+            if len(params) > 2 and code in ("252", "253", "254"):
+                text = " ".join(params[1:])
+            where = self.server if code in SERVER_INFO else self._buffer_for_params(params[1:-1])
+            self._info(text, now, where)
+            return
+        # An error or refusal: plain words, in the buffer it is about.
+        self._error(describe_numeric(msg), now, self._buffer_for_params(params[1:-1]))
+        if code in ("403", "405", "471", "473", "474", "475", "476", "477") and len(params) > 2:
+            key = self._key(params[1])
+            if key in self._pending_joins:
+                self._pending_joins.discard(key)
+                self._emit(JoinFailed(params[1], describe_numeric(msg)))
+
+    def _buffer_for_params(self, params: Iterable[str]) -> Buffer:
+        for p in params:
+            buf = self.buffer(p)
+            if buf is not None:
+                return buf
+        return self._active_buffer()
+
+    def _welcome(self, msg: Message, now: float) -> None:
+        self.registered = True
+        self._cap_ending = True
+        if msg.params:
+            self.nick = msg.params[0]
+        first = not self.ever_registered
+        self.ever_registered = True
+        self._emit(Registered(self.nick))
+        if msg.params[1:]:
+            self._info(msg.params[-1], now, self.server)
+        if first:
+            channels = list(self.settings.channels)
+        else:
+            channels = [
+                b.name for b in self.buffers.values() if b.kind == "channel" and b.want_joined
+            ]
+        if channels:
+            self._join(channels, now, focus=first)
+        if not first:
+            for buf in self.buffers.values():
+                if buf.kind == "query":
+                    self._request_history(buf, "LATEST")
+
+    def _nick_refused(self, msg: Message, now: float) -> None:
+        nick = msg.params[1] if len(msg.params) > 2 else self.nick
+        if msg.command in ("433", "436", "437") and self._nick_tries < MAX_NICK_RETRIES:
+            self._nick_tries += 1
+            self.nick = self.settings.nick + "_" * self._nick_tries
+            self._info(f"The nick {nick} is taken; trying {self.nick}", now, self.server)
+            self._send("NICK", self.nick)
+            return
+        reason = describe_numeric(msg)
+        self._emit(Fatal(f"the server refused the nick {nick!r}: {reason}"))
+
+    def _names_reply(self, msg: Message) -> None:
+        # 353 <me> <symbol> <channel> :<names>
+        if len(msg.params) < 4:
+            return
+        channel = msg.params[2]
+        buf = self.buffer(channel)
+        if buf is None:
+            if self._key(channel) in self._names_show:
+                buf = self.server
+            else:
+                return
+        key = self._key(channel)
+        if buf.kind == "channel" and key not in self._names_building:
+            self._names_building.add(key)
+            buf.members.clear()
+        _modes, chars = self.prefix
+        for item in msg.params[3].split():
+            i = 0
+            while i < len(item) and item[i] in chars:
+                i += 1
+            nick = nick_of(item[i:])
+            if nick and buf.kind == "channel":
+                buf.members[self._key(nick)] = Member(nick, item[:i])
+        if key in self._names_show:
+            self._info(f"In {channel}: {msg.params[3]}", self._last_recv, buf)
+
+    def _names_end(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        key = self._key(msg.params[1])
+        self._names_building.discard(key)
+        self._names_show.discard(key)
+        buf = self.buffer(msg.params[1])
+        if buf is not None:
+            self._emit(BufferChanged(buf))
+            if key in self._pending_joins:
+                self._pending_joins.discard(key)
+                self._emit(Joined(buf))
+
+    def _topic_reply(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 3:
+            return
+        buf = self.buffer(msg.params[1])
+        if buf is None:
+            return
+        buf.topic = msg.params[2] if msg.command == "332" else ""
+        text = f"Topic: {buf.topic}" if buf.topic else "No topic is set"
+        self._add(buf, self._line(now, "topic", text), live=False)
+        self._emit(BufferChanged(buf))
+
+    def _whois(self, msg: Message, now: float) -> None:
+        p = msg.params
+        code = msg.command
+        text = p[-1]
+        who = p[1] if len(p) > 2 else ""
+        if code == "311" and len(p) >= 6:
+            text = f"{p[1]} is {p[2]}@{p[3]} ({p[5]})"
+        elif code == "312" and len(p) >= 4:
+            text = f"{p[1]} is on {p[2]} ({p[3]})"
+        elif code == "319":
+            text = f"{who} is in {text}"
+        elif code == "317" and len(p) >= 4:
+            text = f"{who} has been idle {_duration(p[2])}"
+        elif code == "330" and len(p) >= 4:
+            text = f"{who} is logged in as {p[2]}"
+        elif code == "301":
+            text = f"{who} is away: {text}"
+            buf = self.buffer(who)
+            if buf is not None:
+                self._info(text, now, buf)
+                return
+        elif code in ("318", "369"):
+            return
+        elif who and not text.startswith(who):
+            text = f"{who} {text}"
+        self._info(text, now)
+
+    # ------------------------------------------------------------------ batches
+
+    def _on_batch(self, msg: Message, now: float) -> None:
+        if not msg.params:
+            return
+        ref = msg.params[0]
+        if ref.startswith("+") and len(msg.params) >= 2:
+            parent_ref = msg.tags.get("batch", "")
+            self._batches[ref[1:]] = _Batch(
+                ref[1:],
+                msg.params[1],
+                tuple(msg.params[2:]),
+                dict(msg.tags),
+                self._batches.get(parent_ref),
+            )
+        elif ref.startswith("-"):
+            batch = self._batches.pop(ref[1:], None)
+            if batch is not None:
+                self._end_batch(batch, now)
+
+    def _end_batch(self, batch: _Batch, now: float) -> None:
+        kind = batch.type
+        if kind == "draft/multiline":
+            combined = _combine_multiline(batch)
+            if combined is None:
+                return
+            if batch.parent is not None:
+                batch.parent.messages.append(combined)
+            else:
+                self._dispatch(combined, now)
+        elif kind == "chathistory":
+            self._history(batch, now)
+        elif batch.parent is not None:
+            batch.parent.messages.extend(batch.messages)
+        else:
+            for m in batch.messages:
+                self._dispatch(m.with_tags({k: v for k, v in m.tags.items() if k != "batch"}), now)
+
+    # ------------------------------------------------------------------ history
+
+    def _request_history(self, buf: Buffer, sub: str) -> None:
+        if not self.has_history or not self.registered or buf.history_pending:
+            return
+        limit = self.settings.history
+        try:
+            server_max = int(self.isupport.get("CHATHISTORY", "0") or 0)
+        except ValueError:
+            server_max = 0
+        if server_max > 0:
+            limit = min(limit, server_max)
+        refs = [line for line in buf.lines if line.kind in ("message", "action", "notice")]
+        refs = [line for line in refs if line.msgid] or refs
+        if sub == "BEFORE":
+            if not refs:
+                sub, ref = "LATEST", "*"
+            else:
+                ref = self._history_ref(refs[0])
+        else:
+            ref = self._history_ref(refs[-1]) if refs else "*"
+        buf.history_pending = True
+        self._history_kind[self._key(buf.name)] = sub
+        self._send("CHATHISTORY", sub, buf.name, ref, str(limit))
+
+    def _history_ref(self, line: Line) -> str:
+        types = self.isupport.get("MSGREFTYPES", "")
+        if line.msgid and (not types or "msgid" in types.split(",")):
+            return f"msgid={line.msgid}"
+        return f"timestamp={format_time(line.time)}"
+
+    def _history(self, batch: _Batch, now: float) -> None:
+        target = batch.params[0] if batch.params else ""
+        key = self._key(target)
+        sub = self._history_kind.pop(key, "LATEST")
+        buf = self.buffer(target)
+        if buf is None:
+            kind = "channel" if self.is_channel(target) else "query"
+            buf = self._add_buffer(target, kind)
+        buf.history_pending = False
+        lines = [
+            pair[1]
+            for pair in (self._message_line(m, utc(now), history=True) for m in batch.messages)
+            if pair is not None
+        ]
+        known = {line.key() for line in buf.lines}
+        fresh = [line for line in lines if line.key() not in known]
+        if sub == "BEFORE" and len(batch.messages) < self.settings.history:
+            buf.history_exhausted = True
+        if fresh:
+            buf.lines = sorted(buf.lines + fresh, key=lambda line: line.time)
+            if len(buf.lines) > MAX_LINES and sub != "BEFORE":
+                del buf.lines[: len(buf.lines) - MAX_LINES]
+        self._emit(HistoryAdded(buf, len(fresh), older=sub == "BEFORE"))
+
+    # ------------------------------------------------------------------ messages
+
+    def _message_line(
+        self, msg: Message, received: datetime, *, history: bool = False
+    ) -> tuple[Buffer, Line] | None:
+        """The buffer and line for a PRIVMSG or NOTICE (creating a query buffer if needed)."""
+        if msg.command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
+            return None
+        target, text = msg.params[0], msg.params[1]
+        nick = nick_of(msg.source)
+        own = bool(nick) and self._key(nick) == self._key(self.nick)
+        when = parse_time(msg.tags.get("time"), received)
+        msgid = msg.tags.get("msgid", "")
+        stripped = target.lstrip(self.prefix[1])
+        buf: Buffer | None
+        if self.is_channel(stripped):
+            buf = self.buffer(stripped) or self._add_buffer(stripped, "channel")
+        elif not msg.source or "!" not in msg.source or target == "*" or not self.registered:
+            buf = self.server  # from the server itself, or before we have a nick
+        else:
+            other = target if own else nick
+            buf = self.buffer(other)
+            if buf is None:
+                if msg.command == "NOTICE" and not history:
+                    buf = self._active_buffer()
+                else:
+                    buf = self._add_buffer(other, "query")
+        kind: LineKind = "notice" if msg.command == "NOTICE" else "message"
+        request = ctcp(text)
+        if request is not None:
+            name, arg = request
+            if name == "ACTION":
+                kind, text = "action", arg
+            elif msg.command == "NOTICE":
+                kind, text = "notice", f"CTCP {name} reply: {arg}"
+            else:
+                kind, text = "info", f"{nick} sent a CTCP {name}"
+        highlight = not own and kind != "info" and mentions(text, self.nick)
+        line = Line(when, kind, text, nick, msgid, highlight, own)
+        return buf, line
+
+    def _on_privmsg(self, msg: Message, now: float) -> None:
+        pair = self._message_line(msg, utc(now))
+        if pair is None:
+            return
+        buf, line = pair
+        nick = nick_of(msg.source)
+        request = ctcp(msg.params[1])
+        if request is not None and msg.command == "PRIVMSG" and not line.own:
+            name, arg = request
+            if name == "VERSION":
+                self._send("NOTICE", nick, f"\x01VERSION {VERSION_REPLY}\x01")
+            elif name == "PING":
+                self._send("NOTICE", nick, f"\x01PING {arg}\x01")
+        private = buf.kind == "query" and not line.own and line.kind != "info"
+        self._add(buf, line, mention=private)
+
+    _on_notice = _on_privmsg
+
+    # ------------------------------------------------------------------ membership
+
+    def _on_join(self, msg: Message, now: float) -> None:
+        if not msg.params:
+            return
+        nick = nick_of(msg.source)
+        channel = msg.params[0]
+        when = parse_time(msg.tags.get("time"), utc(now))
+        if self._key(nick) == self._key(self.nick):
+            key = self._key(channel)
+            focus = key in self._focus_joins
+            self._focus_joins.discard(key)
+            existed = self.buffer(channel) is not None
+            buf = self._add_buffer(channel, "channel", focus=focus)
+            buf.joined = buf.want_joined = True
+            buf.members.clear()
+            buf.members[self._key(nick)] = Member(nick)
+            self._pending_joins.add(key)
+            self._add(buf, self._line(when, "join", f"You joined {buf.name}", nick), live=False)
+            if focus and existed:
+                self._emit(Focus(buf))
+            self._request_history(buf, "LATEST")
+            return
+        buf_or_none = self.buffer(channel)
+        if buf_or_none is None:
+            return
+        buf = buf_or_none
+        buf.members[self._key(nick)] = Member(nick)
+        host = msg.source.split("!", 1)[1] if msg.source and "!" in msg.source else ""
+        text = f"{nick} joined" + (f" ({host})" if host else "")
+        self._add(buf, self._line(when, "join", text, nick))
+        self._emit(BufferChanged(buf))
+
+    def _on_part(self, msg: Message, now: float) -> None:
+        if not msg.params:
+            return
+        nick = nick_of(msg.source)
+        reason = msg.params[1] if len(msg.params) > 1 else ""
+        when = parse_time(msg.tags.get("time"), utc(now))
+        for channel in msg.params[0].split(","):
+            buf = self.buffer(channel)
+            if buf is None:
+                continue
+            if self._key(nick) == self._key(self.nick):
+                buf.joined = buf.want_joined = False
+                buf.members.clear()
+                self._remove_buffer(buf)
+                continue
+            buf.members.pop(self._key(nick), None)
+            text = f"{nick} left" + (f" ({reason})" if reason else "")
+            self._add(buf, self._line(when, "part", text, nick))
+            self._emit(BufferChanged(buf))
+
+    def _on_kick(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        by = nick_of(msg.source)
+        buf = self.buffer(msg.params[0])
+        if buf is None:
+            return
+        victim = msg.params[1]
+        reason = msg.params[2] if len(msg.params) > 2 else ""
+        when = parse_time(msg.tags.get("time"), utc(now))
+        suffix = f" ({reason})" if reason and reason != by else ""
+        if self._key(victim) == self._key(self.nick):
+            buf.joined = buf.want_joined = False
+            buf.members.clear()
+            self._add(buf, self._line(when, "error", f"{by} kicked you from {buf.name}{suffix}"))
+        else:
+            buf.members.pop(self._key(victim), None)
+            self._add(buf, self._line(when, "kick", f"{by} kicked {victim}{suffix}", by))
+        self._emit(BufferChanged(buf))
+
+    def _on_quit(self, msg: Message, now: float) -> None:
+        nick = nick_of(msg.source)
+        key = self._key(nick)
+        reason = msg.params[0] if msg.params else ""
+        when = parse_time(msg.tags.get("time"), utc(now))
+        text = f"{nick} quit" + (f" ({reason})" if reason else "")
+        for buf in list(self.buffers.values()):
+            if key in buf.members or (buf.kind == "query" and self._key(buf.name) == key):
+                buf.members.pop(key, None)
+                self._add(buf, self._line(when, "quit", text, nick))
+                self._emit(BufferChanged(buf))
+
+    def _on_nick(self, msg: Message, now: float) -> None:
+        if not msg.params:
+            return
+        old, new = nick_of(msg.source), msg.params[0]
+        old_key = self._key(old)
+        when = parse_time(msg.tags.get("time"), utc(now))
+        mine = old_key == self._key(self.nick)
+        if mine:
+            self.nick = new
+            self._emit(NickChanged(new))
+            self._add(self.server, self._line(when, "nick", f"You are now {new}", new))
+        text = f"{'You are' if mine else old + ' is'} now known as {new}"
+        for buf in list(self.buffers.values()):
+            member = buf.members.pop(old_key, None)
+            if member is not None:
+                member.nick = new
+                buf.members[self._key(new)] = member
+                self._add(buf, self._line(when, "nick", text, new))
+                self._emit(BufferChanged(buf))
+            elif buf.kind == "query" and self._key(buf.name) == old_key and not mine:
+                self.buffers.pop(old_key, None)
+                buf.name = new
+                self.buffers[self._key(new)] = buf
+                self._add(buf, self._line(when, "nick", text, new))
+                self._emit(BufferChanged(buf))
+
+    def _on_away(self, msg: Message, now: float) -> None:
+        key = self._key(nick_of(msg.source))
+        for buf in self.buffers.values():
+            member = buf.members.get(key)
+            if member is not None:
+                member.away = bool(msg.params)
+                self._emit(BufferChanged(buf))
+
+    def _on_topic(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        buf = self.buffer(msg.params[0])
+        if buf is None:
+            return
+        nick = nick_of(msg.source)
+        buf.topic = msg.params[1]
+        when = parse_time(msg.tags.get("time"), utc(now))
+        text = f"{nick} set the topic: {buf.topic}" if buf.topic else f"{nick} cleared the topic"
+        self._add(buf, self._line(when, "topic", text, nick))
+        self._emit(BufferChanged(buf))
+
+    def _on_invite(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        nick = nick_of(msg.source)
+        who, channel = msg.params[0], msg.params[1]
+        if self._key(who) == self._key(self.nick):
+            self._add(
+                self._active_buffer(),
+                self._line(now, "info", f"{nick} invites you to {channel} (/join {channel})"),
+                mention=True,
+            )
+        else:
+            buf = self.buffer(channel) or self.server
+            self._info(f"{nick} invited {who} to {channel}", now, buf)
+
+    def _on_mode(self, msg: Message, now: float) -> None:
+        if len(msg.params) < 2:
+            return
+        target = msg.params[0]
+        nick = nick_of(msg.source) or "The server"
+        when = parse_time(msg.tags.get("time"), utc(now))
+        changes = " ".join(msg.params[1:])
+        if not self.is_channel(target):
+            self._add(self.server, self._line(when, "mode", f"Your modes: {changes}", nick))
+            return
+        buf = self.buffer(target)
+        if buf is None:
+            return
+        self._apply_modes(buf, msg.params[1], list(msg.params[2:]))
+        self._add(buf, self._line(when, "mode", f"{nick} sets mode {changes}", nick))
+        self._emit(BufferChanged(buf))
+
+    def _apply_modes(self, buf: Buffer, modestr: str, args: list[str]) -> None:
+        modes, chars = self.prefix
+        groups = self.isupport.get("CHANMODES", "beI,k,l,imnpst").split(",")
+        always = (groups[0] if groups else "") + (groups[1] if len(groups) > 1 else "")
+        on_set = groups[2] if len(groups) > 2 else ""
+        adding = True
+        for ch in modestr:
+            if ch in "+-":
+                adding = ch == "+"
+                continue
+            if ch in modes:
+                if not args:
+                    return
+                member = buf.members.get(self._key(args.pop(0)))
+                if member is not None:
+                    symbol = chars[modes.index(ch)]
+                    have = set(member.prefixes)
+                    if adding:
+                        have.add(symbol)
+                    else:
+                        have.discard(symbol)
+                    member.prefixes = "".join(c for c in chars if c in have)
+            elif (ch in always or (ch in on_set and adding)) and args:
+                args.pop(0)
+
+    # ------------------------------------------------------------------ replies
+
+    def _on_fail(self, msg: Message, now: float) -> None:
+        text = describe_fail(msg)
+        command = msg.params[0] if msg.params else ""
+        buf: Buffer | None = None
+        if command == "CHATHISTORY":
+            for p in msg.params[2:-1]:
+                buf = self.buffer(p)
+                if buf is not None:
+                    buf.history_pending = False
+                    if msg.params[1:2] == ("INVALID_TARGET",):
+                        buf.history_exhausted = True
+                    break
+        if msg.command == "FAIL":
+            self._error(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
+        else:
+            self._info(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
+
+    _on_warn = _on_fail
+    _on_note = _on_fail
+
+    def _on_register(self, msg: Message, now: float) -> None:
+        # REGISTER SUCCESS <account> :<message> | REGISTER VERIFICATION_REQUIRED <account> :msg
+        if len(msg.params) >= 2:
+            self._info(msg.params[-1], now)
+
+    def _on_verify(self, msg: Message, now: float) -> None:
+        self._on_register(msg, now)
+
+    # ------------------------------------------------------------------ user commands
+
+    def _join(self, channels: list[str], now: float, *, key: str = "", focus: bool = True) -> None:
+        names = [c if self.is_channel(c) else "#" + c for c in channels if c]
+        if not names:
+            return
+        for i, name in enumerate(names):
+            self._pending_joins.add(self._key(name))
+            if focus and i == 0:
+                self._focus_joins.add(self._key(name))
+            buf = self.buffer(name)
+            if buf is not None and buf.joined and focus and i == 0:
+                self._emit(Focus(buf))
+        params = [",".join(names)] + ([key] if key else [])
+        self._send("JOIN", *params)
+
+    def _not_connected(self, text: str, now: float) -> bool:
+        if self.registered:
+            return False
+        self._error("Not connected: not sent (it is kept in the input line)", now)
+        self._emit(Unsent(text))
+        return True
+
+    def _max_text(self, command: str, target: str) -> int:
+        # 512 minus ":nick!user@host COMMAND target :" and CR LF, with a generous host.
+        overhead = 1 + len(self.nick) + 1 + 10 + 1 + 63 + 1 + len(command) + 1 + len(target) + 2
+        return 512 - overhead - 2
+
+    def _say(self, buf: Buffer, text: str, now: float, *, kind: str = "message") -> None:
+        if buf.kind == "server":
+            self._error("This is the server window: /join a channel or /query someone to talk", now)
+            return
+        self._send_text(buf.name, text, now, kind=kind, original=text)
+
+    def _send_text(
+        self, target: str, text: str, now: float, *, kind: str = "message", original: str = ""
+    ) -> None:
+        if self._not_connected(original or text, now):
+            return
+        command = "NOTICE" if kind == "notice" else "PRIVMSG"
+        if kind == "action":
+            pieces = [
+                f"\x01ACTION {p}\x01" for p in split_utf8(text, self._max_text(command, target) - 9)
+            ]
+        else:
+            pieces = split_utf8(text, self._max_text(command, target))
+        for piece in pieces:
+            self._send(command, target, piece)
+        if "echo-message" not in self.caps:
+            buf = self._target_buffer(target)
+            for piece in pieces:
+                self._own_line(buf, piece, kind, now)
+
+    def _target_buffer(self, target: str) -> Buffer:
+        stripped = target.lstrip(self.prefix[1])
+        buf = self.buffer(stripped)
+        if buf is None:
+            buf = self._add_buffer(stripped, "channel" if self.is_channel(stripped) else "query")
+        return buf
+
+    def _own_line(self, buf: Buffer, text: str, kind: str, now: float) -> None:
+        line_kind: LineKind = "notice" if kind == "notice" else "message"
+        body = text
+        act = ctcp(text)
+        if act is not None and act[0] == "ACTION":
+            line_kind, body = "action", act[1]
+        self._add(buf, Line(utc(now), line_kind, body, self.nick, own=True))
+
+    def _say_lines(self, buf: Buffer, lines: list[str], now: float) -> None:
+        lines = [line.rstrip("\r") for line in lines]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if not lines:
+            return
+        if buf.kind == "server":
+            self._error("This is the server window: nowhere to send that text", now)
+            return
+        if self._not_connected("\n".join(lines), now):
+            return
+        limits = _cap_values(self.offered.get("draft/multiline", ""))
+        max_bytes = _int(limits.get("max-bytes"), 4096)
+        max_lines = _int(limits.get("max-lines"), 100)
+        size = sum(len(line.encode()) for line in lines) + len(lines) - 1
+        per_line = self._max_text("PRIVMSG", buf.name)
+        fits = all(len(line.encode()) <= per_line for line in lines)
+        if (
+            "draft/multiline" in self.caps
+            and "batch" in self.caps
+            and len(lines) <= max_lines
+            and size <= max_bytes
+            and fits
+        ):
+            self._batch_counter += 1
+            ref = f"ml{self._batch_counter}"
+            self._send("BATCH", "+" + ref, "draft/multiline", buf.name)
+            for line in lines:
+                # An empty line is sent as a space-less empty trailing parameter.
+                self._send("PRIVMSG", buf.name, line, tags={"batch": ref})
+            self._send("BATCH", "-" + ref)
+            if "echo-message" not in self.caps:
+                self._add(buf, Line(utc(now), "message", "\n".join(lines), self.nick, own=True))
+            return
+        for line in lines:
+            if line.strip():
+                self._send_text(buf.name, line, now)
+
+    def _quit(self, reason: str, now: float) -> None:
+        self.quitting = True
+        if self.connected:
+            self._send("QUIT", reason or "bye")
+        self._emit(QuitRequested(reason))
+
+    def _command(self, name: str, args: str, buf: Buffer, now: float) -> None:
+        words = args.split()
+        channel = buf.name if buf.kind == "channel" else ""
+        if name == "help":
+            for text in cmds.help_lines(words[0] if words else ""):
+                self._info(text, now)
+            return
+        if name == "quit":
+            self._quit(args, now)
+            return
+        if name == "joins":
+            # Handled by the front end (it owns what is shown); the session only says so.
+            self._emit(LocalCommand(name, args))
+            return
+        if name == "close":
+            if buf.kind == "query":
+                self._remove_buffer(buf)
+            elif buf.kind == "channel":
+                if buf.joined and self.registered:
+                    self._send("PART", buf.name)
+                else:
+                    self._remove_buffer(buf)
+            return
+        if name == "query":
+            if not words:
+                self._error("Usage: " + cmds.COMMANDS["query"][0], now)
+                return
+            target = words[0]
+            qbuf = self._add_buffer(target, "channel" if self.is_channel(target) else "query")
+            self._emit(Focus(qbuf))
+            text = args[len(target) :].strip()
+            if text:
+                self._say(qbuf, text, now)
+            return
+        if name == "say":
+            self._say(buf, args, now)
+            return
+        if self._not_connected("/" + name + (" " + args if args else ""), now):
+            return
+        if name == "join":
+            if not words:
+                self._error("Usage: " + cmds.COMMANDS["join"][0], now)
+                return
+            self._join(words[0].split(","), now, key=words[1] if len(words) > 1 else "")
+        elif name == "part":
+            target = channel
+            reason = args
+            if words and self.is_channel(words[0]):
+                target, reason = words[0], args[len(words[0]) :].strip()
+            if not target:
+                if buf.kind == "query":
+                    self._remove_buffer(buf)
+                else:
+                    self._error("Which channel? /part #channel", now)
+                return
+            self._send("PART", target, *([reason] if reason else []))
+        elif name in ("msg", "notice"):
+            if len(words) < 2:
+                self._error("Usage: " + cmds.COMMANDS[name][0], now)
+                return
+            target = words[0]
+            text = args[len(target) :].strip()
+            kind = "notice" if name == "notice" else "message"
+            self._send_text(target, text, now, kind=kind)
+        elif name == "me":
+            if buf.kind == "server":
+                self._error("/me works in a channel or a private chat", now)
+            elif args:
+                self._say(buf, args, now, kind="action")
+        elif name == "nick":
+            if not words:
+                self._info(f"You are {self.nick}", now)
+            else:
+                self._send("NICK", words[0])
+        elif name == "topic":
+            if words and self.is_channel(words[0]):
+                channel, args = words[0], args[len(words[0]) :].strip()
+            if not channel:
+                self._error("Which channel? /topic #channel [text]", now)
+            elif args:
+                self._send("TOPIC", channel, args)
+            else:
+                self._send("TOPIC", channel)
+        elif name == "names":
+            target = words[0] if words else channel
+            if not target:
+                self._error("Which channel? /names #channel", now)
+                return
+            self._names_show.add(self._key(target))
+            self._send("NAMES", target)
+        elif name == "whois":
+            if not words:
+                self._error("Usage: " + cmds.COMMANDS["whois"][0], now)
+                return
+            self._send("WHOIS", words[0])
+        elif name == "away":
+            self._send("AWAY", *([args] if args else []))
+        elif name == "invite":
+            target = words[1] if len(words) > 1 else channel
+            if not words or not target:
+                self._error("Usage: " + cmds.COMMANDS["invite"][0], now)
+                return
+            self._send("INVITE", words[0], target)
+        elif name == "kick":
+            if words and self.is_channel(words[0]):
+                channel, words = words[0], words[1:]
+                args = args.split(None, 1)[1] if len(args.split(None, 1)) > 1 else ""
+            if not words or not channel:
+                self._error("Usage: " + cmds.COMMANDS["kick"][0], now)
+                return
+            reason = args[len(words[0]) :].strip()
+            self._send("KICK", channel, words[0], *([reason] if reason else []))
+        elif name == "mode":
+            if not words or (words[0][:1] in "+-" and channel):
+                target = channel or self.nick
+            else:
+                target, words = words[0], words[1:]
+            self._send("MODE", target, *words)
+        elif name == "register":
+            if "draft/account-registration" not in self.offered:
+                self._error("This server does not offer account registration", now)
+                return
+            if not words or len(words) > 2:
+                self._error("Usage: " + cmds.COMMANDS["register"][0], now)
+                return
+            email = words[0] if len(words) == 2 else "*"
+            self._send("REGISTER", "*", email, words[-1])
+        elif name == "quote":
+            if args:
+                self._send_raw(args)
+        else:
+            # Unknown commands go to the server as they are, like /quote.
+            self._send_raw(name.upper() + (" " + args if args else ""))
+
+
+def _combine_multiline(batch: _Batch) -> Message | None:
+    """draft/multiline: the batch's PRIVMSGs (or NOTICEs) as one message joined with newlines
+    (no newline before a line tagged draft/multiline-concat)."""
+    parts: list[str] = []
+    first: Message | None = None
+    for m in batch.messages:
+        if m.command not in ("PRIVMSG", "NOTICE") or len(m.params) < 2:
+            continue
+        if first is None:
+            first = m
+            parts.append(m.params[1])
+        elif "draft/multiline-concat" in m.tags:
+            parts[-1] += m.params[1]
+        else:
+            parts.append(m.params[1])
+    if first is None:
+        return None
+    tags = {k: v for k, v in batch.tags.items() if k != "batch"}
+    for key in ("time", "msgid"):
+        if key not in tags and key in first.tags:
+            tags[key] = first.tags[key]
+    if batch.parent is not None:
+        tags["batch"] = batch.parent.ref
+    return Message(first.command, (first.params[0], "\n".join(parts)), first.source, tags)
+
+
+def _cap_values(value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in value.split(","):
+        key, _, val = item.partition("=")
+        if key:
+            out[key] = val
+    return out
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+def _duration(seconds: str) -> str:
+    try:
+        total = int(seconds)
+    except ValueError:
+        return seconds + " s"
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min"
+    return f"{total // 3600} h {total % 3600 // 60} min"
