@@ -19,7 +19,8 @@ from salon.config import Config, from_mapping
 from salon.proto.message import Message, parse
 from salon.server.client import Client, Kind
 from salon.server.core import Server
-from salon.server.effects import Close, Effect, Offload
+from salon.server.effects import Close, Effect, Offload, StoreCall
+from salon.store.memory import MemoryStore
 
 START = 1000.0
 SERVER_NAME = "test.salon"
@@ -50,6 +51,8 @@ class Net:
         self.now = now
         self.config = config if config is not None else make_config(**sections)
         self.server = Server(self.config, now=now)
+        self.store = MemoryStore()
+        self.server.load(self.store)
         self.closed: list[Client] = []
         self.pending: list[Offload] = []
         self._port = 40000
@@ -72,13 +75,24 @@ class Net:
     # -------------------------------------------------------------- effects
 
     def collect_effects(self) -> list[Effect]:
-        """Drain the core's effects: remember closes and offloads for the tests to inspect."""
+        """Drain the core's effects: remember closes and offloads for the tests to inspect;
+        store calls run at once against the in-memory store, like the shell's storage
+        thread would at the end of the turn."""
         effects = self.server.take_effects()
+        calls: list[StoreCall] = []
         for effect in effects:
             if isinstance(effect, Close):
                 self.closed.append(effect.client)
+            elif isinstance(effect, StoreCall):
+                calls.append(effect)
             else:
                 self.pending.append(effect)
+        if calls:
+            with self.store.transaction():
+                results = [call.call(self.store) for call in calls]
+            for call, result in zip(calls, results, strict=True):
+                self.server.complete_store(call, result, self.now)
+            self.collect_effects()
         return effects
 
     def run_offloads(self) -> int:

@@ -69,12 +69,46 @@ class FloodSection:
     rate: float = 2.0
     burst: int = 16
     exempt: tuple[Network, ...] = ()
+    # Channel flood protection (per member and channel); 0 messages turns it off.
+    channel_messages: int = 10
+    channel_period: float = 5.0
+    channel_mute: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class LogSection:
     level: str = "info"
     messages: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySection:
+    enabled: bool = True
+    replay_lines: int = 20
+    retention_days: float = 0.0
+    # channel (casefolded) -> retention days; overrides retention_days for that channel
+    channel_retention: tuple[tuple[str, float], ...] = ()
+    chathistory_limit: int = 1000
+    multiline_max_bytes: int = 4096
+    multiline_max_lines: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsSection:
+    enabled: bool = True
+    registration: bool = True
+    registration_before_connect: bool = True
+    registration_requires_email: bool = False
+    registration_throttle: int = 5
+    registration_throttle_period: float = 600.0
+    password_min_length: int = 8
+    login_failures_per_account: int = 5
+    login_failures_per_ip: int = 10
+    login_throttle_period: float = 60.0
+    nick_enforce_timeout: float = 30.0
+    guest_prefix: str = "Guest"
+    scram_iterations: int = 4096
+    verify_timeout: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +125,8 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     flood: FloodSection = field(default_factory=FloodSection)
     log: LogSection = field(default_factory=LogSection)
+    history: HistorySection = field(default_factory=HistorySection)
+    accounts: AccountsSection = field(default_factory=AccountsSection)
     opers: tuple[OperBlock, ...] = ()
 
     @property
@@ -139,9 +175,28 @@ def _section(cls: type[_T], name: str, raw: Any) -> _T:
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"{name}.{key}: unknown key (see salon.example.toml)")
+        if key == "channel_retention":
+            values[key] = _retention(f"{name}.{key}", value)
+            continue
         default = getattr(cls(), key) if key != "exempt" else ()
         values[key] = _coerce(f"{name}.{key}", value, default)
     return cls(**values)
+
+
+def _retention(where: str, value: Any) -> tuple[tuple[str, float], ...]:
+    """``{ "#channel" = days, ... }`` as casefolded pairs."""
+    from salon.proto.casemap import casefold
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(f'{where}: expected a table like {{ "#channel" = 7 }}')
+    out = []
+    for chan, days in value.items():
+        if not isinstance(chan, str) or not chan.startswith("#"):
+            raise ConfigError(f"{where}: {chan!r} is not a channel name")
+        if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+            raise ConfigError(f"{where}.{chan}: expected a number of days (0 = forever)")
+        out.append((casefold(chan), float(days)))
+    return tuple(out)
 
 
 def _coerce(where: str, value: Any, default: Any) -> Any:
@@ -259,12 +314,44 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"limits.{key}: must be positive")
     if cfg.flood.rate <= 0 or cfg.flood.burst < 1:
         raise ConfigError("flood: rate must be positive and burst at least 1")
+    _validate_accounts(cfg)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
 
+def _validate_accounts(cfg: Config) -> None:
+    acc = cfg.accounts
+    for key, (lo, hi) in {
+        "registration_throttle": (0, 1000000),
+        "password_min_length": (1, 600),
+        "login_failures_per_account": (0, 1000000),
+        "login_failures_per_ip": (0, 1000000),
+        "scram_iterations": (4096, 1000000),
+    }.items():
+        v = getattr(acc, key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"accounts.{key}: {v} is out of range ({lo} to {hi})")
+    for key in ("registration_throttle_period", "login_throttle_period", "verify_timeout"):
+        if getattr(acc, key) <= 0:
+            raise ConfigError(f"accounts.{key}: must be positive")
+    if acc.nick_enforce_timeout < 0:
+        raise ConfigError("accounts.nick_enforce_timeout: must not be negative")
+    prefix = acc.guest_prefix
+    if not (
+        1 <= len(prefix) <= 20 and prefix[0].isalpha() and prefix.isascii() and prefix.isalnum()
+    ):
+        raise ConfigError(
+            "accounts.guest_prefix: 1 to 20 letters and digits, starting with a letter"
+        )
+    fl = cfg.flood
+    if fl.channel_messages < 0 or fl.channel_period <= 0 or fl.channel_mute < 0:
+        raise ConfigError(
+            "flood: channel_messages must not be negative, channel_period must be positive"
+        )
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
-    known = {"server", "listen", "limits", "flood", "log", "oper"}
+    known = {"server", "listen", "limits", "flood", "log", "history", "accounts", "oper"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{key}: unknown section (see salon.example.toml)")
@@ -274,6 +361,8 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         limits=_section(LimitsSection, "limits", raw.get("limits")),
         flood=_section(FloodSection, "flood", raw.get("flood")),
         log=_section(LogSection, "log", raw.get("log")),
+        history=_section(HistorySection, "history", raw.get("history")),
+        accounts=_section(AccountsSection, "accounts", raw.get("accounts")),
         opers=_opers(raw.get("oper")),
     )
     validate(cfg)

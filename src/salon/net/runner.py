@@ -88,6 +88,11 @@ class ClientProtocol(asyncio.Protocol):
             server.disconnected(client, time.time(), "RecvQ exceeded")
         else:
             server.feed(client, data, time.time())
+            if client.blocked and not client.reading_paused and client.sink is not None:
+                # Its input waits for a store call or slow work: stop reading (TCP
+                # backpressure) instead of buffering without bound.
+                client.reading_paused = True
+                client.sink.pause_reading()
         shell.after()
 
     def eof_received(self) -> bool:
@@ -194,7 +199,15 @@ class Shell:
 
     def _store_done(self, call: StoreCall, result: Any) -> None:
         self.server.complete_store(call, result, time.time())
+        if call.client is not None:
+            self._resume(call.client)
         self.after()
+
+    def _resume(self, client: Client) -> None:
+        if client.reading_paused and not client.blocked and not client.closed:
+            client.reading_paused = False
+            if client.sink is not None and not client.sink.is_closing():
+                client.sink.resume_reading()
 
     def _offload(self, effect: Offload) -> None:
         future = self.loop.run_in_executor(None, effect.work)
@@ -206,6 +219,7 @@ class Shell:
                 log.exception("offloaded work failed")
                 result = None
             self.server.complete(effect, result, time.time())
+            self._resume(effect.client)
             self.after()
 
         future.add_done_callback(finished)

@@ -23,6 +23,13 @@ LABELED_RESPONSE: Final = 1 << 17
 CAP_NOTIFY: Final = 1 << 18
 EXTENDED_MONITOR: Final = 1 << 19
 STANDARD_REPLIES: Final = 1 << 20
+CHATHISTORY: Final = 1 << 21
+EVENT_PLAYBACK: Final = 1 << 22
+MULTILINE: Final = 1 << 23
+CHANNEL_RENAME: Final = 1 << 24
+READ_MARKER: Final = 1 << 25
+MESSAGE_REDACTION: Final = 1 << 26
+SEARCH: Final = 1 << 27
 
 # The part of a client's capability mask that selects its serialization variant.
 VARIANT_MASK: Final = MESSAGE_TAGS | SERVER_TIME | ACCOUNT_TAG | BATCH
@@ -37,7 +44,13 @@ CAPABILITIES: Final[dict[str, int]] = {
     "chghost": CHGHOST,
     "echo-message": ECHO_MESSAGE,
     "extended-join": EXTENDED_JOIN,
+    "draft/chathistory": CHATHISTORY,
+    "draft/channel-rename": CHANNEL_RENAME,
+    "draft/event-playback": EVENT_PLAYBACK,
     "draft/extended-monitor": EXTENDED_MONITOR,
+    "draft/message-redaction": MESSAGE_REDACTION,
+    "draft/multiline": MULTILINE,
+    "draft/read-marker": READ_MARKER,
     "extended-monitor": EXTENDED_MONITOR,
     "invite-notify": INVITE_NOTIFY,
     "labeled-response": LABELED_RESPONSE,
@@ -47,6 +60,7 @@ CAPABILITIES: Final[dict[str, int]] = {
     "setname": SETNAME,
     "standard-replies": STANDARD_REPLIES,
     "userhost-in-names": USERHOST_IN_NAMES,
+    "soju.im/search": SEARCH,
 }
 
 

@@ -52,6 +52,7 @@ class Client:
         "plain",
         "port",
         "prefix",
+        "reading_paused",
         "realname",
         "registered",
         "sink",
@@ -92,6 +93,8 @@ class Client:
         self.dirty = False
         self.closed = False
         self.blocked = False
+        # Set by the shell while it stopped reading from the socket (blocked input).
+        self.reading_paused = False
         self.throttled = False
         self.discarding = False
         self.inbuf = bytearray()

@@ -34,7 +34,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.limits import MAX_INPUT
 from salon.proto.message import Message, encode_tags, parse
-from salon.server import caps
+from salon.server import caps, history
 from salon.server.channel import (
     FLAG_MODES,
     LIST_MODES,
@@ -127,7 +127,7 @@ class Server:
 
     def server_tags(self) -> dict[str, str]:
         """Tags every relayed message carries: time and msgid."""
-        return {"time": format_time(self.now), "msgid": self.new_msgid()}
+        return {"time": history.format_ms(int(self.now * 1000)), "msgid": self.new_msgid()}
 
     # ------------------------------------------------------------------ ISUPPORT
 
@@ -238,7 +238,10 @@ class Server:
                 flood = True
         if start:
             del buf[:start]
-        if len(buf) > self.recvq and not client.closed:
+        # While blocked (waiting for a commit or slow work) the shell stops reading, so the
+        # buffer holds at most what one read brought; the RecvQ applies otherwise.
+        limit = self.recvq if not client.blocked else max(self.recvq * 8, 1 << 20)
+        if len(buf) > limit and not client.closed:
             self.drop(client, "Excess Flood" if client.throttled else "RecvQ exceeded")
 
     def _input_too_long(self, client: Client) -> None:
@@ -541,6 +544,7 @@ class Server:
         self.throttled.discard(client)
         if client.registered:
             quit_msg = Message("QUIT", (reason,), client.prefix, self.server_tags())
+            history.user_event(self, client, quit_msg)
             seen: set[Client] = {client}
             for chan in list(client.channels.values()):
                 recipients = [m for m in chan.members if m not in seen]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -91,9 +91,10 @@ class HistoryEvent:
     account: str | None
     params: tuple[str, ...]
     tags: tuple[tuple[str, str], ...] = ()
-    # For private messages, the display target (the recipient's nick as sent).
+    # For private messages, the display target (the recipient's nick as sent), and the
+    # sender's side of the conversation key.
     display: str = ""
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    party: str = ""
 
     @property
     def text(self) -> str:
@@ -156,6 +157,9 @@ class HistoryStore(Protocol):
     def history_targets(
         self, targets: Sequence[str], start: float, end: float, limit: int
     ) -> list[tuple[str, float]]: ...
+    def dm_partners(self, party: str) -> list[tuple[str, str]]: ...
+    def history_event(self, target: str, msgid: str) -> HistoryEvent | None: ...
+    def rename_history(self, old: str, new: str) -> None: ...
     def redact_history(self, target: str, msgid: str) -> bool: ...
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]: ...
     def purge_history(self, before: float, target: str | None = None) -> int: ...
@@ -169,8 +173,18 @@ class Store(AccountStore, ChannelStore, BanStore, MarkerStore, HistoryStore, Pro
 
 
 def dm_key(a: str, b: str) -> str:
-    """The conversation key of two casefolded nicks (or accounts)."""
+    """The conversation key of two parties (casefolded nicks, or ``~account``)."""
     return f"{a} {b}" if a <= b else f"{b} {a}"
+
+
+def dm_other(key: str, party: str) -> str:
+    """The other party of a conversation key."""
+    a, _, b = key.partition(" ")
+    return b if a == party else a
+
+
+def is_dm(target: str) -> bool:
+    return " " in target
 
 
 def iter_chunks(items: Sequence[HistoryEvent], size: int) -> Iterator[Sequence[HistoryEvent]]:

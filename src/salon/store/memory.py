@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from salon.store.base import (
     AccountRecord,
@@ -12,9 +13,11 @@ from salon.store.base import (
     HistoryQuery,
     SearchQuery,
     ServerBan,
+    dm_other,
+    is_dm,
 )
 
-_EVENT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
+_MESSAGES = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 
 def select_window(events: Sequence[HistoryEvent], query: HistoryQuery) -> list[HistoryEvent]:
@@ -24,7 +27,7 @@ def select_window(events: Sequence[HistoryEvent], query: HistoryQuery) -> list[H
         for e in events
         if (query.start is None or e.time > query.start)
         and (query.end is None or e.time < query.end)
-        and (query.events or e.command in _EVENT_COMMANDS)
+        and (query.events or e.command in ("PRIVMSG", "NOTICE"))
     ]
     if query.newest_first:
         return chosen[-query.limit :] if query.limit else []
@@ -38,6 +41,7 @@ class MemoryStore:
         self.bans: dict[tuple[str, str], ServerBan] = {}
         self.markers: dict[tuple[str, str], float] = {}
         self.events: dict[str, list[HistoryEvent]] = {}
+        self.partners: dict[tuple[str, str], str] = {}
         self.commits = 0
 
     @contextlib.contextmanager
@@ -89,6 +93,23 @@ class MemoryStore:
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         for event in events:
             self.events.setdefault(event.target, []).append(event)
+            if is_dm(event.target) and event.party:
+                self.partners[(event.party, event.target)] = event.display
+                other = dm_other(event.target, event.party)
+                self.partners[(other, event.target)] = event.source.split("!", 1)[0]
+
+    def dm_partners(self, party: str) -> list[tuple[str, str]]:
+        return [(conv, name) for (p, conv), name in self.partners.items() if p == party]
+
+    def history_event(self, target: str, msgid: str) -> HistoryEvent | None:
+        for event in self.events.get(target, []):
+            if event.msgid == msgid:
+                return event
+        return None
+
+    def rename_history(self, old: str, new: str) -> None:
+        moved = self.events.pop(old, [])
+        self.events.setdefault(new, []).extend(replace(e, target=new) for e in moved)
 
     def history(self, query: HistoryQuery) -> list[HistoryEvent]:
         return select_window(self.events.get(query.target, []), query)
@@ -105,8 +126,8 @@ class MemoryStore:
         lo, hi = min(start, end), max(start, end)
         found = []
         for target in targets:
-            times = [e.time for e in self.events.get(target, []) if lo < e.time < hi]
-            if times:
+            times = [e.time for e in self.events.get(target, []) if e.command in _MESSAGES]
+            if times and lo < max(times) < hi:
                 found.append((target, max(times)))
         found.sort(key=lambda item: item[1])
         return found[:limit]

@@ -26,6 +26,8 @@ from salon.store.base import (
     ScramCredentials,
     SearchQuery,
     ServerBan,
+    dm_other,
+    is_dm,
 )
 
 SCHEMA_VERSION = 1
@@ -79,9 +81,16 @@ CREATE TABLE IF NOT EXISTS history (
     params TEXT NOT NULL,
     tags TEXT NOT NULL,
     display TEXT NOT NULL,
+    party TEXT NOT NULL,
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_target_time ON history (target, time);
+CREATE TABLE IF NOT EXISTS dm_partners (
+    party TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    partner TEXT NOT NULL,
+    PRIMARY KEY (party, conversation)
+);
 CREATE INDEX IF NOT EXISTS history_msgid ON history (msgid);
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
     text, content='history', content_rowid='id', tokenize='unicode61'
@@ -110,6 +119,7 @@ def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
         params=tuple(json.loads(row["params"])),
         tags=tuple((k, v) for k, v in json.loads(row["tags"])),
         display=row["display"],
+        party=row["party"],
     )
 
 
@@ -290,7 +300,7 @@ class SQLiteStore:
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         self.conn.executemany(
             "INSERT INTO history (msgid, time, target, command, source, sender, account,"
-            " params, tags, display, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " params, tags, display, party, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     e.msgid,
@@ -303,11 +313,39 @@ class SQLiteStore:
                     json.dumps(list(e.params)),
                     json.dumps([list(t) for t in e.tags]),
                     e.display,
+                    e.party,
                     e.params[-1] if e.command in ("PRIVMSG", "NOTICE") and e.params else "",
                 )
                 for e in events
             ],
         )
+        partners = []
+        for e in events:
+            if is_dm(e.target) and e.party:
+                partners.append((e.party, e.target, e.display))
+                other = dm_other(e.target, e.party)
+                partners.append((other, e.target, e.source.split("!", 1)[0]))
+        if partners:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO dm_partners (party, conversation, partner)"
+                " VALUES (?, ?, ?)",
+                partners,
+            )
+
+    def dm_partners(self, party: str) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "SELECT conversation, partner FROM dm_partners WHERE party = ?", (party,)
+        )
+        return [(row["conversation"], row["partner"]) for row in rows]
+
+    def history_event(self, target: str, msgid: str) -> HistoryEvent | None:
+        row = self.conn.execute(
+            "SELECT * FROM history WHERE msgid = ? AND target = ?", (msgid, target)
+        ).fetchone()
+        return None if row is None else _event_from_row(row)
+
+    def rename_history(self, old: str, new: str) -> None:
+        self.conn.execute("UPDATE history SET target = ? WHERE target = ?", (new, old))
 
     def history(self, query: HistoryQuery) -> list[HistoryEvent]:
         clauses = ["target = ?"]
@@ -319,7 +357,7 @@ class SQLiteStore:
             clauses.append("time < ?")
             args.append(query.end)
         if not query.events:
-            clauses.append("command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')")
+            clauses.append("command IN ('PRIVMSG', 'NOTICE')")
         order = "DESC" if query.newest_first else "ASC"
         sql = (
             f"SELECT * FROM history WHERE {' AND '.join(clauses)}"
@@ -346,8 +384,8 @@ class SQLiteStore:
         marks = ",".join("?" for _ in targets)
         rows = self.conn.execute(
             f"SELECT target, MAX(time) AS last FROM history WHERE target IN ({marks})"
-            " AND time > ? AND time < ? AND command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
-            " GROUP BY target ORDER BY last ASC LIMIT ?",
+            " AND command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
+            " GROUP BY target HAVING last > ? AND last < ? ORDER BY last ASC LIMIT ?",
             (*targets, lo, hi, limit),
         )
         return [(row["target"], float(row["last"])) for row in rows]

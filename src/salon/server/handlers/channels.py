@@ -8,7 +8,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, history
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
 from salon.server.core import Server
@@ -104,6 +104,7 @@ def join(
     server.deliver([m for m in others if not m.capmask & caps.EXTENDED_JOIN], plain)
     server.deliver([m for m in others if m.capmask & caps.EXTENDED_JOIN], extended)
     own = extended if client.capmask & caps.EXTENDED_JOIN else plain
+    history.channel_event(server, chan, plain)
     log.info("join nick=%s channel=%s", client.nick, chan.name)
     out = rb if rb is not None else ResponseBuffer(server, client, None)
     out.add(own)
@@ -115,6 +116,7 @@ def join(
         server.deliver([m for m in others if m.capmask & caps.AWAY_NOTIFY], away)
     if rb is None:
         out.flush()
+    history.replay_on_join(server, client, chan)
     return chan
 
 
@@ -123,6 +125,7 @@ def part(server: Server, client: Client, chan: Channel, reason: str, rb: Respons
     msg = Message("PART", params, client.prefix, server.server_tags())
     rb.add(msg)
     server.deliver(chan.members, msg, skip=client)
+    history.channel_event(server, chan, msg)
     leave(server, client, chan)
     log.info("part nick=%s channel=%s", client.nick, chan.name)
 
@@ -179,6 +182,7 @@ def kick(
     msg = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags())
     rb.add(msg)
     server.deliver(chan.members, msg, skip=client)
+    history.channel_event(server, chan, msg)
     leave(server, target, chan)
     log.info("kick nick=%s channel=%s by=%s", target.nick, chan.name, client.nick)
 
@@ -247,6 +251,7 @@ def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     topic = Message("TOPIC", (chan.name, chan.topic), client.prefix, server.server_tags())
     rb.add(topic)
     server.deliver(chan.members, topic, skip=client)
+    history.channel_event(server, chan, topic)
 
 
 def names_entry(chan: Channel, member: Client, mask: int) -> str:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
+from salon.store.base import HistoryEvent, dm_key
 
 log = logging.getLogger("salon.messages")
 
@@ -47,24 +49,45 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
             raise CommandError(n.ERR_TOOMANYTARGETS, params[0], "Too many targets")
         return
     text = params[1] if command != "TAGMSG" else None
-    tags = server.server_tags()
-    client_tags = _client_tags(msg)
-    if client_tags:
-        tags.update(client_tags)
+    extra = _client_tags(msg)
     if client.account is not None:
-        tags["account"] = client.account
+        extra["account"] = client.account
     if "B" in client.modes:
-        tags["bot"] = ""
-    echo = client.capmask & caps.ECHO_MESSAGE
+        extra["bot"] = ""
+    echo = bool(client.capmask & caps.ECHO_MESSAGE)
+    keep = history.enabled(server) and history.storable(msg)
+    deliveries: list[Callable[[ResponseBuffer], None]] = []
+    events: list[HistoryEvent] = []
     for target in targets:
+        tags = server.server_tags()
+        if extra:
+            tags.update(extra)
         try:
-            _relay_one(server, client, command, target, text, tags, rb, bool(echo))
+            deliveries.append(
+                _prepare(server, client, command, target, text, tags, rb, echo, keep, events)
+            )
         except CommandError as exc:
             if not notice:
                 rb.numeric(exc.numeric, *exc.params)
+    if not deliveries:
+        return
+    if events:
+        # Durability: committed to the database before it is echoed or delivered.
+        history.commit_then(server, rb, events, _all(deliveries), command)
+    else:
+        for deliver in deliveries:
+            deliver(rb)
 
 
-def _relay_one(
+def _all(deliveries: list[Callable[[ResponseBuffer], None]]) -> Callable[[ResponseBuffer], None]:
+    def run(out: ResponseBuffer) -> None:
+        for deliver in deliveries:
+            deliver(out)
+
+    return run
+
+
+def _prepare(
     server: Server,
     client: Client,
     command: str,
@@ -73,7 +96,10 @@ def _relay_one(
     tags: dict[str, str],
     rb: ResponseBuffer,
     echo: bool,
-) -> None:
+    keep: bool,
+    events: list[HistoryEvent],
+) -> Callable[[ResponseBuffer], None]:
+    """Check one target; return what delivers the message to it (now or after commit)."""
     status = ""
     name = target
     while name[:1] in PREFIX_TO_MODE and name[1:2] in ("#", "@", "+"):
@@ -86,28 +112,46 @@ def _relay_one(
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
         _check_can_send(chan, client, text)
-        recipients: object = chan.members
-        if status:
-            rank = "ov".index(PREFIX_TO_MODE[status])
-            allowed = "ov"[: rank + 1]
-            recipients = [m for m, modes in chan.members.items() if modes and modes[0] in allowed]
-        if command == "TAGMSG":
-            recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]  # type: ignore[attr-defined]
-        server.deliver(recipients, out, skip=client)  # type: ignore[arg-type]
+        if keep and not status:
+            # A status message (@#chan) is not stored: history would show it to everyone.
+            events.append(history.message_event(server, out, chan.cf))
         if server.log_messages and text is not None:
             log.info("%s %s <%s> %s", command, chan.name, client.nick, text)
-    else:
-        other = server.nicks.get(casefold(name))
-        if other is None or not other.registered:
-            raise CommandError(n.ERR_NOSUCHNICK, name, "No such nick/channel")
-        if command != "TAGMSG" or other.capmask & caps.MESSAGE_TAGS:
+
+        def to_channel(out_rb: ResponseBuffer) -> None:
+            recipients: Iterable[Client] = chan.members
+            if status:
+                rank = "ov".index(PREFIX_TO_MODE[status])
+                allowed = "ov"[: rank + 1]
+                recipients = [
+                    m for m, modes in chan.members.items() if modes and modes[0] in allowed
+                ]
+            if command == "TAGMSG":
+                recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
+            server.deliver(recipients, out, skip=client)
+            if echo:
+                out_rb.add(out)
+
+        return to_channel
+    other = server.nicks.get(casefold(name))
+    if other is None or not other.registered:
+        raise CommandError(n.ERR_NOSUCHNICK, name, "No such nick/channel")
+    if other.away is not None and command == "PRIVMSG":
+        rb.numeric(n.RPL_AWAY, other.nick, other.away)
+    if keep:
+        mine = history.party(server, client)
+        key = dm_key(mine, history.party(server, other))
+        events.append(history.message_event(server, out, key, display=target, party_key=mine))
+    if server.log_messages and text is not None:
+        log.info("%s %s <%s> %s", command, other.nick, client.nick, text)
+
+    def to_user(out_rb: ResponseBuffer) -> None:
+        if not other.closed and (command != "TAGMSG" or other.capmask & caps.MESSAGE_TAGS):
             server.send(other, out)
-        if other.away is not None and command == "PRIVMSG":
-            rb.numeric(n.RPL_AWAY, other.nick, other.away)
-        if server.log_messages and text is not None:
-            log.info("%s %s <%s> %s", command, other.nick, client.nick, text)
-    if echo:
-        rb.add(out)
+        if echo:
+            out_rb.add(out)
+
+    return to_user
 
 
 def _check_can_send(chan: Channel, client: Client, text: str | None) -> None:

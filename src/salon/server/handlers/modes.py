@@ -19,6 +19,7 @@ from salon.server.channel import (
     ListEntry,
     normalize_mask,
 )
+from salon.server import history
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.handlers.channels import require_member
@@ -234,3 +235,4 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     change = Message("MODE", (chan.name, flags, *params), client.prefix, server.server_tags())
     rb.add(change)
     server.deliver(chan.members, change, skip=client)
+    history.channel_event(server, chan, change)

@@ -8,7 +8,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, history
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
@@ -153,6 +153,7 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
     client.set_nick(nick, cf)
     rb.add(change)
     server.deliver(recipients, change)
+    history.user_event(server, client, change)
     if renamed:
         server.notify_monitors(client, online=True)
 

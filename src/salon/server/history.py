@@ -1,0 +1,195 @@
+"""History in the core: conversation keys, events from messages, and playback.
+
+Every PRIVMSG, NOTICE and (non-typing) TAGMSG is committed to the store before anyone
+sees it (:func:`commit_then`); joins, parts, topics and the like are recorded after the
+fact (:func:`record`) for draft/event-playback. Reads (CHATHISTORY, SEARCH, replay on
+join) are store calls that answer in a batch.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from salon.proto.casemap import casefold
+from salon.proto.message import Message
+from salon.server import caps
+from salon.store.base import HistoryEvent, HistoryQuery, dm_key
+
+if TYPE_CHECKING:
+    from salon.server.channel import Channel
+    from salon.server.client import Client
+    from salon.server.core import Server
+    from salon.server.responsebuffer import ResponseBuffer
+
+# +typing is a transient notification: relayed, never stored (IRCv3 typing spec).
+TRANSIENT_TAGS = frozenset({"+typing", "+draft/typing"})
+
+
+def format_ms(ms: int) -> str:
+    """server-time: ``YYYY-MM-DDThh:mm:ss.sssZ`` from integer milliseconds."""
+    secs, frac = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:03d}Z"
+
+
+def parse_ms(stamp: str) -> int | None:
+    """The inverse of :func:`format_ms`; None when it is not such a timestamp."""
+    try:
+        main, _, rest = stamp.rstrip("Z").partition(".")
+        secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+        frac = int((rest + "000")[:3]) if rest else 0
+    except (ValueError, OverflowError):
+        return None
+    return secs * 1000 + frac
+
+
+def ms_time(ms: int) -> float:
+    """Stored event times are ``ms / 1000``: the same float for the same millisecond."""
+    return ms / 1000
+
+
+def party(server: Server, client: Client) -> str:
+    """One side of a private conversation: the account when logged in, else the nick."""
+    if client.account is not None:
+        return "~" + casefold(client.account)
+    return client.nick_cf
+
+
+def party_of(server: Server, nick: str) -> str:
+    """The conversation side of a nick, whether online or not."""
+    cf = casefold(nick)
+    other = server.nicks.get(cf)
+    if other is not None and other.registered:
+        return party(server, other)
+    accounts: dict[str, Any] = getattr(server, "accounts", {})
+    if cf in accounts:
+        return "~" + cf
+    return cf
+
+
+def message_event(
+    server: Server, msg: Message, target: str, *, display: str = "", party_key: str = ""
+) -> HistoryEvent:
+    """The stored form of a relayed message (its time and msgid come from its tags)."""
+    tags = msg.tags
+    ms = parse_ms(tags.get("time", "")) if tags else None
+    if ms is None:
+        ms = int(server.now * 1000)
+    client_tags = tuple((k, v) for k, v in tags.items() if k[:1] == "+") if tags else ()
+    return HistoryEvent(
+        msgid=tags.get("msgid", "") if tags else "",
+        time=ms_time(ms),
+        target=target,
+        command=msg.command,
+        source=msg.source or "",
+        account=tags.get("account") if tags else None,
+        params=msg.params,
+        tags=client_tags,
+        display=display,
+        party=party_key,
+    )
+
+
+def storable(msg: Message) -> bool:
+    if msg.command != "TAGMSG":
+        return True
+    keys = {k for k in msg.tags if k[:1] == "+"}
+    return bool(keys - TRANSIENT_TAGS)
+
+
+def enabled(server: Server) -> bool:
+    return server.config.history.enabled
+
+
+def record(server: Server, events: Sequence[HistoryEvent]) -> None:
+    """Store events after the fact (joins, parts, topics...): nothing waits for it."""
+    if events and enabled(server):
+        batch = list(events)
+        server.store(lambda store: store.append_history(batch))
+
+
+def channel_event(server: Server, chan: Channel, msg: Message) -> None:
+    """Record a channel event (JOIN, PART, KICK, TOPIC, MODE) for event-playback."""
+    if enabled(server):
+        record(server, [message_event(server, msg, chan.cf)])
+
+
+def user_event(server: Server, client: Client, msg: Message) -> None:
+    """Record a user event (QUIT, NICK) in every channel the user is in."""
+    if enabled(server) and client.channels:
+        record(server, [message_event(server, msg, cf) for cf in client.channels])
+
+
+def event_message(event: HistoryEvent, batch: str | None) -> Message:
+    tags: dict[str, str] = {"time": format_ms(round(event.time * 1000)), "msgid": event.msgid}
+    if event.account:
+        tags["account"] = event.account
+    tags.update(event.tags)
+    if batch is not None:
+        tags["batch"] = batch
+    return Message(event.command, event.params, event.source, tags)
+
+
+def send_batch(
+    server: Server,
+    rb: ResponseBuffer,
+    kind: str,
+    params: tuple[str, ...],
+    events: Sequence[HistoryEvent],
+) -> None:
+    """Events as a batch of ``kind`` (``chathistory``...) when the client has batch."""
+    client = rb.client
+    if client.capmask & caps.BATCH:
+        ref = server.new_batch_id()
+        rb.add(Message("BATCH", ("+" + ref, kind, *params), server.name))
+        for event in events:
+            rb.add(event_message(event, ref))
+        rb.add(Message("BATCH", ("-" + ref,), server.name))
+    else:
+        for event in events:
+            rb.add(event_message(event, None))
+
+
+def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
+    """A client without draft/chathistory gets the last lines of a channel on join."""
+    lines = server.config.history.replay_lines
+    if not enabled(server) or lines <= 0 or client.capmask & caps.CHATHISTORY:
+        return
+    if client.variant < 0:
+        return  # the plain-text port shows only what happens from now on
+    query = HistoryQuery(chan.cf, limit=lines, events=False)
+
+    def done(events: Any) -> None:
+        if not isinstance(events, list) or not events or client.closed:
+            return
+        from salon.server.responsebuffer import ResponseBuffer
+
+        rb = ResponseBuffer(server, client, None)
+        send_batch(server, rb, "chathistory", (chan.name,), events)
+        rb.flush()
+
+    server.store(lambda store: store.history(query), done)
+
+
+def commit_then(
+    server: Server,
+    rb: ResponseBuffer,
+    events: list[HistoryEvent],
+    deliver: Callable[[ResponseBuffer], None],
+    command: str,
+) -> None:
+    """Commit ``events``; only then run ``deliver`` (which sends and echoes)."""
+
+    def write(store: Any) -> bool:
+        store.append_history(events)
+        return True
+
+    def done(ok: Any, out: ResponseBuffer) -> None:
+        if ok is True:
+            deliver(out)
+        else:
+            out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
+
+    server.defer(rb, write, done)
