@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
-from salon.store.base import HistoryEvent, HistoryQuery, dm_key
+from salon.store.base import HistoryEvent, HistoryQuery
 
 if TYPE_CHECKING:
     from salon.server.channel import Channel

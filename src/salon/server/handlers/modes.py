@@ -9,6 +9,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
+from salon.server import history
 from salon.server.channel import (
     FLAG_MODES,
     LIST_MODES,
@@ -19,7 +20,6 @@ from salon.server.channel import (
     ListEntry,
     normalize_mask,
 )
-from salon.server import history
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.handlers.channels import require_member
