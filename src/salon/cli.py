@@ -70,6 +70,9 @@ def build_parser() -> Parser:
     hashpw.add_argument("password", nargs="?")
 
     sub.add_parser("example-config", help="print the commented example config")
+    from salon.tui.cli import add_chat_parser
+
+    add_chat_parser(sub)
     return parser
 
 
@@ -123,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             print(hash_password(password))
             return 0
+        if args.command == "chat":
+            from salon.tui.cli import run_chat
+
+            return run_chat(args)
         if args.command == "example-config":
             sys.stdout.write(EXAMPLE_PATH.read_text())
             return 0

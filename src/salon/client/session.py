@@ -329,6 +329,10 @@ class Session:
     def _key(self, name: str) -> str:
         return casefold(name, self.casemapping)
 
+    def key(self, name: str) -> str:
+        """How the server compares names (its CASEMAPPING): the key of :attr:`buffers`."""
+        return casefold(name, self.casemapping)
+
     @property
     def chantypes(self) -> str:
         return self.isupport.get("CHANTYPES", "#&")
@@ -427,7 +431,8 @@ class Session:
         text = msg.params[-1] if msg.params else "closing"
         if not self.registered and not self.quitting:
             self._emit(Fatal(f"the server closed the connection: {text}"))
-        self._add(self.server, self._line(now, "error", f"Server: {text}"), live=False)
+        kind: LineKind = "info" if self.quitting else "error"
+        self._add(self.server, self._line(now, kind, f"Server: {text}"), live=False)
 
     # ------------------------------------------------------------------ CAP and SASL
 

@@ -1,0 +1,1 @@
+"""``salon chat``: the Textual app, the ``--plain`` line mode and their asyncio connection."""

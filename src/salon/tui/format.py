@@ -1,0 +1,100 @@
+"""How lines look: Rich text for the TUI, one plain (optionally ANSI-coloured) line for --plain."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import tzinfo
+
+from rich.text import Text
+
+from salon.client.model import EVENT_KINDS, Line
+
+# Readable on dark and light backgrounds; a nick always gets the same one.
+NICK_COLOURS = (
+    "#e06c75",
+    "#98c379",
+    "#e5c07b",
+    "#61afef",
+    "#c678dd",
+    "#56b6c2",
+    "#d19a66",
+    "#7fbf7f",
+    "#ff79c6",
+    "#8be9fd",
+    "#bd93f9",
+    "#f1fa8c",
+)
+ANSI_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+
+ARROWS = {"join": "→", "part": "←", "quit": "←", "kick": "←", "nick": "•", "mode": "•"}
+
+
+def colour_index(nick: str) -> int:
+    """Stable across runs and machines (not Python's salted hash)."""
+    return zlib.crc32(nick.lower().encode()) % len(NICK_COLOURS)
+
+
+def nick_colour(nick: str) -> str:
+    return NICK_COLOURS[colour_index(nick)]
+
+
+def stamp(line: Line, tz: tzinfo | None = None) -> str:
+    return line.time.astimezone(tz).strftime("%H:%M")
+
+
+def render(line: Line, tz: tzinfo | None = None) -> Text:
+    """One line for the message pane."""
+    out = Text(stamp(line, tz) + " ", style="dim")
+    colour = nick_colour(line.nick) if line.nick else ""
+    body = line.text
+    if line.kind == "message":
+        out.append("<", style="dim")
+        out.append(line.nick, style=f"bold {colour}")
+        out.append("> ", style="dim")
+        out.append(body, style="bold" if line.highlight else "")
+    elif line.kind == "action":
+        out.append("* ", style=colour)
+        out.append(line.nick, style=f"bold {colour}")
+        out.append(" " + body, style="italic" + (" bold" if line.highlight else ""))
+    elif line.kind == "notice":
+        out.append("-", style="dim")
+        out.append(line.nick or "server", style=f"bold {colour}")
+        out.append("- ", style="dim")
+        out.append(body)
+    elif line.kind in EVENT_KINDS:
+        out.append(f"{ARROWS.get(line.kind, '•')} {body}", style="dim")
+    elif line.kind == "topic":
+        out.append(f"• {body}", style="dim italic")
+    elif line.kind == "error":
+        out.append(f"! {body}", style="bold red")
+    else:
+        out.append(f"- {body}", style="cyan")
+    if line.highlight:
+        out.stylize("on #4a3b00")
+    return out
+
+
+def plain(line: Line, tz: tzinfo | None = None, *, colour: bool = False, where: str = "") -> str:
+    """One line for --plain: ``[12:01] <bob> hi`` (``where`` is put before the nick)."""
+    prefix = f"[{stamp(line, tz)}] " + (f"{where} " if where else "")
+
+    def c(text: str, code: int) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if colour else text
+
+    nick = c(line.nick, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
+    body = line.text.replace("\n", "\n" + " " * len(prefix))
+    if line.kind == "message":
+        text = f"<{nick}> {body}"
+    elif line.kind == "action":
+        text = f"* {nick} {body}"
+    elif line.kind == "notice":
+        text = f"-{nick or 'server'}- {body}"
+    elif line.kind in EVENT_KINDS:
+        text = c(f"{ARROWS.get(line.kind, '*')} {body}", 2)
+    elif line.kind == "error":
+        text = c(f"! {body}", 31)
+    else:
+        text = f"- {body}"
+    if line.highlight and colour:
+        text = f"\x1b[1m{text}\x1b[0m"
+    return (c(prefix, 2) if colour else prefix) + text
