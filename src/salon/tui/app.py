@@ -348,7 +348,8 @@ class ChatApp(App[int]):
     async def run_connection(self) -> None:
         assert self.connection is not None
         self.fatal = await self.connection.run()
-        self.exit(1 if self.fatal else 0)
+        code = 1 if self.fatal else 0
+        self.exit(code, return_code=code)
 
     async def _ask_trust(self, where: str, fp: str, reason: str) -> bool:
         answer: bool = await self.push_screen_wait(TrustScreen(where, fp, reason))
