@@ -410,3 +410,14 @@ def test_host_any_ipv6_also_accepts_ipv4(serve: Any, tmp_path: Path) -> None:
         six.close()
     assert b" 001 six " in data
     assert f"[::]:{irc}" in s.log()
+
+
+def test_serve_corrupt_database_one_line_exit_2(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "salon.db").write_bytes(b"this is not a database\n" * 200)
+    result = run_salon(
+        "serve", "--irc-port", str(free_port()), "--plain-port", "0", "--data-dir", str(data)
+    )
+    err = assert_one_line_error(result)
+    assert "database" in err
