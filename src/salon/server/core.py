@@ -110,10 +110,26 @@ class Server:
         self.motd = config.motd_lines()
         self.read_markers: dict[tuple[str, str], float] = {}
         self.isupport_lines = self._build_isupport()
+        # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
+        from salon.server.abuse import Abuse
+        from salon.server.accounts import Accounts
+        from salon.server.services import Services
+
+        self.accounts = Accounts(self)
+        self.services = Services(self)
+        self.abuse = Abuse(self)
 
     def load(self, store: Any) -> None:
         """Take the persistent state from the store at start (the shell calls this once)."""
         self.read_markers = {(a, t): ts for a, t, ts in store.load_read_markers()}
+        self.accounts.load(store)
+        self.services.load(store)
+        self.abuse.load(store)
+
+    def dline_for(self, ip: str) -> Any:
+        """The D-line (a ServerBan) matching ``ip``, if any: the shell refuses the
+        connection at accept time."""
+        return self.abuse.dline_for(ip)
 
     # ------------------------------------------------------------------ identifiers
 
@@ -134,6 +150,7 @@ class Server:
     def _build_isupport(self) -> list[tuple[str, ...]]:
         lim = self.config.limits
         tokens = [
+            "ACCOUNTEXTBAN=a",
             f"AWAYLEN={lim.awaylen}",
             "BOT=B",
             f"CASEMAPPING={CASEMAPPING}",
@@ -143,6 +160,7 @@ class Server:
             "CHANTYPES=#",
             "ELIST=CMNTU",
             "EXCEPTS=e",
+            "EXTBAN=$,a",
             f"HOSTLEN={64}",
             "INVEX=I",
             f"KICKLEN={lim.kicklen}",
@@ -437,6 +455,8 @@ class Server:
         client.outbytes += len(data)
         if not client.dirty:
             client.dirty = True
+        self.accounts.tick(now)
+        self.abuse.tick(now)
             self.dirty.append(client)
         if client.outbytes > self.sendq:
             self.drop(client, "SendQ exceeded")
@@ -583,6 +603,8 @@ class Server:
         self.channels.pop(chan.cf, None)
 
     def shutdown(self, now: float, reason: str = "Server shutting down") -> None:
+        self.accounts.client_gone(client)
+        self.abuse.client_gone(client)
         """Tell every client we are going away; the shell then closes the connections."""
         self.now = now
         self.shutting_down = True
@@ -592,6 +614,8 @@ class Server:
 
     # ------------------------------------------------------------------ shared helpers
 
+        if self.services.keeps(chan):
+            return  # a registered channel stays, empty
     def common_channel_members(self, client: Client) -> set[Client]:
         members: set[Client] = set()
         for chan in client.channels.values():

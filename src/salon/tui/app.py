@@ -240,8 +240,7 @@ class ChatApp(App[int]):
     #topic { height: 1; background: $primary-darken-3; color: $text; padding: 0 1; }
     #log { height: 1fr; border: none; padding: 0 1; scrollbar-size-vertical: 1; }
     #nicks { width: 18; border: none; border-left: solid $primary-darken-2; }
-    #input { dock: bottom; border: tall $primary-darken-2; }
-    #input:focus { border: tall $accent; }
+    #input { dock: bottom; }
     OptionList { background: $surface; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -493,10 +492,12 @@ class ChatApp(App[int]):
             elif b.unread:
                 style += " bold"
             label.append(name, style=style.strip())
+            if b.unread:
+                label.append(" ")
+                label.append(str(b.unread), style="bold cyan")
             if b.mentions:
-                label.append(f" {b.mentions}!", style="bold black on #ffcc00")
-            elif b.unread:
-                label.append(f" {b.unread}", style="bold cyan")
+                label.append(" ")
+                label.append(f"!{b.mentions}", style="bold black on #ffcc00")
             options.append(Option(label, id=self.order[i]))
         sidebar = self.query_one(Sidebar)
         sidebar.set_options(options)

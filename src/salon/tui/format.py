@@ -55,7 +55,8 @@ def render(line: Line, tz: tzinfo | None = None) -> Text:
     elif line.kind == "action":
         out.append("* ", style=colour)
         out.append(line.nick, style=f"bold {colour}")
-        out.append(" " + body, style="italic" + (" bold" if line.highlight else ""))
+        out.append(" ")
+        out.append(body, style="italic" + (" bold" if line.highlight else ""))
     elif line.kind == "notice":
         out.append("-", style="dim")
         out.append(line.nick or "server", style=f"bold {colour}")
