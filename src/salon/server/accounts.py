@@ -164,13 +164,30 @@ class Accounts:
         # Keys unknown-user SCRAM exchanges (see scram.fake_credentials).
         self.secret = secrets.token_bytes(32)
         self._last_prune = server.now
+        self.hidden_caps: frozenset[str] = frozenset()
+        if not cfg.enabled:
+            self.hidden_caps = frozenset({"sasl", "draft/account-registration"})
+        elif not cfg.registration:
+            self.hidden_caps = frozenset({"draft/account-registration"})
+
+    def cap_values(self) -> dict[str, str]:
+        """CAP LS 302 values: the SASL mechanisms (sasl-3.2) and the registration flags
+        (draft/account-registration)."""
+        from salon.server.sasl import mechanisms_value
+
+        flags = []
+        if self.config.registration_before_connect:
+            flags.append("before-connect")
+        if self.config.registration_requires_email:
+            flags.append("email-required")
+        return {"sasl": mechanisms_value(), "draft/account-registration": ",".join(flags)}
 
     # ------------------------------------------------------------------ records
 
     def load(self, store: Any) -> None:
         for record in store.load_accounts():
             self._index(record)
-        log.info("loaded %d accounts", len(self.records))
+        log.debug("loaded %d accounts", len(self.records))
 
     def _index(self, record: AccountRecord) -> None:
         cf = casefold(record.name)

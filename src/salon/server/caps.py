@@ -30,6 +30,8 @@ CHANNEL_RENAME: Final = 1 << 24
 READ_MARKER: Final = 1 << 25
 MESSAGE_REDACTION: Final = 1 << 26
 SEARCH: Final = 1 << 27
+SASL: Final = 1 << 28
+ACCOUNT_REGISTRATION: Final = 1 << 29
 
 # The part of a client's capability mask that selects its serialization variant.
 VARIANT_MASK: Final = MESSAGE_TAGS | SERVER_TIME | ACCOUNT_TAG | BATCH
@@ -44,6 +46,7 @@ CAPABILITIES: Final[dict[str, int]] = {
     "chghost": CHGHOST,
     "echo-message": ECHO_MESSAGE,
     "extended-join": EXTENDED_JOIN,
+    "draft/account-registration": ACCOUNT_REGISTRATION,
     "draft/chathistory": CHATHISTORY,
     "draft/channel-rename": CHANNEL_RENAME,
     "draft/event-playback": EVENT_PLAYBACK,
@@ -56,6 +59,7 @@ CAPABILITIES: Final[dict[str, int]] = {
     "labeled-response": LABELED_RESPONSE,
     "message-tags": MESSAGE_TAGS,
     "multi-prefix": MULTI_PREFIX,
+    "sasl": SASL,
     "server-time": SERVER_TIME,
     "setname": SETNAME,
     "standard-replies": STANDARD_REPLIES,

@@ -23,11 +23,13 @@ class Client:
 
     __slots__ = (
         "account",
+        "auth",
         "away",
         "blocked",
         "cap_negotiating",
         "cap_version",
         "capmask",
+        "certfp",
         "channels",
         "closed",
         "created",
@@ -85,6 +87,12 @@ class Client:
         self.modes: set[str] = set()
         self.away: str | None = None
         self.account: str | None = None
+        # Account state: SASL exchange, nick wanted before registration, ACCEPT list
+        # (salon.server.accounts.AuthState), made on first use.
+        self.auth: Any = None
+        # SHA-256 fingerprint (64 lowercase hex digits) of the TLS client certificate,
+        # set by the shell; SASL EXTERNAL and NickServ CERT use it.
+        self.certfp: str | None = None
         self.oper: str | None = None
         self.channels: dict[str, Channel] = {}
         self.monitoring: set[str] = set()

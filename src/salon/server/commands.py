@@ -11,7 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from salon.server.handlers import channels, messaging, modes, oper, queries, registration
+from salon.server.handlers import (
+    accounts,
+    channels,
+    messaging,
+    modes,
+    oper,
+    opercmds,
+    queries,
+    registration,
+)
 
 if TYPE_CHECKING:
     from salon.proto.message import Message
@@ -40,6 +49,15 @@ COMMANDS: dict[str, Command] = {
     "PING": Command(registration.cmd_ping, 1, prereg=True),
     "PONG": Command(registration.cmd_pong, 0, prereg=True),
     "QUIT": Command(registration.cmd_quit, 0, prereg=True),
+    # Accounts (SASL, draft/account-registration) and services
+    "AUTHENTICATE": Command(accounts.cmd_authenticate, 1, prereg=True),
+    "REGISTER": Command(accounts.cmd_register, 3, prereg=True),
+    "VERIFY": Command(accounts.cmd_verify, 2, prereg=True),
+    "ACCEPT": Command(accounts.cmd_accept, 1),
+    "NS": Command(accounts.cmd_nickserv, 0),
+    "NICKSERV": Command(accounts.cmd_nickserv, 0),
+    "CS": Command(accounts.cmd_chanserv, 0),
+    "CHANSERV": Command(accounts.cmd_chanserv, 0),
     # Channels
     "JOIN": Command(channels.cmd_join, 1),
     "PART": Command(channels.cmd_part, 1),
@@ -50,8 +68,9 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(channels.cmd_list, 0),
     "MODE": Command(modes.cmd_mode, 1),
     # Messages
-    "PRIVMSG": Command(messaging.cmd_privmsg, 0, idle=True),
-    "NOTICE": Command(messaging.cmd_privmsg, 0, idle=True),
+    # (messages to NickServ/ChanServ are answered there, the rest go to messaging)
+    "PRIVMSG": Command(accounts.cmd_privmsg, 0, idle=True),
+    "NOTICE": Command(accounts.cmd_privmsg, 0, idle=True),
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
@@ -75,4 +94,8 @@ COMMANDS: dict[str, Command] = {
     "OPER": Command(oper.cmd_oper, 2),
     "KILL": Command(oper.cmd_kill, 2, oper=True),
     "WALLOPS": Command(oper.cmd_wallops, 1, oper=True),
+    "KLINE": Command(opercmds.cmd_kline, 1, oper=True),
+    "UNKLINE": Command(opercmds.cmd_unkline, 1, oper=True),
+    "DLINE": Command(opercmds.cmd_dline, 1, oper=True),
+    "UNDLINE": Command(opercmds.cmd_undline, 1, oper=True),
 }

@@ -443,6 +443,8 @@ class Server:
                     self.send(client, Message("PING", (self.name,)))
                 else:
                     client.last_active = now
+        self.accounts.tick(now)
+        self.abuse.tick(now)
         self.settle()
 
     # ------------------------------------------------------------------ output
@@ -455,8 +457,6 @@ class Server:
         client.outbytes += len(data)
         if not client.dirty:
             client.dirty = True
-        self.accounts.tick(now)
-        self.abuse.tick(now)
             self.dirty.append(client)
         if client.outbytes > self.sendq:
             self.drop(client, "SendQ exceeded")
@@ -591,6 +591,8 @@ class Server:
                 if not watchers:
                     del self.monitors[target]
         client.monitoring.clear()
+        self.accounts.client_gone(client)
+        self.abuse.client_gone(client)
         self.effects.append(Close(client))
 
     def remember_whowas(self, client: Client) -> None:
@@ -600,11 +602,11 @@ class Server:
             )
 
     def remove_channel(self, chan: Channel) -> None:
+        if self.services.keeps(chan):
+            return  # a registered channel stays, empty
         self.channels.pop(chan.cf, None)
 
     def shutdown(self, now: float, reason: str = "Server shutting down") -> None:
-        self.accounts.client_gone(client)
-        self.abuse.client_gone(client)
         """Tell every client we are going away; the shell then closes the connections."""
         self.now = now
         self.shutting_down = True
@@ -614,8 +616,6 @@ class Server:
 
     # ------------------------------------------------------------------ shared helpers
 
-        if self.services.keeps(chan):
-            return  # a registered channel stays, empty
     def common_channel_members(self, client: Client) -> set[Client]:
         members: set[Client] = set()
         for chan in client.channels.values():

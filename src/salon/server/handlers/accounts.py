@@ -14,13 +14,22 @@ from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server.accounts import AccountRecord, Pending, auth_state
+from salon.server.accounts import Pending, auth_state
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
 from salon.server.sasl import cmd_authenticate
+from salon.store.base import AccountRecord
 
-__all__ = ["cmd_accept", "cmd_authenticate", "cmd_chanserv", "cmd_nickserv", "cmd_register"]
+__all__ = [
+    "cmd_accept",
+    "cmd_authenticate",
+    "cmd_chanserv",
+    "cmd_nickserv",
+    "cmd_privmsg",
+    "cmd_register",
+    "cmd_verify",
+]
 
 
 def cmd_register(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -162,6 +171,12 @@ def cmd_accept(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             continue
         state.accepted.add(cf)
         rb.notice(f"{target.nick} was added to your accept list")
+
+
+def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    """PRIVMSG and NOTICE: those to NickServ or ChanServ are answered by the services and
+    never relayed (nor logged, nor kept in history); the rest go on to messaging."""
+    server.services.cmd_privmsg(server, client, msg, rb)
 
 
 def cmd_nickserv(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

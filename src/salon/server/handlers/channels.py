@@ -92,6 +92,12 @@ def join(
             raise CommandError(n.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
         if chan.is_banned(client) and not invited:
             raise CommandError(n.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
+        if "R" in chan.modes and client.account is None and not invited:
+            raise CommandError(
+                n.ERR_NEEDREGGEDNICK,
+                chan.name,
+                "Cannot join channel (+R): you must be logged in to an account",
+            )
         chan.members[client] = ""
         chan.invited.discard(client.nick_cf)
     client.channels[cf] = chan
@@ -108,6 +114,7 @@ def join(
     log.info("join nick=%s channel=%s", client.nick, chan.name)
     out = rb if rb is not None else ResponseBuffer(server, client, None)
     out.add(own)
+    server.services.on_join(chan, client, out)  # ChanServ access list (AMODE)
     if chan.topic:
         send_topic(server, chan, out)
     send_names(server, client, chan, out)
@@ -245,6 +252,7 @@ def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     require_member(chan, client)
     if "t" in chan.modes and not chan.is_op(client):
         raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    server.services.check_topic(chan, client)  # ChanServ TOPICLOCK
     chan.topic = msg.params[1][: server.config.limits.topiclen]
     chan.topic_by = client.prefix
     chan.topic_time = int(server.now)
@@ -252,6 +260,7 @@ def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     rb.add(topic)
     server.deliver(chan.members, topic, skip=client)
     history.channel_event(server, chan, topic)
+    server.services.channel_changed(chan)
 
 
 def names_entry(chan: Channel, member: Client, mask: int) -> str:

@@ -14,6 +14,7 @@ from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
+from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
 log = logging.getLogger("salon.messages")
@@ -112,6 +113,8 @@ def _prepare(
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
         _check_can_send(chan, client, text)
+        if text is not None:
+            server.abuse.check_channel_flood(chan, client)
         if keep and not status:
             # A status message (@#chan) is not stored: history would show it to everyone.
             events.append(history.message_event(server, out, chan.cf))
@@ -136,6 +139,7 @@ def _prepare(
     other = server.nicks.get(casefold(name))
     if other is None or not other.registered:
         raise CommandError(n.ERR_NOSUCHNICK, name, "No such nick/channel")
+    check_private_message(server, client, other)  # user mode +R
     if other.away is not None and command == "PRIVMSG":
         rb.numeric(n.RPL_AWAY, other.nick, other.away)
     if keep:

@@ -32,7 +32,7 @@ _LIST_REPLIES = {
     "I": (n.RPL_INVEXLIST, n.RPL_ENDOFINVEXLIST, "End of channel invite list"),
 }
 # User modes a client may set on itself ('o' may only be removed).
-_SELF_MODES = "iwB"
+_SELF_MODES = "iwBR"  # R: private messages only from users logged in to an account
 
 
 def cmd_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -69,7 +69,7 @@ def user_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
                 removed.append(ch)
                 if ch == "o":
                     client.oper = None
-        elif ch in "oR":
+        elif ch == "o":
             continue
         else:
             unknown = True
@@ -236,3 +236,4 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     rb.add(change)
     server.deliver(chan.members, change, skip=client)
     history.channel_event(server, chan, change)
+    server.services.channel_changed(chan)

@@ -54,6 +54,8 @@ def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     target = server.nicks.get(casefold(nick))
     if target is None or not target.registered:
         raise CommandError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+    if target.id < 0:  # NickServ, ChanServ: pseudo-users, not connections
+        raise CommandError(n.ERR_CANTKILLSERVER, target.nick, "You cannot kill a service")
     log.info("kill nick=%s by=%s reason=%s", target.nick, client.nick, reason)
     server.drop(
         target,

@@ -8,7 +8,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps, history
+from salon.server import accounts, caps, history
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
@@ -29,8 +29,11 @@ def valid_nick(nick: str, maxlen: int) -> bool:
 
 def cap_list(server: Server, version: int) -> list[str]:
     values = {"draft/extended-monitor": "", "extended-monitor": ""}
+    values.update(server.accounts.cap_values())
     names = []
     for name in caps.CAPABILITIES:
+        if name in server.accounts.hidden_caps:
+            continue
         value = values.get(name, "")
         names.append(f"{name}={value}" if value and version >= 302 else name)
     return names
@@ -113,7 +116,10 @@ def try_register(server: Server, client: Client, rb: ResponseBuffer) -> None:
         rb.flush()
         server.drop(client, "Bad password")
         return
+    if not accounts.admit(server, client, rb):
+        return
     server.welcome(client, rb)
+    accounts.welcomed(server, client)
 
 
 def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -122,9 +128,13 @@ def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     nick = msg.params[0]
     if not valid_nick(nick, server.config.limits.nicklen):
         raise CommandError(n.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+    if not client.registered:
+        accounts.auth_state(client).wanted_nick = nick  # REGISTER * uses it, taken or not
     change_nick(server, client, nick, rb)
     if not client.registered:
         try_register(server, client, rb)
+    else:
+        server.accounts.check_nick(client)
 
 
 def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -> None:
