@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import free_port
 
 STAMP = r"\[\d\d:\d\d\] "
@@ -26,7 +25,9 @@ def chat_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def chat(tmp: Path, *args: str, stdin: str = "", timeout: float = 15) -> subprocess.CompletedProcess[str]:
+def chat(
+    tmp: Path, *args: str, stdin: str = "", timeout: float = 15
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "salon", "chat", *args],
         input=stdin,
@@ -43,7 +44,9 @@ def test_pipe_sends_and_exits_0(salon: Any, connect: Any, tmp_path: Path) -> Non
     bob.send("JOIN #lobby")
     bob.expect(r" 366 ")
     where = f"127.0.0.1:{salon.irc_port}"
-    result = chat(tmp_path, "--plain", "--nick", "bot", where, "#lobby", stdin="hello\nsecond line\n")
+    result = chat(
+        tmp_path, "--plain", "--nick", "bot", where, "#lobby", stdin="hello\nsecond line\n"
+    )
     assert result.returncode == 0, result.stderr
     bob.expect(r":bot!\S+ JOIN #lobby")
     bob.expect(r":bot!\S+ PRIVMSG #lobby :?hello$")
@@ -57,8 +60,17 @@ def test_pipe_sends_and_exits_0(salon: Any, connect: Any, tmp_path: Path) -> Non
 
 def test_interactive_receive_and_bye(salon: Any, connect: Any, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "salon", "chat", "--plain", "-n", "carol"]
-        + [f"127.0.0.1:{salon.irc_port}", "#lobby"],
+        [
+            sys.executable,
+            "-m",
+            "salon",
+            "chat",
+            "--plain",
+            "-n",
+            "carol",
+            f"127.0.0.1:{salon.irc_port}",
+            "#lobby",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

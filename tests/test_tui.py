@@ -105,7 +105,7 @@ async def test_switch_buffers_by_keys_and_mouse(salon: Any, connect: Any, tmp_pa
         assert query is not None and query.mentions == 1 and query.unread == 1
         assert app.current.name == "#lobby"
         sidebar = app.query_one(Sidebar)
-        assert "bob 1!" in str(sidebar.get_option_at_index(2).prompt)
+        assert "bob 1 !1" in str(sidebar.get_option_at_index(2).prompt)
         await pilot.press("alt+3")
         assert app.current is query and query.mentions == 0
         assert "<bob> psst, a secret" in log_text(app)
