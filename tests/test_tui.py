@@ -229,3 +229,34 @@ async def test_server_errors_in_plain_words(salon: Any, tmp_path: Path) -> None:
         await until(pilot, lambda: "/join #channel [key]" in log_text(app))
         await type_line(pilot, "/joins hide")
         assert app.hide_joins and "You joined" not in log_text(app)
+
+
+async def test_scrolling_up_fetches_older_history(tmp_path: Path) -> None:
+    """Offline: a server offering draft/chathistory, fed by hand."""
+    session = Session(Settings(nick="ada"))
+    app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
+    caps = "batch server-time message-tags draft/chathistory"
+    async with app.run_test(size=SIZE) as pilot:
+        session.connection_made(time.time())
+        app.feed(f":s CAP * LS :{caps}", f":s CAP ada ACK :{caps}", ":s 001 ada :hi")
+        app.feed(":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
+        session.data_to_send()
+        app.feed(
+            "BATCH +b chathistory #lobby",
+            "@batch=b;time=2026-01-01T10:00:00.000Z;msgid=m9 :bob!b@h PRIVMSG #lobby :recent",
+            "BATCH -b",
+        )
+        await pilot.pause()
+        assert app.current.name == "#lobby" and "<bob> recent" in log_text(app)
+        await pilot.press("pageup")
+        assert session.data_to_send() == b"CHATHISTORY BEFORE #lobby msgid=m9 50\r\n"
+        app.feed(
+            "BATCH +c chathistory #lobby",
+            "@batch=c;time=2026-01-01T09:00:00.000Z;msgid=m1 :bob!b@h PRIVMSG #lobby :older",
+            "BATCH -c",
+        )
+        await pilot.pause()
+        text = log_text(app)
+        assert text.index("<bob> older") < text.index("<bob> recent")
+        await pilot.press("pageup")  # the page was short: the start of history
+        assert session.data_to_send() == b""
