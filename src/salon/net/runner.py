@@ -29,6 +29,7 @@ log = logging.getLogger("salon.net")
 TICK = 0.1
 SHUTDOWN_GRACE = 2.0  # then clients that do not read are cut off; exit well within 5 s
 CLOSE_TIMEOUT = 5.0
+LINGER = 1.0
 
 
 class StartupError(Exception):
@@ -185,7 +186,14 @@ class Shell:
         client.outbytes = 0
         if transport is None or transport.is_closing():
             return
-        transport.close()
+        if transport.can_write_eof() and not self.closing:
+            # Lingering close: send what is queued and a FIN, keep reading (and ignoring)
+            # for a moment, then close. Closing at once while the peer's lines are still
+            # arriving would make the kernel send RST, which can destroy the ERROR line.
+            transport.write_eof()
+            self.loop.call_later(LINGER, transport.close)
+        else:
+            transport.close()
         # A peer that never reads would keep the buffered bytes forever: cut it off.
         self.loop.call_later(CLOSE_TIMEOUT, transport.abort)
 

@@ -44,6 +44,7 @@ class Client:
         "last_message",
         "modes",
         "monitoring",
+        "multiline",
         "nick",
         "nick_cf",
         "oper",
@@ -96,6 +97,8 @@ class Client:
         self.oper: str | None = None
         self.channels: dict[str, Channel] = {}
         self.monitoring: set[str] = set()
+        # An open draft/multiline batch (salon.server.handlers.history.Multiline).
+        self.multiline: Any = None
         self.outbox: list[bytes] = []
         self.outbytes = 0
         self.dirty = False

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from salon.server.handlers import (
     accounts,
     channels,
+    history,
     messaging,
     modes,
     oper,
@@ -74,6 +75,13 @@ COMMANDS: dict[str, Command] = {
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
+    # History (draft/chathistory and friends)
+    "CHATHISTORY": Command(history.cmd_chathistory, 1),
+    "MARKREAD": Command(history.cmd_markread, 0),
+    "REDACT": Command(history.cmd_redact, 0),
+    "SEARCH": Command(history.cmd_search, 0),
+    "RENAME": Command(history.cmd_rename, 2),
+    "BATCH": Command(history.cmd_batch, 1),
     # Queries
     "LUSERS": Command(queries.cmd_lusers),
     "MOTD": Command(queries.cmd_motd),

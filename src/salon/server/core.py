@@ -181,6 +181,12 @@ class Server:
             "UTF8ONLY",
             "WHOX",
         ]
+        if self.config.history.enabled:
+            tokens += [
+                f"CHATHISTORY={self.config.history.chathistory_limit}",
+                "MSGREFTYPES=msgid,timestamp",
+            ]
+        tokens.sort()
         lines = []
         for i in range(0, len(tokens), 12):
             lines.append((*tokens[i : i + 12], "are supported by this server"))
@@ -299,6 +305,12 @@ class Server:
         label = msg.tags.get("label") if msg.tags else None
         rb = ResponseBuffer(self, client, label)
         cmd = self.commands.get(msg.command)
+        if msg.tags and "batch" in msg.tags and client.registered and msg.command != "BATCH":
+            from salon.server.handlers.history import batched_line
+
+            batched_line(self, client, msg, rb)
+            rb.flush()
+            return
         try:
             if cmd is None:
                 if client.registered:

@@ -73,6 +73,20 @@ class ResponseBuffer:
         self.label = None
         if not msgs:
             server.send(client, Message("ACK", (), server.name, {"label": label}))
+        elif (
+            len(msgs) > 1
+            and msgs[0].command == "BATCH"
+            and msgs[-1].command == "BATCH"
+            and msgs[0].params[0] == "+" + msgs[-1].params[0][1:]
+            and msgs[-1].params[0].startswith("-")
+        ):
+            # The whole response is one batch: labeled-response lets its opening carry the
+            # label instead of wrapping it in another batch.
+            tags = dict(msgs[0].tags)
+            tags["label"] = label
+            server.send(client, msgs[0].with_tags(tags))
+            for msg in msgs[1:]:
+                server.send(client, msg)
         elif len(msgs) == 1:
             tags = dict(msgs[0].tags)
             tags["label"] = label

@@ -117,6 +117,11 @@ def join(
     server.services.on_join(chan, client, out)  # ChanServ access list (AMODE)
     if chan.topic:
         send_topic(server, chan, out)
+    if client.capmask & caps.READ_MARKER:
+        # read-marker: "the server MUST send MARKREAD ... before RPL_ENDOFNAMES".
+        from salon.server.handlers.history import marker_for, marker_message
+
+        out.add(marker_message(server, chan.name, marker_for(server, client, chan.cf)))
     send_names(server, client, chan, out)
     if client.away is not None:
         away = Message("AWAY", (client.away,), client.prefix)

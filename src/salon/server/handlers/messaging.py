@@ -112,7 +112,7 @@ def _prepare(
         chan = server.channels.get(casefold(name))
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
-        _check_can_send(chan, client, text)
+        check_can_send(chan, client, text)
         if text is not None:
             server.abuse.check_channel_flood(chan, client)
         if keep and not status:
@@ -158,7 +158,7 @@ def _prepare(
     return to_user
 
 
-def _check_can_send(chan: Channel, client: Client, text: str | None) -> None:
+def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
     modes = chan.members.get(client)
     if modes is None:
         if "n" in chan.modes:

@@ -27,11 +27,26 @@ def valid_nick(nick: str, maxlen: int) -> bool:
     )
 
 
+HISTORY_CAPS = frozenset(
+    {
+        "draft/chathistory",
+        "draft/event-playback",
+        "draft/message-redaction",
+        "soju.im/search",
+    }
+)
+
+
 def cap_list(server: Server, version: int) -> list[str]:
-    values = {"draft/extended-monitor": "", "extended-monitor": ""}
+    hist = server.config.history
+    values = {
+        "draft/multiline": f"max-bytes={hist.multiline_max_bytes},max-lines={hist.multiline_max_lines}",
+    }
     values.update(server.accounts.cap_values())
     names = []
     for name in caps.CAPABILITIES:
+        if name in HISTORY_CAPS and not hist.enabled:
+            continue
         if name in server.accounts.hidden_caps:
             continue
         value = values.get(name, "")
@@ -62,6 +77,17 @@ def cmd_cap(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
                 length = 0
             lines[-1].append(name)
             length += len(name) + 1
+        if version < 302:
+            # CAP 3.1 clients get exactly one line: the stable capabilities first.
+            names.sort(key=lambda name: ("/" in name, name))
+            first: list[str] = []
+            size = 0
+            for name in names:
+                if size + len(name) + 1 > 400:
+                    break
+                first.append(name)
+                size += len(name) + 1
+            lines = [first]
         for i, chunk in enumerate(lines):
             if i < len(lines) - 1 and version >= 302:
                 rb.add(Message("CAP", (target, "LS", "*", " ".join(chunk)), server.name))

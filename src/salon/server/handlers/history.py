@@ -1,0 +1,585 @@
+"""History commands: CHATHISTORY, MARKREAD, REDACT, SEARCH; and RENAME, BATCH (multiline).
+
+Specs: IRCv3 draft/chathistory, draft/event-playback, draft/read-marker,
+draft/message-redaction, draft/channel-rename, draft/multiline, and soju.im/search.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from salon.errors import CommandError, FailError
+from salon.proto import numerics as n
+from salon.proto.casemap import casefold
+from salon.proto.message import Message, parse_tags
+from salon.server import caps, history
+from salon.server.channel import Channel
+from salon.server.client import Client
+from salon.server.core import Server
+from salon.server.handlers.channels import send_names, send_topic, valid_channel
+from salon.server.history import format_ms, ms_time, parse_ms, party, party_of
+from salon.server.responsebuffer import ResponseBuffer
+from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
+
+log = logging.getLogger("salon.server")
+
+SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
+
+
+def _require_history(server: Server, command: str) -> None:
+    if not history.enabled(server):
+        raise FailError(command, "UNKNOWN_COMMAND", "History is turned off on this server")
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def conversation(server: Server, client: Client, target: str, command: str, sub: str) -> str:
+    """The key of a conversation the client may read, or FAIL INVALID_TARGET."""
+    if target.startswith("#"):
+        chan = server.channels.get(casefold(target))
+        if chan is None or client not in chan.members:
+            raise FailError(
+                command, "INVALID_TARGET", sub, target, "You cannot read the history of this target"
+            )
+        return chan.cf
+    if not target or target == "*" or "," in target:
+        raise FailError(command, "INVALID_TARGET", sub, target or "*", "Invalid target")
+    return dm_key(party(server, client), party_of(server, target))
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A message reference: ``*``, ``msgid=...`` or ``timestamp=...``."""
+
+    star: bool = False
+    msgid: str | None = None
+    time: float | None = None
+
+
+def parse_ref(text: str, *, star_ok: bool) -> Ref | None:
+    if text == "*":
+        return Ref(star=True) if star_ok else None
+    kind, _, value = text.partition("=")
+    if kind == "msgid" and value:
+        return Ref(msgid=value)
+    if kind == "timestamp":
+        ms = parse_ms(value)
+        if ms is not None:
+            return Ref(time=ms_time(ms))
+    return None
+
+
+def resolve(store: Any, key: str, ref: Ref) -> float | None:
+    """The time a reference stands for (in the storage thread)."""
+    if ref.time is not None:
+        return ref.time
+    if ref.msgid is not None:
+        found: float | None = store.history_time_of(key, ref.msgid)
+        return found
+    return None
+
+
+# ---------------------------------------------------------------------------- CHATHISTORY
+
+
+def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    _require_history(server, "CHATHISTORY")
+    p = msg.params
+    sub = p[0].upper()
+    if sub not in SUBCOMMANDS:
+        raise FailError("CHATHISTORY", "INVALID_PARAMS", sub, "Unknown subcommand")
+    maximum = server.config.history.chathistory_limit
+    need = 4 if sub in ("TARGETS", "LATEST", "BEFORE", "AFTER", "AROUND") else 5
+    if len(p) < need:
+        raise FailError("CHATHISTORY", "NEED_MORE_PARAMS", sub, "Not enough parameters")
+    try:
+        limit = int(p[-1])
+    except ValueError:
+        raise FailError("CHATHISTORY", "INVALID_PARAMS", sub, p[-1], "Invalid limit") from None
+    if limit <= 0:
+        raise FailError("CHATHISTORY", "INVALID_PARAMS", sub, p[-1], "Invalid limit")
+    limit = min(limit, maximum)
+    if sub == "TARGETS":
+        _targets(server, client, p[1], p[2], limit, rb)
+        return
+    target = p[1]
+    key = conversation(server, client, target, "CHATHISTORY", sub)
+    refs = []
+    for raw in p[2 : need - 1]:
+        ref = parse_ref(raw, star_ok=sub == "LATEST")
+        if ref is None:
+            raise FailError("CHATHISTORY", "INVALID_PARAMS", sub, raw, "Invalid message reference")
+        refs.append(ref)
+    events_too = bool(client.capmask & caps.EVENT_PLAYBACK)
+
+    def query(store: Any) -> list[HistoryEvent] | None:
+        times = [resolve(store, key, ref) for ref in refs]
+        if any(t is None and not ref.star for t, ref in zip(times, refs, strict=True)):
+            return None
+        t0 = times[0]
+        if sub == "LATEST":
+            q = HistoryQuery(key, start=t0, limit=limit, events=events_too)
+            result: list[HistoryEvent] = store.history(q)
+            return result
+        if sub == "BEFORE":
+            return list(store.history(HistoryQuery(key, end=t0, limit=limit, events=events_too)))
+        if sub == "AFTER":
+            return list(
+                store.history(
+                    HistoryQuery(key, start=t0, limit=limit, newest_first=False, events=events_too)
+                )
+            )
+        if sub == "AROUND":
+            assert t0 is not None
+            before = store.history(
+                HistoryQuery(key, end=t0, limit=(limit - 1) // 2, events=events_too)
+            )
+            after = store.history(
+                HistoryQuery(
+                    key,
+                    start=t0 - 0.0005,
+                    limit=limit - len(before),
+                    newest_first=False,
+                    events=events_too,
+                )
+            )
+            return list(before) + list(after)
+        # BETWEEN: exclusive bounds; the results nearest the first reference.
+        t1 = times[1]
+        assert t0 is not None and t1 is not None
+        lo, hi = min(t0, t1), max(t0, t1)
+        return list(
+            store.history(
+                HistoryQuery(
+                    key, start=lo, end=hi, limit=limit, newest_first=t0 > t1, events=events_too
+                )
+            )
+        )
+
+    def done(result: Any, out: ResponseBuffer) -> None:
+        if result is None:
+            out.fail("CHATHISTORY", "INVALID_PARAMS", sub, "Unknown message reference")
+            return
+        if not isinstance(result, list):
+            out.fail("CHATHISTORY", "MESSAGE_ERROR", sub, target, "History is unavailable")
+            return
+        history.send_batch(server, out, "chathistory", (target,), result)
+
+    server.defer(rb, query, done)
+
+
+def _targets(
+    server: Server, client: Client, first: str, second: str, limit: int, rb: ResponseBuffer
+) -> None:
+    refs = [parse_ref(first, star_ok=False), parse_ref(second, star_ok=False)]
+    times = [r.time if r is not None else None for r in refs]
+    if times[0] is None or times[1] is None:
+        raise FailError("CHATHISTORY", "INVALID_PARAMS", "TARGETS", "Timestamps are required")
+    start, end = times[0], times[1]
+    me = party(server, client)
+    channels = {chan.cf: chan.name for chan in client.channels.values()}
+
+    def query(store: Any) -> list[tuple[str, str, float]]:
+        names = dict(channels)
+        for conv, partner in store.dm_partners(me):
+            names[conv] = partner
+        found = store.history_targets(list(names), start, end, limit)
+        return [(names[key], key, last) for key, last in found]
+
+    def done(result: Any, out: ResponseBuffer) -> None:
+        if not isinstance(result, list):
+            out.fail("CHATHISTORY", "MESSAGE_ERROR", "TARGETS", "History is unavailable")
+            return
+        ref = server.new_batch_id()
+        out.add(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), server.name))
+        for name, _key, last in result:
+            stamp = format_ms(round(last * 1000))
+            out.add(Message("CHATHISTORY", ("TARGETS", name, stamp), server.name, {"batch": ref}))
+        out.add(Message("BATCH", ("-" + ref,), server.name))
+
+    server.defer(rb, query, done)
+
+
+# ---------------------------------------------------------------------------- MARKREAD
+
+
+def marker_message(server: Server, target: str, value: float | None) -> Message:
+    stamp = "*" if value is None else "timestamp=" + format_ms(round(value * 1000))
+    return Message("MARKREAD", (target, stamp), server.name)
+
+
+def marker_for(server: Server, client: Client, cf: str) -> float | None:
+    return server.read_markers.get((party(server, client), cf))
+
+
+def cmd_markread(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    if not msg.params:
+        raise FailError("MARKREAD", "NEED_MORE_PARAMS", "Missing target")
+    target = msg.params[0]
+    if not target or target == "*":
+        raise FailError("MARKREAD", "INVALID_PARAMS", target or "*", "Invalid target")
+    cf = casefold(target)
+    me = party(server, client)
+    if len(msg.params) < 2:
+        rb.add(marker_message(server, target, server.read_markers.get((me, cf))))
+        return
+    ref = parse_ref(msg.params[1], star_ok=False)
+    if ref is None or ref.time is None:
+        raise FailError("MARKREAD", "INVALID_PARAMS", target, "Invalid timestamp")
+    current = server.read_markers.get((me, cf))
+    if current is None or ref.time > current:
+        server.read_markers[(me, cf)] = ref.time
+        stamp = ref.time
+        server.store(lambda store: store.set_read_marker(me, cf, stamp))
+        update = marker_message(server, target, ref.time)
+        # read-marker: the server "SHOULD" tell the user's other sessions too.
+        others = [
+            c
+            for c in server.clients.values()
+            if c is not client
+            and c.registered
+            and c.capmask & caps.READ_MARKER
+            and party(server, c) == me
+        ]
+        server.deliver(others, update)
+    rb.add(marker_message(server, target, server.read_markers.get((me, cf))))
+
+
+# ---------------------------------------------------------------------------- REDACT
+
+
+def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    p = msg.params
+    if len(p) < 2:
+        raise FailError("REDACT", "NEED_MORE_PARAMS", "Not enough parameters")
+    target, msgid = p[0], p[1]
+    reason = p[2] if len(p) > 2 and p[2] else None
+    chan: Channel | None = None
+    if target.startswith("#"):
+        chan = server.channels.get(casefold(target))
+        if chan is None or client not in chan.members:
+            raise FailError("REDACT", "INVALID_TARGET", target, "You are not in that channel")
+        key = chan.cf
+    else:
+        other = server.nicks.get(casefold(target))
+        if other is None and not history.enabled(server):
+            raise FailError("REDACT", "INVALID_TARGET", target, "No such nick")
+        key = dm_key(party(server, client), party_of(server, target))
+    if not history.enabled(server):
+        raise FailError("REDACT", "UNKNOWN_MSGID", target, msgid, "This message is not stored")
+    me = party(server, client)
+    is_op = chan is not None and chan.is_op(client)
+
+    def redact(store: Any) -> str:
+        event: HistoryEvent | None = store.history_event(key, msgid)
+        if event is None:
+            return "unknown"
+        author = event.party or (
+            "~" + casefold(event.account) if event.account else casefold(event.source.split("!")[0])
+        )
+        mine = author == me or casefold(event.source.split("!")[0]) == client.nick_cf
+        if not mine and not is_op:
+            return "forbidden"
+        store.redact_history(key, msgid)
+        return "ok"
+
+    def done(result: Any, out: ResponseBuffer) -> None:
+        if result == "unknown":
+            out.fail("REDACT", "UNKNOWN_MSGID", target, msgid, "No such message")
+            return
+        if result == "forbidden":
+            out.fail("REDACT", "REDACT_FORBIDDEN", target, msgid, "You may not redact this message")
+            return
+        if result != "ok":
+            out.fail("REDACT", "REDACT_FORBIDDEN", target, msgid, "History is unavailable")
+            return
+        params = (target, msgid, reason) if reason else (target, msgid)
+        redaction = Message("REDACT", params, client.prefix, server.server_tags())
+        if chan is not None:
+            recipients: list[Client] = [
+                m for m in chan.members if m.capmask & caps.MESSAGE_REDACTION and m is not client
+            ]
+        else:
+            other = server.nicks.get(casefold(target))
+            recipients = (
+                [other]
+                if other is not None
+                and other is not client
+                and other.capmask & caps.MESSAGE_REDACTION
+                else []
+            )
+        server.deliver(recipients, redaction)
+        if client.capmask & caps.MESSAGE_REDACTION:
+            out.add(redaction)
+        log.info("redact by=%s target=%s msgid=%s", client.nick, target, msgid)
+
+    server.defer(rb, redact, done)
+
+
+# ---------------------------------------------------------------------------- SEARCH
+
+
+def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    """soju.im/search: ``SEARCH in=<target>;from=<nick>;after=<ts>;before=<ts>;text=...;limit=N``.
+
+    Only conversations the asker may read are searched: channels they are in, and their
+    own private conversations.
+    """
+    _require_history(server, "SEARCH")
+    attrs = parse_tags(msg.params[0]) if msg.params else {}
+    maximum = server.config.history.chathistory_limit
+    try:
+        limit = min(int(attrs.get("limit", "100")), maximum)
+    except ValueError:
+        raise FailError("SEARCH", "INVALID_PARAMS", "limit", "Invalid limit") from None
+    if limit <= 0:
+        raise FailError("SEARCH", "INVALID_PARAMS", "limit", "Invalid limit")
+    bounds: dict[str, float | None] = {"after": None, "before": None}
+    for name in bounds:
+        if name in attrs:
+            ms = parse_ms(attrs[name])
+            if ms is None:
+                raise FailError("SEARCH", "INVALID_PARAMS", name, "Invalid timestamp")
+            bounds[name] = ms_time(ms)
+    me = party(server, client)
+    where = attrs.get("in")
+    channels = [chan.cf for chan in client.channels.values()]
+    sender = casefold(attrs["from"]) if attrs.get("from") else None
+    text = attrs.get("text", "")
+
+    def search(store: Any) -> list[HistoryEvent]:
+        if where is None:
+            keys = channels + [conv for conv, _ in store.dm_partners(me)]
+        elif where.startswith("#"):
+            keys = [casefold(where)] if casefold(where) in channels else []
+        else:
+            keys = [dm_key(me, party_of(server, where))]
+        query = SearchQuery(
+            text=text,
+            targets=tuple(keys),
+            sender=sender,
+            start=bounds["after"],
+            end=bounds["before"],
+            limit=limit,
+        )
+        return list(store.search_history(query))
+
+    def done(result: Any, out: ResponseBuffer) -> None:
+        if not isinstance(result, list):
+            out.fail("SEARCH", "INTERNAL_ERROR", "Search is unavailable")
+            return
+        history.send_batch(server, out, "soju.im/search", (), result)
+
+    server.defer(rb, search, done)
+
+
+# ---------------------------------------------------------------------------- RENAME
+
+
+def cmd_rename(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    """draft/channel-rename: ``RENAME <old> <new> [:reason]``; chanops only."""
+    old, new = msg.params[0], msg.params[1]
+    reason = msg.params[2] if len(msg.params) > 2 else ""
+    chan = server.channels.get(casefold(old))
+    if chan is None:
+        raise CommandError(n.ERR_NOSUCHCHANNEL, old, "No such channel")
+    if client not in chan.members:
+        raise CommandError(n.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+    if not chan.is_op(client):
+        raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+    if not valid_channel(new, server.config.limits.channellen):
+        raise FailError("RENAME", "CANNOT_RENAME", old, new, "Invalid channel name")
+    new_cf = casefold(new)
+    if new_cf in server.channels and server.channels[new_cf] is not chan:
+        raise FailError("RENAME", "CHANNEL_NAME_IN_USE", old, new, "Channel already exists")
+    old_name, old_cf = chan.name, chan.cf
+    del server.channels[old_cf]
+    chan.name, chan.cf = new, new_cf
+    server.channels[new_cf] = chan
+    for member in chan.members:
+        member.channels.pop(old_cf, None)
+        member.channels[new_cf] = chan
+        state = member.plain
+        if state is not None and getattr(state, "room", None) == old_cf:
+            state.room = new_cf
+    if history.enabled(server):
+        server.store(lambda store: store.rename_history(old_cf, new_cf))
+    params = (old_name, new, reason) if reason else (old_name, new)
+    rename = Message("RENAME", params, client.prefix, server.server_tags())
+    for member in list(chan.members):
+        if member.capmask & caps.CHANNEL_RENAME:
+            if member is client:
+                rb.add(rename)
+            else:
+                server.send(member, rename)
+            continue
+        # Without the capability: the channel seems to be left and a new one joined.
+        out = rb if member is client else ResponseBuffer(server, member, None)
+        part_reason = f"Channel renamed to {new}" + (f": {reason}" if reason else "")
+        out.add(Message("PART", (old_name, part_reason), member.prefix))
+        out.add(Message("JOIN", (new,), member.prefix))
+        if chan.topic:
+            send_topic(server, chan, out)
+        send_names(server, member, chan, out)
+        if out is not rb:
+            out.flush()
+    log.info("rename %s to %s by=%s", old_name, new, client.nick)
+
+
+# ---------------------------------------------------------------------------- multiline
+
+
+@dataclass(slots=True)
+class Multiline:
+    ref: str
+    target: str
+    label: str | None
+    tags: dict[str, str]
+    lines: list[tuple[str, str, bool]] = field(default_factory=list)  # command, text, concat
+    size: int = 0
+
+
+def cmd_batch(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    ref = msg.params[0]
+    if ref.startswith("+"):
+        if len(msg.params) < 3 or msg.params[1] != "draft/multiline":
+            raise FailError("BATCH", "INVALID_PARAMS", "Unsupported batch type")
+        if not client.capmask & caps.MULTILINE:
+            raise FailError("BATCH", "MULTILINE_INVALID", "Negotiate draft/multiline first")
+        tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else {}
+        client.multiline = Multiline(ref[1:], msg.params[2], rb.label, tags)
+        rb.label = None  # the answer comes with the closing BATCH
+        return
+    pending: Multiline | None = client.multiline
+    client.multiline = None
+    if pending is None or ref[1:] != pending.ref or not ref.startswith("-"):
+        raise FailError("BATCH", "MULTILINE_INVALID", "No such batch in progress")
+    rb.label = pending.label
+    lines = pending.lines
+    if not lines or any(concat and not text for _, text, concat in lines):
+        raise FailError("BATCH", "MULTILINE_INVALID", "Invalid multiline batch")
+    if all(not text for _, text, _ in lines):
+        raise FailError("BATCH", "MULTILINE_INVALID", "Empty multiline batch")
+    _deliver_multiline(server, client, pending, rb)
+
+
+def batched_line(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> bool:
+    """A line carrying a ``batch`` tag: add it to the client's multiline batch.
+
+    Returns False when the line is not part of a batch the client opened.
+    """
+    pending: Multiline | None = client.multiline
+    ref = msg.tags.get("batch")
+    if pending is None or ref != pending.ref:
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_INVALID", "Message for a batch that is not open")
+        return True
+    if msg.command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_INVALID", "Only PRIVMSG and NOTICE may be in a batch")
+        return True
+    if casefold(msg.params[0]) != casefold(pending.target):
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_INVALID_TARGET", pending.target, msg.params[0], "Wrong target")
+        return True
+    limits = server.config.history
+    text = msg.params[1]
+    pending.size += len(text.encode())
+    concat = "draft/multiline-concat" in msg.tags
+    pending.lines.append((msg.command, text, concat))
+    if len(pending.lines) > limits.multiline_max_lines:
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_MAX_LINES", str(limits.multiline_max_lines), "Too many lines")
+    elif pending.size > limits.multiline_max_bytes:
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_MAX_BYTES", str(limits.multiline_max_bytes), "Too many bytes")
+    return True
+
+
+def _deliver_multiline(
+    server: Server, client: Client, batch: Multiline, rb: ResponseBuffer
+) -> None:
+    from salon.server.handlers.messaging import check_can_send
+
+    target = batch.target
+    chan: Channel | None = None
+    other: Client | None = None
+    if target.startswith("#"):
+        chan = server.channels.get(casefold(target))
+        if chan is None:
+            raise CommandError(n.ERR_NOSUCHCHANNEL, target, "No such channel")
+        check_can_send(chan, client, batch.lines[0][1])
+    else:
+        other = server.nicks.get(casefold(target))
+        if other is None or not other.registered:
+            raise CommandError(n.ERR_NOSUCHNICK, target, "No such nick/channel")
+    base = server.server_tags()
+    msgid, stamp = base["msgid"], base["time"]
+    head_tags = {"msgid": msgid, "time": stamp, **batch.tags}
+    if client.account is not None:
+        head_tags["account"] = client.account
+    source = client.prefix
+
+    def batch_for(ref: str) -> list[Message]:
+        out = [Message("BATCH", ("+" + ref, "draft/multiline", target), server.name, head_tags)]
+        for command, text, concat in batch.lines:
+            tags = {"batch": ref}
+            if concat:
+                tags["draft/multiline-concat"] = ""
+            out.append(Message(command, (target, text), source, tags))
+        out.append(Message("BATCH", ("-" + ref,), server.name))
+        return out
+
+    fallback: list[Message] = []
+    for command, text, _concat in batch.lines:
+        if not text:
+            continue
+        tags = {"time": stamp, **batch.tags}
+        if not fallback:
+            tags["msgid"] = msgid
+        fallback.append(Message(command, (target, text), source, tags))
+
+    events: list[HistoryEvent] = []
+    if history.enabled(server):
+        key = (
+            chan.cf if chan is not None else dm_key(party(server, client), party(server, other))  # type: ignore[arg-type]
+        )
+        for i, message in enumerate(fallback):
+            tags = dict(message.tags)
+            tags["msgid"] = msgid if i == 0 else f"{msgid}-{i}"
+            events.append(
+                history.message_event(
+                    server,
+                    message.with_tags(tags),
+                    key,
+                    display=target if chan is None else "",
+                    party_key=party(server, client) if chan is None else "",
+                )
+            )
+
+    def deliver(out: ResponseBuffer) -> None:
+        recipients: list[Client] = (
+            [m for m in chan.members if m is not client]
+            if chan is not None
+            else ([other] if other is not None and other is not client else [])
+        )
+        for member in recipients:
+            if member.closed:
+                continue
+            if member.capmask & caps.MULTILINE and member.capmask & caps.BATCH:
+                for message in batch_for(server.new_batch_id()):
+                    server.send(member, message)
+            else:
+                for message in fallback:
+                    server.send(member, message)
+        if client.capmask & caps.ECHO_MESSAGE:
+            for message in batch_for(server.new_batch_id()):
+                out.add(message)
+
+    if events:
+        history.commit_then(server, rb, events, deliver, "BATCH")
+    else:
+        deliver(rb)
