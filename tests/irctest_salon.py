@@ -51,6 +51,14 @@ nicklen = 32
 
 [flood]
 enabled = false
+channel_messages = 0
+
+[accounts]
+registration_before_connect = {before_connect}
+registration_requires_email = {requires_email}
+registration_throttle = 0
+password_min_length = 1
+services_server = "My.Little.Services"
 
 [log]
 level = {log_level}
@@ -74,6 +82,10 @@ def toml_str(value: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def toml_bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def salon_python() -> tuple[str, dict[str, str]]:
@@ -142,7 +154,7 @@ atexit.register(_kill_leftovers)
 
 class SalonController(BaseServerController, DirectoryBasedController):
     software_name = "salon"
-    supported_sasl_mechanisms: set[str] = set()
+    supported_sasl_mechanisms = {"PLAIN", "SCRAM-SHA-256"}
     supports_sts = False
     _port_wait_interval = 0.05
 
@@ -173,8 +185,7 @@ class SalonController(BaseServerController, DirectoryBasedController):
             self._not_implemented("Websocket")
         if ssl:
             self._not_implemented("TLS")
-        if run_services:
-            self._not_implemented("services")
+        # run_services: NickServ and ChanServ are built in, nothing more to start.
         assert self.proc is None
         _kill_leftovers(keep=self)
 
@@ -193,24 +204,38 @@ class SalonController(BaseServerController, DirectoryBasedController):
                     log_level=toml_str("debug" if self.debug_mode else "info"),
                     oper_name=toml_str(OPER_NAME),
                     oper_hash=toml_str(oper_password_hash()),
+                    before_connect=toml_bool(self.test_config.account_registration_before_connect),
+                    requires_email=toml_bool(self.test_config.account_registration_requires_email),
                 )
             )
+        self._config_path = config_path
+        self._faketime_cmd = (
+            ["faketime", "-f", faketime] if faketime and shutil.which("faketime") else []
+        )
+        self.faketime_enabled = bool(self._faketime_cmd)
+        self._start()
 
-        if faketime and shutil.which("faketime"):
-            faketime_cmd = ["faketime", "-f", faketime]
-            self.faketime_enabled = True
-        else:
-            faketime_cmd = []
+    def _start(self) -> None:
+        """Start salon on the config written by run(), and wait for its port."""
+        assert self.directory is not None
 
         python, env = salon_python()
         log_path = self.directory / "salon.log"
         output: dict[str, Any] = {}
         if not self.debug_mode:  # in debug mode, execute() streams the output instead
-            log_fd = log_path.open("wb")
+            log_fd = log_path.open("ab")
             output = {"stdout": log_fd, "stderr": log_fd}
         try:
             self.proc = self.execute(
-                [*faketime_cmd, python, "-m", "salon", "serve", "--config", config_path],
+                [
+                    *self._faketime_cmd,
+                    python,
+                    "-m",
+                    "salon",
+                    "serve",
+                    "--config",
+                    self._config_path,
+                ],
                 proc_name="salon",
                 cwd=self.directory,
                 env=env,
@@ -221,6 +246,7 @@ class SalonController(BaseServerController, DirectoryBasedController):
                 log_fd.close()
         _running.add(self)
 
+        self.port_open = False
         try:
             self.wait_for_port()
         except ProcessStopped as e:
@@ -230,6 +256,65 @@ class SalonController(BaseServerController, DirectoryBasedController):
         except BaseException:
             self.kill()  # setUp() fails, so tearDown() will not run
             raise
+
+    def wait_for_services(self) -> None:
+        """NickServ and ChanServ are part of salon: up as soon as the port is."""
+        self.wait_for_port()
+
+    def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
+        """Register an account the way a user would: ``REGISTER * * <password>`` on a
+        fresh connection (draft/account-registration after connecting). A password that
+        cannot fit an IRC line is written with ``salon account create`` instead, with the
+        server stopped for it and started again."""
+        assert password
+        line = f"REGISTER * * :{password}"
+        if len(line.encode()) > 480:
+            self._register_offline(username, password)
+            return
+        client = case.addClient(show_io=False)
+        case.sendLine(client, "CAP LS 302")
+        case.sendLine(client, "NICK " + username)
+        case.sendLine(client, "USER r e g :user")
+        case.sendLine(client, "CAP END")
+        while case.getRegistrationMessage(client).command != "001":
+            pass
+        case.getMessages(client)
+        case.sendLine(client, line)
+        for _ in range(50):
+            msgs = case.getMessages(client)
+            if any(m.command == "REGISTER" and m.params[:1] == ["SUCCESS"] for m in msgs):
+                break
+            failed = [m for m in msgs if m.command == "FAIL"]
+            assert not failed, failed
+        else:
+            raise AssertionError(f"no REGISTER SUCCESS for {username}")
+        case.sendLine(client, "QUIT")
+        case.assertDisconnected(client)
+
+    def _register_offline(self, username: str, password: str) -> None:
+        assert self.proc is not None and self.directory is not None
+        self.terminate()
+        python, env = salon_python()
+        res = subprocess.run(
+            [
+                python,
+                "-m",
+                "salon",
+                "account",
+                "create",
+                username,
+                "--config",
+                str(self._config_path),
+            ],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.directory,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        self._start()
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.proc is not None

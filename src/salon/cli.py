@@ -73,6 +73,9 @@ def build_parser() -> Parser:
     from salon.tui.cli import add_chat_parser
 
     add_chat_parser(sub)
+    from salon.admin import add_account_parser
+
+    add_account_parser(sub)
     return parser
 
 
@@ -130,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from salon.tui.cli import run_chat
 
             return run_chat(args)
+        if args.command == "account":
+            from salon.admin import run_account
+
+            return run_account(args)
         if args.command == "example-config":
             sys.stdout.write(EXAMPLE_PATH.read_text())
             return 0

@@ -109,6 +109,7 @@ class AccountsSection:
     guest_prefix: str = "Guest"
     scram_iterations: int = 4096
     verify_timeout: float = 86400.0
+    services_server: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,10 @@ def _validate_accounts(cfg: Config) -> None:
     ):
         raise ConfigError(
             "accounts.guest_prefix: 1 to 20 letters and digits, starting with a letter"
+        )
+    if acc.services_server and not _SERVER_NAME.fullmatch(acc.services_server):
+        raise ConfigError(
+            "accounts.services_server: must be a dotted name like services.example.org"
         )
     fl = cfg.flood
     if fl.channel_messages < 0 or fl.channel_period <= 0 or fl.channel_mute < 0:

@@ -64,7 +64,7 @@ class Bot:
         self.server = server
         client = Client(cid, Kind.IRC, "127.0.0.1", 0, server.now)
         client.user = self.nick
-        client.host = server.name
+        client.host = server.config.accounts.services_server or server.name
         client.realname = self.realname
         client.set_nick(self.nick, casefold(self.nick))
         client.registered = True

@@ -224,7 +224,10 @@ def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     rb.numeric(n.RPL_INVITING, target.nick, name)
     if target.away is not None:
         rb.numeric(n.RPL_AWAY, target.nick, target.away)
-    invite = Message("INVITE", (target.nick, name), client.prefix, server.server_tags())
+    tags = server.server_tags()
+    if client.account is not None:
+        tags["account"] = client.account  # account-tag
+    invite = Message("INVITE", (target.nick, name), client.prefix, tags)
     server.send(target, invite)
     if chan is not None:
         # invite-notify: sent to other members who could have invited the user themselves.

@@ -113,6 +113,9 @@ def cmd_help(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
 
 def cmd_links(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     rb.numeric(n.RPL_LINKS, server.name, server.name, f"0 {server.config.server.description}")
+    services = server.config.accounts.services_server
+    if services and server.config.accounts.enabled:
+        rb.numeric(n.RPL_LINKS, services, server.name, "1 Built-in services")
     rb.numeric(n.RPL_ENDOFLINKS, "*", "End of /LINKS list")
 
 
