@@ -281,23 +281,24 @@ class Accounts:
         log.info("login id=%d nick=%s account=%s", client.id, client.nick, record.name)
         if client.registered:
             self.notify(client, record.name)
-            self.check_nick(client)
+            self.check_nick(client, rb)
 
-    def logout(self, client: Client, reason: str = "") -> None:
+    def logout(self, client: Client, reason: str = "", rb: ResponseBuffer | None = None) -> None:
         if client.account is None:
             return
         self._leave_session(client)
         client.account = None
         server = self.server
-        out = ResponseBuffer(server, client, None)
+        out = rb if rb is not None else ResponseBuffer(server, client, None)
         if reason:
             out.notice(reason)
         prefix = f"{client.nick}!{client.user or '*'}@{client.host}"
         out.numeric(n.RPL_LOGGEDOUT, prefix, "You are now logged out")
-        out.flush()
         if client.registered:
             self.notify(client, "*")
-            self.check_nick(client)
+            self.check_nick(client, out)
+        if rb is None:
+            out.flush()
 
     def _leave_session(self, client: Client) -> None:
         if client.account is None:
@@ -340,8 +341,9 @@ class Accounts:
         owner = self.owner_of(nick_cf)
         return owner is None or (client.account is not None and casefold(client.account) == nick_cf)
 
-    def check_nick(self, client: Client) -> None:
-        """Start (or stop) nick enforcement for a registered client's current nick."""
+    def check_nick(self, client: Client, rb: ResponseBuffer | None = None) -> None:
+        """Start (or stop) nick enforcement for a registered client's current nick;
+        notices go to ``rb`` when given (after what it holds), else straight out."""
         if not client.registered or client.closed or client.id < 0:
             return
         if not self.config.enabled or self.may_hold(client, client.nick_cf):
@@ -352,7 +354,7 @@ class Accounts:
         timeout = self.config.nick_enforce_timeout
         services = self.server.services
         if timeout <= 0:
-            self.rename_guest(client, "This nickname is registered to another account")
+            self.rename_guest(client, "This nickname is registered to another account", rb)
             return
         self.enforcing[client] = self.server.now + timeout
         services.nickserv_notice(
@@ -360,9 +362,10 @@ class Accounts:
             f"The nickname {client.nick} is registered to an account. Log in with "
             f"/msg NickServ IDENTIFY <password> (or SASL), or change your nick; "
             f"otherwise you will be renamed in {timeout:g} seconds.",
+            rb,
         )
 
-    def rename_guest(self, client: Client, why: str) -> None:
+    def rename_guest(self, client: Client, why: str, rb: ResponseBuffer | None = None) -> None:
         from salon.server.handlers.registration import change_nick
 
         server = self.server
@@ -377,11 +380,12 @@ class Accounts:
         else:  # pragma: no cover - a full guest space is not a realistic case
             server.drop(client, "Nickname enforcement")
             return
-        out = ResponseBuffer(server, client, None)
+        out = rb if rb is not None else ResponseBuffer(server, client, None)
         server.services.nickserv_notice(client, f"{why}; you are now known as {guest}.", out)
         old = client.nick
         change_nick(server, client, guest, out)
-        out.flush()
+        if rb is None:
+            out.flush()
         log.info("nick enforcement id=%d %s -> %s", client.id, old, guest)
 
     def tick(self, now: float) -> None:
@@ -542,6 +546,6 @@ def admit(server: Server, client: Client, rb: ResponseBuffer) -> bool:
     return server.abuse.admit(client, rb)
 
 
-def welcomed(server: Server, client: Client) -> None:
-    """Just after the welcome burst."""
-    server.accounts.check_nick(client)
+def welcomed(server: Server, client: Client, rb: ResponseBuffer) -> None:
+    """Just after the welcome burst (in ``rb``)."""
+    server.accounts.check_nick(client, rb)

@@ -219,8 +219,8 @@ class NickServ(Bot):
         if client.account is None:
             self.say(rb, "You are not logged in")
             return
-        self.server.accounts.logout(client)
         self.say(rb, "You are now logged out")
+        self.server.accounts.logout(client, "", rb)
 
     def _ghost_target(self, client: Client, nick: str) -> Client:
         record = self._need_login(client)
@@ -261,7 +261,7 @@ class NickServ(Bot):
         else:
             self._need_login(client)
         change_nick(self.server, client, nick, rb)
-        self.server.accounts.check_nick(client)
+        self.server.accounts.check_nick(client, rb)
 
     def cmd_drop(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         record = self._need_login(client)
@@ -277,6 +277,7 @@ class NickServ(Bot):
                 self.say(out, "Invalid password")
                 return
             self.say(out, f"Account {name} has been dropped")
+            accounts.logout(client, "", out)
             accounts.delete(name)
             log.info("account dropped name=%s by=%s", name, client.nick)
 

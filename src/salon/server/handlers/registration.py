@@ -145,7 +145,7 @@ def try_register(server: Server, client: Client, rb: ResponseBuffer) -> None:
     if not accounts.admit(server, client, rb):
         return
     server.welcome(client, rb)
-    accounts.welcomed(server, client)
+    accounts.welcomed(server, client, rb)
 
 
 def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -160,7 +160,7 @@ def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     if not client.registered:
         try_register(server, client, rb)
     else:
-        server.accounts.check_nick(client)
+        server.accounts.check_nick(client, rb)
 
 
 def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -> None:
