@@ -60,6 +60,31 @@ def test_nickserv_replies_come_from_nickserv_and_are_not_relayed() -> None:
     assert not any("NickServ" in str(e) for evs in net.store.events.values() for e in evs)
 
 
+def test_nickserv_verify_when_email_is_required() -> None:
+    net = accounts_net(accounts={"registration_requires_email": True})
+    conn = net.register("alice")
+    assert ns(net, conn, "REGISTER hunter22") == ["A valid e-mail address is required"]
+    out = ns(net, conn, "REGISTER hunter22 alice@example.org")
+    assert "pending verification" in out[0]
+    assert conn.client.account is None
+    assert ns(net, conn, "VERIFY alice nope") == ["Invalid verification code"]
+    code = net.server.accounts.pending["alice"].code
+    assert ns(net, conn, f"VERIFY alice {code}") == ["Account alice verified"]
+    assert conn.client.account == "alice"
+    assert net.store.accounts["alice"].verified
+
+
+def test_whois_shows_certificate_to_self_and_operators_only() -> None:
+    net = accounts_net()
+    alice = net.register("alice")
+    alice.client.certfp = "ef" * 32
+    alice.send("WHOIS alice")
+    assert "276" in alice.numerics()
+    other = net.register("other")
+    other.send("WHOIS alice")
+    assert "276" not in other.numerics()
+
+
 def test_nick_of_services_is_reserved_and_they_cannot_be_killed() -> None:
     from salon.passwords import hash_password
 

@@ -113,6 +113,7 @@ class NickServ(Bot):
     help_lines = (
         "NickServ keeps accounts. Your account name is the nick you register.",
         "REGISTER <password> [email]      register your current nick as an account",
+        "VERIFY <account> <code>          complete a registration that needs verification",
         "IDENTIFY [account] <password>    log in (without arguments: by TLS certificate)",
         "LOGOUT                           log out",
         "GHOST <nick>                     disconnect a client using your nick",
@@ -128,6 +129,7 @@ class NickServ(Bot):
         self.commands = {
             "HELP": self.cmd_help,
             "REGISTER": self.cmd_register,
+            "VERIFY": self.cmd_verify,
             "IDENTIFY": self.cmd_identify,
             "LOGIN": self.cmd_identify,
             "LOGOUT": self.cmd_logout,
@@ -180,6 +182,25 @@ class NickServ(Bot):
 
         accounts.register(client, name, email, password, rb.label, done)
         rb.label = None
+
+    def cmd_verify(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
+        if len(args) != 2:
+            self.say(rb, "Syntax: VERIFY <account> <code>")
+            return
+        if client.account is not None:
+            self.say(rb, f"You are already logged in as {client.account}")
+            return
+        accounts = self.server.accounts
+
+        def done(record: AccountRecord | None, out: ResponseBuffer) -> None:
+            if record is None:
+                self.say(out, "Could not verify; try again later")
+                return
+            self.say(out, f"Account {record.name} verified")
+            accounts.login(client, record, out)
+
+        if not accounts.verify(client, args[0], args[1], rb, done):
+            self.say(rb, "Invalid verification code")
 
     def cmd_identify(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         accounts = self.server.accounts

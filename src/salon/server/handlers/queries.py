@@ -316,6 +316,12 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
         rb.numeric(n.RPL_WHOISOPERATOR, target.nick, "is an IRC operator")
     if target.account is not None:
         rb.numeric(n.RPL_WHOISACCOUNT, target.nick, target.account, "is logged in as")
+    if target.certfp and (client is target or client.oper is not None):
+        rb.numeric(
+            n.RPL_WHOISCERTFP,
+            target.nick,
+            f"has client certificate fingerprint {target.certfp}",
+        )
     if "B" in target.modes:
         rb.numeric(n.RPL_WHOISBOT, target.nick, f"is a bot on {server.config.server.network}")
     if client is target or client.oper is not None:
