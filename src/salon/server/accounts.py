@@ -203,6 +203,10 @@ class Accounts:
     def get(self, name: str) -> AccountRecord | None:
         return self.records.get(casefold(name))
 
+    def __contains__(self, name: object) -> bool:
+        """``"nick" in server.accounts``: an account of that (casefolded) name exists."""
+        return isinstance(name, str) and casefold(name) in self.records
+
     def taken(self, name: str) -> bool:
         """Registered, waiting for verification, or being registered right now."""
         cf = casefold(name)

@@ -25,7 +25,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, history
 from salon.server.accounts import (
     auth_state,
     check_password_shape,
@@ -545,6 +545,7 @@ class ChanServ(Bot):
         server.deliver(chan.members, change, skip=target if out is not None else None)
         if out is not None:
             out.add(change)
+        history.channel_event(server, chan, change)
 
     def apply_access(
         self, chan: Channel, client: Client, out: ResponseBuffer | None = None
