@@ -1,0 +1,319 @@
+"""``python -m bench``: start each server in turn, run the scenarios, report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import importlib.metadata
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report, scenarios, servers
+from bench.loadgen import Generator
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a scenario lost messages, disconnected clients or failed registrations
+EXIT_NO_START = 3  # a server could not be started
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark salon against ngIRCd and InspIRCd (servers on CPU 0, "
+        "load generator on CPU 1). See docs/BENCHMARKS.md.",
+    )
+    ap.add_argument(
+        "--servers",
+        default=",".join(servers.SERVER_NAMES),
+        help="comma-separated servers to run (default: %(default)s; also salon-nohist: "
+        "salon with its message history off)",
+    )
+    ap.add_argument(
+        "--scenarios",
+        default=",".join(scenarios.SCENARIOS),
+        help="comma-separated scenarios (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink client counts and the measurement window by this factor, e.g. 0.02 "
+        "for a smoke run (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="measurement window per scenario in seconds at scale 1 (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=servers.REPO / "bench" / "results",
+        help="directory for the JSON lines results (default: bench/results)",
+    )
+    ap.add_argument(
+        "--chart",
+        type=Path,
+        default=servers.REPO / "docs" / "bench.png",
+        help="PNG chart to write (default: docs/bench.png)",
+    )
+    ap.add_argument("--no-chart", action="store_true", help="do not draw the chart")
+    ap.add_argument(
+        "--salon-cmd",
+        default=shlex.join(servers.default_salon_cmd()),
+        help="command that runs salon, 'serve --config FILE' is appended (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=scenarios.Params.window,
+        help="max-rate senders keep at most this many messages in flight (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=scenarios.Params.batch,
+        help="max-rate senders refill their window in bursts of at least this many "
+        "messages (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=scenarios.Params.size,
+        help="bytes per sent PRIVMSG line (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="connections set up at once (and churn loops); default: per server, "
+        + ", ".join(f"{k} {v}" for k, v in servers.CONNECT_CONCURRENCY.items()),
+    )
+    ap.add_argument("--no-pin", action="store_true", help="do not pin servers and generator")
+    ap.add_argument("--keep", action="store_true", help="keep the servers' run directories")
+    args = ap.parse_args(argv)
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    known = servers.SERVER_NAMES + servers.EXTRA_SERVERS
+    for s in args.server_list:
+        if s not in known:
+            ap.error(f"unknown server {s!r}; choose from {', '.join(known)}")
+    for s in args.scenario_list:
+        if s not in scenarios.SCENARIOS:
+            ap.error(f"unknown scenario {s!r}; choose from {', '.join(scenarios.SCENARIOS)}")
+    if args.scale <= 0 or args.duration <= 0:
+        ap.error("--scale and --duration must be positive")
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def summary(r: dict[str, Any]) -> str:
+    if "cpu_us_per_op" not in r:
+        return f"error: {r.get('error')}"
+    parts = [f"{report.fmt(r['cpu_us_per_op'])} µs/{r.get('op')}"]
+    if r.get("rss_kib_per_conn") is not None:
+        parts.append(f"{r['rss_kib_per_conn']} KiB/conn, {report.fmt(r.get('conn_per_s'))} conn/s")
+    else:
+        parts.append(f"{report.fmt(r.get('ops_per_s'))} ops/s")
+    if r.get("latency_p99_ms") is not None:
+        parts.append(f"p50 {r['latency_p50_ms']} ms p99 {r['latency_p99_ms']} ms")
+    parts.append(f"gen {r.get('gen_cpu_pct')}%")
+    if not r.get("ok"):
+        parts.append(
+            f"FAIL lost={r.get('lost')} disc={r.get('unexpected_disconnects')} "
+            f"failed={r.get('failed_registrations')} {r.get('errors', [])[:3]}"
+        )
+    return ", ".join(parts)
+
+
+async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any]) -> list[Any]:
+    params = scenarios.Params(
+        scale=args.scale,
+        duration=args.duration,
+        window=args.window,
+        batch=args.batch,
+        size=args.size,
+        concurrency=args.concurrency,
+    )
+    salon_cmd = shlex.split(args.salon_cmd)
+    versions = {s: servers.server_version(s, salon_cmd) for s in args.server_list}
+    results: list[dict[str, Any]] = []
+    no_start: dict[str, str] = {}
+    # Scenario-major order: the servers' figures for one scenario are taken close in time.
+    for scenario in args.scenario_list:
+        for name in args.server_list:
+            base: dict[str, Any] = {"server": name, "scenario": scenario, **meta}
+            base["version"] = versions.get(name, "")
+            if name in no_start:
+                results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
+                continue
+            try:
+                server = await servers.start(name, workdir, salon_cmd, pin=args.pin)
+            except servers.ServerStartError as e:
+                log(f"{scenario} / {name}: cannot start: {e}")
+                no_start[name] = str(e).splitlines()[0] if str(e) else "cannot start"
+                results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
+                continue
+            server.version = versions.get(name, "")
+            gen = Generator("127.0.0.1", server.port, scenario[0])
+            log(f"{scenario} / {name}: started pid {server.pid} on port {server.port}")
+            # No cyclic GC pauses in the generator while it measures (it makes few cycles).
+            gc.collect()
+            gc.disable()
+            try:
+                res = await scenarios.run(scenario, server, gen, params)
+            except Exception as e:
+                log(f"{scenario} / {name}: error {e!r}")
+                res = {"ok": False, "error": repr(e)}
+            finally:
+                gc.enable()
+                gen.close_all()
+                await asyncio.sleep(0.05)
+                server.stop()
+            full = {**base, **res}
+            results.append(full)
+            log(f"{scenario} / {name}: {summary(full)}")
+            await asyncio.sleep(0.3)  # let the machine settle between servers
+    return results
+
+
+def run_async(coro: Coroutine[Any, Any, list[Any]]) -> list[Any]:
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        log("uvloop is not installed: using the default asyncio loop (slower generator)")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def git_commit() -> str:
+    """The repository's commit (salon's code under test), "+dirty" with local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=servers.REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=servers.REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return head + ("+dirty" if dirty and head else "")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.pin = False
+    if not args.no_pin:
+        args.pin = servers.pin_generator()
+        if not args.pin:
+            log("fewer than 2 CPUs available: servers and generator are not pinned")
+    nofile = servers.raise_nofile(20000)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        loop_name = f"uvloop {importlib.metadata.version('uvloop')}"
+    except importlib.metadata.PackageNotFoundError:
+        loop_name = "asyncio"
+    meta: dict[str, Any] = {
+        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "pinned": args.pin,
+        "scale": args.scale,
+        "duration": args.duration,
+        "generator": f"python {platform.python_version()}, {loop_name}",
+        "commit": git_commit(),
+    }
+    log(
+        f"servers {args.server_list}, scenarios {args.scenario_list}, scale {args.scale}, "
+        f"pinned={args.pin}, RLIMIT_NOFILE={nofile}"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="salon-bench-"))
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        results = run_async(run_all(args, workdir, meta))
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted")
+    finally:
+        servers.kill_all()
+        if args.keep:
+            log(f"run directories kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    out = args.out / f"bench-{stamp}.jsonl"
+    report.write_jsonl(results, out)
+    with contextlib.suppress(OSError):
+        report.write_jsonl(results, args.out / "latest.jsonl")
+    print()
+    print(
+        f"salon benchmark, {meta['date']}, commit {meta['commit'] or '?'}, "
+        f"scale {args.scale}, host {meta['host']}"
+    )
+    print(report.table(results))
+    lines = report.targets(results)
+    if lines:
+        print("\nsalon targets:")
+        for line in lines:
+            print("  " + line)
+    if any(r.get("gen_saturated") for r in results):
+        print("\n(!) the load generator used >= 90% of its core: that server was not saturated")
+    if any(r.get("behind") for r in results):
+        print("\n(<) fewer than 95% of the fixed rate's deliveries per second arrived")
+    if any(report.noisy(r) for r in results):
+        print(
+            f"\n(~) the server or the generator waited for its CPU more than "
+            f"{report.NOISY_WAIT_PCT:.0f}% of the window (other processes ran on it): noisy figures"
+        )
+    print(f"\nresults: {out}")
+    if not args.no_chart:
+        title = f"salon benchmark {meta['date'][:10]}, commit {meta['commit'] or '?'}"
+        if args.scale != 1.0:
+            title += f", scale {args.scale}"
+        why_not = report.chart(results, args.chart, title)
+        print(f"chart: {args.chart}" if why_not is None else f"chart: skipped ({why_not})")
+    if any(r.get("start_error") for r in results):
+        return EXIT_NO_START
+    if any(not r.get("ok") for r in results):
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,215 @@
+"""Output: a table on stdout, JSON lines, a PNG chart and salon's targets."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+
+OP_SHORT = {"delivery": "dlv", "message": "msg", "registration": "reg", "connection": "conn"}
+
+
+def fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+COLUMNS: list[tuple[str, str]] = [
+    ("scenario", "scenario"),
+    ("server", "server"),
+    ("cpu_us_per_op", "server CPU µs/op"),
+    ("ops_per_s", "ops/s"),
+    ("latency_p50_ms", "p50 ms"),
+    ("latency_p99_ms", "p99 ms"),
+    ("rss_kib_per_conn", "KiB/conn"),
+    ("conn_per_s", "conn/s"),
+    ("server_cpu_pct", "server CPU %"),
+    ("gen_cpu_pct", "gen CPU %"),
+    ("server_wait_pct", "wait % srv/gen"),
+    ("lost", "lost"),
+    ("unexpected_disconnects", "disc"),
+    ("failed_registrations", "failed reg"),
+]
+
+
+NOISY_WAIT_PCT = 10.0
+
+
+def noisy(r: Result) -> bool:
+    """Server or generator waited for its CPU (other processes ran there) > 10% of the window."""
+    return max(r.get("server_wait_pct") or 0.0, r.get("gen_wait_pct") or 0.0) > NOISY_WAIT_PCT
+
+
+def table(results: Sequence[Result]) -> str:
+    """A Markdown pipe table (readable as plain text too), one row per server x scenario."""
+    header = [title for _, title in COLUMNS]
+    rows: list[list[str]] = []
+    for r in results:
+        if r.get("error") and "cpu_us_per_op" not in r:
+            rows.append([r["scenario"], r["server"], "error: " + str(r["error"])[:60]])
+            rows[-1] += [""] * (len(header) - len(rows[-1]))
+            continue
+        row = []
+        for key, _ in COLUMNS:
+            v = r.get(key)
+            if key == "cpu_us_per_op" and v is not None:
+                row.append(f"{fmt(v)} /{OP_SHORT.get(r.get('op', ''), r.get('op', ''))}")
+            elif key == "gen_cpu_pct" and v is not None:
+                row.append(fmt(v, 0) + (" (!)" if r.get("gen_saturated") else ""))
+            elif key == "server_wait_pct" and v is not None:
+                row.append(f"{v:.0f}/{r.get('gen_wait_pct', 0):.0f}" + (" (~)" if noisy(r) else ""))
+            elif key in ("ops_per_s", "conn_per_s", "server_cpu_pct") and v is not None:
+                behind = key == "ops_per_s" and r.get("behind")
+                row.append(f"{v:,.0f}" + (" (<)" if behind else ""))
+            else:
+                row.append(fmt(v))
+        if not r.get("ok", False):
+            row[1] += " FAIL"
+        rows.append(row)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def lookup(results: Sequence[Result], server: str, scenario: str, key: str) -> float | None:
+    for r in results:
+        if r.get("server") == server and r.get("scenario") == scenario:
+            v = r.get(key)
+            return float(v) if isinstance(v, int | float) else None
+    return None
+
+
+def targets(results: Sequence[Result]) -> list[str]:
+    """salon's acceptance targets, checked against this run's figures (where present)."""
+    out: list[str] = []
+
+    def get(server: str, scenario: str, key: str = "cpu_us_per_op") -> float | None:
+        return lookup(results, server, scenario, key)
+
+    def check(name: str, value: float | None, limit: float | None, unit: str) -> None:
+        if value is None or limit is None:
+            return
+        verdict = "ok" if value <= limit else "MISSED"
+        out.append(f"{verdict:6} {name}: salon {value:.2f} {unit} <= {limit:.2f}")
+
+    check("fanout max rate <= ngIRCd", get("salon", "fanout"), get("ngircd", "fanout"), "µs")
+    insp = get("inspircd", "fanout")
+    check(
+        "fanout max rate <= 1.5x InspIRCd",
+        get("salon", "fanout"),
+        None if insp is None else 1.5 * insp,
+        "µs",
+    )
+    check("fanout 500 msg/s <= ngIRCd", get("salon", "fanout500"), get("ngircd", "fanout500"), "µs")
+    check("fanout 500 msg/s p99", get("salon", "fanout500", "latency_p99_ms"), 2.0, "ms")
+    check("dm <= ngIRCd", get("salon", "dm"), get("ngircd", "dm"), "µs")
+    check("idle memory", get("salon", "idle", "rss_kib_per_conn"), 6.0, "KiB/conn")
+    check("churn", get("salon", "churn"), 100.0, "µs/registration")
+    return out
+
+
+def write_jsonl(results: Sequence[Result], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for r in results:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+SERVER_COLORS = {
+    "salon": "#d9822b",
+    "salon-nohist": "#f0b878",
+    "ngircd": "#4c72b0",
+    "inspircd": "#55a868",
+}
+# (scenario, key, title, salon's absolute target or None)
+PANELS: list[tuple[str, str, str, float | None]] = [
+    ("fanout", "cpu_us_per_op", "fan-out, max rate\nserver CPU µs / delivery", None),
+    ("fanout500", "cpu_us_per_op", "fan-out, 500 msg/s\nserver CPU µs / delivery", None),
+    ("fanout500", "latency_p99_ms", "fan-out, 500 msg/s\nlatency p99, ms", 2.0),
+    ("dm", "cpu_us_per_op", "private messages, max rate\nserver CPU µs / message", None),
+    ("churn", "cpu_us_per_op", "connect-register-quit\nserver CPU µs / registration", 100.0),
+    ("idle", "rss_kib_per_conn", "idle connections\nserver RSS KiB / connection", 6.0),
+]
+
+
+def chart(results: Sequence[Result], path: Path, title: str) -> str | None:
+    """Grouped bars, one panel per headline figure; returns why it was not drawn, if not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    servers: list[str] = []
+    for r in results:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    panels = [
+        pn for pn in PANELS if any(lookup(results, s, pn[0], pn[1]) is not None for s in servers)
+    ]
+    if not panels:
+        return "no figures to draw"
+    cols = 3
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (scenario, key, label, target) in zip(axes.flat, panels, strict=False):
+        values = [lookup(results, s, scenario, key) for s in servers]
+        xs = list(range(len(servers)))
+        heights = [v if v is not None else 0.0 for v in values]
+        colors = [SERVER_COLORS.get(s, "#888888") for s in servers]
+        bars = ax.bar(xs, heights, color=colors)
+        for bar, v in zip(bars, values, strict=True):
+            text = "n/a" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+            ax.annotate(
+                text,
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+        if target is not None:
+            ax.axhline(target, color="#d9822b", linestyle="--", linewidth=1)
+            ax.annotate(
+                "salon target",
+                (len(servers) - 0.5, target),
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color="#d9822b",
+            )
+        present = [v for v in values if v is not None and v > 0]
+        if key.startswith("latency") and present and max(present) > 20 * min(present):
+            ax.set_yscale("log")
+        ax.set_xticks(xs, servers)
+        ax.set_title(label, fontsize=10)
+        ax.margins(y=0.18)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title + "  (lower is better)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
