@@ -49,6 +49,7 @@ class Client:
         "nick_cf",
         "oper",
         "outbox",
+        "pending_commits",
         "outbytes",
         "pass_given",
         "ping_sent",
@@ -104,6 +105,8 @@ class Client:
         self.dirty = False
         self.closed = False
         self.blocked = False
+        # Messages of this client waiting for their commit (see Server.defer).
+        self.pending_commits = 0
         # Set by the shell while it stopped reading from the socket (blocked input).
         self.reading_paused = False
         self.throttled = False

@@ -65,6 +65,29 @@ class WhowasEntry:
 
 USER_MODES = "BiowR"
 
+# Messages of one client that may wait for their commit at once.
+PIPELINE = 64
+_MESSAGE_COMMANDS = (b"PRIVMSG", b"NOTICE", b"TAGMSG")
+
+
+def _is_message_line(line: bytes) -> bool:
+    """Whether a raw line is PRIVMSG, NOTICE or TAGMSG (tags and source skipped)."""
+    words = line.split(None, 3)
+    i = 0
+    if words and words[0][:1] == b"@":
+        i += 1
+    if len(words) > i and words[i][:1] == b":":
+        i += 1
+    return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
+
+
+def _nothing(store: Any) -> None:
+    return None
+
+
+def _nothing_more(result: Any, rb: ResponseBuffer) -> None:
+    return None
+
 
 def format_time(now: float) -> str:
     """server-time: "the timestamp MUST be in the format YYYY-MM-DDThh:mm:ss.sssZ" (UTC)."""
@@ -243,6 +266,12 @@ class Server:
                     start = len(buf)
                 break
             line = bytes(buf[start:nl])
+            if client.pending_commits and (
+                client.pending_commits >= PIPELINE or not _is_message_line(line)
+            ):
+                # Wait for this client's messages to be committed and delivered first.
+                client.blocked = True
+                break
             if flood and client.tokens < float("inf"):
                 now = self.now
                 tokens = client.tokens + (now - client.token_time) * self.flood_rate
@@ -327,6 +356,9 @@ class Server:
             if cmd.idle:
                 client.last_message = self.now
             cmd.handler(self, client, msg, rb)
+            if client.pending_commits and (rb.messages or rb.label):
+                # Replies must not overtake the delivery of earlier, uncommitted messages.
+                self.defer(rb, _nothing, _nothing_more, pipeline=True)
         except CommandError as exc:
             # The one place where domain errors become numerics.
             rb.numeric(exc.numeric, *exc.params)
@@ -358,14 +390,26 @@ class Server:
         rb: ResponseBuffer,
         call: Callable[[Any], Any],
         done: Callable[[Any, ResponseBuffer], None],
+        *,
+        pipeline: bool = False,
     ) -> None:
         """Finish a command after a store call: what ``rb`` holds so far, and its label,
-        are answered together with what ``done`` adds, once the call has completed."""
+        are answered together with what ``done`` adds, once the call has completed.
+
+        By default the client's input waits meanwhile. With ``pipeline`` (message
+        commits), up to PIPELINE messages of one client may wait for their commit at once,
+        so a pasting client's lines share a transaction; any other command waits until
+        they are all committed and delivered, so nothing is reordered.
+        """
         client = rb.client
         label, held = rb.label, rb.messages
         rb.label, rb.messages = None, []
 
         def finish(result: Any) -> None:
+            if pipeline:
+                client.pending_commits -= 1
+                if client.pending_commits == 0 and client.blocked:
+                    client.blocked = False
             out = ResponseBuffer(self, client, None)
             out.label = label
             out.messages = held
@@ -377,13 +421,17 @@ class Server:
                 out.fail(exc.command, exc.code, *exc.context)
             out.flush()
 
-        self.store(call, finish, client)
+        if pipeline:
+            client.pending_commits += 1
+            self.effects.append(StoreCall(call, finish, client, blocks=False))
+        else:
+            self.store(call, finish, client)
 
     def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self.now = now
         client = effect.client
-        if client is not None:
+        if client is not None and effect.blocks:
             client.blocked = False
         if effect.done is not None and (client is None or not client.closed):
             try:

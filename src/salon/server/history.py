@@ -192,4 +192,4 @@ def commit_then(
         else:
             out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
 
-    server.defer(rb, write, done)
+    server.defer(rb, write, done, pipeline=True)
