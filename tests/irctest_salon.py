@@ -155,6 +155,7 @@ atexit.register(_kill_leftovers)
 class SalonController(BaseServerController, DirectoryBasedController):
     software_name = "salon"
     supported_sasl_mechanisms = {"PLAIN", "SCRAM-SHA-256"}
+    extban_mute_char = "m"
     supports_sts = False
     _port_wait_interval = 0.05
 

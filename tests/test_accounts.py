@@ -313,6 +313,33 @@ def test_account_extban_and_isupport() -> None:
     del tokens
 
 
+def test_mute_extban() -> None:
+    net = accounts_net()
+    op = net.register("op")
+    op.send("JOIN #m")
+    op.send("MODE #m +b $m:bar!*@*")
+    bar = net.register("bar")
+    bar.send("JOIN #m")
+    assert "JOIN" in bar.numerics()  # a mute does not keep anyone out
+    op.lines()
+    bar.send("PRIVMSG #m :hi")
+    assert "muted" in one(bar.messages(), "404").params[-1]
+    assert op.lines() == []
+    op.send("MODE #m +e bar!*@*")
+    op.lines()
+    bar.send("PRIVMSG #m :excepted")
+    assert op.lines() == [":bar!bar@127.0.0.1 PRIVMSG #m excepted"]
+    op.send("MODE #m -e bar!*@*")
+    op.send("MODE #m +b $m:$a:acct")
+    op.lines()
+    register_account(net, "acct")
+    muted = sasl_connect(net, "other", "acct")
+    muted.send("JOIN #m")
+    muted.lines()
+    muted.send("PRIVMSG #m :x")
+    assert "404" in muted.numerics()
+
+
 def test_isupport_tokens_for_accounts() -> None:
     net = accounts_net()
     conn = net.connect()
@@ -320,7 +347,7 @@ def test_isupport_tokens_for_accounts() -> None:
     conn.send("USER a 0 * :a")
     tokens = isupport(conn.messages())
     assert tokens["ACCOUNTEXTBAN"] == "a"
-    assert tokens["EXTBAN"] == "$,a"
+    assert tokens["EXTBAN"] == "$,am"
     assert "R" in tokens["CHANMODES"].split(",")[3]
 
 

@@ -203,12 +203,33 @@ def test_cap_end_during_exchange_aborts_it(net: Net) -> None:
     assert conn.client.account is None
 
 
-def test_already_authenticated_is_907(net: Net) -> None:
+def test_already_authenticated_before_registration_is_907(net: Net) -> None:
     conn = start(net)
     conn.send("AUTHENTICATE " + plain_blob("jilles", PASSWORD))
     finish(net, conn)
     conn.send("AUTHENTICATE PLAIN")
     assert conn.numerics() == ["907"]
+
+
+def test_reauthenticate_after_registration(net: Net) -> None:
+    register_account(net, "foo").send("QUIT")
+    peer = net.register("peer", caps=["account-notify"])
+    conn = sasl_connect(net, "user", "foo")
+    peer.send("JOIN #c")
+    conn.send("JOIN #c")
+    peer.lines()
+    conn.lines()
+    # A failed attempt leaves the login as it was.
+    conn.send("AUTHENTICATE PLAIN")
+    conn.send("AUTHENTICATE " + plain_blob("jilles", "wrong"))
+    assert " 904 " in " ".join(finish(net, conn))
+    assert conn.client.account == "foo"
+    conn.send("AUTHENTICATE PLAIN")
+    conn.send("AUTHENTICATE " + plain_blob("jilles", PASSWORD))
+    assert [line.split()[1] for line in finish(net, conn)] == ["AUTHENTICATE", "900", "903"]
+    assert conn.client.account == "jilles"
+    assert peer.lines() == [":user!user@127.0.0.1 ACCOUNT jilles"]
+    assert "foo" not in net.server.accounts.sessions
 
 
 def test_cap_values() -> None:

@@ -127,17 +127,26 @@ class Channel:
             return self.excepts
         return self.invex
 
+    @staticmethod
+    def _matches(mask: str, client: Client) -> bool:
+        """One list entry: ``$a:account`` (account extban), ``$m:mask`` (mute extban: only
+        for speaking, see :meth:`is_muted`), or a ``nick!user@host`` glob."""
+        if mask.startswith("$a:"):
+            return client.account is not None and casefold(client.account) == casefold(mask[3:])
+        if mask.startswith("$m:"):
+            return False
+        return mask_matches(mask, client.prefix) or mask_matches(
+            mask, f"{client.nick}!{client.user}@{client.ip}"
+        )
+
     def _matches_any(self, entries: list[ListEntry], client: Client) -> bool:
-        for entry in entries:
-            mask = entry.mask
-            if mask.startswith("$a:"):
-                if client.account is not None and casefold(client.account) == casefold(mask[3:]):
-                    return True
-            elif mask_matches(mask, client.prefix) or mask_matches(
-                mask, f"{client.nick}!{client.user}@{client.ip}"
-            ):
-                return True
-        return False
+        return any(self._matches(entry.mask, client) for entry in entries)
+
+    def is_muted(self, client: Client) -> bool:
+        """Mute extban: a ``$m:<mask>`` ban lets a matching user join but not speak."""
+        return any(
+            e.mask.startswith("$m:") and self._matches(e.mask[3:], client) for e in self.bans
+        ) and not self._matches_any(self.excepts, client)
 
     def is_banned(self, client: Client) -> bool:
         return (

@@ -183,7 +183,7 @@ class Server:
             "CHANTYPES=#",
             "ELIST=CMNTU",
             "EXCEPTS=e",
-            "EXTBAN=$,a",
+            "EXTBAN=$,am",
             f"HOSTLEN={64}",
             "INVEX=I",
             f"KICKLEN={lim.kicklen}",

@@ -10,6 +10,10 @@ and each chunk is sent as a separate AUTHENTICATE command. ... If the last chunk
 exactly 400 bytes long, it must also be followed by AUTHENTICATE + to signal end of
 response." A longer chunk gets 905; the whole response is capped at
 :data:`MAX_RESPONSE` bytes of base64 (904 beyond that). ``AUTHENTICATE *`` aborts (906).
+
+sasl-3.2: "Servers SHOULD allow a client, authenticated or otherwise, to reauthenticate
+by sending a new AUTHENTICATE message at any time": after registration a logged-in client
+may log in again (to the same or another account); a failed attempt leaves it as it was.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ def cmd_authenticate(server: Server, client: Client, msg: Message, rb: ResponseB
     if not client.capmask & caps.SASL:
         rb.numeric(n.ERR_SASLFAIL, "Request the sasl capability before AUTHENTICATE")
         return
-    if client.account is not None:
+    if client.account is not None and not client.registered:
+        # sasl-3.2 lets a client re-authenticate; before registration there is no reason to.
         state.sasl = None
         rb.numeric(n.ERR_SASLALREADY, "You have already authenticated using SASL")
         return

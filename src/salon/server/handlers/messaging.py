@@ -170,6 +170,8 @@ def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
         raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+m)")
     if chan.bans and chan.is_banned(client):
         raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+b)")
+    if chan.bans and chan.is_muted(client):
+        raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (muted)")
     if (
         text is not None
         and "C" in chan.modes
