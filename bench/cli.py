@@ -191,7 +191,7 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             full = {**base, **res}
             results.append(full)
             log(f"{scenario} / {name}: {summary(full)}")
-            await asyncio.sleep(0.3)  # let the machine settle between servers
+            await asyncio.sleep(0.2)  # let the machine settle between servers
     return results
 
 

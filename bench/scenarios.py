@@ -211,7 +211,7 @@ async def run_idle(server: Server, gen: Generator, p: Params) -> Result:
     joined = await gen.join_many(pairs, p.join_concurrency)
     s2 = snap(server, joined)
     # Let the server settle (and the joins' fan-out drain) before reading its memory.
-    await asyncio.sleep(max(1.0, min(3.0, p.measure_s / 3)))
+    await asyncio.sleep(max(0.3, min(3.0, p.measure_s / 3)))
     rss = rss_kib(pid)
     res = base_result(server, "idle", gen)
     reg = window_fields(s0, s1, "connection")

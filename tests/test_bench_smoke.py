@@ -40,6 +40,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         str(chart),
         "--salon-cmd",
         shlex.join([sys.executable, "-m", "salon"]),
+        # Other tests run alongside: let the scheduler place the server and the generator.
+        "--no-pin",
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
     report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
