@@ -110,6 +110,22 @@ def test_ns_alias_and_help() -> None:
     assert "Unknown command" in conn.lines()[0]
 
 
+def test_identify_and_drop_share_the_login_throttle() -> None:
+    net = accounts_net(accounts={"login_failures_per_account": 2})
+    conn = register_account(net, "alice", "sesame123")
+    assert ns(net, conn, "DROP wrong1") == ["Invalid password"]
+    assert ns(net, conn, "SET PASSWORD wrong2 newpass99") == [
+        "Your current password is not correct"
+    ]
+    out = ns(net, conn, "DROP sesame123")
+    assert out[0].startswith("Too many failed login attempts")
+    assert not net.pending and "alice" in net.store.accounts
+    other = net.register("other")
+    assert ns(net, other, "IDENTIFY alice sesame123")[0].startswith("Too many failed")
+    net.advance(61)
+    assert ns(net, other, "IDENTIFY alice sesame123") == ["You are now logged in as alice"]
+
+
 def test_ghost_and_regain() -> None:
     net = accounts_net()
     register_account(net, "alice").send("QUIT")

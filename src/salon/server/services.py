@@ -219,9 +219,7 @@ class NickServ(Bot):
             name, password = client.nick, args[0]
         else:
             name, password = args[0], " ".join(args[1:])
-        wait = accounts.login_wait(name, client.ip)
-        if wait:
-            self.say(rb, f"Too many failed login attempts; try again in {int(wait) + 1} seconds")
+        if self._throttled(client, name, rb):
             return
 
         def done(ok: Any, out: ResponseBuffer) -> None:
@@ -235,6 +233,14 @@ class NickServ(Bot):
 
         self.server.offload(Offload(client, accounts.verify_work(name, password), done, rb.label))
         rb.label = None
+
+    def _throttled(self, client: Client, name: str, rb: ResponseBuffer) -> bool:
+        """Password checks share the login throttles (per account and per IP)."""
+        wait = self.server.accounts.login_wait(name, client.ip)
+        if wait:
+            self.say(rb, f"Too many failed login attempts; try again in {int(wait) + 1} seconds")
+            return True
+        return False
 
     def cmd_logout(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         if client.account is None:
@@ -291,6 +297,8 @@ class NickServ(Bot):
             return
         accounts = self.server.accounts
         name = record.name
+        if self._throttled(client, name, rb):
+            return
 
         def done(ok: Any, out: ResponseBuffer) -> None:
             if not ok:
@@ -320,6 +328,8 @@ class NickServ(Bot):
             return
         name = record.name
         server = self.server
+        if self._throttled(client, name, rb):
+            return
 
         def hashed(result: Any, out: ResponseBuffer) -> None:
             latest = accounts.get(name)
