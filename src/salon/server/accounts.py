@@ -334,12 +334,10 @@ class Accounts:
     # ------------------------------------------------------------------ nick ownership
 
     def owner_of(self, nick_cf: str) -> str | None:
-        """The account that owns a nick (the account of that name), if any."""
+        """The account that owns a nick (the account of that name), if any. A registration
+        waiting for VERIFY owns no nick yet (its name cannot be registered by others)."""
         record = self.records.get(nick_cf)
-        if record is not None:
-            return record.name
-        pending = self.pending.get(nick_cf)
-        return pending.record.name if pending is not None else None
+        return record.name if record is not None else None
 
     def may_hold(self, client: Client, nick_cf: str) -> bool:
         owner = self.owner_of(nick_cf)
