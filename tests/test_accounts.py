@@ -269,6 +269,31 @@ def test_channel_mode_R_needs_an_account() -> None:
     assert net.server.channels["#r"].members.keys() >= {net.server.nicks["member"]}
 
 
+def test_channel_mode_M_only_accounts_may_speak() -> None:
+    net = accounts_net()
+    op = net.register("op")
+    op.send("JOIN #m")
+    op.send("MODE #m +M")
+    anon = net.register("anon")
+    anon.send("JOIN #m")
+    op.lines()
+    anon.lines()
+    anon.send("PRIVMSG #m :hi")
+    assert "+M" in one(anon.messages(), "404").params[-1]
+    assert op.lines() == []
+    op.send("MODE #m +v anon")
+    anon.lines()
+    op.lines()
+    anon.send("PRIVMSG #m :voiced")
+    assert op.lines() == [":anon!anon@127.0.0.1 PRIVMSG #m voiced"]
+    member = register_account(net, "member")
+    member.send("JOIN #m")
+    member.lines()
+    op.lines()
+    member.send("PRIVMSG #m :logged in")
+    assert op.lines() == [":member!member@127.0.0.1 PRIVMSG #m :logged in"]
+
+
 def test_user_mode_R_only_accounts_may_message() -> None:
     net = accounts_net()
     evan = register_account(net, "evan")

@@ -80,7 +80,7 @@ def test_isupport_tokens(net: Net) -> None:
     assert tokens["CASEMAPPING"] == "ascii"
     assert tokens["CHANTYPES"] == "#"
     assert tokens["PREFIX"] == "(ov)@+"
-    assert tokens["CHANMODES"] == "beI,k,l,CRimnst"
+    assert tokens["CHANMODES"] == "beI,k,l,CMRimnst"
     assert tokens["STATUSMSG"] == "@+"
     assert int(tokens["NICKLEN"]) >= 30
     for key in ("CHANNELLEN", "TOPICLEN", "AWAYLEN", "KICKLEN", "MODES", "MONITOR"):

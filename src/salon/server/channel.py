@@ -18,7 +18,7 @@ PREFIX_TO_MODE = dict(zip(PREFIX_CHARS, PREFIX_MODES, strict=True))
 LIST_MODES = "beI"
 PARAM_MODES = "k"  # parameter on set and unset
 SET_PARAM_MODES = "l"  # parameter on set only
-FLAG_MODES = "CRimnst"  # R: only users logged in to an account may join
+FLAG_MODES = "CMRimnst"  # M: only logged-in users speak; R: only logged-in users join
 
 
 @dataclass(slots=True)

@@ -168,6 +168,12 @@ def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
         return
     if "m" in chan.modes:
         raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+m)")
+    if "M" in chan.modes and client.account is None:
+        raise CommandError(
+            n.ERR_CANNOTSENDTOCHAN,
+            chan.name,
+            "Cannot send to channel (+M): you must be logged in to an account",
+        )
     if chan.bans and chan.is_banned(client):
         raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+b)")
     if chan.bans and chan.is_muted(client):
