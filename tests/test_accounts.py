@@ -645,3 +645,18 @@ def test_failed_logins_are_logged_without_the_password(make_salon: Any, connect:
     log = s.log()
     assert "failed login account=ghost" in log
     assert "Hunter2-guess" not in log
+
+
+def test_multiline_batches_obey_user_mode_R_and_skip_services() -> None:
+    net = accounts_net()
+    evan = register_account(net, "evan")
+    evan.send("MODE evan +R")
+    evan.lines()
+    anon = net.register("anon", caps=["draft/multiline", "batch"])
+    for target in ("evan", "NickServ"):
+        anon.send(f"BATCH +m1 draft/multiline {target}")
+        anon.send(f"@batch=m1 PRIVMSG {target} :REGISTER secret-pass-1")
+        anon.send("BATCH -m1")
+        assert {"477", "401"} & set(anon.numerics())
+    assert evan.lines() == []
+    assert not any("secret-pass-1" in str(e) for evs in net.store.events.values() for e in evs)

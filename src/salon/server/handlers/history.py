@@ -512,10 +512,16 @@ def _deliver_multiline(
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, target, "No such channel")
         check_can_send(chan, client, batch.lines[0][1])
+        server.abuse.check_channel_flood(chan, client)  # one batch counts as one message
     else:
         other = server.nicks.get(casefold(target))
         if other is None or not other.registered:
             raise CommandError(n.ERR_NOSUCHNICK, target, "No such nick/channel")
+        if other.id < 0:  # NickServ/ChanServ take commands one line at a time, unstored
+            raise CommandError(n.ERR_NOSUCHNICK, target, "Services do not take multiline")
+        from salon.server.services import check_private_message
+
+        check_private_message(server, client, other)  # user mode +R
     base = server.server_tags()
     msgid, stamp = base["msgid"], base["time"]
     head_tags = {"msgid": msgid, "time": stamp, **batch.tags}
