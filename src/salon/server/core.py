@@ -132,6 +132,7 @@ class Server:
         self.log_messages = config.log.messages
         self.motd = config.motd_lines()
         self.read_markers: dict[tuple[str, str], float] = {}
+        self.last_purge = 0.0
         self.isupport_lines = self._build_isupport()
         # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
         from salon.server.abuse import Abuse
@@ -163,6 +164,14 @@ class Server:
     def new_msgid(self) -> str:
         self._msgid_counter += 1
         return f"{self._msgid_prefix}{self._msgid_counter:x}"
+
+    def user_tags(self, client: Client) -> dict[str, str]:
+        """:meth:`server_tags` for a message sent by ``client``, with account-tag's
+        ``account`` ("the command sender's services account") when it is logged in."""
+        tags = self.server_tags()
+        if client.account is not None:
+            tags["account"] = client.account
+        return tags
 
     def server_tags(self) -> dict[str, str]:
         """Tags every relayed message carries: time and msgid."""
@@ -482,6 +491,9 @@ class Server:
     def check_timeouts(self, now: float) -> None:
         """Registration and ping timeouts (the shell calls this about once a second)."""
         self.now = now
+        if now - self.last_purge >= history.RETENTION_EVERY:
+            self.last_purge = now
+            history.purge_expired(self)
         lim = self.config.limits
         reg_deadline = now - lim.registration_timeout
         idle_deadline = now - lim.ping_interval
@@ -623,7 +635,7 @@ class Server:
         del self.clients[client.id]
         self.throttled.discard(client)
         if client.registered:
-            quit_msg = Message("QUIT", (reason,), client.prefix, self.server_tags())
+            quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
             history.user_event(self, client, quit_msg)
             seen: set[Client] = {client}
             for chan in list(client.channels.values()):

@@ -9,6 +9,7 @@ join) are store calls that answer in a batch.
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
 from salon.store.base import HistoryEvent, HistoryQuery
+
+log = logging.getLogger("salon.history")
 
 if TYPE_CHECKING:
     from salon.server.channel import Channel
@@ -150,6 +153,35 @@ def send_batch(
     else:
         for event in events:
             rb.add(event_message(event, None))
+
+
+RETENTION_EVERY = 3600.0
+
+
+def purge_expired(server: Server) -> None:
+    """Retention: drop history older than the server's and each channel's limit."""
+    if not enabled(server):
+        return
+    hist = server.config.history
+    now = server.now
+    overrides = dict(hist.channel_retention)
+    jobs: list[tuple[float, str | None, tuple[str, ...]]] = []
+    if hist.retention_days > 0:
+        jobs.append((now - hist.retention_days * 86400, None, tuple(overrides)))
+    for chan, days in overrides.items():
+        if days > 0:
+            jobs.append((now - days * 86400, chan, ()))
+    if not jobs:
+        return
+
+    def purge(store: Any) -> int:
+        return sum(store.purge_history(before, target, exclude) for before, target, exclude in jobs)
+
+    def done(count: Any) -> None:
+        if isinstance(count, int) and count:
+            log.info("history retention: removed %d old events", count)
+
+    server.store(purge, done)
 
 
 def replay_on_join(server: Server, client: Client, chan: Channel) -> None:

@@ -158,9 +158,12 @@ class MemoryStore:
         found.sort(key=lambda e: e.time)
         return found[-query.limit :]
 
-    def purge_history(self, before: float, target: str | None = None) -> int:
+    def purge_history(
+        self, before: float, target: str | None = None, exclude: Sequence[str] = ()
+    ) -> int:
         removed = 0
-        for key in [target] if target is not None else list(self.events):
+        keys = [target] if target is not None else [k for k in self.events if k not in exclude]
+        for key in keys:
             events = self.events.get(key, [])
             kept = [e for e in events if e.time >= before]
             removed += len(events) - len(kept)

@@ -423,9 +423,15 @@ class SQLiteStore:
         ).fetchall()
         return [_event_from_row(r) for r in reversed(rows)]
 
-    def purge_history(self, before: float, target: str | None = None) -> int:
+    def purge_history(
+        self, before: float, target: str | None = None, exclude: Sequence[str] = ()
+    ) -> int:
         if target is None:
-            cur = self.conn.execute("DELETE FROM history WHERE time < ?", (before,))
+            marks = ",".join("?" for _ in exclude)
+            cur = self.conn.execute(
+                f"DELETE FROM history WHERE time < ? AND target NOT IN ({marks})",
+                (before, *exclude),
+            )
         else:
             cur = self.conn.execute(
                 "DELETE FROM history WHERE time < ? AND target = ?", (before, target)
