@@ -660,3 +660,20 @@ def test_multiline_batches_obey_user_mode_R_and_skip_services() -> None:
         assert {"477", "401"} & set(anon.numerics())
     assert evan.lines() == []
     assert not any("secret-pass-1" in str(e) for evs in net.store.events.values() for e in evs)
+
+
+def test_account_tag_on_messages_from_logged_in_users() -> None:
+    net = accounts_net()
+    register_account(net, "acct").send("QUIT")
+    watcher = net.register("watcher", caps=["account-tag"])
+    watcher.send("JOIN #t")
+    watcher.lines()
+    user = sasl_connect(net, "user", "acct")
+    for line in ("JOIN #t", "PRIVMSG #t :hi", "NICK user2", "PART #t"):
+        user.send(line)
+    msgs = watcher.messages()
+    assert [m.command for m in msgs] == ["JOIN", "PRIVMSG", "NICK", "PART"]
+    assert all(m.tags.get("account") == "acct" for m in msgs)
+    anon = net.register("anon")
+    anon.send("JOIN #t")
+    assert "account" not in one(watcher.messages(), "JOIN").tags

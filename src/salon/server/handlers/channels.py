@@ -101,7 +101,7 @@ def join(
         chan.members[client] = ""
         chan.invited.discard(client.nick_cf)
     client.channels[cf] = chan
-    tags = server.server_tags()
+    tags = server.user_tags(client)
     plain = Message("JOIN", (chan.name,), client.prefix, tags)
     extended = Message(
         "JOIN", (chan.name, client.account or "*", client.realname), client.prefix, tags
@@ -134,7 +134,7 @@ def join(
 
 def part(server: Server, client: Client, chan: Channel, reason: str, rb: ResponseBuffer) -> None:
     params = (chan.name, reason) if reason else (chan.name,)
-    msg = Message("PART", params, client.prefix, server.server_tags())
+    msg = Message("PART", params, client.prefix, server.user_tags(client))
     rb.add(msg)
     server.deliver(chan.members, msg, skip=client)
     history.channel_event(server, chan, msg)
@@ -191,7 +191,7 @@ def kick(
         raise CommandError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
     if target not in chan.members:
         raise CommandError(n.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
-    msg = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.server_tags())
+    msg = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.user_tags(client))
     rb.add(msg)
     server.deliver(chan.members, msg, skip=client)
     history.channel_event(server, chan, msg)
@@ -224,9 +224,7 @@ def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     rb.numeric(n.RPL_INVITING, target.nick, name)
     if target.away is not None:
         rb.numeric(n.RPL_AWAY, target.nick, target.away)
-    tags = server.server_tags()
-    if client.account is not None:
-        tags["account"] = client.account  # account-tag
+    tags = server.user_tags(client)
     invite = Message("INVITE", (target.nick, name), client.prefix, tags)
     server.send(target, invite)
     if chan is not None:
@@ -264,7 +262,7 @@ def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     chan.topic = msg.params[1][: server.config.limits.topiclen]
     chan.topic_by = client.prefix
     chan.topic_time = int(server.now)
-    topic = Message("TOPIC", (chan.name, chan.topic), client.prefix, server.server_tags())
+    topic = Message("TOPIC", (chan.name, chan.topic), client.prefix, server.user_tags(client))
     rb.add(topic)
     server.deliver(chan.members, topic, skip=client)
     history.channel_event(server, chan, topic)

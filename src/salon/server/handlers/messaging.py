@@ -233,7 +233,7 @@ def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer
     if not realname or len(realname) > server.config.limits.realnamelen:
         raise FailError("SETNAME", "INVALID_REALNAME", "Realname is not valid")
     client.realname = realname
-    change = Message("SETNAME", (realname,), client.prefix, server.server_tags())
+    change = Message("SETNAME", (realname,), client.prefix, server.user_tags(client))
     recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.SETNAME]
     server.deliver(recipients, change, skip=client)
     if client.capmask & caps.SETNAME:

@@ -232,7 +232,7 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
         flags += letter
         if arg is not None:
             params.append(arg)
-    change = Message("MODE", (chan.name, flags, *params), client.prefix, server.server_tags())
+    change = Message("MODE", (chan.name, flags, *params), client.prefix, server.user_tags(client))
     rb.add(change)
     server.deliver(chan.members, change, skip=client)
     history.channel_event(server, chan, change)

@@ -177,7 +177,7 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
         server.nicks[cf] = client
         client.set_nick(nick, cf)
         return
-    change = Message("NICK", (nick,), client.prefix, server.server_tags())
+    change = Message("NICK", (nick,), client.prefix, server.user_tags(client))
     server.remember_whowas(client)
     recipients = server.common_channel_members(client)
     recipients.discard(client)
