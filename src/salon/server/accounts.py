@@ -274,16 +274,15 @@ class Accounts:
     def login(self, client: Client, record: AccountRecord, rb: ResponseBuffer) -> None:
         """Log ``client`` in: 900, ACCOUNT to those who follow it, nick enforcement off."""
         cf = casefold(record.name)
-        if client.account is not None:
-            if casefold(client.account) == cf:
-                return
+        prefix = f"{client.nick}!{client.user or '*'}@{client.host}"
+        again = client.account is not None and casefold(client.account) == cf
+        if client.account is not None and not again:
             self._leave_session(client)
         client.account = record.name
         self.sessions.setdefault(cf, set()).add(client)
-        prefix = f"{client.nick}!{client.user or '*'}@{client.host}"
         rb.numeric(n.RPL_LOGGEDIN, prefix, record.name, f"You are now logged in as {record.name}")
         log.info("login id=%d nick=%s account=%s", client.id, client.nick, record.name)
-        if client.registered:
+        if client.registered and not again:
             self.notify(client, record.name)
             self.check_nick(client, rb)
 
