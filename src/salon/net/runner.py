@@ -3,6 +3,11 @@
 Flow control follows aiohttp's base_protocol and hypercorn's run loop, with one rule of
 our own: a slow reader is dropped (SendQ), never waited for. Output is flushed once per
 event-loop turn: every client that got bytes during the turn gets one ``write``.
+
+At the edge, before the core sees a connection: D-lines and the per-address limits
+(:mod:`salon.net.limits`) refuse it with one ERROR line. TLS (:mod:`salon.net.tls`) is
+terminated here; the core learns ``client.tls`` and ``client.certfp``. The IP cloaking
+secret is loaded here and handed to the core (``Server.cloak_key``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from salon.config import Config
+from salon.net import tls
+from salon.net.limits import ConnectionLimits
 from salon.net.storage import Storage
 from salon.server.client import Client, Kind
 from salon.server.core import Server
@@ -30,6 +39,8 @@ TICK = 0.1
 SHUTDOWN_GRACE = 2.0  # then clients that do not read are cut off; exit well within 5 s
 CLOSE_TIMEOUT = 5.0
 LINGER = 1.0
+TLS_HANDSHAKE_TIMEOUT = 15.0
+CLOAK_KEY = "cloak.key"
 
 
 class StartupError(Exception):
@@ -50,13 +61,31 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or exc.__class__.__name__
 
 
-class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("client", "kind", "partial", "shell")
+def _refuse(transport: asyncio.Transport, ip: str, reason: str) -> None:
+    """Send one ERROR line to a connection the core never sees, and close it."""
+    text = " ".join(reason.split())
+    transport.write(f"ERROR :Closing Link: {ip} ({text})\r\n".encode("utf-8", "replace"))
+    loop = asyncio.get_running_loop()
+    if transport.can_write_eof():
+        # As in Shell._close: a FIN, then a moment before closing, so that the ERROR line
+        # is not destroyed by an RST when the peer's own lines are still arriving.
+        transport.write_eof()
+        loop.call_later(LINGER, transport.close)
+    else:
+        transport.close()
+    loop.call_later(CLOSE_TIMEOUT, transport.abort)
 
-    def __init__(self, shell: Shell, kind: Kind) -> None:
+
+class ClientProtocol(asyncio.Protocol):
+    __slots__ = ("client", "kind", "limit_key", "partial", "shell", "tls")
+
+    def __init__(self, shell: Shell, kind: Kind, tls: bool = False) -> None:
         self.shell = shell
         self.kind = kind
+        self.tls = tls
         self.client: Client | None = None
+        # The network this connection is counted in by the shell's ConnectionLimits.
+        self.limit_key: str | None = None
         # Bytes received since the last newline. The core discards an overlong line as it
         # goes, so only the shell sees an endless line whatever the read sizes are.
         self.partial = 0
@@ -70,7 +99,28 @@ class ClientProtocol(asyncio.Protocol):
         if shell.closing:
             transport.abort()
             return
-        client = shell.server.connect(self.kind, ip, int(peer[1]), time.time())
+        now = time.time()
+        ban = shell.server.dline_for(ip)
+        if ban is not None:
+            log.info("refused ip=%s by D-line %s", ip, ban.mask)
+            _refuse(transport, ip, f"D-lined: {ban.reason}")
+            return
+        limits = shell.limits
+        key = limits.key(ip)
+        if key is not None:
+            refusal = limits.admit(key, now)
+            if refusal is not None:
+                log.info("refused ip=%s: %s", ip, refusal)
+                _refuse(transport, ip, refusal)
+                return
+            self.limit_key = key
+        client = shell.server.connect(self.kind, ip, int(peer[1]), now)
+        if self.tls:
+            client.tls = True
+            ssl_object = transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der:
+                client.certfp = tls.fingerprint(der)
         client.sink = transport
         self.client = client
         shell.transports[client.id] = transport
@@ -100,10 +150,13 @@ class ClientProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        shell = self.shell
+        if self.limit_key is not None:
+            shell.limits.release(self.limit_key)
+            self.limit_key = None
         client = self.client
         if client is None:
             return
-        shell = self.shell
         shell.transports.pop(client.id, None)
         reason = "Connection closed" if exc is None else f"Read error: {exc.__class__.__name__}"
         shell.server.disconnected(client, time.time(), reason)
@@ -117,6 +170,38 @@ class Listener:
     port: int
     kind: Kind
     server: asyncio.AbstractServer | None = None
+    tls: bool = False
+
+
+class Journal:
+    """Writes the core's server-log lines, formatted like the logging module would, with
+    one write and one flush per loop turn instead of a logging call per event."""
+
+    def __init__(self, name: str = "salon.server") -> None:
+        self.name = name
+        self._second = -1
+        self._stamp = ""
+
+    def _asctime(self, when: float) -> str:
+        second = int(when)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int((when - second) * 1000):03d}"
+
+    def write(self, notes: list[tuple[float, str]]) -> None:
+        data = "".join(f"{self._asctime(t)} INFO {self.name}: {text}\n" for t, text in notes)
+        handlers = logging.getLogger(self.name).handlers or logging.getLogger().handlers
+        for handler in handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.acquire()
+                try:
+                    handler.stream.write(data)
+                    handler.flush()
+                except (OSError, ValueError):
+                    pass
+                finally:
+                    handler.release()
 
 
 class Shell:
@@ -134,6 +219,10 @@ class Shell:
         self._last_timeout_check = 0.0
         self.stopped = asyncio.Event()
         self.storage: Storage | None = None
+        self.limits = ConnectionLimits(config.connections)
+        self._last_prune = time.time()
+        self.tls_context: ssl.SSLContext | None = None
+        self.journal = Journal()
 
     # ------------------------------------------------------------------ output
 
@@ -164,6 +253,8 @@ class Shell:
             if not client.closed and transport.get_write_buffer_size() > sendq:
                 server.drop(client, "SendQ exceeded")
         server.settle()
+        if server.notes:
+            self.journal.write(server.take_notes())
         store_calls: list[StoreCall] = []
         for effect in server.take_effects():
             if isinstance(effect, Close):
@@ -241,6 +332,9 @@ class Shell:
         if now - self._last_timeout_check >= 1.0:
             self._last_timeout_check = now
             server.check_timeouts(now)
+            if now - self._last_prune >= 60.0:
+                self._last_prune = now
+                self.limits.prune(now)
         self.after()
         if not self.closing:
             self._timer = self.loop.call_later(TICK, self._tick)
@@ -251,17 +345,21 @@ class Shell:
         host = self.config.listen.host
         wanted = [
             Listener("irc", self.config.listen.irc_port, Kind.IRC),
+            Listener("tls", self.config.listen.tls_port, Kind.IRC, tls=True),
             Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
         ]
         wanted = [listener for listener in wanted if listener.port != 0]
         if not wanted:
-            raise StartupError("both listeners are off (irc_port and plain_port are 0)")
+            raise StartupError("all listeners are off (irc_port, tls_port and plain_port are 0)")
         data = self.config.data_path
         try:
             data.mkdir(parents=True, exist_ok=True)
+            self._secrets(data)
             store = SQLiteStore(data / "salon.db")
             self.server.load(store)
             self.storage = Storage(store, self.loop, self._store_done)
+        except StartupError:
+            raise
         except OSError as exc:
             raise StartupError(f"cannot use data directory {data}: {_reason(exc)}") from None
         except Exception as exc:  # sqlite3.Error
@@ -270,14 +368,18 @@ class Shell:
         # example config promises that "::" accepts everyone, so bind 0.0.0.0 beside it.
         hosts: str | list[str] = ["::", "0.0.0.0"] if host == "::" else host
         for listener in wanted:
-            kind = listener.kind
+            kind, secure = listener.kind, listener.tls
+            extra: dict[str, Any] = {}
+            if secure:
+                extra = {"ssl": self.tls_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
             try:
                 listener.server = await self.loop.create_server(
-                    lambda kind=kind: ClientProtocol(self, kind),
+                    lambda kind=kind, secure=secure: ClientProtocol(self, kind, secure),
                     hosts,
                     listener.port,
                     reuse_address=True,
                     backlog=4096,
+                    **extra,
                 )
             except OSError as exc:
                 await self.close_listeners()
@@ -293,6 +395,36 @@ class Shell:
             where = ", ".join(_address(sock.getsockname()) for sock in sockets)
             log.info("listening for %s on %s", listener.name, where or f"{host}:{listener.port}")
         self._timer = self.loop.call_later(TICK, self._tick)
+
+    def _secrets(self, data: Path) -> None:
+        """The cloaking key and the TLS context (raises StartupError or OSError)."""
+        cfg = self.config
+        if cfg.cloak.enabled:
+            try:
+                self.server.cloak_key = tls.load_secret(data / CLOAK_KEY)
+            except tls.TlsError as exc:
+                raise StartupError(f"cannot use the cloaking key: {exc}") from None
+        if not cfg.listen.tls_port:
+            return
+        try:
+            if cfg.tls.cert:
+                cert, key = Path(cfg.tls.cert), Path(cfg.tls.key)
+                self.tls_context = tls.server_context(cert, key)
+                if cfg.tls.sts:
+                    self.server.sts = (cfg.listen.tls_port, cfg.tls.sts_duration)
+            else:
+                cert, key, created = tls.self_signed(data, cfg.server.name)
+                if created:
+                    log.info("made a self-signed TLS certificate: %s", cert)
+                self.tls_context = tls.server_context(cert, key)
+            where = "configured" if cfg.tls.cert else "self-signed"
+            log.info(
+                "TLS certificate (%s) SHA-256 fingerprint %s",
+                where,
+                tls.colon_fingerprint(tls.pem_to_der(cert)),
+            )
+        except tls.TlsError as exc:
+            raise StartupError(f"TLS: {exc}") from None
 
     def _close_db(self) -> None:
         if self.storage is not None:

@@ -61,6 +61,7 @@ class Client:
         "registered",
         "sink",
         "throttled",
+        "tls",
         "token_time",
         "tokens",
         "user",
@@ -95,6 +96,8 @@ class Client:
         # SHA-256 fingerprint (64 lowercase hex digits) of the TLS client certificate,
         # set by the shell; SASL EXTERNAL and NickServ CERT use it.
         self.certfp: str | None = None
+        # Whether the connection is TLS (set by the shell): WHOIS shows 671 for it.
+        self.tls = False
         self.oper: str | None = None
         self.channels: dict[str, Channel] = {}
         self.monitoring: set[str] = set()

@@ -45,6 +45,7 @@ from salon.server.channel import (
     Channel,
 )
 from salon.server.client import Client, Kind
+from salon.server.cloak import cloak_host
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.responsebuffer import ResponseBuffer
 
@@ -129,11 +130,25 @@ class Server:
         self.flood_burst = float(config.flood.burst)
         self.flood_exempt = config.flood.exempt
         self.throttled: set[Client] = set()
-        self.log_messages = config.log.messages
+        # The server log of connections, registrations, joins, parts and quits: lines
+        # (time, text) that the shell writes out once per loop turn (cheaper than a
+        # logging call per event, and no I/O in the core).
+        self.noting = log.isEnabledFor(logging.INFO)
+        self.notes: list[tuple[float, str]] = []
+        self.log_messages = config.log.messages and self.noting
+        # Registered users with user mode +i, and operators: the LUSERS counts.
+        self.invisible: set[Client] = set()
+        self.opers: set[Client] = set()
         self.motd = config.motd_lines()
         self.read_markers: dict[tuple[str, str], float] = {}
+        # Set by the shell at start: the IP cloaking secret (None: hosts are the IPs), and
+        # the STS policy (port, duration) when a real certificate is configured.
+        self.cloak_key: bytes | None = None
+        self.cloak_suffix = config.cloak.suffix
+        self.sts: tuple[int, int] | None = None
         self.last_purge = 0.0
         self.isupport_lines = self._build_isupport()
+        self._templates: tuple[list[bytes], list[bytes]] | None = None
         # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
         from salon.server.abuse import Abuse
         from salon.server.accounts import Accounts
@@ -231,6 +246,8 @@ class Server:
         self.now = now
         self._next_id += 1
         client = Client(self._next_id, kind, ip, port, now)
+        if self.cloak_key is not None:
+            client.host = cloak_host(self.cloak_key, ip, self.cloak_suffix)
         client.tokens = self.flood_burst
         if self.flood and self.flood_exempt:
             addr = ipaddress.ip_address(ip)
@@ -238,7 +255,8 @@ class Server:
                 client.tokens = float("inf")
         self.clients[client.id] = client
         self.unregistered += 1
-        log.info("connect id=%d ip=%s kind=%s", client.id, ip, kind.value)
+        if self.noting:
+            self.note(f"connect id={client.id} ip={ip} kind={kind.value}")
         if kind is Kind.PLAIN:
             from salon.server import plain
 
@@ -596,6 +614,15 @@ class Server:
         self.dirty = []
         return dirty
 
+    def note(self, text: str) -> None:
+        """Add a line to the server log (callers check ``self.noting`` first)."""
+        self.notes.append((self.now, text))
+
+    def take_notes(self) -> list[tuple[float, str]]:
+        notes = self.notes
+        self.notes = []
+        return notes
+
     def take_effects(self) -> list[Effect]:
         effects = self.effects
         self.effects = []
@@ -634,6 +661,8 @@ class Server:
             return
         del self.clients[client.id]
         self.throttled.discard(client)
+        self.invisible.discard(client)
+        self.opers.discard(client)
         if client.registered:
             quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
             history.user_event(self, client, quit_msg)
@@ -650,12 +679,14 @@ class Server:
                 del self.nicks[client.nick_cf]
             self.remember_whowas(client)
             self.notify_monitors(client, online=False)
-            log.info("quit id=%d nick=%s reason=%s", client.id, client.nick, reason)
+            if self.noting:
+                self.note(f"quit id={client.id} nick={client.nick} reason={reason}")
         else:
             self.unregistered -= 1
             if client.nick_cf and self.nicks.get(client.nick_cf) is client:
                 del self.nicks[client.nick_cf]
-            log.info("disconnect id=%d unregistered reason=%s", client.id, reason)
+            if self.noting:
+                self.note(f"disconnect id={client.id} unregistered reason={reason}")
         for target in client.monitoring:
             watchers = self.monitors.get(target)
             if watchers is not None:
@@ -707,10 +738,25 @@ class Server:
     def user_count(self) -> int:
         return len(self.clients) - self.unregistered
 
+    def set_user_mode(self, client: Client, mode: str, on: bool) -> None:
+        """Change a user mode, keeping the LUSERS counts (invisible, operators) current."""
+        if on:
+            client.modes.add(mode)
+        else:
+            client.modes.discard(mode)
+            if mode == "o":
+                client.oper = None
+        counted = self.invisible if mode == "i" else self.opers if mode == "o" else None
+        if counted is not None:
+            if on:
+                counted.add(client)
+            else:
+                counted.discard(client)
+
     def lusers(self, rb: ResponseBuffer) -> None:
         users = self.user_count()
-        invisible = sum(1 for c in self.clients.values() if c.registered and "i" in c.modes)
-        opers = sum(1 for c in self.clients.values() if c.oper is not None)
+        invisible = len(self.invisible)
+        opers = len(self.opers)
         self.max_local = max(self.max_local, users)
         rb.numeric(
             n.RPL_LUSERCLIENT,
@@ -742,22 +788,31 @@ class Server:
             rb.numeric(n.RPL_MOTD, f"- {line}")
         rb.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command.")
 
-    def welcome(self, client: Client, rb: ResponseBuffer) -> None:
-        """Complete registration: 001 to 005, LUSERS and MOTD."""
-        client.registered = True
-        self.unregistered -= 1
-        client.update_prefix()
-        client.last_active = self.now
-        client.token_time = self.now
-        nick = client.nick
-        rb.numeric(
-            n.RPL_WELCOME,
-            f"Welcome to the {self.config.server.network} IRC Network {client.prefix}",
-        )
-        rb.numeric(n.RPL_YOURHOST, f"Your host is {self.name}, running version salon-{__version__}")
+    def _welcome_templates(self) -> tuple[list[bytes], list[bytes]]:
+        """002 to 005 and the MOTD as byte templates around the nick (built once): the
+        welcome burst is most of what a registration costs."""
+        placeholder = "Nplaceholder0"
+        dummy = Client(0, Kind.IRC, "0.0.0.0", 0, self.now)
+        dummy.nick = placeholder
+        capture = ResponseBuffer(self, dummy, None)
+        self._welcome_static(placeholder, capture)
+        self.send_motd(capture)
+        before: list[bytes] = []
+        after: list[bytes] = []
+        for msg in capture.messages:
+            head, _, tail = msg.serialize().partition(placeholder.encode())
+            before.append(head)
+            after.append(tail)
+        return before, after
+
+    def _welcome_static(self, nick: str, rb: ResponseBuffer) -> None:
+        def numeric(num: str, *params: str) -> None:
+            rb.messages.append(Message(num, (nick, *params), self.name))
+
+        numeric(n.RPL_YOURHOST, f"Your host is {self.name}, running version salon-{__version__}")
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
-        rb.numeric(n.RPL_CREATED, f"This server was created {created}")
-        rb.numeric(
+        numeric(n.RPL_CREATED, f"This server was created {created}")
+        numeric(
             n.RPL_MYINFO,
             self.name,
             f"salon-{__version__}",
@@ -766,10 +821,61 @@ class Server:
             "".join(sorted(LIST_MODES + PARAM_MODES + SET_PARAM_MODES + PREFIX_MODES)),
         )
         for line in self.isupport_lines:
-            rb.numeric(n.RPL_ISUPPORT, *line)
+            numeric(n.RPL_ISUPPORT, *line)
+
+    def welcome(self, client: Client, rb: ResponseBuffer) -> None:
+        """Complete registration: 001 to 005, LUSERS and MOTD."""
+        client.registered = True
+        self.unregistered -= 1
+        client.update_prefix()
+        client.last_active = self.now
+        client.token_time = self.now
+        nick = client.nick
+        welcome = f"Welcome to the {self.config.server.network} IRC Network {client.prefix}"
+        if rb.label is None and client.variant >= 0:
+            # The fast path: ready bytes around the nick (nicks are validated words).
+            rb.flush()
+            if self._templates is None:
+                self._templates = self._welcome_templates()
+            before, after = self._templates
+            name = self.name
+            users = self.user_count()
+            self.max_local = max(self.max_local, users)
+            invisible = len(self.invisible)
+            lu = self.max_local
+            parts = [f":{name} 001 {nick} :{welcome}\r\n".encode()]
+            statics = len(before) - (len(self.motd) + 2 if self.motd else 1)
+            parts.extend(b + nick.encode() + a for b, a in zip(before[:statics], after[:statics]))
+            parts.append(
+                (
+                    f":{name} 251 {nick} :There are {users - invisible} users and {invisible}"
+                    f" invisible on 1 servers\r\n"
+                    f":{name} 252 {nick} {len(self.opers)} :IRC Operators online\r\n"
+                    f":{name} 253 {nick} {self.unregistered} :unknown connection(s)\r\n"
+                    f":{name} 254 {nick} {len(self.channels)} :channels formed\r\n"
+                    f":{name} 255 {nick} :I have {users} clients and 0 servers\r\n"
+                    f":{name} 265 {nick} {users} {lu} :Current local users {users}, max {lu}\r\n"
+                    f":{name} 266 {nick} {users} {lu} :Current global users {users}, max {lu}\r\n"
+                ).encode()
+            )
+            parts.extend(b + nick.encode() + a for b, a in zip(before[statics:], after[statics:]))
+            self.write(client, b"".join(parts))
+            self._after_welcome(client)
+            return
+        rb.numeric(n.RPL_WELCOME, welcome)
+        self._welcome_static(nick, rb)
         self.lusers(rb)
         self.send_motd(rb)
+        self._after_welcome(client, rb)
+
+    def _after_welcome(self, client: Client, rb: ResponseBuffer | None = None) -> None:
+        nick = client.nick
         if client.modes:
-            rb.add(Message("MODE", (nick, "+" + "".join(sorted(client.modes))), client.prefix))
-        log.info("register id=%d nick=%s ip=%s", client.id, nick, client.ip)
+            mode = Message("MODE", (nick, "+" + "".join(sorted(client.modes))), client.prefix)
+            if rb is not None:
+                rb.add(mode)
+            else:
+                self.send(client, mode)
+        if self.noting:
+            self.note(f"register id={client.id} nick={nick} ip={client.ip}")
         self.notify_monitors(client, online=True)

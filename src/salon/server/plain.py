@@ -120,7 +120,8 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
     client.registered = True
     server.unregistered -= 1
     client.update_prefix()
-    log.info("register id=%d nick=%s ip=%s kind=plain", client.id, name, client.ip)
+    if server.noting:
+        server.note(f"register id={client.id} nick={name} ip={client.ip} kind=plain")
     server.notify_monitors(client, online=True)
     server.write(client, _line(f"Hello {name}! Type /help for help, bye to leave."))
     room = server.config.server.default_channel

@@ -111,7 +111,8 @@ def join(
     server.deliver([m for m in others if m.capmask & caps.EXTENDED_JOIN], extended)
     own = extended if client.capmask & caps.EXTENDED_JOIN else plain
     history.channel_event(server, chan, plain)
-    log.info("join nick=%s channel=%s", client.nick, chan.name)
+    if server.noting:
+        server.note(f"join nick={client.nick} channel={chan.name}")
     out = rb if rb is not None else ResponseBuffer(server, client, None)
     out.add(own)
     server.services.on_join(chan, client, out)  # ChanServ access list (AMODE)
@@ -139,7 +140,8 @@ def part(server: Server, client: Client, chan: Channel, reason: str, rb: Respons
     server.deliver(chan.members, msg, skip=client)
     history.channel_event(server, chan, msg)
     leave(server, client, chan)
-    log.info("part nick=%s channel=%s", client.nick, chan.name)
+    if server.noting:
+        server.note(f"part nick={client.nick} channel={chan.name}")
 
 
 def leave(server: Server, client: Client, chan: Channel) -> None:
@@ -196,7 +198,8 @@ def kick(
     server.deliver(chan.members, msg, skip=client)
     history.channel_event(server, chan, msg)
     leave(server, target, chan)
-    log.info("kick nick=%s channel=%s by=%s", target.nick, chan.name, client.nick)
+    if server.noting:
+        server.note(f"kick nick={target.nick} channel={chan.name} by={client.nick}")
 
 
 def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -119,7 +119,7 @@ def _prepare(
             # A status message (@#chan) is not stored: history would show it to everyone.
             events.append(history.message_event(server, out, chan.cf))
         if server.log_messages and text is not None:
-            log.info("%s %s <%s> %s", command, chan.name, client.nick, text)
+            server.note(f"{command} {chan.name} <{client.nick}> {text}")
 
         def to_channel(out_rb: ResponseBuffer) -> None:
             recipients: Iterable[Client] = chan.members
@@ -147,7 +147,7 @@ def _prepare(
         key = dm_key(mine, history.party(server, other))
         events.append(history.message_event(server, out, key, display=target, party_key=mine))
     if server.log_messages and text is not None:
-        log.info("%s %s <%s> %s", command, other.nick, client.nick, text)
+        server.note(f"{command} {other.nick} <{client.nick}> {text}")
 
     def to_user(out_rb: ResponseBuffer) -> None:
         if not other.closed and (command != "TAGMSG" or other.capmask & caps.MESSAGE_TAGS):

@@ -62,13 +62,11 @@ def user_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
             adding = ch == "+"
         elif ch in _SELF_MODES or (ch == "o" and not adding):
             if adding and ch not in client.modes:
-                client.modes.add(ch)
+                server.set_user_mode(client, ch, True)
                 added.append(ch)
             elif not adding and ch in client.modes:
-                client.modes.discard(ch)
+                server.set_user_mode(client, ch, False)
                 removed.append(ch)
-                if ch == "o":
-                    client.oper = None
         elif ch == "o":
             continue
         else:

@@ -34,7 +34,7 @@ def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
             log.warning("failed OPER attempt name=%s nick=%s ip=%s", name, client.nick, client.ip)
             raise CommandError(n.ERR_PASSWDMISMATCH, "Password incorrect")
         client.oper = block.name
-        client.modes.add("o")
+        server.set_user_mode(client, "o", True)
         rb.numeric(n.RPL_YOUREOPER, "You are now an IRC operator")
         rb.add(Message("MODE", (client.nick, "+o"), client.prefix))
         log.info("oper nick=%s name=%s", client.nick, block.name)

@@ -322,6 +322,8 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
             target.nick,
             f"has client certificate fingerprint {target.certfp}",
         )
+    if target.tls:
+        rb.numeric(n.RPL_WHOISSECURE, target.nick, "is using a secure connection")
     if "B" in target.modes:
         rb.numeric(n.RPL_WHOISBOT, target.nick, f"is a bot on {server.config.server.network}")
     if client is target or client.oper is not None:

@@ -54,6 +54,15 @@ def cap_list(server: Server, version: int) -> list[str]:
     return names
 
 
+def sts_value(server: Server, client: Client) -> str | None:
+    """IRCv3 STS: the policy a client learns from CAP LS 302 (None: not advertised).
+    Over plain text only the port to upgrade to; over TLS only the duration."""
+    if server.sts is None:
+        return None
+    port, duration = server.sts
+    return f"duration={duration}" if client.tls else f"port={port}"
+
+
 def cmd_cap(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     sub = msg.params[0].upper()
     target = client.nick
@@ -68,6 +77,10 @@ def cmd_cap(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
             # CAP 3.2: "clients that send CAP LS 302 ... implicitly enable cap-notify".
             client.capmask |= caps.CAP_NOTIFY
         names = cap_list(server, version)
+        sts = sts_value(server, client) if version >= 302 else None
+        if sts is not None:
+            # Not in CAPABILITIES: "sts" cannot be requested (a CAP REQ for it gets NAK).
+            names.append(f"sts={sts}")
         # Split long lists; with 302, every line but the last carries "*".
         lines: list[list[str]] = [[]]
         length = 0
