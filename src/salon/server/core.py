@@ -147,6 +147,8 @@ class Server:
         self.cloak_suffix = config.cloak.suffix
         self.sts: tuple[int, int] | None = None
         self.last_purge = 0.0
+        # Private conversation key -> (recipient, sender) names last stored for it.
+        self.dm_names: dict[str, tuple[str, str]] = {}
         self.isupport_lines = self._build_isupport()
         self._templates: tuple[list[bytes], list[bytes]] | None = None
         # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
@@ -582,6 +584,10 @@ class Server:
         wire = body.encode("utf-8", "surrogateescape") + b"\r\n"
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
+        dirty = self.dirty
+        sendq = self.sendq
+        over: list[Client] = []
+        # The hot loop: one dict lookup and one list append per recipient (write() inlined).
         for client in recipients:
             if client is skip or client.closed:
                 continue
@@ -596,12 +602,18 @@ class Server:
                     if rendered:
                         self.write(client, rendered)
                     continue
-                else:
-                    allowed = caps.allowed_tags(dict(tags), key) if tags else None
-                    data = ("@" + encode_tags(allowed) + " " if allowed else "").encode() + wire
+                allowed = caps.allowed_tags(dict(tags), key) if tags else None
+                data = ("@" + encode_tags(allowed) + " " if allowed else "").encode() + wire
                 variants[key] = data
-            if data:
-                self.write(client, data)
+            client.outbox.append(data)
+            client.outbytes += len(data)
+            if not client.dirty:
+                client.dirty = True
+                dirty.append(client)
+            if client.outbytes > sendq:
+                over.append(client)
+        for client in over:
+            self.drop(client, "SendQ exceeded")
 
     def numeric(self, client: Client, numeric: str, *params: str) -> None:
         self.send(client, Message(numeric, (client.nick, *params), self.name))

@@ -31,14 +31,23 @@ if TYPE_CHECKING:
 TRANSIENT_TAGS = frozenset({"+typing", "+draft/typing"})
 
 
+_last: list[Any] = [-1, "", -1, ""]  # second, its text; ms, its full stamp
+
+
 def format_ms(ms: int) -> str:
     """server-time: ``YYYY-MM-DDThh:mm:ss.sssZ`` from integer milliseconds."""
     secs, frac = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:03d}Z"
+    if secs != _last[0]:
+        _last[0], _last[1] = secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    stamp = f"{_last[1]}.{frac:03d}Z"
+    _last[2], _last[3] = ms, stamp
+    return stamp
 
 
 def parse_ms(stamp: str) -> int | None:
     """The inverse of :func:`format_ms`; None when it is not such a timestamp."""
+    if stamp == _last[3]:
+        return int(_last[2])
     try:
         main, _, rest = stamp.rstrip("Z").partition(".")
         secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))

@@ -91,8 +91,9 @@ class HistoryEvent:
     account: str | None
     params: tuple[str, ...]
     tags: tuple[tuple[str, str], ...] = ()
-    # For private messages, the display target (the recipient's nick as sent), and the
-    # sender's side of the conversation key.
+    # For private messages, the sender's side of the conversation key, and the display
+    # target (the recipient's nick as sent) when the store should (re)record who the
+    # correspondents are for CHATHISTORY TARGETS; empty when that is already known.
     display: str = ""
     party: str = ""
 

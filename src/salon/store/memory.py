@@ -93,7 +93,7 @@ class MemoryStore:
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         for event in events:
             self.events.setdefault(event.target, []).append(event)
-            if is_dm(event.target) and event.party:
+            if is_dm(event.target) and event.party and event.display:
                 self.partners[(event.party, event.target)] = event.display
                 other = dm_other(event.target, event.party)
                 self.partners[(other, event.target)] = event.source.split("!", 1)[0]

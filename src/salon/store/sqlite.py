@@ -321,7 +321,7 @@ class SQLiteStore:
         )
         partners = []
         for e in events:
-            if is_dm(e.target) and e.party:
+            if is_dm(e.target) and e.party and e.display:
                 partners.append((e.party, e.target, e.display))
                 other = dm_other(e.target, e.party)
                 partners.append((other, e.target, e.source.split("!", 1)[0]))

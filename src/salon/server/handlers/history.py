@@ -277,10 +277,11 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         event: HistoryEvent | None = store.history_event(key, msgid)
         if event is None:
             return "unknown"
-        author = event.party or (
-            "~" + casefold(event.account) if event.account else casefold(event.source.split("!")[0])
-        )
-        mine = author == me or casefold(event.source.split("!")[0]) == client.nick_cf
+        nick = casefold(event.source.split("!")[0])
+        author = event.party or ("~" + casefold(event.account) if event.account else nick)
+        # The nick identifies the author only of a message sent without an account: whoever
+        # takes a logged-in author's nick later must not redact her messages.
+        mine = author == me or (event.account is None and nick == client.nick_cf)
         if not mine and not is_op:
             return "forbidden"
         store.redact_history(key, msgid)

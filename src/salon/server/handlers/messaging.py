@@ -145,7 +145,11 @@ def _prepare(
     if keep:
         mine = history.party(server, client)
         key = dm_key(mine, history.party(server, other))
-        events.append(history.message_event(server, out, key, display=target, party_key=mine))
+        # Correspondent names are stored for CHATHISTORY TARGETS only when they change.
+        names = (target, client.nick)
+        display = target if server.dm_names.get(key) != names else ""
+        server.dm_names[key] = names
+        events.append(history.message_event(server, out, key, display=display, party_key=mine))
     if server.log_messages and text is not None:
         server.note(f"{command} {other.nick} <{client.nick}> {text}")
 
