@@ -19,6 +19,8 @@ from salon.store.base import Store
 
 log = logging.getLogger("salon.storage")
 
+MAINTAIN_EVERY = 2.0  # seconds between idle-time upkeep runs (search indexing)
+
 
 class StorageFailed:
     """The result a call gets when it raised: the core sees it as a failure, not a crash."""
@@ -45,6 +47,7 @@ class Storage:
         self.busy = False
         self.transactions = 0
         self.calls = 0
+        self._maintained = time.monotonic()
 
     def submit(self, calls: list[StoreCall]) -> None:
         self.waiting.extend(calls)
@@ -89,6 +92,31 @@ class Storage:
             self.complete(call, result)
         if self.waiting:
             self._start()
+        elif time.monotonic() - self._maintained > MAINTAIN_EVERY:
+            self._maintain()
+
+    def _maintain(self) -> None:
+        """Idle-time upkeep (search indexing) on the storage thread, one job at a time."""
+        maintain = getattr(self.store, "maintain", None)
+        self._maintained = time.monotonic()
+        if maintain is None:
+            return
+        self.busy = True
+
+        def run() -> None:
+            try:
+                maintain()
+            except Exception:
+                log.exception("storage maintenance failed")
+
+        future = self.loop.run_in_executor(self.executor, run)
+
+        def finished(_: asyncio.Future[None]) -> None:
+            self.busy = False
+            if self.waiting:
+                self._start()
+
+        future.add_done_callback(finished)
 
     def drain(self, timeout: float = 5.0) -> None:
         """Run what is still waiting, synchronously (at shutdown)."""

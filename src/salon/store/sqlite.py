@@ -95,12 +95,19 @@ CREATE INDEX IF NOT EXISTS history_msgid ON history (msgid);
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
     text, content='history', content_rowid='id', tokenize='unicode61'
 );
-CREATE TRIGGER IF NOT EXISTS history_ai AFTER INSERT ON history
-WHEN new.command IN ('PRIVMSG', 'NOTICE') BEGIN
-    INSERT INTO history_fts (rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS history_ad AFTER DELETE ON history
-WHEN old.command IN ('PRIVMSG', 'NOTICE') BEGIN
+DROP TRIGGER IF EXISTS history_ai;
+DROP TRIGGER IF EXISTS history_ad;
+CREATE TABLE IF NOT EXISTS fts_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO fts_state (id, indexed) VALUES (1, 0);
+-- Rows are indexed for search in batches (index_pending), not one by one: one FTS5
+-- insert per message would cost more than the message itself. A deleted row leaves the
+-- index only if it was indexed.
+CREATE TRIGGER IF NOT EXISTS history_fts_delete AFTER DELETE ON history
+WHEN old.command IN ('PRIVMSG', 'NOTICE')
+ AND old.id <= (SELECT indexed FROM fts_state WHERE id = 1) BEGIN
     INSERT INTO history_fts (history_fts, rowid, text) VALUES ('delete', old.id, old.text);
 END;
 """
@@ -396,9 +403,30 @@ class SQLiteStore:
         )
         return cur.rowcount > 0
 
+    def index_pending(self) -> int:
+        """Add the messages stored since the last call to the full-text index."""
+        row = self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()
+        done = int(row[0])
+        top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
+        if top <= done:
+            return 0
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO history_fts (rowid, text) SELECT id, text FROM history"
+                " WHERE id > ? AND id <= ? AND command IN ('PRIVMSG', 'NOTICE')",
+                (done, top),
+            )
+            self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
+        return int(cur.rowcount)
+
+    def maintain(self) -> None:
+        """Background work between batches (the storage thread calls it when idle)."""
+        self.index_pending()
+
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         if not query.targets:
             return []
+        self.index_pending()
         marks = ",".join("?" for _ in query.targets)
         clauses = [f"h.target IN ({marks})"]
         args: list[Any] = list(query.targets)
