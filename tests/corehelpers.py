@@ -218,3 +218,55 @@ def isupport(messages: Iterable[Message]) -> dict[str, str]:
             key, _, value = token.partition("=")
             tokens[key] = value
     return tokens
+
+
+class HeldStoreNet(Net):
+    """A Net whose disk is slow until told otherwise: store calls wait in ``held`` until
+    :meth:`run_store` runs them all in one transaction, as the storage thread would."""
+
+    def __init__(self, config: Config | None = None, now: float = START, **sections: Any):
+        super().__init__(config, now, **sections)
+        self.held: list[StoreCall] = []
+        self.transactions = 0
+
+    def collect_effects(self) -> list[Effect]:
+        effects = self.server.take_effects()
+        for effect in effects:
+            if isinstance(effect, Close):
+                self.closed.append(effect.client)
+            elif isinstance(effect, StoreCall):
+                self.held.append(effect)
+            else:
+                self.pending.append(effect)
+        return effects
+
+    def run_store(self) -> int:
+        """Run the held calls in one transaction, then complete them; return how many."""
+        calls, self.held = self.held, []
+        if not calls:
+            return 0
+        with self.store.transaction():
+            results = [call.call(self.store) for call in calls]
+        self.transactions += 1
+        for call, result in zip(calls, results, strict=True):
+            self.server.complete_store(call, result, self.now)
+        self.collect_effects()
+        return len(calls)
+
+    def run_store_until_idle(self, rounds: int = 1000) -> int:
+        """Run transactions until no call is held; return how many transactions ran."""
+        count = 0
+        while self.held and count < rounds:
+            self.run_store()
+            count += 1
+        return count
+
+
+def sqlite_net(path: Any, net: Net | None = None, **sections: Any) -> Net:
+    """A Net (or ``net``) whose store is a real :class:`SQLiteStore` at ``path``."""
+    from salon.store.sqlite import SQLiteStore
+
+    net = net if net is not None else Net(**sections)
+    net.store = SQLiteStore(path)  # type: ignore[assignment]
+    net.server.load(net.store)
+    return net

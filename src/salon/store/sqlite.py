@@ -104,11 +104,18 @@ CREATE TABLE IF NOT EXISTS fts_state (
 INSERT OR IGNORE INTO fts_state (id, indexed) VALUES (1, 0);
 -- Rows are indexed for search in batches (index_pending), not one by one: one FTS5
 -- insert per message would cost more than the message itself. A deleted row leaves the
--- index only if it was indexed.
-CREATE TRIGGER IF NOT EXISTS history_fts_delete AFTER DELETE ON history
-WHEN old.command IN ('PRIVMSG', 'NOTICE')
- AND old.id <= (SELECT indexed FROM fts_state WHERE id = 1) BEGIN
-    INSERT INTO history_fts (history_fts, rowid, text) VALUES ('delete', old.id, old.text);
+-- index only if it was indexed. Deleting the newest rows frees their ids for reuse (no
+-- AUTOINCREMENT), so the mark comes down with them: the next rows are indexed, and a
+-- row that never was is never removed from the index (which would corrupt it).
+DROP TRIGGER IF EXISTS history_fts_delete;
+CREATE TRIGGER IF NOT EXISTS history_fts_remove AFTER DELETE ON history BEGIN
+    INSERT INTO history_fts (history_fts, rowid, text)
+    SELECT 'delete', old.id, old.text
+    WHERE old.command IN ('PRIVMSG', 'NOTICE')
+      AND old.id <= (SELECT indexed FROM fts_state WHERE id = 1);
+    UPDATE fts_state SET indexed = (SELECT COALESCE(MAX(id), 0) FROM history)
+    WHERE id = 1 AND indexed >= old.id
+      AND indexed > (SELECT COALESCE(MAX(id), 0) FROM history);
 END;
 """
 
