@@ -648,11 +648,6 @@ def test_private_history_is_keyed_by_account_when_logged_in() -> None:
     assert targets == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: msgid references compare by millisecond; messages sharing the reference's "
-    "millisecond (every line of one read, on a real server) are skipped by BEFORE/AFTER",
-)
 def test_msgid_paging_within_one_millisecond(make_net: MakeNet) -> None:
     net = make_net()
     _, bob, got = channel_pair(net, 6, step=0.0)  # one instant, as a pasted burst

@@ -114,6 +114,10 @@ class HistoryQuery:
     start: float | None = None
     end: float | None = None
     limit: int = 100
+    # With a msgid reference, events of the same millisecond are ordered by their position
+    # in the conversation (``history_position``): these break the tie at a bound.
+    start_seq: int | None = None
+    end_seq: int | None = None
     newest_first: bool = True
     events: bool = True  # include JOIN/PART/... (draft/event-playback)
 
@@ -155,6 +159,7 @@ class HistoryStore(Protocol):
     def append_history(self, events: Sequence[HistoryEvent]) -> None: ...
     def history(self, query: HistoryQuery) -> list[HistoryEvent]: ...
     def history_time_of(self, target: str, msgid: str) -> float | None: ...
+    def history_position(self, target: str, msgid: str) -> tuple[float, int] | None: ...
     def history_targets(
         self, targets: Sequence[str], start: float, end: float, limit: int
     ) -> list[tuple[str, float]]: ...

@@ -22,12 +22,25 @@ _MESSAGES = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 def select_window(events: Sequence[HistoryEvent], query: HistoryQuery) -> list[HistoryEvent]:
     """Apply a :class:`HistoryQuery` to one conversation's events (oldest first)."""
+
+    def after(e: HistoryEvent, i: int) -> bool:
+        if query.start is None:
+            return True
+        if query.start_seq is None:
+            return e.time > query.start
+        return e.time > query.start or (e.time == query.start and i > query.start_seq)
+
+    def before(e: HistoryEvent, i: int) -> bool:
+        if query.end is None:
+            return True
+        if query.end_seq is None:
+            return e.time < query.end
+        return e.time < query.end or (e.time == query.end and i < query.end_seq)
+
     chosen = [
         e
-        for e in events
-        if (query.start is None or e.time > query.start)
-        and (query.end is None or e.time < query.end)
-        and (query.events or e.command in ("PRIVMSG", "NOTICE"))
+        for i, e in enumerate(events)
+        if after(e, i) and before(e, i) and (query.events or e.command in ("PRIVMSG", "NOTICE"))
     ]
     if query.newest_first:
         return chosen[-query.limit :] if query.limit else []
@@ -113,6 +126,12 @@ class MemoryStore:
 
     def history(self, query: HistoryQuery) -> list[HistoryEvent]:
         return select_window(self.events.get(query.target, []), query)
+
+    def history_position(self, target: str, msgid: str) -> tuple[float, int] | None:
+        for i, event in enumerate(self.events.get(target, [])):
+            if event.msgid == msgid:
+                return event.time, i
+        return None
 
     def history_time_of(self, target: str, msgid: str) -> float | None:
         for event in self.events.get(target, []):

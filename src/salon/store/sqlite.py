@@ -365,11 +365,19 @@ class SQLiteStore:
         clauses = ["target = ?"]
         args: list[Any] = [query.target]
         if query.start is not None:
-            clauses.append("time > ?")
-            args.append(query.start)
+            if query.start_seq is None:
+                clauses.append("time > ?")
+                args.append(query.start)
+            else:
+                clauses.append("(time > ? OR (time = ? AND id > ?))")
+                args += [query.start, query.start, query.start_seq]
         if query.end is not None:
-            clauses.append("time < ?")
-            args.append(query.end)
+            if query.end_seq is None:
+                clauses.append("time < ?")
+                args.append(query.end)
+            else:
+                clauses.append("(time < ? OR (time = ? AND id < ?))")
+                args += [query.end, query.end, query.end_seq]
         if not query.events:
             clauses.append("command IN ('PRIVMSG', 'NOTICE')")
         order = "DESC" if query.newest_first else "ASC"
@@ -382,6 +390,12 @@ class SQLiteStore:
         if query.newest_first:
             rows.reverse()
         return rows
+
+    def history_position(self, target: str, msgid: str) -> tuple[float, int] | None:
+        row = self.conn.execute(
+            "SELECT time, id FROM history WHERE msgid = ? AND target = ?", (msgid, target)
+        ).fetchone()
+        return None if row is None else (float(row[0]), int(row[1]))
 
     def history_time_of(self, target: str, msgid: str) -> float | None:
         row = self.conn.execute(

@@ -72,12 +72,13 @@ def parse_ref(text: str, *, star_ok: bool) -> Ref | None:
     return None
 
 
-def resolve(store: Any, key: str, ref: Ref) -> float | None:
-    """The time a reference stands for (in the storage thread)."""
+def resolve(store: Any, key: str, ref: Ref) -> tuple[float, int | None] | None:
+    """The position a reference stands for (in the storage thread): a time, plus for a
+    msgid the message's place among those of the same millisecond."""
     if ref.time is not None:
-        return ref.time
+        return ref.time, None
     if ref.msgid is not None:
-        found: float | None = store.history_time_of(key, ref.msgid)
+        found: tuple[float, int] | None = store.history_position(key, ref.msgid)
         return found
     return None
 
@@ -116,31 +117,38 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
     events_too = bool(client.capmask & caps.EVENT_PLAYBACK)
 
     def query(store: Any) -> list[HistoryEvent] | None:
-        times = [resolve(store, key, ref) for ref in refs]
-        if any(t is None and not ref.star for t, ref in zip(times, refs, strict=True)):
+        spots = [resolve(store, key, ref) for ref in refs]
+        if any(s is None and not ref.star for s, ref in zip(spots, refs, strict=True)):
             return None
-        t0 = times[0]
+        first = spots[0]
+        t0, s0 = first if first is not None else (None, None)
+        result: list[HistoryEvent]
         if sub == "LATEST":
-            q = HistoryQuery(key, start=t0, limit=limit, events=events_too)
-            result: list[HistoryEvent] = store.history(q)
+            q = HistoryQuery(key, start=t0, start_seq=s0, limit=limit, events=events_too)
+            result = store.history(q)
             return result
         if sub == "BEFORE":
-            return list(store.history(HistoryQuery(key, end=t0, limit=limit, events=events_too)))
+            q = HistoryQuery(key, end=t0, end_seq=s0, limit=limit, events=events_too)
+            result = store.history(q)
+            return result
         if sub == "AFTER":
-            return list(
-                store.history(
-                    HistoryQuery(key, start=t0, limit=limit, newest_first=False, events=events_too)
-                )
+            q = HistoryQuery(
+                key, start=t0, start_seq=s0, limit=limit, newest_first=False, events=events_too
             )
+            result = store.history(q)
+            return result
         if sub == "AROUND":
             assert t0 is not None
             before = store.history(
-                HistoryQuery(key, end=t0, limit=(limit - 1) // 2, events=events_too)
+                HistoryQuery(key, end=t0, end_seq=s0, limit=(limit - 1) // 2, events=events_too)
             )
+            # The centre itself and what follows it.
+            start, start_seq = (t0, s0 - 1) if s0 is not None else (t0 - 0.0005, None)
             after = store.history(
                 HistoryQuery(
                     key,
-                    start=t0 - 0.0005,
+                    start=start,
+                    start_seq=start_seq,
                     limit=limit - len(before),
                     newest_first=False,
                     events=events_too,
@@ -148,16 +156,22 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
             )
             return list(before) + list(after)
         # BETWEEN: exclusive bounds; the results nearest the first reference.
-        t1 = times[1]
-        assert t0 is not None and t1 is not None
-        lo, hi = min(t0, t1), max(t0, t1)
-        return list(
-            store.history(
-                HistoryQuery(
-                    key, start=lo, end=hi, limit=limit, newest_first=t0 > t1, events=events_too
-                )
-            )
+        second = spots[1]
+        assert first is not None and second is not None
+        backwards = (first[0], first[1] or 0) > (second[0], second[1] or 0)
+        lo, hi = (second, first) if backwards else (first, second)
+        q = HistoryQuery(
+            key,
+            start=lo[0],
+            start_seq=lo[1],
+            end=hi[0],
+            end_seq=hi[1],
+            limit=limit,
+            newest_first=backwards,
+            events=events_too,
         )
+        result = store.history(q)
+        return result
 
     def done(result: Any, out: ResponseBuffer) -> None:
         if result is None:
