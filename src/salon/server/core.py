@@ -857,7 +857,10 @@ class Server:
             lu = self.max_local
             parts = [f":{name} 001 {nick} :{welcome}\r\n".encode()]
             statics = len(before) - (len(self.motd) + 2 if self.motd else 1)
-            parts.extend(b + nick.encode() + a for b, a in zip(before[:statics], after[:statics]))
+            parts.extend(
+                b + nick.encode() + a
+                for b, a in zip(before[:statics], after[:statics], strict=True)
+            )
             parts.append(
                 (
                     f":{name} 251 {nick} :There are {users - invisible} users and {invisible}"
@@ -870,7 +873,10 @@ class Server:
                     f":{name} 266 {nick} {users} {lu} :Current global users {users}, max {lu}\r\n"
                 ).encode()
             )
-            parts.extend(b + nick.encode() + a for b, a in zip(before[statics:], after[statics:]))
+            parts.extend(
+                b + nick.encode() + a
+                for b, a in zip(before[statics:], after[statics:], strict=True)
+            )
             self.write(client, b"".join(parts))
             self._after_welcome(client)
             return
