@@ -81,8 +81,11 @@ class SalonProcess:
                 "host": "127.0.0.1",
                 "irc_port": self.irc_port,
                 "plain_port": self.plain_port,
+                "tls_port": 0,
             },
             "flood": {"enabled": False},
+            # Tests expect hosts to be 127.0.0.1; test_netlimits.py turns cloaking on.
+            "cloak": {"enabled": False},
         }
         opers = overrides.pop("opers", None)
         for section, values in overrides.items():

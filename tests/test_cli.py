@@ -21,6 +21,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "salon" / "salon.exam
 
 
 def salon_cmd(*args: str) -> list[str]:
+    if args[:1] == ("serve",) and "--tls-port" not in args:
+        args = (*args, "--tls-port", "0")  # not the default 6697: tests run side by side
     return [sys.executable, "-m", "salon", *args]
 
 
@@ -397,7 +399,7 @@ def test_host_any_ipv6_also_accepts_ipv4(serve: Any, tmp_path: Path) -> None:
     s = serve("--host", "::", "--irc-port", str(irc), "--plain-port", "0")
     wait_port(irc, proc=s.proc)
     lines = register(irc, "four")
-    assert any(" 001 four " in line and "@127.0.0.1" in line for line in lines), lines
+    assert any(" 001 four " in line for line in lines), lines  # the host is cloaked
     six = socket.create_connection(("::1", irc), timeout=5)
     try:
         six.sendall(b"NICK six\r\nUSER six 0 * :six\r\n")

@@ -40,6 +40,38 @@ class ListenSection:
     host: str = "127.0.0.1"
     irc_port: int = 6667
     plain_port: int = 6000
+    tls_port: int = 6697
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    # PEM files; both empty: a self-signed certificate generated into the data directory.
+    cert: str = ""
+    key: str = ""
+    # IRCv3 STS, advertised only with a configured (not self-signed) certificate.
+    sts: bool = True
+    sts_duration: int = 2592000
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionsSection:
+    # Per network of cidr_ipv4/cidr_ipv6 bits: concurrent connections (0 = no limit), and
+    # new connections per throttle_window seconds (0 = no throttle).
+    max_per_ip: int = 16
+    throttle: int = 32
+    throttle_window: float = 600.0
+    cidr_ipv4: int = 32
+    cidr_ipv6: int = 64
+    exempt: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CloakSection:
+    enabled: bool = True
+    suffix: str = "salon"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +155,9 @@ class OperBlock:
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     listen: ListenSection = field(default_factory=ListenSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    connections: ConnectionsSection = field(default_factory=ConnectionsSection)
+    cloak: CloakSection = field(default_factory=CloakSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     flood: FloodSection = field(default_factory=FloodSection)
     log: LogSection = field(default_factory=LogSection)
@@ -261,7 +296,7 @@ def _opers(raw: Any) -> tuple[OperBlock, ...]:
 
 def validate(cfg: Config) -> None:
     """Cross-field and range checks; raises ConfigError."""
-    for key in ("irc_port", "plain_port"):
+    for key in ("irc_port", "plain_port", "tls_port"):
         port = getattr(cfg.listen, key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"listen.{key}: {port} is not a port number (0 to 65535)")
@@ -316,6 +351,7 @@ def validate(cfg: Config) -> None:
     if cfg.flood.rate <= 0 or cfg.flood.burst < 1:
         raise ConfigError("flood: rate must be positive and burst at least 1")
     _validate_accounts(cfg)
+    _validate_network(cfg)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -355,14 +391,56 @@ def _validate_accounts(cfg: Config) -> None:
         )
 
 
+_HOST_LABELS = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _validate_network(cfg: Config) -> None:
+    """[tls], [connections] and [cloak]."""
+    tls = cfg.tls
+    if bool(tls.cert) != bool(tls.key):
+        raise ConfigError("tls: set both cert and key (or neither, for a self-signed one)")
+    if not 0 <= tls.sts_duration <= 10 * 365 * 86400:
+        raise ConfigError("tls.sts_duration: out of range (0 to 10 years in seconds)")
+    con = cfg.connections
+    for key, (lo, hi) in {
+        "max_per_ip": (0, 1000000),
+        "throttle": (0, 1000000),
+        "cidr_ipv4": (8, 32),
+        "cidr_ipv6": (16, 128),
+    }.items():
+        v = getattr(con, key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"connections.{key}: {v} is out of range ({lo} to {hi})")
+    if con.throttle_window <= 0:
+        raise ConfigError("connections.throttle_window: must be positive")
+    suffix = cfg.cloak.suffix
+    if not (1 <= len(suffix) <= 40 and _HOST_LABELS.fullmatch(suffix)):
+        raise ConfigError(f"cloak.suffix: {suffix!r} must be 1 to 40 letters, digits, '-' and dots")
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
-    known = {"server", "listen", "limits", "flood", "log", "history", "accounts", "oper"}
+    known = {
+        "server",
+        "listen",
+        "tls",
+        "connections",
+        "cloak",
+        "limits",
+        "flood",
+        "log",
+        "history",
+        "accounts",
+        "oper",
+    }
     for key in raw:
         if key not in known:
             raise ConfigError(f"{key}: unknown section (see salon.example.toml)")
     cfg = Config(
         server=_section(ServerSection, "server", raw.get("server")),
         listen=_section(ListenSection, "listen", raw.get("listen")),
+        tls=_section(TlsSection, "tls", raw.get("tls")),
+        connections=_section(ConnectionsSection, "connections", raw.get("connections")),
+        cloak=_section(CloakSection, "cloak", raw.get("cloak")),
         limits=_section(LimitsSection, "limits", raw.get("limits")),
         flood=_section(FloodSection, "flood", raw.get("flood")),
         log=_section(LogSection, "log", raw.get("log")),

@@ -222,6 +222,8 @@ class Shell:
         self.limits = ConnectionLimits(config.connections)
         self._last_prune = time.time()
         self.tls_context: ssl.SSLContext | None = None
+        # Logged once every listener is bound, so that a failed start prints one line.
+        self._notes: list[str] = []
         self.journal = Journal()
 
     # ------------------------------------------------------------------ output
@@ -389,6 +391,8 @@ class Shell:
                 ) from None
             self.listeners.append(listener)
         # Logged only once every listener is bound, so that a failed start prints one line.
+        for note in self._notes:
+            log.info("%s", note)
         for listener in self.listeners:
             # uvloop's Server is not an asyncio.Server, but has the same ``sockets``.
             sockets = getattr(listener.server, "sockets", None) or ()
@@ -415,14 +419,11 @@ class Shell:
             else:
                 cert, key, created = tls.self_signed(data, cfg.server.name)
                 if created:
-                    log.info("made a self-signed TLS certificate: %s", cert)
+                    self._notes.append(f"made a self-signed TLS certificate: {cert}")
                 self.tls_context = tls.server_context(cert, key)
             where = "configured" if cfg.tls.cert else "self-signed"
-            log.info(
-                "TLS certificate (%s) SHA-256 fingerprint %s",
-                where,
-                tls.colon_fingerprint(tls.pem_to_der(cert)),
-            )
+            fp = tls.colon_fingerprint(tls.pem_to_der(cert))
+            self._notes.append(f"TLS certificate ({where}) SHA-256 fingerprint {fp}")
         except tls.TlsError as exc:
             raise StartupError(f"TLS: {exc}") from None
 
