@@ -166,7 +166,9 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
                 results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
                 continue
             try:
-                server = await servers.start(name, workdir, salon_cmd, pin=args.pin)
+                server = await servers.start(
+                    name, workdir, salon_cmd, pin=args.pin, settle=0.3 if args.scale >= 0.1 else 0.1
+                )
             except servers.ServerStartError as e:
                 log(f"{scenario} / {name}: cannot start: {e}")
                 no_start[name] = str(e).splitlines()[0] if str(e) else "cannot start"
@@ -191,7 +193,7 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             full = {**base, **res}
             results.append(full)
             log(f"{scenario} / {name}: {summary(full)}")
-            await asyncio.sleep(0.2)  # let the machine settle between servers
+            await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
     return results
 
 

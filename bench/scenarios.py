@@ -48,11 +48,11 @@ class Params:
 
     @property
     def measure_s(self) -> float:
-        return max(0.5, self.duration * min(1.0, self.scale))
+        return max(0.3, self.duration * min(1.0, self.scale))
 
     @property
     def warmup_s(self) -> float:
-        return max(0.2, min(1.0, 0.2 * self.measure_s))
+        return max(0.1, min(1.0, 0.2 * self.measure_s))
 
     def count(self, full: int, minimum: int = 1, root: bool = False) -> int:
         """`full` shrunk by the scale factor (by its square root for 2-D shapes)."""

@@ -174,7 +174,12 @@ def command(name: str, conf: Path, salon_cmd: list[str]) -> list[str]:
 
 
 async def start(
-    name: str, workdir: Path, salon_cmd: list[str], pin: bool, timeout: float = 30.0
+    name: str,
+    workdir: Path,
+    salon_cmd: list[str],
+    pin: bool,
+    timeout: float = 30.0,
+    settle: float = 0.3,
 ) -> Server:
     """Start one server on a fresh port and wait until it accepts connections."""
     port = free_port()
@@ -244,7 +249,7 @@ async def start(
             )
         await asyncio.sleep(0.05)
     # Let the server finish its start-up work (and our probe connection) before baselines.
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(settle)
     return server
 
 
