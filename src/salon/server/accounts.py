@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from salon import scram
-from salon.passwords import hash_password, verify_password
+from salon.passwords import hash_password, verify_nothing, verify_password
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
@@ -47,7 +47,6 @@ _CERTFP = re.compile(r"[0-9a-f]{64}")
 
 # Verified against when the account does not exist, so that the time a login takes does
 # not reveal which accounts exist.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 
 class Window:
@@ -266,8 +265,9 @@ class Accounts:
     def verify_work(self, name: str, password: str) -> Callable[[], bool]:
         """The Offload work that checks a password (the same cost for unknown accounts)."""
         record = self.get(name)
-        hashed = record.password_hash if record is not None else _DUMMY_HASH
-        return partial(_verify, hashed, password, record is not None)
+        if record is None:
+            return partial(verify_nothing, password)
+        return partial(_verify, record.password_hash, password, True)
 
     # ------------------------------------------------------------------ sessions
 

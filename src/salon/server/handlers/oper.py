@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from functools import partial
 
 from salon.errors import CommandError
-from salon.passwords import hash_password, verify_password
+from salon.passwords import verify_nothing, verify_password
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
@@ -25,7 +24,7 @@ def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     block = next((b for b in server.config.opers if b.name == name), None)
     if block is None or not mask_matches(block.hostmask, client.prefix):
         # Same answer for a wrong name as for a wrong password: no enumeration.
-        work = partial(verify_password, _DUMMY_HASH, password)
+        work = partial(verify_nothing, password)
     else:
         work = partial(verify_password, block.password, password)
 
@@ -42,11 +41,6 @@ def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     server.offload(Offload(client, work, done, rb.label))
     # The reply comes from done(); keep the label for it instead of an empty ACK.
     rb.label = None
-
-
-# A hash of a random secret, verified against when the name is unknown so that the timing
-# does not reveal which operator names exist.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 
 def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
