@@ -36,6 +36,7 @@ pytest: $(STAMP)
 test: $(STAMP) deps lint typecheck pytest
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 irctest: $(STAMP)
