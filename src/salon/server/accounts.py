@@ -45,9 +45,6 @@ GUEST_DIGITS = 5
 _EMAIL = re.compile(r"[^@\s,:*]+@[^@\s,:*]+\.[^@\s,:*]+")
 _CERTFP = re.compile(r"[0-9a-f]{64}")
 
-# Verified against when the account does not exist, so that the time a login takes does
-# not reveal which accounts exist.
-
 
 class Window:
     """Sliding-window counter per key: at most ``limit`` hits per ``period`` seconds."""
