@@ -765,28 +765,26 @@ class Services:
                 if chan is not None:
                     chanserv.save(chan)
 
-    def cmd_privmsg(self, server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-        """PRIVMSG/NOTICE: messages to services are answered here and never relayed."""
-        from salon.server.handlers.messaging import cmd_privmsg
-
+    def to_services(self, client: Client, msg: Message, rb: ResponseBuffer) -> Message | None:
+        """PRIVMSG/NOTICE: the part addressed to services is answered here and never
+        relayed; returns the message for the other targets (None when there are none)."""
         params = msg.params
-        if len(params) >= 2 and params[0]:
-            targets = params[0].split(",")
-            rest = [t for t in targets if casefold(t) not in self.bots]
-            if len(rest) != len(targets):
-                echo = client.capmask & caps.ECHO_MESSAGE
-                for target in targets:
-                    bot = self.bots.get(casefold(target))
-                    if bot is None:
-                        continue
-                    if echo:
-                        rb.add(Message(msg.command, (bot.nick, params[1]), client.prefix))
-                    if msg.command == "PRIVMSG":
-                        bot.handle(client, params[1], rb)
-                if not rest:
-                    return
-                msg = Message(msg.command, (",".join(rest), *params[1:]), msg.source, msg.tags)
-        cmd_privmsg(server, client, msg, rb)
+        targets = params[0].split(",")
+        rest = [t for t in targets if casefold(t) not in self.bots]
+        if len(rest) == len(targets):
+            return msg
+        echo = client.capmask & caps.ECHO_MESSAGE
+        for target in targets:
+            bot = self.bots.get(casefold(target))
+            if bot is None:
+                continue
+            if echo:
+                rb.add(Message(msg.command, (bot.nick, params[1]), client.prefix))
+            if msg.command == "PRIVMSG":
+                bot.handle(client, params[1], rb)
+        if not rest:
+            return None
+        return Message(msg.command, (",".join(rest), *params[1:]), msg.source, msg.tags)
 
 
 def check_private_message(server: Server, sender: Client, target: Client) -> None:

@@ -17,6 +17,7 @@ from salon.proto.message import Message
 from salon.server.accounts import Pending, auth_state
 from salon.server.client import Client
 from salon.server.core import Server
+from salon.server.handlers.messaging import cmd_privmsg as relay_privmsg
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
 from salon.server.sasl import cmd_authenticate
 from salon.store.base import AccountRecord
@@ -176,7 +177,14 @@ def cmd_accept(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     """PRIVMSG and NOTICE: those to NickServ or ChanServ are answered by the services and
     never relayed (nor logged, nor kept in history); the rest go on to messaging."""
-    server.services.cmd_privmsg(server, client, msg, rb)
+    params = msg.params
+    # Fast path: no service nick can be among the targets ("NickServ", "ChanServ").
+    if len(params) >= 2 and "serv" in params[0].lower():
+        rest = server.services.to_services(client, msg, rb)
+        if rest is None:
+            return
+        msg = rest
+    relay_privmsg(server, client, msg, rb)
 
 
 def cmd_nickserv(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
