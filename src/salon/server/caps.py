@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # Bits that change how a message is serialized for a recipient (its "variant").
@@ -68,7 +69,7 @@ CAPABILITIES: Final[dict[str, int]] = {
 }
 
 
-def allowed_tags(tags: dict[str, str] | None, mask: int) -> dict[str, str] | None:
+def allowed_tags(tags: Mapping[str, str] | None, mask: int) -> dict[str, str] | None:
     """The tags a recipient with capability ``mask`` may see.
 
     message-tags: "Servers MUST NOT send messages with tags to clients that haven't

@@ -565,12 +565,12 @@ class Server:
                 self.write(client, data)
             return
         tags = msg.tags
-        if tags:
-            allowed = caps.allowed_tags(dict(tags), client.capmask)
-            if allowed != tags:
-                msg = Message(msg.command, msg.params, msg.source, allowed or {})
         try:
-            data = msg.serialize()
+            data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+            if tags:
+                allowed = caps.allowed_tags(tags, client.capmask)
+                if allowed:
+                    data = ("@" + encode_tags(allowed) + " ").encode() + data
         except SerializationError:
             log.exception("bug: unserializable reply %r to %r", msg, client)
             return
