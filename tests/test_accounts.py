@@ -355,6 +355,11 @@ def test_mute_extban() -> None:
     bar.send("PRIVMSG #m :excepted")
     assert op.lines() == [":bar!bar@127.0.0.1 PRIVMSG #m excepted"]
     op.send("MODE #m -e bar!*@*")
+    op.send("MODE #m +e $m:*!bar@*")  # an exception in mute form
+    op.lines()
+    bar.send("PRIVMSG #m :again")
+    assert op.lines() == [":bar!bar@127.0.0.1 PRIVMSG #m again"]
+    op.send("MODE #m -e $m:*!bar@*")
     op.send("MODE #m +b $m:$a:acct")
     op.lines()
     register_account(net, "acct")

@@ -143,10 +143,19 @@ class Channel:
         return any(self._matches(entry.mask, client) for entry in entries)
 
     def is_muted(self, client: Client) -> bool:
-        """Mute extban: a ``$m:<mask>`` ban lets a matching user join but not speak."""
-        return any(
-            e.mask.startswith("$m:") and self._matches(e.mask[3:], client) for e in self.bans
-        ) and not self._matches_any(self.excepts, client)
+        """Mute extban: a ``$m:<mask>`` ban lets a matching user join but not speak; any
+        exception (``+e``) matching it lifts that, a ``$m:<mask>`` one included."""
+
+        def matched(entries: list[ListEntry], mutes_only: bool) -> bool:
+            for e in entries:
+                if e.mask.startswith("$m:"):
+                    if self._matches(e.mask[3:], client):
+                        return True
+                elif not mutes_only and self._matches(e.mask, client):
+                    return True
+            return False
+
+        return matched(self.bans, True) and not matched(self.excepts, False)
 
     def is_banned(self, client: Client) -> bool:
         return (
