@@ -47,6 +47,7 @@ log = logging.getLogger("salon.services")
 MAX_CERTFPS = 5
 MAX_CHANNELS_PER_ACCOUNT = 20
 MAX_ACCESS_ENTRIES = 100
+MAX_ACCEPTED = 100  # nicks a +R user accepts (ACCEPT, or by writing to them first)
 
 
 def _date(ts: float) -> str:
@@ -799,7 +800,9 @@ def check_private_message(server: Server, sender: Client, target: Client) -> Non
                 "You must be logged in to an account to message this user (+R)",
             )
     if "R" in sender.modes:
-        auth_state(sender).accepted.add(target.nick_cf)
+        accepted = auth_state(sender).accepted
+        if len(accepted) < MAX_ACCEPTED:
+            accepted.add(target.nick_cf)
 
 
 __all__ = ["ChanServ", "NickServ", "Services", "check_private_message", "valid_email"]

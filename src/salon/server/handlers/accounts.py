@@ -20,6 +20,7 @@ from salon.server.core import Server
 from salon.server.handlers.messaging import cmd_privmsg as relay_privmsg
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
 from salon.server.sasl import cmd_authenticate
+from salon.server.services import MAX_ACCEPTED
 from salon.store.base import AccountRecord
 
 __all__ = [
@@ -167,7 +168,7 @@ def cmd_accept(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         if cf in state.accepted:
             rb.numeric("457", target.nick, "is already on your accept list")  # ERR_ACCEPTEXIST
             continue
-        if len(state.accepted) >= 100:
+        if len(state.accepted) >= MAX_ACCEPTED:
             rb.numeric("456", "Accept list is full")  # ERR_ACCEPTFULL
             continue
         state.accepted.add(cf)
