@@ -43,8 +43,23 @@ password = {password}
 
 [listen]
 host = {hostname}
-irc_port = {port}
+irc_port = {irc_port}
+tls_port = {tls_port}
 plain_port = 0
+
+[tls]
+cert = {tls_cert}
+key = {tls_key}
+sts = false
+
+[connections]
+# Every test connects many clients from 127.0.0.1 (exempt anyway): no limits at all.
+max_per_ip = 0
+throttle = 0
+
+[cloak]
+# Hosts are cloaked as in production (irctest only expects them to look like hosts).
+enabled = true
 
 [limits]
 nicklen = 32
@@ -184,8 +199,6 @@ class SalonController(BaseServerController, DirectoryBasedController):
     ) -> None:
         if websocket_hostname is not None or websocket_port is not None:
             self._not_implemented("Websocket")
-        if ssl:
-            self._not_implemented("TLS")
         # run_services: NickServ and ChanServ are built in, nothing more to start.
         assert self.proc is None
         _kill_leftovers(keep=self)
@@ -194,6 +207,12 @@ class SalonController(BaseServerController, DirectoryBasedController):
         self.port = port
         self.create_config()
         assert self.directory is not None
+        cert = key = ""
+        if ssl:
+            # irctest's own certificate (openssl req + x509 -signkey), as for other servers:
+            # the listener on `port` speaks TLS, and there is no plain-text one.
+            self.gen_ssl()
+            cert, key = str(self.pem_path), str(self.key_path)
         config_path = self.directory / "salon.toml"
         with self.open_file("salon.toml", "w") as fd:
             fd.write(
@@ -201,7 +220,10 @@ class SalonController(BaseServerController, DirectoryBasedController):
                     data_dir=toml_str(str(self.directory / "data")),
                     password=toml_str(password or ""),
                     hostname=toml_str(hostname),
-                    port=port,
+                    irc_port=0 if ssl else port,
+                    tls_port=port if ssl else 0,
+                    tls_cert=toml_str(cert),
+                    tls_key=toml_str(key),
                     log_level=toml_str("debug" if self.debug_mode else "info"),
                     oper_name=toml_str(OPER_NAME),
                     oper_hash=toml_str(oper_password_hash()),

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from nethelpers import NetClient
+from conftest import free_port
+from nethelpers import NetClient, client_context
 
 from salon.passwords import hash_password
 from salon.server.cloak import cloak_host
@@ -82,6 +83,19 @@ def test_connection_throttle_fires_and_recovers(make_salon: Any) -> None:
     # Refused attempts are not counted: once the window has passed, it works again.
     time.sleep(max(0.0, start + 2.2 - time.monotonic()))
     registered(s.irc_port, "back", "127.0.0.4").close()
+
+
+def test_limit_over_tls_gets_the_error_line_too(make_salon: Any) -> None:
+    port = free_port()
+    s = make_salon(
+        listen={"tls_port": port}, connections={"max_per_ip": 1, "throttle": 0, "exempt": []}
+    )
+    held = NetClient(port, source="127.0.0.14", context=client_context())
+    held.register("held")
+    refused = NetClient(port, source="127.0.0.14", context=client_context())
+    assert "Too many connections" in refused.error_line()
+    assert "Too many connections" in NetClient(s.irc_port, source="127.0.0.14").error_line()
+    held.close()
 
 
 def test_exempt_networks_and_loopback_default(make_salon: Any) -> None:

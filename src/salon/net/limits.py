@@ -18,6 +18,9 @@ from collections import deque
 
 from salon.config import ConnectionsSection
 
+# (IP version, the address shifted right past the counted network's host bits)
+Key = tuple[int, int]
+
 
 class ConnectionLimits:
     def __init__(self, cfg: ConnectionsSection) -> None:
@@ -26,11 +29,11 @@ class ConnectionLimits:
         self.window = cfg.throttle_window
         self.cidr = {4: cfg.cidr_ipv4, 6: cfg.cidr_ipv6}
         self.exempt = cfg.exempt
-        self.open: dict[str, int] = {}
-        self.recent: dict[str, deque[float]] = {}
+        self.open: dict[Key, int] = {}
+        self.recent: dict[Key, deque[float]] = {}
         self.enabled = bool(self.max_open or self.throttle)
 
-    def key(self, ip: str) -> str | None:
+    def key(self, ip: str) -> Key | None:
         """The network ``ip`` is counted in, or None when it is not limited."""
         if not self.enabled:
             return None
@@ -42,10 +45,10 @@ class ConnectionLimits:
             addr = addr.ipv4_mapped
         if any(addr.version == net.version and addr in net for net in self.exempt):
             return None
-        net = ipaddress.ip_network((addr, self.cidr[addr.version]), strict=False)
-        return str(net)
+        drop = (32 if addr.version == 4 else 128) - self.cidr[addr.version]
+        return addr.version, int(addr) >> drop
 
-    def admit(self, key: str, now: float) -> str | None:
+    def admit(self, key: Key, now: float) -> str | None:
         """Count a new connection from ``key``; or the reason it is refused."""
         if self.max_open and self.open.get(key, 0) >= self.max_open:
             return f"Too many connections from your address (at most {self.max_open})"
@@ -63,7 +66,7 @@ class ConnectionLimits:
         self.open[key] = self.open.get(key, 0) + 1
         return None
 
-    def release(self, key: str) -> None:
+    def release(self, key: Key) -> None:
         """A connection counted by :meth:`admit` closed."""
         left = self.open.get(key, 0) - 1
         if left > 0:

@@ -86,7 +86,7 @@ class ClientProtocol(asyncio.Protocol):
         self.tls = tls
         self.client: Client | None = None
         # The network this connection is counted in by the shell's ConnectionLimits.
-        self.limit_key: str | None = None
+        self.limit_key: tuple[int, int] | None = None
         # Bytes received since the last newline. The core discards an overlong line as it
         # goes, so only the shell sees an endless line whatever the read sizes are.
         self.partial = 0

@@ -10,6 +10,7 @@ by hashing every IPv4 address. Changing the key changes every cloak.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -21,6 +22,7 @@ def _label(key: bytes, data: bytes) -> str:
     return hmac.new(key, _TAG + data, hashlib.sha256).hexdigest()[:8]
 
 
+@functools.lru_cache(maxsize=4096)
 def cloak_host(key: bytes, ip: str, suffix: str) -> str:
     """The cloaked host of ``ip``: two 8-hex-digit labels and ``suffix``."""
     try:
@@ -30,14 +32,15 @@ def cloak_host(key: bytes, ip: str, suffix: str) -> str:
         return f"{_label(key, b'?' + word)}.{_label(key, b'?net' + word)}.{suffix}"
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
+    # Each label hashes a network: its address bytes and its prefix length.
     if isinstance(addr, ipaddress.IPv4Address):
-        own = ipaddress.ip_network(f"{addr}/32")
-        wide = ipaddress.ip_network(f"{addr}/24", strict=False)
+        size, own, wide = 4, 32, 24
     else:
-        own = ipaddress.ip_network(f"{addr}/64", strict=False)
-        wide = ipaddress.ip_network(f"{addr}/48", strict=False)
+        size, own, wide = 16, 64, 48
+    bits = size * 8
+    value = int(addr)
 
-    def packed(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bytes:
-        return net.network_address.packed + bytes([net.prefixlen])
+    def network(prefix: int) -> bytes:
+        return (value >> (bits - prefix) << (bits - prefix)).to_bytes(size, "big") + bytes([prefix])
 
-    return f"{_label(key, packed(own))}.{_label(key, packed(wide))}.{suffix}"
+    return f"{_label(key, network(own))}.{_label(key, network(wide))}.{suffix}"
