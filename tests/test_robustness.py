@@ -106,21 +106,24 @@ def test_overlong_line_gets_417_and_connection_continues(salon: Any, connect: An
     assert "y" * 100 not in "\n".join(b.lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: server/ relays a client's 512-byte PRIVMSG with its nick!user@host prefix "
-    "added, so other clients get a 532+ byte line (RFC 1459 2.3: at most 512 bytes with CR LF, "
-    "tags aside); the text should be cut (or the message refused) so the relayed line fits",
-)
 def test_relayed_lines_fit_in_512_bytes(salon: Any, connect: Any) -> None:
+    """RFC 1459 2.3: lines are at most 512 bytes. A message that would only fit without the
+    sender's nick!user@host is refused with 417 (nothing is cut silently); one that fits
+    is relayed whole."""
     a = irc_user(connect, salon.irc_port, "alice", "#c")
     b = irc_user(connect, salon.irc_port, "bob", "#c")
     prefix = "PRIVMSG #c :"
     a.send(prefix + "w" * (510 - len(prefix)))
+    a.expect(r" 417 alice .*too long")
     a.send("PING done")
     a.expect(r"PONG")
-    line = b.expect(r"PRIVMSG #c :?w").string
+    a.send("WHO alice %uh")
+    user, host = a.expect(r" 354 alice (\S+) (\S+)$").groups()
+    room = 510 - len(f":alice!{user}@{host} PRIVMSG #c :")
+    a.send(prefix + "v" * room)
+    line = b.expect(r"PRIVMSG #c :?v").string
     assert len(line.encode()) + 2 <= 512, len(line.encode()) + 2
+    assert line.endswith("v" * room)
 
 
 def test_invalid_utf8_is_refused_and_not_relayed(salon: Any, connect: Any) -> None:

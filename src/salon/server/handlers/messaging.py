@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
+from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
@@ -108,6 +109,17 @@ def _prepare(
         name = name[1:]
     params = (target,) if text is None else (target, text)
     out = Message(command, params, client.prefix, tags)
+    if text is not None:
+        # RFC 1459 2.3: a relayed line must fit in 512 bytes with the sender's prefix added.
+        # Refuse it (nothing is cut silently) and say by how much it is over.
+        colon = 0 if text and " " not in text and text[0] != ":" else 1
+        size = len(client.prefix) + len(command) + len(target) + len(text.encode()) + 6 + colon
+        if size > MAX_LINE:
+            raise CommandError(
+                n.ERR_INPUTTOOLONG,
+                f"Message too long to relay: {size - MAX_LINE} bytes over (with your "
+                f"nick!user@host added, lines are at most {MAX_LINE} bytes)",
+            )
     if name.startswith("#"):
         chan = server.channels.get(casefold(name))
         if chan is None:
