@@ -254,3 +254,18 @@ def test_garbage_on_the_tls_port_is_harmless(make_salon: Any) -> None:
     ok.register("fine")
     ok.close()
     assert "Traceback" not in s.log()
+
+
+def test_client_cert_callback_installed_or_cleanly_absent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from salon.net import tls
+
+    crt, key, _ = make_cert(tmp_path, "localhost")
+    ctx = tls.server_context(crt, key)
+    assert ctx.verify_mode == ssl.CERT_OPTIONAL  # CPython + a shared libssl: installed
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    # Where the SSL_CTX cannot be found for certain: no client certificates, TLS still on.
+    monkeypatch.setattr(tls, "_ssl_ctx_pointer", lambda context, lib: None)
+    ctx = tls.server_context(crt, key)
+    assert ctx.verify_mode == ssl.CERT_NONE
