@@ -142,6 +142,7 @@ class AccountsSection:
     scram_iterations: int = 4096
     verify_timeout: float = 86400.0
     services_server: str = ""
+    rejoin: bool = True
 
 
 @dataclass(frozen=True, slots=True)

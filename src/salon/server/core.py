@@ -32,6 +32,7 @@ from salon.errors import (
 )
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
+from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT
 from salon.proto.message import Message, encode_tags, parse
 from salon.server import caps, history
@@ -147,6 +148,8 @@ class Server:
         self.cloak_suffix = config.cloak.suffix
         self.sts: tuple[int, int] | None = None
         self.last_purge = 0.0
+        # account (casefolded) -> channels its last session was in, for accounts.rejoin
+        self.rejoin: dict[str, list[str]] = {}
         # Private conversation key -> (recipient, sender) names last stored for it.
         self.dm_names: dict[str, tuple[str, str]] = {}
         self.isupport_lines = self._build_isupport()
@@ -676,6 +679,9 @@ class Server:
         self.invisible.discard(client)
         self.opers.discard(client)
         if client.registered:
+            if client.account is not None and client.channels and self.config.accounts.rejoin:
+                # Remembered for the account's return (accounts.rejoin).
+                self.rejoin[casefold(client.account)] = [c.name for c in client.channels.values()]
             quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
             history.user_event(self, client, quit_msg)
             seen: set[Client] = {client}
@@ -897,3 +903,26 @@ class Server:
         if self.noting:
             self.note(f"register id={client.id} nick={nick} ip={client.ip}")
         self.notify_monitors(client, online=True)
+        if client.account is not None and self.config.accounts.rejoin:
+            self._rejoin(client)
+
+    def _rejoin(self, client: Client) -> None:
+        """Put a returning account holder back in its channels (when no other session of
+        the account is connected); a channel it may no longer join is skipped quietly."""
+        from salon.server.handlers.channels import join
+
+        names = self.rejoin.pop(casefold(client.account or ""), None)
+        if not names:
+            return
+        others = [
+            c
+            for c in self.clients.values()
+            if c is not client and c.registered and c.account == client.account
+        ]
+        if others:
+            return
+        for name in names:
+            try:
+                join(self, client, name, None, None)
+            except CommandError:
+                continue
