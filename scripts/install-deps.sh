@@ -2,7 +2,7 @@
 # Installs the Debian packages the test suite drives (real IRC clients). Idempotent:
 # does nothing when every package is already present. Needs root (or sudo) on Debian.
 set -euo pipefail
-packages=(irssi weechat-headless tmux)
+packages=(irssi weechat-headless tmux openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
