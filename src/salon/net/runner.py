@@ -145,6 +145,7 @@ class ClientProtocol(asyncio.Protocol):
                 # backpressure) instead of buffering without bound.
                 client.reading_paused = True
                 client.sink.pause_reading()
+                shell.paused.add(client)
         shell.after()
 
     def eof_received(self) -> bool:
@@ -226,6 +227,8 @@ class Shell:
         # Logged once every listener is bound, so that a failed start prints one line.
         self._notes: list[str] = []
         self.journal = Journal()
+        # Clients whose socket reading is paused while their input waits (TCP backpressure).
+        self.paused: set[Client] = set()
 
     # ------------------------------------------------------------------ output
 
@@ -301,13 +304,19 @@ class Shell:
 
     def _store_done(self, call: StoreCall, result: Any) -> None:
         self.server.complete_store(call, result, time.time())
-        if call.client is not None:
-            self._resume(call.client)
+        # A completed commit may unblock any sender of its group: resume those whose input
+        # no longer waits.
+        for client in list(self.paused):
+            self._resume(client)
         self.after()
 
     def _resume(self, client: Client) -> None:
-        if client.reading_paused and not client.blocked and not client.closed:
+        if client.closed:
+            self.paused.discard(client)
             client.reading_paused = False
+        elif client.reading_paused and not client.blocked:
+            client.reading_paused = False
+            self.paused.discard(client)
             if client.sink is not None and not client.sink.is_closing():
                 client.sink.resume_reading()
 

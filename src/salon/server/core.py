@@ -83,6 +83,49 @@ def _is_message_line(line: bytes) -> bool:
     return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
 
 
+class CommitGroup:
+    """Messages of one event-loop turn waiting for one commit (see Server.commit_group)."""
+
+    __slots__ = ("done", "events", "finishers", "senders", "server")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.events: list[Any] = []
+        self.finishers: list[Callable[[bool], None]] = []
+        self.senders: dict[Client, None] = {}
+        self.done = _GroupDone(self)
+
+    def add(self, sender: Client, events: list[Any], finish: Callable[[bool], None]) -> None:
+        self.events.extend(events)
+        self.finishers.append(finish)
+        self.senders[sender] = None
+
+    def write(self, store: Any) -> bool:
+        store.append_history(self.events)
+        return True
+
+    def clients(self) -> list[Client]:
+        return list(self.senders)
+
+    def finish(self, result: object) -> None:
+        ok = result is True
+        for finisher in self.finishers:
+            try:
+                finisher(ok)
+            except Exception:
+                log.exception("bug delivering a committed message")
+
+
+class _GroupDone:
+    __slots__ = ("group",)
+
+    def __init__(self, group: CommitGroup) -> None:
+        self.group = group
+
+    def __call__(self, result: object) -> None:
+        self.group.finish(result)
+
+
 def _nothing(store: Any) -> None:
     return None
 
@@ -115,6 +158,7 @@ class Server:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
         self.dirty: list[Client] = []
         self.effects: list[Effect] = []
+        self._group: CommitGroup | None = None
         self._quitting: list[tuple[Client, str]] = []
         self._next_id = 0
         self._batch_counter = 0
@@ -461,6 +505,15 @@ class Server:
 
     def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
+        self._complete_store(effect, result, now)
+        if effect.client is None and isinstance(effect.done, _GroupDone):
+            for client in effect.done.group.clients():
+                if not client.closed and not client.blocked and client.inbuf:
+                    self._process_input(client)
+            self.settle()
+
+    def _complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+        """The shell ran a :class:`StoreCall`; continue in the core."""
         self.now = now
         client = effect.client
         if client is not None and effect.blocks:
@@ -641,7 +694,17 @@ class Server:
     def take_effects(self) -> list[Effect]:
         effects = self.effects
         self.effects = []
+        self._group = None  # the turn's commit group is sealed: it is on its way
         return effects
+
+    def commit_group(self) -> CommitGroup:
+        """This turn's group of messages waiting for their commit: one store call appends
+        all their events; when it is done, each message is delivered, in order."""
+        group = self._group
+        if group is None:
+            group = self._group = CommitGroup(self)
+            self.effects.append(StoreCall(group.write, group.done, None))
+        return group
 
     # ------------------------------------------------------------------ quitting
 

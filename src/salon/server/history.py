@@ -221,16 +221,31 @@ def commit_then(
     deliver: Callable[[ResponseBuffer], None],
     command: str,
 ) -> None:
-    """Commit ``events``; only then run ``deliver`` (which sends and echoes)."""
+    """Commit ``events``; only then run ``deliver`` (which sends and echoes).
 
-    def write(store: Any) -> bool:
-        store.append_history(events)
-        return True
+    The messages of one event-loop turn form one commit group: one store call appends all
+    their events, and its completion delivers them in order (see Server.commit_group).
+    """
+    from salon.server.responsebuffer import ResponseBuffer
 
-    def done(ok: Any, out: ResponseBuffer) -> None:
-        if ok is True:
+    client = rb.client
+    label, held = rb.label, rb.messages
+    rb.label, rb.messages = None, []
+    client.pending_commits += 1
+
+    def finish(ok: bool) -> None:
+        client.pending_commits -= 1
+        if client.pending_commits == 0 and client.blocked:
+            client.blocked = False
+        if client.closed:
+            return
+        out = ResponseBuffer(server, client, None)
+        out.label = label
+        out.messages = held
+        if ok:
             deliver(out)
         else:
             out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
+        out.flush()
 
-    server.defer(rb, write, done, pipeline=True)
+    server.commit_group().add(client, events, finish)
