@@ -682,3 +682,26 @@ def test_account_tag_on_messages_from_logged_in_users() -> None:
     anon = net.register("anon")
     anon.send("JOIN #t")
     assert "account" not in one(watcher.messages(), "JOIN").tags
+
+
+def test_second_session_of_an_account_gets_a_variant_nick() -> None:
+    """A second device logging in to the same account with the account's nick is not
+    refused: it registers as nick_ and is told why. Anyone else still gets 433."""
+    from corehelpers import Net
+
+    net = Net()
+    first = net.connect()
+    second = net.connect()
+    for conn in (first, second):
+        conn.client.account = "alice"  # as after SASL, before NICK/USER
+    first.send("NICK alice")
+    first.send("USER a 0 * :A")
+    assert " 001 alice " in "\n".join(first.lines())
+    second.send("NICK alice")
+    second.send("USER a 0 * :A")
+    lines = "\n".join(second.lines())
+    assert "another session of your account alice" in lines
+    assert " 001 alice_ " in lines
+    stranger = net.connect()
+    stranger.send("NICK alice")
+    assert " 433 " in "\n".join(stranger.lines())

@@ -176,11 +176,33 @@ def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         server.accounts.check_nick(client, rb)
 
 
+def second_session_nick(server: Server, client: Client, holder: Client, nick: str) -> str | None:
+    """A free variant of ``nick`` for a client registering while another session of the
+    same account holds it (a second device): ``nick_``, ``nick__``, ``nick2``..."""
+    if client.registered or client.account is None or holder.account is None:
+        return None
+    if casefold(holder.account) != casefold(client.account):
+        return None
+    maxlen = server.config.limits.nicklen
+    for suffix in ("_", "__", *(str(i) for i in range(2, 10))):
+        candidate = nick[: maxlen - len(suffix)] + suffix
+        if casefold(candidate) not in server.nicks:
+            return candidate
+    return None
+
+
 def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -> None:
     cf = casefold(nick)
     holder = server.nicks.get(cf)
     if holder is not None and holder is not client:
-        raise CommandError(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        variant = second_session_nick(server, client, holder, nick)
+        if variant is None:
+            raise CommandError(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        rb.notice(
+            f"{nick} is in use by another session of your account {client.account};"
+            f" this session is {variant}"
+        )
+        nick, cf = variant, casefold(variant)
     if nick == client.nick:
         return
     old_cf = client.nick_cf
