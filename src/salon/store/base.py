@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +75,9 @@ class ServerBan:
     expires: float | None = None  # unix time, None = permanent
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEvent:
-    """One stored event of a conversation.
+class HistoryEvent(NamedTuple):
+    """One stored event of a conversation (a named tuple: one is made per message, and
+    tuples are the cheapest immutable records Python has).
 
     ``target`` is the conversation key: a casefolded channel name, or for private
     messages the two casefolded correspondents sorted and joined with a space.

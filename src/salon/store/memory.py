@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
 from salon.store.base import (
     AccountRecord,
@@ -122,7 +121,7 @@ class MemoryStore:
 
     def rename_history(self, old: str, new: str) -> None:
         moved = self.events.pop(old, [])
-        self.events.setdefault(new, []).extend(replace(e, target=new) for e in moved)
+        self.events.setdefault(new, []).extend(e._replace(target=new) for e in moved)
 
     def history(self, query: HistoryQuery) -> list[HistoryEvent]:
         return select_window(self.events.get(query.target, []), query)

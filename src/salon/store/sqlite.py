@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS history (
     tags TEXT NOT NULL,
     display TEXT NOT NULL,
     party TEXT NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    dest TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_target_time ON history (target, time);
 CREATE TABLE IF NOT EXISTS dm_partners (
@@ -122,6 +123,26 @@ END;
 _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
 
+def _row(e: HistoryEvent) -> tuple[Any, ...]:
+    params = e.params
+    plain = e.command in ("PRIVMSG", "NOTICE") and len(params) == 2
+    return (
+        e.msgid,
+        e.time,
+        e.target,
+        e.command,
+        e.source,
+        casefold(e.source.split("!", 1)[0]),
+        e.account,
+        "" if plain else json.dumps(list(params)),
+        json.dumps([list(t) for t in e.tags]) if e.tags else "",
+        e.display,
+        e.party,
+        params[1] if plain else "",
+        params[0] if plain else "",
+    )
+
+
 def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
     return HistoryEvent(
         msgid=row["msgid"],
@@ -130,8 +151,11 @@ def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
         command=row["command"],
         source=row["source"],
         account=row["account"],
-        params=tuple(json.loads(row["params"])),
-        tags=tuple((k, v) for k, v in json.loads(row["tags"])),
+        # PRIVMSG/NOTICE keep their two parameters in columns (dest, text); the rest as JSON.
+        params=(row["dest"], row["text"])
+        if not row["params"]
+        else tuple(json.loads(row["params"])),
+        tags=tuple((k, v) for k, v in json.loads(row["tags"])) if row["tags"] else (),
         display=row["display"],
         party=row["party"],
     )
@@ -155,6 +179,7 @@ class SQLiteStore:
         # WAL + NORMAL: a committed transaction survives a crash of the process.
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
         self.conn.executescript(SCHEMA)
         now = str(int(time.time()))
         with self.transaction():
@@ -169,6 +194,12 @@ class SQLiteStore:
                 (str(SCHEMA_VERSION),),
             )
         self._depth = 0
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to this schema."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(history)")}
+        if columns and "dest" not in columns:
+            self.conn.execute("ALTER TABLE history ADD COLUMN dest TEXT NOT NULL DEFAULT ''")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -314,24 +345,9 @@ class SQLiteStore:
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         self.conn.executemany(
             "INSERT INTO history (msgid, time, target, command, source, sender, account,"
-            " params, tags, display, party, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.msgid,
-                    e.time,
-                    e.target,
-                    e.command,
-                    e.source,
-                    casefold(e.source.split("!", 1)[0]),
-                    e.account,
-                    json.dumps(list(e.params)),
-                    json.dumps([list(t) for t in e.tags]),
-                    e.display,
-                    e.party,
-                    e.params[-1] if e.command in ("PRIVMSG", "NOTICE") and e.params else "",
-                )
-                for e in events
-            ],
+            " params, tags, display, party, text, dest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_row(e) for e in events],
         )
         partners = []
         for e in events:
