@@ -236,3 +236,24 @@ def connect() -> Iterator[Any]:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``make_net(history={...})``: an in-process core (tests/corehelpers.py) on a
+    MemoryStore or on a real SQLite file; each test runs with both."""
+    from corehelpers import Net, sqlite_net
+
+    made: list[Net] = []
+
+    def factory(**sections: Any) -> Net:
+        if request.param == "memory":
+            net = Net(**sections)
+        else:
+            net = sqlite_net(tmp_path / f"salon{len(made)}.db", **sections)
+        made.append(net)
+        return net
+
+    yield factory
+    for net in made:
+        net.store.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +31,6 @@ MakeNet = Callable[..., Net]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeNet]:
-    """``make_net(history={...})``: a Net on a MemoryStore or on a real SQLite file."""
-    made: list[Net] = []
-
-    def factory(**sections: Any) -> Net:
-        if request.param == "memory":
-            net = Net(**sections)
-        else:
-            net = sqlite_net(tmp_path / f"salon{len(made)}.db", **sections)
-        made.append(net)
-        return net
-
-    yield factory
-    for net in made:
-        net.store.close()
 
 
 def stored(net: Net, key: str, events: bool = True) -> list[HistoryEvent]:

@@ -25,23 +25,6 @@ SEARCH = (*CAPS, "soju.im/search", "draft/message-redaction")
 MakeNet = Callable[..., Net]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeNet]:
-    made: list[Net] = []
-
-    def factory(**sections: Any) -> Net:
-        if request.param == "memory":
-            net = Net(**sections)
-        else:
-            net = sqlite_net(tmp_path / f"salon{len(made)}.db", **sections)
-        made.append(net)
-        return net
-
-    yield factory
-    for net in made:
-        net.store.close()
-
-
 @pytest.fixture
 def fts_net(tmp_path: Path) -> Iterator[Net]:
     """The real thing: a SQLite store with its FTS5 index."""
