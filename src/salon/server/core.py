@@ -768,13 +768,7 @@ class Server:
                 del self.nicks[client.nick_cf]
             if self.noting:
                 self.note(f"disconnect id={client.id} unregistered reason={reason}")
-        for target in client.monitoring:
-            watchers = self.monitors.get(target)
-            if watchers is not None:
-                watchers.discard(client)
-                if not watchers:
-                    del self.monitors[target]
-        client.monitoring.clear()
+        self.unmonitor(client, list(client.monitoring))
         self.accounts.client_gone(client)
         self.abuse.client_gone(client)
         self.effects.append(Close(client))
@@ -805,6 +799,16 @@ class Server:
         for chan in client.channels.values():
             members.update(chan.members)
         return members
+
+    def unmonitor(self, client: Client, targets: Iterable[str]) -> None:
+        """Stop ``client`` monitoring the (casefolded) nicks ``targets``."""
+        for cf in targets:
+            client.monitoring.discard(cf)
+            watchers = self.monitors.get(cf)
+            if watchers is not None:
+                watchers.discard(client)
+                if not watchers:
+                    del self.monitors[cf]
 
     def notify_monitors(self, client: Client, *, online: bool) -> None:
         watchers = self.monitors.get(client.nick_cf)

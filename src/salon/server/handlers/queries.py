@@ -383,14 +383,7 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
             raise CommandError(n.ERR_NEEDMOREPARAMS, "MONITOR", "Not enough parameters")
         targets = [t for t in msg.params[1].split(",") if t]
         if sub == "-":
-            for nick in targets:
-                cf = casefold(nick)
-                client.monitoring.discard(cf)
-                watchers = server.monitors.get(cf)
-                if watchers is not None:
-                    watchers.discard(client)
-                    if not watchers:
-                        del server.monitors[cf]
+            server.unmonitor(client, [casefold(nick) for nick in targets])
             return
         online: list[str] = []
         offline: list[str] = []
@@ -412,13 +405,7 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
                 offline.append(nick)
         _monitor_status(rb, online, offline)
     elif sub in ("C", "c"):
-        for cf in client.monitoring:
-            watchers = server.monitors.get(cf)
-            if watchers is not None:
-                watchers.discard(client)
-                if not watchers:
-                    del server.monitors[cf]
-        client.monitoring.clear()
+        server.unmonitor(client, list(client.monitoring))
     elif sub in ("L", "l"):
         names = sorted(client.monitoring)
         for i in range(0, len(names), 20):
