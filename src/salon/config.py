@@ -326,26 +326,37 @@ def validate(cfg: Config) -> None:
     if not dc.startswith("#") or " " in dc or "," in dc:
         raise ConfigError(f"server.default_channel: {dc!r} is not a channel name")
     lim = cfg.limits
-    ranges = {
-        "nicklen": (9, 64),
-        "channellen": (2, 200),
-        "topiclen": (1, 400),
-        "awaylen": (1, 400),
-        "kicklen": (1, 400),
-        "userlen": (1, 64),
-        "realnamelen": (1, 400),
-        "max_channels": (1, 10000),
-        "max_list_entries": (1, 10000),
-        "monitor": (0, 10000),
-        "max_targets": (1, 100),
-        "sendq": (4096, 1 << 30),
-        "recvq": (1024, 1 << 26),
-        "whowas": (0, 1000000),
-    }
-    for key, (lo, hi) in ranges.items():
-        v = getattr(lim, key)
-        if not lo <= v <= hi:
-            raise ConfigError(f"limits.{key}: {v} is out of range ({lo} to {hi})")
+    _check_ranges(
+        "limits",
+        lim,
+        {
+            "nicklen": (9, 64),
+            "channellen": (2, 200),
+            "topiclen": (1, 400),
+            "awaylen": (1, 400),
+            "kicklen": (1, 400),
+            "userlen": (1, 64),
+            "realnamelen": (1, 400),
+            "max_channels": (1, 10000),
+            "max_list_entries": (1, 10000),
+            "monitor": (0, 10000),
+            "max_targets": (1, 100),
+            "sendq": (4096, 1 << 30),
+            "recvq": (1024, 1 << 26),
+            "whowas": (0, 1000000),
+        },
+    )
+    _check_ranges(
+        "history",
+        cfg.history,
+        {
+            "replay_lines": (0, 1000),
+            "retention_days": (0, 100000),
+            "chathistory_limit": (1, 100000),
+            "multiline_max_bytes": (512, 1 << 20),
+            "multiline_max_lines": (1, 10000),
+        },
+    )
     for key in ("registration_timeout", "ping_interval", "ping_timeout"):
         if getattr(lim, key) <= 0:
             raise ConfigError(f"limits.{key}: must be positive")
@@ -357,18 +368,27 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
 
+def _check_ranges(section: str, values: Any, ranges: dict[str, tuple[float, float]]) -> None:
+    """Each named key of a section within its (inclusive) range, or ConfigError."""
+    for key, (lo, hi) in ranges.items():
+        v = getattr(values, key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"{section}.{key}: {v} is out of range ({lo} to {hi})")
+
+
 def _validate_accounts(cfg: Config) -> None:
     acc = cfg.accounts
-    for key, (lo, hi) in {
-        "registration_throttle": (0, 1000000),
-        "password_min_length": (1, 600),
-        "login_failures_per_account": (0, 1000000),
-        "login_failures_per_ip": (0, 1000000),
-        "scram_iterations": (4096, 1000000),
-    }.items():
-        v = getattr(acc, key)
-        if not lo <= v <= hi:
-            raise ConfigError(f"accounts.{key}: {v} is out of range ({lo} to {hi})")
+    _check_ranges(
+        "accounts",
+        acc,
+        {
+            "registration_throttle": (0, 1000000),
+            "password_min_length": (1, 600),
+            "login_failures_per_account": (0, 1000000),
+            "login_failures_per_ip": (0, 1000000),
+            "scram_iterations": (4096, 1000000),
+        },
+    )
     for key in ("registration_throttle_period", "login_throttle_period", "verify_timeout"):
         if getattr(acc, key) <= 0:
             raise ConfigError(f"accounts.{key}: must be positive")
@@ -403,15 +423,16 @@ def _validate_network(cfg: Config) -> None:
     if not 0 <= tls.sts_duration <= 10 * 365 * 86400:
         raise ConfigError("tls.sts_duration: out of range (0 to 10 years in seconds)")
     con = cfg.connections
-    for key, (lo, hi) in {
-        "max_per_ip": (0, 1000000),
-        "throttle": (0, 1000000),
-        "cidr_ipv4": (8, 32),
-        "cidr_ipv6": (16, 128),
-    }.items():
-        v = getattr(con, key)
-        if not lo <= v <= hi:
-            raise ConfigError(f"connections.{key}: {v} is out of range ({lo} to {hi})")
+    _check_ranges(
+        "connections",
+        con,
+        {
+            "max_per_ip": (0, 1000000),
+            "throttle": (0, 1000000),
+            "cidr_ipv4": (8, 32),
+            "cidr_ipv6": (16, 128),
+        },
+    )
     if con.throttle_window <= 0:
         raise ConfigError("connections.throttle_window: must be positive")
     suffix = cfg.cloak.suffix
