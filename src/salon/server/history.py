@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
+from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import HistoryEvent, HistoryQuery
 
 log = logging.getLogger("salon.history")
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from salon.server.channel import Channel
     from salon.server.client import Client
     from salon.server.core import Server
-    from salon.server.responsebuffer import ResponseBuffer
 
 # +typing is a transient notification: relayed, never stored (IRCv3 typing spec).
 TRANSIENT_TAGS = frozenset({"+typing", "+draft/typing"})
@@ -205,8 +205,6 @@ def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
     def done(events: Any) -> None:
         if not isinstance(events, list) or not events or client.closed:
             return
-        from salon.server.responsebuffer import ResponseBuffer
-
         rb = ResponseBuffer(server, client, None)
         send_batch(server, rb, "chathistory", (chan.name,), events)
         rb.flush()
@@ -226,8 +224,6 @@ def commit_then(
     The messages of one event-loop turn form one commit group: one store call appends all
     their events, and its completion delivers them in order (see Server.commit_group).
     """
-    from salon.server.responsebuffer import ResponseBuffer
-
     client = rb.client
     label, held = rb.label, rb.messages
     rb.label, rb.messages = None, []
