@@ -91,19 +91,34 @@ class SalonProcess:
         for section, values in overrides.items():
             sections.setdefault(section, {}).update(values)
         self.config_path = tmp / "salon.toml"
+        self.sections = sections
+        self.opers = opers
         write_config(self.config_path, sections, opers)  # type: ignore[arg-type]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SalonProcess:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "salon", "serve", "--config", str(self.config_path)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.tmp,
-        )
-        wait_port(self.irc_port, proc=self.proc)
-        wait_port(self.plain_port, proc=self.proc)
+        """Start (or restart, on the same data directory) the server. A free port picked
+        earlier may have been taken meanwhile by a parallel test: then new ports are picked."""
+        for attempt in range(3):
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "salon", "serve", "--config", str(self.config_path)],
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+            )
+            try:
+                wait_port(self.irc_port, proc=self.proc)
+                wait_port(self.plain_port, proc=self.proc)
+                return self
+            except RuntimeError:
+                self._log.close()
+                if attempt == 2 or "cannot listen" not in self.log():
+                    raise
+            self.irc_port = free_port()
+            self.plain_port = free_port()
+            self.sections["listen"].update(irc_port=self.irc_port, plain_port=self.plain_port)
+            write_config(self.config_path, self.sections, self.opers)  # type: ignore[arg-type]
         return self
 
     def log(self) -> str:

@@ -352,7 +352,7 @@ def validate(cfg: Config) -> None:
         {
             "replay_lines": (0, 1000),
             "retention_days": (0, 100000),
-            "chathistory_limit": (1, 100000),
+            "chathistory_limit": (1, 1000000),
             "multiline_max_bytes": (512, 1 << 20),
             "multiline_max_lines": (1, 10000),
         },
