@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import socket
 import ssl
 import time
@@ -501,6 +502,9 @@ async def serve(config: Config, ready: Any = None) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+    # The storage thread must get the GIL soon after its commit is ready, or every message
+    # waits up to the default 5 ms switch interval before delivery.
+    sys.setswitchinterval(0.0005)
     if ready is not None:
         ready(shell)
     try:

@@ -19,7 +19,7 @@ from salon.store.base import Store
 
 log = logging.getLogger("salon.storage")
 
-MAINTAIN_EVERY = 2.0  # seconds between idle-time upkeep runs (search indexing)
+MAINTAIN_EVERY = 0.25  # seconds between idle-time upkeep slices (search indexing)
 
 
 class StorageFailed:

@@ -31,6 +31,7 @@ from salon.store.base import (
 )
 
 SCHEMA_VERSION = 1
+INDEX_SLICE = 1000  # rows indexed per idle-time slice (~3 ms)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -440,11 +441,14 @@ class SQLiteStore:
         )
         return cur.rowcount > 0
 
-    def index_pending(self) -> int:
-        """Add the messages stored since the last call to the full-text index."""
+    def index_pending(self, most: int | None = None) -> int:
+        """Add the messages stored since the last call to the full-text index (at most
+        ``most`` rows of them, so that commits never wait long behind indexing)."""
         row = self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()
         done = int(row[0])
         top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
+        if most is not None:
+            top = min(top, done + most)
         if top <= done:
             return 0
         with self.transaction():
@@ -457,8 +461,9 @@ class SQLiteStore:
         return int(cur.rowcount)
 
     def maintain(self) -> None:
-        """Background work between batches (the storage thread calls it when idle)."""
-        self.index_pending()
+        """Background work between batches (the storage thread calls it when idle): a
+        slice of the search index, a few milliseconds at most."""
+        self.index_pending(most=INDEX_SLICE)
 
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         if not query.targets:
