@@ -18,9 +18,9 @@ import gc
 import logging
 import os
 import signal
-import sys
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
