@@ -3,7 +3,6 @@ and certificates made with ``cryptography``."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import socket
 import ssl
@@ -12,6 +11,8 @@ import warnings
 from pathlib import Path
 
 from conftest import LineClient
+
+from salon.net import tls
 
 
 class NetClient(LineClient):
@@ -81,39 +82,11 @@ def client_context(
 
 
 def make_cert(directory: Path, name: str) -> tuple[Path, Path, str]:
-    """A self-signed certificate and key in ``directory``: (cert, key, certfp)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    crt = directory / f"{name}.crt"
-    pem = directory / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return crt, pem, hashlib.sha256(der).hexdigest()
+    """A self-signed certificate and key for ``name`` (made the way the server makes its
+    own), in a folder of its own under ``directory``: (cert, key, certfp)."""
+    (directory / name).mkdir(parents=True, exist_ok=True)
+    cert, key, _ = tls.self_signed(directory / name, name)
+    return cert, key, tls.fingerprint(tls.pem_to_der(cert))
 
 
 def server_certfp(port: int) -> str:
