@@ -126,11 +126,7 @@ class _GroupDone:
         self.group.finish(result)
 
 
-def _nothing(store: Any) -> None:
-    return None
-
-
-def _nothing_more(result: Any, rb: ResponseBuffer) -> None:
+def _nothing_more(ok: bool, rb: ResponseBuffer) -> None:
     return None
 
 
@@ -434,7 +430,7 @@ class Server:
             cmd.handler(self, client, msg, rb)
             if client.pending_commits and (rb.messages or rb.label):
                 # Replies must not overtake the delivery of earlier, uncommitted messages.
-                self.defer(rb, _nothing, _nothing_more, pipeline=True)
+                self.after_commit(rb, [], _nothing_more)
         except CommandError as exc:
             # The one place where domain errors become numerics.
             rb.numeric(exc.numeric, *exc.params)
@@ -466,26 +462,15 @@ class Server:
         rb: ResponseBuffer,
         call: Callable[[Any], Any],
         done: Callable[[Any, ResponseBuffer], None],
-        *,
-        pipeline: bool = False,
     ) -> None:
         """Finish a command after a store call: what ``rb`` holds so far, and its label,
-        are answered together with what ``done`` adds, once the call has completed.
-
-        By default the client's input waits meanwhile. With ``pipeline`` (message
-        commits), up to PIPELINE messages of one client may wait for their commit at once,
-        so a pasting client's lines share a transaction; any other command waits until
-        they are all committed and delivered, so nothing is reordered.
-        """
+        are answered together with what ``done`` adds, once the call has completed. The
+        client's input waits meanwhile."""
         client = rb.client
         label, held = rb.label, rb.messages
         rb.label, rb.messages = None, []
 
         def finish(result: Any) -> None:
-            if pipeline:
-                client.pending_commits -= 1
-                if client.pending_commits == 0 and client.blocked:
-                    client.blocked = False
             out = ResponseBuffer(self, client, None)
             out.label = label
             out.messages = held
@@ -497,11 +482,39 @@ class Server:
                 out.fail(exc.command, exc.code, *exc.context)
             out.flush()
 
-        if pipeline:
-            client.pending_commits += 1
-            self.effects.append(StoreCall(call, finish, client, blocks=False))
-        else:
-            self.store(call, finish, client)
+        self.store(call, finish, client)
+
+    def after_commit(
+        self,
+        rb: ResponseBuffer,
+        events: list[Any],
+        then: Callable[[bool, ResponseBuffer], None],
+    ) -> None:
+        """Store ``events`` in this turn's commit group; once it is committed, answer what
+        ``rb`` holds (with its label) together with what ``then(ok, out)`` adds.
+
+        Up to PIPELINE of one client's messages may wait for their commit at once, so a
+        pasting client's lines share a transaction; any other command of that client waits
+        until they are all delivered (see _process_input), so nothing is reordered.
+        """
+        client = rb.client
+        label, held = rb.label, rb.messages
+        rb.label, rb.messages = None, []
+        client.pending_commits += 1
+
+        def finish(ok: bool) -> None:
+            client.pending_commits -= 1
+            if client.pending_commits == 0 and client.blocked:
+                client.blocked = False
+            if client.closed:
+                return
+            out = ResponseBuffer(self, client, None)
+            out.label = label
+            out.messages = held
+            then(ok, out)
+            out.flush()
+
+        self.commit_group().add(client, events, finish)
 
     def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
@@ -516,7 +529,7 @@ class Server:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self.now = now
         client = effect.client
-        if client is not None and effect.blocks:
+        if client is not None:
             client.blocked = False
         if effect.done is not None and (client is None or not client.closed):
             try:

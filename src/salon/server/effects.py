@@ -44,8 +44,6 @@ class StoreCall:
     call: Callable[[Any], Any]
     done: Callable[[Any], None] | None = None
     client: Client | None = None
-    # False for pipelined message commits: the core decides itself when input waits.
-    blocks: bool = True
 
 
 Effect = Close | Offload | StoreCall

@@ -224,24 +224,11 @@ def commit_then(
     The messages of one event-loop turn form one commit group: one store call appends all
     their events, and its completion delivers them in order (see Server.commit_group).
     """
-    client = rb.client
-    label, held = rb.label, rb.messages
-    rb.label, rb.messages = None, []
-    client.pending_commits += 1
 
-    def finish(ok: bool) -> None:
-        client.pending_commits -= 1
-        if client.pending_commits == 0 and client.blocked:
-            client.blocked = False
-        if client.closed:
-            return
-        out = ResponseBuffer(server, client, None)
-        out.label = label
-        out.messages = held
+    def then(ok: bool, out: ResponseBuffer) -> None:
         if ok:
             deliver(out)
         else:
             out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
-        out.flush()
 
-    server.commit_group().add(client, events, finish)
+    server.after_commit(rb, events, then)
