@@ -83,22 +83,23 @@ def _is_message_line(line: bytes) -> bool:
     return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
 
 
+# What runs once a commit group is committed, for each command waiting in it:
+# ``finish(server, client, ok, label, held, arg)``, with the label and the replies the
+# command had produced before it waited (see Server.hold_for_commit).
+Finisher = Callable[["Server", Client, bool, "str | None", "list[Message]", Any], None]
+
+
 class CommitGroup:
     """Messages of one event-loop turn waiting for one commit (see Server.commit_group)."""
 
-    __slots__ = ("done", "events", "finishers", "senders", "server")
+    __slots__ = ("done", "events", "senders", "server", "waiting")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.events: list[Any] = []
-        self.finishers: list[Callable[[bool], None]] = []
+        self.waiting: list[tuple[Client, str | None, list[Message], Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
         self.done = _GroupDone(self)
-
-    def add(self, sender: Client, events: list[Any], finish: Callable[[bool], None]) -> None:
-        self.events.extend(events)
-        self.finishers.append(finish)
-        self.senders[sender] = None
 
     def write(self, store: Any) -> bool:
         store.append_history(self.events)
@@ -109,9 +110,15 @@ class CommitGroup:
 
     def finish(self, result: object) -> None:
         ok = result is True
-        for finisher in self.finishers:
+        server = self.server
+        for client, label, held, finisher, arg in self.waiting:
+            client.pending_commits -= 1
+            if client.pending_commits == 0 and client.blocked:
+                client.blocked = False
+            if client.closed:
+                continue
             try:
-                finisher(ok)
+                finisher(server, client, ok, label, held, arg)
             except Exception:
                 log.exception("bug delivering a committed message")
 
@@ -124,6 +131,22 @@ class _GroupDone:
 
     def __call__(self, result: object) -> None:
         self.group.finish(result)
+
+
+def _answer_then(
+    server: Server,
+    client: Client,
+    ok: bool,
+    label: str | None,
+    held: list[Message],
+    then: Callable[[bool, ResponseBuffer], None],
+) -> None:
+    """The Finisher of :meth:`Server.after_commit`."""
+    out = ResponseBuffer(server, client, None)
+    out.label = label
+    out.messages = held
+    then(ok, out)
+    out.flush()
 
 
 def _nothing_more(ok: bool, rb: ResponseBuffer) -> None:
@@ -491,30 +514,29 @@ class Server:
         then: Callable[[bool, ResponseBuffer], None],
     ) -> None:
         """Store ``events`` in this turn's commit group; once it is committed, answer what
-        ``rb`` holds (with its label) together with what ``then(ok, out)`` adds.
+        ``rb`` holds (with its label) together with what ``then(ok, out)`` adds."""
+        self.hold_for_commit(rb, events, _answer_then, then)
+
+    def hold_for_commit(
+        self, rb: ResponseBuffer, events: list[Any], finish: Finisher, arg: Any
+    ) -> None:
+        """Store ``events`` in this turn's commit group, then run
+        ``finish(server, client, ok, label, held, arg)``: ``label`` and ``held`` are the
+        label of ``rb`` and what it held so far, for ``finish`` to answer.
 
         Up to PIPELINE of one client's messages may wait for their commit at once, so a
         pasting client's lines share a transaction; any other command of that client waits
         until they are all delivered (see _process_input), so nothing is reordered.
         """
         client = rb.client
-        label, held = rb.label, rb.messages
+        group = self._group
+        if group is None:
+            group = self.commit_group()
+        group.events += events
+        group.waiting.append((client, rb.label, rb.messages, finish, arg))
+        group.senders[client] = None
         rb.label, rb.messages = None, []
         client.pending_commits += 1
-
-        def finish(ok: bool) -> None:
-            client.pending_commits -= 1
-            if client.pending_commits == 0 and client.blocked:
-                client.blocked = False
-            if client.closed:
-                return
-            out = ResponseBuffer(self, client, None)
-            out.label = label
-            out.messages = held
-            then(ok, out)
-            out.flush()
-
-        self.commit_group().add(client, events, finish)
 
     def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
@@ -21,17 +21,17 @@ from salon.store.base import HistoryEvent, dm_key
 log = logging.getLogger("salon.messages")
 
 
-def _client_tags(msg: Message) -> dict[str, str]:
-    """message-tags: client-only tags (``+`` prefix) are relayed; others are dropped."""
-    return {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else {}
-
-
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     relay(server, client, msg, rb, msg.command)
 
 
 def cmd_tagmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     relay(server, client, msg, rb, "TAGMSG")
+
+
+# One target's delivery, decided before the commit and run after it:
+# (message, channel or None, user or None, status prefix such as "@" or "").
+Delivery = tuple[Message, "Channel | None", "Client | None", str]
 
 
 def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, command: str) -> None:
@@ -51,42 +51,91 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
             raise CommandError(n.ERR_TOOMANYTARGETS, params[0], "Too many targets")
         return
     text = params[1] if command != "TAGMSG" else None
-    extra = _client_tags(msg)
-    if client.account is not None:
-        extra["account"] = client.account
-    if "B" in client.modes:
-        extra["bot"] = ""
-    echo = bool(client.capmask & caps.ECHO_MESSAGE)
-    keep = history.enabled(server) and history.storable(msg)
-    deliveries: list[Callable[[ResponseBuffer], None]] = []
-    events: list[HistoryEvent] = []
+    client_tags = tuple((k, v) for k, v in msg.tags.items() if k[:1] == "+") if msg.tags else ()
+    # server-time and msgid: the same millisecond stamp for the wire and for history.
+    ms = int(server.now * 1000)
+    stamp = history.format_ms(ms)
+    events: list[HistoryEvent] | None = (
+        [] if server.config.history.enabled and history.storable(msg) else None
+    )
+    deliveries: list[Delivery] = []
     for target in targets:
-        tags = server.server_tags()
-        if extra:
-            tags.update(extra)
+        tags = {"time": stamp, "msgid": server.new_msgid()}
+        if client_tags:
+            tags.update(client_tags)
+        if client.account is not None:
+            tags["account"] = client.account
+        if "B" in client.modes:
+            tags["bot"] = ""
         try:
             deliveries.append(
-                _prepare(server, client, command, target, text, tags, rb, echo, keep, events)
+                _prepare(server, client, command, target, text, tags, rb, events, ms, client_tags)
             )
         except CommandError as exc:
             if not notice:
                 rb.numeric(exc.numeric, *exc.params)
     if not deliveries:
         return
+    echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if events:
         # Durability: committed to the database before it is echoed or delivered.
-        history.commit_then(server, rb, events, _all(deliveries), command)
+        server.hold_for_commit(rb, events, _committed, (command, echo, deliveries))
     else:
-        for deliver in deliveries:
-            deliver(rb)
+        _deliver(server, client, command, deliveries)
+        if echo:
+            for out, _chan, _other, _status in deliveries:
+                rb.add(out)
 
 
-def _all(deliveries: list[Callable[[ResponseBuffer], None]]) -> Callable[[ResponseBuffer], None]:
-    def run(out: ResponseBuffer) -> None:
-        for deliver in deliveries:
-            deliver(out)
+def _committed(
+    server: Server,
+    client: Client,
+    ok: bool,
+    label: str | None,
+    held: list[Message],
+    arg: tuple[str, bool, list[Delivery]],
+) -> None:
+    """After the commit: deliver, echo, and answer what the command held back."""
+    command, echo, deliveries = arg
+    if ok:
+        _deliver(server, client, command, deliveries)
+        if label is None and not held:
+            # Nothing to label or to keep in order with: the echo goes straight out.
+            if echo:
+                for out, _chan, _other, _status in deliveries:
+                    server.send(client, out)
+            return
+    out_rb = ResponseBuffer(server, client, None)
+    out_rb.label = label
+    out_rb.messages = held
+    if not ok:
+        out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
+    elif echo:
+        for out, _chan, _other, _status in deliveries:
+            out_rb.add(out)
+    out_rb.flush()
 
-    return run
+
+def _deliver(server: Server, client: Client, command: str, deliveries: list[Delivery]) -> None:
+    tagmsg = command == "TAGMSG"
+    for out, chan, other, status in deliveries:
+        if chan is not None:
+            recipients: Iterable[Client] = chan.members
+            if status:
+                rank = "ov".index(PREFIX_TO_MODE[status])
+                allowed = "ov"[: rank + 1]
+                recipients = [
+                    m for m, modes in chan.members.items() if modes and modes[0] in allowed
+                ]
+            if tagmsg:
+                recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
+            server.deliver(recipients, out, skip=client)
+        elif (
+            other is not None
+            and not other.closed
+            and (not tagmsg or other.capmask & caps.MESSAGE_TAGS)
+        ):
+            server.send(other, out)
 
 
 def _prepare(
@@ -97,81 +146,72 @@ def _prepare(
     text: str | None,
     tags: dict[str, str],
     rb: ResponseBuffer,
-    echo: bool,
-    keep: bool,
-    events: list[HistoryEvent],
-) -> Callable[[ResponseBuffer], None]:
-    """Check one target; return what delivers the message to it (now or after commit)."""
+    events: list[HistoryEvent] | None,
+    ms: int,
+    client_tags: tuple[tuple[str, str], ...],
+) -> Delivery:
+    """Check one target; return how to deliver the message to it (now or after commit),
+    and add its history event to ``events`` (None: not stored)."""
     status = ""
     name = target
     while name[:1] in PREFIX_TO_MODE and name[1:2] in ("#", "@", "+"):
         status = status if status else name[0]
         name = name[1:]
     params = (target,) if text is None else (target, text)
-    out = Message(command, params, client.prefix, tags)
+    source = client.prefix
+    out = Message(command, params, source, tags)
     if text is not None:
         # RFC 1459 2.3: a relayed line must fit in 512 bytes with the sender's prefix added.
         # Refuse it (nothing is cut silently) and say by how much it is over.
         colon = 0 if text and " " not in text and text[0] != ":" else 1
-        size = len(client.prefix) + len(command) + len(target) + len(text.encode()) + 6 + colon
+        size = len(source) + len(command) + len(target) + len(text.encode()) + 6 + colon
         if size > MAX_LINE:
             raise CommandError(
                 n.ERR_INPUTTOOLONG,
                 f"Message too long to relay: {size - MAX_LINE} bytes over (with your "
                 f"nick!user@host added, lines are at most {MAX_LINE} bytes)",
             )
-    if name.startswith("#"):
+    if name[:1] == "#":
         chan = server.channels.get(casefold(name))
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
         check_can_send(chan, client, text)
         if text is not None:
             server.abuse.check_channel_flood(chan, client)
-        if keep and not status:
+        if events is not None and not status:
             # A status message (@#chan) is not stored: history would show it to everyone.
-            events.append(history.message_event(server, out, chan.cf))
+            events.append(
+                HistoryEvent(
+                    tags["msgid"], ms / 1000, chan.cf, command, source, client.account,
+                    params, client_tags,
+                )
+            )  # fmt: skip
         if server.log_messages and text is not None:
             server.note(f"{command} {chan.name} <{client.nick}> {text}")
-
-        def to_channel(out_rb: ResponseBuffer) -> None:
-            recipients: Iterable[Client] = chan.members
-            if status:
-                rank = "ov".index(PREFIX_TO_MODE[status])
-                allowed = "ov"[: rank + 1]
-                recipients = [
-                    m for m, modes in chan.members.items() if modes and modes[0] in allowed
-                ]
-            if command == "TAGMSG":
-                recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
-            server.deliver(recipients, out, skip=client)
-            if echo:
-                out_rb.add(out)
-
-        return to_channel
+        return (out, chan, None, status)
     other = server.nicks.get(casefold(name))
     if other is None or not other.registered:
         raise CommandError(n.ERR_NOSUCHNICK, name, "No such nick/channel")
     check_private_message(server, client, other)  # user mode +R
     if other.away is not None and command == "PRIVMSG":
         rb.numeric(n.RPL_AWAY, other.nick, other.away)
-    if keep:
+    if events is not None:
         mine = history.party(server, client)
         key = dm_key(mine, history.party(server, other))
         # Correspondent names are stored for CHATHISTORY TARGETS only when they change.
         names = (target, client.nick)
         display = target if server.dm_names.get(key) != names else ""
-        server.dm_names[key] = names
-        events.append(history.message_event(server, out, key, display=display, party_key=mine))
+        if display:
+            server.dm_names[key] = names
+        events.append(
+            HistoryEvent(
+                tags["msgid"], ms / 1000, key, command, source, client.account, params,
+                client_tags, display, mine,
+            )
+        )  # fmt: skip
     if server.log_messages and text is not None:
         server.note(f"{command} {other.nick} <{client.nick}> {text}")
-
-    def to_user(out_rb: ResponseBuffer) -> None:
-        if not other.closed and (command != "TAGMSG" or other.capmask & caps.MESSAGE_TAGS):
-            server.send(other, out)
-        if echo:
-            out_rb.add(out)
-
-    return to_user
+    return (out, None, other, "")
 
 
 def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
