@@ -73,6 +73,9 @@ class Storage:
                 except Exception as exc:
                     log.exception("store call failed")
                     results.append(StorageFailed(exc))
+        if time.monotonic() - self._maintained > MAINTAIN_EVERY:
+            # Under steady load the thread is never idle: upkeep comes between batches.
+            self._upkeep()
         elapsed = time.perf_counter() - started
         if elapsed > 0.5:
             log.warning("slow storage: %d calls took %.3f s", len(batch), elapsed)
@@ -97,19 +100,11 @@ class Storage:
 
     def _maintain(self) -> None:
         """Idle-time upkeep (search indexing) on the storage thread, one job at a time."""
-        maintain = getattr(self.store, "maintain", None)
         self._maintained = time.monotonic()
-        if maintain is None:
+        if getattr(self.store, "maintain", None) is None:
             return
         self.busy = True
-
-        def run() -> None:
-            try:
-                maintain()
-            except Exception:
-                log.exception("storage maintenance failed")
-
-        future = self.loop.run_in_executor(self.executor, run)
+        future = self.loop.run_in_executor(self.executor, self._upkeep)
 
         def finished(_: asyncio.Future[None]) -> None:
             self.busy = False
@@ -117,6 +112,17 @@ class Storage:
                 self._start()
 
         future.add_done_callback(finished)
+
+    def _upkeep(self) -> None:
+        """Run the store's maintenance (on the storage thread)."""
+        self._maintained = time.monotonic()
+        maintain = getattr(self.store, "maintain", None)
+        if maintain is None:
+            return
+        try:
+            maintain()
+        except Exception:
+            log.exception("storage maintenance failed")
 
     def drain(self, timeout: float = 5.0) -> None:
         """Run what is still waiting, synchronously (at shutdown)."""

@@ -86,7 +86,19 @@ CREATE TABLE IF NOT EXISTS history (
     text TEXT NOT NULL,
     dest TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS history_target_time ON history (target, time);
+-- The conversation index: (target, time, id) of every row up to the mark in fts_state,
+-- filled in batches like the search index (see index_pending). An index on history itself
+-- would be updated row by row: each new message dirties one leaf page per conversation,
+-- and every commit writes those pages to the WAL, which cost more than the row itself
+-- when a transaction holds messages of many conversations. Filled in batches, sorted by
+-- conversation, one page takes many rows at once.
+DROP INDEX IF EXISTS history_target_time;
+CREATE TABLE IF NOT EXISTS history_by_target (
+    target TEXT NOT NULL,
+    time REAL NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (target, time, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dm_partners (
     party TEXT NOT NULL,
     conversation TEXT NOT NULL,
@@ -104,17 +116,21 @@ CREATE TABLE IF NOT EXISTS fts_state (
     indexed INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO fts_state (id, indexed) VALUES (1, 0);
--- Rows are indexed for search in batches (index_pending), not one by one: one FTS5
--- insert per message would cost more than the message itself. A deleted row leaves the
--- index only if it was indexed. Deleting the newest rows frees their ids for reuse (no
--- AUTOINCREMENT), so the mark comes down with them: the next rows are indexed, and a
--- row that never was is never removed from the index (which would corrupt it).
+-- Rows are indexed (for search, and by conversation) in batches (index_pending), not one
+-- by one: one FTS5 insert per message would cost more than the message itself. A deleted
+-- row leaves the indexes only if it was indexed. Deleting the newest rows frees their ids
+-- for reuse (no AUTOINCREMENT), so the mark comes down with them: the next rows are
+-- indexed, and a row that never was is never removed from the index (which would corrupt
+-- it).
 DROP TRIGGER IF EXISTS history_fts_delete;
-CREATE TRIGGER IF NOT EXISTS history_fts_remove AFTER DELETE ON history BEGIN
+DROP TRIGGER IF EXISTS history_fts_remove;
+CREATE TRIGGER IF NOT EXISTS history_remove AFTER DELETE ON history BEGIN
     INSERT INTO history_fts (history_fts, rowid, text)
     SELECT 'delete', old.id, old.text
     WHERE old.command IN ('PRIVMSG', 'NOTICE')
       AND old.id <= (SELECT indexed FROM fts_state WHERE id = 1);
+    DELETE FROM history_by_target
+    WHERE target = old.target AND time = old.time AND id = old.id;
     UPDATE fts_state SET indexed = (SELECT COALESCE(MAX(id), 0) FROM history)
     WHERE id = 1 AND indexed >= old.id
       AND indexed > (SELECT COALESCE(MAX(id), 0) FROM history);
@@ -179,9 +195,18 @@ class SQLiteStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives a crash of the process.
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-65536")
+        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        fill = self._migrate()
         self.conn.executescript(SCHEMA)
+        if fill:
+            # A database from before the conversation index: index what was indexed.
+            with self.transaction():
+                self.conn.execute(
+                    "INSERT INTO history_by_target (target, time, id) SELECT target, time, id"
+                    " FROM history WHERE id <= (SELECT indexed FROM fts_state WHERE id = 1)"
+                )
         now = str(int(time.time()))
         with self.transaction():
             self.conn.execute(
@@ -196,11 +221,16 @@ class SQLiteStore:
             )
         self._depth = 0
 
-    def _migrate(self) -> None:
-        """Bring a database made by an earlier version up to this schema."""
+    def _migrate(self) -> bool:
+        """Bring a database made by an earlier version up to this schema; True when its
+        conversation index is to be filled once the schema is in place."""
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(history)")}
         if columns and "dest" not in columns:
             self.conn.execute("ALTER TABLE history ADD COLUMN dest TEXT NOT NULL DEFAULT ''")
+        tables = {
+            row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        return "fts_state" in tables and "history_by_target" not in tables
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -376,31 +406,38 @@ class SQLiteStore:
         return None if row is None else _event_from_row(row)
 
     def rename_history(self, old: str, new: str) -> None:
-        self.conn.execute("UPDATE history SET target = ? WHERE target = ?", (new, old))
+        self.index_pending()
+        self.conn.execute(
+            "UPDATE history SET target = ?"
+            " WHERE id IN (SELECT id FROM history_by_target WHERE target = ?)",
+            (new, old),
+        )
+        self.conn.execute("UPDATE history_by_target SET target = ? WHERE target = ?", (new, old))
 
     def history(self, query: HistoryQuery) -> list[HistoryEvent]:
-        clauses = ["target = ?"]
+        self.index_pending()
+        clauses = ["t.target = ?"]
         args: list[Any] = [query.target]
         if query.start is not None:
             if query.start_seq is None:
-                clauses.append("time > ?")
+                clauses.append("t.time > ?")
                 args.append(query.start)
             else:
-                clauses.append("(time > ? OR (time = ? AND id > ?))")
+                clauses.append("(t.time > ? OR (t.time = ? AND t.id > ?))")
                 args += [query.start, query.start, query.start_seq]
         if query.end is not None:
             if query.end_seq is None:
-                clauses.append("time < ?")
+                clauses.append("t.time < ?")
                 args.append(query.end)
             else:
-                clauses.append("(time < ? OR (time = ? AND id < ?))")
+                clauses.append("(t.time < ? OR (t.time = ? AND t.id < ?))")
                 args += [query.end, query.end, query.end_seq]
         if not query.events:
-            clauses.append("command IN ('PRIVMSG', 'NOTICE')")
+            clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
         order = "DESC" if query.newest_first else "ASC"
         sql = (
-            f"SELECT * FROM history WHERE {' AND '.join(clauses)}"
-            f" ORDER BY time {order}, id {order} LIMIT ?"
+            "SELECT h.* FROM history_by_target t JOIN history h ON h.id = t.id"
+            f" WHERE {' AND '.join(clauses)} ORDER BY t.time {order}, t.id {order} LIMIT ?"
         )
         args.append(query.limit)
         rows = [_event_from_row(r) for r in self.conn.execute(sql, args)]
@@ -425,12 +462,14 @@ class SQLiteStore:
     ) -> list[tuple[str, float]]:
         if not targets:
             return []
+        self.index_pending()
         lo, hi = min(start, end), max(start, end)
         marks = ",".join("?" for _ in targets)
         rows = self.conn.execute(
-            f"SELECT target, MAX(time) AS last FROM history WHERE target IN ({marks})"
-            " AND command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
-            " GROUP BY target HAVING last > ? AND last < ? ORDER BY last ASC LIMIT ?",
+            "SELECT t.target, MAX(t.time) AS last FROM history_by_target t"
+            f" JOIN history h ON h.id = t.id WHERE t.target IN ({marks})"
+            " AND h.command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
+            " GROUP BY t.target HAVING last > ? AND last < ? ORDER BY last ASC LIMIT ?",
             (*targets, lo, hi, limit),
         )
         return [(row["target"], float(row["last"])) for row in rows]
@@ -442,10 +481,10 @@ class SQLiteStore:
         return cur.rowcount > 0
 
     def index_pending(self, most: int | None = None) -> int:
-        """Add the messages stored since the last call to the full-text index (at most
-        ``most`` rows of them, so that commits never wait long behind indexing)."""
-        row = self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()
-        done = int(row[0])
+        """Add the rows stored since the last call to the full-text index and to the
+        conversation index (at most ``most`` of them, so that commits never wait long
+        behind indexing). Reads call it first: they see every committed row."""
+        done = int(self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()[0])
         top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
         if most is not None:
             top = min(top, done + most)
@@ -457,24 +496,34 @@ class SQLiteStore:
                 " WHERE id > ? AND id <= ? AND command IN ('PRIVMSG', 'NOTICE')",
                 (done, top),
             )
+            self.conn.execute(
+                "INSERT INTO history_by_target (target, time, id) SELECT target, time, id"
+                " FROM history WHERE id > ? AND id <= ? ORDER BY target, time, id",
+                (done, top),
+            )
             self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
         return int(cur.rowcount)
 
     def maintain(self) -> None:
-        """Background work between batches (the storage thread calls it when idle): a
-        slice of the search index, a few milliseconds at most."""
-        self.index_pending(most=INDEX_SLICE)
+        """Background work (the storage thread calls it a few times a second): a slice
+        of the indexes, a few milliseconds at most when the rate of messages is moderate;
+        under a sustained flood, half of what is pending, so the backlog cannot grow."""
+        done = int(self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()[0])
+        top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
+        self.index_pending(most=max(INDEX_SLICE, (top - done) // 2))
 
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         if not query.targets:
             return []
         self.index_pending()
         marks = ",".join("?" for _ in query.targets)
-        clauses = [f"h.target IN ({marks})"]
         args: list[Any] = list(query.targets)
         if query.text.strip():
+            clauses = [f"h.target IN ({marks})"]
             clauses.append("h.id IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?)")
             args.append(_fts_query(query.text))
+        else:
+            clauses = [f"h.id IN (SELECT id FROM history_by_target WHERE target IN ({marks}))"]
         clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
         if query.sender:
             clauses.append("h.sender = ?")
@@ -503,8 +552,11 @@ class SQLiteStore:
                 (before, *exclude),
             )
         else:
+            self.index_pending()
             cur = self.conn.execute(
-                "DELETE FROM history WHERE time < ? AND target = ?", (before, target)
+                "DELETE FROM history WHERE id IN"
+                " (SELECT id FROM history_by_target WHERE target = ? AND time < ?)",
+                (target, before),
             )
         return cur.rowcount
 
