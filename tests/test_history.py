@@ -158,6 +158,45 @@ def test_sqlite_history_is_wal_with_msgid_and_time(tmp_path: Path) -> None:
     assert echo.tags["time"] == format_ms(int(START * 1000))
 
 
+def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
+    """Rows reach the conversation index in batches; reads see every committed row anyway,
+    and a database from before that index gets it filled when it is opened."""
+    from salon.store.sqlite import SQLiteStore
+
+    path = tmp_path / "salon.db"
+    store = SQLiteStore(path)
+
+    def event(i: int, target: str) -> HistoryEvent:
+        return HistoryEvent(f"m{i}", START + i, target, "PRIVMSG", "a!a@h", None, (target, f"t{i}"))
+
+    with store.transaction():
+        store.append_history([event(i, "#a" if i % 2 else "#b") for i in range(10)])
+    count = "SELECT COUNT(*) FROM history_by_target"
+    assert store.conn.execute(count).fetchone()[0] == 0  # not indexed yet
+    assert [e.msgid for e in store.history(HistoryQuery("#a", limit=100))] == [
+        "m1", "m3", "m5", "m7", "m9"
+    ]  # fmt: skip
+    assert store.conn.execute(count).fetchone()[0] == 10
+    # An older database: the same rows, no conversation index, the old per-row index.
+    store.conn.execute("DROP TABLE history_by_target")
+    store.conn.execute("CREATE INDEX history_target_time ON history (target, time)")
+    store.close()
+    store = SQLiteStore(path)
+    assert store.conn.execute(count).fetchone()[0] == 10
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert "history_target_time" not in indexes
+    with store.transaction():
+        store.append_history([event(10, "#b")])
+    assert [e.msgid for e in store.history(HistoryQuery("#b", limit=3))] == ["m6", "m8", "m10"]
+    # Retention and redaction remove rows from the index as well.
+    assert store.purge_history(START + 5, "#b") == 3
+    assert store.redact_history("#b", "m8")
+    assert [e.msgid for e in store.history(HistoryQuery("#b", limit=9))] == ["m6", "m10"]
+    rows = store.conn.execute("SELECT id FROM history_by_target WHERE target = '#b'")
+    assert len(rows.fetchall()) == 2
+    store.close()
+
+
 @pytest.mark.parametrize("target", ["#c", "bob"])
 def test_message_is_committed_before_anyone_sees_it(target: str) -> None:
     net = HeldStoreNet()
