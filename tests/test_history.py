@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -893,3 +894,41 @@ def test_history_survives_restart_real_server(tmp_path: Path, connect: Any) -> N
             assert count.fetchone()[0] == 6
     finally:
         server.stop()
+
+
+def test_wal_checkpoints_run_beside_the_writer(tmp_path: Path) -> None:
+    """Commits never checkpoint (no fsync on the path of a message): the storage's own
+    thread copies the WAL into the database file, and closing leaves no WAL behind."""
+    import asyncio
+
+    from salon.net.storage import CHECKPOINT_EVERY, Storage
+    from salon.store.sqlite import SQLiteStore
+
+    path = tmp_path / "salon.db"
+    store = SQLiteStore(path)
+    loop = asyncio.new_event_loop()
+    storage = Storage(store, loop, lambda call, result: None)
+    try:
+        size = path.stat().st_size
+        text = "x" * 400
+        for chunk in range(20):  # about 2,000 pages: twice SQLite's own checkpoint mark
+            with store.transaction():
+                store.append_history(
+                    [
+                        HistoryEvent(
+                            f"m{chunk}-{i}", START, "#c", "PRIVMSG", "a!a@h", None, ("#c", text)
+                        )
+                        for i in range(400)
+                    ]
+                )
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size > 4_000_000
+        assert path.stat().st_size == size  # nothing copied on commit
+        deadline = time.monotonic() + 10 * CHECKPOINT_EVERY
+        while path.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > 3_000_000
+    finally:
+        storage.close()
+        loop.close()
+    assert not wal.exists() or wal.stat().st_size == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from salon.store.base import Store
 log = logging.getLogger("salon.storage")
 
 MAINTAIN_EVERY = 0.25  # seconds between idle-time upkeep slices (search indexing)
+CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
 
 
 class StorageFailed:
@@ -48,6 +50,31 @@ class Storage:
         self.transactions = 0
         self.calls = 0
         self._maintained = time.monotonic()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        elsewhere = getattr(store, "checkpoints_elsewhere", None)
+        checkpoint = getattr(store, "checkpoint", None)
+        if elsewhere is not None and checkpoint is not None:
+            elsewhere()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, args=(checkpoint,), name="salon-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoints(self, checkpoint: Callable[[], None]) -> None:
+        """The checkpointing thread: the WAL goes back into the database file beside the
+        writer, so that no commit (and no message waiting for it) waits for fsync."""
+        while not self._stop.wait(CHECKPOINT_EVERY):
+            try:
+                checkpoint()
+            except Exception:
+                log.exception("checkpoint failed")
+
+    def _stop_checkpoints(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
 
     def submit(self, calls: list[StoreCall]) -> None:
         self.waiting.extend(calls)
@@ -126,6 +153,7 @@ class Storage:
 
     def drain(self, timeout: float = 5.0) -> None:
         """Run what is still waiting, synchronously (at shutdown)."""
+        self._stop_checkpoints()
         self.executor.shutdown(wait=True)
         if self.waiting:
             batch, self.waiting = self.waiting, []
@@ -133,5 +161,6 @@ class Storage:
                 self.complete(call, result)
 
     def close(self) -> None:
+        self._stop_checkpoints()
         self.executor.shutdown(wait=True)
         self.store.close()

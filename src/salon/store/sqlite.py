@@ -191,12 +191,14 @@ class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._ckpt: sqlite3.Connection | None = None
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives a crash of the process.
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA cache_size=-65536")
-        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # 32 MB of page cache (SQLite's default is 2 MB): the recent pages of history, its
+        # indexes and the search index stay in memory.
+        self.conn.execute("PRAGMA cache_size=-32768")
         self.conn.execute("PRAGMA foreign_keys=ON")
         fill = self._migrate()
         self.conn.executescript(SCHEMA)
@@ -254,7 +256,30 @@ class SQLiteStore:
         finally:
             self._depth = 0
 
+    def checkpoints_elsewhere(self) -> None:
+        """Stop checkpointing on commit: :meth:`checkpoint` is called by another thread.
+
+        SQLite copies the WAL back into the database file every 1,000 pages, in the
+        commit that crosses the mark, with two fsyncs; a message in that commit waits
+        milliseconds for them. A checkpoint on a connection of its own, from another
+        thread, runs beside the writer instead (WAL lets writers go on meanwhile).
+        """
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> None:
+        """PASSIVE checkpoint on the checkpointing connection (any thread but the
+        writer's); nothing is written when the WAL has nothing new."""
+        if self._ckpt is None:
+            self._ckpt = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def close(self) -> None:
+        if self._ckpt is not None:
+            self._ckpt.close()
+            self._ckpt = None
+        # Leave a database file that holds everything (and an empty WAL).
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     def meta(self, key: str) -> str | None:
