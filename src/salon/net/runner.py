@@ -498,10 +498,12 @@ async def serve(config: Config, ready: Any = None) -> None:
     await shell.start()
     # Everything loaded at start lives as long as the process: keep it out of the cyclic
     # GC's scans, and collect the young generation less often (a chat server allocates
-    # many short-lived objects and few cycles).
+    # many short-lived objects and few cycles; messages waiting for their commit survive a
+    # young collection, and each collection walks them all: with history on, private
+    # messages cost 17 µs at a threshold of 20,000 and 14.7 µs at 100,000).
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
+    gc.set_threshold(100_000, 50, 100)
     # The storage thread must get the GIL soon after its commit is ready, or every message
     # waits up to the default 5 ms switch interval before delivery.
     sys.setswitchinterval(0.0005)

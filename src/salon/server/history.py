@@ -36,6 +36,9 @@ _last: list[Any] = [-1, "", -1, ""]  # second, its text; ms, its full stamp
 
 def format_ms(ms: int) -> str:
     """server-time: ``YYYY-MM-DDThh:mm:ss.sssZ`` from integer milliseconds."""
+    if ms == _last[2]:
+        cached: str = _last[3]
+        return cached
     secs, frac = divmod(ms, 1000)
     if secs != _last[0]:
         _last[0], _last[1] = secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
