@@ -193,6 +193,11 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             full = {**base, **res}
             results.append(full)
             log(f"{scenario} / {name}: {summary(full)}")
+            if not args.keep:
+                shutil.rmtree(server.rundir, ignore_errors=True)
+            # A quiet disk for the next server: what this one wrote (salon's database) is
+            # flushed now, not by the kernel's writeback in the middle of the next window.
+            await asyncio.to_thread(os.sync)
             await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
     return results
 

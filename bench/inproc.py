@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--history", choices=("both", "on", "off"), default="both")
     args = ap.parse_args()
     for scenario in args.scenarios.split(","):
-        figures = {}
+        figures: dict[bool, float] = {}
         modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.history]
         for history in modes:
             if args.profile and history:
