@@ -20,7 +20,8 @@ from salon.store.base import Store
 
 log = logging.getLogger("salon.storage")
 
-MAINTAIN_EVERY = 0.25  # seconds between idle-time upkeep slices (search indexing)
+MAINTAIN_EVERY = 0.25  # seconds between upkeeps (search and conversation indexing)
+UPKEEP_SLICE = 64  # rows indexed at a time: a fraction of a millisecond
 CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
 
 
@@ -141,13 +142,18 @@ class Storage:
         future.add_done_callback(finished)
 
     def _upkeep(self) -> None:
-        """Run the store's maintenance (on the storage thread)."""
+        """Index what was stored since the last upkeep (on the storage thread), in slices
+        short enough that a commit never waits long behind one: slices go on while no
+        call waits. Under a sustained flood calls always wait; then each upkeep takes an
+        eighth of the backlog at least, so it cannot grow without bound."""
         self._maintained = time.monotonic()
         maintain = getattr(self.store, "maintain", None)
         if maintain is None:
             return
         try:
-            maintain()
+            left = maintain(UPKEEP_SLICE, 0.125)
+            while left and not self.waiting:
+                left = maintain(UPKEEP_SLICE)
         except Exception:
             log.exception("storage maintenance failed")
 

@@ -31,7 +31,7 @@ from salon.store.base import (
 )
 
 SCHEMA_VERSION = 1
-INDEX_SLICE = 1000  # rows indexed per idle-time slice (~3 ms)
+INDEX_SLICE = 1000  # rows indexed per maintain() call by default (~3 ms)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -529,13 +529,18 @@ class SQLiteStore:
             self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
         return int(cur.rowcount)
 
-    def maintain(self) -> None:
-        """Background work (the storage thread calls it a few times a second): a slice
-        of the indexes, a few milliseconds at most when the rate of messages is moderate;
-        under a sustained flood, half of what is pending, so the backlog cannot grow."""
+    def maintain(self, most: int = INDEX_SLICE, share: float = 0.0) -> int:
+        """Background work (the storage thread calls it between transactions): index
+        ``most`` of the pending rows, or ``share`` of them when that is more; return how
+        many are still pending."""
         done = int(self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()[0])
         top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
-        self.index_pending(most=max(INDEX_SLICE, (top - done) // 2))
+        pending = int(top) - done
+        if pending <= 0:
+            return 0
+        step = max(most, int(pending * share))
+        self.index_pending(most=step)
+        return max(0, pending - step)
 
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         if not query.targets:
