@@ -22,6 +22,7 @@ log = logging.getLogger("salon.storage")
 
 MAINTAIN_EVERY = 0.25  # seconds between upkeeps (search and conversation indexing)
 UPKEEP_SLICE = 64  # rows indexed at a time: a fraction of a millisecond
+FLOOD_ROWS = 2000  # a backlog this large is indexed at once (see Storage._upkeep)
 CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
 
 
@@ -142,18 +143,22 @@ class Storage:
         future.add_done_callback(finished)
 
     def _upkeep(self) -> None:
-        """Index what was stored since the last upkeep (on the storage thread), in slices
-        short enough that a commit never waits long behind one: slices go on while no
-        call waits. Under a sustained flood calls always wait; then each upkeep takes an
-        eighth of the backlog at least, so it cannot grow without bound."""
+        """Index what was stored since the last upkeep (on the storage thread).
+
+        Indexing costs per page touched, so it is cheap per row only in big batches (500
+        conversations: 4.3 µs a row in slices of 64 rows, 0.9 µs in slices of 8,000). A
+        backlog of FLOOD_ROWS or more (thousands of messages a second) is indexed in one
+        go; a smaller one in slices of UPKEEP_SLICE rows while no call waits, so that a
+        commit waits a fraction of a millisecond behind indexing at most.
+        """
         self._maintained = time.monotonic()
         maintain = getattr(self.store, "maintain", None)
         if maintain is None:
             return
         try:
-            left = maintain(UPKEEP_SLICE, 0.125)
-            while left and not self.waiting:
-                left = maintain(UPKEEP_SLICE)
+            left = maintain(UPKEEP_SLICE)
+            while left >= FLOOD_ROWS or (left and not self.waiting):
+                left = maintain(left if left >= FLOOD_ROWS else UPKEEP_SLICE)
         except Exception:
             log.exception("storage maintenance failed")
 
