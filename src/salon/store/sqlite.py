@@ -7,6 +7,8 @@ event-loop turn are grouped in one transaction by :meth:`SQLiteStore.transaction
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import sqlite3
 import time
@@ -157,6 +159,18 @@ def _row(e: HistoryEvent) -> tuple[Any, ...]:
         e.party,
         params[1] if plain else "",
         params[0] if plain else "",
+    )
+
+
+_INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to cache
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO history (msgid, time, target, command, source, sender, account,"
+        f" params, tags, display, party, text, dest) VALUES {marks}"
     )
 
 
@@ -399,12 +413,16 @@ class SQLiteStore:
     # ------------------------------------------------------------------ history
 
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
-        self.conn.executemany(
-            "INSERT INTO history (msgid, time, target, command, source, sender, account,"
-            " params, tags, display, party, text, dest)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_row(e) for e in events],
-        )
+        # Several rows per INSERT statement: executemany steps once per row, and the
+        # sqlite3 module lets go of the GIL around every step, so a batch of rows made as
+        # many GIL hand-overs with the event loop's thread.
+        rows = [_row(e) for e in events]
+        start, count = 0, len(rows)
+        for size in _INSERT_SIZES:
+            while count - start >= size:
+                chunk = rows[start : start + size]
+                self.conn.execute(_insert_sql(size), list(itertools.chain.from_iterable(chunk)))
+                start += size
         partners = []
         for e in events:
             if is_dm(e.target) and e.party and e.display:
