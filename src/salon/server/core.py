@@ -72,8 +72,13 @@ PIPELINE = 64
 _MESSAGE_COMMANDS = (b"PRIVMSG", b"NOTICE", b"TAGMSG")
 
 
+_MESSAGE_STARTS = (b"PRIVMSG ", b"NOTICE ", b"TAGMSG ")
+
+
 def _is_message_line(line: bytes) -> bool:
     """Whether a raw line is PRIVMSG, NOTICE or TAGMSG (tags and source skipped)."""
+    if line.startswith(_MESSAGE_STARTS):
+        return True  # the usual form: no tags, no source, upper case
     words = line.split(None, 3)
     i = 0
     if words and words[0][:1] == b"@":
