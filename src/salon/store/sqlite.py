@@ -143,23 +143,20 @@ _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
 
 def _row(e: HistoryEvent) -> tuple[Any, ...]:
-    params = e.params
-    plain = e.command in ("PRIVMSG", "NOTICE") and len(params) == 2
+    msgid, time, target, command, source, account, params, tags, display, party = e
+    nick = source.split("!", 1)[0]
+    sender = nick.lower() if nick.isascii() else casefold(nick)
+    if len(params) == 2 and (command == "PRIVMSG" or command == "NOTICE"):
+        # The common row: its two parameters in columns of their own, no JSON.
+        return (
+            msgid, time, target, command, source, sender, account, "",
+            json.dumps([list(t) for t in tags]) if tags else "",
+            display, party, params[1], params[0],
+        )  # fmt: skip
     return (
-        e.msgid,
-        e.time,
-        e.target,
-        e.command,
-        e.source,
-        casefold(e.source.split("!", 1)[0]),
-        e.account,
-        "" if plain else json.dumps(list(params)),
-        json.dumps([list(t) for t in e.tags]) if e.tags else "",
-        e.display,
-        e.party,
-        params[1] if plain else "",
-        params[0] if plain else "",
-    )
+        msgid, time, target, command, source, sender, account, json.dumps(list(params)),
+        json.dumps([list(t) for t in tags]) if tags else "", display, party, "", "",
+    )  # fmt: skip
 
 
 _INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to cache
@@ -425,7 +422,8 @@ class SQLiteStore:
                 start += size
         partners = []
         for e in events:
-            if is_dm(e.target) and e.party and e.display:
+            # display is set only on the private messages that (re)name a conversation.
+            if e.display and e.party and is_dm(e.target):
                 partners.append((e.party, e.target, e.display))
                 other = dm_other(e.target, e.party)
                 partners.append((other, e.target, e.source.split("!", 1)[0]))
