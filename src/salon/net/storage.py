@@ -102,9 +102,6 @@ class Storage:
                 except Exception as exc:
                     log.exception("store call failed")
                     results.append(StorageFailed(exc))
-        if time.monotonic() - self._maintained > MAINTAIN_EVERY:
-            # Under steady load the thread is never idle: upkeep comes between batches.
-            self._upkeep()
         elapsed = time.perf_counter() - started
         if elapsed > 0.5:
             log.warning("slow storage: %d calls took %.3f s", len(batch), elapsed)
@@ -122,15 +119,18 @@ class Storage:
             results = [StorageFailed(exc)] * len(batch)
         for call, result in zip(batch, results, strict=True):
             self.complete(call, result)
-        if self.waiting:
-            self._start()
-        elif time.monotonic() - self._maintained > MAINTAIN_EVERY:
+        if time.monotonic() - self._maintained > MAINTAIN_EVERY:
+            # Upkeep after the batch's results are out (a message never waits for it), and
+            # under steady load too, when calls are waiting: they start when it is done.
             self._maintain()
+        else:
+            self._start()
 
     def _maintain(self) -> None:
-        """Idle-time upkeep (search indexing) on the storage thread, one job at a time."""
+        """Upkeep (indexing) on the storage thread, then the calls that wait, if any."""
         self._maintained = time.monotonic()
         if getattr(self.store, "maintain", None) is None:
+            self._start()
             return
         self.busy = True
         future = self.loop.run_in_executor(self.executor, self._upkeep)
