@@ -386,3 +386,58 @@ def test_search_on_a_real_server(salon: Any, connect: Any) -> None:
     assert read_search(carol) == []
     carol.send("SEARCH :in=bob")
     assert read_search(carol) == []
+
+
+@pytest.mark.parametrize("make_net", ["memory", "sqlite"], indirect=True)
+def test_a_later_holder_of_a_nick_reads_none_of_its_private_history(make_net: MakeNet) -> None:
+    """Without an account the nick is all that keys a user's private conversations: who
+    takes the nick later sees none of what was said to or by its earlier holder, through
+    CHATHISTORY, TARGETS or SEARCH, and may not redact it; from the moment they took the
+    nick on, the conversation is theirs."""
+    net = make_net()
+    alice = net.register("alice", SEARCH)
+    bob = net.register("bob", SEARCH)
+    alice.send("PRIVMSG bob :secret for the first bob")
+    net.advance(1)
+    bob.send("PRIVMSG alice :first bob answers")
+    first = find(bob.messages(), "PRIVMSG")[0].tags["msgid"]
+    alice.lines()
+    bob.send("QUIT")
+    net.advance(1)
+    bob2 = net.register("bob", SEARCH)
+    net.advance(1)
+    alice.send("PRIVMSG bob :hello second bob")
+    bob2.lines()
+    alice.lines()
+
+    bob2.send("CHATHISTORY LATEST alice * 10")
+    assert [m.params[-1] for m in find(bob2.messages(), "PRIVMSG")] == ["hello second bob"]
+    bob2.send(f"CHATHISTORY TARGETS timestamp=1970-01-01T00:00:00.000Z {stamp_of(net)} 10")
+    listed = find(bob2.messages(), "CHATHISTORY")
+    assert [m.params[1] for m in listed] == ["alice"]  # the new conversation only
+    assert found(bob2, "text=bob") == ["hello second bob"]
+    assert found(bob2, "in=alice;text=first") == []
+    bob2.send(f"REDACT alice {first}")
+    assert [m.params[1] for m in find(bob2.messages(), "FAIL")] == ["REDACT_FORBIDDEN"]
+    # alice was there all along: the whole conversation is hers.
+    assert found(alice, "in=bob;text=bob") == [
+        "secret for the first bob",
+        "first bob answers",
+        "hello second bob",
+    ]
+    # A nick taken by a change of nick counts from the change too.
+    carol = net.register("carol", SEARCH)
+    net.advance(1)
+    carol.send("NICK alice2")
+    carol.lines()
+    alice.send("NICK alice_")
+    net.advance(1)
+    carol.send("NICK alice")
+    carol.lines()
+    assert found(carol, "text=bob") == []
+
+
+def stamp_of(net: Net) -> str:
+    from salon.server.history import format_ms
+
+    return "timestamp=" + format_ms(int((net.now + 10) * 1000))

@@ -47,6 +47,7 @@ class Client:
         "multiline",
         "nick",
         "nick_cf",
+        "nick_time",
         "oper",
         "outbox",
         "outbytes",
@@ -77,6 +78,10 @@ class Client:
         self.host = "0" + ip if ip.startswith(":") else ip
         self.nick = "*"
         self.nick_cf = ""
+        # When the client took its current nick (not a change of case): without an
+        # account, the nick is all that identifies it, and the private history it may
+        # read starts there (see history.private_floor).
+        self.nick_time = now
         self.user = ""
         self.realname = ""
         self.prefix = "*"
@@ -129,7 +134,9 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick} {self.ip}>"
 
-    def set_nick(self, nick: str, nick_cf: str) -> None:
+    def set_nick(self, nick: str, nick_cf: str, now: float) -> None:
+        if nick_cf != self.nick_cf:
+            self.nick_time = now
         self.nick = nick
         self.nick_cf = nick_cf
         self.update_prefix()

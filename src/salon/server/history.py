@@ -72,6 +72,14 @@ def party(server: Server, client: Client) -> str:
     return client.nick_cf
 
 
+def private_floor(client: Client) -> float | None:
+    """Where the private history a client may read starts: nowhere for an account (its
+    conversations are keyed by the account), and for a user without one, the time it took
+    its current nick. The nick is all that keys such a user's conversations, so a later
+    holder of the nick must not read what its earlier holders said and were told."""
+    return None if client.account is not None else client.nick_time
+
+
 def party_of(server: Server, nick: str) -> str:
     """The conversation side of a nick, whether online or not."""
     cf = casefold(nick)

@@ -114,7 +114,7 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
         server.write(client, _line(f"* The name {name} is taken. Try another. Your name:"))
         return
     server.nicks[cf] = client
-    client.set_nick(name, cf)
+    client.set_nick(name, cf, server.now)
     client.user = "plain"
     client.realname = f"{name} (plain-text port)"
     client.registered = True

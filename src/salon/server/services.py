@@ -67,7 +67,7 @@ class Bot:
         client.user = self.nick
         client.host = server.config.accounts.services_server or server.name
         client.realname = self.realname
-        client.set_nick(self.nick, casefold(self.nick))
+        client.set_nick(self.nick, casefold(self.nick), server.now)
         client.registered = True
         client.modes = {"B"}
         self.client = client

@@ -120,6 +120,8 @@ class HistoryQuery:
     end_seq: int | None = None
     newest_first: bool = True
     events: bool = True  # include JOIN/PART/... (draft/event-playback)
+    # Inclusive lower bound the reader may not go below (see history.private_floor).
+    since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class SearchQuery:
     start: float | None = None
     end: float | None = None
     limit: int = 50
+    # Private conversations (not channels) only from this time on (history.private_floor).
+    private_since: float | None = None
 
 
 class AccountStore(Protocol):
@@ -161,7 +165,12 @@ class HistoryStore(Protocol):
     def history_time_of(self, target: str, msgid: str) -> float | None: ...
     def history_position(self, target: str, msgid: str) -> tuple[float, int] | None: ...
     def history_targets(
-        self, targets: Sequence[str], start: float, end: float, limit: int
+        self,
+        targets: Sequence[str],
+        start: float,
+        end: float,
+        limit: int,
+        private_since: float | None = None,
     ) -> list[tuple[str, float]]: ...
     def dm_partners(self, party: str) -> list[tuple[str, str]]: ...
     def history_event(self, target: str, msgid: str) -> HistoryEvent | None: ...

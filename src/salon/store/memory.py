@@ -39,7 +39,10 @@ def select_window(events: Sequence[HistoryEvent], query: HistoryQuery) -> list[H
     chosen = [
         e
         for i, e in enumerate(events)
-        if after(e, i) and before(e, i) and (query.events or e.command in ("PRIVMSG", "NOTICE"))
+        if after(e, i)
+        and before(e, i)
+        and (query.events or e.command in ("PRIVMSG", "NOTICE"))
+        and (query.since is None or e.time >= query.since)
     ]
     if query.newest_first:
         return chosen[-query.limit :] if query.limit else []
@@ -139,12 +142,22 @@ class MemoryStore:
         return None
 
     def history_targets(
-        self, targets: Sequence[str], start: float, end: float, limit: int
+        self,
+        targets: Sequence[str],
+        start: float,
+        end: float,
+        limit: int,
+        private_since: float | None = None,
     ) -> list[tuple[str, float]]:
         lo, hi = min(start, end), max(start, end)
         found = []
         for target in targets:
-            times = [e.time for e in self.events.get(target, []) if e.command in _MESSAGES]
+            floor = private_since if private_since is not None and target[:1] != "#" else None
+            times = [
+                e.time
+                for e in self.events.get(target, [])
+                if e.command in _MESSAGES and (floor is None or e.time >= floor)
+            ]
             if times and lo < max(times) < hi:
                 found.append((target, max(times)))
         found.sort(key=lambda item: item[1])
@@ -170,6 +183,12 @@ class MemoryStore:
                 if query.end is not None and e.time >= query.end:
                     continue
                 if query.sender and e.source.split("!")[0].lower() != query.sender:
+                    continue
+                if (
+                    query.private_since is not None
+                    and target[:1] != "#"
+                    and e.time < query.private_since
+                ):
                     continue
                 if all(w in e.text.lower() for w in words):
                     found.append(e)

@@ -473,6 +473,9 @@ class SQLiteStore:
             else:
                 clauses.append("(t.time < ? OR (t.time = ? AND t.id < ?))")
                 args += [query.end, query.end, query.end_seq]
+        if query.since is not None:
+            clauses.append("t.time >= ?")
+            args.append(query.since)
         if not query.events:
             clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
         order = "DESC" if query.newest_first else "ASC"
@@ -499,19 +502,26 @@ class SQLiteStore:
         return None if row is None else float(row[0])
 
     def history_targets(
-        self, targets: Sequence[str], start: float, end: float, limit: int
+        self,
+        targets: Sequence[str],
+        start: float,
+        end: float,
+        limit: int,
+        private_since: float | None = None,
     ) -> list[tuple[str, float]]:
         if not targets:
             return []
         self.index_pending()
         lo, hi = min(start, end), max(start, end)
         marks = ",".join("?" for _ in targets)
+        floor = -1.0 if private_since is None else private_since
         rows = self.conn.execute(
             "SELECT t.target, MAX(t.time) AS last FROM history_by_target t"
             f" JOIN history h ON h.id = t.id WHERE t.target IN ({marks})"
             " AND h.command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
+            " AND (substr(t.target, 1, 1) = '#' OR t.time >= ?)"
             " GROUP BY t.target HAVING last > ? AND last < ? ORDER BY last ASC LIMIT ?",
-            (*targets, lo, hi, limit),
+            (*targets, floor, lo, hi, limit),
         )
         return [(row["target"], float(row["last"])) for row in rows]
 
@@ -580,6 +590,10 @@ class SQLiteStore:
         if query.end is not None:
             clauses.append("h.time < ?")
             args.append(query.end)
+        if query.private_since is not None:
+            # Channel keys start with '#'; private conversation keys never do.
+            clauses.append("(substr(h.target, 1, 1) = '#' OR h.time >= ?)")
+            args.append(query.private_since)
         args.append(query.limit)
         rows = self.conn.execute(
             f"SELECT h.* FROM history h WHERE {' AND '.join(clauses)}"

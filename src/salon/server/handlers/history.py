@@ -7,7 +7,7 @@ draft/message-redaction, draft/channel-rename, draft/multiline, and soju.im/sear
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from salon.errors import CommandError, FailError
@@ -115,8 +115,15 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
             raise FailError("CHATHISTORY", "INVALID_PARAMS", sub, raw, "Invalid message reference")
         refs.append(ref)
     events_too = bool(client.capmask & caps.EVENT_PLAYBACK)
+    since = None if key.startswith("#") else history.private_floor(client)
 
     def query(store: Any) -> list[HistoryEvent] | None:
+        def read(q: HistoryQuery) -> list[HistoryEvent]:
+            found: list[HistoryEvent] = store.history(
+                q if since is None else replace(q, since=since)
+            )
+            return found
+
         spots = [resolve(store, key, ref) for ref in refs]
         if any(s is None and not ref.star for s, ref in zip(spots, refs, strict=True)):
             return None
@@ -125,26 +132,26 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
         result: list[HistoryEvent]
         if sub == "LATEST":
             q = HistoryQuery(key, start=t0, start_seq=s0, limit=limit, events=events_too)
-            result = store.history(q)
+            result = read(q)
             return result
         if sub == "BEFORE":
             q = HistoryQuery(key, end=t0, end_seq=s0, limit=limit, events=events_too)
-            result = store.history(q)
+            result = read(q)
             return result
         if sub == "AFTER":
             q = HistoryQuery(
                 key, start=t0, start_seq=s0, limit=limit, newest_first=False, events=events_too
             )
-            result = store.history(q)
+            result = read(q)
             return result
         if sub == "AROUND":
             assert t0 is not None
-            before = store.history(
+            before = read(
                 HistoryQuery(key, end=t0, end_seq=s0, limit=(limit - 1) // 2, events=events_too)
             )
             # The centre itself and what follows it.
             start, start_seq = (t0, s0 - 1) if s0 is not None else (t0 - 0.0005, None)
-            after = store.history(
+            after = read(
                 HistoryQuery(
                     key,
                     start=start,
@@ -170,7 +177,7 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
             newest_first=backwards,
             events=events_too,
         )
-        result = store.history(q)
+        result = read(q)
         return result
 
     def done(result: Any, out: ResponseBuffer) -> None:
@@ -195,12 +202,13 @@ def _targets(
     start, end = times[0], times[1]
     me = party(server, client)
     channels = {chan.cf: chan.name for chan in client.channels.values()}
+    floor = history.private_floor(client)
 
     def query(store: Any) -> list[tuple[str, str, float]]:
         names = dict(channels)
         for conv, partner in store.dm_partners(me):
             names[conv] = partner
-        found = store.history_targets(list(names), start, end, limit)
+        found = store.history_targets(list(names), start, end, limit, floor)
         return [(names[key], key, last) for key, last in found]
 
     def done(result: Any, out: ResponseBuffer) -> None:
@@ -286,6 +294,7 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         raise FailError("REDACT", "UNKNOWN_MSGID", target, msgid, "This message is not stored")
     me = party(server, client)
     is_op = chan is not None and chan.is_op(client)
+    floor = history.private_floor(client)
 
     def redact(store: Any) -> str:
         event: HistoryEvent | None = store.history_event(key, msgid)
@@ -296,6 +305,8 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         # The nick identifies the author only of a message sent without an account: whoever
         # takes a logged-in author's nick later must not redact her messages.
         mine = author == me or (event.account is None and nick == client.nick_cf)
+        if floor is not None and event.time < floor:
+            mine = False  # said by an earlier holder of the nick
         if not mine and not is_op:
             return "forbidden"
         store.redact_history(key, msgid)
@@ -362,6 +373,7 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     me = party(server, client)
     where = attrs.get("in")
     channels = [chan.cf for chan in client.channels.values()]
+    floor = history.private_floor(client)
     sender = casefold(attrs["from"]) if attrs.get("from") else None
     text = attrs.get("text", "")
 
@@ -379,6 +391,7 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             start=bounds["after"],
             end=bounds["before"],
             limit=limit,
+            private_since=floor,
         )
         return list(store.search_history(query))
 

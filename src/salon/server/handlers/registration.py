@@ -210,7 +210,7 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
         if old_cf and server.nicks.get(old_cf) is client:
             del server.nicks[old_cf]
         server.nicks[cf] = client
-        client.set_nick(nick, cf)
+        client.set_nick(nick, cf, server.now)
         return
     change = Message("NICK", (nick,), client.prefix, server.user_tags(client))
     server.remember_whowas(client)
@@ -221,7 +221,7 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
         server.notify_monitors(client, online=False)
         del server.nicks[old_cf]
         server.nicks[cf] = client
-    client.set_nick(nick, cf)
+    client.set_nick(nick, cf, server.now)
     rb.add(change)
     server.deliver(recipients, change)
     history.user_event(server, client, change)
