@@ -168,31 +168,48 @@ def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
     store = SQLiteStore(path)
 
     def event(i: int, target: str) -> HistoryEvent:
-        return HistoryEvent(f"m{i}", START + i, target, "PRIVMSG", "a!a@h", None, (target, f"t{i}"))
+        # A msgid as the server makes them: its millisecond first (store.base.msgid_time).
+        msgid = f"{int((START + i) * 1000):011x}ab{i:x}"
+        return HistoryEvent(msgid, START + i, target, "PRIVMSG", "a!a@h", None, (target, f"t{i}"))
 
     with store.transaction():
         store.append_history([event(i, "#a" if i % 2 else "#b") for i in range(10)])
     count = "SELECT COUNT(*) FROM history_by_target"
     assert store.conn.execute(count).fetchone()[0] == 0  # not indexed yet
-    assert [e.msgid for e in store.history(HistoryQuery("#a", limit=100))] == [
-        "m1", "m3", "m5", "m7", "m9"
+    assert [e.text for e in store.history(HistoryQuery("#a", limit=100))] == [
+        "t1", "t3", "t5", "t7", "t9"
     ]  # fmt: skip
     assert store.conn.execute(count).fetchone()[0] == 10
-    # An older database: the same rows, no conversation index, the old per-row index.
+    # An older database: the same rows, no conversation index, the old per-row indexes,
+    # and msgids of the old form (without their millisecond).
     store.conn.execute("DROP TABLE history_by_target")
     store.conn.execute("CREATE INDEX history_target_time ON history (target, time)")
+    store.conn.execute("CREATE INDEX history_msgid ON history (msgid)")
+    with store.transaction():
+        store.append_history(
+            [
+                event(20, "#c")._replace(msgid="deadbeef1"),
+                event(21, "#c")._replace(msgid="deadbeef0001f"),
+            ]
+        )
+    store.conn.execute("UPDATE fts_state SET indexed = (SELECT MAX(id) FROM history)")
     store.close()
     store = SQLiteStore(path)
-    assert store.conn.execute(count).fetchone()[0] == 10
+    assert store.history_event("#c", "deadbeef1") is not None
+    assert store.history_position("#c", "deadbeef0001f") is not None
+    assert store.history_event("#b", "deadbeef1") is None
+    assert store.conn.execute(count).fetchone()[0] == 12  # filled when opened
     indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
     assert "history_target_time" not in indexes
     with store.transaction():
         store.append_history([event(10, "#b")])
-    assert [e.msgid for e in store.history(HistoryQuery("#b", limit=3))] == ["m6", "m8", "m10"]
+    assert [e.text for e in store.history(HistoryQuery("#b", limit=3))] == ["t6", "t8", "t10"]
     # Retention and redaction remove rows from the index as well.
     assert store.purge_history(START + 5, "#b") == 3
-    assert store.redact_history("#b", "m8")
-    assert [e.msgid for e in store.history(HistoryQuery("#b", limit=9))] == ["m6", "m10"]
+    assert store.redact_history("#b", event(8, "#b").msgid)
+    assert not store.redact_history("#a", event(6, "#b").msgid)  # not in that conversation
+    assert store.history_position("#b", event(6, "#b").msgid) is not None
+    assert [e.text for e in store.history(HistoryQuery("#b", limit=9))] == ["t6", "t10"]
     rows = store.conn.execute("SELECT id FROM history_by_target WHERE target = '#b'")
     assert len(rows.fetchall()) == 2
     store.close()

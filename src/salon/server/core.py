@@ -186,7 +186,7 @@ class Server:
         self._quitting: list[tuple[Client, str]] = []
         self._next_id = 0
         self._batch_counter = 0
-        self._msgid_prefix = secrets.token_hex(4)
+        self._msgid_prefix = secrets.token_hex(2)
         self._msgid_counter = 0
         self.max_local = 0
         self.unregistered = 0
@@ -249,9 +249,14 @@ class Server:
         self._batch_counter += 1
         return f"{self._batch_counter:x}"
 
-    def new_msgid(self) -> str:
+    def new_msgid(self, ms: int | None = None) -> str:
+        """A msgid: the message's millisecond (11 hex digits: the store finds a message
+        by its msgid through the conversation's time index, see salon.store.base.msgid_time),
+        this process's random prefix, and a counter."""
+        if ms is None:
+            ms = int(self.now * 1000)
         self._msgid_counter += 1
-        return f"{self._msgid_prefix}{self._msgid_counter:x}"
+        return f"{ms:011x}{self._msgid_prefix}{self._msgid_counter:x}"
 
     def user_tags(self, client: Client) -> dict[str, str]:
         """:meth:`server_tags` for a message sent by ``client``, with account-tag's
@@ -263,7 +268,8 @@ class Server:
 
     def server_tags(self) -> dict[str, str]:
         """Tags every relayed message carries: time and msgid."""
-        return {"time": history.format_ms(int(self.now * 1000)), "msgid": self.new_msgid()}
+        ms = int(self.now * 1000)
+        return {"time": history.format_ms(ms), "msgid": self.new_msgid(ms)}
 
     # ------------------------------------------------------------------ ISUPPORT
 

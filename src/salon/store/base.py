@@ -189,6 +189,15 @@ class Store(AccountStore, ChannelStore, BanStore, MarkerStore, HistoryStore, Pro
     def close(self) -> None: ...
 
 
+def msgid_time(msgid: str) -> float | None:
+    """The stored time (unix seconds) of the message a msgid names, when the msgid carries
+    it (salon's msgids start with their millisecond in 11 hex digits); None otherwise."""
+    head = msgid[:11]
+    if len(msgid) < 12 or not all(c in "0123456789abcdef" for c in head):
+        return None
+    return int(head, 16) / 1000
+
+
 def dm_key(a: str, b: str) -> str:
     """The conversation key of two parties (casefolded nicks, or ``~account``)."""
     return f"{a} {b}" if a <= b else f"{b} {a}"

@@ -30,6 +30,7 @@ from salon.store.base import (
     ServerBan,
     dm_other,
     is_dm,
+    msgid_time,
 )
 
 SCHEMA_VERSION = 1
@@ -107,7 +108,9 @@ CREATE TABLE IF NOT EXISTS dm_partners (
     partner TEXT NOT NULL,
     PRIMARY KEY (party, conversation)
 );
-CREATE INDEX IF NOT EXISTS history_msgid ON history (msgid);
+-- No index on msgid: a msgid starts with its millisecond (store.base.msgid_time), so a
+-- message is found through history_by_target. Databases from before keep their
+-- history_msgid index for the msgids they hold (see SQLiteStore._find).
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
     text, content='history', content_rowid='id', tokenize='unicode61'
 );
@@ -203,6 +206,7 @@ class SQLiteStore:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._ckpt: sqlite3.Connection | None = None
+        self._msgid_index = False
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives a crash of the process.
@@ -213,6 +217,12 @@ class SQLiteStore:
         self.conn.execute("PRAGMA foreign_keys=ON")
         fill = self._migrate()
         self.conn.executescript(SCHEMA)
+        self._msgid_index = (
+            self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'history_msgid'"
+            ).fetchone()
+            is not None
+        )
         if fill:
             # A database from before the conversation index: index what was indexed.
             with self.transaction():
@@ -440,10 +450,29 @@ class SQLiteStore:
         )
         return [(row["conversation"], row["partner"]) for row in rows]
 
-    def history_event(self, target: str, msgid: str) -> HistoryEvent | None:
-        row = self.conn.execute(
+    def _find(self, target: str, msgid: str) -> sqlite3.Row | None:
+        """The row of a message of ``target`` by its msgid: through the conversation index
+        at the time the msgid carries (within a second of it); a msgid without one only
+        in a database from before (which has an index on msgid for those)."""
+        when = msgid_time(msgid)
+        if when is not None:
+            self.index_pending()
+            row: sqlite3.Row | None = self.conn.execute(
+                "SELECT * FROM history WHERE id IN (SELECT id FROM history_by_target"
+                " WHERE target = ? AND time >= ? AND time <= ?) AND msgid = ?",
+                (target, when - 1, when + 1, msgid),
+            ).fetchone()
+            if row is not None or not self._msgid_index:
+                return row
+        elif not self._msgid_index:
+            return None
+        found: sqlite3.Row | None = self.conn.execute(
             "SELECT * FROM history WHERE msgid = ? AND target = ?", (msgid, target)
         ).fetchone()
+        return found
+
+    def history_event(self, target: str, msgid: str) -> HistoryEvent | None:
+        row = self._find(target, msgid)
         return None if row is None else _event_from_row(row)
 
     def rename_history(self, old: str, new: str) -> None:
@@ -490,16 +519,12 @@ class SQLiteStore:
         return rows
 
     def history_position(self, target: str, msgid: str) -> tuple[float, int] | None:
-        row = self.conn.execute(
-            "SELECT time, id FROM history WHERE msgid = ? AND target = ?", (msgid, target)
-        ).fetchone()
-        return None if row is None else (float(row[0]), int(row[1]))
+        row = self._find(target, msgid)
+        return None if row is None else (float(row["time"]), int(row["id"]))
 
     def history_time_of(self, target: str, msgid: str) -> float | None:
-        row = self.conn.execute(
-            "SELECT time FROM history WHERE msgid = ? AND target = ?", (msgid, target)
-        ).fetchone()
-        return None if row is None else float(row[0])
+        row = self._find(target, msgid)
+        return None if row is None else float(row["time"])
 
     def history_targets(
         self,
@@ -526,10 +551,11 @@ class SQLiteStore:
         return [(row["target"], float(row["last"])) for row in rows]
 
     def redact_history(self, target: str, msgid: str) -> bool:
-        cur = self.conn.execute(
-            "DELETE FROM history WHERE msgid = ? AND target = ?", (msgid, target)
-        )
-        return cur.rowcount > 0
+        row = self._find(target, msgid)
+        if row is None:
+            return False
+        self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
+        return True
 
     def index_pending(self, most: int | None = None) -> int:
         """Add the rows stored since the last call to the full-text index and to the

@@ -60,7 +60,7 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     )
     deliveries: list[Delivery] = []
     for target in targets:
-        tags = {"time": stamp, "msgid": server.new_msgid()}
+        tags = {"time": stamp, "msgid": server.new_msgid(ms)}
         if client_tags:
             tags.update(client_tags)
         if client.account is not None:
