@@ -238,6 +238,34 @@ def test_message_is_committed_before_anyone_sees_it(target: str) -> None:
     assert texts(alice.messages()) == ["durable"]
 
 
+def test_a_message_that_cannot_be_stored_is_not_delivered() -> None:
+    """A failed commit (disk full, I/O error): nobody gets the message, the sender gets
+    FAIL MESSAGE_NOT_STORED for each, labeled when the message was, and may go on."""
+    net = HeldStoreNet()
+    alice = net.register("alice", (*ALL, "labeled-response"))
+    bob = net.register("bob", ALL)
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+    net.run_store_until_idle()
+    alice.lines()
+    bob.lines()
+    alice.send("@label=one PRIVMSG #c :lost")
+    alice.send("PRIVMSG bob :lost too")
+    calls, net.held = net.held, []
+    for call in calls:
+        net.server.complete_store(call, False, net.now)  # what the storage thread reports
+    net.collect_effects()
+    bob.nothing()
+    fails = alice.messages()
+    assert [(m.command, m.params[:2], m.tags.get("label")) for m in fails] == [
+        ("FAIL", ("PRIVMSG", "MESSAGE_NOT_STORED"), "one"),
+        ("FAIL", ("PRIVMSG", "MESSAGE_NOT_STORED"), None),
+    ]
+    alice.send("PRIVMSG #c :stored this time")
+    net.run_store_until_idle()
+    assert texts(bob.messages()) == ["stored this time"]
+
+
 def test_reactions_are_relayed_and_stored(make_net: MakeNet) -> None:
     net = make_net()
     alice, bob, got = channel_pair(net, 1, caps=ALL)
