@@ -1,8 +1,9 @@
 """History in the core: conversation keys, events from messages, and playback.
 
 Every PRIVMSG, NOTICE and (non-typing) TAGMSG is committed to the store before anyone
-sees it (:func:`commit_then`); joins, parts, topics and the like are recorded after the
-fact (:func:`record`) for draft/event-playback. Reads (CHATHISTORY, SEARCH, replay on
+sees it (``Server.hold_for_commit``: the relay path in handlers/messaging.py; multiline
+batches through :func:`commit_then`); joins, parts, topics and the like are recorded after
+the fact (:func:`record`) for draft/event-playback. Reads (CHATHISTORY, SEARCH, replay on
 join) are store calls that answer in a batch.
 """
 
