@@ -199,7 +199,7 @@ def run_storage(store: SQLiteStore, scenario: Any) -> Storage:
         try:
             await scenario(storage, results)
         finally:
-            storage.executor.shutdown(wait=True)
+            storage.stop()
         return storage
 
     return asyncio.run(main())

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from salon.server.effects import StoreCall
@@ -46,7 +46,11 @@ class Storage:
         self.store = store
         self.loop = loop
         self.complete = complete
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salon-store")
+        # One thread and a plain queue of jobs (no executor futures: the hand-over costs
+        # a queue put one way and a call_soon_threadsafe the other, per transaction).
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="salon-store", daemon=True)
+        self._worker.start()
         self.waiting: list[StoreCall] = []
         self.busy = False
         self.transactions = 0
@@ -62,6 +66,19 @@ class Storage:
                 target=self._checkpoints, args=(checkpoint,), name="salon-checkpoint", daemon=True
             )
             self._checkpointer.start()
+
+    def _work(self) -> None:
+        """The storage thread: runs jobs until the None that stop() puts."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            job()
+
+    def _stop_worker(self) -> None:
+        if self._worker.is_alive():
+            self._jobs.put(None)
+            self._worker.join()
 
     def _checkpoints(self, checkpoint: Callable[[], None]) -> None:
         """The checkpointing thread: the WAL goes back into the database file beside the
@@ -89,8 +106,20 @@ class Storage:
         if not batch:
             return
         self.busy = True
-        future = self.loop.run_in_executor(self.executor, self._run, batch)
-        future.add_done_callback(lambda fut: self._finished(batch, fut))
+        self._jobs.put(lambda: self._run_and_report(batch))
+
+    def _run_and_report(self, batch: list[StoreCall]) -> None:
+        """On the storage thread: run a batch, hand the results to the loop."""
+        try:
+            results: list[Any] = self._run(batch)
+        except Exception as exc:
+            # The transaction itself failed (disk full, I/O error): nothing was committed.
+            log.exception("storage transaction failed")
+            results = [StorageFailed(exc)] * len(batch)
+        try:
+            self.loop.call_soon_threadsafe(self._finished, batch, results)
+        except RuntimeError:
+            pass  # the loop is closed: shutting down, drain() takes over
 
     def _run(self, batch: list[StoreCall]) -> list[Any]:
         results: list[Any] = []
@@ -107,16 +136,10 @@ class Storage:
             log.warning("slow storage: %d calls took %.3f s", len(batch), elapsed)
         return results
 
-    def _finished(self, batch: list[StoreCall], fut: asyncio.Future[list[Any]]) -> None:
+    def _finished(self, batch: list[StoreCall], results: list[Any]) -> None:
         self.busy = False
         self.transactions += 1
         self.calls += len(batch)
-        try:
-            results = fut.result()
-        except Exception as exc:
-            # The transaction itself failed (disk full, I/O error): nothing was committed.
-            log.exception("storage transaction failed")
-            results = [StorageFailed(exc)] * len(batch)
         for call, result in zip(batch, results, strict=True):
             self.complete(call, result)
         if time.monotonic() - self._maintained > MAINTAIN_EVERY:
@@ -133,14 +156,19 @@ class Storage:
             self._start()
             return
         self.busy = True
-        future = self.loop.run_in_executor(self.executor, self._upkeep)
+        self._jobs.put(self._upkeep_and_report)
 
-        def finished(_: asyncio.Future[None]) -> None:
-            self.busy = False
-            if self.waiting:
-                self._start()
+    def _upkeep_and_report(self) -> None:
+        self._upkeep()
+        try:
+            self.loop.call_soon_threadsafe(self._upkept)
+        except RuntimeError:
+            pass  # the loop is closed: shutting down
 
-        future.add_done_callback(finished)
+    def _upkept(self) -> None:
+        self.busy = False
+        if self.waiting:
+            self._start()
 
     def _upkeep(self) -> None:
         """Index what was stored since the last upkeep (on the storage thread).
@@ -162,16 +190,19 @@ class Storage:
         except Exception:
             log.exception("storage maintenance failed")
 
+    def stop(self) -> None:
+        """Stop the storage and checkpoint threads (after the job in hand)."""
+        self._stop_checkpoints()
+        self._stop_worker()
+
     def drain(self, timeout: float = 5.0) -> None:
         """Run what is still waiting, synchronously (at shutdown)."""
-        self._stop_checkpoints()
-        self.executor.shutdown(wait=True)
+        self.stop()
         if self.waiting:
             batch, self.waiting = self.waiting, []
             for call, result in zip(batch, self._run(batch), strict=True):
                 self.complete(call, result)
 
     def close(self) -> None:
-        self._stop_checkpoints()
-        self.executor.shutdown(wait=True)
+        self.stop()
         self.store.close()
