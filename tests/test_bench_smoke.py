@@ -69,3 +69,15 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "| scenario" in proc.stdout  # the table
     if importlib.util.find_spec("matplotlib") is not None:
         assert chart.stat().st_size > 0
+
+
+@pytest.mark.parametrize("store", ["null", "sqlite"])
+def test_inproc_bench_smoke(store: str) -> None:
+    """``python -m bench.inproc``: the core alone, both scenarios, history on and off."""
+    cmd = [sys.executable, "-m", "bench.inproc", "--seconds", "0.05", "--store", store]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["fanout", "dm"], proc.stdout
+    for line in lines:
+        assert "history off" in line and "history on" in line and f"store {store}" in line
