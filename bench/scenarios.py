@@ -242,6 +242,23 @@ async def run_idle(server: Server, gen: Generator, p: Params) -> Result:
     return finish(res, server, gen)
 
 
+async def measure_max_rate(
+    server: Server, groups: Sequence[Group], lat: list[int], p: Params, op: str
+) -> Result:
+    """:func:`measure` with every group sending as fast as its window allows."""
+
+    def start() -> None:
+        for g in groups:
+            g.active = True
+            g.pump()
+
+    def stop() -> None:
+        for g in groups:
+            g.active = False
+
+    return await measure(server, groups, start, stop, lat, p, op)
+
+
 async def run_fanout(server: Server, gen: Generator, p: Params, fixed: bool) -> Result:
     scenario = "fanout500" if fixed else "fanout"
     nchan = p.count(20, root=True)
@@ -280,17 +297,7 @@ async def run_fanout(server: Server, gen: Generator, p: Params, fixed: bool) -> 
         # The server (or the machine) could not keep up with the fixed rate.
         res["behind"] = res["ops_per_s"] < 0.95 * target
     else:
-
-        def start() -> None:
-            for g in groups:
-                g.active = True
-                g.pump()
-
-        def stop() -> None:
-            for g in groups:
-                g.active = False
-
-        res.update(await measure(server, groups, start, stop, lat, p, "delivery"))
+        res.update(await measure_max_rate(server, groups, lat, p, "delivery"))
     return finish(res, server, gen)
 
 
@@ -309,18 +316,9 @@ async def run_dm(server: Server, gen: Generator, p: Params) -> Result:
         if i % 10 == 0:
             b.latency = lat
 
-    def start() -> None:
-        for g in groups:
-            g.active = True
-            g.pump()
-
-    def stop() -> None:
-        for g in groups:
-            g.active = False
-
     res = base_result(server, "dm", gen)
     res.update({"clients": len(clients), "pairs": len(groups), "window_msgs": p.window})
-    res.update(await measure(server, groups, start, stop, lat, p, "message"))
+    res.update(await measure_max_rate(server, groups, lat, p, "message"))
     return finish(res, server, gen)
 
 

@@ -56,6 +56,8 @@ class Storage:
         self.transactions = 0
         self.calls = 0
         self._maintained = time.monotonic()
+        # Indexing between transactions (SQLiteStore.maintain); None: nothing to do.
+        self._index: Callable[[int], int] | None = getattr(store, "maintain", None)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         elsewhere = getattr(store, "checkpoints_elsewhere", None)
@@ -152,7 +154,7 @@ class Storage:
     def _maintain(self) -> None:
         """Upkeep (indexing) on the storage thread, then the calls that wait, if any."""
         self._maintained = time.monotonic()
-        if getattr(self.store, "maintain", None) is None:
+        if self._index is None:
             self._start()
             return
         self.busy = True
@@ -179,8 +181,7 @@ class Storage:
         go; a smaller one in slices of UPKEEP_SLICE rows while no call waits, so that a
         commit waits a fraction of a millisecond behind indexing at most.
         """
-        self._maintained = time.monotonic()
-        maintain = getattr(self.store, "maintain", None)
+        maintain = self._index
         if maintain is None:
             return
         try:

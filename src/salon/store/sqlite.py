@@ -557,18 +557,19 @@ class SQLiteStore:
         self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
         return True
 
-    def index_pending(self, most: int | None = None) -> int:
-        """Add the rows stored since the last call to the full-text index and to the
-        conversation index (at most ``most`` of them, so that commits never wait long
-        behind indexing). Reads call it first: they see every committed row."""
+    def _marks(self) -> tuple[int, int]:
+        """(the last row indexed, the last row stored)."""
         done = int(self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()[0])
-        top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
-        if most is not None:
-            top = min(top, done + most)
+        top = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0])
+        return done, top
+
+    def _index(self, done: int, top: int) -> None:
+        """Add rows ``done`` (exclusive) to ``top`` to the full-text and conversation
+        indexes, and move the mark."""
         if top <= done:
-            return 0
+            return
         with self.transaction():
-            cur = self.conn.execute(
+            self.conn.execute(
                 "INSERT INTO history_fts (rowid, text) SELECT id, text FROM history"
                 " WHERE id > ? AND id <= ? AND command IN ('PRIVMSG', 'NOTICE')",
                 (done, top),
@@ -579,20 +580,19 @@ class SQLiteStore:
                 (done, top),
             )
             self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
-        return int(cur.rowcount)
 
-    def maintain(self, most: int = INDEX_SLICE, share: float = 0.0) -> int:
-        """Background work (the storage thread calls it between transactions): index
-        ``most`` of the pending rows, or ``share`` of them when that is more; return how
-        many are still pending."""
-        done = int(self.conn.execute("SELECT indexed FROM fts_state WHERE id = 1").fetchone()[0])
-        top = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0]
-        pending = int(top) - done
-        if pending <= 0:
-            return 0
-        step = max(most, int(pending * share))
-        self.index_pending(most=step)
-        return max(0, pending - step)
+    def index_pending(self) -> None:
+        """Index every row stored since the last call. Reads call it first: they see
+        every committed row."""
+        self._index(*self._marks())
+
+    def maintain(self, most: int = INDEX_SLICE) -> int:
+        """Background work (the storage thread calls it between transactions): index at
+        most ``most`` of the pending rows; return how many are still pending."""
+        done, top = self._marks()
+        upto = min(top, done + most)
+        self._index(done, upto)
+        return top - upto
 
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         if not query.targets:
