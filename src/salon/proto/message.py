@@ -181,8 +181,9 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         if words and words[0].startswith(":"):
             words = words[1:]
         raise InvalidUTF8(words[0].upper() if words else None, dict(tags)) from None
-    if "\0" in text:
-        raise ProtocolError("NUL in line")
+    if "\0" in text or "\r" in text:
+        # RFC 1459 2.3: a message ends at CR LF and can contain neither, nor NUL.
+        raise ProtocolError("NUL or CR in line")
     source: str | None = None
     if text[:1] == ":":
         src, _, text = text.partition(" ")

@@ -41,6 +41,9 @@ class Command:
     idle: bool = False
 
 
+# The fast path of a plain "PRIVMSG target :text" line (see messaging.relay_line).
+FAST_LINE: Callable[[Server, Client, bytes], bool] = messaging.relay_line
+
 COMMANDS: dict[str, Command] = {
     # Registration and connection
     "CAP": Command(registration.cmd_cap, 1, prereg=True),

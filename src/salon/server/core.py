@@ -70,6 +70,7 @@ USER_MODES = "BiowR"
 # Messages of one client that may wait for their commit at once.
 PIPELINE = 64
 _MESSAGE_COMMANDS = (b"PRIVMSG", b"NOTICE", b"TAGMSG")
+_FAST_STARTS = (b"PRIVMSG ", b"NOTICE ")
 
 
 _MESSAGE_STARTS = (b"PRIVMSG ", b"NOTICE ", b"TAGMSG ")
@@ -168,11 +169,14 @@ def format_time(now: float) -> str:
 
 class Server:
     def __init__(self, config: Config, now: float | None = None) -> None:
-        from salon.server.commands import COMMANDS
+        from salon.server.commands import COMMANDS, FAST_LINE
 
         self.config = config
         self.name = config.server.name
         self.commands: dict[str, Command] = COMMANDS
+        # A registered client's plain PRIVMSG or NOTICE line, handled without the general
+        # parse and dispatch; None turns it off (tests compare both paths).
+        self.fast_line: Callable[[Server, Client, bytes], bool] | None = FAST_LINE
         self.now = time.time() if now is None else now
         self.started = self.now
         self.clients: dict[int, Client] = {}
@@ -392,6 +396,15 @@ class Server:
             if client.discarding:
                 client.discarding = False
                 continue
+            fast = self.fast_line
+            if (
+                fast is not None
+                and line.startswith(_FAST_STARTS)
+                and client.registered
+                and client.kind is Kind.IRC
+                and fast(self, client, line)
+            ):
+                continue
             self._handle_line(client, line)
             if not flood and self.flood and client.registered:
                 flood = True
@@ -539,14 +552,25 @@ class Server:
         pasting client's lines share a transaction; any other command of that client waits
         until they are all delivered (see _process_input), so nothing is reordered.
         """
-        client = rb.client
+        self.hold(rb.client, events, finish, arg, rb.label, rb.messages)
+        rb.label, rb.messages = None, []
+
+    def hold(
+        self,
+        client: Client,
+        events: list[Any],
+        finish: Finisher,
+        arg: Any,
+        label: str | None = None,
+        held: list[Message] | None = None,
+    ) -> None:
+        """:meth:`hold_for_commit` with nothing to answer but what ``finish`` adds."""
         group = self._group
         if group is None:
             group = self.commit_group()
         group.events += events
-        group.waiting.append((client, rb.label, rb.messages, finish, arg))
+        group.waiting.append((client, label, [] if held is None else held, finish, arg))
         group.senders[client] = None
-        rb.label, rb.messages = None, []
         client.pending_commits += 1
 
     def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
@@ -655,8 +679,9 @@ class Server:
         if client.outbytes > self.sendq:
             self.drop(client, "SendQ exceeded")
 
-    def send(self, client: Client, msg: Message) -> None:
-        """Send one message to one client, with the tags its capabilities allow."""
+    def send(self, client: Client, msg: Message, wire: bytes | None = None) -> None:
+        """Send one message to one client, with the tags its capabilities allow.
+        ``wire``: the message's body already serialized (CR LF included), when known."""
         if client.closed:
             return
         if client.variant < 0:
@@ -668,7 +693,11 @@ class Server:
             return
         tags = msg.tags
         try:
-            data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+            data = (
+                wire
+                if wire is not None
+                else msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+            )
             if tags:
                 allowed = caps.allowed_tags(tags, client.capmask)
                 if allowed:
@@ -679,11 +708,16 @@ class Server:
         self.write(client, data)
 
     def deliver(
-        self, recipients: Iterable[Client], msg: Message, skip: Client | None = None
+        self,
+        recipients: Iterable[Client],
+        msg: Message,
+        skip: Client | None = None,
+        wire: bytes | None = None,
     ) -> None:
-        """Fan a message out: serialized once per variant, appended to each outbox."""
-        body = msg.body()
-        wire = body.encode("utf-8", "surrogateescape") + b"\r\n"
+        """Fan a message out: serialized once per variant, appended to each outbox.
+        ``wire``: as for :meth:`send`."""
+        if wire is None:
+            wire = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
         dirty = self.dirty

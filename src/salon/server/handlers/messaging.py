@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from salon.errors import CommandError, FailError
+from salon.errors import CommandError, FailError, SerializationError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.limits import MAX_LINE
+from salon.proto.limits import MAX_BODY, MAX_LINE
 from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
@@ -20,18 +20,127 @@ from salon.store.base import HistoryEvent, dm_key
 
 log = logging.getLogger("salon.messages")
 
+# What may start a nick (RFC 2812 2.3.1: letter or special), as opposed to a channel,
+# a status prefix or a server mask.
+_NICK_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
+
 
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     relay(server, client, msg, rb, msg.command)
+
+
+def relay_line(server: Server, client: Client, line: bytes) -> bool:
+    """The fast path of the commonest line: ``PRIVMSG target :text`` (or NOTICE) from a
+    registered client, no tags, one target that is a channel or a nick, and nothing to
+    answer. It does what parse, dispatch and :func:`relay` would do, with the same bytes
+    out (tests/test_fastpath.py compares the two), minus their generality.
+
+    Returns False, having changed nothing, for any other line or any case that needs an
+    answer (an error, RPL_AWAY, services, a status message, a multi-target line): the
+    general path then handles it.
+    """
+    if line[-1:] == b"\r":
+        line = line[:-1]
+    if len(line) > MAX_BODY:
+        return False
+    if line[0] == 80:  # "P"
+        command, start = "PRIVMSG", 8
+    else:
+        command, start = "NOTICE", 7
+    try:
+        s = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    colon = s.find(" :", start)
+    if colon <= start:
+        return False
+    target = s[start:colon]
+    text = s[colon + 2 :]
+    if (
+        not text
+        or " " in target
+        or "," in target
+        or "\0" in s
+        or "\r" in s
+        or "serv" in target.lower()
+    ):
+        return False
+    source = client.prefix
+    # RFC 1459 2.3: the relayed line, prefix added, must fit in 512 bytes (see _prepare).
+    if len(source) + len(line) + 4 > MAX_LINE:
+        return False
+    first = target[0]
+    events: list[HistoryEvent] | None = [] if server.config.history.enabled else None
+    now = server.now
+    ms = int(now * 1000)
+    tags = {"time": history.format_ms(ms), "msgid": ""}
+    params = (target, text)
+    chan: Channel | None = None
+    other: Client | None = None
+    if first == "#":
+        chan = server.channels.get(casefold(target))
+        if chan is None:
+            return False
+        if not chan.members.get(client):
+            try:
+                check_can_send(chan, client, text)
+            except CommandError:
+                return False
+            try:
+                server.abuse.check_channel_flood(chan, client)
+            except CommandError as exc:
+                server.numeric(client, exc.numeric, *exc.params)
+                return True
+        tags["msgid"] = msgid = server.new_msgid(ms)
+        if events is not None:
+            events.append(
+                HistoryEvent(msgid, ms / 1000, chan.cf, command, source, client.account, params, ())
+            )
+        if server.log_messages:
+            server.note(f"{command} {chan.name} <{client.nick}> {text}")
+    elif first in _NICK_START:
+        other = server.nicks.get(casefold(target))
+        if (
+            other is None
+            or not other.registered
+            or (other.away is not None and command == "PRIVMSG")
+            or "R" in other.modes
+            or "R" in client.modes
+        ):
+            return False
+        tags["msgid"] = server.new_msgid(ms)
+        if events is not None:
+            events.append(
+                _private_event(server, client, other, command, target, params, tags, ms, ())
+            )
+        if server.log_messages:
+            server.note(f"{command} {other.nick} <{client.nick}> {text}")
+    else:
+        return False
+    if client.account is not None:
+        tags["account"] = client.account
+    if "B" in client.modes:
+        tags["bot"] = ""
+    client.last_active = client.last_message = now
+    out = Message(command, params, source, tags)
+    deliveries: list[Delivery] = [(out, body_bytes(source, command, target, text), chan, other, "")]
+    echo = bool(client.capmask & caps.ECHO_MESSAGE)
+    if events:
+        server.hold(client, events, _committed, (command, echo, deliveries))
+    else:
+        _deliver(server, client, command, deliveries)
+        if echo:
+            server.send(client, out, deliveries[0][1])
+    return True
 
 
 def cmd_tagmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     relay(server, client, msg, rb, "TAGMSG")
 
 
-# One target's delivery, decided before the commit and run after it:
-# (message, channel or None, user or None, status prefix such as "@" or "").
-Delivery = tuple[Message, "Channel | None", "Client | None", str]
+# One target's delivery, decided before the commit and run after it: (message, its body
+# serialized, channel or None, user or None, status prefix such as "@" or "").
+Delivery = tuple[Message, bytes, "Channel | None", "Client | None", str]
 
 
 def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, command: str) -> None:
@@ -60,7 +169,8 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     )
     deliveries: list[Delivery] = []
     for target in targets:
-        tags = {"time": stamp, "msgid": server.new_msgid(ms)}
+        # The msgid is drawn once the target is known to take the message (_prepare).
+        tags = {"time": stamp, "msgid": ""}
         if client_tags:
             tags.update(client_tags)
         if client.account is not None:
@@ -83,7 +193,7 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     else:
         _deliver(server, client, command, deliveries)
         if echo:
-            for out, _chan, _other, _status in deliveries:
+            for out, *_ in deliveries:
                 rb.add(out)
 
 
@@ -102,8 +212,8 @@ def _committed(
         if label is None and not held:
             # Nothing to label or to keep in order with: the echo goes straight out.
             if echo:
-                for out, _chan, _other, _status in deliveries:
-                    server.send(client, out)
+                for out, wire, *_ in deliveries:
+                    server.send(client, out, wire)
             return
     out_rb = ResponseBuffer(server, client, None)
     out_rb.label = label
@@ -111,14 +221,14 @@ def _committed(
     if not ok:
         out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
     elif echo:
-        for out, _chan, _other, _status in deliveries:
+        for out, *_ in deliveries:
             out_rb.add(out)
     out_rb.flush()
 
 
 def _deliver(server: Server, client: Client, command: str, deliveries: list[Delivery]) -> None:
     tagmsg = command == "TAGMSG"
-    for out, chan, other, status in deliveries:
+    for out, wire, chan, other, status in deliveries:
         if chan is not None:
             recipients: Iterable[Client] = chan.members
             if status:
@@ -129,13 +239,13 @@ def _deliver(server: Server, client: Client, command: str, deliveries: list[Deli
                 ]
             if tagmsg:
                 recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
-            server.deliver(recipients, out, skip=client)
+            server.deliver(recipients, out, client, wire)
         elif (
             other is not None
             and not other.closed
             and (not tagmsg or other.capmask & caps.MESSAGE_TAGS)
         ):
-            server.send(other, out)
+            server.send(other, out, wire)
 
 
 def _prepare(
@@ -178,6 +288,7 @@ def _prepare(
         check_can_send(chan, client, text)
         if text is not None:
             server.abuse.check_channel_flood(chan, client)
+        tags["msgid"] = server.new_msgid(ms)
         if events is not None and not status:
             # A status message (@#chan) is not stored: history would show it to everyone.
             events.append(
@@ -188,30 +299,61 @@ def _prepare(
             )  # fmt: skip
         if server.log_messages and text is not None:
             server.note(f"{command} {chan.name} <{client.nick}> {text}")
-        return (out, chan, None, status)
+        return (out, body_bytes(source, command, target, text), chan, None, status)
     other = server.nicks.get(casefold(name))
     if other is None or not other.registered:
         raise CommandError(n.ERR_NOSUCHNICK, name, "No such nick/channel")
     check_private_message(server, client, other)  # user mode +R
     if other.away is not None and command == "PRIVMSG":
         rb.numeric(n.RPL_AWAY, other.nick, other.away)
+    tags["msgid"] = server.new_msgid(ms)
     if events is not None:
-        mine = history.party(server, client)
-        key = dm_key(mine, history.party(server, other))
-        # Correspondent names are stored for CHATHISTORY TARGETS only when they change.
-        names = (target, client.nick)
-        display = target if server.dm_names.get(key) != names else ""
-        if display:
-            server.dm_names[key] = names
         events.append(
-            HistoryEvent(
-                tags["msgid"], ms / 1000, key, command, source, client.account, params,
-                client_tags, display, mine,
-            )
-        )  # fmt: skip
+            _private_event(server, client, other, command, target, params, tags, ms, client_tags)
+        )
     if server.log_messages and text is not None:
         server.note(f"{command} {other.nick} <{client.nick}> {text}")
-    return (out, None, other, "")
+    return (out, body_bytes(source, command, target, text), None, other, "")
+
+
+def _private_event(
+    server: Server,
+    client: Client,
+    other: Client,
+    command: str,
+    target: str,
+    params: tuple[str, ...],
+    tags: dict[str, str],
+    ms: int,
+    client_tags: tuple[tuple[str, str], ...],
+) -> HistoryEvent:
+    """The history event of a private message from ``client`` to ``other``."""
+    mine = history.party(server, client)
+    key = dm_key(mine, history.party(server, other))
+    # Correspondent names are stored for CHATHISTORY TARGETS only when they change.
+    names = (target, client.nick)
+    display = target if server.dm_names.get(key) != names else ""
+    if display:
+        server.dm_names[key] = names
+    return HistoryEvent(
+        tags["msgid"], ms / 1000, key, command, client.prefix, client.account, params,
+        client_tags, display, mine,
+    )  # fmt: skip
+
+
+def body_bytes(source: str, command: str, target: str, text: str | None) -> bytes:
+    """``Message(command, (target, text), source).body()`` with CR LF, written directly:
+    the source and command are the server's own and the target a checked middle parameter;
+    only the text needs the trailing-parameter rule, and CR, LF and NUL are refused."""
+    if text is None:
+        line = f":{source} {command} {target}\r\n"
+    elif " " in text or text[:1] == ":" or not text:
+        line = f":{source} {command} {target} :{text}\r\n"
+    else:
+        line = f":{source} {command} {target} {text}\r\n"
+    if "\0" in line or "\n" in line[:-1] or "\r" in line[:-2]:
+        raise SerializationError(f"CR, LF or NUL in {command}")
+    return line.encode("utf-8", "surrogateescape")
 
 
 def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
