@@ -98,14 +98,16 @@ Finisher = Callable[["Server", Client, bool, "str | None", "list[Message]", Any]
 class CommitGroup:
     """Messages of one event-loop turn waiting for one commit (see Server.commit_group)."""
 
-    __slots__ = ("done", "events", "senders", "server", "waiting")
+    __slots__ = ("events", "senders", "server", "waiting")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.events: list[Any] = []
         self.waiting: list[tuple[Client, str | None, list[Message], Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
-        self.done = _GroupDone(self)
+        # No reference back from the group to its _GroupDone: a cycle would leave each
+        # group, and every message it holds, to the cyclic garbage collector (a 2 s
+        # collection of 3.7 million objects under the DM bench, before this was so).
 
     def write(self, store: Any) -> bool:
         store.append_history(self.events)
@@ -783,7 +785,7 @@ class Server:
         group = self._group
         if group is None:
             group = self._group = CommitGroup(self)
-            self.effects.append(StoreCall(group.write, group.done, None))
+            self.effects.append(StoreCall(group.write, _GroupDone(group), None))
         return group
 
     # ------------------------------------------------------------------ quitting

@@ -123,14 +123,19 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         tags["bot"] = ""
     client.last_active = client.last_message = now
     out = Message(command, params, source, tags)
-    deliveries: list[Delivery] = [(out, body_bytes(source, command, target, text), chan, other, "")]
+    if text[0] == ":" or " " in text:
+        # The line as received is the relayed body: text keeps its colon (Message.body).
+        body = b"".join((b":", source.encode(), b" ", line, b"\r\n"))
+    else:
+        body = body_bytes(source, command, target, text)
+    deliveries: list[Delivery] = [(out, body, chan, other, "")]
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if events:
         server.hold(client, events, _committed, (command, echo, deliveries))
     else:
         _deliver(server, client, command, deliveries)
         if echo:
-            server.send(client, out, deliveries[0][1])
+            server.send(client, out, body)
     return True
 
 
