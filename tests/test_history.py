@@ -21,7 +21,7 @@ from corehelpers import START, Conn, HeldStoreNet, Net, find, isupport, make_con
 from salon.proto.message import Message, parse
 from salon.server import history
 from salon.server.history import format_ms, parse_ms
-from salon.store.base import HistoryEvent, HistoryQuery, dm_key
+from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
 
 CAPS = ("batch", "draft/chathistory", "echo-message", "message-tags", "server-time")
 EVENTS = (*CAPS, "draft/event-playback")
@@ -212,6 +212,30 @@ def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
     assert [e.text for e in store.history(HistoryQuery("#b", limit=9))] == ["t6", "t10"]
     rows = store.conn.execute("SELECT id FROM history_by_target WHERE target = '#b'")
     assert len(rows.fetchall()) == 2
+    store.close()
+
+
+def test_sqlite_rows_of_every_shape_keep_their_order_and_fields(tmp_path: Path) -> None:
+    """One batch mixes short rows (a plain message) with full ones (client tags, a display
+    name, JSON parameters): they are inserted in runs of one shape, and read back in the
+    order and with the fields they were written with; a search finds the plain ones."""
+    from salon.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    t = START
+    events = [
+        HistoryEvent("m1", t, "#a", "PRIVMSG", "ann!a@h", None, ("#a", "plain one")),
+        HistoryEvent("m2", t, "#a", "PRIVMSG", "bo!b@h", "bo", ("#a", "tagged"), (("+draft/reply", "m1"),)),
+        HistoryEvent("m3", t, "#a", "JOIN", "cy!c@h", None, ("#a",)),
+        HistoryEvent("m4", t, "#a", "NOTICE", "ann!a@h", None, ("#a", "plain two")),
+        HistoryEvent("m5", t, "#a", "TAGMSG", "bo!b@h", None, ("#a",), (("+draft/react", "x"),)),
+        HistoryEvent("m6", t, "#a", "PRIVMSG", "ann!a@h", None, ("#A", "plain three")),
+    ]  # fmt: skip
+    with store.transaction():
+        store.append_history(events)
+    assert store.history(HistoryQuery("#a", limit=10)) == events
+    found = store.search_history(SearchQuery("plain", ("#a",), limit=10))
+    assert [e.msgid for e in found] == ["m1", "m4", "m6"]
     store.close()
 
 
