@@ -403,7 +403,7 @@ class Server:
                 fast is not None
                 and line.startswith(_FAST_STARTS)
                 and client.registered
-                and client.kind is Kind.IRC
+                and client.variant >= 0  # an IRC client (plain-text ones are -1)
                 and fast(self, client, line)
             ):
                 continue

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
 
 from salon.errors import CommandError, FailError, SerializationError
 from salon.proto import numerics as n
@@ -19,6 +21,13 @@ from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
 log = logging.getLogger("salon.messages")
+
+# Message(...) and HistoryEvent(...) without the named tuples' Python-level __new__ (one
+# call each per relayed message): every field given, in order.
+_new_message: Callable[[tuple[str, tuple[str, ...], str, dict[str, str]]], Message] = partial(
+    tuple.__new__, Message
+)
+_new_event: Callable[[tuple[Any, ...]], HistoryEvent] = partial(tuple.__new__, HistoryEvent)
 
 # What may start a nick (RFC 2812 2.3.1: letter or special), as opposed to a channel,
 # a status prefix or a server mask.
@@ -94,7 +103,9 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         tags["msgid"] = msgid = server.new_msgid(ms)
         if events is not None:
             events.append(
-                HistoryEvent(msgid, ms / 1000, chan.cf, command, source, client.account, params, ())
+                _new_event(
+                    (msgid, ms / 1000, chan.cf, command, source, client.account, params, (), "", "")
+                )
             )
         if server.log_messages:
             server.note(f"{command} {chan.name} <{client.nick}> {text}")
@@ -122,20 +133,25 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     if "B" in client.modes:
         tags["bot"] = ""
     client.last_active = client.last_message = now
-    out = Message(command, params, source, tags)
+    out = _new_message((command, params, source, tags))
     if text[0] == ":" or " " in text:
         # The line as received is the relayed body: text keeps its colon (Message.body).
         body = b"".join((b":", source.encode(), b" ", line, b"\r\n"))
     else:
         body = body_bytes(source, command, target, text)
-    deliveries: list[Delivery] = [(out, body, chan, other, "")]
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if events:
+        deliveries: list[Delivery] = [(out, body, chan, other, "")]
         server.hold(client, events, _committed, (command, echo, deliveries))
-    else:
-        _deliver(server, client, command, deliveries)
-        if echo:
-            server.send(client, out, body)
+        return True
+    # What _deliver does for one target.
+    if other is not None:
+        if not other.closed:
+            server.send(other, out, body)
+    elif chan is not None:
+        server.deliver(chan.members, out, client, body)
+    if echo:
+        server.send(client, out, body)
     return True
 
 
@@ -340,10 +356,10 @@ def _private_event(
     display = target if server.dm_names.get(key) != names else ""
     if display:
         server.dm_names[key] = names
-    return HistoryEvent(
+    return _new_event((
         tags["msgid"], ms / 1000, key, command, client.prefix, client.account, params,
         client_tags, display, mine,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def body_bytes(source: str, command: str, target: str, text: str | None) -> bytes:
