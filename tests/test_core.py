@@ -1546,6 +1546,21 @@ def test_invalid_utf8(net: Net) -> None:
     assert bob.lines() == [":alice!alice@127.0.0.1 PRIVMSG #c café"]
 
 
+def test_nul_or_cr_inside_a_line_is_refused_with_a_reason(net: Net) -> None:
+    """RFC 1459 2.3: a message ends at CR LF and contains neither, nor NUL. Such a line is
+    neither relayed nor dropped silently."""
+    alice, bob = pair(net)
+    alice.send(b"PRIVMSG #c :split\rline")
+    alice.send(b"PRIVMSG bob :nul\0inside")
+    alice.send(b"@+x=1\0 TAGMSG #c")
+    assert alice.lines() == [
+        ":test.salon 400 alice PRIVMSG :Line contains a NUL or CR",
+        ":test.salon 400 alice PRIVMSG :Line contains a NUL or CR",
+        ":test.salon 400 alice * :Line contains a NUL or CR",
+    ]
+    bob.nothing()
+
+
 # ==================================================================================
 # Timers: registration and ping timeouts
 # ==================================================================================

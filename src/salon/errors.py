@@ -20,6 +20,10 @@ class LineTooLong(ProtocolError):
     """A line over the 512-byte limit (or the tag limits of IRCv3 message-tags)."""
 
 
+class ForbiddenCharacter(ProtocolError):
+    """A NUL or CR inside a line (``args[0]``: the command, when it could be read)."""
+
+
 class InvalidUTF8(ProtocolError):
     """A line that is not valid UTF-8 on a UTF8ONLY server."""
 

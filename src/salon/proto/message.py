@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from salon.errors import InvalidUTF8, LineTooLong, ProtocolError, SerializationError
+from salon.errors import (
+    ForbiddenCharacter,
+    InvalidUTF8,
+    LineTooLong,
+    ProtocolError,
+    SerializationError,
+)
 from salon.proto.limits import MAX_BODY, MAX_CLIENT_TAGS
 
 _EMPTY_TAGS: Final[Mapping[str, str]] = MappingProxyType({})
@@ -165,8 +171,8 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         if space - 1 > MAX_CLIENT_TAGS:
             raise LineTooLong("tags too long")
         raw_tags = data[1:space]
-        if b"\0" in raw_tags:
-            raise ProtocolError("NUL in tags")
+        if b"\0" in raw_tags or b"\r" in raw_tags:
+            raise ForbiddenCharacter(None)
         try:
             tags = parse_tags(raw_tags.decode("utf-8"))
         except UnicodeDecodeError:
@@ -183,7 +189,10 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
         raise InvalidUTF8(words[0].upper() if words else None, dict(tags)) from None
     if "\0" in text or "\r" in text:
         # RFC 1459 2.3: a message ends at CR LF and can contain neither, nor NUL.
-        raise ProtocolError("NUL or CR in line")
+        words = text.replace("\0", " ").replace("\r", " ").split()
+        if words and words[0].startswith(":"):
+            words = words[1:]
+        raise ForbiddenCharacter(words[0].upper() if words else None)
     source: str | None = None
     if text[:1] == ":":
         src, _, text = text.partition(" ")

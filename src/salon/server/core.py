@@ -25,6 +25,7 @@ from salon.config import Config
 from salon.errors import (
     CommandError,
     FailError,
+    ForbiddenCharacter,
     InvalidUTF8,
     LineTooLong,
     ProtocolError,
@@ -444,6 +445,12 @@ class Server:
             rb = ResponseBuffer(self, client, tags.get("label"))
             # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
             rb.fail(command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
+            rb.flush()
+            return
+        except ForbiddenCharacter as exc:
+            # Not silently dropped: the sender learns why nothing happened.
+            rb = ResponseBuffer(self, client, None)
+            rb.numeric(n.ERR_UNKNOWNERROR, exc.args[0] or "*", "Line contains a NUL or CR")
             rb.flush()
             return
         except ProtocolError:
