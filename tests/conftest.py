@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from salon.proto.message import Message, parse
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -216,6 +218,19 @@ class LineClient:
                 out.append(self.readline(quiet))
             except (TimeoutError, ConnectionError):
                 return out
+
+    def read_batch(self, kind: str) -> list[Message]:
+        """Read lines until a whole batch of ``kind`` has arrived; its messages, each of
+        which must carry the batch's tag."""
+        opened = self.expect(rf"BATCH \+\S+ {re.escape(kind)}")
+        ref = opened.string.split("BATCH +", 1)[1].split()[0]
+        out = []
+        while True:
+            msg = parse(self.readline())
+            if msg.command == "BATCH" and msg.params[0] == "-" + ref:
+                return out
+            assert msg.tags.get("batch") == ref, msg
+            out.append(msg)
 
     def register(self, nick: str, caps: str = "") -> None:
         if caps:

@@ -321,6 +321,17 @@ class AsyncClient:
         await client.until(lambda line: " 376 " in line or " 422 " in line)
         return client
 
+    @classmethod
+    async def pair_in_channel(cls, port: int) -> tuple[AsyncClient, AsyncClient]:
+        """alice and bob, both in #c, and alice has seen bob join."""
+        alice = await cls.connect(port, "alice")
+        bob = await cls.connect(port, "bob")
+        for client in (alice, bob):
+            await client.send("JOIN #c")
+            await client.until(lambda line: " 366 " in line)
+        await alice.until(lambda line: " JOIN " in line and "bob" in line)
+        return alice, bob
+
     async def send(self, *lines: str) -> None:
         self.writer.write("".join(line + "\r\n" for line in lines).encode())
         await self.writer.drain()
@@ -369,12 +380,7 @@ def test_real_shell_groups_commits(tmp_path: Path) -> None:
     handful of store calls (one commit group per loop turn) and transactions."""
 
     async def scenario(shell: runner.Shell, port: int) -> tuple[int, int]:
-        alice = await AsyncClient.connect(port, "alice")
-        bob = await AsyncClient.connect(port, "bob")
-        for client in (alice, bob):
-            await client.send("JOIN #c")
-            await client.until(lambda line: " 366 " in line)
-        await alice.until(lambda line: " JOIN " in line and "bob" in line)
+        alice, bob = await AsyncClient.pair_in_channel(port)
         assert shell.storage is not None
         base = (shell.storage.transactions, shell.storage.calls)
         await alice.send(*(f"PRIVMSG #c :alice {i}" for i in range(200)))
@@ -482,12 +488,7 @@ def test_a_slow_disk_slows_the_sender_on_a_real_shell(
     total = 600
 
     async def scenario(shell: runner.Shell, port: int) -> dict[str, Any]:
-        alice = await AsyncClient.connect(port, "alice")
-        bob = await AsyncClient.connect(port, "bob")
-        for client in (alice, bob):
-            await client.send("JOIN #c")
-            await client.until(lambda line: " 366 " in line)
-        await alice.until(lambda line: " JOIN " in line and "bob" in line)
+        alice, bob = await AsyncClient.pair_in_channel(port)
         sender = next(c for c in shell.server.clients.values() if c.nick == "alice")
         seen = {"pending": 0, "paused": False, "waiting": 0}
         stop = asyncio.Event()

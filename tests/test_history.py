@@ -18,7 +18,7 @@ from accounthelpers import cheap_argon2, register_account, sasl_connect  # noqa:
 from conftest import SalonProcess
 from corehelpers import START, Conn, HeldStoreNet, Net, find, isupport, make_config, sqlite_net
 
-from salon.proto.message import Message, parse
+from salon.proto.message import Message
 from salon.server import history
 from salon.server.history import format_ms, parse_ms
 from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
@@ -904,19 +904,6 @@ def test_config_history_section() -> None:
 # ---------------------------------------------------------------------------- real server
 
 
-def read_batch(client: Any, kind: str = "chathistory") -> list[Message]:
-    """Read lines until a whole batch of ``kind`` has arrived; its messages."""
-    opened = client.expect(rf"BATCH \+\S+ {kind}")
-    ref = opened.string.split("BATCH +", 1)[1].split()[0]
-    out = []
-    while True:
-        msg = parse(client.readline())
-        if msg.command == "BATCH" and msg.params[0] == "-" + ref:
-            return out
-        assert msg.tags.get("batch") == ref, msg
-        out.append(msg)
-
-
 def test_history_survives_restart_real_server(tmp_path: Path, connect: Any) -> None:
     server = SalonProcess(tmp_path, history={"replay_lines": 3}).start()
     try:
@@ -940,14 +927,14 @@ def test_history_survives_restart_real_server(tmp_path: Path, connect: Any) -> N
         carol = connect(server.irc_port)
         carol.register("carol", "batch server-time message-tags")
         carol.send("JOIN #real")
-        lines = read_batch(carol)
+        lines = carol.read_batch("chathistory")
         assert texts(lines) == [f"before restart {i}" for i in (2, 3, 4)]
         dave = connect(server.irc_port)
         dave.register("dave", " ".join(EVENTS))
         dave.send("JOIN #real")
         dave.expect(r" 366 ")
         dave.send("CHATHISTORY LATEST #real * 100")
-        played = read_batch(dave)
+        played = dave.read_batch("chathistory")
         commands = [m.command for m in played]
         assert texts(played) == [f"before restart {i}" for i in range(5)]
         assert "TAGMSG" not in commands  # +typing is never stored
@@ -957,7 +944,7 @@ def test_history_survives_restart_real_server(tmp_path: Path, connect: Any) -> N
         bob2 = connect(server.irc_port)
         bob2.register("bob", " ".join(CAPS))
         bob2.send("CHATHISTORY LATEST alice * 10")
-        assert texts(read_batch(bob2)) == []
+        assert texts(bob2.read_batch("chathistory")) == []
         with sqlite3.connect(server.data_dir / "salon.db") as db:
             count = db.execute("SELECT COUNT(*) FROM history WHERE command = 'PRIVMSG'")
             assert count.fetchone()[0] == 6

@@ -15,7 +15,7 @@ import pytest
 from accounthelpers import cheap_argon2, register_account, sasl_connect  # noqa: F401
 from corehelpers import START, Conn, Net, find, sqlite_net
 
-from salon.proto.message import Message, parse
+from salon.proto.message import Message
 from salon.server import history
 from salon.server.history import format_ms
 
@@ -341,17 +341,6 @@ def test_messages_stored_after_redacting_the_newest_are_found(fts_net: Net) -> N
 # ---------------------------------------------------------------------------- real server
 
 
-def read_search(client: Any) -> list[Message]:
-    opened = client.expect(r"BATCH \+\S+ soju.im/search")
-    ref = opened.string.split("BATCH +", 1)[1].split()[0]
-    out = []
-    while True:
-        msg = parse(client.readline())
-        if msg.command == "BATCH" and msg.params[0] == "-" + ref:
-            return out
-        out.append(msg)
-
-
 def test_search_on_a_real_server(salon: Any, connect: Any) -> None:
     alice = connect(salon.irc_port)
     alice.register("alice", " ".join(SEARCH))
@@ -372,20 +361,25 @@ def test_search_on_a_real_server(salon: Any, connect: Any) -> None:
     bob.expect("walrus private note")
 
     bob.send("SEARCH :text=walrus")
-    assert [m.params[-1] for m in read_search(bob)] == [
+    assert [m.params[-1] for m in bob.read_batch("soju.im/search")] == [
         "the walrus sings at dawn",
         "walrus private note",
     ]
     alice.send("SEARCH :text=walr;in=#secret")
-    assert [m.params[-1] for m in read_search(alice)] == ["the walrus sings at dawn"]
+    assert [m.params[-1] for m in alice.read_batch("soju.im/search")] == [
+        "the walrus sings at dawn"
+    ]
     alice.send(f"SEARCH :text=walrus;from=alice;after={stamp(START)};limit=2")
-    assert [m.params[-1] for m in read_search(alice)] == ["walrus private note", "walrus in public"]
+    assert [m.params[-1] for m in alice.read_batch("soju.im/search")] == [
+        "walrus private note",
+        "walrus in public",
+    ]
     carol.send("SEARCH :text=walrus")
-    assert [m.params[-1] for m in read_search(carol)] == ["walrus in public"]
+    assert [m.params[-1] for m in carol.read_batch("soju.im/search")] == ["walrus in public"]
     carol.send("SEARCH :in=#secret;text=walrus")
-    assert read_search(carol) == []
+    assert carol.read_batch("soju.im/search") == []
     carol.send("SEARCH :in=bob")
-    assert read_search(carol) == []
+    assert carol.read_batch("soju.im/search") == []
 
 
 @pytest.mark.parametrize("make_net", ["memory", "sqlite"], indirect=True)

@@ -72,6 +72,8 @@ USER_MODES = "BiowR"
 PIPELINE = 64
 _MESSAGE_COMMANDS = (b"PRIVMSG", b"NOTICE", b"TAGMSG")
 _FAST_STARTS = (b"PRIVMSG ", b"NOTICE ")
+# A client without these capabilities gets no tags at all (caps.allowed_tags).
+_TAG_CAPS = caps.VARIANT_MASK | caps.LABELED_RESPONSE
 
 
 _MESSAGE_STARTS = (b"PRIVMSG ", b"NOTICE ", b"TAGMSG ")
@@ -195,6 +197,8 @@ class Server:
         self._batch_counter = 0
         self._msgid_prefix = secrets.token_hex(2)
         self._msgid_counter = 0
+        self._msgid_ms = -1
+        self._msgid_head = ""
         self.max_local = 0
         self.unregistered = 0
         self.shutting_down = False
@@ -263,7 +267,11 @@ class Server:
         if ms is None:
             ms = int(self.now * 1000)
         self._msgid_counter += 1
-        return f"{ms:011x}{self._msgid_prefix}{self._msgid_counter:x}"
+        if ms != self._msgid_ms:
+            # The head is the same for every message of a millisecond.
+            self._msgid_ms = ms
+            self._msgid_head = f"{ms:011x}{self._msgid_prefix}"
+        return f"{self._msgid_head}{self._msgid_counter:x}"
 
     def user_tags(self, client: Client) -> dict[str, str]:
         """:meth:`server_tags` for a message sent by ``client``, with account-tag's
@@ -707,7 +715,7 @@ class Server:
                 if wire is not None
                 else msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
             )
-            if tags:
+            if tags and client.capmask & _TAG_CAPS:
                 allowed = caps.allowed_tags(tags, client.capmask)
                 if allowed:
                     data = ("@" + encode_tags(allowed) + " ").encode() + data

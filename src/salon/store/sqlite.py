@@ -175,6 +175,7 @@ _COLUMNS = (
     "msgid, time, target, command, source, sender, account, party, text, dest,"
     " params, tags, display"
 )
+_FULL_WIDTH = _COLUMNS.count(",") + 1
 _INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to cache
 
 
@@ -182,7 +183,7 @@ _INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to 
 def _insert_sql(rows: int, width: int) -> str:
     one = (
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        if width == 13
+        if width == _FULL_WIDTH
         else "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')"
     )
     marks = ", ".join([one] * rows)
@@ -439,21 +440,15 @@ class SQLiteStore:
         # sqlite3 module lets go of the GIL around every step, so a batch of rows made as
         # many GIL hand-overs with the event loop's thread.
         rows = [_row(e) for e in events]
-        # Runs of rows of one width, in order (ids follow the events' order).
-        run = 0
-        while run < len(rows):
-            width = len(rows[run])
-            end = run + 1
-            while end < len(rows) and len(rows[end]) == width:
-                end += 1
-            start = run
+        # Runs of rows of one width (short or full), in order: ids follow the events.
+        for width, run in itertools.groupby(rows, len):
+            same = list(run)
+            start = 0
             for size in _INSERT_SIZES:
-                while end - start >= size:
-                    chunk = rows[start : start + size]
-                    values = list(itertools.chain.from_iterable(chunk))
+                while len(same) - start >= size:
+                    values = list(itertools.chain.from_iterable(same[start : start + size]))
                     self.conn.execute(_insert_sql(size, width), values)
                     start += size
-            run = end
         partners = []
         for e in events:
             # display is set only on the private messages that (re)name a conversation.
