@@ -383,6 +383,28 @@ def test_serve_stops_cleanly_on_sigterm_without_clients(serve: Any, tmp_path: Pa
     assert "Traceback" not in s.log()
 
 
+def test_server_log_records_connections_in_order(serve: Any, tmp_path: Path) -> None:
+    """The server log (stderr) is written in batches, not per event: a registration shows
+    up within a moment, and SIGTERM writes what is pending before it says it shuts down."""
+    irc = free_port()
+    s = serve("--irc-port", str(irc), "--plain-port", "0", "--data-dir", str(tmp_path / "x"))
+    wait_port(irc, proc=s.proc)
+    register(irc, "logged")
+    deadline = time.monotonic() + 5
+    while "nick=logged" not in s.log() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "register id=" in s.log() and "nick=logged" in s.log(), s.log()
+    c = LineClient(irc)
+    try:
+        c.register("last")
+        assert s.stop() == 0
+    finally:
+        c.close()
+    log = s.log()
+    assert log.index("nick=logged") < log.index("nick=last") < log.index("shutting down"), log
+    assert "quit id=" in log[log.index("nick=last") :], log
+
+
 def _ipv6_available() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as s:
