@@ -104,6 +104,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="connections set up at once (and churn loops); default: per server, "
         + ", ".join(f"{k} {v}" for k, v in servers.CONNECT_CONCURRENCY.items()),
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds per scenario: the servers take turns (in reverse order every other "
+        "round), the table shows each figure's median and range, and the targets are "
+        "checked against the medians (default: %(default)s)",
+    )
     ap.add_argument("--no-pin", action="store_true", help="do not pin servers and generator")
     ap.add_argument("--keep", action="store_true", help="keep the servers' run directories")
     args = ap.parse_args(argv)
@@ -118,6 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             ap.error(f"unknown scenario {s!r}; choose from {', '.join(scenarios.SCENARIOS)}")
     if args.scale <= 0 or args.duration <= 0:
         ap.error("--scale and --duration must be positive")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     return args
 
 
@@ -158,47 +168,58 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
     results: list[dict[str, Any]] = []
     no_start: dict[str, str] = {}
     # Scenario-major order: the servers' figures for one scenario are taken close in time.
-    for scenario in args.scenario_list:
-        for name in args.server_list:
-            base: dict[str, Any] = {"server": name, "scenario": scenario, **meta}
-            base["version"] = versions.get(name, "")
-            if name in no_start:
-                results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
-                continue
-            try:
-                server = await servers.start(
-                    name, workdir, salon_cmd, pin=args.pin, settle=0.3 if args.scale >= 0.1 else 0.1
-                )
-            except servers.ServerStartError as e:
-                log(f"{scenario} / {name}: cannot start: {e}")
-                no_start[name] = str(e).splitlines()[0] if str(e) else "cannot start"
-                results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
-                continue
-            server.version = versions.get(name, "")
-            gen = Generator("127.0.0.1", server.port, scenario[0])
-            log(f"{scenario} / {name}: started pid {server.pid} on port {server.port}")
-            # No cyclic GC pauses in the generator while it measures (it makes few cycles).
-            gc.collect()
-            gc.disable()
-            try:
-                res = await scenarios.run(scenario, server, gen, params)
-            except Exception as e:
-                log(f"{scenario} / {name}: error {e!r}")
-                res = {"ok": False, "error": repr(e)}
-            finally:
-                gc.enable()
-                gen.close_all()
-                await asyncio.sleep(0.05)
-                server.stop()
-            full = {**base, **res}
-            results.append(full)
-            log(f"{scenario} / {name}: {summary(full)}")
-            if not args.keep:
-                shutil.rmtree(server.rundir, ignore_errors=True)
-            # A quiet disk for the next server: what this one wrote (salon's database) is
-            # flushed now, not by the kernel's writeback in the middle of the next window.
-            await asyncio.to_thread(os.sync)
-            await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
+    # Rounds alternate the order, so that a drift of the machine's speed during a scenario
+    # does not always favour the same server.
+    rounds = [
+        (scenario, rnd, name)
+        for scenario in args.scenario_list
+        for rnd in range(1, args.repeat + 1)
+        for name in (args.server_list if rnd % 2 else args.server_list[::-1])
+    ]
+    for scenario, rnd, name in rounds:
+        base: dict[str, Any] = {"server": name, "scenario": scenario, **meta}
+        base["version"] = versions.get(name, "")
+        label = f"{scenario} / {name}"
+        if args.repeat > 1:
+            base["round"] = rnd
+            label += f" (round {rnd})"
+        if name in no_start:
+            results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
+            continue
+        try:
+            server = await servers.start(
+                name, workdir, salon_cmd, pin=args.pin, settle=0.3 if args.scale >= 0.1 else 0.1
+            )
+        except servers.ServerStartError as e:
+            log(f"{label}: cannot start: {e}")
+            no_start[name] = str(e).splitlines()[0] if str(e) else "cannot start"
+            results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
+            continue
+        server.version = versions.get(name, "")
+        gen = Generator("127.0.0.1", server.port, scenario[0])
+        log(f"{label}: started pid {server.pid} on port {server.port}")
+        # No cyclic GC pauses in the generator while it measures (it makes few cycles).
+        gc.collect()
+        gc.disable()
+        try:
+            res = await scenarios.run(scenario, server, gen, params)
+        except Exception as e:
+            log(f"{label}: error {e!r}")
+            res = {"ok": False, "error": repr(e)}
+        finally:
+            gc.enable()
+            gen.close_all()
+            await asyncio.sleep(0.05)
+            server.stop()
+        full = {**base, **res}
+        results.append(full)
+        log(f"{label}: {summary(full)}")
+        if not args.keep:
+            shutil.rmtree(server.rundir, ignore_errors=True)
+        # A quiet disk for the next server: what this one wrote (salon's database) is
+        # flushed now, not by the kernel's writeback in the middle of the next window.
+        await asyncio.to_thread(os.sync)
+        await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
     return results
 
 
@@ -287,27 +308,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     if interrupted:
         return 130
+    # With several rounds, what is shown (and charted, and checked) is each figure's median.
+    shown = report.medians(results) if args.repeat > 1 else results
     stamp = started.strftime("%Y%m%d-%H%M%S")
     out = args.out / f"bench-{stamp}.jsonl"
-    report.write_jsonl(results, out)
+    everything = results + shown if args.repeat > 1 else results
+    report.write_jsonl(everything, out)
     with contextlib.suppress(OSError):
-        report.write_jsonl(results, args.out / "latest.jsonl")
+        report.write_jsonl(everything, args.out / "latest.jsonl")
     print()
     print(
         f"salon benchmark, {meta['date']}, commit {meta['commit'] or '?'}, "
         f"scale {args.scale}, host {meta['host']}"
+        + (f", median of {args.repeat} rounds (range in brackets)" if args.repeat > 1 else "")
     )
-    print(report.table(results))
-    lines = report.targets(results)
+    print(report.table(shown))
+    lines = report.targets(shown, results)
     if lines:
         print("\nsalon targets:")
         for line in lines:
             print("  " + line)
-    if any(r.get("gen_saturated") for r in results):
+    if any(r.get("gen_saturated") for r in shown):
         print("\n(!) the load generator used >= 90% of its core: that server was not saturated")
-    if any(r.get("behind") for r in results):
+    if any(r.get("behind") for r in shown):
         print("\n(<) fewer than 95% of the fixed rate's deliveries per second arrived")
-    if any(report.noisy(r) for r in results):
+    if any(report.noisy(r) for r in shown):
         print(
             f"\n(~) the server or the generator waited for its CPU more than "
             f"{report.NOISY_WAIT_PCT:.0f}% of the window (other processes ran on it): noisy figures"
@@ -317,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = f"salon benchmark {meta['date'][:10]}, commit {meta['commit'] or '?'}"
         if args.scale != 1.0:
             title += f", scale {args.scale}"
-        why_not = report.chart(results, args.chart, title)
+        if args.repeat > 1:
+            title += f", median of {args.repeat} rounds"
+        why_not = report.chart(shown, args.chart, title)
         print(f"chart: {args.chart}" if why_not is None else f"chart: skipped ({why_not})")
     if any(r.get("start_error") for r in results):
         return EXIT_NO_START

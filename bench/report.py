@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,15 @@ def table(results: Sequence[Result]) -> str:
         row = []
         for key, _ in COLUMNS:
             v = r.get(key)
-            if key == "cpu_us_per_op" and v is not None:
+            if key in RANGE_KEYS and r.get(key + "_range") and v is not None:
+                low, high = r[key + "_range"]
+                unit = (
+                    f" /{OP_SHORT.get(r.get('op', ''), r.get('op', ''))}"
+                    if key == "cpu_us_per_op"
+                    else ""
+                )
+                row.append(f"{fmt(v)}{unit} [{fmt(low)}-{fmt(high)}]")
+            elif key == "cpu_us_per_op" and v is not None:
                 row.append(f"{fmt(v)} /{OP_SHORT.get(r.get('op', ''), r.get('op', ''))}")
             elif key == "gen_cpu_pct" and v is not None:
                 row.append(fmt(v, 0) + (" (!)" if r.get("gen_saturated") else ""))
@@ -91,6 +100,68 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(out)
 
 
+# Figures whose median is shown over rounds; the counts of failures are summed instead.
+MEDIAN_KEYS = (
+    "cpu_us_per_op",
+    "ops_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "rss_kib_per_conn",
+    "conn_per_s",
+    "server_cpu_pct",
+    "gen_cpu_pct",
+    "server_wait_pct",
+    "gen_wait_pct",
+)
+SUM_KEYS = ("lost", "unexpected_disconnects", "failed_registrations")
+RANGE_KEYS = ("cpu_us_per_op", "latency_p99_ms")
+
+
+def medians(results: Sequence[Result]) -> list[Result]:
+    """One row per scenario and server (in the order of the runs): the median of each
+    figure over the rounds, the range of the headline ones, failures summed; a scenario
+    that failed in any round is not ok."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r["scenario"], r["server"]), []).append(r)
+    out: list[Result] = []
+    for runs in groups.values():
+        measured = [r for r in runs if "cpu_us_per_op" in r]
+        row: Result = {k: v for k, v in runs[0].items() if k != "round"}
+        if not measured:
+            out.append(row)
+            continue
+        row = {k: v for k, v in measured[0].items() if k != "round"}
+        row["aggregate"] = f"median of {len(runs)} rounds"
+        row["rounds"] = len(runs)
+        for key in MEDIAN_KEYS:
+            values = [float(r[key]) for r in measured if isinstance(r.get(key), int | float)]
+            row[key] = statistics.median(values) if values else None
+            if key in RANGE_KEYS and values:
+                row[key + "_range"] = [min(values), max(values)]
+        for key in SUM_KEYS:
+            row[key] = sum(int(r.get(key) or 0) for r in measured)
+        row["ok"] = all(r.get("ok") for r in runs)
+        row["gen_saturated"] = any(r.get("gen_saturated") for r in measured)
+        row["behind"] = any(r.get("behind") for r in measured)
+        errors = [r["error"] for r in runs if r.get("error")]
+        if errors:
+            row["error"] = errors[0]
+        out.append(row)
+    return out
+
+
+def paired_ratios(results: Sequence[Result], scenario: str, a: str, b: str) -> list[float]:
+    """``a``'s figure over ``b``'s in each round of ``scenario`` (runs of one round are
+    minutes apart at most, so their ratio is less noisy than the ratio of medians)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in results:
+        v = r.get("cpu_us_per_op")
+        if r.get("scenario") == scenario and isinstance(v, int | float) and "aggregate" not in r:
+            by_round.setdefault(int(r.get("round", 1)), {})[r["server"]] = float(v)
+    return [f[a] / f[b] for f in by_round.values() if a in f and b in f and f[b] > 0]
+
+
 def lookup(results: Sequence[Result], server: str, scenario: str, key: str) -> float | None:
     for r in results:
         if r.get("server") == server and r.get("scenario") == scenario:
@@ -99,8 +170,12 @@ def lookup(results: Sequence[Result], server: str, scenario: str, key: str) -> f
     return None
 
 
-def targets(results: Sequence[Result]) -> list[str]:
-    """salon's acceptance targets, checked against this run's figures (where present)."""
+HISTORY_RATIO = 1.3  # fan-out with history on, against history off (same run)
+
+
+def targets(results: Sequence[Result], raw: Sequence[Result] = ()) -> list[str]:
+    """salon's acceptance targets, checked against this run's figures (where present).
+    ``raw``: the single runs behind ``results`` when those are medians of rounds."""
     out: list[str] = []
 
     def get(server: str, scenario: str, key: str = "cpu_us_per_op") -> float | None:
@@ -125,6 +200,16 @@ def targets(results: Sequence[Result]) -> list[str]:
     check("dm <= ngIRCd", get("salon", "dm"), get("ngircd", "dm"), "µs")
     check("idle memory", get("salon", "idle", "rss_kib_per_conn"), 6.0, "KiB/conn")
     check("churn", get("salon", "churn"), 100.0, "µs/registration")
+    for scenario in ("fanout", "fanout500"):
+        ratios = paired_ratios(raw or results, scenario, "salon", "salon-nohist")
+        if ratios:
+            ratio = statistics.median(ratios)
+            each = ", ".join(f"{x:.2f}" for x in ratios)
+            verdict = "ok" if ratio <= HISTORY_RATIO else "MISSED"
+            out.append(
+                f"{verdict:6} {scenario} history on/off: {ratio:.2f}x <= {HISTORY_RATIO}x"
+                + (f" (median of rounds: {each})" if len(ratios) > 1 else "")
+            )
     return out
 
 

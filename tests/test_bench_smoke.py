@@ -81,3 +81,89 @@ def test_inproc_bench_smoke(store: str) -> None:
     assert [line.split()[0] for line in lines] == ["fanout", "dm"], proc.stdout
     for line in lines:
         assert "history off" in line and "history on" in line and f"store {store}" in line
+
+
+def test_bench_rounds(tmp_path: Path) -> None:
+    """``--repeat``: rounds alternate the servers' order; the table, the chart and the
+    targets use each figure's median; the JSON lines keep every run and the medians."""
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--servers",
+        "salon,salon-nohist",
+        "--scenarios",
+        "fanout",
+        "--repeat",
+        "2",
+        "--scale",
+        "0.01",
+        "--duration",
+        "0.5",
+        "--out",
+        str(out),
+        "--no-chart",
+        "--salon-cmd",
+        shlex.join([sys.executable, "-m", "salon"]),
+        "--no-pin",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
+    report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    if proc.returncode == EXIT_NO_START:
+        pytest.skip(f"salon could not start:\n{report}")
+    assert proc.returncode == 0, report
+    results = [json.loads(line) for line in (out / "latest.jsonl").read_text().splitlines()]
+    runs = [r for r in results if "aggregate" not in r]
+    assert [(r["round"], r["server"]) for r in runs] == [
+        (1, "salon"),
+        (1, "salon-nohist"),
+        (2, "salon-nohist"),
+        (2, "salon"),
+    ], report
+    medians = [r for r in results if "aggregate" in r]
+    assert [r["server"] for r in medians] == ["salon", "salon-nohist"], report
+    for m in medians:
+        mine = sorted(r["cpu_us_per_op"] for r in runs if r["server"] == m["server"])
+        assert m["cpu_us_per_op"] == sum(mine) / 2, m  # the median of two
+        assert m["cpu_us_per_op_range"] == mine, m
+        assert m["rounds"] == 2 and m["ok"] is True and m["lost"] == 0, m
+    assert "median of 2 rounds" in proc.stdout, report
+    assert "fanout history on/off" in proc.stdout, report
+
+
+def test_bench_medians_and_ratios() -> None:
+    """report.medians and the history ratio target, on figures made up for the test."""
+    from bench import report as rep
+
+    def run(server: str, rnd: int, cpu: float, lost: int = 0) -> dict[str, object]:
+        return {
+            "scenario": "fanout",
+            "server": server,
+            "round": rnd,
+            "op": "delivery",
+            "cpu_us_per_op": cpu,
+            "latency_p99_ms": cpu * 10,
+            "lost": lost,
+            "ok": lost == 0,
+        }
+
+    raw = [
+        run("salon", 1, 0.30),
+        run("salon-nohist", 1, 0.25),
+        run("salon-nohist", 2, 0.40),
+        run("salon", 2, 0.44),
+        run("salon", 3, 0.90, lost=2),
+        run("salon-nohist", 3, 0.50),
+    ]
+    shown = rep.medians(raw)
+    salon = next(r for r in shown if r["server"] == "salon")
+    assert salon["cpu_us_per_op"] == 0.44
+    assert salon["cpu_us_per_op_range"] == [0.30, 0.90]
+    assert salon["lost"] == 2 and salon["ok"] is False and "round" not in salon
+    assert rep.paired_ratios(raw, "fanout", "salon", "salon-nohist") == pytest.approx(
+        [1.2, 1.1, 1.8]
+    )
+    lines = rep.targets(shown, raw)
+    assert any(line.startswith("ok") and "fanout history on/off: 1.20x" in line for line in lines)
+    assert "0.44 /dlv [0.30-0.90]" in rep.table(shown)
