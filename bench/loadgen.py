@@ -148,7 +148,12 @@ class Client(asyncio.Protocol):
                     pos = data.find(TS_MARK, 0, end)
                     while pos >= 0:
                         start = pos + 3
-                        lat.append(now - int(data[start : start + TS_LEN]))
+                        sent = int(data[start : start + TS_LEN])
+                        if sent > now:
+                            # Sent during this turn, after its clock was read (a long turn
+                            # of a busy generator), and already back: read the clock now.
+                            now = monotonic_ns()
+                        lat.append(now - sent)
                         pos = data.find(TS_MARK, start + TS_LEN, end)
                 g = self.group
                 if g is not None:

@@ -167,3 +167,24 @@ def test_bench_medians_and_ratios() -> None:
     lines = rep.targets(shown, raw)
     assert any(line.startswith("ok") and "fanout history on/off: 1.20x" in line for line in lines)
     assert "0.44 /dlv [0.30-0.90]" in rep.table(shown)
+
+
+def test_latency_never_negative_within_one_turn() -> None:
+    """A message sent and received back within one turn of the generator's loop (whose
+    receive clock is read once per turn) counts from the clock read when it arrives."""
+    import asyncio
+    import time
+
+    from bench import loadgen
+
+    async def main() -> list[int]:
+        c = loadgen.Client("r", loadgen.Stats())
+        c.mode = loadgen.MODE_COUNT
+        c.latency = []
+        c.data_received(b":a!a@h PRIVMSG #c :T%020d x\r\n" % time.monotonic_ns())
+        # Same turn: the turn clock is already read; this one was sent after it.
+        c.data_received(b":a!a@h PRIVMSG #c :T%020d x\r\n" % time.monotonic_ns())
+        return c.latency
+
+    latency = asyncio.run(main())
+    assert len(latency) == 2 and min(latency) >= 0, latency
