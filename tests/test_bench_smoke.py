@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,35 +22,37 @@ SCENARIOS = {"idle", "fanout", "fanout500", "dm", "churn"}
 EXIT_NO_START = 3  # bench/cli.py: a server could not be started
 
 
-def test_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    chart = tmp_path / "bench.png"
+def run_bench(out: Path, *args: str) -> tuple[list[dict[str, Any]], str, str]:
+    """Run ``python -m bench`` against salon at scale 0.01 (skip if salon cannot start);
+    return its JSON lines, its stdout and a report of the run for assertion messages."""
     cmd = [
         sys.executable,
         "-m",
         "bench",
-        "--servers",
-        "salon",
         "--scale",
         "0.01",
-        "--duration",
-        "1",
         "--out",
         str(out),
-        "--chart",
-        str(chart),
         "--salon-cmd",
         shlex.join([sys.executable, "-m", "salon"]),
         # Other tests run alongside: let the scheduler place the server and the generator.
         "--no-pin",
+        *args,
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
     report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     if proc.returncode == EXIT_NO_START:
         pytest.skip(f"salon could not start:\n{report}")
     assert proc.returncode == 0, report
-
     results = [json.loads(line) for line in (out / "latest.jsonl").read_text().splitlines()]
+    return results, proc.stdout, report
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    chart = tmp_path / "bench.png"
+    results, stdout, report = run_bench(
+        tmp_path / "results", "--servers", "salon", "--duration", "1", "--chart", str(chart)
+    )
     assert {r["scenario"] for r in results} == SCENARIOS, report
     for r in results:
         where = f"{r['scenario']}: {r}"
@@ -66,7 +69,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert by_scenario[name]["received"] == by_scenario[name]["expected"] > 0
         assert by_scenario[name]["latency_samples"] > 0
     assert by_scenario["churn"]["registrations"] > 0
-    assert "| scenario" in proc.stdout  # the table
+    assert "| scenario" in stdout  # the table
     if importlib.util.find_spec("matplotlib") is not None:
         assert chart.stat().st_size > 0
 
@@ -86,34 +89,11 @@ def test_inproc_bench_smoke(store: str) -> None:
 def test_bench_rounds(tmp_path: Path) -> None:
     """``--repeat``: rounds alternate the servers' order; the table, the chart and the
     targets use each figure's median; the JSON lines keep every run and the medians."""
-    out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench",
-        "--servers",
-        "salon,salon-nohist",
-        "--scenarios",
-        "fanout",
-        "--repeat",
-        "2",
-        "--scale",
-        "0.01",
-        "--duration",
-        "0.5",
-        "--out",
-        str(out),
-        "--no-chart",
-        "--salon-cmd",
-        shlex.join([sys.executable, "-m", "salon"]),
-        "--no-pin",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
-    report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    if proc.returncode == EXIT_NO_START:
-        pytest.skip(f"salon could not start:\n{report}")
-    assert proc.returncode == 0, report
-    results = [json.loads(line) for line in (out / "latest.jsonl").read_text().splitlines()]
+    results, stdout, report = run_bench(
+        tmp_path / "results",
+        *("--servers", "salon,salon-nohist", "--scenarios", "fanout", "--repeat", "2"),
+        *("--duration", "0.5", "--no-chart"),
+    )
     runs = [r for r in results if "aggregate" not in r]
     assert [(r["round"], r["server"]) for r in runs] == [
         (1, "salon"),
@@ -128,8 +108,8 @@ def test_bench_rounds(tmp_path: Path) -> None:
         assert m["cpu_us_per_op"] == sum(mine) / 2, m  # the median of two
         assert m["cpu_us_per_op_range"] == mine, m
         assert m["rounds"] == 2 and m["ok"] is True and m["lost"] == 0, m
-    assert "median of 2 rounds" in proc.stdout, report
-    assert "fanout history on/off" in proc.stdout, report
+    assert "median of 2 rounds" in stdout, report
+    assert "fanout history on/off" in stdout, report
 
 
 def test_bench_medians_and_ratios() -> None:
