@@ -127,11 +127,10 @@ def medians(results: Sequence[Result]) -> list[Result]:
     out: list[Result] = []
     for runs in groups.values():
         measured = [r for r in runs if "cpu_us_per_op" in r]
-        row: Result = {k: v for k, v in runs[0].items() if k != "round"}
+        row: Result = {k: v for k, v in (measured or runs)[0].items() if k != "round"}
         if not measured:
             out.append(row)
             continue
-        row = {k: v for k, v in measured[0].items() if k != "round"}
         row["aggregate"] = f"median of {len(runs)} rounds"
         row["rounds"] = len(runs)
         for key in MEDIAN_KEYS:

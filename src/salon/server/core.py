@@ -71,12 +71,12 @@ USER_MODES = "BiowR"
 # Messages of one client that may wait for their commit at once.
 PIPELINE = 64
 _MESSAGE_COMMANDS = (b"PRIVMSG", b"NOTICE", b"TAGMSG")
-_FAST_STARTS = (b"PRIVMSG ", b"NOTICE ")
+# The usual form of those lines (no tags, no source, upper case); the first two are the
+# fast path's (commands.FAST_LINE).
+_MESSAGE_STARTS = tuple(command + b" " for command in _MESSAGE_COMMANDS)
+_FAST_STARTS = _MESSAGE_STARTS[:2]
 # A client without these capabilities gets no tags at all (caps.allowed_tags).
 _TAG_CAPS = caps.VARIANT_MASK | caps.LABELED_RESPONSE
-
-
-_MESSAGE_STARTS = (b"PRIVMSG ", b"NOTICE ", b"TAGMSG ")
 
 
 def _is_message_line(line: bytes) -> bool:
