@@ -543,3 +543,28 @@ def test_half_close_still_gets_the_replies(salon: Any) -> None:
     p.close()
     assert b"Hello halfplain!" in data
     assert b"/join" in data, data[-300:]
+
+
+def test_a_quit_connection_lingers_then_closes(salon: Any) -> None:
+    """After QUIT the server sends ERROR and a FIN, ignores what still arrives for about
+    LINGER (1 s: a late line must not turn into an RST that destroys the ERROR), then
+    closes: from then on the peer's lines are answered with a reset."""
+    s = raw_socket(salon.irc_port)
+    s.sendall(b"NICK lingery\r\nUSER l 0 * :l\r\nQUIT :off\r\n")
+    data = read_until_closed(s, 5)
+    assert re.search(rb"ERROR :[^\r\n]*Quit: off", data), data[-300:]
+    quit_at = time.monotonic()
+    s.sendall(b"PING still-open\r\n")  # half-closed, still reading: no reset
+    time.sleep(0.3)
+    s.sendall(b"PING still-open\r\n")
+    reset = None
+    while reset is None and time.monotonic() - quit_at < 5:
+        time.sleep(0.1)
+        try:
+            s.sendall(b"PING closed-yet\r\n")
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            reset = exc
+    lingered = time.monotonic() - quit_at
+    s.close()
+    assert reset is not None, "the server never closed the lingering connection"
+    assert 0.8 < lingered < 3, lingered

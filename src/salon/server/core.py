@@ -842,17 +842,18 @@ class Server:
             if client.account is not None and client.channels and self.config.accounts.rejoin:
                 # Remembered for the account's return (accounts.rejoin).
                 self.rejoin[casefold(client.account)] = [c.name for c in client.channels.values()]
-            quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
-            history.user_event(self, client, quit_msg)
-            seen: set[Client] = {client}
-            for chan in list(client.channels.values()):
-                recipients = [m for m in chan.members if m not in seen]
-                seen.update(recipients)
-                self.deliver(recipients, quit_msg)
-                del chan.members[client]
-                if not chan.members:
-                    self.remove_channel(chan)
-            client.channels.clear()
+            if client.channels:
+                quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
+                history.user_event(self, client, quit_msg)
+                seen: set[Client] = {client}
+                for chan in list(client.channels.values()):
+                    recipients = [m for m in chan.members if m not in seen]
+                    seen.update(recipients)
+                    self.deliver(recipients, quit_msg)
+                    del chan.members[client]
+                    if not chan.members:
+                        self.remove_channel(chan)
+                client.channels.clear()
             if self.nicks.get(client.nick_cf) is client:
                 del self.nicks[client.nick_cf]
             self.remember_whowas(client)
@@ -971,21 +972,22 @@ class Server:
         rb.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command.")
 
     def _welcome_templates(self) -> tuple[list[bytes], list[bytes]]:
-        """002 to 005 and the MOTD as byte templates around the nick (built once): the
-        welcome burst is most of what a registration costs."""
+        """002 to 005, and the MOTD, as byte templates (built once): ``nick.join(pieces)``
+        gives the lines, each naming the nick once. The welcome burst is most of what a
+        registration costs."""
         placeholder = "Nplaceholder0"
         dummy = Client(0, Kind.IRC, "0.0.0.0", 0, self.now)
         dummy.nick = placeholder
-        capture = ResponseBuffer(self, dummy, None)
-        self._welcome_static(placeholder, capture)
-        self.send_motd(capture)
-        before: list[bytes] = []
-        after: list[bytes] = []
-        for msg in capture.messages:
-            head, _, tail = msg.serialize().partition(placeholder.encode())
-            before.append(head)
-            after.append(tail)
-        return before, after
+        statics = ResponseBuffer(self, dummy, None)
+        self._welcome_static(placeholder, statics)
+        motd = ResponseBuffer(self, dummy, None)
+        self.send_motd(motd)
+
+        def pieces(rb: ResponseBuffer) -> list[bytes]:
+            lines = b"".join(msg.serialize() for msg in rb.messages)
+            return lines.split(placeholder.encode())
+
+        return pieces(statics), pieces(motd)
 
     def _welcome_static(self, nick: str, rb: ResponseBuffer) -> None:
         def numeric(num: str, *params: str) -> None:
@@ -1019,35 +1021,30 @@ class Server:
             rb.flush()
             if self._templates is None:
                 self._templates = self._welcome_templates()
-            before, after = self._templates
+            statics, motd = self._templates
+            nick_bytes = nick.encode()
             name = self.name
             users = self.user_count()
             self.max_local = max(self.max_local, users)
             invisible = len(self.invisible)
             lu = self.max_local
-            parts = [f":{name} 001 {nick} :{welcome}\r\n".encode()]
-            statics = len(before) - (len(self.motd) + 2 if self.motd else 1)
-            parts.extend(
-                b + nick.encode() + a
-                for b, a in zip(before[:statics], after[:statics], strict=True)
+            lusers = (
+                f":{name} 251 {nick} :There are {users - invisible} users and {invisible}"
+                f" invisible on 1 servers\r\n"
+                f":{name} 252 {nick} {len(self.opers)} :IRC Operators online\r\n"
+                f":{name} 253 {nick} {self.unregistered} :unknown connection(s)\r\n"
+                f":{name} 254 {nick} {len(self.channels)} :channels formed\r\n"
+                f":{name} 255 {nick} :I have {users} clients and 0 servers\r\n"
+                f":{name} 265 {nick} {users} {lu} :Current local users {users}, max {lu}\r\n"
+                f":{name} 266 {nick} {users} {lu} :Current global users {users}, max {lu}\r\n"
             )
-            parts.append(
-                (
-                    f":{name} 251 {nick} :There are {users - invisible} users and {invisible}"
-                    f" invisible on 1 servers\r\n"
-                    f":{name} 252 {nick} {len(self.opers)} :IRC Operators online\r\n"
-                    f":{name} 253 {nick} {self.unregistered} :unknown connection(s)\r\n"
-                    f":{name} 254 {nick} {len(self.channels)} :channels formed\r\n"
-                    f":{name} 255 {nick} :I have {users} clients and 0 servers\r\n"
-                    f":{name} 265 {nick} {users} {lu} :Current local users {users}, max {lu}\r\n"
-                    f":{name} 266 {nick} {users} {lu} :Current global users {users}, max {lu}\r\n"
-                ).encode()
+            burst = (
+                f":{name} 001 {nick} :{welcome}\r\n".encode(),
+                nick_bytes.join(statics),
+                lusers.encode(),
+                nick_bytes.join(motd),
             )
-            parts.extend(
-                b + nick.encode() + a
-                for b, a in zip(before[statics:], after[statics:], strict=True)
-            )
-            self.write(client, b"".join(parts))
+            self.write(client, b"".join(burst))
             self._after_welcome(client)
             return
         rb.numeric(n.RPL_WELCOME, welcome)
