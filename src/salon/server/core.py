@@ -388,7 +388,8 @@ class Server:
                 break
             line = bytes(buf[start:nl])
             if client.pending_commits and (
-                client.pending_commits >= PIPELINE or not _is_message_line(line)
+                client.pending_commits >= PIPELINE
+                or not (line.startswith(_MESSAGE_STARTS) or _is_message_line(line))
             ):
                 # Wait for this client's messages to be committed and delivered first.
                 client.blocked = True
@@ -587,6 +588,16 @@ class Server:
             group = self.commit_group()
         group.events += events
         group.waiting.append((client, label, [] if held is None else held, finish, arg))
+        group.senders[client] = None
+        client.pending_commits += 1
+
+    def hold_one(self, client: Client, event: Any, finish: Finisher, arg: Any) -> None:
+        """:meth:`hold` for one event and no label (the fast path's, once per message)."""
+        group = self._group
+        if group is None:
+            group = self.commit_group()
+        group.events.append(event)
+        group.waiting.append((client, None, [], finish, arg))
         group.senders[client] = None
         client.pending_commits += 1
 

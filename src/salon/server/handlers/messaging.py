@@ -79,7 +79,8 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     if len(source) + len(line) + 4 > MAX_LINE:
         return False
     first = target[0]
-    events: list[HistoryEvent] | None = [] if server.config.history.enabled else None
+    stored = server.config.history.enabled
+    event: HistoryEvent | None = None
     now = server.now
     ms = int(now * 1000)
     tags = {"time": history.format_ms(ms), "msgid": ""}
@@ -101,11 +102,9 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
                 server.numeric(client, exc.numeric, *exc.params)
                 return True
         tags["msgid"] = msgid = server.new_msgid(ms)
-        if events is not None:
-            events.append(
-                _new_event(
-                    (msgid, ms / 1000, chan.cf, command, source, client.account, params, (), "", "")
-                )
+        if stored:
+            event = _new_event(
+                (msgid, ms / 1000, chan.cf, command, source, client.account, params, (), "", "")
             )
         if server.log_messages:
             server.note(f"{command} {chan.name} <{client.nick}> {text}")
@@ -120,10 +119,8 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         ):
             return False
         tags["msgid"] = server.new_msgid(ms)
-        if events is not None:
-            events.append(
-                _private_event(server, client, other, command, target, params, tags, ms, ())
-            )
+        if stored:
+            event = _private_event(server, client, other, command, target, params, tags, ms, ())
         if server.log_messages:
             server.note(f"{command} {other.nick} <{client.nick}> {text}")
     else:
@@ -140,9 +137,8 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     else:
         body = body_bytes(source, command, target, text)
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
-    if events:
-        deliveries: list[Delivery] = [(out, body, chan, other, "")]
-        server.hold(client, events, _committed, (command, echo, deliveries))
+    if event is not None:
+        server.hold_one(client, event, _relayed, (out, body, chan, other, echo))
         return True
     # What _deliver does for one target.
     if other is not None:
@@ -245,6 +241,29 @@ def _committed(
         for out, *_ in deliveries:
             out_rb.add(out)
     out_rb.flush()
+
+
+def _relayed(
+    server: Server,
+    client: Client,
+    ok: bool,
+    label: str | None,
+    held: list[Message],
+    arg: tuple[Message, bytes, Channel | None, Client | None, bool],
+) -> None:
+    """The Finisher of relay_line's messages: what _committed does for one target, with
+    no label and nothing held back (one call per message instead of three)."""
+    out, body, chan, other, echo = arg
+    if not ok:
+        _committed(server, client, ok, label, held, (out.command, echo, []))
+        return
+    if other is not None:
+        if not other.closed:
+            server.send(other, out, body)
+    elif chan is not None:
+        server.deliver(chan.members, out, client, body)
+    if echo:
+        server.send(client, out, body)
 
 
 def _deliver(server: Server, client: Client, command: str, deliveries: list[Delivery]) -> None:
