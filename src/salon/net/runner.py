@@ -233,12 +233,14 @@ class Shell:
         self._notes: list[str] = []
         self.journal = Journal()
         self._journal_timer: asyncio.TimerHandle | None = None
-        # Connections the server closed, as (deadline, transport) in the order of closing,
+        # Connections the server closed, as (deadline, client id) in the order of closing,
         # so the first to expire is first: _tick closes the lingering ones (LINGER) and cuts
-        # off those still open (CLOSE_TIMEOUT). Two timers per closed connection instead
-        # cost 5% of a registration under churn (40,000 pending timers in uvloop's heap).
-        self._lingering: deque[tuple[float, asyncio.Transport]] = deque()
-        self._cutoffs: deque[tuple[float, asyncio.Transport]] = deque()
+        # off those still open (CLOSE_TIMEOUT), found in self.transports (a connection
+        # whose peer has closed is gone from there, and its transport freed). Two timers
+        # per closed connection instead cost 5% of a registration under churn (40,000
+        # pending timers in uvloop's heap, each holding its transport).
+        self._lingering: deque[tuple[float, int]] = deque()
+        self._cutoffs: deque[tuple[float, int]] = deque()
         # Clients whose socket reading is paused while their input waits (TCP backpressure).
         self.paused: set[Client] = set()
 
@@ -311,21 +313,26 @@ class Shell:
             # for a moment, then close. Closing at once while the peer's lines are still
             # arriving would make the kernel send RST, which can destroy the ERROR line.
             transport.write_eof()
-            self._lingering.append((now + LINGER, transport))
+            self._lingering.append((now + LINGER, client.id))
         else:
             transport.close()
         # A peer that never reads would keep the buffered bytes forever: cut it off.
-        self._cutoffs.append((now + CLOSE_TIMEOUT, transport))
+        self._cutoffs.append((now + CLOSE_TIMEOUT, client.id))
 
     def _sweep(self, now: float) -> None:
         """Close the lingering connections whose time is up, and cut off the closed ones
         that still hold unsent bytes after CLOSE_TIMEOUT (``now``: the loop's clock)."""
+        transports = self.transports
         lingering = self._lingering
         while lingering and lingering[0][0] <= now:
-            lingering.popleft()[1].close()
+            transport = transports.get(lingering.popleft()[1])
+            if transport is not None:
+                transport.close()
         cutoffs = self._cutoffs
         while cutoffs and cutoffs[0][0] <= now:
-            cutoffs.popleft()[1].abort()
+            transport = transports.get(cutoffs.popleft()[1])
+            if transport is not None:
+                transport.abort()
 
     def _store(self, calls: list[StoreCall]) -> None:
         if self.storage is None:
@@ -516,9 +523,6 @@ class Shell:
             self._sweep(self.loop.time())  # _tick no longer runs
         for transport in list(self.transports.values()):
             transport.abort()
-        for _, transport in self._cutoffs:
-            transport.abort()
-        self._cutoffs.clear()
         await self.close_listeners()
         self._close_db()
         self.write_journal()
