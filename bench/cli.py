@@ -334,8 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n(<) fewer than 95% of the fixed rate's deliveries per second arrived")
     if any(report.noisy(r) for r in shown):
         print(
-            f"\n(~) the server or the generator waited for its CPU more than "
-            f"{report.NOISY_WAIT_PCT:.0f}% of the window (other processes ran on it): noisy figures"
+            f"\n(~) something else took the machine: other work on the server's core or the"
+            f" generator waiting for its CPU over {report.NOISY_OTHER_PCT:.0f}% of the window, or"
+            f" the hypervisor's steal over {report.NOISY_STEAL_PCT:.0f}%: noisy figures"
         )
     print(f"\nresults: {out}")
     if not args.no_chart:

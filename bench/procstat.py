@@ -1,4 +1,5 @@
-"""Readers for /proc: a server's CPU time and resident memory, the generator's own CPU time."""
+"""Readers for /proc: a server's CPU time and resident memory, the generator's own CPU time,
+and what else ran on the CPUs they are pinned to."""
 
 from __future__ import annotations
 
@@ -84,6 +85,28 @@ def run_delay_seconds(pid: int, group: bool = True) -> float:
             except (OSError, ValueError, IndexError):
                 continue
     return total / 1e9
+
+
+def cpu_core_seconds(cpu: int) -> tuple[float, float]:
+    """(busy, steal) seconds of one CPU since boot, from its ``cpuN`` line in /proc/stat.
+
+    Busy is user + nice + system + irq + softirq: whatever ran there, the server or not.
+    Steal is time the hypervisor gave this virtual CPU's turn to another machine: the
+    guest's clock goes on, so a server's latency grows with it while its CPU time does not.
+    (0.0, 0.0) when the line is missing (fewer CPUs, no /proc).
+    """
+    prefix = f"cpu{cpu} ".encode()
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    v = [int(x) for x in line.split()[1:9]]
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+                    busy = user + nice + system + irq + softirq
+                    return busy / CLK_TCK, steal / CLK_TCK
+    except (OSError, ValueError):
+        pass
+    return 0.0, 0.0
 
 
 def self_cpu_seconds() -> float:

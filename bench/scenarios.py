@@ -26,8 +26,14 @@ from bench.loadgen import (
     drain,
     percentile,
 )
-from bench.procstat import cpu_seconds, rss_kib, run_delay_seconds, self_cpu_seconds
-from bench.servers import Server
+from bench.procstat import (
+    cpu_core_seconds,
+    cpu_seconds,
+    rss_kib,
+    run_delay_seconds,
+    self_cpu_seconds,
+)
+from bench.servers import GEN_CPU, SERVER_CPU, Server
 
 SCENARIOS = ("idle", "fanout", "fanout500", "dm", "churn")
 GEN_SATURATED_PCT = 90.0
@@ -71,6 +77,9 @@ class Snap:
     ops: int
     server_wait: float
     gen_wait: float
+    # (busy, steal) seconds of the server's and the generator's CPUs (procstat).
+    server_core: tuple[float, float] = (0.0, 0.0)
+    gen_core: tuple[float, float] = (0.0, 0.0)
 
 
 def snap(server: Server, ops: int) -> Snap:
@@ -81,6 +90,8 @@ def snap(server: Server, ops: int) -> Snap:
         ops=ops,
         server_wait=run_delay_seconds(server.pid),
         gen_wait=run_delay_seconds(os.getpid(), group=False),
+        server_core=cpu_core_seconds(SERVER_CPU),
+        gen_core=cpu_core_seconds(GEN_CPU),
     )
 
 
@@ -110,11 +121,29 @@ def window_fields(s0: Snap, s1: Snap, op: str) -> Result:
         "cpu_us_per_op": round(1e6 * cpu / ops, 3) if ops > 0 else None,
         "gen_cpu_pct": round(gen_pct, 1),
         "gen_saturated": gen_pct >= GEN_SATURATED_PCT,
-        # Runnable but not running (another process had the core): a noisy-machine warning.
+        # Runnable but not running: another process had the core, or (for a server with
+        # threads, all pinned to one core) another of its own threads did.
         "server_wait_pct": round(100.0 * (s1.server_wait - s0.server_wait) / wall, 1)
         if wall > 0
         else 0.0,
         "gen_wait_pct": round(100.0 * (s1.gen_wait - s0.gen_wait) / wall, 1) if wall > 0 else 0.0,
+        **interference(s0, s1, cpu),
+    }
+
+
+def interference(s0: Snap, s1: Snap, server_cpu: float) -> Result:
+    """What else took the pinned CPUs in the window, in % of it: busy time on the server's
+    core that was not the server's (other processes, or kernel work done there for them),
+    and the hypervisor's steal on either core (the larger). Meaningful when pinned."""
+    wall = s1.t - s0.t
+    if wall <= 0:
+        return {"other_pct": 0.0, "steal_pct": 0.0}
+    busy = s1.server_core[0] - s0.server_core[0]
+    steal = max(s1.server_core[1] - s0.server_core[1], s1.gen_core[1] - s0.gen_core[1])
+    return {
+        # Tick-based counters: a few % either way; never below 0.
+        "other_pct": round(max(0.0, 100.0 * (busy - server_cpu) / wall), 1),
+        "steal_pct": round(100.0 * steal / wall, 1),
     }
 
 
@@ -236,6 +265,8 @@ async def run_idle(server: Server, gen: Generator, p: Params) -> Result:
             "gen_saturated": reg["gen_saturated"],
             "server_wait_pct": reg["server_wait_pct"],
             "gen_wait_pct": reg["gen_wait_pct"],
+            "other_pct": reg["other_pct"],
+            "steal_pct": reg["steal_pct"],
             "lost": 0,
         }
     )

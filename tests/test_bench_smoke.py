@@ -69,6 +69,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert by_scenario[name]["received"] == by_scenario[name]["expected"] > 0
         assert by_scenario[name]["latency_samples"] > 0
     assert by_scenario["churn"]["registrations"] > 0
+    for r in results:
+        assert r["other_pct"] >= 0 and r["steal_pct"] >= 0, r
     assert "| scenario" in stdout  # the table
     if importlib.util.find_spec("matplotlib") is not None:
         assert chart.stat().st_size > 0
@@ -147,6 +149,26 @@ def test_bench_medians_and_ratios() -> None:
     lines = rep.targets(shown, raw)
     assert any(line.startswith("ok") and "fanout history on/off: 1.20x" in line for line in lines)
     assert "0.44 /dlv [0.30-0.90]" in rep.table(shown)
+
+
+def test_noisy_runs_are_told_by_what_else_ran() -> None:
+    """A server waiting for its own threads is not noise; other work on its core, the
+    generator waiting, or steal is (report.noisy, and the window's interference)."""
+    from bench import report as rep
+    from bench.scenarios import Snap, interference
+
+    base = {"server_wait_pct": 55.0, "gen_wait_pct": 0.0, "other_pct": 2.0, "steal_pct": 0.0}
+    assert not rep.noisy(base)  # salon's storage thread waits for the event loop's
+    assert rep.noisy({**base, "other_pct": 12.0})
+    assert rep.noisy({**base, "steal_pct": 6.0})
+    assert rep.noisy({**base, "gen_wait_pct": 11.0})
+    assert rep.noisy({"server_wait_pct": 15.0, "gen_wait_pct": 0.0})  # older results
+    s0 = Snap(0.0, 1.0, 0.0, 0, 0.0, 0.0, server_core=(10.0, 1.0), gen_core=(5.0, 2.0))
+    s1 = Snap(2.0, 2.5, 0.0, 0, 0.0, 0.0, server_core=(11.8, 1.1), gen_core=(6.0, 2.3))
+    # 1.8 s busy on the server's core, 1.5 s of it the server's; steal 0.1 and 0.3 s.
+    assert interference(s0, s1, 1.5) == {"other_pct": 15.0, "steal_pct": 15.0}
+    row = {"scenario": "dm", "server": "salon", "ok": True, **base, "other_pct": 15.0}
+    assert "15/0 (~)" in rep.table([row])
 
 
 def test_latency_never_negative_within_one_turn() -> None:
