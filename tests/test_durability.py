@@ -20,11 +20,12 @@ from corehelpers import START, HeldStoreNet, find, make_config
 
 from salon.config import ListenSection
 from salon.net import runner
+from salon.net import storage as storage_mod
 from salon.net.storage import Storage
 from salon.proto.message import parse
 from salon.server.core import PIPELINE, CommitGroup
 from salon.server.effects import StoreCall
-from salon.store.base import HistoryEvent, HistoryQuery
+from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery
 from salon.store.sqlite import SQLiteStore
 
 TAGS = "message-tags server-time echo-message"
@@ -210,6 +211,47 @@ async def until(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.005)
+
+
+def test_a_small_backlog_is_indexed_once_a_second_a_flood_at_once(tmp_path: Path) -> None:
+    """Search and conversation indexing runs between transactions: a backlog smaller than
+    FLOOD_ROWS waits until it is INDEX_EVERY old (few, big slices hold up fewer
+    messages), a flood is indexed at the next look (every MAINTAIN_EVERY)."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    now = [0.0]
+    results: list[Any] = []
+
+    def pending() -> int:
+        return store.maintain(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, result: results.append(result), lambda: now[0])
+
+        async def commit(first: int, rows: int) -> None:
+            storage.submit([append(event(first + i)) for i in range(rows)])
+            await until(lambda: len(results) == first + rows and not storage.busy)
+
+        try:
+            await commit(0, 50)  # t=0: no look at the backlog yet
+            now[0] = storage_mod.MAINTAIN_EVERY + 0.01
+            await commit(50, 1)  # a look: 51 rows, too young
+            assert pending() == 51
+            now[0] = storage_mod.INDEX_EVERY + 0.01
+            await commit(51, 1)  # old enough: indexed
+            assert pending() == 0
+            await commit(52, storage_mod.FLOOD_ROWS)  # a flood, before the next look
+            assert pending() == storage_mod.FLOOD_ROWS
+            now[0] += storage_mod.MAINTAIN_EVERY + 0.01  # the next look: not INDEX_EVERY
+            await commit(52 + storage_mod.FLOOD_ROWS, 1)
+            assert pending() == 0
+        finally:
+            storage.stop()
+
+    asyncio.run(main())
+    found = store.search_history(SearchQuery("message", ("#c",), limit=5000))
+    assert len(found) == 53 + storage_mod.FLOOD_ROWS
+    store.close()
 
 
 def test_calls_of_one_turn_are_one_transaction(tmp_path: Path) -> None:
