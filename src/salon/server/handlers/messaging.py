@@ -139,15 +139,8 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if event is not None:
         server.hold_one(client, event, _relayed, (out, body, chan, other, echo))
-        return True
-    # What _deliver does for one target.
-    if other is not None:
-        if not other.closed:
-            server.send(other, out, body)
-    elif chan is not None:
-        server.deliver(chan.members, out, client, body)
-    if echo:
-        server.send(client, out, body)
+    else:
+        _relay_one(server, client, out, body, chan, other, echo)
     return True
 
 
@@ -257,6 +250,19 @@ def _relayed(
     if not ok:
         _committed(server, client, ok, label, held, (out.command, echo, []))
         return
+    _relay_one(server, client, out, body, chan, other, echo)
+
+
+def _relay_one(
+    server: Server,
+    client: Client,
+    out: Message,
+    body: bytes,
+    chan: Channel | None,
+    other: Client | None,
+    echo: bool,
+) -> None:
+    """What _deliver and the echo do for relay_line's one target."""
     if other is not None:
         if not other.closed:
             server.send(other, out, body)
