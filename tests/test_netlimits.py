@@ -197,7 +197,13 @@ def test_no_ip_for_non_operators(make_salon: Any) -> None:
     lines += watcher.lines
     alice.send("PRIVMSG #room :hello")
     alice.send("QUIT :bye")
-    time.sleep(0.3)
+    # Her QUIT waits for her message's commit (a busy machine can take longer than any
+    # fixed sleep): WHOWAS once the watcher has seen it.
+    while True:
+        line = watcher.readline(10)
+        lines.append(line)
+        if line.startswith(":alice!") and " QUIT " in line:
+            break
     watcher.send("WHOWAS alice")
     lines += watcher.read_all(0.5)
     text = "\n".join(lines)
