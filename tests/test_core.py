@@ -1383,6 +1383,20 @@ def test_no_motd() -> None:
     assert conn.numerics()[-1] == "422"
 
 
+def test_welcome_burst_puts_the_nick_only_where_it_goes() -> None:
+    """The welcome burst is made from templates around a placeholder nick; a MOTD line
+    that happens to contain the placeholder keeps it."""
+    net = Net(server={"motd": "hello Nplaceholder0 there\nsecond line"})
+    conn = net.connect()
+    conn.send("NICK bob")
+    conn.send("USER b 0 * :b")
+    motd = [line for line in conn.lines() if " 372 " in line]
+    assert motd == [
+        ":test.salon 372 bob :- hello Nplaceholder0 there",
+        ":test.salon 372 bob :- second line",
+    ]
+
+
 # ==================================================================================
 # Operators
 # ==================================================================================

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -415,6 +416,46 @@ def run_shell(tmp_path: Path, scenario: Any) -> Any:
             await shell.shutdown()
 
     return asyncio.run(main())
+
+
+def test_a_closed_peer_that_never_reads_is_cut_off_even_after_a_failed_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection the server closed keeps its unsent bytes only until CLOSE_TIMEOUT
+    (0.5 s here). The sweep that cuts it off runs on the timer tick, which goes on after
+    a tick that raised (a bug: logged, never the end of timers and closing)."""
+    monkeypatch.setattr(runner, "CLOSE_TIMEOUT", 0.5)
+
+    async def scenario(shell: runner.Shell, port: int) -> int:
+        ticks = []
+        real = shell.server.tick
+
+        def tick(now: float) -> None:
+            ticks.append(now)
+            if len(ticks) == 1:
+                raise RuntimeError("a bug in a timer")
+            real(now)
+
+        shell.server.tick = tick  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        ping = b"PING " + b"x" * 400 + b"\r\n"
+        # 16 MB of PONGs that are never read, more than the kernel's socket buffers take:
+        # the server drops the client (SendQ exceeded) with megabytes still unsent.
+        with contextlib.suppress(ConnectionError):
+            await loop.sock_sendall(sock, b"NICK slow\r\nUSER s 0 * :s\r\n" + ping * 40000)
+        await until(lambda: shell.transports)  # accepted (the bytes may wait in the kernel)
+        deadline = time.monotonic() + 10
+        while shell.transports or shell.server.clients:
+            assert time.monotonic() < deadline, (shell.transports, len(ticks))
+            await asyncio.sleep(0.05)
+        sock.close()
+        return len(ticks)
+
+    assert run_shell(tmp_path, scenario) > 1
 
 
 def test_real_shell_groups_commits(tmp_path: Path) -> None:

@@ -567,4 +567,5 @@ def test_a_quit_connection_lingers_then_closes(salon: Any) -> None:
     lingered = time.monotonic() - quit_at
     s.close()
     assert reset is not None, "the server never closed the lingering connection"
-    assert 0.5 < lingered < 5, lingered  # LINGER is 1 s; slack for a busy machine
+    # LINGER is 1 s (slack for a busy machine); the cutoff at CLOSE_TIMEOUT (5 s) is not it.
+    assert 0.5 < lingered < 3.5, lingered

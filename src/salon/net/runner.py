@@ -378,19 +378,24 @@ class Shell:
     # ------------------------------------------------------------------ timers
 
     def _tick(self) -> None:
-        now = time.time()
-        self._sweep(self.loop.time())
-        server = self.server
-        server.tick(now)
-        if now - self._last_timeout_check >= 1.0:
-            self._last_timeout_check = now
-            server.check_timeouts(now)
-            if now - self._last_prune >= 60.0:
-                self._last_prune = now
-                self.limits.prune(now)
-        self.after()
+        # The next tick is booked first: whatever this one raises (a bug, logged), timers,
+        # timeouts and the closing of connections go on.
         if not self.closing:
             self._timer = self.loop.call_later(TICK, self._tick)
+        try:
+            now = time.time()
+            self._sweep(self.loop.time())
+            server = self.server
+            server.tick(now)
+            if now - self._last_timeout_check >= 1.0:
+                self._last_timeout_check = now
+                server.check_timeouts(now)
+                if now - self._last_prune >= 60.0:
+                    self._last_prune = now
+                    self.limits.prune(now)
+            self.after()
+        except Exception:
+            log.exception("bug in the timer tick")
 
     # ------------------------------------------------------------------ lifecycle
 

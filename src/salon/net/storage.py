@@ -31,7 +31,10 @@ class StorageFailed:
     """The result a call gets when it raised: the core sees it as a failure, not a crash."""
 
     def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+        # Without its traceback (logged already): the traceback's frames hold the list of
+        # results that holds this, a cycle that would keep a failed batch alive until the
+        # cyclic GC's next (rare) young collection.
+        self.exc = exc.with_traceback(None)
 
     def __bool__(self) -> bool:
         return False

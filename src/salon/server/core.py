@@ -995,8 +995,15 @@ class Server:
         self.send_motd(motd)
 
         def pieces(rb: ResponseBuffer) -> list[bytes]:
-            lines = b"".join(msg.serialize() for msg in rb.messages)
-            return lines.split(placeholder.encode())
+            # The nick is each line's first parameter: split there only (the placeholder
+            # could also be in a MOTD line's text, which must stay as it is).
+            out = [b""]
+            for msg in rb.messages:
+                head, found, tail = msg.serialize().partition(placeholder.encode())
+                assert found, msg
+                out[-1] += head
+                out.append(tail)
+            return out
 
         return pieces(statics), pieces(motd)
 
