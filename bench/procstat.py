@@ -90,7 +90,9 @@ def run_delay_seconds(pid: int, group: bool = True) -> float:
 def cpu_core_seconds(cpu: int) -> tuple[float, float]:
     """(busy, steal) seconds of one CPU since boot, from its ``cpuN`` line in /proc/stat.
 
-    Busy is user + nice + system + irq + softirq: whatever ran there, the server or not.
+    Busy is user + nice + system: whatever ran there, the server or not. Interrupt time
+    is left out: with IRQ time accounting, a server's own softirq work (loopback network)
+    is counted there and not in its process, and would look like someone else's.
     Steal is time the hypervisor gave this virtual CPU's turn to another machine: the
     guest's clock goes on, so a server's latency grows with it while its CPU time does not.
     (0.0, 0.0) when the line is missing (fewer CPUs, no /proc).
@@ -101,8 +103,8 @@ def cpu_core_seconds(cpu: int) -> tuple[float, float]:
             for line in f:
                 if line.startswith(prefix):
                     v = [int(x) for x in line.split()[1:9]]
-                    user, nice, system, _idle, _iowait, irq, softirq, steal = v
-                    busy = user + nice + system + irq + softirq
+                    user, nice, system, _idle, _iowait, _irq, _softirq, steal = v
+                    busy = user + nice + system
                     return busy / CLK_TCK, steal / CLK_TCK
     except (OSError, ValueError):
         pass

@@ -60,9 +60,9 @@ def noisy(r: Result) -> bool:
 
     The server's own wait is not a sign of it: a server whose threads share its one core
     (salon's storage thread) waits for itself. Results from before other_pct was measured
-    fall back to it.
+    fall back to it, and so do runs without pinning (other_pct None).
     """
-    if "other_pct" not in r:
+    if r.get("other_pct") is None:
         return max(r.get("server_wait_pct") or 0.0, r.get("gen_wait_pct") or 0.0) > NOISY_WAIT_PCT
     return (
         (r.get("other_pct") or 0.0) > NOISY_OTHER_PCT

@@ -77,9 +77,11 @@ class Snap:
     ops: int
     server_wait: float
     gen_wait: float
-    # (busy, steal) seconds of the server's and the generator's CPUs (procstat).
+    # (busy, steal) seconds of the server's and the generator's CPUs (procstat), when
+    # the server is pinned to its own (pinned); else they say nothing of it.
     server_core: tuple[float, float] = (0.0, 0.0)
     gen_core: tuple[float, float] = (0.0, 0.0)
+    pinned: bool = False
 
 
 def snap(server: Server, ops: int) -> Snap:
@@ -92,6 +94,7 @@ def snap(server: Server, ops: int) -> Snap:
         gen_wait=run_delay_seconds(os.getpid(), group=False),
         server_core=cpu_core_seconds(SERVER_CPU),
         gen_core=cpu_core_seconds(GEN_CPU),
+        pinned=server.pinned,
     )
 
 
@@ -134,10 +137,11 @@ def window_fields(s0: Snap, s1: Snap, op: str) -> Result:
 def interference(s0: Snap, s1: Snap, server_cpu: float) -> Result:
     """What else took the pinned CPUs in the window, in % of it: busy time on the server's
     core that was not the server's (other processes, or kernel work done there for them),
-    and the hypervisor's steal on either core (the larger). Meaningful when pinned."""
+    and the hypervisor's steal on either core (the larger). None when the server is not
+    pinned (--no-pin, one CPU, no taskset): then the cores say nothing of it."""
     wall = s1.t - s0.t
-    if wall <= 0:
-        return {"other_pct": 0.0, "steal_pct": 0.0}
+    if not s0.pinned or wall <= 0:
+        return {"other_pct": None, "steal_pct": None}
     busy = s1.server_core[0] - s0.server_core[0]
     steal = max(s1.server_core[1] - s0.server_core[1], s1.gen_core[1] - s0.gen_core[1])
     return {

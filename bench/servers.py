@@ -53,6 +53,7 @@ class Server:
     log_path: Path
     version: str = ""
     connect_concurrency: int = 64
+    pinned: bool = False  # runs on SERVER_CPU alone (taskset)
 
     @property
     def pid(self) -> int:
@@ -203,7 +204,8 @@ async def start(
     else:
         raise ServerStartError(f"unknown server {name!r}")
     cmd = command(name, conf, salon_cmd)
-    if pin and shutil.which("taskset"):
+    pinned = bool(pin and shutil.which("taskset"))
+    if pinned:
         cmd = ["taskset", "-c", str(SERVER_CPU), *cmd]
     log_path = rundir / "server.log"
     with open(log_path, "wb") as log:
@@ -226,6 +228,7 @@ async def start(
         proc=proc,
         log_path=log_path,
         connect_concurrency=CONNECT_CONCURRENCY.get(name, 64),
+        pinned=pinned,
     )
     deadline = time.monotonic() + timeout
     while True:
