@@ -112,6 +112,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "round), the table shows each figure's median and range, and the targets are "
         "checked against the medians (default: %(default)s)",
     )
+    ap.add_argument(
+        "--retry-noisy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a server's scenario again, up to N times, when its run was noisy (other "
+        "work or steal on the pinned CPUs, see the (~) flag); the JSON line of the run kept "
+        "says how many were dropped (default: %(default)s)",
+    )
     ap.add_argument("--no-pin", action="store_true", help="do not pin servers and generator")
     ap.add_argument("--keep", action="store_true", help="keep the servers' run directories")
     args = ap.parse_args(argv)
@@ -128,6 +137,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--scale and --duration must be positive")
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    if args.retry_noisy < 0:
+        ap.error("--retry-noisy must not be negative")
     return args
 
 
@@ -186,41 +197,75 @@ async def run_all(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
         if name in no_start:
             results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
             continue
-        try:
-            server = await servers.start(
-                name, workdir, salon_cmd, pin=args.pin, settle=0.3 if args.scale >= 0.1 else 0.1
-            )
-        except servers.ServerStartError as e:
-            log(f"{label}: cannot start: {e}")
-            no_start[name] = str(e).splitlines()[0] if str(e) else "cannot start"
-            results.append({**base, "ok": False, "start_error": True, "error": no_start[name]})
-            continue
-        server.version = versions.get(name, "")
-        gen = Generator("127.0.0.1", server.port, scenario[0])
-        log(f"{label}: started pid {server.pid} on port {server.port}")
-        # No cyclic GC pauses in the generator while it measures (it makes few cycles).
-        gc.collect()
-        gc.disable()
-        try:
-            res = await scenarios.run(scenario, server, gen, params)
-        except Exception as e:
-            log(f"{label}: error {e!r}")
-            res = {"ok": False, "error": repr(e)}
-        finally:
-            gc.enable()
-            gen.close_all()
-            await asyncio.sleep(0.05)
-            server.stop()
-        full = {**base, **res}
+        full = await run_one(args, workdir, params, salon_cmd, name, scenario, base, label)
+        dropped: list[dict[str, Any]] = []
+        while len(dropped) < args.retry_noisy and full.get("ok") and report.noisy(full):
+            dropped.append({k: full.get(k) for k in NOISE_KEYS})
+            log(f"{label}: noisy ({noise(full)}), run again ({len(dropped)}/{args.retry_noisy})")
+            full = await run_one(args, workdir, params, salon_cmd, name, scenario, base, label)
+        if dropped:
+            full["noisy_runs_dropped"] = dropped
+        if full.get("start_error"):
+            no_start[name] = full["error"]
         results.append(full)
-        log(f"{label}: {summary(full)}")
-        if not args.keep:
-            shutil.rmtree(server.rundir, ignore_errors=True)
-        # A quiet disk for the next server: what this one wrote (salon's database) is
-        # flushed now, not by the kernel's writeback in the middle of the next window.
-        await asyncio.to_thread(os.sync)
-        await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
     return results
+
+
+# What a noisy run's JSON line keeps of the runs dropped before it (--retry-noisy).
+NOISE_KEYS = ("other_pct", "steal_pct", "gen_wait_pct", "cpu_us_per_op", "latency_p99_ms")
+
+
+def noise(r: dict[str, Any]) -> str:
+    return (
+        f"other {r.get('other_pct')}%, steal {r.get('steal_pct')}%, "
+        f"generator waited {r.get('gen_wait_pct')}%"
+    )
+
+
+async def run_one(
+    args: argparse.Namespace,
+    workdir: Path,
+    params: scenarios.Params,
+    salon_cmd: list[str],
+    name: str,
+    scenario: str,
+    base: dict[str, Any],
+    label: str,
+) -> dict[str, Any]:
+    """Start one server, run one scenario against it, stop it: the result's JSON line."""
+    try:
+        server = await servers.start(
+            name, workdir, salon_cmd, pin=args.pin, settle=0.3 if args.scale >= 0.1 else 0.1
+        )
+    except servers.ServerStartError as e:
+        log(f"{label}: cannot start: {e}")
+        error = str(e).splitlines()[0] if str(e) else "cannot start"
+        return {**base, "ok": False, "start_error": True, "error": error}
+    server.version = base.get("version", "")
+    gen = Generator("127.0.0.1", server.port, scenario[0])
+    log(f"{label}: started pid {server.pid} on port {server.port}")
+    # No cyclic GC pauses in the generator while it measures (it makes few cycles).
+    gc.collect()
+    gc.disable()
+    try:
+        res = await scenarios.run(scenario, server, gen, params)
+    except Exception as e:
+        log(f"{label}: error {e!r}")
+        res = {"ok": False, "error": repr(e)}
+    finally:
+        gc.enable()
+        gen.close_all()
+        await asyncio.sleep(0.05)
+        server.stop()
+    full = {**base, **res}
+    log(f"{label}: {summary(full)}")
+    if not args.keep:
+        shutil.rmtree(server.rundir, ignore_errors=True)
+    # A quiet disk for the next server: what this one wrote (salon's database) is
+    # flushed now, not by the kernel's writeback in the middle of the next window.
+    await asyncio.to_thread(os.sync)
+    await asyncio.sleep(0.2 if args.scale >= 0.1 else 0.05)  # settle between servers
+    return full
 
 
 def run_async(coro: Coroutine[Any, Any, list[Any]]) -> list[Any]:

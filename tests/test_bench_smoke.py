@@ -179,6 +179,38 @@ def test_noisy_runs_are_told_by_what_else_ran() -> None:
     assert "15/0 (~)" in rep.table([row])
 
 
+def test_noisy_runs_are_run_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--retry-noisy N: a noisy run (steal here) is run again up to N times; the run kept
+    records the ones dropped, and the other servers are not run again."""
+    import asyncio
+
+    from bench import cli
+
+    steal = {"salon": [40.0, 30.0, 0.0], "ngircd": [0.0]}
+    calls: list[str] = []
+
+    async def run_one(*a: Any) -> dict[str, Any]:
+        name, base = a[4], a[6]
+        calls.append(name)
+        return {**base, "ok": True, "other_pct": 0.0, "steal_pct": steal[name].pop(0)}
+
+    monkeypatch.setattr(cli, "run_one", run_one)
+    monkeypatch.setattr(cli.servers, "server_version", lambda name, cmd: "v")
+    args = cli.parse_args(["--servers", "salon,ngircd", "--scenarios", "dm", "--retry-noisy", "5"])
+    results = asyncio.run(cli.run_all(args, tmp_path, {}))
+    assert calls == ["salon", "salon", "salon", "ngircd"]
+    salon, ngircd = results
+    assert salon["steal_pct"] == 0.0
+    assert [d["steal_pct"] for d in salon["noisy_runs_dropped"]] == [40.0, 30.0]
+    assert "noisy_runs_dropped" not in ngircd
+    # At most N: with --retry-noisy 1 the second noisy run is kept, flagged as it is.
+    steal["salon"] = [40.0, 30.0]
+    steal["ngircd"] = [0.0]
+    args.retry_noisy = 1
+    kept = asyncio.run(cli.run_all(args, tmp_path, {}))[0]
+    assert kept["steal_pct"] == 30.0 and len(kept["noisy_runs_dropped"]) == 1
+
+
 def test_latency_never_negative_within_one_turn() -> None:
     """A message sent and received back within one turn of the generator's loop (whose
     receive clock is read once per turn) counts from the clock read when it arrives."""
