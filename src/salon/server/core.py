@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -576,7 +576,7 @@ class Server:
     def hold(
         self,
         client: Client,
-        events: list[Any],
+        events: Sequence[Any],
         finish: Finisher,
         arg: Any,
         label: str | None = None,
@@ -588,16 +588,6 @@ class Server:
             group = self.commit_group()
         group.events += events
         group.waiting.append((client, label, [] if held is None else held, finish, arg))
-        group.senders[client] = None
-        client.pending_commits += 1
-
-    def hold_one(self, client: Client, event: Any, finish: Finisher, arg: Any) -> None:
-        """:meth:`hold` for one event and no label (the fast path's, once per message)."""
-        group = self._group
-        if group is None:
-            group = self.commit_group()
-        group.events.append(event)
-        group.waiting.append((client, None, [], finish, arg))
         group.senders[client] = None
         client.pending_commits += 1
 

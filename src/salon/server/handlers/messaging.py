@@ -138,7 +138,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         body = body_bytes(source, command, target, text)
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if event is not None:
-        server.hold_one(client, event, _relayed, (out, body, chan, other, echo))
+        server.hold(client, (event,), _relayed, (out, body, chan, other, echo))
     else:
         _relay_one(server, client, out, body, chan, other, echo)
     return True
