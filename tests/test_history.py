@@ -230,12 +230,20 @@ def test_sqlite_rows_of_every_shape_keep_their_order_and_fields(tmp_path: Path) 
         HistoryEvent("m4", t, "#a", "NOTICE", "ann!a@h", None, ("#a", "plain two")),
         HistoryEvent("m5", t, "#a", "TAGMSG", "bo!b@h", None, ("#a",), (("+draft/react", "x"),)),
         HistoryEvent("m6", t, "#a", "PRIVMSG", "ann!a@h", None, ("#A", "plain three")),
+        HistoryEvent("m7", t, "#a", "PRIVMSG", "ann!a@h", "ann", ("#a", "plain four")),
+    ]  # fmt: skip
+    # Private messages: the sender's party, with and without an account.
+    private = [
+        HistoryEvent("p1", t, "ann bo", "PRIVMSG", "ann!a@h", None, ("bo", "hi"), party="ann"),
+        HistoryEvent("p2", t, "ann bo", "PRIVMSG", "bo!b@h", "bo", ("ann", "yo"), party="bo"),
+        HistoryEvent("p3", t, "ann bo", "NOTICE", "bo!b@h", None, ("ann", "hm"), party="bo"),
     ]  # fmt: skip
     with store.transaction():
-        store.append_history(events)
+        store.append_history(events[:3] + private[:2] + events[3:] + private[2:])
     assert store.history(HistoryQuery("#a", limit=10)) == events
+    assert store.history(HistoryQuery("ann bo", limit=10)) == private
     found = store.search_history(SearchQuery("plain", ("#a",), limit=10))
-    assert [e.msgid for e in found] == ["m1", "m4", "m6"]
+    assert [e.msgid for e in found] == ["m1", "m4", "m6", "m7"]
     store.close()
 
 

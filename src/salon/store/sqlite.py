@@ -149,44 +149,51 @@ _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
 
 def _row(e: HistoryEvent) -> tuple[Any, ...]:
-    """The row of an event: a short one (``_SHORT_COLUMNS``) for the common message, a full
-    one (``_COLUMNS``) for the rest."""
+    """The values of an event's row, in ``_COLUMNS`` order; how many there are tells
+    which columns the INSERT writes as literals (``_TEMPLATES``)."""
     msgid, time, target, command, source, account, params, tags, display, party = e
     nick = source.split("!", 1)[0]
     sender = nick.lower() if nick.isascii() else casefold(nick)
     if len(params) == 2 and (command == "PRIVMSG" or command == "NOTICE"):
         # The common row: its two parameters in columns of their own, no JSON.
         if not tags and not display:
-            return (msgid, time, target, command, source, sender, account, party, params[1], params[0])  # fmt: skip
+            if account is not None:
+                return (msgid, time, target, command, source, sender, account, party, params[1], params[0])  # fmt: skip
+            if party:
+                return (msgid, time, target, command, source, sender, party, params[1], params[0])  # fmt: skip
+            return (msgid, time, target, command, source, sender, params[1], params[0])
         return (
-            msgid, time, target, command, source, sender, account, party, params[1], params[0],
-            "", json.dumps([list(t) for t in tags]) if tags else "", display,
+            msgid, time, target, command, source, sender, account or "", party, params[1],
+            params[0], "", json.dumps([list(t) for t in tags]) if tags else "", display,
         )  # fmt: skip
     return (
-        msgid, time, target, command, source, sender, account, party, "", "",
+        msgid, time, target, command, source, sender, account or "", party, "", "",
         json.dumps(list(params)), json.dumps([list(t) for t in tags]) if tags else "", display,
     )  # fmt: skip
 
 
-# The columns of a full row; a short row has the first ten, and the last three empty.
-# Empty columns are written as literals, not bound: each bound value costs its share of
-# an insert (13 bound columns cost 2.3 µs a row, 10 cost 1.6 in a micro-benchmark).
+# The columns of a row. An INSERT binds a value for some and writes the rest as literals,
+# by the number of values a row has: a bound value costs its share of an insert (13 bound
+# columns cost 2.3 µs a row, 10 cost 1.6 in a micro-benchmark), and a bound None three
+# times a string's (the sqlite3 module looks for an adapter for anything but a str, int,
+# float or bytearray). A missing account is stored as NULL; a full row (13 values) binds
+# "" for it instead, and _event_from_row reads both as None.
 _COLUMNS = (
     "msgid, time, target, command, source, sender, account, party, text, dest,"
     " params, tags, display"
 )
-_FULL_WIDTH = _COLUMNS.count(",") + 1
+_TEMPLATES = {
+    13: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    10: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')",  # a message from an account
+    9: "(?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, '', '', '')",  # a private one, no account
+    8: "(?, ?, ?, ?, ?, ?, NULL, '', ?, ?, '', '', '')",  # a channel one, no account
+}
 _INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to cache
 
 
 @functools.cache
 def _insert_sql(rows: int, width: int) -> str:
-    one = (
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        if width == _FULL_WIDTH
-        else "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')"
-    )
-    marks = ", ".join([one] * rows)
+    marks = ", ".join([_TEMPLATES[width]] * rows)
     return f"INSERT INTO history ({_COLUMNS}) VALUES {marks}"
 
 
@@ -197,7 +204,7 @@ def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
         target=row["target"],
         command=row["command"],
         source=row["source"],
-        account=row["account"],
+        account=row["account"] or None,
         # PRIVMSG/NOTICE keep their two parameters in columns (dest, text); the rest as JSON.
         params=(row["dest"], row["text"])
         if not row["params"]
