@@ -553,18 +553,45 @@ def test_a_quit_connection_lingers_then_closes(salon: Any) -> None:
     s.sendall(b"NICK lingery\r\nUSER l 0 * :l\r\nQUIT :off\r\n")
     data = read_until_closed(s, 5)
     assert re.search(rb"ERROR :[^\r\n]*Quit: off", data), data[-300:]
-    quit_at = time.monotonic()
+    assert_lingers_then_closes(s)
+
+
+def test_a_refused_connection_lingers_then_closes(make_salon: Any) -> None:
+    """A connection refused at accept (here: over the per-address limit) gets its ERROR
+    line and is closed the same way, by the same sweep."""
+    server = make_salon(connections={"max_per_ip": 1, "throttle": 0, "exempt": []})
+    deadline = time.monotonic() + 5
+    while True:  # the readiness probe's connection may still hold the place
+        first = raw_socket(server.irc_port)
+        first.sendall(b"NICK holder\r\nUSER h 0 * :h\r\n")
+        if b" 001 " in first.recv(4096):
+            break
+        first.close()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    s = raw_socket(server.irc_port)
+    s.sendall(b"NICK refused\r\n")
+    data = read_until_closed(s, 5)
+    assert data.startswith(b"ERROR :Closing Link: 127.0.0.1 (Too many connections"), data
+    assert_lingers_then_closes(s)
+    first.close()
+
+
+def assert_lingers_then_closes(s: socket.socket) -> None:
+    """``s`` has just read the server's FIN: it may go on sending for about LINGER with
+    no reset, then its lines are answered with one."""
+    closed_at = time.monotonic()
     s.sendall(b"PING still-open\r\n")  # half-closed, still reading: no reset
     time.sleep(0.3)
     s.sendall(b"PING still-open\r\n")
     reset = None
-    while reset is None and time.monotonic() - quit_at < 8:
+    while reset is None and time.monotonic() - closed_at < 8:
         time.sleep(0.1)
         try:
             s.sendall(b"PING closed-yet\r\n")
         except (BrokenPipeError, ConnectionResetError) as exc:
             reset = exc
-    lingered = time.monotonic() - quit_at
+    lingered = time.monotonic() - closed_at
     s.close()
     assert reset is not None, "the server never closed the lingering connection"
     # LINGER is 1 s (slack for a busy machine); the cutoff at CLOSE_TIMEOUT (5 s) is not it.

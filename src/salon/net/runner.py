@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -64,23 +65,8 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or exc.__class__.__name__
 
 
-def _refuse(transport: asyncio.Transport, ip: str, reason: str) -> None:
-    """Send one ERROR line to a connection the core never sees, and close it."""
-    text = " ".join(reason.split())
-    transport.write(f"ERROR :Closing Link: {ip} ({text})\r\n".encode("utf-8", "replace"))
-    loop = asyncio.get_running_loop()
-    if transport.can_write_eof():
-        # As in Shell._close: a FIN, then a moment before closing, so that the ERROR line
-        # is not destroyed by an RST when the peer's own lines are still arriving.
-        transport.write_eof()
-        loop.call_later(LINGER, transport.close)
-    else:
-        transport.close()
-    loop.call_later(CLOSE_TIMEOUT, transport.abort)
-
-
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("client", "kind", "limit_key", "partial", "shell", "tls")
+    __slots__ = ("client", "kind", "limit_key", "partial", "refused", "shell", "tls")
 
     def __init__(self, shell: Shell, kind: Kind, tls: bool = False) -> None:
         self.shell = shell
@@ -92,6 +78,8 @@ class ClientProtocol(asyncio.Protocol):
         # Bytes received since the last newline. The core discards an overlong line as it
         # goes, so only the shell sees an endless line whatever the read sizes are.
         self.partial = 0
+        # The key of a refused connection in the shell's transports (a negative number).
+        self.refused = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
@@ -106,7 +94,7 @@ class ClientProtocol(asyncio.Protocol):
         ban = shell.server.dline_for(ip)
         if ban is not None:
             log.info("refused ip=%s by D-line %s", ip, ban.mask)
-            _refuse(transport, ip, f"D-lined: {ban.reason}")
+            self.refused = shell.refuse(transport, ip, f"D-lined: {ban.reason}")
             return
         limits = shell.limits
         key = limits.key(ip)
@@ -114,7 +102,7 @@ class ClientProtocol(asyncio.Protocol):
             refusal = limits.admit(key, now)
             if refusal is not None:
                 log.info("refused ip=%s: %s", ip, refusal)
-                _refuse(transport, ip, refusal)
+                self.refused = shell.refuse(transport, ip, refusal)
                 return
             self.limit_key = key
         client = shell.server.connect(self.kind, ip, int(peer[1]), now)
@@ -160,6 +148,7 @@ class ClientProtocol(asyncio.Protocol):
             self.limit_key = None
         client = self.client
         if client is None:
+            shell.transports.pop(self.refused, None)
             return
         shell.transports.pop(client.id, None)
         reason = "Connection closed" if exc is None else f"Read error: {exc.__class__.__name__}"
@@ -233,7 +222,7 @@ class Shell:
         self._notes: list[str] = []
         self.journal = Journal()
         self._journal_timer: asyncio.TimerHandle | None = None
-        # Connections the server closed, as (deadline, client id) in the order of closing,
+        # Connections the server closed, as (deadline, client id or refused key) in the order of closing,
         # so the first to expire is first: _tick closes the lingering ones (LINGER) and cuts
         # off those still open (CLOSE_TIMEOUT), found in self.transports (a connection
         # whose peer has closed is gone from there, and its transport freed). Two timers
@@ -241,6 +230,8 @@ class Shell:
         # pending timers in uvloop's heap, each holding its transport).
         self._lingering: deque[tuple[float, int]] = deque()
         self._cutoffs: deque[tuple[float, int]] = deque()
+        # Keys of refused connections (never clients) in self.transports: -1, -2, ...
+        self._refused = itertools.count(-1, -1)
         # Clients whose socket reading is paused while their input waits (TCP backpressure).
         self.paused: set[Client] = set()
 
@@ -307,17 +298,31 @@ class Shell:
         client.outbytes = 0
         if transport is None or transport.is_closing():
             return
+        self._close_gently(transport, client.id)
+
+    def refuse(self, transport: asyncio.Transport, ip: str, reason: str) -> int:
+        """Send one ERROR line to a connection the core never sees, and close it; return
+        its key in self.transports until it is gone."""
+        text = " ".join(reason.split())
+        transport.write(f"ERROR :Closing Link: {ip} ({text})\r\n".encode("utf-8", "replace"))
+        key = next(self._refused)
+        self.transports[key] = transport
+        self._close_gently(transport, key)
+        return key
+
+    def _close_gently(self, transport: asyncio.Transport, key: int) -> None:
+        """Close a transport (``key`` in self.transports) once what it holds is sent."""
         now = self.loop.time()
         if transport.can_write_eof() and not self.closing:
             # Lingering close: send what is queued and a FIN, keep reading (and ignoring)
             # for a moment, then close. Closing at once while the peer's lines are still
             # arriving would make the kernel send RST, which can destroy the ERROR line.
             transport.write_eof()
-            self._lingering.append((now + LINGER, client.id))
+            self._lingering.append((now + LINGER, key))
         else:
             transport.close()
         # A peer that never reads would keep the buffered bytes forever: cut it off.
-        self._cutoffs.append((now + CLOSE_TIMEOUT, client.id))
+        self._cutoffs.append((now + CLOSE_TIMEOUT, key))
 
     def _sweep(self, now: float) -> None:
         """Close the lingering connections whose time is up, and cut off the closed ones
