@@ -148,7 +148,8 @@ class ClientProtocol(asyncio.Protocol):
             self.limit_key = None
         client = self.client
         if client is None:
-            shell.transports.pop(self.refused, None)
+            if self.refused:
+                shell.transports.pop(self.refused, None)
             return
         shell.transports.pop(client.id, None)
         reason = "Connection closed" if exc is None else f"Read error: {exc.__class__.__name__}"
@@ -222,12 +223,12 @@ class Shell:
         self._notes: list[str] = []
         self.journal = Journal()
         self._journal_timer: asyncio.TimerHandle | None = None
-        # Connections the server closed, as (deadline, client id or refused key) in the order of closing,
-        # so the first to expire is first: _tick closes the lingering ones (LINGER) and cuts
-        # off those still open (CLOSE_TIMEOUT), found in self.transports (a connection
-        # whose peer has closed is gone from there, and its transport freed). Two timers
-        # per closed connection instead cost 5% of a registration under churn (40,000
-        # pending timers in uvloop's heap, each holding its transport).
+        # Connections the server closed, as (deadline, client id or refused key) in the
+        # order of closing, so the first to expire is first: _tick closes the lingering ones
+        # (LINGER) and cuts off those still open (CLOSE_TIMEOUT), found in self.transports
+        # (a connection whose peer has closed is gone from there, and its transport freed).
+        # Two timers per closed connection instead cost 5% of a registration under churn
+        # (40,000 pending timers in uvloop's heap, each holding its transport).
         self._lingering: deque[tuple[float, int]] = deque()
         self._cutoffs: deque[tuple[float, int]] = deque()
         # Keys of refused connections (never clients) in self.transports: -1, -2, ...
