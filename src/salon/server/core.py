@@ -389,6 +389,7 @@ class Server:
             line = bytes(buf[start:nl])
             if client.pending_commits and (
                 client.pending_commits >= PIPELINE
+                # (the usual line tested inline: one call fewer per line while commits wait)
                 or not (line.startswith(_MESSAGE_STARTS) or _is_message_line(line))
             ):
                 # Wait for this client's messages to be committed and delivered first.

@@ -163,11 +163,11 @@ def _row(e: HistoryEvent) -> tuple[Any, ...]:
                 return (msgid, time, target, command, source, sender, party, params[1], params[0])  # fmt: skip
             return (msgid, time, target, command, source, sender, params[1], params[0])
         return (
-            msgid, time, target, command, source, sender, account or "", party, params[1],
+            msgid, time, target, command, source, sender, account, party, params[1],
             params[0], "", json.dumps([list(t) for t in tags]) if tags else "", display,
         )  # fmt: skip
     return (
-        msgid, time, target, command, source, sender, account or "", party, "", "",
+        msgid, time, target, command, source, sender, account, party, "", "",
         json.dumps(list(params)), json.dumps([list(t) for t in tags]) if tags else "", display,
     )  # fmt: skip
 
@@ -176,8 +176,8 @@ def _row(e: HistoryEvent) -> tuple[Any, ...]:
 # by the number of values a row has: a bound value costs its share of an insert (13 bound
 # columns cost 2.3 µs a row, 10 cost 1.6 in a micro-benchmark), and a bound None three
 # times a string's (the sqlite3 module looks for an adapter for anything but a str, int,
-# float or bytearray). A missing account is stored as NULL; a full row (13 values) binds
-# "" for it instead, and _event_from_row reads both as None.
+# float or bytearray). A missing account is NULL: a literal in the common rows, bound in
+# the rare full ones (13 values).
 _COLUMNS = (
     "msgid, time, target, command, source, sender, account, party, text, dest,"
     " params, tags, display"
@@ -204,7 +204,7 @@ def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
         target=row["target"],
         command=row["command"],
         source=row["source"],
-        account=row["account"] or None,
+        account=row["account"],
         # PRIVMSG/NOTICE keep their two parameters in columns (dest, text); the rest as JSON.
         params=(row["dest"], row["text"])
         if not row["params"]
