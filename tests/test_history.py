@@ -659,10 +659,43 @@ def test_invalid_chathistory_requests(make_net: MakeNet) -> None:
         "CHATHISTORY LATEST #c": "NEED_MORE_PARAMS",
         "CHATHISTORY SIDEWAYS #c * 10": "INVALID_PARAMS",
         "CHATHISTORY LATEST * * 10": "INVALID_TARGET",
+        # A context that echoes a word with a space still makes a FAIL (cut at the space).
+        "CHATHISTORY :x y": "INVALID_PARAMS",
+        "CHATHISTORY LATEST #c * :1 0": "INVALID_PARAMS",
     }
     for line, code in cases.items():
         failed = fail(bob, line)
         assert failed.params[:2] == ("CHATHISTORY", code), (line, failed)
+    failed = fail(bob, "MARKREAD :a b")
+    assert failed.params[:3] == ("MARKREAD", "INVALID_PARAMS", "a"), failed
+
+
+@pytest.mark.parametrize("modes", ["+s", "+i", "+k hunter2", ""])
+def test_a_private_channel_takes_its_history_with_it(make_net: MakeNet, modes: str) -> None:
+    """A secret, invite-only or keyed channel that empties forgets its history: whoever
+    creates it again reads nothing of it (CHATHISTORY, replay, SEARCH). A public one keeps
+    it (anyone could have read it)."""
+    net = make_net()
+    alice = net.register("alice", CAPS)
+    alice.send("JOIN #plans")
+    if modes:
+        alice.send(f"MODE #plans {modes}")
+    alice.send("PRIVMSG #plans :the code is 1234")
+    net.advance(1)
+    alice.send("PART #plans")
+    alice.lines()
+    net.advance(1)
+    eve = net.register("eve", CAPS)
+    eve.send("JOIN #plans")
+    eve.lines()
+    shown = texts(batch(eve, "CHATHISTORY LATEST #plans * 10"))
+    replayed = net.register("mallory")  # no chathistory: replay on join
+    replayed.send("JOIN #plans")
+    got = texts(replayed.messages())
+    if modes:
+        assert shown == [] and got == [] and stored(net, "#plans", events=False) == []
+    else:
+        assert shown == ["the code is 1234"] and got == ["the code is 1234"]
 
 
 def test_fail_invalid_target_for_channels_not_joined(make_net: MakeNet) -> None:

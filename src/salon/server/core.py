@@ -883,6 +883,12 @@ class Server:
         if self.services.keeps(chan):
             return  # a registered channel stays, empty
         self.channels.pop(chan.cf, None)
+        if chan.key is not None or "s" in chan.modes or "i" in chan.modes:
+            # The history of a secret, keyed or invite-only channel is its members'. Once
+            # the last one has left, nobody can admit anyone to it: whoever creates the
+            # channel again must not read what was said in it. (A public channel's history
+            # stays: anyone could have joined and read it.)
+            history.forget_channel(self, chan.cf)
 
     def shutdown(self, now: float, reason: str = "Server shutting down") -> None:
         """Tell every client we are going away; the shell then closes the connections."""

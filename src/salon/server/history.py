@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,19 @@ def storable(msg: Message) -> bool:
 
 def enabled(server: Server) -> bool:
     return server.config.history.enabled
+
+
+def forget_channel(server: Server, cf: str) -> None:
+    """Delete every event of the channel ``cf`` (an unregistered private channel that
+    emptied: Server.remove_channel)."""
+    if not enabled(server):
+        return
+
+    def done(count: Any) -> None:
+        if isinstance(count, int) and count:
+            log.info("history of %s removed with the channel: %d events", cf, count)
+
+    server.store(lambda store: store.purge_history(math.inf, target=cf), done)
 
 
 def record(server: Server, events: Sequence[HistoryEvent]) -> None:

@@ -41,18 +41,20 @@ class ResponseBuffer:
         Middle parameters often echo the client's own words; one that could not stand as
         a middle parameter on the wire is cut at its first space (``*`` when empty).
         """
-        if params:
-            middles = params[:-1]
-            if any(not p or " " in p or p[0] == ":" for p in middles):
-                params = (*(safe_middle(p) for p in middles), params[-1])
-        self.messages.append(Message(numeric, (self.client.nick, *params), self.server.name))
+        self.messages.append(
+            Message(numeric, (self.client.nick, *_safe_middles(params)), self.server.name)
+        )
 
     def notice(self, text: str) -> None:
         self.messages.append(Message("NOTICE", (self.client.nick, text), self.server.name))
 
     def fail(self, command: str, code: str, *context: str) -> None:
-        """IRCv3 standard-replies: ``FAIL <command> <code> [<context>...] <description>``."""
-        self.messages.append(Message("FAIL", (command, code, *context), self.server.name))
+        """IRCv3 standard-replies: ``FAIL <command> <code> [<context>...] <description>``.
+        The context often echoes the client's words (``CHATHISTORY :a b``): cut as for
+        :meth:`numeric`."""
+        self.messages.append(
+            Message("FAIL", (command, code, *_safe_middles(context)), self.server.name)
+        )
 
     def flush(self) -> None:
         server = self.server
@@ -102,3 +104,12 @@ class ResponseBuffer:
                 tags.setdefault("batch", ref)
                 server.send(client, msg.with_tags(tags))
             server.send(client, Message("BATCH", ("-" + ref,), server.name))
+
+
+def _safe_middles(params: tuple[str, ...]) -> tuple[str, ...]:
+    """``params`` with every parameter but the last made fit to be a middle parameter."""
+    if params:
+        middles = params[:-1]
+        if any(not p or " " in p or p[0] == ":" for p in middles):
+            return (*(safe_middle(p) for p in middles), params[-1])
+    return params

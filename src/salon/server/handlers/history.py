@@ -241,7 +241,8 @@ def cmd_markread(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     if not msg.params:
         raise FailError("MARKREAD", "NEED_MORE_PARAMS", "Missing target")
     target = msg.params[0]
-    if not target or target == "*":
+    if not target or target == "*" or " " in target or target[0] == ":":
+        # The target is echoed in the MARKREAD reply, as a middle parameter.
         raise FailError("MARKREAD", "INVALID_PARAMS", target or "*", "Invalid target")
     cf = casefold(target)
     me = party(server, client)
