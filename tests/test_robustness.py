@@ -596,3 +596,21 @@ def assert_lingers_then_closes(s: socket.socket) -> None:
     assert reset is not None, "the server never closed the lingering connection"
     # LINGER is 1 s (slack for a busy machine); the cutoff at CLOSE_TIMEOUT (5 s) is not it.
     assert 0.5 < lingered < 3.5, lingered
+
+
+def test_the_data_directory_is_private(salon: Any, connect: Any) -> None:
+    """The database holds private messages, password hashes and SCRAM keys: the data
+    directory is its owner's alone (0700) and so are the database and its WAL (0600),
+    whatever the umask."""
+    alice = connect(salon.irc_port)
+    alice.register("alice")
+    alice.send("JOIN #c")
+    alice.send("PRIVMSG #c :written to the WAL")
+    alice.send("PING sync")
+    alice.expect("PONG")
+    modes = {
+        path.name: path.stat().st_mode & 0o777
+        for path in (salon.data_dir, *salon.data_dir.glob("salon.db*"))
+    }
+    assert modes["data"] == 0o700, modes
+    assert modes["salon.db"] == 0o600 and modes["salon.db-wal"] == 0o600, modes

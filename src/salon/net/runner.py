@@ -417,9 +417,12 @@ class Shell:
             raise StartupError("all listeners are off (irc_port, tls_port and plain_port are 0)")
         data = self.config.data_path
         try:
-            data.mkdir(parents=True, exist_ok=True)
+            data.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._secrets(data)
             store = SQLiteStore(data / "salon.db")
+            for path, private in ((data, "700"), (store.path, "600")):
+                if path.stat().st_mode & 0o077:
+                    log.warning("%s can be read by other users: chmod %s it", path, private)
             self.server.load(store)
             self.storage = Storage(store, self.loop, self._store_done)
         except StartupError:

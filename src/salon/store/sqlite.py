@@ -10,6 +10,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -227,6 +228,10 @@ def _fts_query(text: str) -> str:
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        if str(path) != ":memory:" and not self.path.exists():
+            # Private messages, password hashes and SCRAM keys: readable by its owner only.
+            # SQLite gives the -wal and -shm files the database file's permissions.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._ckpt: sqlite3.Connection | None = None
         self._msgid_index = False
