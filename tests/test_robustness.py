@@ -6,6 +6,8 @@ import random
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -614,3 +616,21 @@ def test_the_data_directory_is_private(salon: Any, connect: Any) -> None:
     }
     assert modes["data"] == 0o700, modes
     assert modes["salon.db"] == 0o600 and modes["salon.db-wal"] == 0o600, modes
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(salon: Any) -> None:
+    """Two servers on one database would each keep their own accounts and channels in
+    memory and overwrite the other's: the second one stops at once, saying why."""
+    from conftest import free_port
+
+    ports = ["--irc-port", str(free_port()), "--tls-port", "0", "--plain-port", "0"]
+    second = subprocess.run(
+        [sys.executable, "-m", "salon", "serve", "--data-dir", str(salon.data_dir), *ports],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 2, second
+    assert f"in use by another salon process (pid {salon.proc.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert salon.proc.poll() is None

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salon import datadir
 from salon.config import Config
 from salon.net import tls
 from salon.net.limits import ConnectionLimits
@@ -216,6 +217,7 @@ class Shell:
         self._last_timeout_check = 0.0
         self.stopped = asyncio.Event()
         self.storage: Storage | None = None
+        self._lock: int | None = None  # the data directory's (datadir.lock)
         self.limits = ConnectionLimits(config.connections)
         self._last_prune = time.time()
         self.tls_context: ssl.SSLContext | None = None
@@ -418,6 +420,7 @@ class Shell:
         data = self.config.data_path
         try:
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock = datadir.lock(data)
             self._secrets(data)
             store = SQLiteStore(data / "salon.db")
             for path, private in ((data, "700"), (store.path, "600")):
@@ -427,6 +430,8 @@ class Shell:
             self.storage = Storage(store, self.loop, self._store_done)
         except StartupError:
             raise
+        except datadir.DataDirBusy as exc:
+            raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"cannot use data directory {data}: {_reason(exc)}") from None
         except Exception as exc:  # sqlite3.Error
@@ -498,6 +503,9 @@ class Shell:
                 self.storage.drain()
                 self.storage.close()
             self.storage = None
+        if self._lock is not None:
+            datadir.unlock(self._lock)
+            self._lock = None
 
     def bound_ports(self) -> dict[str, int]:
         ports = {}
