@@ -270,7 +270,7 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         cfg,
         {
             "server": {"name": "chat.example.org"},
-            "listen": {"irc_port": 6697, "plain_port": 0},
+            "listen": {"irc_port": 6697, "tls_port": 6698, "plain_port": 0},
             "flood": {"exempt": ["10.0.0.0/8", "::1/128"]},
             "log": {"messages": True},
         },
@@ -301,6 +301,11 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[limits]\nping_interval = nan\n", "limits.ping_interval"),
         ("[limits]\nregistration_timeout = inf\n", "limits.registration_timeout"),
         ("[limits]\nping_timeout = -1\n", "limits.ping_timeout"),
+        ("[listen]\nhost = ''\n", "listen.host"),
+        ("[listen]\nhost = '  '\n", "listen.host"),
+        ("[listen]\nplain_port = 6667\n", "port 6667 is also listen.irc_port"),
+        ("[listen]\ntls_port = 7000\nplain_port = 7000\n", "listen.plain_port"),
+        ("[tls]\ncert = '/nonexistent/c.pem'\nkey = '/nonexistent/k.pem'\n", "tls.cert"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

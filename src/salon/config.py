@@ -320,6 +320,17 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{where}: must not contain a NUL character")
     if not cfg.server.data_dir.strip():
         raise ConfigError("server.data_dir: must not be empty")
+    if not cfg.listen.host.strip():
+        # An empty host would make asyncio listen on every interface: say so instead.
+        raise ConfigError(
+            "listen.host: must not be empty (0.0.0.0 or :: listens on every interface)"
+        )
+    ports: dict[int, str] = {}
+    for key in ("irc_port", "tls_port", "plain_port"):
+        port = getattr(cfg.listen, key)
+        if port and port in ports:
+            raise ConfigError(f"listen.{key}: port {port} is also listen.{ports[port]}")
+        ports[port] = key
     if not cfg.server.network or " " in cfg.server.network:
         raise ConfigError("server.network: must be a non-empty word")
     dc = cfg.server.default_channel
@@ -420,6 +431,11 @@ def _validate_network(cfg: Config) -> None:
     tls = cfg.tls
     if bool(tls.cert) != bool(tls.key):
         raise ConfigError("tls: set both cert and key (or neither, for a self-signed one)")
+    if tls.cert and cfg.listen.tls_port:
+        for key in ("cert", "key"):
+            path = Path(getattr(tls, key))
+            if not path.is_file():
+                raise ConfigError(f"tls.{key}: {path} is not a file")
     if not 0 <= tls.sts_duration <= 10 * 365 * 86400:
         raise ConfigError("tls.sts_duration: out of range (0 to 10 years in seconds)")
     con = cfg.connections
