@@ -6,6 +6,7 @@ no plaintext secret in the database, the admin CLI, accounts across a restart.""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -705,3 +706,34 @@ def test_second_session_of_an_account_gets_a_variant_nick() -> None:
     stranger = net.connect()
     stranger.send("NICK alice")
     assert " 433 " in "\n".join(stranger.lines())
+
+
+def test_rejoin_survives_a_restart(tmp_path: Path, connect: Any) -> None:
+    """accounts.rejoin: the channels of the account's last session are kept in the
+    database, so a restart (here while the user is connected) does not forget them."""
+    from conftest import SalonProcess
+
+    s = SalonProcess(tmp_path, accounts={"password_min_length": 4}).start()
+    try:
+        c = connect(s.irc_port)
+        c.register("alice")
+        c.send("REGISTER * * :sesame")
+        c.expect(r"REGISTER SUCCESS alice")
+        c.send("JOIN #one,#two")
+        c.expect(r" 366 alice #two ")
+        s.stop(signal.SIGTERM)
+        s.start()
+        d = connect(s.irc_port)
+        d.send("CAP LS 302")
+        d.send("CAP REQ :sasl")
+        d.send("NICK alice")
+        d.send("USER a 0 * :a")
+        d.send("AUTHENTICATE PLAIN")
+        d.expect(r"AUTHENTICATE \+")
+        d.send("AUTHENTICATE " + plain_blob("alice", "sesame"))
+        d.expect(r" 903 ")
+        d.send("CAP END")
+        d.expect(r":alice!\S+ JOIN #one")
+        d.expect(r":alice!\S+ JOIN #two")
+    finally:
+        s.stop()

@@ -245,6 +245,7 @@ class Server:
     def load(self, store: Any) -> None:
         """Take the persistent state from the store at start (the shell calls this once)."""
         self.read_markers = {(a, t): ts for a, t, ts in store.load_read_markers()}
+        self.rejoin = dict(store.load_rejoins())
         self.accounts.load(store)
         self.services.load(store)
         self.abuse.load(store)
@@ -842,8 +843,13 @@ class Server:
         self.opers.discard(client)
         if client.registered:
             if client.account is not None and client.channels and self.config.accounts.rejoin:
-                # Remembered for the account's return (accounts.rejoin).
-                self.rejoin[casefold(client.account)] = [c.name for c in client.channels.values()]
+                # Remembered for the account's return (accounts.rejoin), across restarts.
+                account, names = (
+                    casefold(client.account),
+                    [c.name for c in client.channels.values()],
+                )
+                self.rejoin[account] = names
+                self.store(lambda store: store.set_rejoin(account, names))
             if client.channels:
                 quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
                 history.user_event(self, client, quit_msg)
@@ -1087,9 +1093,11 @@ class Server:
         the account is connected); a channel it may no longer join is skipped quietly."""
         from salon.server.handlers.channels import join
 
-        names = self.rejoin.pop(casefold(client.account or ""), None)
+        account = casefold(client.account or "")
+        names = self.rejoin.pop(account, None)
         if not names:
             return
+        self.store(lambda store: store.set_rejoin(account, ()))
         others = [
             c
             for c in self.clients.values()

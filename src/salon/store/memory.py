@@ -55,6 +55,7 @@ class MemoryStore:
         self.channels: dict[str, ChannelRecord] = {}
         self.bans: dict[tuple[str, str], ServerBan] = {}
         self.markers: dict[tuple[str, str], float] = {}
+        self.rejoins: dict[str, list[str]] = {}
         self.events: dict[str, list[HistoryEvent]] = {}
         self.partners: dict[tuple[str, str], str] = {}
         self.commits = 0
@@ -103,6 +104,16 @@ class MemoryStore:
 
     def set_read_marker(self, account: str, target: str, time: float) -> None:
         self.markers[(account, target)] = time
+
+    # rejoin (an empty list forgets the account)
+    def load_rejoins(self) -> list[tuple[str, list[str]]]:
+        return [(a, list(names)) for a, names in self.rejoins.items()]
+
+    def set_rejoin(self, account: str, channels: Sequence[str]) -> None:
+        if channels:
+            self.rejoins[account] = list(channels)
+        else:
+            self.rejoins.pop(account, None)
 
     # history
     def append_history(self, events: Sequence[HistoryEvent]) -> None:

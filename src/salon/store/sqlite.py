@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS read_markers (
     time REAL NOT NULL,
     PRIMARY KEY (account, target)
 );
+CREATE TABLE IF NOT EXISTS rejoin (
+    account TEXT PRIMARY KEY,
+    channels TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     msgid TEXT NOT NULL,
@@ -444,6 +448,23 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO read_markers (account, target, time) VALUES (?, ?, ?)",
             (account, target, time),
         )
+
+    # ------------------------------------------------------------------ rejoin
+
+    def load_rejoins(self) -> list[tuple[str, list[str]]]:
+        return [
+            (row["account"], json.loads(row["channels"]))
+            for row in self.conn.execute("SELECT account, channels FROM rejoin")
+        ]
+
+    def set_rejoin(self, account: str, channels: Sequence[str]) -> None:
+        if channels:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO rejoin (account, channels) VALUES (?, ?)",
+                (account, json.dumps(list(channels))),
+            )
+        else:
+            self.conn.execute("DELETE FROM rejoin WHERE account = ?", (account,))
 
     # ------------------------------------------------------------------ history
 
