@@ -211,3 +211,34 @@ def test_invalid_utf8_and_nul_are_not_sent(salon: Any, connect: Any) -> None:
     alice.send("after the junk")
     m = bob.expect(r"PRIVMSG #lobby :")
     assert m.string.endswith(":after the junk"), m.string
+
+
+def test_server_password_is_asked_for_first(make_salon: Any, connect: Any) -> None:
+    salon = make_salon(server={"password": "sekrit"})
+    c = connect(salon.plain_port)
+    c.expect(r"^Server password:")
+    c.send("nope")
+    c.expect(r"^\* Wrong server password\. Bye\.$")
+    assert_closed(c)
+    c = connect(salon.plain_port)
+    c.expect(r"^Server password:")
+    c.send("sekrit")
+    c.expect(r"^Your name:")
+    c.send("alice")
+    c.expect(r"^Hello alice!")
+
+
+def test_cr_and_terminal_escapes(salon: Any, connect: Any) -> None:
+    bob = irc_user(connect, salon, "bob", "#lobby")
+    alice = plain_user(connect, salon, "alice")
+    bob.expect(r"JOIN #lobby")
+    for line in (b"cr only\rnext\n", b"/me waves\rhi\n", b"/msg bob x\ry\n"):
+        alice.send(line)
+        alice.expect(r"^\* That line had a CR byte; it was not sent\.$")
+    bob.send("PRIVMSG #lobby :\x1b[2J\x1b]0;pwned\x07 \x0304red\x0f")
+    m = alice.expect(r"^bob: ")
+    assert m.string == "bob: ^[[2J^[]0;pwned^G red"
+    alice.send("after the junk")
+    m = bob.expect(r"PRIVMSG #lobby :")
+    assert m.string.endswith(":after the junk"), m.string
+    assert "Traceback" not in salon.log()

@@ -224,12 +224,15 @@ def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
     lines = server.config.history.replay_lines
     if not enabled(server) or lines <= 0 or client.capmask & caps.CHATHISTORY:
         return
-    if client.variant < 0:
-        return  # the plain-text port shows only what happens from now on
     query = HistoryQuery(chan.cf, limit=lines, events=False)
 
     def done(events: Any) -> None:
         if not isinstance(events, list) or not events or client.closed:
+            return
+        if client.variant < 0:
+            from salon.server import plain
+
+            plain.replay(server, client, chan, events)  # as text lines with their time
             return
         rb = ResponseBuffer(server, client, None)
         send_batch(server, rb, "chathistory", (chan.name,), events)

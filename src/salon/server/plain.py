@@ -1,29 +1,39 @@
 """The classic line chat, for ``nc`` and telnet on the plain-text port.
 
-It asks for a name, refuses names that are taken (nicks are shared with IRC), puts the
-person in the default channel, and turns what they type into IRC commands. What IRC
-produces for them is rendered as short text lines: ``name: text``, ``* bob joined #lobby``.
+It asks for the server password when one is set, then for a name, refuses names that are
+taken (nicks are shared with IRC) or that belong to a registered account, puts the person
+in the default channel, and turns what they type into IRC commands. What IRC produces for
+them is rendered as short text lines: ``name: text``, ``* bob joined #lobby``; whatever
+anyone else wrote reaches their terminal with its control characters made visible.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
+import time
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
+from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
+from salon.server.channel import Channel
 from salon.server.client import Client
 from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
+from salon.store.base import HistoryEvent
 
 log = logging.getLogger("salon.server")
 
 HELP = [
     "Type a line and press Enter to talk to the room.",
     "/msg <name> <text>   a private message",
-    "/join #room          go to another room (it is created if needed)",
+    "/join #room [key]    go to another room (it is created if needed)",
     "/who                 who is in the room",
     "/me <action>         an action, like: * you wave",
     "/nick <name>         change your name",
@@ -39,43 +49,102 @@ _SILENT = {
     n.RPL_ENDOFWHOIS,
     n.RPL_CREATIONTIME,
 }
+PASSWORD_PROMPT = "Server password:"
+NAME_PROMPT = "Your name:"
+NAME_RULE = (
+    "Names have up to {maxlen} letters (a-z), digits or - _ [ ] {{ }} | ^ ` \\, "
+    "and don't start with a digit or -."
+)
+# What is typed is trimmed of spaces and tabs only: str.strip() would also take the
+# formatting codes \x1c-\x1f (underline is \x1f) off the ends of a message.
+_BLANKS = " \t"
+
+# mIRC formatting codes mean nothing to a terminal, so they are taken out: bold \x02,
+# colour \x03 with up to two numbers ("\x0304,01"; a comma stays when no digit follows
+# it), hex colour \x04 with up to two RRGGBB values, reset \x0f, monospace \x11, reverse
+# \x16, italics \x1d, strikethrough \x1e, underline \x1f.
+_FORMATTING = re.compile(
+    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
+    r"|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
+# Any other control character would be obeyed by the terminal (ESC starts a sequence
+# that can clear the screen or retitle the window, BEL rings): C0 and DEL are shown in
+# caret notation (ESC as ^[, DEL as ^?), C1 (which some terminals obey too) as U+FFFD; a
+# tab, CR or LF becomes a space.
+_CONTROLS: dict[int, str] = {code: "^" + chr(code + 64) for code in range(0x20)}
+_CONTROLS[0x7F] = "^?"
+_CONTROLS.update({code: "\ufffd" for code in range(0x80, 0xA0)})
+_CONTROLS.update({ord("\t"): " ", ord("\r"): " ", ord("\n"): " "})
 
 
 @dataclass(slots=True)
 class PlainState:
     room: str = ""
+    # The server password was given (or none is set): the name prompt comes next.
+    admitted: bool = False
+
+
+def visible(text: str) -> str:
+    """``text`` safe for a terminal: formatting codes out, control characters shown."""
+    return _FORMATTING.sub("", text).translate(_CONTROLS)
 
 
 def _line(text: str) -> bytes:
-    return (text.replace("\r", " ").replace("\n", " ") + "\r\n").encode("utf-8", "replace")
+    return (visible(text) + "\r\n").encode("utf-8", "replace")
 
 
 def start(server: Server, client: Client) -> None:
-    client.plain = PlainState()
+    state = client.plain = PlainState()
+    # Like PASS on the IRC port, [server] password is asked for before anything else.
+    state.admitted = not server.config.server.password
     server.write(client, _line(f"Welcome to {server.config.server.network} on {server.name}."))
-    server.write(client, _line("Your name:"))
+    server.write(client, _line(NAME_PROMPT if state.admitted else PASSWORD_PROMPT))
+
+
+def _prompt(client: Client) -> str:
+    state: PlainState = client.plain
+    return NAME_PROMPT if state.admitted else PASSWORD_PROMPT
+
+
+def _not_sent(server: Server, client: Client, why: str) -> None:
+    """Refuse a line; before the name is chosen, ask again for what was being asked."""
+    if client.registered:
+        server.write(client, _line(f"* {why}; it was not sent."))
+    else:
+        server.write(client, _line(f"* {why}. {_prompt(client)}"))
 
 
 def handle_line(server: Server, client: Client, raw: bytes) -> None:
     try:
-        text = raw.decode("utf-8").strip()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        server.write(client, _line("* That line was not valid UTF-8; it was not sent."))
+        _not_sent(server, client, "That line was not valid UTF-8")
         return
+    # RFC 1459 2.3.1: a parameter is a "sequence of octets not including NUL or CR or LF",
+    # so a NUL or a bare CR inside the line can't be relayed: the line is refused (the core
+    # split the input at LF and took off the CR of a CR LF ending; more CRs there go too).
     if "\0" in text:
-        server.write(client, _line("* That line had a NUL byte; it was not sent."))
+        _not_sent(server, client, "That line had a NUL byte")
+        return
+    text = text.rstrip("\r")
+    if "\r" in text:
+        _not_sent(server, client, "That line had a CR byte")
         return
     client.last_active = server.now
     state: PlainState = client.plain
+    if not state.admitted:
+        _check_password(server, client, state, text)
+        return
+    text = text.strip(_BLANKS)
+    if text.lower() in _LEAVE_WORDS:
+        server.write(client, _line("Bye!"))
+        server.drop(client, "Quit: bye", error="")
+        return
     if not client.registered:
         _choose_name(server, client, state, text)
         return
     if not text:
-        return
-    word = text.lower()
-    if word in _LEAVE_WORDS:
-        server.write(client, _line("Bye!"))
-        server.drop(client, "Quit: bye", error="")
         return
     if text.startswith("/") and not text.startswith("//"):
         _command(server, client, state, text)
@@ -85,37 +154,129 @@ def handle_line(server: Server, client: Client, raw: bytes) -> None:
     if not state.room:
         server.write(client, _line("* You are in no room. /join #room first."))
         return
-    _irc(server, client, "PRIVMSG", state.room, text)
+    _say(server, client, state.room, text)
 
 
 def _irc(server: Server, client: Client, command: str, *params: str) -> None:
     server.dispatch(client, Message(command, params))
 
 
-def _choose_name(server: Server, client: Client, state: PlainState, name: str) -> None:
-    from salon.server.handlers.channels import join
-    from salon.server.handlers.registration import valid_nick
-
-    maxlen = server.config.limits.nicklen
-    if not name:
-        server.write(client, _line("Your name:"))
+def _check_password(server: Server, client: Client, state: PlainState, text: str) -> None:
+    """As try_register does for PASS: a wrong password is refused and disconnected."""
+    if not text:
+        server.write(client, _line(PASSWORD_PROMPT))
         return
-    if not valid_nick(name, maxlen):
+    password = server.config.server.password
+    if not hmac.compare_digest(text.encode(), password.encode()):
+        server.write(client, _line("* Wrong server password. Bye."))
+        server.drop(client, "Bad password", error="")
+        return
+    state.admitted = True
+    server.write(client, _line(NAME_PROMPT))
+
+
+def _too_long_by(client: Client, target: str, text: str) -> int:
+    """How many characters of ``text`` are too many to relay: RFC 1459 2.3 lines are at
+    most 512 bytes "counting all characters including the trailing CR-LF", and the line
+    relayed is ``:nick!user@host PRIVMSG target :text``."""
+    over = len(f":{client.prefix} PRIVMSG {target} :{text}\r\n".encode()) - MAX_LINE
+    cut = 0
+    for ch in reversed(text):
+        if over <= 0:
+            break
+        over -= len(ch.encode())
+        cut += 1
+    return cut
+
+
+def _say(server: Server, client: Client, target: str, text: str) -> None:
+    """Send ``text`` to ``target`` (a room or a name), unless it is too long to relay."""
+    cut = _too_long_by(client, target, text)
+    if cut:
         server.write(
             client,
             _line(
-                f"* {name!r} can't be used: up to {maxlen} letters, digits or -_[]{{}}|^`, "
-                "not starting with a digit or -. Your name:"
+                f"* That line is {cut} characters too long; it was not sent. "
+                "Split it into shorter lines."
+            ),
+        )
+        return
+    _irc(server, client, "PRIVMSG", target, text)
+
+
+def _describe(ch: str) -> str:
+    """A character in words, for telling why a name can't be used."""
+    if ch == " ":
+        return "a space"
+    if ch.isprintable():
+        return f'"{ch}"'
+    name = unicodedata.name(ch, "")
+    return f"an invisible character ({name.lower()})" if name else "a control character"
+
+
+def name_problem(name: str, maxlen: int) -> str | None:
+    """Why ``name`` can't be a nick, in words; None when it can."""
+    from salon.server.handlers.registration import valid_nick
+
+    if valid_nick(name, maxlen):
+        return None
+    for ch in name:
+        if not valid_nick("a" + ch, 2):  # ch may not appear in a nick at all
+            return f"it contains {_describe(ch)}"
+    if len(name) > maxlen:
+        return f"it is {len(name)} characters long"
+    return "it starts with a digit" if name[0].isdigit() else "it starts with -"
+
+
+def _invalid_name(server: Server, name: str) -> str | None:
+    """Why ``name`` can't be a nick at all, as a sentence; None when it can."""
+    maxlen = server.config.limits.nicklen
+    problem = name_problem(name, maxlen)
+    if problem is None:
+        return None
+    return f"That name can't be used: {problem}. {NAME_RULE.format(maxlen=maxlen)}"
+
+
+def _owned(server: Server, client: Client, name: str) -> bool:
+    """Nick ownership (accounts.check_nick): an IRC client not logged in to the account of
+    its nick is renamed to a guest after a grace period. ``name`` belongs to an account
+    that ``client`` is not logged in to."""
+    accounts = server.accounts
+    return accounts.config.enabled and not accounts.may_hold(client, casefold(name))
+
+
+def _choose_name(server: Server, client: Client, state: PlainState, name: str) -> None:
+    from salon.server.handlers.channels import join
+
+    if not name:
+        server.write(client, _line(NAME_PROMPT))
+        return
+    invalid = _invalid_name(server, name)
+    if invalid is not None:
+        server.write(client, _line(f"* {invalid} {NAME_PROMPT}"))
+        return
+    if _owned(server, client, name):
+        # A plain-text user cannot log in before choosing a name: the name is refused
+        # rather than taken away after the grace period.
+        server.write(
+            client,
+            _line(
+                f"* The name {name} belongs to a registered account. Log in with an IRC "
+                f"client, or choose another. {NAME_PROMPT}"
             ),
         )
         return
     cf = casefold(name)
     if cf in server.nicks:
-        server.write(client, _line(f"* The name {name} is taken. Try another. Your name:"))
+        server.write(client, _line(f"* The name {name} is taken. Try another. {NAME_PROMPT}"))
+        return
+    client.user = "plain"
+    rb = ResponseBuffer(server, client, None)
+    # As at IRC registration (accounts.admit): a K-lined user is refused and dropped.
+    if not server.abuse.admit(client, rb):
         return
     server.nicks[cf] = client
     client.set_nick(name, cf, server.now)
-    client.user = "plain"
     client.realname = f"{name} (plain-text port)"
     client.registered = True
     server.unregistered -= 1
@@ -125,7 +286,6 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
     server.notify_monitors(client, online=True)
     server.write(client, _line(f"Hello {name}! Type /help for help, bye to leave."))
     room = server.config.server.default_channel
-    rb = ResponseBuffer(server, client, None)
     try:
         if join(server, client, room, None, rb) is not None:
             state.room = casefold(room)
@@ -140,7 +300,7 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
 
     verb, _, rest = text[1:].partition(" ")
     verb = verb.lower()
-    rest = rest.strip()
+    rest = rest.strip(_BLANKS)
     if verb == "help":
         for line in HELP:
             server.write(client, _line(line))
@@ -149,21 +309,30 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
         if not target or not body:
             server.write(client, _line("* Usage: /msg <name> <text>"))
             return
-        _irc(server, client, "PRIVMSG", target, body)
+        _say(server, client, target, body)
     elif verb == "join":
         if not rest:
-            server.write(client, _line("* Usage: /join #room"))
+            server.write(client, _line("* Usage: /join #room [key]"))
             return
-        room = rest.split()[0]
+        room, *key = rest.split()[:2]
         if not room.startswith("#"):
             room = "#" + room
-        _irc(server, client, "JOIN", room)
+        chan = client.channels.get(casefold(room))
+        if chan is not None:
+            # Already in it (a JOIN would be silent): it becomes the room to talk to.
+            state.room = chan.cf
+            server.write(client, _line(f"* You are now in {chan.name}"))
+            return
+        # The key of a room with one (channel mode +k) goes with the JOIN.
+        _irc(server, client, "JOIN", room, *key)
         if casefold(room) in client.channels:
             state.room = casefold(room)
     elif verb == "part":
         room = rest.split()[0] if rest else state.room
-        if room:
-            _irc(server, client, "PART", room)
+        if not room:
+            server.write(client, _line("* You are in no room."))
+            return
+        _irc(server, client, "PART", room)
         if state.room not in client.channels:
             state.room = next(iter(client.channels), "")
     elif verb == "who":
@@ -175,11 +344,31 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
         send_names(server, client, chan, rb)
         rb.flush()
     elif verb == "me":
-        if state.room and rest:
-            _irc(server, client, "PRIVMSG", state.room, f"\x01ACTION {rest}\x01")
+        if not rest:
+            server.write(client, _line("* Usage: /me <action>"))
+        elif not state.room:
+            server.write(client, _line("* You are in no room. /join #room first."))
+        else:
+            _say(server, client, state.room, f"\x01ACTION {rest}\x01")
     elif verb == "nick":
-        if rest:
-            _irc(server, client, "NICK", rest.split()[0])
+        if not rest:
+            server.write(client, _line("* Usage: /nick <name>"))
+            return
+        name = rest.split()[0]
+        invalid = _invalid_name(server, name)
+        if invalid is not None:
+            server.write(client, _line(f"* {invalid}"))
+            return
+        if _owned(server, client, name):
+            server.write(
+                client,
+                _line(
+                    f"* The name {name} belongs to a registered account; if it is yours, "
+                    f"log in first: /msg NickServ IDENTIFY {name} <password>"
+                ),
+            )
+            return
+        _irc(server, client, "NICK", name)
     else:
         server.write(client, _line(f"* Unknown command /{verb}. Type /help."))
 
@@ -191,6 +380,11 @@ def _room_label(client: Client, channel: str) -> str:
 
 def render(server: Server, client: Client, msg: Message) -> bytes | None:
     """How an IRC message reads on the plain-text port; None when it is not shown."""
+    text = _render_text(client, msg)
+    return None if text is None else _line(text)
+
+
+def _render_text(client: Client, msg: Message) -> str | None:
     cmd = msg.command
     p = msg.params
     nick = (msg.source or "").split("!", 1)[0]
@@ -203,49 +397,81 @@ def render(server: Server, client: Client, msg: Message) -> bytes | None:
         if p[0].startswith("#") or (p[0][:1] in "@+" and p[0][1:2] == "#"):
             where = _room_label(client, p[0].lstrip("@+"))
             if action:
-                return _line(f"{where}* {nick} {text[8:-1]}")
-            return _line(f"{where}{nick}: {text}")
+                return f"{where}* {nick} {text[8:-1]}"
+            return f"{where}{nick}: {text}"
         if "!" not in (msg.source or "!"):
-            return _line(f"* {text}")
+            return f"* {text}"
         if action:
-            return _line(f"(private) * {nick} {text[8:-1]}")
-        return _line(f"(private) {nick}: {text}")
+            return f"(private) * {nick} {text[8:-1]}"
+        return f"(private) {nick}: {text}"
     if cmd == "JOIN" and p:
         if me:
-            return _line(f"* You are now in {p[0]}")
-        return _line(f"* {nick} joined {_room_label(client, p[0]) or p[0]}".rstrip())
+            return f"* You are now in {p[0]}"
+        return f"* {nick} joined {_room_label(client, p[0]) or p[0]}".rstrip()
     if cmd == "PART" and p:
         reason = f" ({p[1]})" if len(p) > 1 and p[1] else ""
         who = "You" if me else nick
-        return _line(f"* {who} left {p[0]}{reason}")
+        return f"* {who} left {p[0]}{reason}"
     if cmd == "QUIT":
         reason = f" ({p[0]})" if p and p[0] else ""
-        return _line(f"* {nick} left{reason}")
+        return f"* {nick} left{reason}"
     if cmd == "NICK" and p:
         who = "You are" if p[0] == client.nick else f"{nick} is"
-        return _line(f"* {who} now known as {p[0]}")
+        return f"* {who} now known as {p[0]}"
     if cmd == "KICK" and len(p) >= 2:
         reason = f" ({p[2]})" if len(p) > 2 else ""
-        return _line(f"* {p[1]} was kicked from {p[0]} by {nick}{reason}")
+        return f"* {p[1]} was kicked from {p[0]} by {nick}{reason}"
     if cmd == "TOPIC" and len(p) >= 2:
-        return _line(f"* {nick} set the topic of {p[0]}: {p[1]}")
+        return f"* {nick} set the topic of {p[0]}: {p[1]}"
     if cmd == "MODE" and len(p) >= 2:
-        return _line(f"* {nick} sets mode {' '.join(p[1:])} on {p[0]}")
+        return f"* {nick} sets mode {' '.join(p[1:])} on {p[0]}"
     if cmd == "INVITE" and len(p) >= 2:
-        return _line(f"* {nick} invites you to {p[1]} (type /join {p[1]})")
+        return f"* {nick} invites you to {p[1]} (type /join {p[1]})"
     if cmd == "FAIL" and p:
-        return _line(f"* {p[-1]}")
+        return f"* {p[-1]}"
     if cmd.isdigit():
-        if cmd in _SILENT:
-            return None
-        if cmd == n.RPL_TOPIC and len(p) >= 3:
-            return _line(f"* Topic of {p[1]}: {p[2]}")
-        if cmd == n.RPL_NAMREPLY and len(p) >= 4:
-            return _line(f"* In {p[2]}: {', '.join(p[3].split())}")
-        args = p[1:]
-        if not args:
-            return None
-        text = args[-1]
-        subject = " ".join(args[:-1])
-        return _line(f"* {text}: {subject}" if subject else f"* {text}")
+        return _numeric_text(cmd, p)
     return None
+
+
+def _numeric_text(cmd: str, p: Sequence[str]) -> str | None:
+    """A numeric reply as a line: its text, then what it is about (the parameters
+    between the nick and the text), with a few said in plain words."""
+    if cmd in _SILENT:
+        return None
+    if cmd == n.RPL_TOPIC and len(p) >= 3:
+        return f"* Topic of {p[1]}: {p[2]}"
+    if cmd == n.RPL_NAMREPLY and len(p) >= 4:
+        return f"* In {p[2]}: {', '.join(p[3].split())}"
+    if cmd == n.ERR_INPUTTOOLONG:
+        return "* That line is too long; it was not sent. Split it into shorter lines."
+    if cmd == n.ERR_BADCHANNELKEY and len(p) >= 2:
+        return f"* {p[1]} needs a key (a password): /join {p[1]} <key>"
+    args = p[1:]
+    if not args:
+        return None
+    text = args[-1]
+    subject = " ".join(args[:-1])
+    return f"* {text}: {subject}" if subject else f"* {text}"
+
+
+def _stamp(now: float, when: float) -> str:
+    """``14:02`` for a time today (UTC), ``2026-11-20 14:02`` for an earlier one."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(when))
+    clock = time.strftime("%H:%M", time.gmtime(when))
+    return clock if day == time.strftime("%Y-%m-%d", time.gmtime(now)) else f"{day} {clock}"
+
+
+def replay(server: Server, client: Client, chan: Channel, events: list[HistoryEvent]) -> None:
+    """The last lines of a room on joining it, as IRC clients without chathistory get
+    them (history.replay_on_join, ``[history] replay_lines``), each with its time."""
+    from salon.server.history import event_message
+
+    lines = []
+    for event in events:
+        text = _render_text(client, event_message(event, None))
+        if text is not None:
+            lines.append(_line(f"[{_stamp(server.now, event.time)}] {text}"))
+    if lines:
+        server.write(client, _line(f"* Recent messages in {chan.name} (times in UTC):"))
+        server.write(client, b"".join(lines))
