@@ -625,7 +625,7 @@ def test_admin_cli_creates_an_account_for_sasl(tmp_path: Path, connect: Any) -> 
         cwd=ROOT,
         timeout=60,
     )
-    assert again.returncode == 1 and "already exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr
     s.start()
     try:
         c: LineClient = connect(s.irc_port)

@@ -186,3 +186,212 @@ def test_saved_nick_and_server_are_used(salon: Any, connect: Any, tmp_path: Path
     assert result.returncode == 0, result.stderr
     bob.expect(r":saved!\S+ PRIVMSG #den :from the config")
     assert time.monotonic() - start < 10
+
+
+# ---------------------------------------------------------------------- QA findings
+
+
+class Interactive:
+    """``salon chat --plain`` on pipes, its stdout read by a thread into a queue."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        import queue
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "salon", "chat", "--plain", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=chat_env(tmp),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def expect(self, pattern: str, timeout: float = 10.0) -> str:
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}; saw {self.seen}") from None
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def type(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_channels_and_options_in_any_order(salon: Any, connect: Any, tmp_path: Path) -> None:
+    """The README's form: HOST, then options, then a channel, then more options."""
+    bob = connect(salon.irc_port)
+    bob.register("bob")
+    bob.send("JOIN #ops")
+    bob.expect(r" 366 ")
+    where = f"127.0.0.1:{salon.irc_port}"
+    result = chat(tmp_path, where, "--plain", "#ops", "--nick", "bot", stdin="deploy done\n")
+    assert result.returncode == 0, result.stderr
+    bob.expect(r":bot!\S+ PRIVMSG #ops :deploy done")
+
+
+def test_failed_sasl_sends_nothing_and_exits_1(salon: Any, connect: Any, tmp_path: Path) -> None:
+    bob = connect(salon.irc_port)
+    bob.register("watcher")
+    bob.send("JOIN #pipe")
+    bob.expect(r" 366 ")
+    env = chat_env(tmp_path)
+    env["SALON_SASL_PASSWORD"] = "wrong"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "salon", "chat", "--plain", "--sasl", "bob"),
+            *("--nick", "bob2", f"127.0.0.1:{salon.irc_port}", "#pipe"),
+        ],
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=env,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr == "salon chat: SASL login as bob failed: wrong account or password\n"
+    assert "hi" not in result.stdout and "joined" not in result.stdout, result.stdout
+    bob.send("PING :end")
+    bob.expect(r"PONG .*end")
+    assert not any("bob2" in line for line in bob.lines), bob.lines
+
+
+def test_the_plain_text_port_is_not_irc(salon: Any, tmp_path: Path) -> None:
+    start = time.monotonic()
+    result = chat(tmp_path, "--plain", "--nick", "x", f"127.0.0.1:{salon.plain_port}", stdin="hi\n")
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"salon chat: 127.0.0.1:{salon.plain_port} does not speak IRC: "
+        "it said 'Welcome to salon on test.salon.'\n"
+    )
+    assert time.monotonic() - start < 10
+
+
+def test_tls_to_a_port_without_tls_is_one_clear_line(salon: Any, tmp_path: Path) -> None:
+    result = chat(tmp_path, "--plain", "--tls", "--nick", "x", f"127.0.0.1:{salon.irc_port}")
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"salon chat: cannot connect to 127.0.0.1:{salon.irc_port}: TLS handshake failed: "
+        "does the server speak TLS on that port? (try without --tls)\n"
+    )
+
+
+def test_a_server_that_closes_without_a_word(tmp_path: Path) -> None:
+    """What a TLS port does to a client that speaks plain text (salon's, for one)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(100)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = chat(tmp_path, "--plain", "--nick", "x", f"127.0.0.1:{port}")
+    finally:
+        listener.close()
+    assert result.returncode == 1, result
+    assert result.stderr == (
+        f"salon chat: 127.0.0.1:{port} closed the connection without a word "
+        "(a TLS port? try --tls)\n"
+    )
+
+
+def test_join_switches_where_lines_go_and_help_is_for_plain(
+    salon: Any, connect: Any, tmp_path: Path
+) -> None:
+    bob = connect(salon.irc_port)
+    bob.register("bob")
+    bob.send("JOIN #lobby,#second")
+    bob.expect(r" 366 bob #second ")
+    carol = Interactive(tmp_path, "-n", "carol", f"127.0.0.1:{salon.irc_port}", "#lobby")
+    try:
+        carol.expect("You joined #lobby")
+        carol.type("in the lobby")
+        bob.expect(r":carol!\S+ PRIVMSG #lobby :in the lobby")
+        carol.type("/join #second")
+        carol.expect(STAMP + r"- Now talking in #second$")
+        carol.type("in the second")
+        bob.expect(r":carol!\S+ PRIVMSG #second :in the second")
+        carol.type("/help")
+        carol.expect(r"/join #channel \[key\]")
+        last = carol.expect(r"Ctrl-D")
+        assert "Now talking in" in last
+        assert not any("Alt+" in line for line in carol.seen), carol.seen
+        carol.type("/part")
+        carol.expect(r"- Now talking in #lobby$")
+        carol.type("back in the lobby")
+        bob.expect(r":carol!\S+ PRIVMSG #lobby :back in the lobby")
+        carol.type("bye")
+        assert carol.proc.wait(10) == 0
+    finally:
+        carol.close()
+
+
+def test_tabs_and_formatting_codes(salon: Any, connect: Any, tmp_path: Path) -> None:
+    carol = Interactive(tmp_path, "-n", "carol", f"127.0.0.1:{salon.irc_port}", "#lobby")
+    try:
+        carol.expect("You joined #lobby")
+        bob = connect(salon.irc_port)
+        bob.register("tabby")
+        bob.send("JOIN #lobby")
+        bob.expect(r" 366 ")
+        bob.send("PRIVMSG #lobby one\ttwo")  # a middle parameter: no colon, a tab
+        assert carol.expect(r"<tabby>").endswith("<tabby> one\ttwo")
+        bob.send("PRIVMSG #lobby :\x0304red\x03 and \x02bold\x02 \x0312,01blue\x0f done")
+        assert carol.expect(r"<tabby>").endswith("<tabby> red and bold blue done")
+        carol.type("bye")
+        assert carol.proc.wait(10) == 0
+    finally:
+        carol.close()
+
+
+def test_a_pipe_follows_join_and_part(salon: Any, connect: Any, tmp_path: Path) -> None:
+    """In a pipe the next line is already there when /join is sent: it waits for the join."""
+    bob = connect(salon.irc_port)
+    bob.register("bob")
+    bob.send("JOIN #lobby,#second")
+    bob.expect(r" 366 bob #second ")
+    script = "in the lobby\n/join #second\nin second\n/part\nback in the lobby\n"
+    result = chat(
+        tmp_path, "--plain", "-n", "bot", f"127.0.0.1:{salon.irc_port}", "#lobby", stdin=script
+    )
+    assert result.returncode == 0, result.stderr
+    bob.expect(r":bot!\S+ PRIVMSG #lobby :in the lobby")
+    bob.expect(r":bot!\S+ PRIVMSG #second :in second")
+    bob.expect(r":bot!\S+ PART #second")
+    bob.expect(r":bot!\S+ PRIVMSG #lobby :back in the lobby")
+    assert re.search(STAMP + r"- Now talking in #second$", result.stdout, re.M), result.stdout
+    assert re.search(STAMP + r"- Now talking in #lobby$", result.stdout, re.M), result.stdout
+    assert "Closing Link" not in result.stdout  # the goodbye is noise in a pipe

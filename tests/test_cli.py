@@ -450,3 +450,211 @@ def test_serve_corrupt_database_one_line_exit_2(tmp_path: Path) -> None:
     )
     err = assert_one_line_error(result)
     assert "database" in err
+
+
+# ---------------------------------------------------------------------- arguments in any order
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["chat", "127.0.0.1:7000", "--tls", "--insecure", "#python", "--nick", "ada"],
+        ["chat", "--tls", "#python", "127.0.0.1:7000", "--insecure", "-n", "ada"],
+        ["chat", "#python", "--nick", "ada", "--tls", "--insecure", "127.0.0.1:7000"],
+    ],
+)
+def test_chat_takes_positionals_and_options_in_any_order(argv: list[str]) -> None:
+    from salon.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert sorted(args.where) == ["#python", "127.0.0.1:7000"]
+    assert (args.nick, args.tls, args.insecure) == ("ada", True, True)
+
+
+def test_account_takes_positionals_and_options_in_any_order() -> None:
+    from salon.cli import build_parser
+
+    args = build_parser().parse_args(["account", "create", "--data-dir", "d", "zed", "pw"])
+    assert (args.name, args.password, args.data_dir) == ("zed", "pw", "d")
+    args = build_parser().parse_args(["account", "create", "zed", "--data-dir", "d", "pw"])
+    assert (args.name, args.password, args.data_dir) == ("zed", "pw", "d")
+
+
+@pytest.mark.parametrize(
+    ("argv", "prefix"),
+    [
+        (["chat", "--bogus"], "salon chat: unrecognized arguments: --bogus"),
+        (["account", "create", "a", "b", "c"], "salon account create: unrecognized arguments: c"),
+        (["hash-password", "a", "b"], "salon hash-password: unrecognized arguments: b"),
+        (["--bogus"], "salon: unrecognized arguments: --bogus"),
+    ],
+)
+def test_unknown_arguments_name_the_subcommand(argv: list[str], prefix: str) -> None:
+    assert assert_one_line_error(run_salon(*argv)).startswith(prefix)
+
+
+def test_errors_are_prefixed_with_the_subcommand(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[listen]\nirc_port = 'x'\n")
+    err = assert_one_line_error(run_salon("account", "list", "--config", str(bad)))
+    assert err.startswith("salon account: config error: ")
+    err = assert_one_line_error(run_salon("check-config", str(bad)))
+    assert err.startswith("salon check-config: config error: ")
+
+
+# ---------------------------------------------------------------------- prompts at a terminal
+
+
+def run_in_pty(
+    argv: list[str], answers: list[tuple[str, bytes]], timeout: float = 20.0
+) -> tuple[int, str]:
+    """Run ``salon ARGV`` on a pseudo-terminal; for each (prompt, keys) wait for the
+    prompt, then type the keys (b"\\x04" is Ctrl-D). Returns (exit code, all output)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.execv(sys.executable, salon_cmd(*argv))
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+    pending = list(answers)
+
+    def read_some() -> bool:
+        nonlocal out
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            out += data
+        return True
+
+    try:
+        seen = 0
+        while time.monotonic() < deadline:
+            if pending and pending[0][0].encode() in out[seen:]:
+                prompt, keys = pending.pop(0)
+                seen = out.index(prompt.encode(), seen) + len(prompt)
+                time.sleep(0.1)  # getpass has turned echo off by now
+                os.write(fd, keys)
+            if not read_some():
+                break
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_ctrl_d_at_the_hash_password_prompt_is_one_line() -> None:
+    code, out = run_in_pty(["hash-password"], [("Password: ", b"\x04")])
+    assert code == 2 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == "salon hash-password: no password given (end of input)"
+
+
+def test_ctrl_d_at_the_account_password_prompt_is_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out = run_in_pty(
+        ["account", "create", "zed", "--data-dir", str(data)], [("Password: ", b"\x04")]
+    )
+    assert code == 2 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == "salon account: no password given (end of input)"
+    assert not data.exists()
+
+
+def test_ctrl_d_at_the_sasl_password_prompt_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the pty child's too
+    monkeypatch.delenv("SALON_SASL_PASSWORD", raising=False)
+    code, out = run_in_pty(
+        ["chat", "--plain", "--sasl", "bob", "--nick", "bob", f"127.0.0.1:{free_port()}"],
+        [("SASL password for bob: ", b"\x04")],
+    )
+    assert code == 2 and "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == "salon chat: no password given (end of input)"
+
+
+def test_hash_password_asks_twice() -> None:
+    from argon2 import PasswordHasher
+
+    code, out = run_in_pty(
+        ["hash-password"], [("Password: ", b"s3cret pw\n"), ("Again, to confirm: ", b"s3cret pw\n")]
+    )
+    assert code == 0, out
+    assert PasswordHasher().verify(out.strip().splitlines()[-1], "s3cret pw")
+    code, out = run_in_pty(
+        ["hash-password"], [("Password: ", b"s3cret pw\n"), ("Again, to confirm: ", b"other\n")]
+    )
+    assert code == 2, out
+    assert out.strip().splitlines()[-1] == "salon hash-password: the two passwords differ"
+
+
+def test_account_create_asks_twice(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out = run_in_pty(
+        ["account", "create", "zed", "--data-dir", str(data)],
+        [("Password: ", b"long enough\n"), ("Again, to confirm: ", b"long enuff\n")],
+    )
+    assert code == 2 and out.strip().endswith("salon account: the two passwords differ"), out
+    assert not data.exists()
+    code, out = run_in_pty(
+        ["account", "create", "zed", "--data-dir", str(data)],
+        [("Password: ", b"long enough\n"), ("Again, to confirm: ", b"long enough\n")],
+    )
+    assert code == 0 and "created account zed" in out, out
+
+
+# ---------------------------------------------------------------------- salon account
+
+
+def test_account_user_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = run_salon("account", "create", "zed", "long enough", "--data-dir", data)
+    assert created.returncode == 0, created.stderr
+    cases = [
+        (("create", "ZED", "long enough"), "salon account: account 'zed' already exists"),
+        (("delete", "nobody"), "salon account: no account 'nobody'"),
+        (("create", "NickServ", "long enough"), "salon account: 'NickServ' is the name of a"),
+        (("create", "chanserv", "long enough"), "salon account: 'chanserv' is the name of a"),
+        (("create", "9lives", "long enough"), "salon account: '9lives' is not a valid nickname"),
+        (("create", "amy", "short"), "salon account: Passwords must be at least 8"),
+    ]
+    for argv, start in cases:
+        err = assert_one_line_error(run_salon("account", *argv, "--data-dir", data))
+        assert err.startswith(start), (argv, err)
+    listed = run_salon("account", "list", "--data-dir", data)
+    assert listed.returncode == 0 and listed.stdout.startswith("zed\t"), listed
+    deleted = run_salon("account", "delete", "Zed", "--data-dir", data)
+    assert deleted.returncode == 0 and deleted.stdout == "deleted account zed\n", deleted
+
+
+def test_account_commands_create_no_data_dir_unless_they_create_an_account(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    assert_one_line_error(run_salon("account", "create", "zed", "short", "--data-dir", str(data)))
+    assert_one_line_error(run_salon("account", "create", "NickServ", "--data-dir", str(data)))
+    assert_one_line_error(run_salon("account", "delete", "zed", "--data-dir", str(data)))
+    listed = run_salon("account", "list", "--data-dir", str(data))
+    assert listed.returncode == 0 and listed.stdout == ""
+    assert listed.stderr == f"salon account: no accounts ({data} has no database yet)\n"
+    assert not data.exists()
+    # Without --data-dir: the default ./salon-data stays uncreated as well.
+    assert_one_line_error(run_salon("account", "create", "zed", "short", cwd=tmp_path))
+    assert run_salon("account", "list", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "salon-data").exists()
+
+
+def test_account_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for argv in (("list",), ("delete", "zed"), ("create", "zed", "long enough")):
+        err = assert_one_line_error(run_salon("account", *argv, "--data-dir", str(afile)))
+        assert err == f"salon account: the data directory {afile} is not a directory"

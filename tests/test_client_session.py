@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from salon.client import Session, Settings
-from salon.client.commands import completions, help_lines, split_command
+from salon.client.commands import PLAIN_KEYS, completions, help_lines, split_command
 from salon.client.model import (
     BufferAdded,
     BufferRemoved,
@@ -31,7 +31,17 @@ from salon.client.sasl import (
     encode_chunks,
     plain_payload,
 )
-from salon.client.text import describe_fail, describe_numeric, mentions, parse_time, split_utf8
+from salon.client.text import (
+    MIRC_COLOURS,
+    Format,
+    describe_fail,
+    describe_numeric,
+    format_spans,
+    mentions,
+    parse_time,
+    split_utf8,
+    strip_formatting,
+)
 from salon.proto import parse
 
 NOW = 1_700_000_000.0
@@ -618,7 +628,9 @@ def test_sasl_scram_exchange_in_the_session() -> None:
     assert w.sent() == ["CAP END"]
 
 
-def test_sasl_plain_exchange_and_failure_goes_on() -> None:
+def test_sasl_plain_exchange_and_failure_is_fatal() -> None:
+    """A failed SASL login must not go on unauthenticated (as someone else): no CAP END,
+    a QUIT, and one Fatal that says why."""
     w = make(nick="jilles", sasl_account="jilles", sasl_password="sesame", sasl_mechanism="plain")
     w.s.connection_made(NOW)
     w.sent()
@@ -628,9 +640,60 @@ def test_sasl_plain_exchange_and_failure_goes_on() -> None:
     assert w.sent() == ["AUTHENTICATE PLAIN"]
     w.recv("AUTHENTICATE +")
     assert w.sent() == ["AUTHENTICATE AGppbGxlcwBzZXNhbWU="]
-    w.recv(f":{SERVER} 904 jilles :SASL authentication failed")
+    events = w.recv(f":{SERVER} 904 jilles :SASL authentication failed")
+    assert w.sent() == ["QUIT :SASL login failed"]
+    assert [e.message for e in events if isinstance(e, Fatal)] == [
+        "SASL login as jilles failed: wrong account or password"
+    ]
+    # Whatever else arrives on that link is ignored: no welcome, no JOIN.
+    assert w.recv(f":{SERVER} 001 jilles :Welcome") == []
+    assert w.sent() == [] and not w.s.registered
+
+
+def test_sasl_success_goes_on() -> None:
+    w = make(sasl_account="me", sasl_password="pw", sasl_mechanism="plain")
+    w.s.connection_made(NOW)
+    w.sent()
+    w.recv(f":{SERVER} CAP * LS :sasl", f":{SERVER} CAP * ACK :sasl", "AUTHENTICATE +")
+    w.sent()
+    w.recv(f":{SERVER} 903 me :SASL authentication successful")
     assert w.sent() == ["CAP END"]
-    assert w.s.server.lines[-1].text == "SASL login failed: wrong account or password"
+    w.recv(f":{SERVER} 001 me :Welcome")
+    assert w.sent() == ["JOIN #lobby"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        (
+            [f":{SERVER} CAP * LS :server-time", f":{SERVER} CAP me ACK :server-time"],
+            "the server does not offer SASL",
+        ),
+        ([f":{SERVER} CAP * LS :sasl", f":{SERVER} CAP me NAK :sasl"], "does not offer SASL"),
+        ([f":{SERVER} 001 me :Welcome"], "the server does not offer SASL"),  # no CAP at all
+        (
+            [f":{SERVER} CAP * LS :sasl=EXTERNAL", f":{SERVER} CAP me ACK :sasl"],
+            "the server offers EXTERNAL, not SCRAM-SHA-256 or PLAIN",
+        ),
+        (
+            [
+                f":{SERVER} CAP * LS :sasl",
+                f":{SERVER} CAP me ACK :sasl",
+                f":{SERVER} 906 me :SASL authentication aborted",
+            ],
+            "SASL login was aborted",
+        ),
+    ],
+)
+def test_sasl_that_cannot_happen_is_fatal(lines: list[str], why: str) -> None:
+    w = make(sasl_account="me", sasl_password="pw")
+    w.s.connection_made(NOW)
+    w.sent()
+    events = w.recv(*lines)
+    (fatal,) = [e for e in events if isinstance(e, Fatal)]
+    assert fatal.message.startswith("SASL login as me failed: ") and why in fatal.message
+    sent = w.sent()
+    assert "CAP END" not in sent and not any(line.startswith("JOIN") for line in sent)
 
 
 def test_sasl_falls_back_when_the_mechanism_is_unknown() -> None:
@@ -656,3 +719,142 @@ def test_register_only_where_offered() -> None:
     assert w2.sent() == ["REGISTER * me@example.org hunter2"]
     w2.recv("REGISTER SUCCESS me :Account created")
     assert w2.s.buffers["#lobby"].lines[-1].text == "Account created"
+
+
+# ---------------------------------------------------------------------------- a peer that is not IRC
+
+
+def test_registration_times_out() -> None:
+    w = make(register_timeout=30.0)
+    w.s.peer = "example.org:6667"
+    w.s.connection_made(NOW)
+    assert w.s.tick(NOW + 29) == []
+    w.recv(f":{SERVER} NOTICE * :*** Looking up your hostname")  # talking, but no welcome
+    events = w.s.tick(NOW + 31)
+    assert [e.message for e in events if isinstance(e, Fatal)] == [
+        "example.org:6667 did not welcome us within 30 s: is it an IRC server, and the right port?"
+    ]
+    assert w.s.tick(NOW + 40) == []  # said once
+
+
+def test_no_registration_timeout_once_welcomed() -> None:
+    w = registered()
+    assert not any(isinstance(e, Fatal) for e in w.s.tick(NOW + 3600))
+
+
+def test_a_slow_welcome_after_a_reconnect_retries() -> None:
+    w = registered()
+    w.s.connection_lost(NOW + 1)
+    w.s.connection_made(NOW + 2)
+    events = w.s.tick(NOW + 40)
+    assert any(isinstance(e, TimedOut) for e in events)
+    assert not any(isinstance(e, Fatal) for e in events)
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"Welcome to salon on salon.local.\r\nYour name:\r\n", "it said 'Welcome to salon"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it said 'HTTP/1.1 400 Bad Request'"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "it said 'SSH-2.0-OpenSSH_9.6'"),
+        (b"\x15\x03\x03\x00\x02\x02\x46", "binary data (a TLS port? try --tls)"),
+    ],
+)
+def test_a_first_line_that_is_not_irc_is_fatal(data: bytes, said: str) -> None:
+    w = make()
+    w.s.peer = "127.0.0.1:6000"
+    w.s.connection_made(NOW)
+    w.sent()
+    events = w.s.receive(data, NOW)
+    (fatal,) = [e for e in events if isinstance(e, Fatal)]
+    assert fatal.message.startswith("127.0.0.1:6000 does not speak IRC: ")
+    assert said in fatal.message
+    assert w.sent() == []
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        f":{SERVER} NOTICE * :*** Looking up your hostname...",
+        "NOTICE AUTH :*** Checking Ident",
+        "PING :4FA2B1",
+        "@time=2024-01-01T00:00:00.000Z :srv CAP * LS :sasl",
+        f":{SERVER} 001 me :Welcome",
+        "ERROR :Closing Link: too many connections",
+        "020 * :Please wait while we process your connection.",
+    ],
+)
+def test_what_irc_servers_say_first_is_irc(first: str) -> None:
+    w = make()
+    w.s.connection_made(NOW)
+    # Split anywhere: a first line that arrives in pieces is judged whole.
+    data = first.encode() + b"\r\n"
+    events = w.s.receive(data[:3], NOW) + w.s.receive(data[3:], NOW)
+    assert not any(isinstance(e, Fatal) and "IRC" in e.message for e in events)
+
+
+def test_error_reason_is_kept_for_the_disconnect_message() -> None:
+    w = registered()
+    w.recv("ERROR :Closing Link: me (Killed (oper (spam)))")
+    assert w.s.error_reason == "Closing Link: me (Killed (oper (spam)))"
+    w.s.connection_made(NOW)
+    assert w.s.error_reason == ""
+
+
+# ---------------------------------------------------------------------------- tabs, formatting, help
+
+
+def test_a_tab_is_part_of_the_text_live_and_in_history() -> None:
+    w = registered(caps=HIST)
+    w.recv(":tabby!u@h PRIVMSG #lobby one\ttwo")
+    assert w.s.buffers["#lobby"].lines[-1].text == "one\ttwo"
+    w.recv(
+        "BATCH +h chathistory #lobby",
+        "@batch=h;time=2024-01-01T09:00:00.000Z;msgid=t1 :tabby!u@h PRIVMSG #lobby a\tb",
+        "@batch=h;time=2024-01-01T09:01:00.000Z;msgid=t2 :tabby!u@h PRIVMSG #lobby :c\td e",
+        "BATCH -h",
+    )
+    texts = [line.text for line in w.s.buffers["#lobby"].lines]
+    assert "a\tb" in texts and "c\td e" in texts
+
+
+@pytest.mark.parametrize(
+    ("text", "stripped"),
+    [
+        ("\x0304red", "red"),
+        ("\x0304,12red on blue\x03 plain", "red on blue plain"),
+        ("\x034,red", ",red"),  # a comma without a digit after it is text
+        ("\x03,05x", ",05x"),  # no foreground: the colour code ends at \x03
+        ("\x031234", "34"),  # two digits at most
+        ("\x02bold\x02 \x1ditalic\x1d \x1funder\x1f \x1estrike\x1e", "bold italic under strike"),
+        ("\x16rev\x0f \x11mono\x11", "rev mono"),
+        ("\x04ff8800hex\x04 done", "hex done"),
+        ("no codes", "no codes"),
+    ],
+)
+def test_strip_formatting(text: str, stripped: str) -> None:
+    assert strip_formatting(text) == stripped
+
+
+def test_format_spans() -> None:
+    spans = format_spans("a\x0304,01red\x0f \x02b\x1di\x02\x1d \x04FF8800h")
+    assert spans == [
+        ("a", Format()),
+        ("red", Format(fg=MIRC_COLOURS[4], bg=MIRC_COLOURS[1])),
+        (" ", Format()),
+        ("b", Format(bold=True)),
+        ("i", Format(bold=True, italic=True)),
+        (" ", Format()),
+        ("h", Format(fg="#ff8800")),
+    ]
+    assert format_spans("\x0399x")[0][1].fg == ""  # 99: the default colour
+
+
+def test_help_ends_with_the_keys_of_the_front_end() -> None:
+    tui = registered()
+    tui.input("/help")
+    assert "Alt+1..9" in tui.s.buffers["#lobby"].lines[-1].text
+    plain = registered(help_keys=PLAIN_KEYS)
+    plain.input("/help")
+    texts = [line.text for line in plain.s.buffers["#lobby"].lines]
+    assert texts[-1] == PLAIN_KEYS and not any("Alt+" in t for t in texts)

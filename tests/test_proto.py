@@ -145,6 +145,14 @@ def test_tags_round_trip(tags: dict[str, str]) -> None:
         ("@+draft/typing=active TAGMSG #c", {"+draft/typing": "active"}, None, "TAGMSG", ("#c",)),
         ("PRIVMSG #c :☃ snow", {}, None, "PRIVMSG", ("#c", "☃ snow")),
         ("PRIVMSG #c :\x01ACTION waves\x01", {}, None, "PRIVMSG", ("#c", "\x01ACTION waves\x01")),
+        # RFC 1459 2.3.1: parameters are separated by SPACE only; a tab is part of one.
+        (":t!u@h PRIVMSG #lobby one\ttwo", {}, "t!u@h", "PRIVMSG", ("#lobby", "one\ttwo")),
+        ("CMD a\tb c", {}, None, "CMD", ("a\tb", "c")),
+        ("CMD a\t \tb", {}, None, "CMD", ("a\t", "\tb")),
+        ("PRIVMSG #c :x\ty z", {}, None, "PRIVMSG", ("#c", "x\ty z")),
+        ("PRIVMSG #c \t", {}, None, "PRIVMSG", ("#c", "\t")),
+        ("CMD a\x0bb\x0cc", {}, None, "CMD", ("a\x0bb\x0cc",)),
+        ("PRIVMSG #c a\u00a0b", {}, None, "PRIVMSG", ("#c", "a\u00a0b")),
     ],
 )
 def test_parse(
@@ -276,6 +284,8 @@ def test_serialize_refuses_bad_tags(tags: dict[str, str]) -> None:
         Message("TAGMSG", ("#c",), None, {"+a": "x y;z\\", "b": ""}),
         Message("QUIT", ("",)),
         Message("AWAY"),
+        Message("PRIVMSG", ("#chan", "one\ttwo"), "tabby!u@h"),
+        Message("CMD", ("a\tb", "c\td")),
     ],
 )
 def test_round_trip(msg: Message) -> None:

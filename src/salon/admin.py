@@ -14,7 +14,6 @@ themselves over IRC with ``REGISTER`` or ``/msg NickServ REGISTER``.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from typing import Any
@@ -32,7 +31,7 @@ def add_account_parser(sub: Any) -> None:
     actions = account.add_subparsers(dest="action", metavar="ACTION", parser_class=type(account))
     create = actions.add_parser("create", help="create an account")
     create.add_argument("name")
-    create.add_argument("password", nargs="?", help="asked for when not given")
+    create.add_argument("password", nargs="?", help="asked for (twice) when not given")
     delete = actions.add_parser("delete", help="delete an account")
     delete.add_argument("name")
     listing = actions.add_parser("list", help="list the accounts")
@@ -48,62 +47,88 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def run_account(args: argparse.Namespace) -> int:
+    """Mistakes (a bad or taken name, a short password, no such account, a data directory
+    that is a file) raise :class:`~salon.cli.UsageError`: one line, exit code 2. Nothing
+    is created on disk unless an account is: ``list`` and ``delete`` never make a data
+    directory, and ``create`` makes it only once the name and password are good."""
+    from salon import datadir
+    from salon.cli import UsageError, read_password
     from salon.proto.casemap import casefold
     from salon.server.accounts import check_password_shape, hash_credentials
     from salon.server.handlers.registration import valid_nick
+    from salon.server.services import ChanServ, NickServ
     from salon.store.base import AccountRecord
     from salon.store.sqlite import SQLiteStore
 
     cfg = _config(args)
     action = getattr(args, "action", None)
     if action is None:
-        print("salon account: give an action: create, delete or list", file=sys.stderr)
-        return 2
+        raise UsageError("give an action: create, delete or list")
     data = cfg.data_path
-    try:
-        data.mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(data / "salon.db")
-    except Exception as exc:  # OSError, sqlite3.Error
-        print(f"salon account: cannot open the database in {data}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        existing = {casefold(r.name): r for r in store.load_accounts()}
+    if data.exists() and not data.is_dir():
+        raise UsageError(f"the data directory {data} is not a directory")
+    db = data / "salon.db"
+    name = getattr(args, "name", "")
+    if action == "create":
+        if not valid_nick(name, cfg.limits.nicklen):
+            raise UsageError(f"{name!r} is not a valid nickname")
+        if casefold(name) in {casefold(NickServ.nick), casefold(ChanServ.nick)}:
+            raise UsageError(f"{name!r} is the name of a service: choose another")
+    elif not db.exists():
         if action == "list":
+            print(f"salon account: no accounts ({data} has no database yet)", file=sys.stderr)
+            return 0
+        raise UsageError(f"no account {name!r} ({data} has no database yet)")
+
+    def open_store() -> SQLiteStore:
+        try:
+            data.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if action != "list":
+                # A running server keeps accounts in memory and would overwrite this
+                # change (or be contradicted by it): writes wait until it is stopped.
+                datadir.lock(data)  # released when this command exits
+            return SQLiteStore(db)
+        except datadir.DataDirBusy as exc:
+            raise UsageError(
+                f"{exc}: stop the server first, or use NickServ (REGISTER, DROP) online"
+            ) from None
+        except Exception as exc:  # OSError, sqlite3.Error
+            raise UsageError(f"cannot open the database in {data}: {exc}") from None
+
+    store = open_store() if db.exists() else None
+    try:
+        existing = {casefold(r.name): r for r in store.load_accounts()} if store else {}
+        if action == "list":
+            if not existing:
+                print(f"salon account: no accounts in {data}", file=sys.stderr)
             for record in sorted(existing.values(), key=lambda r: casefold(r.name)):
                 created = time.strftime("%Y-%m-%d", time.gmtime(record.created))
                 print(f"{record.name}\t{created}\t{record.email or '-'}")
             return 0
-        name = args.name
         if action == "delete":
-            if casefold(name) not in existing:
-                print(f"salon account: no account {name!r}", file=sys.stderr)
-                return 1
+            if store is None or casefold(name) not in existing:
+                raise UsageError(f"no account {name!r}")
             with store.transaction():
                 store.delete_account(name)
             print(f"deleted account {existing[casefold(name)].name}")
             return 0
         # create
-        if not valid_nick(name, cfg.limits.nicklen):
-            print(f"salon account: {name!r} is not a valid nickname", file=sys.stderr)
-            return 2
         if casefold(name) in existing:
-            print(f"salon account: account {name!r} already exists", file=sys.stderr)
-            return 1
+            raise UsageError(f"account {existing[casefold(name)].name!r} already exists")
         password = args.password
         if password is None:
-            if sys.stdin.isatty():
-                password = getpass.getpass("Password: ")
-            else:
-                password = sys.stdin.readline().rstrip("\n")
+            password = read_password(confirm=True)
         shape = check_password_shape(password, cfg.accounts.password_min_length)
         if shape is not None:
-            print(f"salon account: {shape[1]}", file=sys.stderr)
-            return 2
+            raise UsageError(shape[1])
         password_hash, scram_creds = hash_credentials(password, cfg.accounts.scram_iterations)
         record = AccountRecord(name, password_hash, scram_creds, created=time.time())
+        if store is None:
+            store = open_store()
         with store.transaction():
             store.save_account(record)
         print(f"created account {name}")
         return 0
     finally:
-        store.close()
+        if store is not None:
+            store.close()

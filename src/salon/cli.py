@@ -1,4 +1,9 @@
-"""The ``salon`` command: serve, check-config, hash-password."""
+"""The ``salon`` command: serve, check-config, hash-password, chat, account.
+
+Every error is one line on stderr, ``salon <command>: <what went wrong>``: exit code 2 for
+a mistake of the user (a bad argument, a bad config, end of input at a prompt), 1 for a
+failure at run time (``salon chat`` could not connect or log in), 130 for Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,54 @@ Every setting is described in the commented example config:
 """
 
 
+class UsageError(Exception):
+    """A mistake of the user: one line on stderr, exit code 2."""
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2."""
+    """argparse with one-line errors and exit code 2. A command without subcommands takes
+    its positionals and options in any order (``salon chat HOST --tls '#python'``)."""
+
+    _intermixing = False
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (try --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args calls parse_known_args twice (options, then
+        # positionals): those calls take the plain path above.
+        self._intermixing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+        if extras:
+            # Said here, so that the message names the subcommand (salon chat: ...).
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+def read_password(prompt: str = "Password: ", *, confirm: bool = False) -> str:
+    """A password typed at the terminal (not echoed; typed twice with ``confirm``), or the
+    first line of stdin when stdin is not a terminal. End of input (Ctrl-D) at the prompt
+    and two different passwords are a :class:`UsageError`."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    again = ""
+    try:
+        password = getpass.getpass(prompt)
+        if confirm and password:
+            again = getpass.getpass("Again, to confirm: ")
+    except EOFError:
+        print(file=sys.stderr)  # end the prompt's line
+        raise UsageError("no password given (end of input)") from None
+    if confirm and password and again != password:
+        raise UsageError("the two passwords differ")
+    return password
 
 
 def _port(text: str) -> int:
@@ -67,7 +115,7 @@ def build_parser() -> Parser:
     hashpw = sub.add_parser(
         "hash-password",
         help="hash a password for an [[oper]] block",
-        description="Print the argon2id hash of a password (asked for when not given).",
+        description="Print the argon2id hash of a password (asked for, twice, when not given).",
     )
     hashpw.add_argument("password", nargs="?")
 
@@ -110,44 +158,51 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = f"salon {args.command}" if args.command else "salon"
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "check-config":
-            cfg: Config = load(args.file)
-            cfg.motd_lines()  # a motd_file that cannot be read fails here, not at start
-            print(f"{args.file}: ok ({cfg.server.name}, IRC port {cfg.listen.irc_port})")
-            return 0
-        if args.command == "hash-password":
-            from salon.passwords import hash_password
-
-            password = args.password
-            if password is None:
-                password = (
-                    getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline()
-                )
-                password = password.rstrip("\n")
-            if not password:
-                print("salon hash-password: empty password", file=sys.stderr)
-                return 2
-            print(hash_password(password))
-            return 0
-        if args.command == "chat":
-            from salon.tui.cli import run_chat
-
-            return run_chat(args)
-        if args.command == "account":
-            from salon.admin import run_account
-
-            return run_account(args)
-        if args.command == "example-config":
-            sys.stdout.write(EXAMPLE_PATH.read_text())
-            return 0
+        return _dispatch(parser, args)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
-        print(f"salon: config error: {exc}", file=sys.stderr)
+        print(f"{prog}: config error: {exc}", file=sys.stderr)
+        return 2
+    except EOFError:
+        print(f"\n{prog}: end of input", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nsalon: interrupted", file=sys.stderr)
+        print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "check-config":
+        cfg: Config = load(args.file)
+        cfg.motd_lines()  # a motd_file that cannot be read fails here, not at start
+        print(f"{args.file}: ok ({cfg.server.name}, IRC port {cfg.listen.irc_port})")
+        return 0
+    if args.command == "hash-password":
+        from salon.passwords import hash_password
+
+        password = args.password
+        if password is None:
+            password = read_password(confirm=True)
+        if not password:
+            raise UsageError("empty password")
+        print(hash_password(password))
+        return 0
+    if args.command == "chat":
+        from salon.tui.cli import run_chat
+
+        return run_chat(args)
+    if args.command == "account":
+        from salon.admin import run_account
+
+        return run_account(args)
+    if args.command == "example-config":
+        sys.stdout.write(EXAMPLE_PATH.read_text())
+        return 0
     parser.print_help()
     return 2

@@ -54,7 +54,14 @@ def split_command(text: str) -> tuple[str, str] | None:
     return ALIASES.get(name, name), rest.strip()
 
 
-def help_lines(name: str = "") -> list[str]:
+TUI_KEYS = "Keys: Alt+1..9 or Ctrl+N/Ctrl+P switch windows, Tab completes, Up/Down history."
+PLAIN_KEYS = (
+    "What you type goes to the channel or person of the last /join or /query (said as "
+    "'Now talking in ...'); bye, or the end of input (Ctrl-D), leaves."
+)
+
+
+def help_lines(name: str = "", *, keys: str = TUI_KEYS) -> list[str]:
     if name:
         key = ALIASES.get(name.lstrip("/").lower(), name.lstrip("/").lower())
         if key in COMMANDS:
@@ -64,7 +71,8 @@ def help_lines(name: str = "") -> list[str]:
     width = max(len(usage) for usage, _ in COMMANDS.values())
     lines = ["Commands:"]
     lines += [f"  {usage:<{width}}  {what}" for usage, what in COMMANDS.values()]
-    lines.append("Keys: Alt+1..9 or Ctrl+N/Ctrl+P switch windows, Tab completes, Up/Down history.")
+    if keys:
+        lines.append(keys)
     return lines
 
 

@@ -79,6 +79,7 @@ WANTED_CAPS = (
     "draft/account-registration",
 )
 
+REGISTER_TIMEOUT = 30.0  # seconds from connecting to the welcome (001) before giving up
 PING_IDLE = 60.0  # seconds of silence before we PING the server
 PING_TIMEOUT = 60.0  # seconds to wait for the answer before calling the link dead
 MAX_LINES = 5000  # per buffer
@@ -102,6 +103,9 @@ class Settings:
     channels: tuple[str, ...] = ("#lobby",)
     history: int = 50  # lines of CHATHISTORY per request
     server_name: str = "server"  # the name of the server buffer
+    register_timeout: float = REGISTER_TIMEOUT
+    # The last line of /help: the keys of the front end (the TUI's by default).
+    help_keys: str = cmds.TUI_KEYS
 
 
 @dataclass
@@ -117,9 +121,16 @@ class _Batch:
 class Session:
     """One user's IRC session; survives reconnects (the buffers stay, the link state resets)."""
 
+    _heard: bool
+    _failed: bool
+    _logged_in: bool
+    error_reason: str
+
     def __init__(self, settings: Settings, nonce: Callable[[], str] | None = None) -> None:
         self.settings = settings
         self._nonce = nonce
+        self.peer = settings.server_name  # who we talk to, in messages ("host:port")
+        self.tls = False  # the front end says when the link is TLS (for hints)
         self.nick = settings.nick
         self.isupport: dict[str, str] = {}
         self.offered: dict[str, str] = {}  # CAP LS: name -> value
@@ -164,7 +175,7 @@ class Session:
         self.connected = False
         self.registered = False
         self._out = []
-        if was and not self.quitting:
+        if was and not self.quitting and not self._failed:
             text = "Disconnected" + (f": {reason}" if reason else "")
             for buf in self.buffers.values():
                 if buf.kind == "server" or buf.joined:
@@ -178,12 +189,27 @@ class Session:
         return self._flush_events()
 
     def receive(self, data: bytes, now: float) -> list[Event]:
+        if self._failed:
+            return []
         self._last_recv = now
         self._ping_sent = 0.0
         self._inbuf += data
         lines = self._inbuf.split(b"\n")
         self._inbuf = lines.pop()
+        if not self._heard and not self.registered:
+            # The first line the peer says shows whether it speaks IRC at all.
+            first = next((line for line in lines if line.strip()), None)
+            if first is None and _binary(self._inbuf):
+                first = self._inbuf
+            if first is not None:
+                self._heard = True
+                if not _looks_like_irc(first.strip(b" \r")):
+                    self._inbuf = b""
+                    self._not_irc(first.strip(b" \r"))
+                    return self._flush_events()
         for raw in lines:
+            if self._failed:
+                break
             if not raw.strip():
                 continue
             try:
@@ -191,6 +217,7 @@ class Session:
             except ProtocolError:
                 continue
             self._dispatch(msg, now)
+        self._check_registration(now)
         return self._flush_events()
 
     def receive_line(self, line: str, now: float) -> list[Event]:
@@ -201,6 +228,7 @@ class Session:
         """Keepalive: PING after a quiet minute, report the link dead a minute later."""
         if not self.connected:
             return []
+        self._check_registration(now)
         if self._ping_sent and now - self._ping_sent > PING_TIMEOUT:
             self._emit(TimedOut())
         elif not self._ping_sent and now - self._last_recv > PING_IDLE:
@@ -286,6 +314,11 @@ class Session:
     # ------------------------------------------------------------------ plumbing
 
     def _reset_link(self, now: float) -> None:
+        self._connected_at = now
+        self._heard = False  # has the peer said anything on this link?
+        self._failed = False  # a Fatal was emitted for this link
+        self._logged_in = False  # SASL succeeded on this link
+        self.error_reason = ""  # the text of the server's ERROR, when it sent one
         self.isupport = {}
         self.offered = {}
         self.caps = set()
@@ -310,6 +343,36 @@ class Session:
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def _fatal(self, message: str) -> None:
+        """Registration cannot go on: one Fatal per link; nothing more is read from it."""
+        if not self._failed:
+            self._failed = True
+            self._emit(Fatal(message))
+
+    def _check_registration(self, now: float) -> None:
+        timeout = self.settings.register_timeout
+        if self._failed or not self.connected or self.registered:
+            return
+        if now - self._connected_at <= timeout:
+            return
+        if self.ever_registered:
+            # A server we were on is slow to take us back: drop the link and try again.
+            self._connected_at = now
+            self._emit(TimedOut())
+            return
+        self._fatal(
+            f"{self.peer} did not welcome us within {timeout:.0f} s: "
+            "is it an IRC server, and the right port?"
+        )
+
+    def _not_irc(self, first: bytes) -> None:
+        if _binary(first):
+            said = "it answered with binary data" + ("" if self.tls else " (a TLS port? try --tls)")
+        else:
+            text = first.decode("utf-8", "replace")
+            said = f"it said {text[:60] + ('...' if len(text) > 60 else '')!r}"
+        self._fatal(f"{self.peer} does not speak IRC: {said}")
 
     def _flush_events(self) -> list[Event]:
         events, self._events = self._events, []
@@ -429,8 +492,9 @@ class Session:
 
     def _on_error(self, msg: Message, now: float) -> None:
         text = msg.params[-1] if msg.params else "closing"
+        self.error_reason = text
         if not self.registered and not self.quitting:
-            self._emit(Fatal(f"the server closed the connection: {text}"))
+            self._fatal(f"the server closed the connection: {text}")
         kind: LineKind = "info" if self.quitting else "error"
         self._add(self.server, self._line(now, kind, f"Server: {text}"), live=False)
 
@@ -506,10 +570,22 @@ class Session:
     def _maybe_end_caps(self) -> None:
         if self.registered or self._cap_ending or self._cap_pending:
             return
-        if "sasl" in self.caps and self.settings.sasl_account and self._sasl_mech == "":
-            self._start_sasl()
+        if self.settings.sasl_account and not self._logged_in:
+            if "sasl" not in self.caps:
+                self._sasl_failed("the server does not offer SASL")
+            elif self._sasl_mech == "":
+                self._start_sasl()
             return
         self._end_caps()
+
+    def _sasl_failed(self, reason: str) -> None:
+        """SASL was asked for and did not work: never go on as someone else. Registration
+        stops here (no CAP END, so the server has not registered us) and the link is
+        given up with a Fatal."""
+        if reason.startswith("SASL login failed: "):
+            reason = reason[len("SASL login failed: ") :]
+        self._send("QUIT", "SASL login failed")
+        self._fatal(f"SASL login as {self.settings.sasl_account} failed: {reason}")
 
     def _end_caps(self) -> None:
         if not self._cap_ending and not self.registered:
@@ -522,12 +598,7 @@ class Session:
         order = [wanted] if wanted else ["SCRAM-SHA-256", "PLAIN"]
         self._sasl_mechs = [m for m in order if not offered or m in offered]
         if not self._sasl_mechs:
-            self._error(
-                f"SASL: the server offers {', '.join(offered)}, not {' or '.join(order)}",
-                self._last_recv,
-                self.server,
-            )
-            self._end_caps()
+            self._sasl_failed(f"the server offers {', '.join(offered)}, not {' or '.join(order)}")
             return
         self._next_sasl_mech()
 
@@ -563,8 +634,8 @@ class Session:
                     self._send("AUTHENTICATE", "+")
                     return
         except SaslError as exc:
-            self._error(f"SASL login failed: {exc}", now, self.server)
             self._send("AUTHENTICATE", "*")
+            self._sasl_failed(str(exc))
             return
         for chunk in encode_chunks(out):
             self._send("AUTHENTICATE", chunk)
@@ -580,11 +651,14 @@ class Session:
             self._sasl_retry = False
             self._next_sasl_mech()
             return
-        if code == "903":
+        if code in ("903", "907"):
+            self._logged_in = True
             self._info("Logged in (SASL)", now, self.server)
+            self._end_caps()
+        elif self.settings.sasl_account and not self.registered:
+            self._sasl_failed(describe_numeric(msg))
         else:
             self._error(describe_numeric(msg), now, self.server)
-        self._end_caps()
 
     # ------------------------------------------------------------------ numerics
 
@@ -609,7 +683,7 @@ class Session:
             self._nick_refused(msg, now)
             return
         elif code in ("464", "465") and not self.registered:
-            self._emit(Fatal(describe_numeric(msg)))
+            self._fatal(describe_numeric(msg))
             return
         elif code == "353":
             self._names_reply(msg)
@@ -662,6 +736,10 @@ class Session:
         return self._active_buffer()
 
     def _welcome(self, msg: Message, now: float) -> None:
+        if self.settings.sasl_account and not self._logged_in:
+            # A server without CAP registered us before any SASL: do not go on unnoticed.
+            self._sasl_failed("the server does not offer SASL")
+            return
         self.registered = True
         self._cap_ending = True
         if msg.params:
@@ -693,7 +771,7 @@ class Session:
             self._send("NICK", self.nick)
             return
         reason = describe_numeric(msg)
-        self._emit(Fatal(f"the server refused the nick {nick!r}: {reason}"))
+        self._fatal(f"the server refused the nick {nick!r}: {reason}")
 
     def _names_reply(self, msg: Message) -> None:
         # 353 <me> <symbol> <channel> :<names>
@@ -1259,7 +1337,7 @@ class Session:
         words = args.split()
         channel = buf.name if buf.kind == "channel" else ""
         if name == "help":
-            for text in cmds.help_lines(words[0] if words else ""):
+            for text in cmds.help_lines(words[0] if words else "", keys=self.settings.help_keys):
                 self._info(text, now)
             return
         if name == "quit":
@@ -1442,3 +1520,26 @@ def _duration(seconds: str) -> str:
     if total < 3600:
         return f"{total // 60} min"
     return f"{total // 3600} h {total % 3600 // 60} min"
+
+
+# What a server may send first, before any source prefix: ident/hostname notices, a PING
+# cookie, CAP, an ERROR. A numeric or a line with a source or tags is IRC as well.
+_FIRST_COMMANDS = frozenset(
+    {b"NOTICE", b"PING", b"ERROR", b"CAP", b"AUTHENTICATE", b"PRIVMSG", b"FAIL", b"NOTE", b"WARN"}
+)
+
+
+def _binary(data: bytes) -> bool:
+    """Control characters other than tab, CR and LF: no IRC server starts with those."""
+    return any((b < 0x20 and b not in (0x09, 0x0A, 0x0D)) or b == 0x7F for b in data)
+
+
+def _looks_like_irc(first: bytes) -> bool:
+    """Is ``first``, the first line a peer sent (without CR LF), plausibly IRC? A plain-text
+    service, an HTTP server or a TLS port talked to without TLS says something else."""
+    if _binary(first):
+        return False
+    if first[:1] in (b"@", b":"):
+        return True
+    command = first.split(b" ", 1)[0].upper()
+    return command in _FIRST_COMMANDS or (len(command) == 3 and command.isdigit())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from salon.proto import Message
 
@@ -165,3 +166,115 @@ def ctcp(text: str) -> tuple[str, str] | None:
     body = text[1:].rstrip("\x01")
     command, _, rest = body.partition(" ")
     return command.upper(), rest
+
+
+# ------------------------------------------------------------------ formatting codes
+# modern.ircdocs.horse, "Formatting": bold, colour (mIRC, and hex), reset, monospace,
+# reverse, italics, strikethrough, underline.
+BOLD, COLOUR, HEX_COLOUR, RESET = "\x02", "\x03", "\x04", "\x0f"
+MONOSPACE, REVERSE, ITALIC, STRIKE, UNDERLINE = "\x11", "\x16", "\x1d", "\x1e", "\x1f"
+_FORMAT_CODES = frozenset(BOLD + COLOUR + HEX_COLOUR + RESET + MONOSPACE + REVERSE)
+_FORMAT_CODES |= frozenset(ITALIC + STRIKE + UNDERLINE)
+# A colour code takes up to two digits, then optionally a comma and up to two more: a comma
+# not followed by a digit is text ("\x0304,red" is red ",red"), as is a third digit.
+_FORMAT_RE = re.compile(
+    r"\x03(?:(\d{1,2})(?:,(\d{1,2}))?)?"
+    r"|\x04(?:([0-9A-Fa-f]{6})(?:,([0-9A-Fa-f]{6}))?)?"
+    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
+# The 16 colours of mIRC, 0 to 15 (99 and the extended 16 to 98 are shown as the default).
+MIRC_COLOURS = (
+    "#ffffff",
+    "#000000",
+    "#00007f",
+    "#009300",
+    "#ff0000",
+    "#7f0000",
+    "#9c009c",
+    "#fc7f00",
+    "#ffff00",
+    "#00fc00",
+    "#009393",
+    "#00ffff",
+    "#0000fc",
+    "#ff00ff",
+    "#7f7f7f",
+    "#d2d2d2",
+)
+
+
+class Format(NamedTuple):
+    """How a span of text is formatted; colours are "#rrggbb" or "" for the default."""
+
+    bold: bool = False
+    italic: bool = False
+    underline: bool = False
+    strike: bool = False
+    reverse: bool = False
+    monospace: bool = False
+    fg: str = ""
+    bg: str = ""
+
+
+PLAIN_FORMAT = Format()
+
+
+def has_formatting(text: str) -> bool:
+    return not _FORMAT_CODES.isdisjoint(text)
+
+
+def strip_formatting(text: str) -> str:
+    """The text without its formatting codes (colours with their numbers)."""
+    return _FORMAT_RE.sub("", text) if has_formatting(text) else text
+
+
+def _mirc(number: str | None) -> str:
+    if number is None:
+        return ""
+    value = int(number)
+    return MIRC_COLOURS[value] if value < len(MIRC_COLOURS) else ""
+
+
+def format_spans(text: str) -> list[tuple[str, Format]]:
+    """``text`` as (piece, format) spans, the formatting codes consumed."""
+    if not has_formatting(text):
+        return [(text, PLAIN_FORMAT)] if text else []
+    spans: list[tuple[str, Format]] = []
+    fmt = PLAIN_FORMAT
+    pos = 0
+    for m in _FORMAT_RE.finditer(text):
+        if m.start() > pos:
+            spans.append((text[pos : m.start()], fmt))
+        pos = m.end()
+        code = m.group(0)[0]
+        if code == BOLD:
+            fmt = fmt._replace(bold=not fmt.bold)
+        elif code == ITALIC:
+            fmt = fmt._replace(italic=not fmt.italic)
+        elif code == UNDERLINE:
+            fmt = fmt._replace(underline=not fmt.underline)
+        elif code == STRIKE:
+            fmt = fmt._replace(strike=not fmt.strike)
+        elif code == REVERSE:
+            fmt = fmt._replace(reverse=not fmt.reverse)
+        elif code == MONOSPACE:
+            fmt = fmt._replace(monospace=not fmt.monospace)
+        elif code == RESET:
+            fmt = PLAIN_FORMAT
+        elif code == COLOUR:
+            if m.group(1) is None:
+                fmt = fmt._replace(fg="", bg="")
+            else:
+                fmt = fmt._replace(fg=_mirc(m.group(1)))
+                if m.group(2) is not None:
+                    fmt = fmt._replace(bg=_mirc(m.group(2)))
+        else:  # HEX_COLOUR
+            if m.group(3) is None:
+                fmt = fmt._replace(fg="", bg="")
+            else:
+                fmt = fmt._replace(fg="#" + m.group(3).lower())
+                if m.group(4) is not None:
+                    fmt = fmt._replace(bg="#" + m.group(4).lower())
+    if pos < len(text):
+        spans.append((text[pos:], fmt))
+    return spans

@@ -5,8 +5,10 @@ Grammar (modern.ircdocs.horse, "Messages")::
     message  ::= ['@' <tags> SPACE] [':' <source> SPACE] <command> <parameters> <crlf>
     params   ::= *( SPACE <middle> ) [ SPACE ':' <trailing> ]
 
-Parsing is lenient where clients commonly are (several spaces between parameters, a
-missing CR); serialization is strict: it refuses CR, LF and NUL anywhere, and
+Parameters are separated by SPACE (0x20) only, as RFC 1459 2.3.1 and modern.ircdocs.horse
+say: a tab is an ordinary character of a parameter (``PRIVMSG #c one<TAB>two`` has the
+text ``one<TAB>two``). Parsing is lenient where clients commonly are (several spaces between
+parameters, a missing CR); serialization is strict: it refuses CR, LF and NUL anywhere, and
 parameters that would change meaning on the wire.
 """
 
@@ -183,6 +185,7 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
+        # Any whitespace ends the command word here: it is only named in the error reply.
         words = data.decode("utf-8", "replace").split()
         if words and words[0].startswith(":"):
             words = words[1:]
@@ -204,7 +207,10 @@ def parse(line: bytes | str, *, max_body: int = MAX_BODY) -> Message:
     elif head.startswith(":"):
         # A line that is only ':trailing' after the command cannot have a command.
         raise ProtocolError("no command")
-    parts = head.split()
+    # SPACE only, never str.split(): other whitespace (a tab) belongs to the parameter.
+    parts = head.split(" ")
+    if "" in parts:
+        parts = [p for p in parts if p]
     if not parts:
         raise ProtocolError("no command")
     command = parts[0].upper()

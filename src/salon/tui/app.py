@@ -43,7 +43,7 @@ from salon.client.model import (
 )
 from salon.tui.config import ChatConfig
 from salon.tui.connection import Connection, Target
-from salon.tui.format import nick_colour, render
+from salon.tui.format import irc_text, nick_colour, render
 
 HISTORY_SIZE = 200
 
@@ -196,6 +196,12 @@ class NameScreen(ModalScreen[str]):
             self.dismiss(name)
 
 
+def wrap_fingerprint(fp: str, per_line: int = 16) -> str:
+    """A colon-separated fingerprint in lines of ``per_line`` bytes, never split in a byte."""
+    pairs = fp.split(":")
+    return "\n".join(":".join(pairs[i : i + per_line]) for i in range(0, len(pairs), per_line))
+
+
 class TrustScreen(ModalScreen[bool]):
     """A self-signed (or otherwise unverified) certificate: trust it once and pin it?"""
 
@@ -214,7 +220,7 @@ class TrustScreen(ModalScreen[bool]):
         super().__init__()
         self.text = (
             f"The certificate of {where} could not be verified ({reason}).\n\n"
-            f"SHA-256 fingerprint:\n{fp}\n\n"
+            f"SHA-256 fingerprint:\n{wrap_fingerprint(fp)}\n\n"
             "Compare it with the one your server admin gives you.\n"
             "Trust it from now on? [y/n]"
         )
@@ -259,7 +265,9 @@ class ChatApp(App[int]):
         Binding("pageup", "page_up", "Scroll up", show=False),
         Binding("pagedown", "page_down", "Scroll down", show=False),
         Binding("ctrl+q", "quit_chat", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "ctrl_c", "Copy or quit", show=False, priority=True),
     ]
+    CTRL_C_AGAIN = 3.0  # seconds in which a second Ctrl+C quits
 
     def __init__(
         self,
@@ -284,6 +292,7 @@ class ChatApp(App[int]):
         self.order: list[str] = []  # buffer keys in sidebar order
         self.current = session.server
         self._rendered: set[int] = set()  # id() of the current buffer's lines on screen
+        self._ctrl_c_at = -1e9  # time.monotonic() of the last Ctrl+C
 
     # ------------------------------------------------------------------ layout
 
@@ -511,7 +520,8 @@ class ChatApp(App[int]):
         if buf.kind == "channel":
             count = len(buf.members)
             who = f"{count} {'person' if count == 1 else 'people'}"
-            text = Text.assemble((buf.name, "bold"), f" · {who} · ", buf.topic or "(no topic)")
+            text = Text.assemble((buf.name, "bold"), f" · {who} · ")
+            text.append_text(irc_text(buf.topic) if buf.topic else Text("(no topic)"))
         elif buf.kind == "query":
             text = Text.assemble(("private chat with ", "dim"), (buf.name, "bold"))
         else:
@@ -588,6 +598,20 @@ class ChatApp(App[int]):
 
     def action_page_down(self) -> None:
         self.query_one(MessageLog).scroll_page_down(animate=False)
+
+    def action_ctrl_c(self) -> None:
+        """Ctrl+C copies the input's selection, if any; otherwise it asks, and a second
+        Ctrl+C within a few seconds quits (as Ctrl+Q does at once)."""
+        focused = self.focused
+        if isinstance(focused, Input) and focused.selected_text:
+            focused.action_copy()
+            return
+        now = time.monotonic()
+        if now - self._ctrl_c_at <= self.CTRL_C_AGAIN:
+            self.action_quit_chat()
+            return
+        self._ctrl_c_at = now
+        self.notify("Press Ctrl+C again, or Ctrl+Q, to quit", timeout=self.CTRL_C_AGAIN)
 
     def action_quit_chat(self) -> None:
         if self.connection is not None and self.connection.connected:

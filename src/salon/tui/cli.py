@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
 import re
 import sys
@@ -104,10 +103,15 @@ def split_host_port(word: str) -> tuple[str, int]:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    from salon.cli import UsageError
+
     try:
         return _run(args)
     except ArgError as exc:
         print(f"salon chat: {exc} (try --help)", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"salon chat: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print(f"salon chat: config error: {exc}", file=sys.stderr)
@@ -119,6 +123,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from salon.client import Session, Settings
+    from salon.client.commands import PLAIN_KEYS, TUI_KEYS
     from salon.tui import config as chat_config
     from salon.tui.connection import Target
 
@@ -145,12 +150,22 @@ def _run(args: argparse.Namespace) -> int:
         if not sasl_password:
             if not sys.stdin.isatty():
                 raise ArgError("--sasl needs a password: ACCOUNT:PASSWORD or SALON_SASL_PASSWORD")
-            sasl_password = getpass.getpass(f"SASL password for {account}: ")
+            from salon.cli import read_password
+
+            sasl_password = read_password(f"SASL password for {account}: ")
+            if not sasl_password:
+                raise ArgError("--sasl needs a password")
 
     if args.plain and not nick:
         if not sys.stdin.isatty():
             raise ArgError("no nick: pass --nick NAME")
-        nick = input("Your name: ").strip().replace(" ", "_")
+        try:
+            nick = input("Your name: ").strip().replace(" ", "_")
+        except EOFError:
+            from salon.cli import UsageError
+
+            print(file=sys.stderr)  # end the prompt's line
+            raise UsageError("no nick given (end of input)") from None
         if not nick:
             raise ArgError("no nick given")
         cfg.nick = nick
@@ -166,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         sasl_mechanism=(args.sasl_mechanism or "").upper(),
         channels=tuple(channels),
         server_name=host,
+        help_keys=PLAIN_KEYS if args.plain else TUI_KEYS,
     )
     session = Session(settings)
     target = Target(host, port, tls=tls or args.insecure, insecure=args.insecure)
@@ -200,7 +216,11 @@ def _run_plain(session: Any, target: Any, pins: dict[str, str], save_pin: Any) -
             f"SHA-256 fingerprint: {fp}",
             file=sys.stderr,
         )
-        answer = await asyncio.to_thread(input, "Trust it from now on? [y/N] ")
+        try:
+            answer = await asyncio.to_thread(input, "Trust it from now on? [y/N] ")
+        except EOFError:  # Ctrl-D: no
+            print(file=sys.stderr)
+            return False
         return answer.strip().lower() in ("y", "yes")
 
     client = PlainClient(

@@ -22,6 +22,7 @@ EventSink = Callable[[list[Event]], None]
 AskTrust = Callable[[str, str, str], Awaitable[bool]]  # (host:port, fingerprint, reason)
 
 QUIT_GRACE = 2.0  # seconds to wait for the server to close after our QUIT
+CLOSED = "the server closed the connection"
 
 
 @dataclass
@@ -60,13 +61,27 @@ def _peer_fingerprint(writer: asyncio.StreamWriter) -> str:
     return fingerprint(der or b"")
 
 
-def _reason(exc: BaseException) -> str:
+# OpenSSL's words for a peer that answered the ClientHello with something else than TLS.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"}
+)
+
+
+def _reason(exc: BaseException, *, handshake: bool = False) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running?)"
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc.verify_message or str(exc)
+    if isinstance(exc, ssl.SSLError) and handshake:
+        if isinstance(exc, ssl.SSLEOFError) or exc.reason in _NOT_TLS:
+            return (
+                "TLS handshake failed: does the server speak TLS on that port? (try without --tls)"
+            )
+        return f"TLS handshake failed: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
     return str(exc) or type(exc).__name__
@@ -87,6 +102,8 @@ class Connection:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
+        session.peer = target.key
+        session.tls = target.tls
         self.target = target
         self.on_events = on_events
         self.pins = pins if pins is not None else {}
@@ -99,6 +116,7 @@ class Connection:
         self.attempts = 0
         self._writer: asyncio.StreamWriter | None = None
         self._closing = False
+        self._heard = False  # the peer sent something on this link
         self._quit_deadline = 0.0
         self._wake = asyncio.Event()
 
@@ -132,7 +150,7 @@ class Connection:
             except TrustError as exc:
                 return str(exc)
             except (OSError, TimeoutError, ssl.SSLError) as exc:
-                reason = f"cannot connect to {self.target.key}: {_reason(exc)}"
+                reason = f"cannot connect to {self.target.key}: {_reason(exc, handshake=True)}"
                 if not self.session.ever_registered:
                     return reason
                 if self.session.quitting:
@@ -148,6 +166,11 @@ class Connection:
             if self.session.quitting:
                 return ""
             if not self.session.ever_registered:
+                if not self._heard:
+                    hint = "" if self.target.tls else " (a TLS port? try --tls)"
+                    return f"{self.target.key} closed the connection without a word{hint}"
+                if reason == CLOSED:
+                    return f"{self.target.key} closed the connection before the welcome"
                 return f"{self.target.key} closed the connection: {reason or 'no reason given'}"
             await self._wait_backoff(reason or "connection lost", lo, hi)
             if self.session.quitting:
@@ -244,6 +267,7 @@ class Connection:
 
     async def _talk(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
         self._writer = writer
+        self._heard = False
         self._handle(self.session.connection_made(self.clock()))
         reason = ""
         try:
@@ -257,13 +281,17 @@ class Connection:
                     self._handle(self.session.tick(self.clock()))
                     continue
                 if not data:
-                    reason = "the server closed the connection"
+                    reason = CLOSED
                     break
+                self._heard = True
                 self._handle(self.session.receive(data, self.clock()))
                 await writer.drain()
         except (OSError, ssl.SSLError) as exc:
             reason = _reason(exc)
         finally:
+            if self.session.error_reason:
+                # The server said why (ERROR :Closing Link: ... (Killed ...)): say that.
+                reason = f"{CLOSED}: {self.session.error_reason}"
             self._writer = None
             writer.close()
             try:

@@ -8,6 +8,7 @@ from datetime import tzinfo
 from rich.text import Text
 
 from salon.client.model import EVENT_KINDS, Line
+from salon.client.text import Format, format_spans, strip_formatting
 
 # Readable on dark and light backgrounds; a nick always gets the same one.
 NICK_COLOURS = (
@@ -42,6 +43,26 @@ def stamp(line: Line, tz: tzinfo | None = None) -> str:
     return line.time.astimezone(tz).strftime("%H:%M")
 
 
+def _style(base: str, fmt: Format) -> str:
+    parts = [base]
+    for name in ("bold", "italic", "underline", "strike", "reverse"):
+        if getattr(fmt, name):
+            parts.append(name)
+    if fmt.fg:
+        parts.append(fmt.fg)
+    if fmt.bg:
+        parts.append("on " + fmt.bg)
+    return " ".join(p for p in parts if p)
+
+
+def irc_text(text: str, style: str = "") -> Text:
+    """IRC text with its formatting codes (bold, colours...) shown as Rich styles."""
+    out = Text()
+    for piece, fmt in format_spans(text):
+        out.append(piece, style=_style(style, fmt))
+    return out
+
+
 def render(line: Line, tz: tzinfo | None = None) -> Text:
     """One line for the message pane."""
     out = Text(stamp(line, tz) + " ", style="dim")
@@ -51,25 +72,25 @@ def render(line: Line, tz: tzinfo | None = None) -> Text:
         out.append("<", style="dim")
         out.append(line.nick, style=f"bold {colour}")
         out.append("> ", style="dim")
-        out.append(body, style="bold" if line.highlight else "")
+        out.append_text(irc_text(body, "bold" if line.highlight else ""))
     elif line.kind == "action":
         out.append("* ", style=colour)
         out.append(line.nick, style=f"bold {colour}")
         out.append(" ")
-        out.append(body, style="italic" + (" bold" if line.highlight else ""))
+        out.append_text(irc_text(body, "italic" + (" bold" if line.highlight else "")))
     elif line.kind == "notice":
         out.append("-", style="dim")
         out.append(line.nick or "server", style=f"bold {colour}")
         out.append("- ", style="dim")
-        out.append(body)
+        out.append_text(irc_text(body))
     elif line.kind in EVENT_KINDS:
-        out.append(f"{ARROWS.get(line.kind, '•')} {body}", style="dim")
+        out.append_text(irc_text(f"{ARROWS.get(line.kind, '•')} {body}", "dim"))
     elif line.kind == "topic":
-        out.append(f"• {body}", style="dim italic")
+        out.append_text(irc_text(f"• {body}", "dim italic"))
     elif line.kind == "error":
-        out.append(f"! {body}", style="bold red")
+        out.append_text(irc_text(f"! {body}", "bold red"))
     else:
-        out.append(f"- {body}", style="cyan")
+        out.append_text(irc_text(f"- {body}", "cyan"))
     if line.highlight:
         out.stylize("on #4a3b00")
     return out
@@ -83,7 +104,7 @@ def plain(line: Line, tz: tzinfo | None = None, *, colour: bool = False, where: 
         return f"\x1b[{code}m{text}\x1b[0m" if colour else text
 
     nick = c(line.nick, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
-    body = line.text.replace("\n", "\n" + " " * len(prefix))
+    body = strip_formatting(line.text).replace("\n", "\n" + " " * len(prefix))
     if line.kind == "message":
         text = f"<{nick}> {body}"
     elif line.kind == "action":

@@ -2,6 +2,9 @@
 
 Works in pipes: ``echo hello | salon chat --plain --nick bot '#lobby'`` joins, sends,
 and after the end of stdin flushes, quits and exits 0. Typing ``bye`` leaves too.
+
+Typed lines go to the *current* channel or private chat: the first channel joined, then
+whichever ``/join`` or ``/query`` opened last ("Now talking in #rust" says so).
 """
 
 from __future__ import annotations
@@ -13,20 +16,25 @@ from datetime import tzinfo
 from typing import TextIO
 
 from salon.client import Buffer, Session
+from salon.client.commands import split_command
 from salon.client.model import (
+    BufferAdded,
+    BufferRemoved,
     Event,
-    Fatal,
     Focus,
     Joined,
     JoinFailed,
+    Line,
     LineAdded,
     QuitRequested,
     Registered,
 )
+from salon.client.text import utc
 from salon.tui.connection import AskTrust, Connection, Target
 from salon.tui.format import plain
 
 _EOF = None
+SWITCH_WAIT = 10.0  # seconds to wait for a typed /join (/part) before going on
 
 
 class PlainClient:
@@ -54,6 +62,11 @@ class PlainClient:
         self.current = ""  # where typed lines go
         self.waiting = {session.key(c) for c in session.settings.channels}
         self.ready = asyncio.Event()
+        # Channels of a typed /join not joined yet, or of a /part not left yet: lines typed
+        # after it wait (``switched`` is set when it is empty), as they are meant for where
+        # the command takes us.
+        self.switching: set[str] = set()
+        self.switched = asyncio.Event()
         self._reader: threading.Thread | None = None
         self.connection = Connection(
             session,
@@ -101,33 +114,94 @@ class PlainClient:
             if line is _EOF:
                 self.connection.quit()
                 return
-            self.connection.input(line.rstrip("\r\n"), self.current or self.session.server.name)
+            text = line.rstrip("\r\n")
+            self._expect_switch(text)
+            self.connection.input(text, self.current or self.session.server.name)
             if self.session.quitting:
                 return
+            if self.switching:
+                # In a pipe, what comes after "/join #b" is meant for #b: wait until we are
+                # in (or refused), for a while.
+                try:
+                    await asyncio.wait_for(self.switched.wait(), SWITCH_WAIT)
+                except TimeoutError:
+                    self.switching.clear()
+
+    def _expect_switch(self, text: str) -> None:
+        """A typed /join or /part: note the channels to wait for."""
+        parsed = split_command(text)
+        if parsed is None or not self.session.registered:
+            return
+        name, words = parsed[0], parsed[1].split()
+        names: list[str] = []
+        if name == "join" and words:
+            names = [c if self.session.is_channel(c) else "#" + c for c in words[0].split(",")]
+        elif name in ("part", "close"):
+            names = [words[0] if words and self.session.is_channel(words[0]) else self.current]
+            buf = self.session.buffer(names[0]) if names[0] else None
+            if (name == "close" and words) or buf is None or not buf.joined:
+                names = []
+        self.switching = {self.session.key(c) for c in names if c}
+        if self.switching:
+            self.switched.clear()
+
+    def _switched(self, name: str) -> None:
+        self.switching.discard(self.session.key(name))
+        if not self.switching:
+            self.switched.set()
 
     def on_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, LineAdded):
-                self._print(event.buffer, event)
+                self._print(event.buffer, event.line)
             elif isinstance(event, Registered):
                 if not self.waiting:
                     self.ready.set()
             elif isinstance(event, Joined | JoinFailed):
                 name = event.buffer.name if isinstance(event, Joined) else event.channel
                 if isinstance(event, Joined) and not self.current:
-                    self.current = event.buffer.name
+                    self._talk_in(event.buffer)
                 self.waiting.discard(self.session.key(name))
                 if not self.waiting:
                     self.ready.set()
-            elif isinstance(event, Focus):
-                self.current = event.buffer.name
-            elif isinstance(event, Fatal | QuitRequested):
+                self._switched(name)
+            elif isinstance(event, Focus) or (isinstance(event, BufferAdded) and event.focus):
+                self._talk_in(event.buffer)
+            elif isinstance(event, BufferRemoved):
+                self._switched(event.buffer.name)
+                if self.current and self.session.key(event.buffer.name) == self.session.key(
+                    self.current
+                ):
+                    rest = [b for b in self.session.buffers.values() if b.kind != "server"]
+                    self._talk_in(rest[-1] if rest else None)
+            elif isinstance(event, QuitRequested):
                 self.ready.set()
+            # A Fatal leaves ``ready`` unset: nothing typed is sent (or said to be unsent);
+            # run() returns as soon as the connection gives up.
 
-    def _print(self, buf: Buffer, event: LineAdded) -> None:
-        line = event.line
-        if buf.kind == "server" and line.kind == "info":
-            return  # the welcome and MOTD are noise in a pipe
+    def _talk_in(self, buf: Buffer | None) -> None:
+        """Typed lines go to ``buf`` from now on; said when it changes after the start."""
+        name = buf.name if buf is not None else ""
+        if self.session.key(name) == self.session.key(self.current):
+            self.current = name
+            return
+        self.current = name
+        if self.ready.is_set() and not self.session.quitting:
+            text = f"Now talking in {name}" if name else "Not in a channel: /join one"
+            self._print(
+                self.session.server, Line(utc(self.connection.clock()), "info", text), always=True
+            )
+
+    def _print(self, buf: Buffer, line: Line, *, always: bool = False) -> None:
+        if (
+            buf.kind == "server"
+            and line.kind == "info"
+            and not always
+            and (not self.ready.is_set() or self.session.quitting)
+        ):
+            # The welcome, the MOTD and the goodbye are noise in a pipe; answers to /help
+            # or /whois are not.
+            return
         channels = [b for b in self.session.buffers.values() if b.kind != "server"]
         where = ""
         if buf.kind == "server":
