@@ -634,3 +634,24 @@ def test_a_second_server_on_the_same_data_directory_is_refused(salon: Any) -> No
     assert f"in use by another salon process (pid {salon.proc.pid})" in second.stderr
     assert "Traceback" not in second.stderr
     assert salon.proc.poll() is None
+
+
+def test_account_commands_wait_for_the_server_to_stop(salon: Any) -> None:
+    """``salon account create`` behind a running server's back would be overwritten (the
+    server keeps accounts in memory): it is refused, in one line, while the server runs."""
+    config = ["--config", str(salon.config_path)]
+    command = [sys.executable, "-m", "salon", "account", "create", "zed", "pw-123456", *config]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused
+    assert f"in use by another salon process (pid {salon.proc.pid})" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    listed = subprocess.run(
+        [sys.executable, "-m", "salon", "account", "list", *config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed  # reading is fine
+    salon.stop()
+    created = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created
