@@ -227,7 +227,7 @@ def test_serve_unusable_data_dir_one_line_exit_2(tmp_path: Path) -> None:
         "serve", "--irc-port", str(free_port()), "--plain-port", "0", "--data-dir", str(blocker)
     )
     err = assert_one_line_error(result)
-    assert "data directory" in err
+    assert err.endswith(f"the data directory {blocker} is not a directory"), err
 
 
 @pytest.mark.parametrize("which", ["irc", "plain"])

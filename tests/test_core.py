@@ -231,6 +231,9 @@ def test_451_before_registration(net: Net) -> None:
         ("NICK ::x", "432"),
         ("WHOIS :a b", "401"),
         ("JOIN :#a b", "403"),
+        ("JOIN #\x1b[2Jclear", "403"),  # control characters: not in a channel name
+        ("JOIN #a\tb", "403"),
+        ("JOIN #bell\x07", "403"),
         ("PART :#a b", "403"),
         ("TOPIC :#a b", "403"),
         ("MODE :a b", "401"),

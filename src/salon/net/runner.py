@@ -418,6 +418,8 @@ class Shell:
         if not wanted:
             raise StartupError("all listeners are off (irc_port, tls_port and plain_port are 0)")
         data = self.config.data_path
+        if data.exists() and not data.is_dir():
+            raise StartupError(f"the data directory {data} is not a directory")
         try:
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._lock = datadir.lock(data)

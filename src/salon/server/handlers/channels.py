@@ -16,18 +16,16 @@ from salon.server.responsebuffer import ResponseBuffer
 
 log = logging.getLogger("salon.server")
 
-_BAD_CHAN_CHARS = (" ", ",", "\x07", "\0", "\r", "\n")
+# RFC 2812's space, comma and ^G, and every other control character too (C0 and DEL): a
+# channel name is shown in lists and window titles, where ESC or a tab would be obeyed.
+_BAD_CHAN_CHARS = frozenset(" ,\x7f" + "".join(map(chr, range(0x20))))
 
 
 def valid_channel(name: str, maxlen: int) -> bool:
     """RFC 2812 1.3: "Channels names are strings (beginning with a '&', '#', '+' or '!'
     character) of length up to fifty (50) characters ... shall not contain any spaces
     (' '), a control G (^G or ASCII 7), a comma (',')". salon offers only '#'."""
-    return (
-        1 < len(name) <= maxlen
-        and name[0] == "#"
-        and not any(bad in name for bad in _BAD_CHAN_CHARS)
-    )
+    return 1 < len(name) <= maxlen and name[0] == "#" and _BAD_CHAN_CHARS.isdisjoint(name)
 
 
 def get_channel(server: Server, name: str) -> Channel:
