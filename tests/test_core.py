@@ -1944,3 +1944,35 @@ def test_message_value_is_what_the_core_sends(net: Net) -> None:
     alice = net.register("alice")
     net.server.send(alice.client, Message("NOTICE", ("alice", "direct"), "test.salon"))
     assert alice.lines() == [":test.salon NOTICE alice direct"]
+
+
+def _glob_reference(mask: str, subject: str) -> bool:
+    """Glob matching by dynamic programming: the slow, obviously right answer."""
+    dp = [True] + [False] * len(subject)
+    for ch in mask:
+        if ch == "*":
+            for i in range(1, len(subject) + 1):
+                dp[i] = dp[i] or dp[i - 1]
+        else:
+            dp = [False] + [dp[i] and (ch == "?" or ch == subject[i]) for i in range(len(subject))]
+    return dp[-1]
+
+
+def test_masks_match_like_globs_and_never_backtrack_for_long() -> None:
+    """WHO, LIST and ban masks are globs. A mask like ``*a*a*a*a*a*a*a*a*a*a*b`` against a
+    long name must not freeze the server (it took seconds with ``.*`` per star)."""
+    import random
+    import time
+
+    from salon.server.channel import mask_matches
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        mask = "".join(rng.choice("ab*?") for _ in range(rng.randrange(8)))
+        subject = "".join(rng.choice("ab") for _ in range(rng.randrange(10)))
+        assert mask_matches(mask, subject) == _glob_reference(mask, subject), (mask, subject)
+    started = time.process_time()
+    # With ".*" per star these took seconds (more stars or a longer name: hours).
+    assert not mask_matches("*a" * 7 + "*b", "a" * 80)
+    assert mask_matches("*a" * 7 + "*b", "a" * 80 + "b")
+    assert time.process_time() - started < 0.5
