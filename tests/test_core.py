@@ -1976,3 +1976,35 @@ def test_masks_match_like_globs_and_never_backtrack_for_long() -> None:
     assert not mask_matches("*a" * 7 + "*b", "a" * 80)
     assert mask_matches("*a" * 7 + "*b", "a" * 80 + "b")
     assert time.process_time() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("line", "numeric"),
+    [
+        ("MODE #c +l ²", "696"),  # ERR_INVALIDMODEPARAM
+        ("WHOWAS bob ²", "369"),
+        ("WHOWAS bob --5", "369"),
+        ("LIST >²", "323"),
+        ("LIST C<²", "323"),
+    ],
+)
+def test_numbers_that_are_not_ascii_digits_are_refused_not_a_crash(
+    net: Net, line: str, numeric: str
+) -> None:
+    alice = net.register("alice")
+    alice.send("JOIN #c")
+    alice.lines()
+    alice.send(line)
+    numerics = alice.numerics()
+    assert numeric in numerics and "400" not in numerics, numerics
+
+
+@pytest.mark.parametrize(
+    "line", [b"@label=x \x00\xff x", b":src :\xff", b"\xff" * 400], ids=["nul", "colon", "long"]
+)
+def test_an_unparsable_command_word_is_not_echoed(net: Net, line: bytes) -> None:
+    """The error reply to an invalid line names its command only when it is one."""
+    alice = net.register("alice", ("labeled-response", "batch", "message-tags"))
+    alice.send(line)
+    got = alice.messages()
+    assert len(got) == 1 and got[0].params[0] == "*", got

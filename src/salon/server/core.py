@@ -451,7 +451,7 @@ class Server:
             self._input_too_long(client)
             return
         except InvalidUTF8 as exc:
-            command = exc.args[0] or "*"
+            command = _command_word(exc.args[0])
             tags = exc.args[1] if len(exc.args) > 1 else {}
             rb = ResponseBuffer(self, client, tags.get("label"))
             # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
@@ -461,7 +461,7 @@ class Server:
         except ForbiddenCharacter as exc:
             # Not silently dropped: the sender learns why nothing happened.
             rb = ResponseBuffer(self, client, None)
-            rb.numeric(n.ERR_UNKNOWNERROR, exc.args[0] or "*", "Line contains a NUL or CR")
+            rb.numeric(n.ERR_UNKNOWNERROR, _command_word(exc.args[0]), "Line contains a NUL or CR")
             rb.flush()
             return
         except ProtocolError:
@@ -1110,3 +1110,11 @@ class Server:
                 join(self, client, name, None, None)
             except CommandError:
                 continue
+
+
+def _command_word(word: str | None) -> str:
+    """The command of a line that could not be parsed, fit to be echoed in the error reply
+    (a middle parameter): a command is letters or three digits (RFC 1459 2.3.1)."""
+    if word and len(word) <= 32 and word.isascii() and word.isalnum():
+        return word
+    return "*"

@@ -327,9 +327,15 @@ def _list_filter(
         if not item:
             continue
         head = item[0]
-        if head in "<>" and item[1:].isdigit():
+        if head in "<>" and item[1:].isascii() and item[1:].isdigit():
             conds.append(("U", head, int(item[1:])))
-        elif head in "CT" and len(item) > 2 and item[1] in "<>" and item[2:].isdigit():
+        elif (
+            head in "CT"
+            and len(item) > 2
+            and item[1] in "<>"
+            and item[2:].isascii()
+            and item[2:].isdigit()
+        ):
             conds.append((head, item[1], int(item[2:])))
         elif head == "!":
             negated.append(item[1:])

@@ -189,7 +189,8 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                 if not is_op:
                     denied = True
                     continue
-                if not raw.isdigit() or int(raw) <= 0:
+                # isdigit() alone takes "²", which int() refuses.
+                if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
                     rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, "l", raw or "*", "Invalid limit")
                     continue
                 chan.limit = int(raw)

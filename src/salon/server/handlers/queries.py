@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from salon import __version__
@@ -349,8 +350,9 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
 def cmd_whowas(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     nicks = msg.params[0]
     count = 0
-    if len(msg.params) > 1 and msg.params[1].lstrip("-").isdigit():
-        count = int(msg.params[1])
+    if len(msg.params) > 1:
+        with contextlib.suppress(ValueError):  # "²" or "--5": no count
+            count = int(msg.params[1])
     for nick in nicks.split(","):
         cf = casefold(nick)
         found = 0
