@@ -577,6 +577,21 @@ def test_between_both_directions_with_limits(make_net: MakeNet) -> None:
     assert texts(batch(bob, f"CHATHISTORY BETWEEN #c {mid(got[4])} {mid(got[5])} 10")) == []
 
 
+def test_targets_without_batch_come_without_a_batch(make_net: MakeNet) -> None:
+    """batch: servers "MUST NOT send BATCH commands to clients that have not negotiated"
+    it, even to a client that asked for draft/chathistory alone."""
+    net = make_net()
+    alice = net.register("alice", ("draft/chathistory",))
+    alice.send("JOIN #a")
+    alice.send("PRIVMSG #a :hi")
+    alice.lines()
+    net.advance(1)
+    alice.send(f"CHATHISTORY TARGETS {stamp(0)} {stamp(net.now)} 10")
+    got = alice.messages()
+    assert [m.command for m in got] == ["CHATHISTORY"], got
+    assert got[0].params[:2] == ("TARGETS", "#a") and not got[0].tags
+
+
 def test_targets(make_net: MakeNet) -> None:
     net = make_net()
     alice = net.register("alice", ALL)

@@ -323,3 +323,13 @@ def test_chanserv_drop() -> None:
     assert "#chan" not in net.store.channels
     founder.send("PART #chan")
     assert "#chan" not in net.server.channels
+
+
+def test_a_registered_channel_is_not_renamed() -> None:
+    """ChanServ keeps a registration under the channel's name: RENAME would orphan it."""
+    net = accounts_net()
+    founder = setup_channel(net)
+    founder.send("RENAME #chan #other")
+    failed = one(founder.messages(), "FAIL")
+    assert failed.params[:2] == ("RENAME", "CANNOT_RENAME"), failed
+    assert "#chan" in net.server.channels and "#other" not in net.server.channels

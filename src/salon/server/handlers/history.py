@@ -215,12 +215,17 @@ def _targets(
         if not isinstance(result, list):
             out.fail("CHATHISTORY", "MESSAGE_ERROR", "TARGETS", "History is unavailable")
             return
-        ref = server.new_batch_id()
-        out.add(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), server.name))
+        # batch: "Servers MUST NOT send BATCH commands to clients that have not
+        # negotiated" the capability; without it the lines come alone.
+        ref = server.new_batch_id() if client.capmask & caps.BATCH else None
+        if ref is not None:
+            out.add(Message("BATCH", ("+" + ref, "draft/chathistory-targets"), server.name))
         for name, _key, last in result:
             stamp = format_ms(round(last * 1000))
-            out.add(Message("CHATHISTORY", ("TARGETS", name, stamp), server.name, {"batch": ref}))
-        out.add(Message("BATCH", ("-" + ref,), server.name))
+            tags = {"batch": ref} if ref is not None else {}
+            out.add(Message("CHATHISTORY", ("TARGETS", name, stamp), server.name, tags))
+        if ref is not None:
+            out.add(Message("BATCH", ("-" + ref,), server.name))
 
     server.defer(rb, query, done)
 
@@ -421,6 +426,12 @@ def cmd_rename(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
     if not valid_channel(new, server.config.limits.channellen):
         raise FailError("RENAME", "CANNOT_RENAME", old, new, "Invalid channel name")
+    if server.services.keeps(chan):
+        # ChanServ's registration, access list and stored settings are under the old
+        # name: a registered channel is not renamed (DROP it first).
+        raise FailError(
+            "RENAME", "CANNOT_RENAME", old, new, "A registered channel cannot be renamed"
+        )
     new_cf = casefold(new)
     if new_cf in server.channels and server.channels[new_cf] is not chan:
         raise FailError("RENAME", "CHANNEL_NAME_IN_USE", old, new, "Channel already exists")
