@@ -1104,6 +1104,33 @@ def test_message_tags_client_only_relay(net: Net) -> None:
     assert carol.lines() == [":alice!alice@127.0.0.1 PRIVMSG #c re"]
 
 
+def test_client_tags_with_invalid_keys_are_not_relayed(net: Net) -> None:
+    """message-tags: a key is [<vendor> '/'] <key_name>, a key_name of letters, digits and
+    hyphens; others are dropped, the valid ones beside them still go."""
+    alice = net.register("alice", caps=["message-tags"])
+    bob = net.register("bob", caps=["message-tags"])
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+        conn.lines()
+    alice.send("@+=1;+é=2;+a/=3;+x.y/z_w=4;+ok=5;+example.com/fine-1=6 TAGMSG #c")
+    tags = one(bob.messages(), "TAGMSG").tags
+    assert {k for k in tags if k[0] == "+"} == {"+ok", "+example.com/fine-1"}, tags
+
+
+def test_a_non_ascii_channel_counts_in_bytes_for_the_512_limit(net: Net) -> None:
+    alice = net.register("alice")
+    bob = net.register("bob")
+    name = "#" + "é" * 30
+    for conn in (alice, bob):
+        conn.send(f"JOIN {name}")
+        conn.lines()
+    room = 512 - len(f":alice!alice@127.0.0.1 PRIVMSG {name} :\r\n".encode())
+    alice.send(f"PRIVMSG {name} :a {'x' * (room - 1)}")  # a space: relayed with its ':'
+    assert "417" in alice.numerics() and bob.lines() == []
+    alice.send(f"PRIVMSG {name} :a {'x' * (room - 2)}")
+    assert len(bob.lines()[0].encode()) + 2 == 512
+
+
 def test_tagmsg_only_to_message_tags_clients(net: Net) -> None:
     alice = net.register("alice", caps=["message-tags"])
     bob = net.register("bob", caps=["message-tags"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -21,6 +22,10 @@ from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
 log = logging.getLogger("salon.messages")
+
+# message-tags: <key> ::= '+' [ <vendor> '/' ] <key_name>, a key_name of letters, digits and
+# hyphens, a vendor a host name. Client tags with any other key are not relayed.
+_CLIENT_TAG = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
 
 # Message(...) and HistoryEvent(...) without the named tuples' Python-level __new__ (one
 # call each per relayed message): every field given, in order.
@@ -170,7 +175,11 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
             raise CommandError(n.ERR_TOOMANYTARGETS, params[0], "Too many targets")
         return
     text = params[1] if command != "TAGMSG" else None
-    client_tags = tuple((k, v) for k, v in msg.tags.items() if k[:1] == "+") if msg.tags else ()
+    client_tags = (
+        tuple((k, v) for k, v in msg.tags.items() if k[:1] == "+" and _CLIENT_TAG.fullmatch(k))
+        if msg.tags
+        else ()
+    )
     # server-time and msgid: the same millisecond stamp for the wire and for history.
     ms = int(server.now * 1000)
     stamp = history.format_ms(ms)
@@ -320,7 +329,8 @@ def _prepare(
         # RFC 1459 2.3: a relayed line must fit in 512 bytes with the sender's prefix added.
         # Refuse it (nothing is cut silently) and say by how much it is over.
         colon = 0 if text and " " not in text and text[0] != ":" else 1
-        size = len(source) + len(command) + len(target) + len(text.encode()) + 6 + colon
+        size = len(source.encode()) + len(command) + len(target.encode()) + len(text.encode())
+        size += 6 + colon
         if size > MAX_LINE:
             raise CommandError(
                 n.ERR_INPUTTOOLONG,
