@@ -132,9 +132,11 @@ def test_cap_ls_302_req_end(net: Net) -> None:
     assert ack.params[1:] == ("ACK", "server-time echo-message")
     conn.send("CAP REQ :no-such-cap")
     assert one(conn.messages(), "CAP").params[1:] == ("NAK", "no-such-cap")
+    conn.send("CAP REQ :-cap-notify")  # CAP 3.2: a 302 client cannot turn it off
+    assert one(conn.messages(), "CAP").params[1:] == ("NAK", "-cap-notify")
     conn.send("CAP LIST")
     enabled = one(conn.messages(), "CAP").params[-1].split()
-    assert {"server-time", "echo-message"} <= set(enabled)
+    assert {"server-time", "echo-message", "cap-notify"} <= set(enabled)
     conn.send("CAP END")
     assert conn.numerics()[0] == "001"
 

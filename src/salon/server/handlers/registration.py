@@ -123,6 +123,10 @@ def cmd_cap(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
                 ok = False
                 break
             if item.startswith("-"):
+                if bit == caps.CAP_NOTIFY and client.cap_version >= 302:
+                    # CAP 3.2: servers "MUST NOT" let a 302 client disable cap-notify.
+                    ok = False
+                    break
                 remove |= bit
             else:
                 add |= bit
