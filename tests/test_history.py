@@ -1046,3 +1046,38 @@ def test_wal_checkpoints_run_beside_the_writer(tmp_path: Path) -> None:
         storage.close()
         loop.close()
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_multiline_concat_reaches_clients_without_message_tags(make_net: MakeNet) -> None:
+    """draft/multiline defines draft/multiline-concat: a client that asked for multiline
+    (and batch) but not message-tags still gets it, or it would show 'hel' / 'lo'."""
+    net = make_net()
+    alice = net.register("alice", ("draft/multiline", "batch", "message-tags"))
+    bob = net.register("bob", ("draft/multiline", "batch"))
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+        conn.lines()
+    alice.send("BATCH +m draft/multiline #c")
+    alice.send("@batch=m PRIVMSG #c :hel")
+    alice.send("@batch=m;draft/multiline-concat PRIVMSG #c :lo")
+    alice.send("BATCH -m")
+    lines = [m for m in bob.messages() if m.command == "PRIVMSG"]
+    assert [m.params[1] for m in lines] == ["hel", "lo"]
+    assert (
+        "draft/multiline-concat" in lines[1].tags and "draft/multiline-concat" not in lines[0].tags
+    )
+
+
+def test_a_multiline_line_too_long_to_relay_alone_fails_the_batch(make_net: MakeNet) -> None:
+    """Clients without draft/multiline get each line alone: it must fit in 512 bytes."""
+    net = make_net()
+    alice = net.register("alice", ("draft/multiline", "batch", "message-tags"))
+    carol = net.register("carol")
+    for conn in (alice, carol):
+        conn.send("JOIN #c")
+        conn.lines()
+    alice.send("BATCH +m draft/multiline #c")
+    failed = fail(alice, "@batch=m PRIVMSG #c :" + "z" * 485)
+    assert failed.params[:2] == ("BATCH", "MULTILINE_INVALID")
+    alice.send("BATCH -m")
+    assert carol.lines() == []

@@ -96,6 +96,9 @@ def allowed_tags(tags: Mapping[str, str] | None, mask: int) -> dict[str, str] | 
         out["account"] = tags["account"]
     if mask & BATCH and "batch" in tags:
         out["batch"] = tags["batch"]
+    # draft/multiline defines its concat tag: its clients see it without message-tags.
+    if mask & MULTILINE and "draft/multiline-concat" in tags:
+        out["draft/multiline-concat"] = tags["draft/multiline-concat"]
     # labeled-response works without message-tags: the label tag is its own.
     if "label" in tags:
         out["label"] = tags["label"]

@@ -13,6 +13,7 @@ from typing import Any
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
+from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message, parse_tags
 from salon.server import caps, history
 from salon.server.channel import Channel
@@ -527,6 +528,13 @@ def batched_line(server: Server, client: Client, msg: Message, rb: ResponseBuffe
         return True
     limits = server.config.history
     text = msg.params[1]
+    # Each line goes out alone to clients without draft/multiline: RFC 1459 2.3's 512
+    # bytes hold for it, with the sender's prefix added (as for PRIVMSG, see _prepare).
+    relayed = f":{client.prefix} {msg.command} {pending.target} :{text}\r\n"
+    if len(relayed.encode()) > MAX_LINE:
+        client.multiline = None
+        rb.fail("BATCH", "MULTILINE_INVALID", "A line of the batch is too long to relay")
+        return True
     pending.size += len(text.encode())
     concat = "draft/multiline-concat" in msg.tags
     pending.lines.append((msg.command, text, concat))
