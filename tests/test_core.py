@@ -2037,3 +2037,36 @@ def test_an_unparsable_command_word_is_not_echoed(net: Net, line: bytes) -> None
     alice.send(line)
     got = alice.messages()
     assert len(got) == 1 and got[0].params[0] == "*", got
+
+
+def test_no_line_sent_is_over_512_bytes() -> None:
+    """RFC 1459 2.3: 512 bytes a line, CR LF included. Replies and broadcasts that echo a
+    client's words are cut to fit (found by fuzzing: PART, QUIT, TOPIC, KICK, AWAY, PONG,
+    421 and MONITOR lists went to 514-643 bytes)."""
+
+    def full(head: str) -> str:
+        """``head`` and a text that fills the line a client may send (510 bytes)."""
+        return head + "x " + "é" * ((510 - len(head.encode()) - 2) // 2)
+
+    net = Net(limits={"nicklen": 30})
+    alice = net.register("a" * 30, caps=["away-notify"])
+    bob = net.register("b" * 30, caps=["away-notify"])
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+    alice.send("MONITOR + " + ",".join(f"{c}{'m' * 29}" for c in "cdefghijklmnopqrstuvwxyz"))
+    for line in (
+        full("TOPIC #c :"),
+        full("AWAY :"),
+        f"PRIVMSG {'a' * 30} :hi",
+        full(f"FROBNICATE{'Z' * 200} :"),
+        full("PING :"),
+        "MONITOR L",
+        full(f"KICK #c {'b' * 30} :"),
+        full("PART #c :"),
+        full("QUIT :"),
+    ):
+        alice.send(line)
+    sent = [line + b"\r\n" for conn in (alice, bob) for line in conn.raw().split(b"\r\n")[:-1]]
+    assert len(sent) > 20
+    bodies = [line.split(b" ", 1)[1] if line[:1] == b"@" else line for line in sent]
+    assert [body for body in bodies if len(body) > 512] == []

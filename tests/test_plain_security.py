@@ -183,14 +183,17 @@ def test_escapes_from_irc_users_do_not_reach_the_terminal() -> None:
     assert pat.lines() == ["(private) * alice ^[[5mblinks"]
     alice.send("TOPIC #lobby :\x1b[31mred topic")
     assert pat.lines() == ["* alice set the topic of #lobby: ^[[31mred topic"]
+    # Channel names cannot hold control characters at all (valid_channel).
     alice.send("JOIN #\x1b[31mevil")
-    alice.send("INVITE pat #\x1b[31mevil")
+    assert "403" in alice.numerics()
+    alice.send("JOIN #evil")
+    alice.send("INVITE pat #evil")
     alice.lines()
-    assert pat.lines() == ["* alice invites you to #^[[31mevil (type /join #^[[31mevil)"]
-    pat.send("/join #\x1b[31mevil")
-    assert pat.lines() == ["* You are now in #^[[31mevil", "* In #^[[31mevil: @alice, pat"]
-    alice.send("PART #\x1b[31mevil :\x07bye")
-    assert pat.lines() == ["* alice left #^[[31mevil (^Gbye)"]
+    assert pat.lines() == ["* alice invites you to #evil (type /join #evil)"]
+    pat.send("/join #evil")
+    assert pat.lines() == ["* You are now in #evil", "* In #evil: @alice, pat"]
+    alice.send("PART #evil :\x07bye")
+    assert pat.lines() == ["* alice left #evil (^Gbye)"]
     alice.send("QUIT :\x1bc")
     assert pat.lines() == ["* alice left (Quit: ^[c)"]
 

@@ -34,7 +34,7 @@ from salon.errors import (
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.casemap import casefold
-from salon.proto.limits import MAX_INPUT
+from salon.proto.limits import MAX_INPUT, MAX_LINE
 from salon.proto.message import Message, encode_tags, parse
 from salon.server import caps, history
 from salon.server.channel import (
@@ -713,11 +713,7 @@ class Server:
             return
         tags = msg.tags
         try:
-            data = (
-                wire
-                if wire is not None
-                else msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-            )
+            data = wire if wire is not None else _wire(msg)
             if tags and client.capmask & _TAG_CAPS:
                 allowed = caps.allowed_tags(tags, client.capmask)
                 if allowed:
@@ -737,7 +733,7 @@ class Server:
         """Fan a message out: serialized once per variant, appended to each outbox.
         ``wire``: as for :meth:`send`."""
         if wire is None:
-            wire = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+            wire = _wire(msg)
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
         dirty = self.dirty
@@ -820,7 +816,7 @@ class Server:
             client.outbytes = 0
         text = error if error is not None else f"Closing Link: {client.host} ({reason})"
         if client.kind is Kind.IRC:
-            self.write(client, Message("ERROR", (text,)).serialize())
+            self.write(client, _wire(Message("ERROR", (text,))))
         elif error != "":
             self.write(client, f"* Disconnected: {error or reason}\r\n".encode())
         client.closed = True
@@ -1118,3 +1114,22 @@ def _command_word(word: str | None) -> str:
     if word and len(word) <= 32 and word.isascii() and word.isalnum():
         return word
     return "*"
+
+
+def _wire(msg: Message) -> bytes:
+    """A message's line without tags, CR LF included. RFC 1459 2.3: "messages SHALL NOT
+    exceed 512 characters in length, counting all characters including the trailing
+    CR-LF". Whatever echoes a client's words (a PART or QUIT reason, a topic, an away
+    text, an unknown command) is cut at the end of its last parameter, on a character
+    boundary, to fit; relayed PRIVMSG and NOTICE are refused instead (ERR_INPUTTOOLONG)."""
+    data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+    while len(data) > MAX_LINE and msg.params:
+        last = msg.params[-1].encode("utf-8", "surrogateescape")
+        keep = len(last) - (len(data) - MAX_LINE)
+        if keep <= 0:
+            break  # the middle parameters alone are too long: nothing sensible to cut
+        # (Cut to nothing or to a trailing space, the parameter gains a ':': once more.)
+        cut = last[:keep].decode("utf-8", "ignore")
+        msg = Message(msg.command, (*msg.params[:-1], cut), msg.source)
+        data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
+    return data

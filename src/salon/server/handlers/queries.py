@@ -409,9 +409,8 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
     elif sub in ("C", "c"):
         server.unmonitor(client, list(client.monitoring))
     elif sub in ("L", "l"):
-        names = sorted(client.monitoring)
-        for i in range(0, len(names), 20):
-            rb.numeric(n.RPL_MONLIST, ",".join(names[i : i + 20]))
+        for chunk in _comma_lists(sorted(client.monitoring)):
+            rb.numeric(n.RPL_MONLIST, chunk)
         rb.numeric(n.RPL_ENDOFMONLIST, "End of MONITOR list")
     elif sub in ("S", "s"):
         online = []
@@ -425,8 +424,26 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
         _monitor_status(rb, online, offline)
 
 
+def _comma_lists(items: list[str], budget: int = 400) -> list[str]:
+    """``items`` joined by commas in lists of at most ``budget`` bytes each: with the
+    server name and the nick around it, a reply stays within RFC 1459's 512 bytes."""
+    lists: list[str] = []
+    current: list[str] = []
+    size = 0
+    for item in items:
+        length = len(item.encode()) + 1
+        if current and size + length > budget:
+            lists.append(",".join(current))
+            current, size = [], 0
+        current.append(item)
+        size += length
+    if current:
+        lists.append(",".join(current))
+    return lists
+
+
 def _monitor_status(rb: ResponseBuffer, online: list[str], offline: list[str]) -> None:
-    for i in range(0, len(online), 10):
-        rb.numeric(n.RPL_MONONLINE, ",".join(online[i : i + 10]))
-    for i in range(0, len(offline), 10):
-        rb.numeric(n.RPL_MONOFFLINE, ",".join(offline[i : i + 10]))
+    for chunk in _comma_lists(online):
+        rb.numeric(n.RPL_MONONLINE, chunk)
+    for chunk in _comma_lists(offline):
+        rb.numeric(n.RPL_MONOFFLINE, chunk)
