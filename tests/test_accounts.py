@@ -547,6 +547,19 @@ def test_database_holds_no_plaintext_password(make_salon: Any, connect: Any) -> 
     assert b"$argon2id$" in db
 
 
+def sasl_plain_login(conn: LineClient, nick: str, account: str, password: str) -> None:
+    """Register ``nick`` over a real connection, logged in to ``account`` (SASL PLAIN)."""
+    conn.send("CAP LS 302")
+    conn.send("CAP REQ :sasl")
+    conn.send(f"NICK {nick}")
+    conn.send(f"USER {nick} 0 * :{nick}")
+    conn.send("AUTHENTICATE PLAIN")
+    conn.expect(r"AUTHENTICATE \+")
+    conn.send("AUTHENTICATE " + plain_blob(account, password))
+    conn.expect(r" 903 ")
+    conn.send("CAP END")
+
+
 def test_accounts_and_channels_survive_a_real_restart(tmp_path: Path, connect: Any) -> None:
     from conftest import SalonProcess
 
@@ -565,15 +578,7 @@ def test_accounts_and_channels_survive_a_real_restart(tmp_path: Path, connect: A
         s.stop()
         s.start()
         d = connect(s.irc_port)
-        d.send("CAP LS 302")
-        d.send("CAP REQ :sasl")
-        d.send("NICK bob")
-        d.send("USER b 0 * :b")
-        d.send("AUTHENTICATE PLAIN")
-        d.expect(r"AUTHENTICATE \+")
-        d.send("AUTHENTICATE " + plain_blob("alice", "sesame"))
-        d.expect(r" 903 ")
-        d.send("CAP END")
+        sasl_plain_login(d, "bob", "alice", "sesame")
         d.expect(r" 001 ")
         d.send("JOIN #keep")
         d.expect(r" 332 bob #keep :kept topic")
@@ -724,15 +729,7 @@ def test_rejoin_survives_a_restart(tmp_path: Path, connect: Any) -> None:
         s.stop(signal.SIGTERM)
         s.start()
         d = connect(s.irc_port)
-        d.send("CAP LS 302")
-        d.send("CAP REQ :sasl")
-        d.send("NICK alice")
-        d.send("USER a 0 * :a")
-        d.send("AUTHENTICATE PLAIN")
-        d.expect(r"AUTHENTICATE \+")
-        d.send("AUTHENTICATE " + plain_blob("alice", "sesame"))
-        d.expect(r" 903 ")
-        d.send("CAP END")
+        sasl_plain_login(d, "alice", "alice", "sesame")
         d.expect(r":alice!\S+ JOIN #one")
         d.expect(r":alice!\S+ JOIN #two")
     finally:

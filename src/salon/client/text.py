@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from salon.proto import Message
 
@@ -235,6 +235,17 @@ def _mirc(number: str | None) -> str:
     return MIRC_COLOURS[value] if value < len(MIRC_COLOURS) else ""
 
 
+# The codes that switch a style on and off, and the Format field each one flips.
+_TOGGLES = {
+    BOLD: "bold",
+    ITALIC: "italic",
+    UNDERLINE: "underline",
+    STRIKE: "strike",
+    REVERSE: "reverse",
+    MONOSPACE: "monospace",
+}
+
+
 def format_spans(text: str) -> list[tuple[str, Format]]:
     """``text`` as (piece, format) spans, the formatting codes consumed."""
     if not has_formatting(text):
@@ -247,18 +258,10 @@ def format_spans(text: str) -> list[tuple[str, Format]]:
             spans.append((text[pos : m.start()], fmt))
         pos = m.end()
         code = m.group(0)[0]
-        if code == BOLD:
-            fmt = fmt._replace(bold=not fmt.bold)
-        elif code == ITALIC:
-            fmt = fmt._replace(italic=not fmt.italic)
-        elif code == UNDERLINE:
-            fmt = fmt._replace(underline=not fmt.underline)
-        elif code == STRIKE:
-            fmt = fmt._replace(strike=not fmt.strike)
-        elif code == REVERSE:
-            fmt = fmt._replace(reverse=not fmt.reverse)
-        elif code == MONOSPACE:
-            fmt = fmt._replace(monospace=not fmt.monospace)
+        toggled = _TOGGLES.get(code)
+        if toggled is not None:
+            flipped: dict[str, Any] = {toggled: not getattr(fmt, toggled)}
+            fmt = fmt._replace(**flipped)
         elif code == RESET:
             fmt = PLAIN_FORMAT
         elif code == COLOUR:
