@@ -858,3 +858,18 @@ def test_help_ends_with_the_keys_of_the_front_end() -> None:
     plain.input("/help")
     texts = [line.text for line in plain.s.buffers["#lobby"].lines]
     assert texts[-1] == PLAIN_KEYS and not any("Alt+" in t for t in texts)
+
+
+def test_control_characters_from_others_never_reach_the_terminal() -> None:
+    """ESC (title, clear screen, colours), BEL, DEL and C1 controls in what others write
+    (messages, topics, reasons) are made visible; formatting codes and tabs stay."""
+    w = registered()
+    w.recv(
+        ":eve!e@h PRIVMSG #lobby :title \x1b]2;PWNED\x07 \x1b[2J\x9b1m \x02bold\x02\tx\x7f",
+        f":{SERVER} 332 me #lobby :\x1b[31mred topic",
+        ":eve!e@h PART #lobby :\x1bcbye",
+    )
+    texts = [line.text for line in w.s.buffers["#lobby"].lines[-3:]]
+    assert texts[0] == "title ^[]2;PWNED^G ^[[2J\ufffd1m \x02bold\x02\tx^?"
+    assert "^[cbye" in texts[2] and not any("\x1b" in text for text in texts)
+    assert w.s.buffers["#lobby"].topic == "^[[31mred topic"

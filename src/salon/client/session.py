@@ -42,6 +42,7 @@ from salon.client.model import (
 )
 from salon.client.sasl import ChunkReader, SaslError, ScramSha256, encode_chunks, plain_payload
 from salon.client.text import (
+    UNSAFE_BYTES,
     casefold,
     ctcp,
     describe_fail,
@@ -52,6 +53,7 @@ from salon.client.text import (
     parse_time,
     split_utf8,
     utc,
+    visible,
 )
 from salon.errors import ProtocolError
 from salon.proto import Message, parse
@@ -216,6 +218,8 @@ class Session:
                 msg = parse(raw, max_body=8191)
             except ProtocolError:
                 continue
+            if UNSAFE_BYTES.search(raw):
+                msg = msg._replace(params=tuple(visible(p) for p in msg.params))
             self._dispatch(msg, now)
         self._check_registration(now)
         return self._flush_events()

@@ -219,6 +219,30 @@ class Format(NamedTuple):
 PLAIN_FORMAT = Format()
 
 
+# What another user writes must not drive our terminal: ESC starts sequences that clear
+# the screen, move the cursor or retitle the window, BEL rings, C1 controls (U+0080-009F)
+# are obeyed by some terminals. Those are shown (^[, ^G, ^? for DEL, U+FFFD for C1); the
+# formatting codes (\x02 \x03 \x04 \x0f \x11 \x16 \x1d \x1e \x1f) stay for the display to
+# style or strip, \x01 for CTCP.
+_KEPT = "\x01\x02\x03\x04\t\x0f\x11\x16\x1d\x1e\x1f"  # and a tab, harmless
+_SHOWN: dict[int, str] = {c: "^" + chr(c + 64) for c in range(0x20) if chr(c) not in _KEPT}
+_SHOWN[0x7F] = "^?"
+_SHOWN.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+
+
+# The same characters in a received line (UTF-8): is there anything to make visible?
+UNSAFE_BYTES = re.compile(
+    b"["
+    + re.escape(bytes(sorted(_SHOWN.keys() - {0x0A, 0x0D} - set(range(0x80, 0xA0)))))
+    + b"]|\xc2[\x80-\x9f]"
+)
+
+
+def visible(text: str) -> str:
+    """``text`` with the control characters a terminal would obey made visible."""
+    return text.translate(_SHOWN)
+
+
 def has_formatting(text: str) -> bool:
     return not _FORMAT_CODES.isdisjoint(text)
 
