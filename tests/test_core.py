@@ -2062,6 +2062,9 @@ def test_no_line_sent_is_over_512_bytes() -> None:
         full("PING :"),
         "MONITOR L",
         full(f"KICK #c {'b' * 30} :"),
+        "JOIN #" + "x" * 504,  # echoed as a middle parameter: 403 was 543 bytes
+        "WHOIS " + "n" * 504,
+        "WHOWAS " + "n" * 503,
         full("PART #c :"),
         full("QUIT :"),
     ):
@@ -2070,3 +2073,17 @@ def test_no_line_sent_is_over_512_bytes() -> None:
     assert len(sent) > 20
     bodies = [line.split(b" ", 1)[1] if line[:1] == b"@" else line for line in sent]
     assert [body for body in bodies if len(body) > 512] == []
+
+
+def test_whois_lists_every_channel_over_several_lines() -> None:
+    net = Net(limits={"channellen": 64})
+    alice = net.register("alice")
+    names = [f"#{i:02d}" + "f" * 60 for i in range(20)]
+    for name in names:
+        alice.send(f"JOIN {name}")
+    bob = net.register("bob")
+    bob.send("WHOIS alice")
+    lines = [m for m in bob.messages() if m.command == "319"]
+    assert len(lines) > 1
+    shown = [word.lstrip("@") for m in lines for word in m.params[-1].split(" ")]
+    assert sorted(shown) == names

@@ -1123,13 +1123,23 @@ def _wire(msg: Message) -> bytes:
     text, an unknown command) is cut at the end of its last parameter, on a character
     boundary, to fit; relayed PRIVMSG and NOTICE are refused instead (ERR_INPUTTOOLONG)."""
     data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-    while len(data) > MAX_LINE and msg.params:
-        last = msg.params[-1].encode("utf-8", "surrogateescape")
-        keep = len(last) - (len(data) - MAX_LINE)
-        if keep <= 0:
-            break  # the middle parameters alone are too long: nothing sensible to cut
-        # (Cut to nothing or to a trailing space, the parameter gains a ':': once more.)
-        cut = last[:keep].decode("utf-8", "ignore")
-        msg = Message(msg.command, (*msg.params[:-1], cut), msg.source)
+    for _ in range(len(msg.params) + 2):
+        over = len(data) - MAX_LINE
+        if over <= 0:
+            break
+        params = list(msg.params)
+        last = params[-1].encode("utf-8", "surrogateescape")
+        if len(last) > over:
+            # (Cut to nothing or to a trailing space, the parameter gains a ':': once more.)
+            params[-1] = last[: len(last) - over].decode("utf-8", "ignore")
+        elif len(params) > 1:
+            # The middle parameters alone are too long (an echoed 500-byte channel name):
+            # the longest is cut, keeping at least its first character.
+            i = max(range(len(params) - 1), key=lambda j: len(params[j].encode()))
+            word = params[i].encode("utf-8", "surrogateescape")
+            params[i] = word[: max(len(word) - over, 1)].decode("utf-8", "ignore") or "*"
+        else:
+            break
+        msg = Message(msg.command, tuple(params), msg.source)
         data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
     return data

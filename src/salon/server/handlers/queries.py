@@ -9,6 +9,7 @@ from salon import __version__
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
+from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
@@ -310,8 +311,10 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
         if "i" in target.modes and client not in chan.members and client is not target:
             continue
         chans.append(chan.prefix_of(target, multi) + chan.name)
-    if chans:
-        rb.numeric(n.RPL_WHOISCHANNELS, target.nick, " ".join(chans))
+    # Several 319s when one would pass 512 bytes.
+    room = MAX_LINE - len(f":{server.name} 319 {client.nick} {target.nick} :\r\n".encode())
+    for chunk in _lists(chans, " ", room):
+        rb.numeric(n.RPL_WHOISCHANNELS, target.nick, chunk)
     rb.numeric(n.RPL_WHOISSERVER, target.nick, server.name, server.config.server.description)
     if target.oper is not None:
         rb.numeric(n.RPL_WHOISOPERATOR, target.nick, "is an IRC operator")
@@ -409,7 +412,7 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
     elif sub in ("C", "c"):
         server.unmonitor(client, list(client.monitoring))
     elif sub in ("L", "l"):
-        for chunk in _comma_lists(sorted(client.monitoring)):
+        for chunk in _lists(sorted(client.monitoring)):
             rb.numeric(n.RPL_MONLIST, chunk)
         rb.numeric(n.RPL_ENDOFMONLIST, "End of MONITOR list")
     elif sub in ("S", "s"):
@@ -424,26 +427,26 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
         _monitor_status(rb, online, offline)
 
 
-def _comma_lists(items: list[str], budget: int = 400) -> list[str]:
-    """``items`` joined by commas in lists of at most ``budget`` bytes each: with the
-    server name and the nick around it, a reply stays within RFC 1459's 512 bytes."""
+def _lists(items: list[str], sep: str = ",", budget: int = 400) -> list[str]:
+    """``items`` joined by ``sep`` in lists of at most ``budget`` bytes each: with the
+    server name and the nicks around it, a reply stays within RFC 1459's 512 bytes."""
     lists: list[str] = []
     current: list[str] = []
     size = 0
     for item in items:
         length = len(item.encode()) + 1
         if current and size + length > budget:
-            lists.append(",".join(current))
+            lists.append(sep.join(current))
             current, size = [], 0
         current.append(item)
         size += length
     if current:
-        lists.append(",".join(current))
+        lists.append(sep.join(current))
     return lists
 
 
 def _monitor_status(rb: ResponseBuffer, online: list[str], offline: list[str]) -> None:
-    for chunk in _comma_lists(online):
+    for chunk in _lists(online):
         rb.numeric(n.RPL_MONONLINE, chunk)
-    for chunk in _comma_lists(offline):
+    for chunk in _lists(offline):
         rb.numeric(n.RPL_MONOFFLINE, chunk)
