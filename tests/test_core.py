@@ -2087,3 +2087,16 @@ def test_whois_lists_every_channel_over_several_lines() -> None:
     assert len(lines) > 1
     shown = [word.lstrip("@") for m in lines for word in m.params[-1].split(" ")]
     assert sorted(shown) == names
+
+
+def test_a_secret_channels_lists_are_for_its_members(net: Net) -> None:
+    alice = net.register("alice")
+    alice.send("JOIN #s")
+    alice.send("MODE #s +sbeI secret!*@* ex!*@* in!*@*")
+    alice.lines()
+    eve = net.register("eve")
+    for mode, end in (("b", "368"), ("e", "349"), ("I", "347")):
+        eve.send(f"MODE #s {mode}")
+        assert eve.numerics() == [end], mode
+        alice.send(f"MODE #s {mode}")
+        assert len(alice.numerics()) == 2, mode

@@ -84,8 +84,10 @@ def _list_mode(
     server: Server, client: Client, chan: Channel, mode: str, rb: ResponseBuffer
 ) -> None:
     entry_rpl, end_rpl, end_text = _LIST_REPLIES[mode]
-    for entry in chan.list_for(mode):
-        rb.numeric(entry_rpl, chan.name, entry.mask, entry.setter, str(entry.time))
+    # A secret channel's lists (who is banned, who may join) are for its members.
+    if "s" not in chan.modes or client in chan.members or client.oper is not None:
+        for entry in chan.list_for(mode):
+            rb.numeric(entry_rpl, chan.name, entry.mask, entry.setter, str(entry.time))
     rb.numeric(end_rpl, chan.name, end_text)
 
 
