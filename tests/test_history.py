@@ -1081,3 +1081,30 @@ def test_a_multiline_line_too_long_to_relay_alone_fails_the_batch(make_net: Make
     assert failed.params[:2] == ("BATCH", "MULTILINE_INVALID")
     alice.send("BATCH -m")
     assert carol.lines() == []
+
+
+def test_a_private_channels_history_is_gone_after_a_crash_too(tmp_path: Path, connect: Any) -> None:
+    """A server killed with a secret channel still open cannot empty it: the next start
+    deletes its history (whoever re-creates the channel must not read it)."""
+    server = SalonProcess(tmp_path).start()
+    try:
+        alice = connect(server.irc_port)
+        alice.register("alice", " ".join(CAPS))
+        alice.send("JOIN #secret,#public")
+        alice.send("MODE #secret +s")
+        alice.send("PRIVMSG #secret :the code is 1234")
+        alice.send("PRIVMSG #public :hello all")
+        alice.send("PING sync")
+        alice.expect("PONG")  # after the messages' commit, and the MODE's before it
+        server.stop(signal.SIGKILL)
+        server.start()
+        eve = connect(server.irc_port)
+        eve.register("eve", " ".join(CAPS))
+        eve.send("JOIN #secret,#public")
+        eve.expect(r" 366 eve #public ")
+        eve.send("CHATHISTORY LATEST #secret * 10")
+        assert texts(eve.read_batch("chathistory")) == []
+        eve.send("CHATHISTORY LATEST #public * 10")
+        assert texts(eve.read_batch("chathistory")) == ["hello all"]
+    finally:
+        server.stop()

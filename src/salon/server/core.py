@@ -248,6 +248,7 @@ class Server:
         self.rejoin = dict(store.load_rejoins())
         self.accounts.load(store)
         self.services.load(store)
+        history.forget_left_behind(self, store)
         self.abuse.load(store)
 
     def dline_for(self, ip: str) -> Any:
@@ -885,7 +886,7 @@ class Server:
         if self.services.keeps(chan):
             return  # a registered channel stays, empty
         self.channels.pop(chan.cf, None)
-        if chan.key is not None or "s" in chan.modes or "i" in chan.modes:
+        if history.is_private(chan):
             # The history of a secret, keyed or invite-only channel is its members'. Once
             # the last one has left, nobody can admit anyone to it: whoever creates the
             # channel again must not read what was said in it. (A public channel's history

@@ -128,17 +128,47 @@ def enabled(server: Server) -> bool:
     return server.config.history.enabled
 
 
+def is_private(chan: Channel) -> bool:
+    """Secret, invite-only or keyed: its history is its members' (Server.remove_channel)."""
+    return chan.key is not None or "s" in chan.modes or "i" in chan.modes
+
+
+def note_privacy(server: Server, chan: Channel) -> None:
+    """After a mode change: remember in the store whether the channel is private now, so
+    that its history can be deleted at the next start if the server dies with it."""
+    if enabled(server) and not server.services.keeps(chan):
+        cf, private = chan.cf, is_private(chan)
+        server.store(lambda store: store.set_private_channel(cf, private))
+
+
 def forget_channel(server: Server, cf: str) -> None:
     """Delete every event of the channel ``cf`` (an unregistered private channel that
     emptied: Server.remove_channel)."""
     if not enabled(server):
         return
 
+    def forget(store: Any) -> int:
+        store.set_private_channel(cf, False)
+        count: int = store.purge_history(math.inf, target=cf)
+        return count
+
     def done(count: Any) -> None:
         if isinstance(count, int) and count:
             log.info("history of %s removed with the channel: %d events", cf, count)
 
-    server.store(lambda store: store.purge_history(math.inf, target=cf), done)
+    server.store(forget, done)
+
+
+def forget_left_behind(server: Server, store: Any) -> None:
+    """At start: the private channels of a server that died (no clean shutdown emptied
+    them) are gone now, their history with them, unless they are registered."""
+    for cf in store.load_private_channels():
+        if cf in server.channels:
+            continue  # registered: it stays, and so does its history
+        if enabled(server):
+            count = store.purge_history(math.inf, target=cf)
+            log.info("history of %s removed with the channel (at start): %d events", cf, count)
+        store.set_private_channel(cf, False)
 
 
 def record(server: Server, events: Sequence[HistoryEvent]) -> None:

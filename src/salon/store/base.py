@@ -159,6 +159,14 @@ class MarkerStore(Protocol):
     def set_read_marker(self, account: str, target: str, time: float) -> None: ...
 
 
+class PrivateChannelStore(Protocol):
+    """The unregistered channels that are secret, invite-only or keyed now: their history
+    goes with them (Server.remove_channel), and after a crash, at the next start."""
+
+    def load_private_channels(self) -> list[str]: ...
+    def set_private_channel(self, cf: str, private: bool) -> None: ...
+
+
 class RejoinStore(Protocol):
     """The channels an account's last session was in (accounts.rejoin)."""
 
@@ -189,7 +197,16 @@ class HistoryStore(Protocol):
     ) -> int: ...
 
 
-class Store(AccountStore, ChannelStore, BanStore, MarkerStore, RejoinStore, HistoryStore, Protocol):
+class Store(
+    AccountStore,
+    ChannelStore,
+    BanStore,
+    MarkerStore,
+    RejoinStore,
+    PrivateChannelStore,
+    HistoryStore,
+    Protocol,
+):
     """Everything, plus grouping of writes: one transaction per event-loop turn."""
 
     def transaction(self) -> AbstractContextManager[None]: ...

@@ -56,6 +56,7 @@ class MemoryStore:
         self.bans: dict[tuple[str, str], ServerBan] = {}
         self.markers: dict[tuple[str, str], float] = {}
         self.rejoins: dict[str, list[str]] = {}
+        self.private_channels: set[str] = set()
         self.events: dict[str, list[HistoryEvent]] = {}
         self.partners: dict[tuple[str, str], str] = {}
         self.commits = 0
@@ -104,6 +105,16 @@ class MemoryStore:
 
     def set_read_marker(self, account: str, target: str, time: float) -> None:
         self.markers[(account, target)] = time
+
+    # private channels
+    def load_private_channels(self) -> list[str]:
+        return sorted(self.private_channels)
+
+    def set_private_channel(self, cf: str, private: bool) -> None:
+        if private:
+            self.private_channels.add(cf)
+        else:
+            self.private_channels.discard(cf)
 
     # rejoin (an empty list forgets the account)
     def load_rejoins(self) -> list[tuple[str, list[str]]]:

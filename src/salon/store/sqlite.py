@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS read_markers (
     time REAL NOT NULL,
     PRIMARY KEY (account, target)
 );
+CREATE TABLE IF NOT EXISTS private_channels (
+    name_cf TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS rejoin (
     account TEXT PRIMARY KEY,
     channels TEXT NOT NULL
@@ -448,6 +451,17 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO read_markers (account, target, time) VALUES (?, ?, ?)",
             (account, target, time),
         )
+
+    # ------------------------------------------------------------------ private channels
+
+    def load_private_channels(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT name_cf FROM private_channels")]
+
+    def set_private_channel(self, cf: str, private: bool) -> None:
+        if private:
+            self.conn.execute("INSERT OR IGNORE INTO private_channels (name_cf) VALUES (?)", (cf,))
+        else:
+            self.conn.execute("DELETE FROM private_channels WHERE name_cf = ?", (cf,))
 
     # ------------------------------------------------------------------ rejoin
 

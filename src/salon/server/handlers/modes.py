@@ -237,4 +237,6 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     rb.add(change)
     server.deliver(chan.members, change, skip=client)
     history.channel_event(server, chan, change)
+    if any(letter in "sik" for _add, letter, _arg in applied):
+        history.note_privacy(server, chan)
     server.services.channel_changed(chan)
