@@ -306,6 +306,8 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[listen]\nplain_port = 6667\n", "port 6667 is also listen.irc_port"),
         ("[listen]\ntls_port = 7000\nplain_port = 7000\n", "listen.plain_port"),
         ("[tls]\ncert = '/nonexistent/c.pem'\nkey = '/nonexistent/k.pem'\n", "tls.cert"),
+        ("[tls]\ncert = '/proc/version'\nkey = '/proc/version'\n", "tls: cannot load"),
+        ("[listen]\nirc_port = 0\ntls_port = 0\nplain_port = 0\n", "all 0"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

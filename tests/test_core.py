@@ -236,6 +236,9 @@ def test_451_before_registration(net: Net) -> None:
         ("JOIN #\x1b[2Jclear", "403"),  # control characters: not in a channel name
         ("JOIN #a\tb", "403"),
         ("JOIN #bell\x07", "403"),
+        ("JOIN #a\u009bb", "403"),  # C1 CSI
+        ("JOIN #a\u202eb", "403"),  # right-to-left override
+        ("JOIN #a\u200bb", "403"),  # zero-width space
         ("PART :#a b", "403"),
         ("TOPIC :#a b", "403"),
         ("MODE :a b", "401"),

@@ -12,6 +12,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from salon import __version__
@@ -181,6 +182,14 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
     if args.command == "check-config":
         cfg: Config = load(args.file)
         cfg.motd_lines()  # a motd_file that cannot be read fails here, not at start
+        if cfg.tls.cert and cfg.listen.tls_port:
+            # Loaded as serve would: a file that is no PEM, or a key of another cert.
+            from salon.net import tls
+
+            try:
+                tls.server_context(Path(cfg.tls.cert), Path(cfg.tls.key))
+            except tls.TlsError as exc:
+                raise ConfigError(f"tls: {exc}") from None
         print(f"{args.file}: ok ({cfg.server.name}, IRC port {cfg.listen.irc_port})")
         return 0
     if args.command == "hash-password":
