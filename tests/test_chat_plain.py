@@ -281,6 +281,34 @@ def test_failed_sasl_sends_nothing_and_exits_1(salon: Any, connect: Any, tmp_pat
     assert not any("bob2" in line for line in bob.lines), bob.lines
 
 
+def test_sasl_without_nick_uses_the_account_name(salon: Any, connect: Any, tmp_path: Path) -> None:
+    owner = connect(salon.irc_port)
+    owner.register("carol")
+    owner.send("REGISTER * * :long-password-1")
+    owner.expect(r"REGISTER SUCCESS carol")
+    owner.send("QUIT")
+    owner.expect(r"^ERROR ")  # gone: the nick is free for the account's next session
+    bob = connect(salon.irc_port)
+    bob.register("watcher")
+    bob.send("JOIN #pipe")
+    bob.expect(r" 366 ")
+    env = chat_env(tmp_path)
+    env["SALON_SASL_PASSWORD"] = "long-password-1"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "salon", "chat", "--plain", "--sasl", "carol"),
+            *(f"127.0.0.1:{salon.irc_port}", "#pipe"),
+        ],
+        input="hello\n",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=env,
+    )
+    assert result.returncode == 0, result
+    bob.expect(r":carol!\S+ PRIVMSG #pipe :?hello$")
+
+
 def test_the_plain_text_port_is_not_irc(salon: Any, tmp_path: Path) -> None:
     start = time.monotonic()
     result = chat(tmp_path, "--plain", "--nick", "x", f"127.0.0.1:{salon.plain_port}", stdin="hi\n")

@@ -156,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
             if not sasl_password:
                 raise ArgError("--sasl needs a password")
 
+    if not nick and account and NICK_RE.match(account):
+        nick = account  # logging in to an account: its name is the natural nick
     if args.plain and not nick:
         if not sys.stdin.isatty():
             raise ArgError("no nick: pass --nick NAME")
