@@ -88,7 +88,9 @@ def test_plain_nick_change_to_a_registered_name_needs_a_login() -> None:
     assert pat.nick == "pat"
     pat.send(f"/msg NickServ IDENTIFY alice {PASSWORD}")
     net.run_offloads()
-    assert "(private) NickServ: You are now logged in as alice" in pat.lines()
+    said = pat.lines()
+    assert "(private) NickServ: You are now logged in as alice" in said
+    assert not any("pat!" in line for line in said), said  # 900 in words, no prefix
     pat.send("/nick alice")
     assert pat.lines() == ["* You are now known as alice"]
     assert not net.server.accounts.enforcing
@@ -370,3 +372,13 @@ def test_nothing_is_replayed_for_an_empty_room() -> None:
     pat.lines()
     pat.send("pat")
     assert pat.lines()[-1] == "* In #lobby: @pat"
+
+
+def test_an_away_reply_and_a_login_read_as_sentences() -> None:
+    net = quiet_net()
+    alice, pat = lobby_pair(net)
+    alice.send("AWAY :gone fishing")
+    alice.lines()
+    pat.lines()
+    pat.send("/msg alice hi")
+    assert "* alice is away: gone fishing" in pat.lines()

@@ -445,6 +445,10 @@ def _numeric_text(cmd: str, p: Sequence[str]) -> str | None:
         return f"* In {p[2]}: {', '.join(p[3].split())}"
     if cmd == n.ERR_INPUTTOOLONG:
         return "* That line is too long; it was not sent. Split it into shorter lines."
+    if cmd == n.RPL_AWAY and len(p) >= 3:
+        return f"* {p[1]} is away: {p[2]}"
+    if cmd == n.RPL_LOGGEDIN and len(p) >= 4:
+        return f"* {p[3]}"  # "You are now logged in as X"
     if cmd == n.ERR_BADCHANNELKEY and len(p) >= 2:
         return f"* {p[1]} needs a key (a password): /join {p[1]} <key>"
     args = p[1:]
