@@ -326,7 +326,7 @@ def validate(cfg: Config) -> None:
             "listen.host: must not be empty (0.0.0.0 or :: listens on every interface)"
         )
     if not (cfg.listen.irc_port or cfg.listen.tls_port or cfg.listen.plain_port):
-        raise ConfigError("listen: irc_port, tls_port and plain_port are all 0 (all off)")
+        raise ConfigError("listen: irc_port, tls_port and plain_port are all 0: no listener is on")
     ports: dict[int, str] = {}
     for key in ("irc_port", "tls_port", "plain_port"):
         port = getattr(cfg.listen, key)
