@@ -26,15 +26,18 @@ def chat_env(tmp: Path) -> dict[str, str]:
 
 
 def chat(
-    tmp: Path, *args: str, stdin: str = "", timeout: float = 15
+    tmp: Path, *args: str, stdin: str = "", timeout: float = 15, sasl_password: str = ""
 ) -> subprocess.CompletedProcess[str]:
+    env = chat_env(tmp)
+    if sasl_password:
+        env["SALON_SASL_PASSWORD"] = sasl_password
     return subprocess.run(
         [sys.executable, "-m", "salon", "chat", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=chat_env(tmp),
+        env=env,
     )
 
 
@@ -260,19 +263,11 @@ def test_failed_sasl_sends_nothing_and_exits_1(salon: Any, connect: Any, tmp_pat
     bob.register("watcher")
     bob.send("JOIN #pipe")
     bob.expect(r" 366 ")
-    env = chat_env(tmp_path)
-    env["SALON_SASL_PASSWORD"] = "wrong"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "salon", "chat", "--plain", "--sasl", "bob"),
-            *("--nick", "bob2", f"127.0.0.1:{salon.irc_port}", "#pipe"),
-        ],
-        input="hi\n",
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=env,
-    )
+    where = f"127.0.0.1:{salon.irc_port}"
+    result = chat(
+        tmp_path, "--plain", "--sasl", "bob", "--nick", "bob2", where, "#pipe",
+        stdin="hi\n", sasl_password="wrong",
+    )  # fmt: skip
     assert result.returncode == 1, result
     assert result.stderr == "salon chat: SASL login as bob failed: wrong account or password\n"
     assert "hi" not in result.stdout and "joined" not in result.stdout, result.stdout
@@ -292,19 +287,11 @@ def test_sasl_without_nick_uses_the_account_name(salon: Any, connect: Any, tmp_p
     bob.register("watcher")
     bob.send("JOIN #pipe")
     bob.expect(r" 366 ")
-    env = chat_env(tmp_path)
-    env["SALON_SASL_PASSWORD"] = "long-password-1"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "salon", "chat", "--plain", "--sasl", "carol"),
-            *(f"127.0.0.1:{salon.irc_port}", "#pipe"),
-        ],
-        input="hello\n",
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=env,
-    )
+    where = f"127.0.0.1:{salon.irc_port}"
+    result = chat(
+        tmp_path, "--plain", "--sasl", "carol", where, "#pipe",
+        stdin="hello\n", sasl_password="long-password-1",
+    )  # fmt: skip
     assert result.returncode == 0, result
     bob.expect(r":carol!\S+ PRIVMSG #pipe :?hello$")
 
