@@ -382,3 +382,23 @@ def test_an_away_reply_and_a_login_read_as_sentences() -> None:
     pat.lines()
     pat.send("/msg alice hi")
     assert "* alice is away: gone fishing" in pat.lines()
+
+
+def test_a_kicked_user_is_told_and_moved_to_another_room() -> None:
+    net = quiet_net()
+    alice, pat = lobby_pair(net)
+    pat.send("/who #lobby")
+    assert pat.lines()[-1].startswith("* In #lobby:")
+    pat.send("/who #nowhere")
+    assert pat.lines() == ["* You are not in #nowhere."]
+    op = net.register("op")
+    op.send("JOIN #side2")
+    pat.send("/join #side2")
+    op.send("KICK #side2 pat :out")
+    pat.lines()
+    pat.send("still here?")
+    said = pat.lines()
+    assert said == ["* You are no longer in #side2; you are now in #lobby."], said
+    pat.send("/quit gone fishing")
+    assert pat.lines() == ["Bye!"]
+    assert "Quit: gone fishing" in alice.lines()[-1]

@@ -151,6 +151,13 @@ def handle_line(server: Server, client: Client, raw: bytes) -> None:
         return
     if text.startswith("//"):
         text = text[1:]
+    if state.room and state.room not in client.channels:
+        # Kicked (or parted by other means) from the room being talked to: another one
+        # of the person's rooms takes its place, and they are told before anything goes.
+        gone, state.room = state.room, next(iter(client.channels), "")
+        where = f"now in {client.channels[state.room].name}" if state.room else "in no room"
+        server.write(client, _line(f"* You are no longer in {gone}; you are {where}."))
+        return
     if not state.room:
         server.write(client, _line("* You are in no room. /join #room first."))
         return
@@ -335,10 +342,15 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
         _irc(server, client, "PART", room)
         if state.room not in client.channels:
             state.room = next(iter(client.channels), "")
+    elif verb in ("quit", "bye", "exit"):
+        server.write(client, _line("Bye!"))
+        server.drop(client, f"Quit: {rest}" if rest else "Quit: bye", error="")
     elif verb == "who":
-        chan = client.channels.get(state.room)
+        chan = client.channels.get(casefold(rest.split()[0]) if rest else state.room)
         if chan is None:
-            server.write(client, _line("* You are in no room."))
+            server.write(
+                client, _line(f"* You are not in {rest}." if rest else "* You are in no room.")
+            )
             return
         rb = ResponseBuffer(server, client, None)
         send_names(server, client, chan, rb)
