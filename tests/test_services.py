@@ -178,6 +178,7 @@ def test_drop_account() -> None:
     assert ns(net, conn, "DROP wrongpass") == ["Invalid password"]
     out = ns(net, conn, "DROP sesame123")
     assert out[0] == "Account alice has been dropped"
+    assert not any("registered" in text for text in out), out  # no warning about the nick
     assert conn.client.account is None
     assert "alice" not in net.store.accounts
     assert "#mine" not in net.store.channels  # its channels go with it

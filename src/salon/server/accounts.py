@@ -283,7 +283,14 @@ class Accounts:
             self.notify(client, record.name)
             self.check_nick(client, rb)
 
-    def logout(self, client: Client, reason: str = "", rb: ResponseBuffer | None = None) -> None:
+    def logout(
+        self,
+        client: Client,
+        reason: str = "",
+        rb: ResponseBuffer | None = None,
+        *,
+        check_nick: bool = True,
+    ) -> None:
         if client.account is None:
             return
         self._leave_session(client)
@@ -296,7 +303,8 @@ class Accounts:
         out.numeric(n.RPL_LOGGEDOUT, prefix, "You are now logged out")
         if client.registered:
             self.notify(client, "*")
-            self.check_nick(client, out)
+            if check_nick:
+                self.check_nick(client, out)
         if rb is None:
             out.flush()
 

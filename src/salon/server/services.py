@@ -307,7 +307,9 @@ class NickServ(Bot):
                 self.say(out, "Invalid password")
                 return
             self.say(out, f"Account {name} has been dropped")
-            accounts.logout(client, "", out)
+            # No nick check on this logout: the account is about to go, and its nick with
+            # it (checked, the user was warned the nick was registered and would be taken).
+            accounts.logout(client, "", out, check_nick=False)
             accounts.delete(name)
             log.info("account dropped name=%s by=%s", name, client.nick)
 
