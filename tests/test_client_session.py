@@ -40,9 +40,9 @@ from salon.client.text import (
     mentions,
     parse_time,
     split_utf8,
-    strip_formatting,
 )
 from salon.proto import parse
+from salon.proto.formatting import strip_formatting
 
 NOW = 1_700_000_000.0
 SERVER = "irc.test"

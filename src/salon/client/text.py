@@ -7,6 +7,20 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from salon.proto import Message
+from salon.proto.formatting import (
+    BOLD,
+    COLOUR,
+    FORMAT_CODES,
+    FORMATTING,
+    ITALIC,
+    MONOSPACE,
+    RESET,
+    REVERSE,
+    STRIKE,
+    UNDERLINE,
+    has_formatting,
+    shown_controls,
+)
 
 # Numeric -> plain words. ``{0}`` is the first parameter after our nick, ``{1}`` the second;
 # ``{text}`` is the server's own text (its last parameter).
@@ -169,19 +183,7 @@ def ctcp(text: str) -> tuple[str, str] | None:
 
 
 # ------------------------------------------------------------------ formatting codes
-# modern.ircdocs.horse, "Formatting": bold, colour (mIRC, and hex), reset, monospace,
-# reverse, italics, strikethrough, underline.
-BOLD, COLOUR, HEX_COLOUR, RESET = "\x02", "\x03", "\x04", "\x0f"
-MONOSPACE, REVERSE, ITALIC, STRIKE, UNDERLINE = "\x11", "\x16", "\x1d", "\x1e", "\x1f"
-_FORMAT_CODES = frozenset(BOLD + COLOUR + HEX_COLOUR + RESET + MONOSPACE + REVERSE)
-_FORMAT_CODES |= frozenset(ITALIC + STRIKE + UNDERLINE)
-# A colour code takes up to two digits, then optionally a comma and up to two more: a comma
-# not followed by a digit is text ("\x0304,red" is red ",red"), as is a third digit.
-_FORMAT_RE = re.compile(
-    r"\x03(?:(\d{1,2})(?:,(\d{1,2}))?)?"
-    r"|\x04(?:([0-9A-Fa-f]{6})(?:,([0-9A-Fa-f]{6}))?)?"
-    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
-)
+# (The codes, their pattern and stripping: salon.proto.formatting.)
 # The 16 colours of mIRC, 0 to 15 (99 and the extended 16 to 98 are shown as the default).
 MIRC_COLOURS = (
     "#ffffff",
@@ -219,15 +221,10 @@ class Format(NamedTuple):
 PLAIN_FORMAT = Format()
 
 
-# What another user writes must not drive our terminal: ESC starts sequences that clear
-# the screen, move the cursor or retitle the window, BEL rings, C1 controls (U+0080-009F)
-# are obeyed by some terminals. Those are shown (^[, ^G, ^? for DEL, U+FFFD for C1); the
-# formatting codes (\x02 \x03 \x04 \x0f \x11 \x16 \x1d \x1e \x1f) stay for the display to
-# style or strip, \x01 for CTCP.
-_KEPT = "\x01\x02\x03\x04\t\x0f\x11\x16\x1d\x1e\x1f"  # and a tab, harmless
-_SHOWN: dict[int, str] = {c: "^" + chr(c + 64) for c in range(0x20) if chr(c) not in _KEPT}
-_SHOWN[0x7F] = "^?"
-_SHOWN.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+# What another user writes must not drive our terminal: its control characters are shown
+# (proto.formatting.shown_controls). The formatting codes stay for the display to style or
+# strip, \x01 for CTCP, and a tab, which is harmless.
+_SHOWN = shown_controls(keep="\x01\t" + FORMAT_CODES)
 
 
 # The same characters in a received line (UTF-8): is there anything to make visible?
@@ -241,15 +238,6 @@ UNSAFE_BYTES = re.compile(
 def visible(text: str) -> str:
     """``text`` with the control characters a terminal would obey made visible."""
     return text.translate(_SHOWN)
-
-
-def has_formatting(text: str) -> bool:
-    return not _FORMAT_CODES.isdisjoint(text)
-
-
-def strip_formatting(text: str) -> str:
-    """The text without its formatting codes (colours with their numbers)."""
-    return _FORMAT_RE.sub("", text) if has_formatting(text) else text
 
 
 def _mirc(number: str | None) -> str:
@@ -277,7 +265,7 @@ def format_spans(text: str) -> list[tuple[str, Format]]:
     spans: list[tuple[str, Format]] = []
     fmt = PLAIN_FORMAT
     pos = 0
-    for m in _FORMAT_RE.finditer(text):
+    for m in FORMATTING.finditer(text):
         if m.start() > pos:
             spans.append((text[pos : m.start()], fmt))
         pos = m.end()

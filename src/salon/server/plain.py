@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
+from salon.proto.formatting import shown_controls, strip_formatting
 from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
 from salon.server.channel import Channel
@@ -59,23 +59,9 @@ NAME_RULE = (
 # formatting codes \x1c-\x1f (underline is \x1f) off the ends of a message.
 _BLANKS = " \t"
 
-# mIRC formatting codes mean nothing to a terminal, so they are taken out: bold \x02,
-# colour \x03 with up to two numbers ("\x0304,01"; a comma stays when no digit follows
-# it), hex colour \x04 with up to two RRGGBB values, reset \x0f, monospace \x11, reverse
-# \x16, italics \x1d, strikethrough \x1e, underline \x1f.
-_FORMATTING = re.compile(
-    r"\x03(?:\d{1,2}(?:,\d{1,2})?)?"
-    r"|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?"
-    r"|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
-)
-# Any other control character would be obeyed by the terminal (ESC starts a sequence
-# that can clear the screen or retitle the window, BEL rings): C0 and DEL are shown in
-# caret notation (ESC as ^[, DEL as ^?), C1 (which some terminals obey too) as U+FFFD; a
-# tab, CR or LF becomes a space.
-_CONTROLS: dict[int, str] = {code: "^" + chr(code + 64) for code in range(0x20)}
-_CONTROLS[0x7F] = "^?"
-_CONTROLS.update({code: "\ufffd" for code in range(0x80, 0xA0)})
-_CONTROLS.update({ord("\t"): " ", ord("\r"): " ", ord("\n"): " "})
+# Formatting codes mean nothing to a terminal: they are taken out. Other control
+# characters are shown (proto.formatting); a tab, CR or LF becomes a space.
+_CONTROLS = shown_controls() | {ord("\t"): " ", ord("\r"): " ", ord("\n"): " "}
 
 
 @dataclass(slots=True)
@@ -87,7 +73,7 @@ class PlainState:
 
 def visible(text: str) -> str:
     """``text`` safe for a terminal: formatting codes out, control characters shown."""
-    return _FORMATTING.sub("", text).translate(_CONTROLS)
+    return strip_formatting(text).translate(_CONTROLS)
 
 
 def _line(text: str) -> bytes:

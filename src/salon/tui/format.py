@@ -8,7 +8,8 @@ from datetime import tzinfo
 from rich.text import Text
 
 from salon.client.model import EVENT_KINDS, Line
-from salon.client.text import Format, format_spans, strip_formatting
+from salon.client.text import Format, format_spans
+from salon.proto.formatting import strip_formatting
 
 # Readable on dark and light backgrounds; a nick always gets the same one.
 NICK_COLOURS = (
