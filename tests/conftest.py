@@ -265,6 +265,16 @@ def connect() -> Iterator[Any]:
         c.close()
 
 
+def irc_user(connect: Any, port: int, nick: str, *channels: str) -> LineClient:
+    """A registered IRC user (through the ``connect`` fixture) in ``channels``."""
+    c: LineClient = connect(port)
+    c.register(nick)
+    for chan in channels:
+        c.send(f"JOIN {chan}")
+        c.expect(rf" 366 {nick} {chan} ")
+    return c
+
+
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 

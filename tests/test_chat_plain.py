@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, irc_user
 
 STAMP = r"\[\d\d:\d\d\] "
 
@@ -42,10 +42,7 @@ def chat(
 
 
 def test_pipe_sends_and_exits_0(salon: Any, connect: Any, tmp_path: Path) -> None:
-    bob = connect(salon.irc_port)
-    bob.register("bob")
-    bob.send("JOIN #lobby")
-    bob.expect(r" 366 ")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     where = f"127.0.0.1:{salon.irc_port}"
     result = chat(
         tmp_path, "--plain", "--nick", "bot", where, "#lobby", stdin="hello\nsecond line\n"
@@ -180,10 +177,7 @@ def test_saved_nick_and_server_are_used(salon: Any, connect: Any, tmp_path: Path
     (cfg_dir / "chat.toml").write_text(
         f'nick = "saved"\nserver = "127.0.0.1:{salon.irc_port}"\nchannels = ["#den"]\n'
     )
-    bob = connect(salon.irc_port)
-    bob.register("bob")
-    bob.send("JOIN #den")
-    bob.expect(r" 366 ")
+    bob = irc_user(connect, salon.irc_port, "bob", "#den")
     start = time.monotonic()
     result = chat(tmp_path, "--plain", stdin="from the config\n")
     assert result.returncode == 0, result.stderr
@@ -248,10 +242,7 @@ class Interactive:
 
 def test_channels_and_options_in_any_order(salon: Any, connect: Any, tmp_path: Path) -> None:
     """The README's form: HOST, then options, then a channel, then more options."""
-    bob = connect(salon.irc_port)
-    bob.register("bob")
-    bob.send("JOIN #ops")
-    bob.expect(r" 366 ")
+    bob = irc_user(connect, salon.irc_port, "bob", "#ops")
     where = f"127.0.0.1:{salon.irc_port}"
     result = chat(tmp_path, where, "--plain", "#ops", "--nick", "bot", stdin="deploy done\n")
     assert result.returncode == 0, result.stderr
@@ -259,10 +250,7 @@ def test_channels_and_options_in_any_order(salon: Any, connect: Any, tmp_path: P
 
 
 def test_failed_sasl_sends_nothing_and_exits_1(salon: Any, connect: Any, tmp_path: Path) -> None:
-    bob = connect(salon.irc_port)
-    bob.register("watcher")
-    bob.send("JOIN #pipe")
-    bob.expect(r" 366 ")
+    bob = irc_user(connect, salon.irc_port, "watcher", "#pipe")
     where = f"127.0.0.1:{salon.irc_port}"
     result = chat(
         tmp_path, "--plain", "--sasl", "bob", "--nick", "bob2", where, "#pipe",
@@ -283,10 +271,7 @@ def test_sasl_without_nick_uses_the_account_name(salon: Any, connect: Any, tmp_p
     owner.expect(r"REGISTER SUCCESS carol")
     owner.send("QUIT")
     owner.expect(r"^ERROR ")  # gone: the nick is free for the account's next session
-    bob = connect(salon.irc_port)
-    bob.register("watcher")
-    bob.send("JOIN #pipe")
-    bob.expect(r" 366 ")
+    bob = irc_user(connect, salon.irc_port, "watcher", "#pipe")
     where = f"127.0.0.1:{salon.irc_port}"
     result = chat(
         tmp_path, "--plain", "--sasl", "carol", where, "#pipe",
@@ -346,10 +331,7 @@ def test_a_server_that_closes_without_a_word(tmp_path: Path) -> None:
 def test_join_switches_where_lines_go_and_help_is_for_plain(
     salon: Any, connect: Any, tmp_path: Path
 ) -> None:
-    bob = connect(salon.irc_port)
-    bob.register("bob")
-    bob.send("JOIN #lobby,#second")
-    bob.expect(r" 366 bob #second ")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby", "#second")
     carol = Interactive(tmp_path, "-n", "carol", f"127.0.0.1:{salon.irc_port}", "#lobby")
     try:
         carol.expect("You joined #lobby")
@@ -378,10 +360,7 @@ def test_tabs_and_formatting_codes(salon: Any, connect: Any, tmp_path: Path) -> 
     carol = Interactive(tmp_path, "-n", "carol", f"127.0.0.1:{salon.irc_port}", "#lobby")
     try:
         carol.expect("You joined #lobby")
-        bob = connect(salon.irc_port)
-        bob.register("tabby")
-        bob.send("JOIN #lobby")
-        bob.expect(r" 366 ")
+        bob = irc_user(connect, salon.irc_port, "tabby", "#lobby")
         bob.send("PRIVMSG #lobby one\ttwo")  # a middle parameter: no colon, a tab
         assert carol.expect(r"<tabby>").endswith("<tabby> one\ttwo")
         bob.send("PRIVMSG #lobby :\x0304red\x03 and \x02bold\x02 \x0312,01blue\x0f done")
@@ -394,10 +373,7 @@ def test_tabs_and_formatting_codes(salon: Any, connect: Any, tmp_path: Path) -> 
 
 def test_a_pipe_follows_join_and_part(salon: Any, connect: Any, tmp_path: Path) -> None:
     """In a pipe the next line is already there when /join is sent: it waits for the join."""
-    bob = connect(salon.irc_port)
-    bob.register("bob")
-    bob.send("JOIN #lobby,#second")
-    bob.expect(r" 366 bob #second ")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby", "#second")
     script = "in the lobby\n/join #second\nin second\n/part\nback in the lobby\n"
     result = chat(
         tmp_path, "--plain", "-n", "bot", f"127.0.0.1:{salon.irc_port}", "#lobby", stdin=script

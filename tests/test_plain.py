@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import irc_user
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -17,15 +18,6 @@ def plain_user(connect: Any, salon: Any, name: str) -> Any:
     c.send(name)
     c.expect(rf"^Hello {name}!")
     c.expect(r"^\* You are now in #lobby")
-    return c
-
-
-def irc_user(connect: Any, salon: Any, nick: str, *channels: str) -> Any:
-    c = connect(salon.irc_port)
-    c.register(nick)
-    for chan in channels:
-        c.send(f"JOIN {chan}")
-        c.expect(rf" 366 {nick} {chan} ")
     return c
 
 
@@ -61,7 +53,7 @@ def test_asks_for_a_name_and_puts_you_in_lobby(salon: Any, connect: Any) -> None
 
 
 def test_taken_name_is_refused_and_asked_again(salon: Any, connect: Any) -> None:
-    irc_user(connect, salon, "bob")
+    irc_user(connect, salon.irc_port, "bob")
     plain_user(connect, salon, "carol")
     c = connect(salon.plain_port)
     c.expect(r"^Your name:")
@@ -77,7 +69,7 @@ def test_taken_name_is_refused_and_asked_again(salon: Any, connect: Any) -> None
 
 
 def test_text_goes_to_lobby_and_lines_from_others_arrive(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     bob.expect(r"^:alice!\S+ JOIN #lobby")
     alice.send("hello there, everyone")
@@ -93,7 +85,7 @@ def test_text_goes_to_lobby_and_lines_from_others_arrive(salon: Any, connect: An
 
 def test_join_and_leave_notices(salon: Any, connect: Any) -> None:
     alice = plain_user(connect, salon, "alice")
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice.expect(r"^\* bob joined #lobby$")
     bob.send("PART #lobby :gone fishing")
     alice.expect(r"^\* bob left #lobby \(gone fishing\)$")
@@ -109,7 +101,7 @@ def test_join_and_leave_notices(salon: Any, connect: Any) -> None:
 
 @pytest.mark.parametrize("word", ["bye", "quit", "exit", "BYE", "/quit"])
 def test_leave_words_close_cleanly(word: str, salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     bob.expect(r"JOIN #lobby")
     alice.send(word)
@@ -123,7 +115,7 @@ def test_leave_words_close_cleanly(word: str, salon: Any, connect: Any) -> None:
 
 
 def test_closing_the_socket_is_a_quit(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     bob.expect(r"JOIN #lobby")
     alice.sock.shutdown(socket.SHUT_WR)  # nc sends EOF on ^D
@@ -131,7 +123,7 @@ def test_closing_the_socket_is_a_quit(salon: Any, connect: Any) -> None:
 
 
 def test_private_messages_both_ways(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob")
+    bob = irc_user(connect, salon.irc_port, "bob")
     alice = plain_user(connect, salon, "alice")
     alice.send("/msg bob psst, a secret")
     bob.expect(r"^:alice!\S+ PRIVMSG bob :psst, a secret$")
@@ -144,7 +136,7 @@ def test_private_messages_both_ways(salon: Any, connect: Any) -> None:
 
 
 def test_join_another_room_and_talk_there(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#room")
+    bob = irc_user(connect, salon.irc_port, "bob", "#room")
     alice = plain_user(connect, salon, "alice")
     alice.send("/join #room")
     alice.expect(r"^\* You are now in #room")
@@ -157,7 +149,7 @@ def test_join_another_room_and_talk_there(salon: Any, connect: Any) -> None:
 
 
 def test_who_lists_the_room(salon: Any, connect: Any) -> None:
-    irc_user(connect, salon, "bob", "#lobby")
+    irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     alice.read_all(0.2)
     alice.send("/who")
@@ -181,7 +173,7 @@ def test_help_and_unknown_command(salon: Any, connect: Any) -> None:
 def test_nick_uniqueness_spans_both_ports(salon: Any, connect: Any) -> None:
     plain_user(connect, salon, "alice")
     # A registered IRC user changing to the plain user's name.
-    bob = irc_user(connect, salon, "bob")
+    bob = irc_user(connect, salon.irc_port, "bob")
     bob.send("NICK alice")
     bob.expect(r" 433 bob alice ")
     bob.send("NICK ALICE")
@@ -201,7 +193,7 @@ def test_nick_uniqueness_spans_both_ports(salon: Any, connect: Any) -> None:
 
 
 def test_invalid_utf8_and_nul_are_not_sent(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     bob.expect(r"JOIN #lobby")
     alice.send(b"caf\xe9 \xff\xfe\r\n")
@@ -229,7 +221,7 @@ def test_server_password_is_asked_for_first(make_salon: Any, connect: Any) -> No
 
 
 def test_cr_and_terminal_escapes(salon: Any, connect: Any) -> None:
-    bob = irc_user(connect, salon, "bob", "#lobby")
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
     bob.expect(r"JOIN #lobby")
     for line in (b"cr only\rnext\n", b"/me waves\rhi\n", b"/msg bob x\ry\n"):

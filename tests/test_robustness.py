@@ -13,21 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LineClient
+from conftest import LineClient, irc_user
 
 pytestmark = pytest.mark.timeout(40)
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def irc_user(connect: Any, port: int, nick: str, *channels: str) -> LineClient:
-    c: LineClient = connect(port)
-    c.register(nick)
-    for chan in channels:
-        c.send(f"JOIN {chan}")
-        c.expect(rf" 366 {nick} {chan} ")
-    return c
 
 
 def alive(c: LineClient, token: str = "still-here") -> None:
