@@ -1020,26 +1020,28 @@ def test_wal_checkpoints_run_beside_the_writer(tmp_path: Path) -> None:
 
     path = tmp_path / "salon.db"
     store = SQLiteStore(path)
+    store.checkpoints_elsewhere()  # what Storage does; its thread starts after the writes
+    size = path.stat().st_size
+    text = "x" * 400
+    for chunk in range(20):  # about 2,000 pages: twice SQLite's own checkpoint mark
+        with store.transaction():
+            store.append_history(
+                [
+                    HistoryEvent(
+                        f"m{chunk}-{i}", START, "#c", "PRIVMSG", "a!a@h", None, ("#c", text)
+                    )
+                    for i in range(400)
+                ]
+            )
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size > 4_000_000
+    assert path.stat().st_size == size  # nothing copied on commit
     loop = asyncio.new_event_loop()
     storage = Storage(store, loop, lambda call, result: None)
     try:
-        size = path.stat().st_size
-        text = "x" * 400
-        for chunk in range(20):  # about 2,000 pages: twice SQLite's own checkpoint mark
-            with store.transaction():
-                store.append_history(
-                    [
-                        HistoryEvent(
-                            f"m{chunk}-{i}", START, "#c", "PRIVMSG", "a!a@h", None, ("#c", text)
-                        )
-                        for i in range(400)
-                    ]
-                )
-        wal = path.with_name(path.name + "-wal")
-        assert wal.stat().st_size > 4_000_000
-        assert path.stat().st_size == size  # nothing copied on commit
-        deadline = time.monotonic() + 10 * CHECKPOINT_EVERY
-        while path.stat().st_size == size and time.monotonic() < deadline:
+        # The file grows page by page while a checkpoint runs: wait for the whole copy.
+        deadline = time.monotonic() + 20 * CHECKPOINT_EVERY
+        while path.stat().st_size <= 3_000_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.stat().st_size > 3_000_000
     finally:
