@@ -84,6 +84,7 @@ class SalonProcess:
                 "irc_port": self.irc_port,
                 "plain_port": self.plain_port,
                 "tls_port": 0,
+                "http_port": 0,
             },
             "flood": {"enabled": False},
             # Tests expect hosts to be 127.0.0.1; test_netlimits.py turns cloaking on.

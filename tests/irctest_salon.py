@@ -46,6 +46,7 @@ host = {hostname}
 irc_port = {irc_port}
 tls_port = {tls_port}
 plain_port = 0
+http_port = {http_port}
 
 [tls]
 cert = {tls_cert}
@@ -197,8 +198,8 @@ class SalonController(BaseServerController, DirectoryBasedController):
         websocket_port: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if websocket_hostname is not None or websocket_port is not None:
-            self._not_implemented("Websocket")
+        if websocket_hostname not in (None, hostname):
+            self._not_implemented("Websocket on an address of its own")
         # run_services: NickServ and ChanServ are built in, nothing more to start.
         assert self.proc is None
         _kill_leftovers(keep=self)
@@ -222,6 +223,7 @@ class SalonController(BaseServerController, DirectoryBasedController):
                     hostname=toml_str(hostname),
                     irc_port=0 if ssl else port,
                     tls_port=port if ssl else 0,
+                    http_port=websocket_port or 0,
                     tls_cert=toml_str(cert),
                     tls_key=toml_str(key),
                     log_level=toml_str("debug" if self.debug_mode else "info"),

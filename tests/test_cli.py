@@ -21,8 +21,11 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "salon" / "salon.exam
 
 
 def salon_cmd(*args: str) -> list[str]:
-    if args[:1] == ("serve",) and "--tls-port" not in args:
-        args = (*args, "--tls-port", "0")  # not the default 6697: tests run side by side
+    if args[:1] == ("serve",):
+        # Not the default 6697 and 8080: tests run side by side.
+        for flag in ("--tls-port", "--http-port"):
+            if flag not in args:
+                args = (*args, flag, "0")
     return [sys.executable, "-m", "salon", *args]
 
 
@@ -307,7 +310,7 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[listen]\ntls_port = 7000\nplain_port = 7000\n", "listen.plain_port"),
         ("[tls]\ncert = '/nonexistent/c.pem'\nkey = '/nonexistent/k.pem'\n", "tls.cert"),
         ("[tls]\ncert = '/proc/version'\nkey = '/proc/version'\n", "tls: cannot load"),
-        ("[listen]\nirc_port = 0\ntls_port = 0\nplain_port = 0\n", "all 0"),
+        ("[listen]\nirc_port = 0\ntls_port = 0\nplain_port = 0\nhttp_port = 0\n", "all 0"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

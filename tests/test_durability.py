@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 from conftest import LineClient, SalonProcess, free_port
 from corehelpers import START, HeldStoreNet, find, make_config
 
-from salon.config import ListenSection
 from salon.net import runner
 from salon.net import storage as storage_mod
 from salon.net.storage import Storage
@@ -345,9 +343,13 @@ class SlowSQLiteStore(SQLiteStore):
 
 
 def shell_config(tmp_path: Path) -> Any:
-    listen: dict[str, Any] = {"host": "127.0.0.1", "irc_port": free_port(), "plain_port": 0}
-    if "tls_port" in {f.name for f in fields(ListenSection)}:
-        listen["tls_port"] = 0
+    listen: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "irc_port": free_port(),
+        "plain_port": 0,
+        "tls_port": 0,
+        "http_port": 0,
+    }
     return make_config(listen=listen, server={"name": "test.salon", "data_dir": str(tmp_path)})
 
 
@@ -611,3 +613,25 @@ def test_a_slow_disk_slows_the_sender_on_a_real_shell(
     with sqlite3.connect(tmp_path / "salon.db") as db:
         texts = [r[0] for r in db.execute("SELECT text FROM history WHERE command = 'PRIVMSG'")]
     assert texts == [f"paste {i}" for i in range(total)]
+
+
+def test_a_pong_does_not_overtake_a_message_waiting_for_its_commit() -> None:
+    """A client that PINGs after someone sent it a message gets the message first: the
+    server had it before the PING, so the PONG waits for its commit (irctest's clients,
+    and bots, use a PING to know that the server has sent them everything so far)."""
+    net = HeldStoreNet()
+    alice = net.register("alice", TAGS.split())
+    bob = net.register("bob", TAGS.split())
+    carol = net.register("carol", TAGS.split())
+    alice.send("PRIVMSG bob :hello")
+    bob.send("PING :mark")
+    carol.send("PING :other")  # nothing waits for carol, but the order is kept for all
+    bob.nothing()
+    carol.nothing()
+    net.run_store_until_idle()
+    assert [m.command for m in bob.messages()] == ["PRIVMSG", "PONG"]
+    assert [m.command for m in carol.messages()] == ["PONG"]
+    # Once everything is committed, replies come at once again.
+    bob.send("PING :again")
+    assert [m.command for m in bob.messages()] == ["PONG"]
+    assert net.server.uncommitted == 0

@@ -615,6 +615,7 @@ def test_a_second_server_on_the_same_data_directory_is_refused(salon: Any) -> No
     from conftest import free_port
 
     ports = ["--irc-port", str(free_port()), "--tls-port", "0", "--plain-port", "0"]
+    ports += ["--http-port", "0"]
     second = subprocess.run(
         [sys.executable, "-m", "salon", "serve", "--data-dir", str(salon.data_dir), *ports],
         capture_output=True,

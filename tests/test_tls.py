@@ -234,6 +234,7 @@ def test_bad_tls_config_is_one_line(tmp_path: Path, tls_lines: list[str], needle
         f"irc_port = {free_port()}",
         f"tls_port = {free_port()}",
         "plain_port = 0",
+        "http_port = 0",
         "[tls]",
         *tls_lines,
     )

@@ -21,8 +21,9 @@ from salon.errors import ConfigError
 
 SERVE_EPILOG = f"""\
 With no options, salon serves IRC on 127.0.0.1:6667, IRC over TLS on 127.0.0.1:6697
-(with a self-signed certificate made on first start) and the plain-text chat on
-127.0.0.1:6000, keeping its state in ./salon-data. Flags override the config file.
+(with a self-signed certificate made on first start), the plain-text chat on
+127.0.0.1:6000 and IRC over WebSocket on http://127.0.0.1:8080, keeping its state in
+./salon-data. Flags override the config file.
 Every setting is described in the commented example config:
   {EXAMPLE_PATH}
 """
@@ -105,6 +106,9 @@ def build_parser() -> Parser:
     serve.add_argument("--irc-port", type=_port, help="IRC port, 0 = off (default 6667)")
     serve.add_argument("--tls-port", type=_port, help="IRC over TLS port, 0 = off (default 6697)")
     serve.add_argument("--plain-port", type=_port, help="plain-text port, 0 = off (default 6000)")
+    serve.add_argument(
+        "--http-port", type=_port, help="HTTP and IRC over WebSocket port, 0 = off (default 8080)"
+    )
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./salon-data)")
     serve.add_argument("--server-name", metavar="NAME", help="server name (default salon.local)")
 
@@ -138,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen__irc_port=args.irc_port,
         listen__tls_port=args.tls_port,
         listen__plain_port=args.plain_port,
+        listen__http_port=args.http_port,
         server__data_dir=args.data_dir,
         server__name=args.server_name,
     )

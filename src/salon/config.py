@@ -41,6 +41,12 @@ class ListenSection:
     irc_port: int = 6667
     plain_port: int = 6000
     tls_port: int = 6697
+    # HTTP: IRC over WebSocket (IRCv3 websocket, any path), and a page saying how to connect.
+    http_port: int = 8080
+
+
+# The listeners' ports, in [listen]; 0 turns one off.
+PORT_KEYS = ("irc_port", "tls_port", "plain_port", "http_port")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +303,7 @@ def _opers(raw: Any) -> tuple[OperBlock, ...]:
 
 def validate(cfg: Config) -> None:
     """Cross-field and range checks; raises ConfigError."""
-    for key in ("irc_port", "plain_port", "tls_port"):
+    for key in PORT_KEYS:
         port = getattr(cfg.listen, key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"listen.{key}: {port} is not a port number (0 to 65535)")
@@ -325,10 +331,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             "listen.host: must not be empty (0.0.0.0 or :: listens on every interface)"
         )
-    if not (cfg.listen.irc_port or cfg.listen.tls_port or cfg.listen.plain_port):
-        raise ConfigError("listen: irc_port, tls_port and plain_port are all 0: no listener is on")
+    if not any(getattr(cfg.listen, key) for key in PORT_KEYS):
+        raise ConfigError(f"listen: {', '.join(PORT_KEYS)} are all 0: no listener is on")
     ports: dict[int, str] = {}
-    for key in ("irc_port", "tls_port", "plain_port"):
+    for key in PORT_KEYS:
         port = getattr(cfg.listen, key)
         if port and port in ports:
             raise ConfigError(f"listen.{key}: port {port} is also listen.{ports[port]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import logging
@@ -24,15 +25,17 @@ import ssl
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from salon import datadir
-from salon.config import Config
+from salon.config import PORT_KEYS, Config
 from salon.net import tls
 from salon.net.limits import ConnectionLimits
 from salon.net.storage import Storage
+from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
 from salon.server.core import Server
 from salon.server.effects import Close, Offload, StoreCall
@@ -166,6 +169,7 @@ class Listener:
     kind: Kind
     server: asyncio.AbstractServer | None = None
     tls: bool = False
+    websocket: bool = False
 
 
 JOURNAL_EVERY = 0.05  # seconds between writes of the server log
@@ -413,10 +417,11 @@ class Shell:
             Listener("irc", self.config.listen.irc_port, Kind.IRC),
             Listener("tls", self.config.listen.tls_port, Kind.IRC, tls=True),
             Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
+            Listener("http", self.config.listen.http_port, Kind.IRC, websocket=True),
         ]
         wanted = [listener for listener in wanted if listener.port != 0]
         if not wanted:
-            raise StartupError("all listeners are off (irc_port, tls_port and plain_port are 0)")
+            raise StartupError(f"all listeners are off ({', '.join(PORT_KEYS)} are 0)")
         data = self.config.data_path
         if data.exists() and not data.is_dir():
             raise StartupError(f"the data directory {data} is not a directory")
@@ -446,9 +451,14 @@ class Shell:
             extra: dict[str, Any] = {}
             if secure:
                 extra = {"ssl": self.tls_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
+            factory: Callable[[], asyncio.Protocol]
+            if listener.websocket:
+                factory = functools.partial(WebSocketProtocol, self)
+            else:
+                factory = functools.partial(ClientProtocol, self, kind, secure)
             try:
                 listener.server = await self.loop.create_server(
-                    lambda kind=kind, secure=secure: ClientProtocol(self, kind, secure),
+                    factory,
                     hosts,
                     listener.port,
                     reuse_address=True,

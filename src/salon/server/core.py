@@ -122,6 +122,7 @@ class CommitGroup:
     def finish(self, result: object) -> None:
         ok = result is True
         server = self.server
+        server.uncommitted -= 1
         for client, label, held, finisher, arg in self.waiting:
             client.pending_commits -= 1
             if client.pending_commits == 0 and client.blocked:
@@ -192,6 +193,9 @@ class Server:
         self.dirty: list[Client] = []
         self.effects: list[Effect] = []
         self._group: CommitGroup | None = None
+        # Commit groups made and not yet committed: while there are any, the replies to a
+        # command wait for the next commit too (see dispatch).
+        self.uncommitted = 0
         self._quitting: list[tuple[Client, str]] = []
         self._next_id = 0
         self._batch_counter = 0
@@ -496,8 +500,10 @@ class Server:
             if cmd.idle:
                 client.last_message = self.now
             cmd.handler(self, client, msg, rb)
-            if client.pending_commits and (rb.messages or rb.label):
-                # Replies must not overtake the delivery of earlier, uncommitted messages.
+            if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
+                # Replies must not overtake the delivery of earlier, uncommitted messages:
+                # this client's own, and those it may be about to receive (a PONG after
+                # it means that everything the server had before the PING has arrived).
                 self.after_commit(rb, [], _nothing_more)
         except CommandError as exc:
             # The one place where domain errors become numerics.
@@ -800,6 +806,7 @@ class Server:
         group = self._group
         if group is None:
             group = self._group = CommitGroup(self)
+            self.uncommitted += 1
             self.effects.append(StoreCall(group.write, _GroupDone(group), None))
         return group
 

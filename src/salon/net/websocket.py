@@ -1,0 +1,243 @@
+"""IRC over WebSocket (IRCv3 ``websocket``) on the HTTP listener.
+
+The WebSocket protocol itself is the sans-I/O ``websockets.server.ServerProtocol``: bytes
+in, events out, bytes to send. This module is the shell around it. Once the handshake is
+done, the connection is an ordinary IRC client of the core: a :class:`ClientProtocol`
+(the same D-lines, connection limits, flood control and SendQ as TCP) whose transport is a
+:class:`WebSocketSink` that turns the core's CR LF lines into WebSocket messages.
+
+A request that is not a WebSocket handshake gets a short page saying how to connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from websockets.datastructures import Headers
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN, SEND_EOF
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from salon.proto.limits import MAX_CLIENT_TAGS
+from salon.server.client import Kind
+
+if TYPE_CHECKING:
+    from salon.net.runner import ClientProtocol, Shell
+
+log = logging.getLogger("salon.net")
+
+# websocket: "Servers implementing this specification MUST support binary.ircv3.net and
+# SHOULD support text.ircv3.net."
+BINARY = Subprotocol("binary.ircv3.net")
+TEXT = Subprotocol("text.ircv3.net")
+SUBPROTOCOLS = (BINARY, TEXT)
+# "Clients and servers SHOULD impose limits on the maximum size of messages they will
+# accept ... The limits SHOULD reflect the increased total line lengths allowed by the
+# message-tags specification": client tags, their '@' and space, and a 510-byte line.
+MAX_MESSAGE = MAX_CLIENT_TAGS + 2 + 510
+HANDSHAKE_TIMEOUT = 15.0  # seconds for the HTTP request to arrive
+
+
+def select_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """websocket: "The server MUST accept any subprotocol it supports, respecting the
+    client's order of preference. If no subprotocol can be agreed on, the server MAY
+    continue connection establishment without sending the Sec-WebSocket-Protocol header."
+    """
+    for subprotocol in offered:
+        if subprotocol in SUBPROTOCOLS:
+            return subprotocol
+    return None
+
+
+class WebSocketSink(asyncio.Transport):
+    """What the core writes to for a WebSocket client: each CR LF line becomes one
+    message, in text or binary frames as negotiated (text without a subprotocol, what
+    browsers' legacy clients expect)."""
+
+    def __init__(self, protocol: WebSocketProtocol, text: bool) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._text = text
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        ws = self._protocol.ws
+        if ws.state is not OPEN:
+            return
+        send = ws.send_text if self._text else ws.send_binary
+        for line in bytes(data).split(b"\r\n"):
+            if not line:
+                continue
+            if self._text:
+                # "Servers MUST NOT relay non-UTF-8 content to clients using text
+                # messages ... Servers MAY replace non-UTF-8 bytes with ... U+FFFD."
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    line = line.decode("utf-8", "replace").encode("utf-8")
+            send(line)
+        self._protocol.send_pending()
+
+    def is_closing(self) -> bool:
+        return self._protocol.ws.state is not OPEN or self._protocol.transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._protocol.transport.get_write_buffer_size()
+
+    def pause_reading(self) -> None:
+        self._protocol.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._protocol.transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._protocol.transport.is_reading()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """The server ends the connection: a close frame, then the client's answer (or
+        the shell's linger timeout) closes the TCP connection."""
+        self._protocol.close_websocket(CloseCode.NORMAL_CLOSURE)
+
+    def close(self) -> None:
+        self._protocol.close_websocket(CloseCode.GOING_AWAY)
+        self._protocol.transport.close()
+
+    def abort(self) -> None:
+        self._protocol.transport.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._protocol.transport.get_extra_info(name, default)
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One connection to the HTTP listener: a WebSocket handshake, then IRC lines."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.ws = ServerProtocol(select_subprotocol=select_subprotocol, max_size=MAX_MESSAGE)
+        self.transport: asyncio.Transport
+        self.irc: ClientProtocol | None = None
+        self._parts: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        if self.shell.closing:
+            transport.abort()
+            return
+        self._timer = self.shell.loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._request(event)
+        self.send_pending()
+
+    def eof_received(self) -> bool:
+        self.ws.receive_eof()
+        self.send_pending()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.irc is not None:
+            self.irc.connection_lost(exc)
+
+    def send_pending(self) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            self.ws.data_to_send()
+            return
+        for data in self.ws.data_to_send():
+            if data is SEND_EOF or not data:
+                # The closing handshake is over (or the HTTP answer sent): the server
+                # closes the TCP connection (RFC 6455 7.1.1).
+                transport.close()
+                return
+            transport.write(data)
+
+    def close_websocket(self, code: CloseCode) -> None:
+        if self.ws.state is OPEN:
+            self.ws.send_close(code)
+            self.send_pending()
+
+    def _request(self, request: Request) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ws = self.ws
+        if "Upgrade" not in request.headers:
+            ws.send_response(self._page(request))
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            return  # accept() says why in the response (no Sec-WebSocket-Key, say)
+        self.send_pending()
+        from salon.net.runner import ClientProtocol
+
+        irc = ClientProtocol(self.shell, Kind.IRC)
+        self.irc = irc
+        irc.connection_made(WebSocketSink(self, text=ws.subprotocol != BINARY))
+
+    def _frame(self, frame: Frame) -> None:
+        if frame.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            return  # ping (answered by the protocol), pong, close (handled by it)
+        self._parts.append(bytes(frame.data))
+        if not frame.fin:
+            return
+        data = b"".join(self._parts)
+        self._parts.clear()
+        irc = self.irc
+        if irc is None:
+            return
+        # websocket: "each message MUST consist of a single IRC line, except that servers
+        # and clients MUST NOT include trailing \r or \n characters in the message."
+        # A client that sends them anyway is not refused for it.
+        irc.data_received(data.rstrip(b"\r\n") + b"\r\n")
+
+    def _page(self, request: Request) -> Response:
+        """The answer to a plain HTTP request: how to connect, or 404."""
+        ws = self.ws
+        if request.path.split("?", 1)[0] not in ("/", "/index.html"):
+            return ws.reject(404, "Not found\n")
+        config = self.shell.config
+        name = html.escape(config.server.name)
+        ports = self.shell.bound_ports()
+        lines = [f"<li>IRC over WebSocket: this address, ws:// (subprotocol {BINARY} or {TEXT})"]
+        for key, label in (
+            ("irc", "IRC"),
+            ("tls", "IRC over TLS"),
+            ("plain", "plain text (nc, telnet)"),
+        ):
+            if key in ports:
+                lines.append(f"<li>{label}: port {ports[key]}")
+        body = (
+            f"<!doctype html>\n<html><head><meta charset=utf-8><title>{name}</title></head>"
+            f"<body><h1>{name}</h1><p>A salon chat server. Connect with:</p>"
+            f"<ul>{''.join(lines)}</ul></body></html>\n"
+        ).encode()
+        headers = Headers(
+            [
+                ("Connection", "close"),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", "text/html; charset=utf-8"),
+            ]
+        )
+        return Response(200, "OK", headers, body)

@@ -1,0 +1,190 @@
+"""IRC over WebSocket on the HTTP listener, against a real server process on loopback,
+with the ``websockets`` library's own client."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import free_port, irc_user, wait_port
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def web(make_salon: Any) -> Any:
+    """A server with its HTTP listener on a free port (``web.http_port``)."""
+    port = free_port()
+    s = make_salon(listen={"http_port": port})
+    wait_port(port, proc=s.proc)
+    s.http_port = port
+    return s
+
+
+@pytest.fixture
+def ws_client(web: Any) -> Iterator[Any]:
+    with contextlib.ExitStack() as opened:
+
+        def factory(subprotocols: list[str] | None = None, path: str = "/") -> ClientConnection:
+            return opened.enter_context(
+                ws_connect(
+                    f"ws://127.0.0.1:{web.http_port}{path}",
+                    subprotocols=subprotocols,  # type: ignore[arg-type]
+                    open_timeout=5,
+                )
+            )
+
+        yield factory
+
+
+def recv_until(conn: ClientConnection, needle: str, timeout: float = 5.0) -> list[str | bytes]:
+    """Messages received until one containing ``needle``, that one included."""
+    got: list[str | bytes] = []
+    while True:
+        msg = conn.recv(timeout=timeout)
+        got.append(msg)
+        text = msg.decode() if isinstance(msg, bytes) else msg
+        if needle in text:
+            return got
+
+
+def register(conn: ClientConnection, nick: str, binary: bool = False) -> list[str | bytes]:
+    for line in (f"NICK {nick}", f"USER {nick} 0 * :web user"):
+        conn.send(line.encode() if binary else line)
+    return recv_until(conn, " 376 ")
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (["binary.ircv3.net"], "binary.ircv3.net"),
+        (["text.ircv3.net"], "text.ircv3.net"),
+        (["binary.ircv3.net", "text.ircv3.net"], "binary.ircv3.net"),
+        (["text.ircv3.net", "binary.ircv3.net"], "text.ircv3.net"),
+        (["x.example", "text.ircv3.net"], "text.ircv3.net"),
+        (None, None),
+    ],
+)
+def test_subprotocol_follows_the_clients_order(
+    web: Any, ws_client: Any, connect: Any, offered: list[str] | None, chosen: str | None
+) -> None:
+    tcp = irc_user(connect, web.irc_port, "tcp")
+    conn = ws_client(offered)
+    assert conn.subprotocol == chosen
+    binary = chosen == "binary.ircv3.net"
+    welcome = register(conn, "web", binary)
+    # Binary frames for binary.ircv3.net; text frames otherwise (no subprotocol included).
+    assert all(isinstance(m, bytes if binary else str) for m in welcome)
+    # One IRC line per message, without CR LF.
+    assert all(
+        not (m.endswith(b"\n") if isinstance(m, bytes) else m.endswith("\n")) for m in welcome
+    )
+    conn.send(b"PRIVMSG tcp :hello from the web" if binary else "PRIVMSG tcp :hello from the web")
+    tcp.expect(r"^:web!\S+ PRIVMSG tcp :hello from the web$")
+    tcp.send("PRIVMSG web :hi, browser")
+    got = recv_until(conn, "hi, browser")[-1]
+    text = got.decode() if isinstance(got, bytes) else got
+    assert text.startswith(":tcp!") and text.endswith("PRIVMSG web :hi, browser")
+
+
+def test_web_and_tcp_users_share_a_channel(web: Any, ws_client: Any, connect: Any) -> None:
+    tcp = irc_user(connect, web.irc_port, "tcp", "#lobby")
+    conn = ws_client(["text.ircv3.net"])
+    register(conn, "web")
+    conn.send("JOIN #lobby")
+    names = recv_until(conn, " 366 ")
+    assert any(" 353 " in str(m) and "tcp" in str(m) for m in names)
+    tcp.expect(r"^:web!\S+ JOIN #lobby")
+    conn.send("PRIVMSG #lobby :ça marche ✓")
+    tcp.expect(r"^:web!\S+ PRIVMSG #lobby :ça marche ✓$")
+    conn.close()  # a clean WebSocket close: the others see the user leave
+    tcp.expect(r"^:web!\S+ QUIT :")
+
+
+def test_fragments_pings_and_crlf(web: Any, ws_client: Any, connect: Any) -> None:
+    tcp = irc_user(connect, web.irc_port, "tcp")
+    conn = ws_client(["binary.ircv3.net"])
+    register(conn, "web", binary=True)
+    # A message in three frames is one line.
+    conn.send([b"PRIVMSG tcp :one ", b"line in ", b"three frames"])
+    tcp.expect(r"PRIVMSG tcp :one line in three frames$")
+    # A client that ends its message with CR LF anyway is not refused for it.
+    conn.send(b"PRIVMSG tcp :with crlf\r\n")
+    tcp.expect(r"PRIVMSG tcp :with crlf$")
+    # WebSocket pings are answered (by the protocol), IRC PINGs too.
+    assert conn.ping(b"x").wait(5)
+    conn.send(b"PING :irc")
+    assert recv_until(conn, "PONG")[-1] == b":test.salon PONG test.salon irc"
+
+
+def test_bad_input_gets_irc_errors_then_a_close(web: Any, ws_client: Any) -> None:
+    conn = ws_client(["text.ircv3.net"])
+    register(conn, "web")
+    # Not UTF-8 (a binary frame on a text connection): refused with FAIL, not relayed.
+    conn.send(b"PRIVMSG web :caf\xe9")
+    assert "FAIL PRIVMSG INVALID_UTF8" in str(recv_until(conn, "INVALID_UTF8")[-1])
+    # Over 512 bytes: 417, as on TCP (the message limit is 510 bytes plus CR LF).
+    conn.send("PRIVMSG web :" + "x" * 600)
+    assert " 417 web " in str(recv_until(conn, " 417 ")[-1])
+    # Far over what a line with tags may be: the WebSocket is closed (1009).
+    conn.send("PRIVMSG web :" + "x" * 10_000)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            conn.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_quit_and_shutdown_close_the_websocket(web: Any, ws_client: Any) -> None:
+    conn = ws_client(["text.ircv3.net"])
+    register(conn, "web")
+    conn.send("QUIT :bye now")
+    got = recv_until(conn, "ERROR")
+    assert "Quit: bye now" in str(got[-1])
+    with pytest.raises(ConnectionClosed) as closed:
+        conn.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.NORMAL_CLOSURE
+
+    other = ws_client(["text.ircv3.net"])
+    register(other, "other")
+    web.proc.send_signal(signal.SIGTERM)
+    assert "ERROR" in str(recv_until(other, "ERROR")[-1])
+    with pytest.raises(ConnectionClosed):
+        other.recv(timeout=5)
+    assert web.proc.wait(10) == 0
+    assert "Traceback" not in web.log()
+
+
+def http(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes after answering
+            data += chunk
+    return data
+
+
+def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
+    page = http(web.http_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = page.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"text/html" in head
+    assert b"test.salon" in body and f"port {web.irc_port}".encode() in body
+    assert http(web.http_port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
+        b"HTTP/1.1 404 "
+    )
+    # A WebSocket upgrade without its key, and garbage: an HTTP error, then closed.
+    bad = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    assert http(web.http_port, bad).startswith(b"HTTP/1.1 400 ")
+    http(web.http_port, b"\x16\x03\x01 not http at all\r\n\r\n")
+    # The server is still fine, and said nothing alarming.
+    assert http(web.http_port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert "Traceback" not in web.log() and "ERROR" not in web.log()
