@@ -4,6 +4,7 @@ with the ``websockets`` library's own client."""
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ def ws_client(web: Any) -> Iterator[Any]:
             return opened.enter_context(
                 ws_connect(
                     f"ws://127.0.0.1:{web.http_port}{path}",
-                    subprotocols=subprotocols,  # type: ignore[arg-type]
+                    subprotocols=subprotocols,
                     open_timeout=5,
                 )
             )
@@ -188,3 +189,36 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     # The server is still fine, and said nothing alarming.
     assert http(web.http_port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
     assert "Traceback" not in web.log() and "ERROR" not in web.log()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_trusted_proxy_gives_the_clients_address(
+    make_salon: Any, connect: Any, trusted: bool
+) -> None:
+    """Behind a reverse proxy every web user would come from the proxy's address, with
+    one cloak and one ban for all: a trusted proxy's X-Forwarded-For names the user."""
+    port = free_port()
+    s = make_salon(listen={"http_port": port, "http_proxies": ["127.0.0.0/8"] if trusted else []})
+    wait_port(port, proc=s.proc)
+    tcp = irc_user(connect, s.irc_port, "tcp")
+    headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    with ws_connect(
+        f"ws://127.0.0.1:{port}/",
+        subprotocols=["text.ircv3.net"],
+        additional_headers=headers,
+    ) as conn:
+        register(conn, "web")
+        tcp.send("WHOIS web")
+        host = "203.0.113.9" if trusted else "127.0.0.1"
+        tcp.expect(rf" 311 tcp web web {re.escape(host)} ")
+        whois = []
+        while " 318 " not in (line := tcp.readline()):
+            whois.append(line)
+        assert any(" 671 tcp web " in line for line in whois) == trusted  # secure connection
+    # A header that is not an address: the proxy's own address is kept.
+    with ws_connect(
+        f"ws://127.0.0.1:{port}/", additional_headers={"X-Forwarded-For": "nonsense"}
+    ) as conn:
+        register(conn, "web2")
+        tcp.send("WHOIS web2")
+        tcp.expect(r" 311 tcp web2 web2 127\.0\.0\.1 ")

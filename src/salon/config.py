@@ -43,6 +43,12 @@ class ListenSection:
     tls_port: int = 6697
     # HTTP: IRC over WebSocket (IRCv3 websocket, any path), and a page saying how to connect.
     http_port: int = 8080
+    # Reverse proxies whose X-Forwarded-For (the client's address) and X-Forwarded-Proto
+    # (https: the client's leg is TLS) are believed, on the HTTP listener.
+    http_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
 
 # The listeners' ports, in [listen]; 0 turns one off.

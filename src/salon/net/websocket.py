@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -62,10 +63,11 @@ class WebSocketSink(asyncio.Transport):
     message, in text or binary frames as negotiated (text without a subprotocol, what
     browsers' legacy clients expect)."""
 
-    def __init__(self, protocol: WebSocketProtocol, text: bool) -> None:
+    def __init__(self, protocol: WebSocketProtocol, text: bool, peer: Any) -> None:
         super().__init__()
         self._protocol = protocol
         self._text = text
+        self._peer = peer  # the client's address, maybe from a trusted proxy
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         ws = self._protocol.ws
@@ -116,6 +118,8 @@ class WebSocketSink(asyncio.Transport):
         self._protocol.transport.abort()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peer
         return self._protocol.transport.get_extra_info(name, default)
 
 
@@ -192,9 +196,30 @@ class WebSocketProtocol(asyncio.Protocol):
         self.send_pending()
         from salon.net.runner import ClientProtocol
 
-        irc = ClientProtocol(self.shell, Kind.IRC)
+        peer, secure = self._forwarded(request)
+        irc = ClientProtocol(self.shell, Kind.IRC, secure)
         self.irc = irc
-        irc.connection_made(WebSocketSink(self, text=ws.subprotocol != BINARY))
+        irc.connection_made(WebSocketSink(self, ws.subprotocol != BINARY, peer))
+
+    def _forwarded(self, request: Request) -> tuple[Any, bool]:
+        """The client's address and whether its connection is TLS: what a trusted
+        reverse proxy (``listen.http_proxies``) says in X-Forwarded-For (its last
+        address, the one that proxy added) and X-Forwarded-Proto; else the peer's."""
+        peer = self.transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        try:
+            address = ipaddress.ip_address(str(peer[0]).removeprefix("::ffff:"))
+        except ValueError:
+            return peer, False
+        if not any(address in net for net in self.shell.config.listen.http_proxies):
+            return peer, False
+        headers = request.headers
+        secure = headers.get_all("X-Forwarded-Proto")[-1:] == ["https"]
+        chain = ",".join(headers.get_all("X-Forwarded-For")).split(",")
+        try:
+            client = ipaddress.ip_address(chain[-1].strip())
+        except ValueError:
+            return peer, secure  # no header, or not an address: the proxy's own
+        return (str(client), 0), secure
 
     def _frame(self, frame: Frame) -> None:
         if frame.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
