@@ -19,7 +19,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/salon serve
 
-# System packages the tests use (irssi, weechat, ...); idempotent, skipped when present.
+# System packages the tests use (irssi, weechat, chromium, ...); idempotent, skipped when present.
 deps:
 	bash scripts/install-deps.sh
 

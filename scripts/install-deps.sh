@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives (real IRC clients). Idempotent:
-# does nothing when every package is already present. Needs root (or sudo) on Debian.
+# Installs the Debian packages the test suite drives (real IRC clients, and Chromium for
+# the browser tests). Idempotent: does nothing when every package is already present.
+# Needs root (or sudo) on Debian.
 set -euo pipefail
-packages=(irssi weechat-headless tmux openssl)
+packages=(irssi weechat-headless tmux openssl chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
