@@ -7,6 +7,7 @@ import contextlib
 import re
 import signal
 import socket
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,7 +189,9 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     http(web.http_port, b"\x16\x03\x01 not http at all\r\n\r\n")
     # The server is still fine, and said nothing alarming.
     assert http(web.http_port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
-    assert "Traceback" not in web.log() and "ERROR" not in web.log()
+    log = web.log()
+    assert "Traceback" not in log and "ERROR" not in log
+    assert "websockets" not in log  # its INFO line per connection is not the server log's
 
 
 @pytest.mark.parametrize("trusted", [True, False])
@@ -222,3 +225,31 @@ def test_a_trusted_proxy_gives_the_clients_address(
         register(conn, "web2")
         tcp.send("WHOIS web2")
         tcp.expect(r" 311 tcp web2 web2 127\.0\.0\.1 ")
+
+
+def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
+    """IRC over WebSocket with TLS (listen.https_port), here with the self-signed
+    certificate: the user's connection counts as secure (WHOIS 671)."""
+    port = free_port()
+    s = make_salon(listen={"https_port": port})
+    wait_port(port, proc=s.proc)
+    tcp = irc_user(connect, s.irc_port, "tcp")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # self-signed
+    url = f"wss://127.0.0.1:{port}/"
+    with ws_connect(url, ssl=context, subprotocols=["text.ircv3.net"]) as conn:
+        register(conn, "sec")
+        conn.send("PRIVMSG tcp :over tls")
+        tcp.expect(r"^:sec!\S+ PRIVMSG tcp :over tls$")
+        tcp.send("WHOIS sec")
+        tcp.expect(r" 671 tcp sec ")
+    # The page over HTTPS names the wss:// port (the plain HTTP one is off here).
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with context.wrap_socket(raw) as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        page = b""
+        while chunk := tls.recv(65536):
+            page += chunk
+    assert page.startswith(b"HTTP/1.1 200 ")
+    assert f"(wss://): port {port}".encode() in page and b"(ws://" not in page

@@ -109,6 +109,9 @@ def build_parser() -> Parser:
     serve.add_argument(
         "--http-port", type=_port, help="HTTP and IRC over WebSocket port, 0 = off (default 8080)"
     )
+    serve.add_argument(
+        "--https-port", type=_port, help="the same over TLS (wss://), 0 = off (default 0)"
+    )
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./salon-data)")
     serve.add_argument("--server-name", metavar="NAME", help="server name (default salon.local)")
 
@@ -143,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen__tls_port=args.tls_port,
         listen__plain_port=args.plain_port,
         listen__http_port=args.http_port,
+        listen__https_port=args.https_port,
         server__data_dir=args.data_dir,
         server__name=args.server_name,
     )
@@ -187,7 +191,7 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
     if args.command == "check-config":
         cfg: Config = load(args.file)
         cfg.motd_lines()  # a motd_file that cannot be read fails here, not at start
-        if cfg.tls.cert and cfg.listen.tls_port:
+        if cfg.tls.cert and (cfg.listen.tls_port or cfg.listen.https_port):
             # Loaded as serve would: a file that is no PEM, or a key of another cert.
             from salon.net import tls
 

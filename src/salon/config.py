@@ -43,6 +43,9 @@ class ListenSection:
     tls_port: int = 6697
     # HTTP: IRC over WebSocket (IRCv3 websocket, any path), and a page saying how to connect.
     http_port: int = 8080
+    # The same over TLS (wss://), with the certificate of [tls]. Off by default: browsers
+    # refuse the self-signed certificate salon makes when none is configured.
+    https_port: int = 0
     # Reverse proxies whose X-Forwarded-For (the client's address) and X-Forwarded-Proto
     # (https: the client's leg is TLS) are believed, on the HTTP listener.
     http_proxies: tuple[Network, ...] = (
@@ -52,7 +55,7 @@ class ListenSection:
 
 
 # The listeners' ports, in [listen]; 0 turns one off.
-PORT_KEYS = ("irc_port", "tls_port", "plain_port", "http_port")
+PORT_KEYS = ("irc_port", "tls_port", "plain_port", "http_port", "https_port")
 
 
 @dataclass(frozen=True, slots=True)

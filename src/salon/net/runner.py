@@ -418,6 +418,7 @@ class Shell:
             Listener("tls", self.config.listen.tls_port, Kind.IRC, tls=True),
             Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
             Listener("http", self.config.listen.http_port, Kind.IRC, websocket=True),
+            Listener("https", self.config.listen.https_port, Kind.IRC, tls=True, websocket=True),
         ]
         wanted = [listener for listener in wanted if listener.port != 0]
         if not wanted:
@@ -453,7 +454,7 @@ class Shell:
                 extra = {"ssl": self.tls_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT}
             factory: Callable[[], asyncio.Protocol]
             if listener.websocket:
-                factory = functools.partial(WebSocketProtocol, self)
+                factory = functools.partial(WebSocketProtocol, self, secure)
             else:
                 factory = functools.partial(ClientProtocol, self, kind, secure)
             try:
@@ -490,13 +491,13 @@ class Shell:
                 self.server.cloak_key = tls.load_secret(data / CLOAK_KEY)
             except tls.TlsError as exc:
                 raise StartupError(f"cannot use the cloaking key: {exc}") from None
-        if not cfg.listen.tls_port:
+        if not (cfg.listen.tls_port or cfg.listen.https_port):
             return
         try:
             if cfg.tls.cert:
                 cert, key = Path(cfg.tls.cert), Path(cfg.tls.key)
                 self.tls_context = tls.server_context(cert, key)
-                if cfg.tls.sts:
+                if cfg.tls.sts and cfg.listen.tls_port:
                     self.server.sts = (cfg.listen.tls_port, cfg.tls.sts_duration)
             else:
                 cert, key, created = tls.self_signed(data, cfg.server.name)

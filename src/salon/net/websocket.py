@@ -31,7 +31,10 @@ from salon.server.client import Kind
 if TYPE_CHECKING:
     from salon.net.runner import ClientProtocol, Shell
 
-log = logging.getLogger("salon.net")
+# The websockets library logs every connection opened and every HTTP answer at INFO: the
+# server log has its own lines for connections (salon.server). Its warnings stay.
+_ws_log = logging.getLogger("salon.websocket")
+_ws_log.setLevel(logging.WARNING)
 
 # websocket: "Servers implementing this specification MUST support binary.ircv3.net and
 # SHOULD support text.ircv3.net."
@@ -126,9 +129,12 @@ class WebSocketSink(asyncio.Transport):
 class WebSocketProtocol(asyncio.Protocol):
     """One connection to the HTTP listener: a WebSocket handshake, then IRC lines."""
 
-    def __init__(self, shell: Shell) -> None:
+    def __init__(self, shell: Shell, secure: bool = False) -> None:
         self.shell = shell
-        self.ws = ServerProtocol(select_subprotocol=select_subprotocol, max_size=MAX_MESSAGE)
+        self.secure = secure  # on the HTTPS listener: TLS terminated by the shell
+        self.ws = ServerProtocol(
+            select_subprotocol=select_subprotocol, max_size=MAX_MESSAGE, logger=_ws_log
+        )
         self.transport: asyncio.Transport
         self.irc: ClientProtocol | None = None
         self._parts: list[bytes] = []
@@ -196,8 +202,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.send_pending()
         from salon.net.runner import ClientProtocol
 
-        peer, secure = self._forwarded(request)
-        irc = ClientProtocol(self.shell, Kind.IRC, secure)
+        peer, forwarded_secure = self._forwarded(request)
+        irc = ClientProtocol(self.shell, Kind.IRC, self.secure or forwarded_secure)
         self.irc = irc
         irc.connection_made(WebSocketSink(self, ws.subprotocol != BINARY, peer))
 
@@ -245,8 +251,10 @@ class WebSocketProtocol(asyncio.Protocol):
         config = self.shell.config
         name = html.escape(config.server.name)
         ports = self.shell.bound_ports()
-        lines = [f"<li>IRC over WebSocket: this address, ws:// (subprotocol {BINARY} or {TEXT})"]
+        lines = []
         for key, label in (
+            ("http", f"IRC over WebSocket (ws://, subprotocol {BINARY} or {TEXT})"),
+            ("https", "IRC over WebSocket with TLS (wss://)"),
             ("irc", "IRC"),
             ("tls", "IRC over TLS"),
             ("plain", "plain text (nc, telnet)"),
