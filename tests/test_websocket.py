@@ -9,11 +9,12 @@ import signal
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import free_port, irc_user, wait_port
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
@@ -253,3 +254,28 @@ def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
             page += chunk
     assert page.startswith(b"HTTP/1.1 200 ")
     assert f"(wss://): port {port}".encode() in page and b"(ws://" not in page
+
+
+def test_only_the_configured_web_origins_may_connect(make_salon: Any) -> None:
+    """listen.http_origins: a page from elsewhere cannot make its visitors' browsers
+    connect (HTTP 403); clients that are not browsers send no Origin and get in."""
+    port = free_port()
+    s = make_salon(listen={"http_port": port, "http_origins": ["https://chat.example.org"]})
+    wait_port(port, proc=s.proc)
+    url = f"ws://127.0.0.1:{port}/"
+    with ws_connect(url, origin="https://chat.example.org") as conn:
+        register(conn, "good")
+    with ws_connect(url) as conn:  # no Origin header at all
+        register(conn, "bot")
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(url, origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+def test_a_bad_origin_list_is_a_config_error(tmp_path: Path) -> None:
+    from salon.config import ConfigError, load
+
+    path = tmp_path / "salon.toml"
+    path.write_text('[listen]\nhttp_origins = ["chat.example.org/path"]\n')
+    with pytest.raises(ConfigError, match="is not an origin"):
+        load(str(path))

@@ -46,6 +46,8 @@ class ListenSection:
     # The same over TLS (wss://), with the certificate of [tls]. Off by default: browsers
     # refuse the self-signed certificate salon makes when none is configured.
     https_port: int = 0
+    # Web pages whose scripts may open a WebSocket here (their Origin); () allows any.
+    http_origins: tuple[str, ...] = ()
     # Reverse proxies whose X-Forwarded-For (the client's address) and X-Forwarded-Proto
     # (https: the client's leg is TLS) are believed, on the HTTP listener.
     http_proxies: tuple[Network, ...] = (
@@ -214,6 +216,7 @@ class Config:
 _T = TypeVar("_T")
 
 _LEVELS = ("debug", "info", "warning", "error")
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
 
 
@@ -230,9 +233,24 @@ def _section(cls: type[_T], name: str, raw: Any) -> _T:
         if key == "channel_retention":
             values[key] = _retention(f"{name}.{key}", value)
             continue
+        if key == "http_origins":
+            values[key] = _origins(f"{name}.{key}", value)
+            continue
         default = getattr(cls(), key) if key != "exempt" else ()
         values[key] = _coerce(f"{name}.{key}", value, default)
     return cls(**values)
+
+
+def _origins(where: str, value: Any) -> tuple[str, ...]:
+    """Web origins as browsers send them: ``scheme://host[:port]``, no path."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{where}: expected a list like ["https://chat.example.org"]')
+    for origin in value:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{where}: {origin!r} is not an origin (scheme://host or scheme://host:port)"
+            )
+    return tuple(value)
 
 
 def _retention(where: str, value: Any) -> tuple[tuple[str, float], ...]:

@@ -23,7 +23,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN, SEND_EOF
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from salon.proto.limits import MAX_CLIENT_TAGS
 from salon.server.client import Kind
@@ -132,8 +132,13 @@ class WebSocketProtocol(asyncio.Protocol):
     def __init__(self, shell: Shell, secure: bool = False) -> None:
         self.shell = shell
         self.secure = secure  # on the HTTPS listener: TLS terminated by the shell
+        allowed = shell.config.listen.http_origins
         self.ws = ServerProtocol(
-            select_subprotocol=select_subprotocol, max_size=MAX_MESSAGE, logger=_ws_log
+            # None: clients that are not browsers send no Origin, and are not refused.
+            origins=[*map(Origin, allowed), None] if allowed else None,
+            select_subprotocol=select_subprotocol,
+            max_size=MAX_MESSAGE,
+            logger=_ws_log,
         )
         self.transport: asyncio.Transport
         self.irc: ClientProtocol | None = None
