@@ -184,6 +184,10 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     assert http(web.http_port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
         b"HTTP/1.1 404 "
     )
+    head = http(web.http_port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # no body
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    assert http(web.http_port, post).startswith(b"HTTP/1.1 405 ")
     # A WebSocket upgrade without its key, and garbage: an HTTP error, then closed.
     bad = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     assert http(web.http_port, bad).startswith(b"HTTP/1.1 400 ")

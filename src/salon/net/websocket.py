@@ -251,6 +251,10 @@ class WebSocketProtocol(asyncio.Protocol):
     def _page(self, request: Request) -> Response:
         """The answer to a plain HTTP request: how to connect, or 404."""
         ws = self.ws
+        if request.method not in ("GET", "HEAD"):
+            response = ws.reject(405, "Method not allowed\n")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
         if request.path.split("?", 1)[0] not in ("/", "/index.html"):
             return ws.reject(404, "Not found\n")
         config = self.shell.config
@@ -278,4 +282,5 @@ class WebSocketProtocol(asyncio.Protocol):
                 ("Content-Type", "text/html; charset=utf-8"),
             ]
         )
-        return Response(200, "OK", headers, body)
+        # HEAD: the headers GET would get, no body (RFC 9110 9.3.2).
+        return Response(200, "OK", headers, b"" if request.method == "HEAD" else body)
