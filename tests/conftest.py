@@ -71,6 +71,10 @@ def write_config(
 class SalonProcess:
     """``python -m salon serve`` as a real process on free ports, with its own data dir."""
 
+    # Off unless a test sets them (to a free_port()); picked again, like the IRC and
+    # plain ports, when a parallel test took the port meanwhile.
+    WEB_PORTS = ("http_port", "https_port")
+
     def __init__(self, tmp: Path, **overrides: dict[str, Any]) -> None:
         self.tmp = tmp
         self.irc_port = free_port()
@@ -85,6 +89,7 @@ class SalonProcess:
                 "plain_port": self.plain_port,
                 "tls_port": 0,
                 "http_port": 0,
+                "https_port": 0,
             },
             "flood": {"enabled": False},
             # Tests expect hosts to be 127.0.0.1; test_netlimits.py turns cloaking on.
@@ -113,6 +118,9 @@ class SalonProcess:
             try:
                 wait_port(self.irc_port, proc=self.proc)
                 wait_port(self.plain_port, proc=self.proc)
+                for key in self.WEB_PORTS:
+                    if self.sections["listen"].get(key):
+                        wait_port(self.sections["listen"][key], proc=self.proc)
                 return self
             except RuntimeError:
                 self._log.close()
@@ -121,8 +129,19 @@ class SalonProcess:
             self.irc_port = free_port()
             self.plain_port = free_port()
             self.sections["listen"].update(irc_port=self.irc_port, plain_port=self.plain_port)
+            for key in self.WEB_PORTS:  # a test's own pick may have been taken too
+                if self.sections["listen"].get(key):
+                    self.sections["listen"][key] = free_port()
             write_config(self.config_path, self.sections, self.opers)  # type: ignore[arg-type]
         return self
+
+    @property
+    def http_port(self) -> int:
+        return int(self.sections["listen"]["http_port"])
+
+    @property
+    def https_port(self) -> int:
+        return int(self.sections["listen"]["https_port"])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import free_port, irc_user, wait_port
+from conftest import free_port, irc_user
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,9 +73,8 @@ def browser() -> Iterator[Any]:
 def test_a_browser_chats_with_an_irc_client(
     browser: Any, make_salon: Any, connect: Any, offered: list[str], frames: str
 ) -> None:
-    port = free_port()
-    s = make_salon(listen={"http_port": port})
-    wait_port(port, proc=s.proc)
+    s = make_salon(listen={"http_port": free_port()})
+    port = s.http_port
     tcp = irc_user(connect, s.irc_port, "tcp", "#lobby")
     page = browser.new_page()
     try:

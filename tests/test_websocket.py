@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, irc_user, wait_port
+from conftest import free_port, irc_user
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode
 from websockets.sync.client import ClientConnection
@@ -25,11 +25,7 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture
 def web(make_salon: Any) -> Any:
     """A server with its HTTP listener on a free port (``web.http_port``)."""
-    port = free_port()
-    s = make_salon(listen={"http_port": port})
-    wait_port(port, proc=s.proc)
-    s.http_port = port
-    return s
+    return make_salon(listen={"http_port": free_port()})
 
 
 @pytest.fixture
@@ -205,9 +201,9 @@ def test_a_trusted_proxy_gives_the_clients_address(
 ) -> None:
     """Behind a reverse proxy every web user would come from the proxy's address, with
     one cloak and one ban for all: a trusted proxy's X-Forwarded-For names the user."""
-    port = free_port()
-    s = make_salon(listen={"http_port": port, "http_proxies": ["127.0.0.0/8"] if trusted else []})
-    wait_port(port, proc=s.proc)
+    proxies = ["127.0.0.0/8"] if trusted else []
+    s = make_salon(listen={"http_port": free_port(), "http_proxies": proxies})
+    port = s.http_port
     tcp = irc_user(connect, s.irc_port, "tcp")
     headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
     with ws_connect(
@@ -235,9 +231,8 @@ def test_a_trusted_proxy_gives_the_clients_address(
 def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
     """IRC over WebSocket with TLS (listen.https_port), here with the self-signed
     certificate: the user's connection counts as secure (WHOIS 671)."""
-    port = free_port()
-    s = make_salon(listen={"https_port": port})
-    wait_port(port, proc=s.proc)
+    s = make_salon(listen={"https_port": free_port()})
+    port = s.https_port
     tcp = irc_user(connect, s.irc_port, "tcp")
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -263,10 +258,8 @@ def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
 def test_only_the_configured_web_origins_may_connect(make_salon: Any) -> None:
     """listen.http_origins: a page from elsewhere cannot make its visitors' browsers
     connect (HTTP 403); clients that are not browsers send no Origin and get in."""
-    port = free_port()
-    s = make_salon(listen={"http_port": port, "http_origins": ["https://chat.example.org"]})
-    wait_port(port, proc=s.proc)
-    url = f"ws://127.0.0.1:{port}/"
+    s = make_salon(listen={"http_port": free_port(), "http_origins": ["https://chat.example.org"]})
+    url = f"ws://127.0.0.1:{s.http_port}/"
     with ws_connect(url, origin="https://chat.example.org") as conn:
         register(conn, "good")
     with ws_connect(url) as conn:  # no Origin header at all
@@ -283,3 +276,56 @@ def test_a_bad_origin_list_is_a_config_error(tmp_path: Path) -> None:
     path.write_text('[listen]\nhttp_origins = ["chat.example.org/path"]\n')
     with pytest.raises(ConfigError, match="is not an origin"):
         load(str(path))
+
+
+def raw_websocket(port: int, rcvbuf: int) -> socket.socket:
+    """A WebSocket opened by hand on a socket with a tiny receive buffer, never read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: binary.ircv3.net\r\n\r\n"
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101 "), answer
+    return sock
+
+
+def masked(payload: bytes) -> bytes:
+    """One client frame (binary, final, masked with a zero key: RFC 6455 allows any)."""
+    assert len(payload) < 126
+    return bytes([0x82, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def test_a_web_client_that_never_reads_is_dropped(make_salon: Any, connect: Any) -> None:
+    """SendQ applies to WebSocket users too: what the socket will not take waits in the
+    transport, and past limits.sendq the user is dropped; the others are served on. The
+    SendQ is larger than what one read of the flooder's input can make in one turn, so
+    the limit that acts is the one on the transport's buffer, behind the WebSocket."""
+    s = make_salon(
+        listen={"http_port": free_port()}, limits={"sendq": 1 << 20}, history={"enabled": False}
+    )
+    port = s.http_port
+    flooder = irc_user(connect, s.irc_port, "flooder", "#flood")  # gets no echo of its own
+    slow = raw_websocket(port, rcvbuf=4096)
+    slow.sendall(masked(b"NICK slow") + masked(b"USER slow 0 * :slow") + masked(b"JOIN #flood"))
+    flooder.expect(r"^:slow!\S+ JOIN #flood")
+    line = b"PRIVMSG #flood :" + b"F" * 400 + b"\r\n"
+    for _ in range(400):  # up to 17 MB: more than the kernel's buffers and the SendQ hold
+        flooder.sock.sendall(line * 100)
+        if any(" QUIT " in seen for seen in flooder.read_all(0.01)):
+            break
+    else:
+        flooder.expect(r" QUIT ")
+    assert [seen for seen in flooder.lines if " QUIT " in seen] == [
+        ":slow!slow@127.0.0.1 QUIT :SendQ exceeded"
+    ]
+    slow.close()
+    flooder.send("PING :alive")
+    flooder.expect(r"PONG \S+ :?alive")
+    assert "Traceback" not in s.log()
