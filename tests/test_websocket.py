@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,19 @@ def test_a_trusted_proxy_gives_the_clients_address(
         register(conn, "web2")
         tcp.send("WHOIS web2")
         tcp.expect(r" 311 tcp web2 web2 127\.0\.0\.1 ")
+    # An IPv6 zone is free text (spaces too), never a client's: the proxy's address again.
+    # An IPv4-mapped address is the IPv4 one.
+    for nick, forwarded, host in (
+        ("web3", "fe80::1%x KICK #x victim", "127.0.0.1"),
+        ("web4", "::ffff:10.1.2.3", "10.1.2.3" if trusted else "127.0.0.1"),
+    ):
+        with ws_connect(
+            f"ws://127.0.0.1:{port}/", additional_headers={"X-Forwarded-For": forwarded}
+        ) as conn:
+            register(conn, nick)
+            tcp.send(f"WHOIS {nick}")
+            tcp.expect(rf" 311 tcp {nick} {nick} {re.escape(host)} ")
+    assert "Traceback" not in s.log()
 
 
 def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
@@ -329,3 +343,83 @@ def test_a_web_client_that_never_reads_is_dropped(make_salon: Any, connect: Any)
     flooder.send("PING :alive")
     flooder.expect(r"PONG \S+ :?alive")
     assert "Traceback" not in s.log()
+
+
+def test_a_ping_flood_is_dropped_by_the_sendq(make_salon: Any, connect: Any) -> None:
+    """The protocol answers every WebSocket ping with a pong by itself: a client that
+    pings without reading is dropped once the pongs pass the SendQ, instead of the
+    server buffering them without bound."""
+    s = make_salon(listen={"http_port": free_port()}, limits={"sendq": 65536})
+    observer = irc_user(connect, s.irc_port, "observer", "#c")
+    pinger = raw_websocket(s.http_port, rcvbuf=4096)
+    pinger.sendall(masked(b"NICK pinger") + masked(b"USER p 0 * :p") + masked(b"JOIN #c"))
+    observer.expect(r"^:pinger!\S+ JOIN #c")
+    ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125
+    sent = 0
+    try:
+        for _ in range(400):  # up to 52 MB of pongs to answer
+            pinger.sendall(ping * 1000)
+            sent += 1
+            if any(" QUIT " in seen for seen in observer.read_all(0.01)):
+                break
+    except OSError:
+        pass  # the server closed the connection under the flood
+    if not any(" QUIT " in seen for seen in observer.lines):
+        observer.expect(r"^:pinger!\S+ QUIT ")
+    assert [seen for seen in observer.lines if " QUIT " in seen] == [
+        ":pinger!p@127.0.0.1 QUIT :SendQ exceeded"
+    ]
+    assert sent < 400
+    pinger.close()
+    assert "Traceback" not in s.log()
+
+
+def test_unfinished_handshakes_count_against_the_address(make_salon: Any, connect: Any) -> None:
+    """Connection limits apply from the accept on the HTTP port too: one address cannot
+    hold descriptors with handshakes it never finishes (they are cut at 15 s anyway)."""
+    s = make_salon(
+        listen={"http_port": free_port()},
+        connections={"max_per_ip": 3, "throttle": 0, "exempt": []},
+    )
+    time.sleep(0.5)  # until the start-up probes of the ports have been seen to close
+    idle = [socket.create_connection(("127.0.0.1", s.http_port), timeout=5) for _ in range(3)]
+    refused = http(s.http_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 429 "), refused
+    assert b"connections" in refused.lower()
+    # They are counted with the address's IRC connections, once each.
+    irc = socket.create_connection(("127.0.0.1", s.irc_port), timeout=5)
+    assert b"ERROR :Closing Link" in irc.recv(4096)
+    idle[0].close()
+    for _ in range(50):  # the server sees the close
+        page = http(s.http_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        if page.startswith(b"HTTP/1.1 200 "):
+            break
+    assert page.startswith(b"HTTP/1.1 200 ")
+    # A WebSocket client is counted once, not once at the accept and again after the 101.
+    idle[1].close()
+    with ws_connect(f"ws://127.0.0.1:{s.http_port}/") as conn:
+        register(conn, "web")
+    for sock in (*idle, irc):
+        sock.close()
+
+
+def test_bytes_behind_a_plain_request_do_not_lose_the_answer(web: Any) -> None:
+    """Whatever follows a plain HTTP request (a stray CR LF, a second request) is ignored:
+    the first gets its answer, and nothing goes wrong in the server."""
+    for request in (
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n",
+        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nab",
+    ):
+        answer = http(web.http_port, request)
+        assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), answer
+        assert answer.count(b"HTTP/1.1 ") == 1
+    # A bad frame right behind the handshake: the connection is closed, quietly.
+    bad = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        b"\x81\x05hello"  # unmasked
+    )
+    http(web.http_port, bad)
+    log = web.log()
+    assert "Traceback" not in log and "ERROR" not in log

@@ -70,7 +70,7 @@ def _reason(exc: OSError) -> str:
 
 
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("client", "kind", "limit_key", "partial", "refused", "shell", "tls")
+    __slots__ = ("client", "counted", "kind", "limit_key", "partial", "refused", "shell", "tls")
 
     def __init__(self, shell: Shell, kind: Kind, tls: bool = False) -> None:
         self.shell = shell
@@ -84,6 +84,9 @@ class ClientProtocol(asyncio.Protocol):
         self.partial = 0
         # The key of a refused connection in the shell's transports (a negative number).
         self.refused = 0
+        # An address whose connection limits were applied already, when the socket was
+        # accepted (WebSocketProtocol): not counted twice.
+        self.counted: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
@@ -102,7 +105,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         limits = shell.limits
         key = limits.key(ip)
-        if key is not None:
+        if key is not None and ip != self.counted:
             refusal = limits.admit(key, now)
             if refusal is not None:
                 log.info("refused ip=%s: %s", ip, refusal)
@@ -312,6 +315,11 @@ class Shell:
         its key in self.transports until it is gone."""
         text = " ".join(reason.split())
         transport.write(f"ERROR :Closing Link: {ip} ({text})\r\n".encode("utf-8", "replace"))
+        return self.linger(transport)
+
+    def linger(self, transport: asyncio.Transport) -> int:
+        """Close a connection the core never sees once its answer is sent; return its key
+        in self.transports until it is gone (its protocol pops it when the peer is)."""
         key = next(self._refused)
         self.transports[key] = transport
         self._close_gently(transport, key)

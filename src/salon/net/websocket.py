@@ -15,13 +15,14 @@ import asyncio
 import html
 import ipaddress
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, SEND_EOF
+from websockets.protocol import CONNECTING, OPEN, SEND_EOF
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
@@ -31,6 +32,7 @@ from salon.server.client import Kind
 if TYPE_CHECKING:
     from salon.net.runner import ClientProtocol, Shell
 
+log = logging.getLogger("salon.net")
 # The websockets library logs every connection opened and every HTTP answer at INFO: the
 # server log has its own lines for connections (salon.server). Its warnings stay.
 _ws_log = logging.getLogger("salon.websocket")
@@ -43,8 +45,9 @@ TEXT = Subprotocol("text.ircv3.net")
 SUBPROTOCOLS = (BINARY, TEXT)
 # "Clients and servers SHOULD impose limits on the maximum size of messages they will
 # accept ... The limits SHOULD reflect the increased total line lengths allowed by the
-# message-tags specification": client tags, their '@' and space, and a 510-byte line.
-MAX_MESSAGE = MAX_CLIENT_TAGS + 2 + 510
+# message-tags specification": client tags, their '@' and space, and a 510-byte line (and
+# the CR LF a client may send anyway).
+MAX_MESSAGE = MAX_CLIENT_TAGS + 2 + 510 + 2
 HANDSHAKE_TIMEOUT = 15.0  # seconds for the HTTP request to arrive
 
 
@@ -59,6 +62,11 @@ def select_subprotocol(
         if subprotocol in SUBPROTOCOLS:
             return subprotocol
     return None
+
+
+def ws_reject(status: int, text: str) -> Response:
+    """A short plain-text HTTP answer that closes the connection."""
+    return ServerProtocol().reject(status, text)
 
 
 class WebSocketSink(asyncio.Transport):
@@ -144,23 +152,60 @@ class WebSocketProtocol(asyncio.Protocol):
         self.irc: ClientProtocol | None = None
         self._parts: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self.ip = ""  # the peer's address (a proxy's, maybe)
+        # The peer's network in the shell's ConnectionLimits, counted from the accept on.
+        self.limit_key: tuple[int, int] | None = None
+        self.done = False  # answered over plain HTTP, or refused: nothing more is read
+        self.lingering = 0  # its key in the shell's transports while its answer goes out
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
-        if self.shell.closing:
+        shell = self.shell
+        if shell.closing:
             transport.abort()
             return
-        self._timer = self.shell.loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
+        # D-lines and connection limits apply from the accept, as on the IRC ports: a
+        # handshake that never ends must not let one address hold every descriptor.
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        ip = str(peer[0])
+        self.ip = ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
+        ban = shell.server.dline_for(self.ip)
+        if ban is not None:
+            log.info("refused ip=%s by D-line %s", self.ip, ban.mask)
+            self._answer(ws_reject(403, f"D-lined: {ban.reason}\n"))
+            return
+        key = shell.limits.key(self.ip)
+        if key is not None:
+            refusal = shell.limits.admit(key, time.time())
+            if refusal is not None:
+                log.info("refused ip=%s: %s", self.ip, refusal)
+                self._answer(ws_reject(429, f"{refusal}\n"))
+                return
+            self.limit_key = key
+        self._timer = shell.loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
         ws = self.ws
         ws.receive_data(data)
         for event in ws.events_received():
+            if self.done:
+                break
             if isinstance(event, Frame):
                 self._frame(event)
             elif isinstance(event, Request):
                 self._request(event)
         self.send_pending()
+        if self.transport.get_write_buffer_size() > self.shell.server.sendq:
+            # What the protocol answers by itself (pongs to a flood of pings) counts
+            # against the SendQ too, not only the IRC output the shell flushes.
+            client = self.irc.client if self.irc is not None else None
+            if client is not None and not client.closed:
+                self.shell.server.drop(client, "SendQ exceeded")
+                self.shell.after()
+            else:
+                self.transport.abort()
 
     def eof_received(self) -> bool:
         self.ws.receive_eof()
@@ -171,12 +216,29 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.limit_key is not None:
+            self.shell.limits.release(self.limit_key)
+            self.limit_key = None
+        if self.lingering:
+            self.shell.transports.pop(self.lingering, None)
         if self.irc is not None:
             self.irc.connection_lost(exc)
 
+    def _answer(self, response: Response) -> None:
+        """An HTTP answer that ends the connection, whatever else the client sent (the
+        protocol may have read its next bytes as frames and failed already)."""
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.write(response.serialize())
+        # A lingering close: closing with the request (or more) unread would make the
+        # kernel send RST, which can destroy the answer on its way.
+        self.lingering = self.shell.linger(self.transport)
+
     def send_pending(self) -> None:
         transport = self.transport
-        if transport.is_closing():
+        if self.done or transport.is_closing():
             self.ws.data_to_send()
             return
         for data in self.ws.data_to_send():
@@ -198,17 +260,25 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer = None
         ws = self.ws
         if "Upgrade" not in request.headers:
-            ws.send_response(self._page(request))
+            self._answer(self._page(request))
+            return
+        if ws.state is not CONNECTING or ws.eof_sent:
+            # Invalid frames right behind the request (a client may not send any before
+            # the 101): the protocol failed the connection already.
+            self.done = True
+            self.transport.close()
             return
         response = ws.accept(request)
-        ws.send_response(response)
         if response.status_code != 101:
-            return  # accept() says why in the response (no Sec-WebSocket-Key, say)
+            self._answer(response)  # accept() says why (no Sec-WebSocket-Key, say)
+            return
+        ws.send_response(response)
         self.send_pending()
         from salon.net.runner import ClientProtocol
 
         peer, forwarded_secure = self._forwarded(request)
         irc = ClientProtocol(self.shell, Kind.IRC, self.secure or forwarded_secure)
+        irc.counted = self.ip  # limited from the accept on (a proxy's address is not)
         self.irc = irc
         irc.connection_made(WebSocketSink(self, ws.subprotocol != BINARY, peer))
 
@@ -230,6 +300,12 @@ class WebSocketProtocol(asyncio.Protocol):
             client = ipaddress.ip_address(chain[-1].strip())
         except ValueError:
             return peer, secure  # no header, or not an address: the proxy's own
+        if isinstance(client, ipaddress.IPv6Address):
+            if client.scope_id is not None:
+                # "fe80::1%zone": a zone is free text (spaces included), never a client's.
+                return peer, secure
+            if client.ipv4_mapped is not None:
+                client = client.ipv4_mapped
         return (str(client), 0), secure
 
     def _frame(self, frame: Frame) -> None:
@@ -250,13 +326,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _page(self, request: Request) -> Response:
         """The answer to a plain HTTP request: how to connect, or 404."""
-        ws = self.ws
         if request.method not in ("GET", "HEAD"):
-            response = ws.reject(405, "Method not allowed\n")
+            response = ws_reject(405, "Method not allowed\n")
             response.headers["Allow"] = "GET, HEAD"
             return response
         if request.path.split("?", 1)[0] not in ("/", "/index.html"):
-            return ws.reject(404, "Not found\n")
+            return ws_reject(404, "Not found\n")
         config = self.shell.config
         name = html.escape(config.server.name)
         ports = self.shell.bound_ports()
