@@ -2103,3 +2103,25 @@ def test_a_secret_channels_lists_are_for_its_members(net: Net) -> None:
         assert eve.numerics() == [end], mode
         alice.send(f"MODE #s {mode}")
         assert len(alice.numerics()) == 2, mode
+
+
+def test_a_quit_that_cannot_be_sent_still_removes_the_user(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug that makes a QUIT unserializable (a host with a space, say) is logged, and the
+    user still leaves its channels and its nick: no ghost left behind."""
+    net = Net()
+    alice = net.register("alice")
+    bob = net.register("bob")
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+    bob.send("MONITOR + alice")
+    bob.lines()
+    alice.client.host = "forged host"  # what no code path may produce
+    alice.client.update_prefix()
+    net.server.disconnected(alice.client, net.now, "gone")
+    assert "bug telling the channels of alice" in caplog.text
+    assert "alice" not in net.server.nicks
+    bob.send("NAMES #c")
+    assert [m.params[-1] for m in bob.messages() if m.command == "353"] == ["bob"]
+    net.register("alice")  # the nick is free again

@@ -855,13 +855,19 @@ class Server:
                 self.rejoin[account] = names
                 self.store(lambda store: store.set_rejoin(account, names))
             if client.channels:
-                quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
-                history.user_event(self, client, quit_msg)
-                seen: set[Client] = {client}
+                try:
+                    quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
+                    history.user_event(self, client, quit_msg)
+                    seen: set[Client] = {client}
+                    for chan in client.channels.values():
+                        recipients = [m for m in chan.members if m not in seen]
+                        seen.update(recipients)
+                        self.deliver(recipients, quit_msg)
+                except Exception:
+                    # A bug (a QUIT that cannot be serialized): the user still leaves every
+                    # channel below, or it would stay in them, a ghost holding its nick.
+                    log.exception("bug telling the channels of %s that it quit", client.nick)
                 for chan in list(client.channels.values()):
-                    recipients = [m for m in chan.members if m not in seen]
-                    seen.update(recipients)
-                    self.deliver(recipients, quit_msg)
                     del chan.members[client]
                     if not chan.members:
                         self.remove_channel(chan)
@@ -869,7 +875,10 @@ class Server:
             if self.nicks.get(client.nick_cf) is client:
                 del self.nicks[client.nick_cf]
             self.remember_whowas(client)
-            self.notify_monitors(client, online=False)
+            try:
+                self.notify_monitors(client, online=False)
+            except Exception:
+                log.exception("bug telling the monitors of %s that it quit", client.nick)
             if self.noting:
                 self.note(f"quit id={client.id} nick={client.nick} reason={reason}")
         else:
