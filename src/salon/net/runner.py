@@ -33,7 +33,7 @@ from typing import Any
 from salon import datadir
 from salon.config import PORT_KEYS, Config
 from salon.net import tls
-from salon.net.limits import ConnectionLimits
+from salon.net.limits import ConnectionLimits, Key
 from salon.net.storage import Storage
 from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
@@ -69,6 +69,20 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or exc.__class__.__name__
 
 
+def peer_ip(peer: Any) -> str:
+    """A peer's address as the core knows it: an IPv4-mapped IPv6 one as IPv4."""
+    ip = str(peer[0])
+    return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a new connection is refused at the edge: a D-line (``banned``) or a limit."""
+
+    reason: str
+    banned: bool
+
+
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("client", "counted", "kind", "limit_key", "partial", "refused", "shell", "tls")
 
@@ -78,7 +92,7 @@ class ClientProtocol(asyncio.Protocol):
         self.tls = tls
         self.client: Client | None = None
         # The network this connection is counted in by the shell's ConnectionLimits.
-        self.limit_key: tuple[int, int] | None = None
+        self.limit_key: Key | None = None
         # Bytes received since the last newline. The core discards an overlong line as it
         # goes, so only the shell sees an endless line whatever the read sizes are.
         self.partial = 0
@@ -90,29 +104,16 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
-        ip = str(peer[0])
-        if ip.startswith("::ffff:") and "." in ip:
-            ip = ip[7:]
+        ip = peer_ip(peer)
         shell = self.shell
         if shell.closing:
             transport.abort()
             return
-        now = time.time()
-        ban = shell.server.dline_for(ip)
-        if ban is not None:
-            log.info("refused ip=%s by D-line %s", ip, ban.mask)
-            self.refused = shell.refuse(transport, ip, f"D-lined: {ban.reason}")
+        refusal, self.limit_key = shell.screen(ip, count=ip != self.counted)
+        if refusal is not None:
+            self.refused = shell.refuse(transport, ip, refusal.reason)
             return
-        limits = shell.limits
-        key = limits.key(ip)
-        if key is not None and ip != self.counted:
-            refusal = limits.admit(key, now)
-            if refusal is not None:
-                log.info("refused ip=%s: %s", ip, refusal)
-                self.refused = shell.refuse(transport, ip, refusal)
-                return
-            self.limit_key = key
-        client = shell.server.connect(self.kind, ip, int(peer[1]), now)
+        client = shell.server.connect(self.kind, ip, int(peer[1]), time.time())
         if self.tls:
             client.tls = True
             ssl_object = transport.get_extra_info("ssl_object")
@@ -309,6 +310,22 @@ class Shell:
         if transport is None or transport.is_closing():
             return
         self._close_gently(transport, client.id)
+
+    def screen(self, ip: str, count: bool = True) -> tuple[Refusal | None, Key | None]:
+        """D-lines and the per-address connection limits for a new connection from ``ip``:
+        the refusal, or the key it is now counted under (to release when it closes;
+        None when not limited, or when ``count`` is false: counted already)."""
+        ban = self.server.dline_for(ip)
+        if ban is not None:
+            log.info("refused ip=%s by D-line %s", ip, ban.mask)
+            return Refusal(f"D-lined: {ban.reason}", banned=True), None
+        key = self.limits.key(ip) if count else None
+        if key is not None:
+            refused = self.limits.admit(key, time.time())
+            if refused is not None:
+                log.info("refused ip=%s: %s", ip, refused)
+                return Refusal(refused, banned=False), None
+        return None, key
 
     def refuse(self, transport: asyncio.Transport, ip: str, reason: str) -> int:
         """Send one ERROR line to a connection the core never sees, and close it; return

@@ -12,10 +12,12 @@ A request that is not a WebSocket handshake gets a short page saying how to conn
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import email.utils
 import html
+import http
 import ipaddress
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from websockets.protocol import CONNECTING, OPEN, SEND_EOF
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
+from salon.net.limits import Key
 from salon.proto.limits import MAX_CLIENT_TAGS
 from salon.server.client import Kind
 
@@ -64,9 +67,21 @@ def select_subprotocol(
     return None
 
 
-def ws_reject(status: int, text: str) -> Response:
-    """A short plain-text HTTP answer that closes the connection."""
-    return ServerProtocol().reject(status, text)
+def http_response(
+    status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> Response:
+    """An HTTP answer after which the connection closes."""
+    data = body.encode()
+    headers = Headers(
+        [
+            # RFC 9110 6.6.1: "An origin server with a clock MUST generate a Date".
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(data))),
+            ("Content-Type", content_type),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, data)
 
 
 class WebSocketSink(asyncio.Transport):
@@ -152,9 +167,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.irc: ClientProtocol | None = None
         self._parts: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
-        self.ip = ""  # the peer's address (a proxy's, maybe)
+        self.peer: Any = ("0.0.0.0", 0)  # the peer's (host, port): a proxy's, maybe
+        self.ip = ""  # its address as the core knows it (runner.peer_ip)
         # The peer's network in the shell's ConnectionLimits, counted from the accept on.
-        self.limit_key: tuple[int, int] | None = None
+        self.limit_key: Key | None = None
         self.done = False  # answered over plain HTTP, or refused: nothing more is read
         self.lingering = 0  # its key in the shell's transports while its answer goes out
 
@@ -166,22 +182,14 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         # D-lines and connection limits apply from the accept, as on the IRC ports: a
         # handshake that never ends must not let one address hold every descriptor.
-        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
-        ip = str(peer[0])
-        self.ip = ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
-        ban = shell.server.dline_for(self.ip)
-        if ban is not None:
-            log.info("refused ip=%s by D-line %s", self.ip, ban.mask)
-            self._answer(ws_reject(403, f"D-lined: {ban.reason}\n"))
+        from salon.net.runner import peer_ip
+
+        self.peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        self.ip = peer_ip(self.peer)
+        refusal, self.limit_key = shell.screen(self.ip)
+        if refusal is not None:
+            self._answer(http_response(403 if refusal.banned else 429, f"{refusal.reason}\n"))
             return
-        key = shell.limits.key(self.ip)
-        if key is not None:
-            refusal = shell.limits.admit(key, time.time())
-            if refusal is not None:
-                log.info("refused ip=%s: %s", self.ip, refusal)
-                self._answer(ws_reject(429, f"{refusal}\n"))
-                return
-            self.limit_key = key
         self._timer = shell.loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
 
     def data_received(self, data: bytes) -> None:
@@ -286,9 +294,9 @@ class WebSocketProtocol(asyncio.Protocol):
         """The client's address and whether its connection is TLS: what a trusted
         reverse proxy (``listen.http_proxies``) says in X-Forwarded-For (its last
         address, the one that proxy added) and X-Forwarded-Proto; else the peer's."""
-        peer = self.transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        peer = self.peer
         try:
-            address = ipaddress.ip_address(str(peer[0]).removeprefix("::ffff:"))
+            address = ipaddress.ip_address(self.ip)
         except ValueError:
             return peer, False
         if not any(address in net for net in self.shell.config.listen.http_proxies):
@@ -327,11 +335,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def _page(self, request: Request) -> Response:
         """The answer to a plain HTTP request: how to connect, or 404."""
         if request.method not in ("GET", "HEAD"):
-            response = ws_reject(405, "Method not allowed\n")
+            response = http_response(405, "Method not allowed\n")
             response.headers["Allow"] = "GET, HEAD"
             return response
         if request.path.split("?", 1)[0] not in ("/", "/index.html"):
-            return ws_reject(404, "Not found\n")
+            return http_response(404, "Not found\n")
         config = self.shell.config
         name = html.escape(config.server.name)
         ports = self.shell.bound_ports()
@@ -345,17 +353,12 @@ class WebSocketProtocol(asyncio.Protocol):
         ):
             if key in ports:
                 lines.append(f"<li>{label}: port {ports[key]}")
-        body = (
+        page = http_response(
+            200,
             f"<!doctype html>\n<html><head><meta charset=utf-8><title>{name}</title></head>"
             f"<body><h1>{name}</h1><p>A salon chat server. Connect with:</p>"
-            f"<ul>{''.join(lines)}</ul></body></html>\n"
-        ).encode()
-        headers = Headers(
-            [
-                ("Connection", "close"),
-                ("Content-Length", str(len(body))),
-                ("Content-Type", "text/html; charset=utf-8"),
-            ]
+            f"<ul>{''.join(lines)}</ul></body></html>\n",
+            "text/html; charset=utf-8",
         )
         # HEAD: the headers GET would get, no body (RFC 9110 9.3.2).
-        return Response(200, "OK", headers, b"" if request.method == "HEAD" else body)
+        return dataclasses.replace(page, body=b"") if request.method == "HEAD" else page
