@@ -13,6 +13,7 @@ from conftest import free_port, irc_user
 pytestmark = pytest.mark.timeout(60)
 
 CHROMIUM = "/usr/bin/chromium"
+SLOW = 20  # seconds to wait for what goes through the browser
 # Chromium's own connections (updates, sync, lookups) are refused on a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -83,15 +84,16 @@ def test_a_browser_chats_with_an_irc_client(
         assert "test.salon" in page.title()
         protocol = page.evaluate(CLIENT_JS, [f"ws://127.0.0.1:{port}/", offered, "nav"])
         assert protocol == offered[0]
-        tcp.expect(r"^:nav!\S+ JOIN #lobby")
-        tcp.expect(r"^:nav!\S+ PRIVMSG #lobby :bonjour depuis le navigateur ✓$")
+        # Generous waits: Chromium shares the two cores with the rest of the suite.
+        tcp.expect(r"^:nav!\S+ JOIN #lobby", timeout=SLOW)
+        tcp.expect(r"^:nav!\S+ PRIVMSG #lobby :bonjour depuis le navigateur ✓$", timeout=SLOW)
         tcp.send("PRIVMSG #lobby :salut, navigateur é")
         page.wait_for_function(
             "window.lines.some(l => l.endsWith('PRIVMSG #lobby :salut, navigateur é'))",
-            timeout=5000,
+            timeout=SLOW * 1000,
         )
         assert page.evaluate("[...window.kinds]") == [frames]
         page.evaluate("window.ws.close(1000)")
-        tcp.expect(r"^:nav!\S+ QUIT :")
+        tcp.expect(r"^:nav!\S+ QUIT :", timeout=SLOW)
     finally:
         page.close()
