@@ -36,6 +36,8 @@ ACCOUNT_REGISTRATION: Final = 1 << 29
 
 # The part of a client's capability mask that selects its serialization variant.
 VARIANT_MASK: Final = MESSAGE_TAGS | SERVER_TIME | ACCOUNT_TAG | BATCH
+# A client with none of these gets no tags at all (allowed_tags).
+TAGGED: Final = VARIANT_MASK | LABELED_RESPONSE
 
 # name -> bit, in the order CAP LS lists them.
 CAPABILITIES: Final[dict[str, int]] = {

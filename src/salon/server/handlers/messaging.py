@@ -85,13 +85,14 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         return False
     first = target[0]
     stored = server.config.history.enabled
+    echo = bool(client.capmask & caps.ECHO_MESSAGE)
     event: HistoryEvent | None = None
     now = server.now
     ms = int(now * 1000)
-    tags = {"time": history.format_ms(ms), "msgid": ""}
     params = (target, text)
     chan: Channel | None = None
     other: Client | None = None
+    tagged = True  # whether anyone gets the message with tags (then it needs a Message)
     if first == "#":
         chan = server.channels.get(casefold(target))
         if chan is None:
@@ -106,7 +107,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             except CommandError as exc:
                 server.numeric(client, exc.numeric, *exc.params)
                 return True
-        tags["msgid"] = msgid = server.new_msgid(ms)
+        msgid = server.new_msgid(ms)
         if stored:
             event = _new_event(
                 (msgid, ms / 1000, chan.cf, command, source, client.account, params, (), "", "")
@@ -123,27 +124,32 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             or "R" in client.modes
         ):
             return False
-        tags["msgid"] = server.new_msgid(ms)
+        # One recipient: without tag capabilities (and no echo) it gets the bare line, so
+        # the tags, and the msgid unless history keeps one, are not made at all.
+        tagged = echo or other.variant != 0 or bool(other.capmask & caps.TAGGED)
+        msgid = server.new_msgid(ms) if stored or tagged else ""
         if stored:
-            event = _private_event(server, client, other, command, target, params, tags, ms, ())
+            event = _private_event(server, client, other, command, target, params, msgid, ms, ())
         if server.log_messages:
             server.note(f"{command} {other.nick} <{client.nick}> {text}")
     else:
         return False
-    if client.account is not None:
-        tags["account"] = client.account
-    if "B" in client.modes:
-        tags["bot"] = ""
     client.last_active = client.last_message = now
-    out = _new_message((command, params, source, tags))
+    out: Message | None = None
+    if tagged:
+        tags = {"time": history.format_ms(ms), "msgid": msgid}
+        if client.account is not None:
+            tags["account"] = client.account
+        if "B" in client.modes:
+            tags["bot"] = ""
+        out = _new_message((command, params, source, tags))
     if text[0] == ":" or " " in text:
         # The line as received is the relayed body: text keeps its colon (Message.body).
         body = b"".join((b":", source.encode(), b" ", line, b"\r\n"))
     else:
         body = body_bytes(source, command, target, text)
-    echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if event is not None:
-        server.hold(client, (event,), _relayed, (out, body, chan, other, echo))
+        server.hold(client, (event,), _relayed, (command, out, body, chan, other, echo))
     else:
         _relay_one(server, client, out, body, chan, other, echo)
     return True
@@ -251,13 +257,13 @@ def _relayed(
     ok: bool,
     label: str | None,
     held: list[Message],
-    arg: tuple[Message, bytes, Channel | None, Client | None, bool],
+    arg: tuple[str, Message | None, bytes, Channel | None, Client | None, bool],
 ) -> None:
     """The Finisher of relay_line's messages: what _committed does for one target, with
     no label and nothing held back (one call per message instead of three)."""
-    out, body, chan, other, echo = arg
+    command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, label, held, (out.command, echo, []))
+        _committed(server, client, ok, label, held, (command, echo, []))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
@@ -265,13 +271,18 @@ def _relayed(
 def _relay_one(
     server: Server,
     client: Client,
-    out: Message,
+    out: Message | None,
     body: bytes,
     chan: Channel | None,
     other: Client | None,
     echo: bool,
 ) -> None:
-    """What _deliver and the echo do for relay_line's one target."""
+    """What _deliver and the echo do for relay_line's one target. ``out`` is None when
+    nobody gets tags: a private message to a client without tag capabilities, no echo."""
+    if out is None:
+        if other is not None:
+            server.write(other, body)
+        return
     if other is not None:
         if not other.closed:
             server.send(other, out, body)
@@ -362,10 +373,10 @@ def _prepare(
     check_private_message(server, client, other)  # user mode +R
     if other.away is not None and command == "PRIVMSG":
         rb.numeric(n.RPL_AWAY, other.nick, other.away)
-    tags["msgid"] = server.new_msgid(ms)
+    tags["msgid"] = msgid = server.new_msgid(ms)
     if events is not None:
         events.append(
-            _private_event(server, client, other, command, target, params, tags, ms, client_tags)
+            _private_event(server, client, other, command, target, params, msgid, ms, client_tags)
         )
     if server.log_messages and text is not None:
         server.note(f"{command} {other.nick} <{client.nick}> {text}")
@@ -379,7 +390,7 @@ def _private_event(
     command: str,
     target: str,
     params: tuple[str, ...],
-    tags: dict[str, str],
+    msgid: str,
     ms: int,
     client_tags: tuple[tuple[str, str], ...],
 ) -> HistoryEvent:
@@ -392,7 +403,7 @@ def _private_event(
     if display:
         server.dm_names[key] = names
     return _new_event((
-        tags["msgid"], ms / 1000, key, command, client.prefix, client.account, params,
+        msgid, ms / 1000, key, command, client.prefix, client.account, params,
         client_tags, display, mine,
     ))  # fmt: skip
 
