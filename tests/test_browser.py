@@ -97,3 +97,130 @@ def test_a_browser_chats_with_an_irc_client(
         tcp.expect(r"^:nav!\S+ QUIT :", timeout=SLOW)
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------- the web client (salon/web)
+
+
+def _log_texts(page: Any) -> list[str]:
+    return list(page.locator("#log .line").all_inner_texts())
+
+
+def _login(page: Any, port: int, nick: str, channels: str = "#lobby") -> None:
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.fill("#nick", nick)
+    page.fill("#channels", channels)
+    page.click("#connect")
+
+
+def test_the_web_client_chats_with_an_irc_client(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    tcp = irc_user(connect, s.irc_port, "tcp", "#lobby")
+    tcp.send("PRIVMSG #lobby :said before the browser came")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        _login(page, s.http_port, "webby")
+        tcp.expect(r"^:webby!\S+ JOIN #lobby", timeout=SLOW)
+        lobby = page.locator("#buffers button[data-name='#lobby']")
+        lobby.wait_for(timeout=SLOW * 1000)
+        assert "current" in (lobby.get_attribute("class") or "")
+        # Scrollback: what was said before the browser joined (CHATHISTORY LATEST).
+        page.locator("#log .line", has_text="said before the browser came").wait_for(
+            timeout=SLOW * 1000
+        )
+        page.locator("#users div", has_text="tcp").wait_for(timeout=SLOW * 1000)
+        # What the browser says reaches the IRC client, markup and all, as plain text.
+        page.fill("#input", "hello <b>there</b> ✓")
+        page.press("#input", "Enter")
+        tcp.expect(r"^:webby!\S+ PRIVMSG #lobby :hello <b>there</b> ✓$", timeout=SLOW)
+        page.locator("#log .line", has_text="hello <b>there</b> ✓").wait_for(
+            timeout=SLOW * 1000
+        )  # the echo (echo-message)
+        # What the IRC client says is shown as text: markup is not HTML, URLs are links.
+        tcp.send("PRIVMSG #lobby :see https://example.org/a?b=1 <img src=x onerror=alert(1)>")
+        page.locator("#log .line", has_text="<img src=x onerror=alert(1)>").wait_for(
+            timeout=SLOW * 1000
+        )
+        assert page.locator("#log img").count() == 0
+        link = page.locator("#log a[href='https://example.org/a?b=1']")
+        assert link.get_attribute("rel") == "noopener noreferrer"
+        # A private message opens a conversation, marked unread until it is shown.
+        tcp.send("PRIVMSG webby :psst, webby")
+        query = page.locator("#buffers button[data-name='tcp']")
+        query.wait_for(timeout=SLOW * 1000)
+        assert query.locator(".count").inner_text() == "1"
+        query.click()
+        page.locator("#log .line", has_text="psst, webby").wait_for(timeout=SLOW * 1000)
+        assert query.locator(".count").count() == 0
+        page.fill("#input", "/me waves back")
+        page.press("#input", "Enter")
+        tcp.expect(r"^:webby!\S+ PRIVMSG tcp :\x01ACTION waves back\x01$", timeout=SLOW)
+        # Commands: /join opens and shows the channel.
+        page.fill("#input", "/join #second")
+        page.press("#input", "Enter")
+        second = page.locator("#buffers button.current[data-name='#second']")
+        second.wait_for(timeout=SLOW * 1000)
+        page.fill("#input", "/quit see you")
+        page.press("#input", "Enter")
+        tcp.expect(r"^:webby!\S+ QUIT :Quit: see you", timeout=SLOW)
+        assert errors == []
+    finally:
+        page.close()
+
+
+def test_the_web_client_reports_a_refused_nickname(browser: Any, make_salon: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    page = browser.new_page()
+    try:
+        _login(page, s.http_port, "no!good")
+        error = page.locator("#login-error")
+        page.wait_for_function(
+            "document.querySelector('#login-error').textContent !== ''", timeout=SLOW * 1000
+        )
+        assert "no!good" in error.inner_text() or "nickname" in error.inner_text().lower()
+        assert page.locator("#app").is_hidden()
+        assert page.locator("#connect").is_enabled()
+    finally:
+        page.close()
+
+
+def test_the_web_client_logs_in_to_an_account(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    watcher = irc_user(connect, s.irc_port, "watcher")
+    owner = connect(s.irc_port)
+    owner.register("ana")
+    owner.send("REGISTER * * :correct horse")
+    owner.expect(r" REGISTER SUCCESS ana ", timeout=SLOW)
+    owner.send("PRIVMSG watcher :a word from an earlier session")
+    watcher.expect(r"PRIVMSG watcher :a word from an earlier session", timeout=SLOW)
+    owner.send("QUIT")
+    page = browser.new_page()
+    try:
+        # A wrong password: SASL fails, the form says so and stays.
+        page.goto(f"http://127.0.0.1:{s.http_port}/")
+        page.fill("#nick", "ana")
+        page.fill("#password", "wrong horse")
+        page.fill("#channels", "#lobby")
+        page.click("#connect")
+        page.locator("#login-error", has_text="password").wait_for(timeout=SLOW * 1000)
+        assert page.locator("#app").is_hidden()
+        # The right one: logged in to the account (SASL PLAIN over the WebSocket).
+        page.fill("#password", "correct horse")
+        page.click("#connect")
+        page.locator("#buffers button[data-name='#lobby']").wait_for(timeout=SLOW * 1000)
+        watcher.send("WHOIS ana")
+        watcher.expect(r" 330 watcher ana ana :", timeout=SLOW)
+        # The account's private conversations come back (CHATHISTORY TARGETS).
+        earlier = page.locator("#buffers button[data-name='watcher']")
+        earlier.wait_for(timeout=SLOW * 1000)
+        earlier.click()
+        page.locator("#log .line", has_text="a word from an earlier session").wait_for(
+            timeout=SLOW * 1000
+        )
+    finally:
+        page.close()

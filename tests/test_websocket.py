@@ -178,6 +178,16 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert b"text/html" in head
     assert b"test.salon" in body and f"port {web.irc_port}".encode() in body
+    # The web client: its page, script and style, under a policy that allows no other
+    # script, style or connection than the server's own.
+    assert b"Content-Security-Policy: default-src 'none'; script-src 'self'" in head
+    assert b'<script src="/app.js"' in body
+    for path, kind in (("/app.js", b"text/javascript"), ("/app.css", b"text/css")):
+        asset = http(web.http_port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        asset_head, _, asset_body = asset.partition(b"\r\n\r\n")
+        assert asset_head.startswith(b"HTTP/1.1 200 OK") and kind in asset_head, path
+        assert b"X-Content-Type-Options: nosniff" in asset_head
+        assert len(asset_body) > 1000
     assert http(web.http_port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
         b"HTTP/1.1 404 "
     )

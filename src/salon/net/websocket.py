@@ -6,7 +6,7 @@ done, the connection is an ordinary IRC client of the core: a :class:`ClientProt
 (the same D-lines, connection limits, flood control and SendQ as TCP) whose transport is a
 :class:`WebSocketSink` that turns the core's CR LF lines into WebSocket messages.
 
-A request that is not a WebSocket handshake gets a short page saying how to connect.
+A request that is not a WebSocket handshake gets the web client's files (salon.web).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
-import html
 import http
 import ipaddress
 import logging
@@ -28,6 +27,7 @@ from websockets.protocol import CONNECTING, OPEN, SEND_EOF
 from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
+from salon import web
 from salon.net.limits import Key
 from salon.proto.limits import MAX_CLIENT_TAGS
 from salon.server.client import Kind
@@ -68,10 +68,10 @@ def select_subprotocol(
 
 
 def http_response(
-    status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+    status: int, body: str | bytes, content_type: str = "text/plain; charset=utf-8"
 ) -> Response:
     """An HTTP answer after which the connection closes."""
-    data = body.encode()
+    data = body.encode() if isinstance(body, str) else body
     headers = Headers(
         [
             # RFC 9110 6.6.1: "An origin server with a clock MUST generate a Date".
@@ -333,32 +333,35 @@ class WebSocketProtocol(asyncio.Protocol):
         irc.data_received(data.rstrip(b"\r\n") + b"\r\n")
 
     def _page(self, request: Request) -> Response:
-        """The answer to a plain HTTP request: how to connect, or 404."""
+        """The answer to a plain HTTP request: the web client's files, or 404."""
         if request.method not in ("GET", "HEAD"):
             response = http_response(405, "Method not allowed\n")
             response.headers["Allow"] = "GET, HEAD"
             return response
-        if request.path.split("?", 1)[0] not in ("/", "/index.html"):
+        found = web.FILES.get(request.path.split("?", 1)[0])
+        if found is None:
             return http_response(404, "Not found\n")
-        config = self.shell.config
-        name = html.escape(config.server.name)
-        ports = self.shell.bound_ports()
-        lines = []
-        for key, label in (
-            ("http", f"IRC over WebSocket (ws://, subprotocol {BINARY} or {TEXT})"),
-            ("https", "IRC over WebSocket with TLS (wss://)"),
-            ("irc", "IRC"),
-            ("tls", "IRC over TLS"),
-            ("plain", "plain text (nc, telnet)"),
-        ):
-            if key in ports:
-                lines.append(f"<li>{label}: port {ports[key]}")
-        page = http_response(
-            200,
-            f"<!doctype html>\n<html><head><meta charset=utf-8><title>{name}</title></head>"
-            f"<body><h1>{name}</h1><p>A salon chat server. Connect with:</p>"
-            f"<ul>{''.join(lines)}</ul></body></html>\n",
-            "text/html; charset=utf-8",
-        )
+        name, content_type = found
+        if name == "index.html":
+            ports = self.shell.bound_ports()
+            listed = [(label, ports[key]) for key, label in _PORT_LABELS if key in ports]
+            body = web.page(self.shell.config.server.name, listed)
+        else:
+            body = web.read(name)
+        page = http_response(200, body, content_type)
+        page.headers["Content-Security-Policy"] = web.CONTENT_SECURITY_POLICY
+        page.headers["X-Content-Type-Options"] = "nosniff"
+        page.headers["Referrer-Policy"] = "no-referrer"
+        page.headers["Cache-Control"] = "no-cache"
         # HEAD: the headers GET would get, no body (RFC 9110 9.3.2).
         return dataclasses.replace(page, body=b"") if request.method == "HEAD" else page
+
+
+# The ports the page lists for other clients: (Shell.bound_ports key, label).
+_PORT_LABELS = (
+    ("irc", "IRC"),
+    ("tls", "IRC over TLS"),
+    ("plain", "plain text (nc, telnet)"),
+    ("http", f"IRC over WebSocket (ws://, subprotocol {BINARY} or {TEXT})"),
+    ("https", "IRC over WebSocket with TLS (wss://)"),
+)

@@ -1,0 +1,37 @@
+"""The web client: a page, a script and a style sheet, served by the HTTP listener
+(salon.net.websocket) at ``/``, ``/app.js`` and ``/app.css``. The script speaks IRC over
+WebSocket to the server that served it; see docs/web.md."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+# path -> (file, Content-Type)
+FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+
+# What the page may do: its own script and style, WebSocket and fetches to its own origin
+# ("'self'" covers ws: and wss: to the same host and port), nothing else; and no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@functools.cache
+def read(name: str) -> bytes:
+    return resources.files(__name__).joinpath(name).read_bytes()
+
+
+def page(name: str, ports: list[tuple[str, int]]) -> bytes:
+    """index.html for this server: its (HTML-escaped) name and listening ports filled in."""
+    import html
+
+    items = "".join(f"<li>{html.escape(label)}: port {port}</li>" for label, port in ports)
+    text = read("index.html").decode()
+    return text.replace("{{name}}", html.escape(name)).replace("{{ports}}", items).encode()
