@@ -224,3 +224,92 @@ def test_the_web_client_logs_in_to_an_account(browser: Any, make_salon: Any, con
         )
     finally:
         page.close()
+
+
+# The client's codec and splitting, run in the page (app.js defines them as globals).
+CODEC_JS = """
+() => {
+  const enc = new TextEncoder();
+  const bytes = (s) => enc.encode(s).length;
+  const split = (text, limit) => {
+    const pieces = splitText(text, limit);
+    return {
+      pieces: pieces.length,
+      fits: pieces.every((p) => p.length > 0 && bytes(p) <= limit),
+      whole: pieces.join(""),
+    };
+  };
+  return {
+    parsed: parseLine("@a=b\\\\sc\\\\:;d;e=x\\\\ :nick!u@h privmsg #c  :hello :world "),
+    bare: parseLine("PING"),
+    middle: parseLine(":srv 005 me CHANTYPES=# :are supported"),
+    trailing: formatLine("PRIVMSG", ["#c", "a b"]),
+    colon: formatLine("PRIVMSG", ["#c", ":)"]),
+    empty: formatLine("TOPIC", ["#c", ""]),
+    single: formatLine("PRIVMSG", ["#c", "word"]),
+    crlf: formatLine("PRIVMSG", ["#c", "one\\r\\ntwo\\0three"]),
+    accents: split("é".repeat(1000), 100),
+    emoji: split("😀".repeat(50), 4),
+    spaces: splitText("a".repeat(398) + " ", 398),
+    words: splitText("one two three four five", 9),
+    nothing: splitText("", 100),
+  };
+}
+"""
+
+
+def test_the_web_clients_codec(browser: Any, make_salon: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    page = browser.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{s.http_port}/")
+        r = page.evaluate(CODEC_JS)
+    finally:
+        page.close()
+    assert r["parsed"] == {
+        "tags": {"a": "b c;", "d": "", "e": "x"},
+        "source": "nick!u@h",
+        "command": "PRIVMSG",
+        "params": ["#c", "hello :world "],
+    }
+    assert r["bare"]["command"] == "PING" and r["bare"]["params"] == []
+    assert r["middle"]["params"] == ["me", "CHANTYPES=#", "are supported"]
+    assert r["trailing"] == "PRIVMSG #c :a b"
+    assert r["colon"] == "PRIVMSG #c ::)"
+    assert r["empty"] == "TOPIC #c :"
+    assert r["single"] == "PRIVMSG #c word"
+    assert r["crlf"] == "PRIVMSG #c :one  two three"  # CR, LF and NUL cannot be sent
+    assert r["accents"] == {"pieces": 20, "fits": True, "whole": "é" * 1000}
+    assert r["emoji"] == {"pieces": 50, "fits": True, "whole": "😀" * 50}
+    assert r["spaces"] == ["a" * 398]  # no empty message after the last space
+    assert r["words"] == ["one two", "three", "four five"]
+    assert r["nothing"] == []
+
+
+def test_the_web_client_reconnects_after_a_restart(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    page = browser.new_page()
+    try:
+        _login(page, s.http_port, "rita", "#a, #b")
+        page.locator("#buffers button[data-name='#b']").click(timeout=SLOW * 1000)
+        page.locator("#users div", has_text="rita").wait_for(timeout=SLOW * 1000)
+        s.stop()
+        page.locator("#users div").first.wait_for(state="detached", timeout=SLOW * 1000)
+        # Typed while disconnected: said so, and kept in the input box.
+        page.fill("#input", "typed while the server was down")
+        page.press("#input", "Enter")
+        page.locator("#log .line.error", has_text="Not connected").wait_for(timeout=SLOW * 1000)
+        assert page.input_value("#input") == "typed while the server was down"
+        s.start()
+        # Back by itself (after 1, then 2 s...), in both channels again.
+        page.locator("#users div", has_text="rita").wait_for(timeout=SLOW * 1000)
+        tcp = irc_user(connect, s.irc_port, "tcp")
+        tcp.send("JOIN #a,#b")
+        tcp.expect(r" 353 tcp = #a :.*rita", timeout=SLOW)
+        tcp.expect(r" 353 tcp = #b :.*rita", timeout=SLOW)
+        page.press("#input", "Enter")
+        tcp.expect(r"^:rita!\S+ PRIVMSG #b :typed while the server was down$", timeout=SLOW)
+    finally:
+        page.close()

@@ -8,7 +8,11 @@ const CAPS_WANTED = [
   "draft/chathistory", "away-notify",
 ];
 const HISTORY_LINES = 100;
-const MAX_TEXT_BYTES = 400; // per PRIVMSG; longer input is split (the line limit is 512)
+// A relayed line is at most 512 bytes with CR LF, the sender's prefix and the command; the
+// server refuses longer ones (417). Until our own prefix is known (from our JOIN), a host of
+// 63 bytes and a user of 10 are assumed.
+const LINE_BYTES = 510;
+const SASL_CHUNK = 400; // AUTHENTICATE payloads are sent in pieces of 400 bytes
 const encoder = new TextEncoder();
 
 // ------------------------------------------------------------------ the IRC codec
@@ -58,7 +62,8 @@ function formatLine(command, params) {
   return [command, ...clean].join(" ");
 }
 
-// Splits text into pieces of at most `limit` UTF-8 bytes, at a space when there is one.
+// Splits text into pieces of at most `limit` UTF-8 bytes (limit >= 4: one code point always
+// fits), at a space when there is one; no piece is empty.
 function splitText(text, limit) {
   const pieces = [];
   while (encoder.encode(text).length > limit) {
@@ -71,10 +76,10 @@ function splitText(text, limit) {
     }
     const space = text.lastIndexOf(" ", cut);
     if (space > cut / 2) cut = space;
-    pieces.push(text.slice(0, cut));
+    if (cut > 0) pieces.push(text.slice(0, cut));
     text = text.slice(cut).replace(/^ /, "");
   }
-  pieces.push(text);
+  if (text) pieces.push(text);
   return pieces;
 }
 
@@ -85,8 +90,12 @@ const stripFormatting = (text) => text.replace(/\x03(\d{1,2}(,\d{1,2})?)?|\x04([
 
 const state = {
   ws: null,
-  nick: "",
+  nick: "", // the nickname in use
+  wanted: "", // the nickname asked for (at login or with /nick): what a reconnect asks for
+  account: "", // the nickname given with the password at login: the SASL account name
   password: "",
+  prefix: "", // our own nick!user@host, from our JOIN
+  versionAt: 0, // when CTCP VERSION was last answered
   registered: false,
   quitting: false,
   retry: 0,
@@ -265,8 +274,10 @@ const problem = (text, b = state.current || serverBuffer()) => add(b, "error", "
 
 // ------------------------------------------------------------------ the connection
 
+const connected = () => Boolean(state.ws && state.ws.readyState === WebSocket.OPEN);
+
 function send(command, ...params) {
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(formatLine(command, params));
+  if (connected()) state.ws.send(formatLine(command, params));
 }
 
 function connect() {
@@ -274,6 +285,7 @@ function connect() {
   const ws = new WebSocket(url, ["text.ircv3.net"]);
   state.ws = ws;
   state.registered = false;
+  state.nick = state.wanted;
   state.caps.clear();
   state.capsOffered.clear();
   state.batches.clear();
@@ -281,7 +293,6 @@ function connect() {
   // started: only the current connection's events count.
   ws.onopen = () => {
     if (state.ws !== ws) return;
-    state.retry = 0;
     send("CAP", "LS", "302");
     send("NICK", state.nick);
     send("USER", state.nick, "0", "*", "salon web");
@@ -291,8 +302,6 @@ function connect() {
   };
   ws.onclose = () => {
     if (state.ws !== ws) return;
-    const joined = [...state.buffers.values()].filter((b) => b.kind === "channel" && b.joined);
-    if (joined.length) state.rejoin = joined.map((b) => b.name);
     for (const b of state.buffers.values()) { b.users.clear(); b.joined = false; }
     if (state.current) renderUsers();
     if (state.quitting) return;
@@ -302,11 +311,18 @@ function connect() {
     }
     const wait = Math.min(30, 2 ** state.retry++);
     problem(`Disconnected. Reconnecting in ${wait} s…`, serverBuffer());
-    setTimeout(connect, wait * 1000);
+    setTimeout(() => { if (!state.quitting) connect(); }, wait * 1000);
   };
 }
 
+// A login refused: on the form the first time; once chatting (a reconnect), in the server's
+// buffer, and the reconnects go on.
 function loginFailed(reason) {
+  if (!document.getElementById("app").hidden) {
+    problem(reason, serverBuffer());
+    if (state.ws) state.ws.close();
+    return;
+  }
   state.quitting = true;
   if (state.ws) state.ws.close();
   state.ws = null;
@@ -316,7 +332,13 @@ function loginFailed(reason) {
 
 function requestCaps() {
   const want = CAPS_WANTED.filter((c) => state.capsOffered.has(c));
-  if (state.password && state.capsOffered.has("sasl")) want.push("sasl");
+  if (state.password) {
+    if (!state.capsOffered.has("sasl")) {
+      loginFailed("This server does not offer logins (SASL): leave the password empty.");
+      return;
+    }
+    want.push("sasl");
+  }
   if (want.length) send("CAP", "REQ", want.join(" "));
   else send("CAP", "END");
 }
@@ -345,8 +367,10 @@ function receive(msg) {
     case "CAP": return cap(p);
     case "AUTHENTICATE":
       if (p[0] === "+") {
-        const bytes = encoder.encode(`\0${state.nick}\0${state.password}`);
-        send("AUTHENTICATE", btoa(String.fromCharCode(...bytes)));
+        const bytes = encoder.encode(`\0${state.account}\0${state.password}`);
+        const data = btoa(String.fromCharCode(...bytes));
+        for (let i = 0; i < data.length; i += SASL_CHUNK) send("AUTHENTICATE", data.slice(i, i + SASL_CHUNK));
+        if (data.length % SASL_CHUNK === 0) send("AUTHENTICATE", "+");
       }
       return;
     case "BATCH": {
@@ -355,10 +379,12 @@ function receive(msg) {
       else state.batches.delete(id);
       return;
     }
-    case "PRIVMSG": case "NOTICE": return message(msg, history);
+    case "PRIVMSG": case "NOTICE": return message(msg, history, batch);
     case "JOIN": return joined(msg);
     case "PART": {
-      const b = buffer(p[0], "channel");
+      const mine = fold(nickOf(msg.source)) === fold(state.nick);
+      const b = mine ? state.buffers.get(fold(p[0])) : buffer(p[0], "channel");
+      if (!b) { saveChannels(); return; } // closed with /close
       if (fold(nickOf(msg.source)) === fold(state.nick)) {
         b.joined = false;
         b.users.clear();
@@ -370,7 +396,8 @@ function receive(msg) {
       return;
     }
     case "KICK": {
-      const b = buffer(p[0], "channel");
+      const b = state.buffers.get(fold(p[0]));
+      if (!b) return;
       b.users.delete(p[1]);
       add(b, "event", "", `${p[1]} was kicked by ${nickOf(msg.source)}${p[2] ? ": " + p[2] : ""}`, msg.tags);
       if (fold(p[1]) === fold(state.nick)) { b.joined = false; b.users.clear(); saveChannels(); }
@@ -387,7 +414,19 @@ function receive(msg) {
     }
     case "NICK": {
       const old = nickOf(msg.source), nick = p[0];
-      if (fold(old) === fold(state.nick)) { state.nick = nick; localStorage.setItem("salon.nick", nick); }
+      if (fold(old) === fold(state.nick)) {
+        state.nick = state.wanted = nick;
+        localStorage.setItem("salon.nick", nick);
+      }
+      const query = state.buffers.get(fold(old));
+      if (query && query.kind === "query" && !state.buffers.has(fold(nick))) {
+        state.buffers.delete(fold(old));
+        query.name = nick;
+        state.buffers.set(fold(nick), query);
+        add(query, "event", "", `${old} is now ${nick}`, msg.tags);
+        renderBuffers();
+        if (query === state.current) renderTopic();
+      }
       for (const b of state.buffers.values()) {
         if (b.users.has(old)) {
           b.users.set(nick, b.users.get(old));
@@ -409,7 +448,7 @@ function receive(msg) {
       if (isChannel(p[0])) {
         const b = buffer(p[0], "channel");
         add(b, "event", "", `${nickOf(msg.source)} sets mode ${p.slice(1).join(" ")}`, msg.tags);
-        if (p.length > 2) send("NAMES", p[0]); // ranks may have changed
+        applyModes(b, p[1] || "", p.slice(2));
       }
       return;
     case "ERROR": problem(p[0] || "The server closed the connection.", serverBuffer());
@@ -447,7 +486,7 @@ function cap(p) {
   }
 }
 
-function message(msg, history) {
+function message(msg, history, batch) {
   const [target, raw = ""] = msg.params;
   const from = nickOf(msg.source);
   const notice = msg.command === "NOTICE";
@@ -457,7 +496,11 @@ function message(msg, history) {
     const sp = body.indexOf(" ");
     const verb = (sp < 0 ? body : body.slice(0, sp)).toUpperCase();
     if (verb !== "ACTION") {
-      if (!notice && !history && verb === "VERSION") send("NOTICE", from, "\x01VERSION salon web client\x01");
+      // At most one answer in 10 s: others must not make us flood ourselves off.
+      if (!notice && !history && verb === "VERSION" && Date.now() - state.versionAt > 10e3) {
+        state.versionAt = Date.now();
+        send("NOTICE", from, "\x01VERSION salon web client\x01");
+      }
       return;
     }
     text = sp < 0 ? "" : body.slice(sp + 1);
@@ -466,9 +509,13 @@ function message(msg, history) {
   let b;
   if (!msg.source.includes("!") || (notice && !state.registered)) b = serverBuffer(); // the server's own
   else if (isChannel(bareChannel(target))) b = buffer(bareChannel(target), "channel");
-  else {
+  else if (history && batch.params[0]) {
+    b = buffer(batch.params[0], "query"); // the conversation asked for: my lines too, whatever my nick was
+  } else {
     const other = fold(from) === fold(state.nick) ? target : from; // echo of my own
+    const fresh = !state.buffers.has(fold(other));
     b = buffer(other, "query");
+    if (fresh) fetchHistory(b); // what was said before this message
   }
   if (kind === "action") add(b, kind, "", `* ${from} ${text}`, msg.tags, history);
   else add(b, kind, from, text, msg.tags, history);
@@ -478,11 +525,15 @@ function joined(msg) {
   const nick = nickOf(msg.source);
   const b = buffer(msg.params[0], "channel");
   if (fold(nick) === fold(state.nick)) {
+    state.prefix = msg.source;
     b.joined = true;
     b.name = msg.params[0];
     b.users.clear();
     saveChannels();
-    if (!state.current || state.current.kind === "server" || state.pendingShow === fold(b.name)) show(b);
+    if (!state.current || state.current.kind === "server" || state.pendingShow === fold(b.name)) {
+      state.pendingShow = "";
+      show(b);
+    }
     fetchHistory(b);
   } else {
     b.users.set(nick, "");
@@ -497,8 +548,8 @@ function numeric(msg) {
   switch (msg.command) {
     case "001":
       state.registered = true;
+      state.retry = 0;
       state.nick = msg.params[0];
-      localStorage.setItem("salon.nick", state.nick);
       document.getElementById("login").hidden = true;
       document.getElementById("app").hidden = false;
       if (!state.current) show(serverBuffer());
@@ -532,7 +583,7 @@ function numeric(msg) {
     case "900": return;
     case "903": send("CAP", "END"); return; // logged in: registration goes on
     case "904": case "905": case "902":
-      loginFailed("That password is not right for this nickname.");
+      loginFailed(`The password is not right for the account ${state.account}.`);
       return;
     case "375": case "376": case "372": case "002": case "003": case "004": case "251": case "252":
     case "253": case "254": case "255": case "265": case "266": case "250": case "422":
@@ -549,21 +600,56 @@ function numeric(msg) {
   else info(p.join(" "), n >= 300 && n < 400 ? where : serverBuffer());
 }
 
+// Ranks (PREFIX modes such as +o, +v) from a MODE line, kept without asking for NAMES again;
+// CHANMODES says which other modes take an argument.
+function applyModes(b, modes, args) {
+  const m = /^\((.*)\)(.*)$/.exec(state.isupport.PREFIX) || [null, "ov", "@+"];
+  const [, letters, symbols] = m;
+  const [listModes = "", always = "", whenSet = ""] = (state.isupport.CHANMODES || "beI,k,l").split(",");
+  let adding = true;
+  for (const mode of modes) {
+    if (mode === "+" || mode === "-") { adding = mode === "+"; continue; }
+    const rank = letters.indexOf(mode);
+    if (rank >= 0) {
+      const nick = args.shift();
+      const key = nick && [...b.users.keys()].find((u) => fold(u) === fold(nick));
+      if (key === undefined) continue;
+      const held = new Set(b.users.get(key));
+      adding ? held.add(symbols[rank]) : held.delete(symbols[rank]);
+      b.users.set(key, [...symbols].filter((c) => held.has(c)).join(""));
+    } else if (listModes.includes(mode) || always.includes(mode) || (adding && whenSet.includes(mode))) {
+      args.shift();
+    }
+  }
+  if (b === state.current) renderUsers();
+}
+
 function saveChannels() {
   const chans = [...state.buffers.values()].filter((b) => b.kind === "channel" && b.joined).map((b) => b.name);
   localStorage.setItem("salon.channels", chans.join(","));
+  state.rejoin = chans;
 }
 
 // ------------------------------------------------------------------ what the user types
 
-function say(text) {
+// The bytes of text a PRIVMSG to `target` may carry: the line limit less ":prefix PRIVMSG
+// target :" as others will receive it.
+function textBudget(target) {
+  const prefix = state.prefix || `${state.nick}!~xxxxxxxxx@${"x".repeat(63)}`;
+  return LINE_BYTES - encoder.encode(`:${prefix} PRIVMSG ${target} :`).length;
+}
+
+function say(text, action = false) {
   const b = state.current;
   if (!b || b.kind === "server") { problem("Type /join #channel or /msg nick text first."); return; }
+  const budget = textBudget(b.name) - (action ? 9 : 0); // "\x01ACTION " and "\x01"
+  if (budget < 32) { problem("That name is too long to send messages to."); return; }
   for (const line of text.split(/\r?\n/)) {
-    if (!line) continue;
-    for (const piece of splitText(line, MAX_TEXT_BYTES - encoder.encode(b.name).length)) {
-      send("PRIVMSG", b.name, piece);
-      if (!state.caps.has("echo-message")) add(b, "message", state.nick, piece);
+    for (const piece of splitText(line, budget)) {
+      send("PRIVMSG", b.name, action ? `\x01ACTION ${piece}\x01` : piece);
+      if (state.caps.has("echo-message")) continue;
+      if (action) add(b, "action", "", `* ${state.nick} ${piece}`);
+      else add(b, "message", state.nick, piece);
     }
   }
 }
@@ -581,7 +667,8 @@ function command(line) {
       send("JOIN", words[0].split(",").map((c) => (isChannel(c) ? c : "#" + c)).join(","), ...words.slice(1));
       return;
     case "part": case "leave": {
-      const chan = words[0] && isChannel(words[0]) ? words.shift() : b.name;
+      const chan = words[0] && isChannel(words[0]) ? words.shift() : b.kind === "channel" ? b.name : "";
+      if (!chan) return problem("Usage: /part #channel [reason]");
       return send("PART", chan, words.join(" ") || "Leaving");
     }
     case "msg": case "query": {
@@ -595,11 +682,11 @@ function command(line) {
     }
     case "me":
       if (!b || b.kind === "server") return problem("/me works in a channel or a conversation.");
-      send("PRIVMSG", b.name, `\x01ACTION ${arg}\x01`);
-      if (!state.caps.has("echo-message")) add(b, "action", "", `* ${state.nick} ${arg}`);
-      return;
+      return say(arg, true);
     case "nick": return words[0] ? send("NICK", words[0]) : problem("Usage: /nick newnick");
-    case "topic": return arg ? send("TOPIC", b.name, arg) : send("TOPIC", b.name);
+    case "topic":
+      if (b.kind !== "channel") return problem("/topic works in a channel.");
+      return arg ? send("TOPIC", b.name, arg) : send("TOPIC", b.name);
     case "close":
       if (b.kind === "channel" && b.joined) send("PART", b.name, "Leaving");
       if (b.kind !== "server") { state.buffers.delete(fold(b.name)); saveChannels(); show(serverBuffer()); }
@@ -648,8 +735,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
   document.getElementById("login").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.nick = nickField.value.trim().replace(/\s+/g, "_");
+    state.wanted = state.account = nickField.value.trim().replace(/\s+/g, "_");
     state.password = document.getElementById("password").value;
+    localStorage.setItem("salon.nick", state.wanted);
     state.firstChannels = document.getElementById("channels").value.split(/[\s,]+/).filter(Boolean)
       .map((c) => (isChannel(c) ? c : "#" + c));
     state.quitting = false;
@@ -663,10 +751,15 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    const isCommand = text.startsWith("/") && !text.startsWith("//");
+    if (!isCommand && (!connected() || !state.registered)) {
+      problem("Not connected: the message is kept until the connection is back.");
+      return;
+    }
     state.sent.push(text);
     state.sentAt = state.sent.length;
     input.value = "";
-    if (text.startsWith("/") && !text.startsWith("//")) command(text);
+    if (isCommand) command(text);
     else say(text.startsWith("//") ? text.slice(1) : text);
   });
   input.addEventListener("keydown", (event) => {
