@@ -146,6 +146,16 @@ class SalonProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds ``text``. Lines come late by design: the listeners accept
+        before the start-up lines are written, and the core's server-log lines are written
+        every 50 ms (runner.JOURNAL_EVERY)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert text in log, log
+        return log
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0

@@ -49,9 +49,11 @@ def assert_one_line_error(result: Any) -> str:
 class Served:
     """``salon serve`` with explicit flags, stopped (and checked) at the end."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, n: int = 0) -> None:
         self.cwd = cwd
-        self.stderr_path = cwd / "stderr.log"
+        # One file per server: a second server of a test must not truncate the first's log
+        # while it still writes to it.
+        self.stderr_path = cwd / (f"stderr{n}.log" if n else "stderr.log")
         self._err = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             salon_cmd("serve", *args), stdout=subprocess.DEVNULL, stderr=self._err, cwd=cwd
@@ -59,6 +61,15 @@ class Served:
 
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds ``text``: the listeners accept before the lines saying
+        so are written, so a port that answers does not mean its line is there yet."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert text in log, log
+        return log
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -77,7 +88,7 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[Served] = []
 
     def factory(*args: str, cwd: Path | None = None) -> Served:
-        s = Served(list(args), cwd or tmp_path)
+        s = Served(list(args), cwd or tmp_path, len(started))
         started.append(s)
         return s
 
@@ -152,15 +163,13 @@ def test_port_zero_turns_a_listener_off(serve: Any, tmp_path: Path) -> None:
         c.expect("Your name:")
     finally:
         c.close()
-    log = s.log()
-    assert "listening for plain" in log
+    log = s.wait_log("listening for plain")
     assert "listening for irc" not in log
 
     irc = free_port()
     s2 = serve("--irc-port", str(irc), "--plain-port", "0", "--data-dir", str(data) + "2")
     wait_port(irc, proc=s2.proc)
-    assert "listening for plain" not in s2.log()
-    assert "listening for irc" in s2.log()
+    assert "listening for plain" not in s2.wait_log("listening for irc")
 
 
 def test_config_file_and_flags_override_it(serve: Any, tmp_path: Path) -> None:
@@ -443,7 +452,7 @@ def test_host_any_ipv6_also_accepts_ipv4(serve: Any, tmp_path: Path) -> None:
     finally:
         six.close()
     assert b" 001 six " in data
-    assert f"[::]:{irc}" in s.log()
+    s.wait_log(f"[::]:{irc}")
 
 
 def test_serve_corrupt_database_one_line_exit_2(tmp_path: Path) -> None:

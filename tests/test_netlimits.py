@@ -60,7 +60,7 @@ def test_concurrent_limit_per_address_fires_and_recovers(make_salon: Any) -> Non
             time.sleep(0.1)
     c.close()
     second.close()
-    assert "refused ip=127.0.0.2: Too many connections" in s.log()
+    s.wait_log("refused ip=127.0.0.2: Too many connections")
 
 
 def test_connection_throttle_fires_and_recovers(make_salon: Any) -> None:
@@ -138,7 +138,7 @@ def test_dline_refuses_at_accept(make_salon: Any) -> None:
         c = NetClient(port, source="127.0.0.9")
         assert c.error_line() == "ERROR :Closing Link: 127.0.0.9 (D-lined: no bots here)"
         assert not any(" 001 " in line for line in c.lines)
-    assert "refused ip=127.0.0.9 by D-line 127.0.0.9/32" in s.log()
+    s.wait_log("refused ip=127.0.0.9 by D-line 127.0.0.9/32")
     # Other addresses are fine; lifting the ban lets it back in.
     registered(s.irc_port, "fine", "127.0.0.10").close()
     oper.send("UNDLINE 127.0.0.9")

@@ -149,7 +149,7 @@ def test_openssl_s_client(make_salon: Any, tmp_path: Path) -> None:
 
 def test_self_signed_made_once_reused_and_logged(make_salon: Any) -> None:
     s = tls_salon(make_salon)
-    log = s.log()
+    log = s.wait_log("TLS certificate (self-signed) SHA-256 fingerprint")
     assert "made a self-signed TLS certificate" in log
     m = re.search(r"TLS certificate \(self-signed\) SHA-256 fingerprint ([0-9A-F:]{95})", log)
     assert m, log
@@ -160,7 +160,7 @@ def test_self_signed_made_once_reused_and_logged(make_salon: Any) -> None:
     cert_bytes = (s.data_dir / "tls-cert.pem").read_bytes()
     assert s.stop() == 0
     s.start()
-    log = s.log()
+    log = s.wait_log("TLS certificate (self-signed) SHA-256 fingerprint")
     assert "made a self-signed" not in log
     assert f"fingerprint {m.group(1)}" in log
     assert server_certfp(s.tls_port) == logged
@@ -182,8 +182,7 @@ def test_sts_only_with_a_configured_certificate(
 ) -> None:
     crt, key, _ = make_cert(tmp_path / "certs", "localhost")
     s = tls_salon(make_salon, tls={"cert": str(crt), "key": str(key), "sts_duration": 86400})
-    assert "TLS certificate (configured)" in s.log()
-    assert "made a self-signed" not in s.log()
+    assert "made a self-signed" not in s.wait_log("TLS certificate (configured)")
     plain = connect(s.irc_port)
     caps = cap_ls(plain).split()
     assert f"sts=port={s.tls_port}" in caps
