@@ -5,6 +5,7 @@ WebSocket to the server that served it; see docs/web.md."""
 from __future__ import annotations
 
 import functools
+import html
 from importlib import resources
 
 # path -> (file, Content-Type)
@@ -30,8 +31,6 @@ def read(name: str) -> bytes:
 
 def page(name: str, ports: list[tuple[str, int]]) -> bytes:
     """index.html for this server: its (HTML-escaped) name and listening ports filled in."""
-    import html
-
     items = "".join(f"<li>{html.escape(label)}: port {port}</li>" for label, port in ports)
     text = read("index.html").decode()
     return text.replace("{{name}}", html.escape(name)).replace("{{ports}}", items).encode()
