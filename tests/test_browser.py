@@ -313,3 +313,22 @@ def test_the_web_client_reconnects_after_a_restart(
         tcp.expect(r"^:rita!\S+ PRIVMSG #b :typed while the server was down$", timeout=SLOW)
     finally:
         page.close()
+
+
+def test_the_web_client_registers_an_account(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    watcher = irc_user(connect, s.irc_port, "watcher")
+    page = browser.new_page()
+    try:
+        _login(page, s.http_port, "newbie")
+        page.locator("#buffers button[data-name='#lobby']").wait_for(timeout=SLOW * 1000)
+        page.fill("#input", "/register a long enough passphrase")
+        page.press("#input", "Enter")
+        page.locator("#buffers button", has_text="127.0.0.1").click()
+        page.locator("#log .line", has_text="Account newbie registered").wait_for(
+            timeout=SLOW * 1000
+        )
+        watcher.send("WHOIS newbie")
+        watcher.expect(r" 330 watcher newbie newbie :", timeout=SLOW)
+    finally:
+        page.close()

@@ -108,6 +108,7 @@ const state = {
   firstChannels: [], // from the login form
   rejoin: null, // the channels joined when the connection was lost
   pendingShow: "", // the channel a /join asked for: shown once joined
+  registering: "", // the password of a /register in flight
   sent: [], // input history
   sentAt: 0,
 };
@@ -459,6 +460,17 @@ function receive(msg) {
       (msg.command === "NOTE" ? info : problem)(`${p[0]} ${p[1]}: ${p[p.length - 1]}`);
       return;
     case "AWAY": return;
+    case "REGISTER":
+      if (p[0] === "SUCCESS") {
+        // Logged in now; a reconnect logs in with the same password.
+        state.account = p[1];
+        state.password = state.registering || state.password;
+        info(`Account ${p[1]} registered: you are logged in.`, serverBuffer());
+      } else if (p[0] === "VERIFICATION_REQUIRED") {
+        info(`Account ${p[1]}: ${p[p.length - 1]}`, serverBuffer());
+      }
+      state.registering = "";
+      return;
     case "CHATHISTORY":
       // TARGETS lists the recent conversations: each private one gets a buffer and its lines.
       if (p[0] === "TARGETS" && !isChannel(p[1])) fetchHistory(buffer(p[1], "query"));
@@ -696,12 +708,17 @@ function command(line) {
       send("QUIT", arg || "Leaving");
       return;
     case "away": return arg ? send("AWAY", arg) : send("AWAY");
+    case "register": // an account named after the current nickname (draft/account-registration)
+      if (!arg) return problem("Usage: /register password");
+      state.registering = arg;
+      return send("REGISTER", "*", "*", arg);
     case "raw": case "quote":
       if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(arg.replace(/[\r\n\0]/g, " "));
       return;
     case "help":
       info("/join #channel, /part, /msg nick text, /query nick, /me action, /nick name, " +
-           "/topic text, /away [reason], /close, /quit, /raw LINE; any other /command is sent as it is.");
+           "/topic text, /away [reason], /register password, /close, /quit, /raw LINE; " +
+           "any other /command is sent as it is.");
       return;
     default: // IRC syntax: /kick #chan nick :reason
       if (state.ws && state.ws.readyState === WebSocket.OPEN) {
