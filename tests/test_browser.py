@@ -332,3 +332,26 @@ def test_the_web_client_registers_an_account(browser: Any, make_salon: Any, conn
         watcher.expect(r" 330 watcher newbie newbie :", timeout=SLOW)
     finally:
         page.close()
+
+
+def test_the_web_client_searches_history(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    tcp = irc_user(connect, s.irc_port, "tcp", "#lobby")
+    tcp.send("PRIVMSG #lobby :the quick brown fox")
+    tcp.send("PRIVMSG #lobby :something unrelated")
+    page = browser.new_page()
+    try:
+        _login(page, s.http_port, "finder")
+        page.locator("#log .line", has_text="something unrelated").wait_for(timeout=SLOW * 1000)
+        page.fill("#input", "/search brown fox")
+        page.press("#input", "Enter")
+        found = page.locator("#log .line", has_text="[#lobby] the quick brown fox")
+        found.wait_for(timeout=SLOW * 1000)
+        assert "search" in page.locator("#buffers button.current").inner_text()
+        assert page.locator("#log .line", has_text="unrelated").count() == 0
+        page.fill("#input", "/search zebra")
+        page.press("#input", "Enter")
+        page.locator("#log .line", has_text="No messages found.").wait_for(timeout=SLOW * 1000)
+        assert page.locator("#log .line", has_text="brown fox").count() == 0
+    finally:
+        page.close()

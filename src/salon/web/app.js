@@ -5,7 +5,7 @@
 
 const CAPS_WANTED = [
   "message-tags", "server-time", "echo-message", "batch", "multi-prefix",
-  "draft/chathistory", "away-notify",
+  "draft/chathistory", "away-notify", "soju.im/search",
 ];
 const HISTORY_LINES = 100;
 // A relayed line is at most 512 bytes with CR LF, the sender's prefix and the command; the
@@ -16,6 +16,9 @@ const SASL_CHUNK = 400; // AUTHENTICATE payloads are sent in pieces of 400 bytes
 const encoder = new TextEncoder();
 
 // ------------------------------------------------------------------ the IRC codec
+
+// The inverse, for a value sent in tag syntax (SEARCH attributes).
+const escapeTag = (value) => value.replace(/[\\; \r\n]/g, (c) => ({ "\\": "\\\\", ";": "\\:", " ": "\\s", "\r": "\\r", "\n": "\\n" })[c]);
 
 // message-tags: "\:" is ";", "\s" a space, "\\" a backslash, "\r" and "\n" CR and LF;
 // a backslash before any other character is dropped, a trailing one too.
@@ -143,10 +146,11 @@ const el = (tag, cls, text) => {
 };
 
 function buffer(name, kind) {
-  const key = kind === "server" ? "" : fold(name);
+  // (keys no nickname or channel can have for the server's and the search's buffers)
+  const key = kind === "server" ? "" : kind === "search" ? "\0search" : fold(name);
   let b = state.buffers.get(key);
   if (!b) {
-    b = { name, kind, log: el("div"), users: new Map(), topic: "", unread: 0, mention: false,
+    b = { key, name, kind, log: el("div"), users: new Map(), topic: "", unread: 0, mention: false,
           joined: false, seen: new Set(), button: el("button") };
     b.button.type = "button";
     b.button.addEventListener("click", () => show(b));
@@ -160,14 +164,15 @@ const serverBuffer = () => buffer("server", "server");
 
 function renderBuffers() {
   const nav = document.getElementById("buffers");
-  const order = { server: 0, channel: 1, query: 2 };
+  const order = { server: 0, channel: 1, query: 2, search: 3 };
   const list = [...state.buffers.values()].sort((a, b) =>
     order[a.kind] - order[b.kind] || fold(a.name).localeCompare(fold(b.name)));
   nav.replaceChildren(...list.map((b) => {
     b.button.className = [b === state.current && "current", b.unread && "unread",
                           b.mention && "mention"].filter(Boolean).join(" ");
     b.button.dataset.name = b.name;
-    b.button.replaceChildren(el("span", "name", b.kind === "server" ? location.hostname || "server" : b.name));
+    const label = b.kind === "server" ? location.hostname || "server" : b.kind === "search" ? "🔍 search" : b.name;
+    b.button.replaceChildren(el("span", "name", label));
     if (b.unread && b !== state.current) b.button.append(el("span", "count", String(b.unread)));
     return b.button;
   }));
@@ -242,7 +247,9 @@ function add(b, kind, who, text, tags = {}, history = false) {
   const when = timeOf(tags);
   const line = el("div", "line " + kind);
   line.dataset.time = String(when.getTime());
-  const stamp = el("time", "", when.toTimeString().slice(0, 5));
+  const today = when.toDateString() === new Date().toDateString();
+  const day = today ? "" : when.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " ";
+  const stamp = el("time", "", day + when.toTimeString().slice(0, 5));
   stamp.dateTime = when.toISOString();
   stamp.title = when.toLocaleString();
   line.append(stamp);
@@ -376,8 +383,13 @@ function receive(msg) {
       return;
     case "BATCH": {
       const id = p[0].slice(1);
-      if (p[0][0] === "+") state.batches.set(id, { type: p[1], params: p.slice(2) });
-      else state.batches.delete(id);
+      if (p[0][0] === "+") {
+        state.batches.set(id, { type: p[1], params: p.slice(2) });
+      } else {
+        const ended = state.batches.get(id);
+        state.batches.delete(id);
+        if (ended && ended.type === "soju.im/search" && !ended.found) info("No messages found.", buffer("search", "search"));
+      }
       return;
     }
     case "PRIVMSG": case "NOTICE": return message(msg, history, batch);
@@ -423,7 +435,8 @@ function receive(msg) {
       if (query && query.kind === "query" && !state.buffers.has(fold(nick))) {
         state.buffers.delete(fold(old));
         query.name = nick;
-        state.buffers.set(fold(nick), query);
+        query.key = fold(nick);
+        state.buffers.set(query.key, query);
         add(query, "event", "", `${old} is now ${nick}`, msg.tags);
         renderBuffers();
         if (query === state.current) renderTopic();
@@ -519,6 +532,16 @@ function message(msg, history, batch) {
     kind = "action";
   }
   let b;
+  if (batch && batch.type === "soju.im/search") {
+    // A search result: shown in the search buffer, with the conversation it comes from.
+    const mineLine = fold(from) === fold(state.nick);
+    const where = isChannel(bareChannel(target)) ? bareChannel(target) : mineLine ? target : from;
+    batch.found = (batch.found || 0) + 1;
+    const results = buffer("search", "search");
+    const line = kind === "action" ? `* ${from} ${text}` : text;
+    add(results, kind, kind === "action" ? "" : from, `[${where}] ${line}`, msg.tags, true);
+    return;
+  }
   if (!msg.source.includes("!") || (notice && !state.registered)) b = serverBuffer(); // the server's own
   else if (isChannel(bareChannel(target))) b = buffer(bareChannel(target), "channel");
   else if (history && batch.params[0]) {
@@ -653,7 +676,10 @@ function textBudget(target) {
 
 function say(text, action = false) {
   const b = state.current;
-  if (!b || b.kind === "server") { problem("Type /join #channel or /msg nick text first."); return; }
+  if (!b || (b.kind !== "channel" && b.kind !== "query")) {
+    problem("Type /join #channel or /msg nick text first.");
+    return;
+  }
   const budget = textBudget(b.name) - (action ? 9 : 0); // "\x01ACTION " and "\x01"
   if (budget < 32) { problem("That name is too long to send messages to."); return; }
   for (const line of text.split(/\r?\n/)) {
@@ -701,13 +727,23 @@ function command(line) {
       return arg ? send("TOPIC", b.name, arg) : send("TOPIC", b.name);
     case "close":
       if (b.kind === "channel" && b.joined) send("PART", b.name, "Leaving");
-      if (b.kind !== "server") { state.buffers.delete(fold(b.name)); saveChannels(); show(serverBuffer()); }
+      if (b.kind !== "server") { state.buffers.delete(b.key); saveChannels(); show(serverBuffer()); }
       return;
     case "quit":
       state.quitting = true;
       send("QUIT", arg || "Leaving");
       return;
     case "away": return arg ? send("AWAY", arg) : send("AWAY");
+    case "search": { // soju.im/search over every conversation you may read
+      if (!arg) return problem("Usage: /search words");
+      if (!state.caps.has("soju.im/search")) return problem("This server does not offer search.");
+      const results = buffer("search", "search");
+      results.log.replaceChildren();
+      results.seen.clear();
+      info(`Messages with: ${arg}`, results);
+      show(results);
+      return send("SEARCH", `text=${escapeTag(arg)};limit=100`);
+    }
     case "register": // an account named after the current nickname (draft/account-registration)
       if (!arg) return problem("Usage: /register password");
       state.registering = arg;
@@ -717,7 +753,7 @@ function command(line) {
       return;
     case "help":
       info("/join #channel, /part, /msg nick text, /query nick, /me action, /nick name, " +
-           "/topic text, /away [reason], /register password, /close, /quit, /raw LINE; " +
+           "/topic text, /away [reason], /search words, /register password, /close, /quit, /raw LINE; " +
            "any other /command is sent as it is.");
       return;
     default: // IRC syntax: /kick #chan nick :reason
