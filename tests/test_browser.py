@@ -347,7 +347,8 @@ def test_the_web_client_searches_history(browser: Any, make_salon: Any, connect:
         page.press("#input", "Enter")
         found = page.locator("#log .line", has_text="[#lobby] the quick brown fox")
         found.wait_for(timeout=SLOW * 1000)
-        assert "search" in page.locator("#buffers button.current").inner_text()
+        assert page.locator("#buffers button.current").inner_text() == "Search"
+        assert "Messages with: brown fox" in page.locator("#topic").inner_text()
         assert page.locator("#log .line", has_text="unrelated").count() == 0
         page.fill("#input", "/search zebra")
         page.press("#input", "Enter")

@@ -171,7 +171,7 @@ function renderBuffers() {
     b.button.className = [b === state.current && "current", b.unread && "unread",
                           b.mention && "mention"].filter(Boolean).join(" ");
     b.button.dataset.name = b.name;
-    const label = b.kind === "server" ? location.hostname || "server" : b.kind === "search" ? "🔍 search" : b.name;
+    const label = b.kind === "server" ? location.hostname || "server" : b.kind === "search" ? "Search" : b.name;
     b.button.replaceChildren(el("span", "name", label));
     if (b.unread && b !== state.current) b.button.append(el("span", "count", String(b.unread)));
     return b.button;
@@ -740,7 +740,7 @@ function command(line) {
       const results = buffer("search", "search");
       results.log.replaceChildren();
       results.seen.clear();
-      info(`Messages with: ${arg}`, results);
+      results.topic = `Messages with: ${arg}`;
       show(results);
       return send("SEARCH", `text=${escapeTag(arg)};limit=100`);
     }
