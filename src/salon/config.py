@@ -41,7 +41,7 @@ class ListenSection:
     irc_port: int = 6667
     plain_port: int = 6000
     tls_port: int = 6697
-    # HTTP: IRC over WebSocket (IRCv3 websocket, any path), and a page saying how to connect.
+    # HTTP: the web client (salon.web) and IRC over WebSocket (IRCv3 websocket, any path).
     http_port: int = 8080
     # The same over TLS (wss://), with the certificate of [tls]. Off by default: browsers
     # refuse the self-signed certificate salon makes when none is configured.
