@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,17 @@ def write_config(
         lines.extend(f"{k} = {toml_value(v)}" for k, v in oper.items())
         lines.append("")
     path.write_text("\n".join(lines))
+
+
+def wait_log(read: Callable[[], str], text: str, timeout: float = 10.0) -> str:
+    """A server's log (``read()``) once it holds ``text``. Lines come late by design: the
+    listeners accept before the start-up lines are written, and the core's server-log lines
+    are written every 50 ms (runner.JOURNAL_EVERY)."""
+    deadline = time.monotonic() + timeout
+    while text not in (log := read()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert text in log, log
+    return log
 
 
 class SalonProcess:
@@ -147,14 +158,7 @@ class SalonProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:
-        """The log once it holds ``text``. Lines come late by design: the listeners accept
-        before the start-up lines are written, and the core's server-log lines are written
-        every 50 ms (runner.JOURNAL_EVERY)."""
-        deadline = time.monotonic() + timeout
-        while text not in (log := self.log()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert text in log, log
-        return log
+        return wait_log(self.log, text, timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc is None:

@@ -104,10 +104,6 @@ def test_a_browser_chats_with_an_irc_client(
 # ---------------------------------------------------------------- the web client (salon/web)
 
 
-def _log_texts(page: Any) -> list[str]:
-    return list(page.locator("#log .line").all_inner_texts())
-
-
 def _login(page: Any, port: int, nick: str, channels: str = "#lobby") -> None:
     page.goto(f"http://127.0.0.1:{port}/")
     page.fill("#nick", nick)

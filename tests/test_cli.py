@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LineClient, free_port, wait_port, write_config
+from conftest import LineClient, free_port, wait_log, wait_port, write_config
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,13 +63,7 @@ class Served:
         return self.stderr_path.read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:
-        """The log once it holds ``text``: the listeners accept before the lines saying
-        so are written, so a port that answers does not mean its line is there yet."""
-        deadline = time.monotonic() + timeout
-        while text not in (log := self.log()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert text in log, log
-        return log
+        return wait_log(self.log, text, timeout)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -284,6 +284,11 @@ const problem = (text, b = state.current || serverBuffer()) => add(b, "error", "
 
 const connected = () => Boolean(state.ws && state.ws.readyState === WebSocket.OPEN);
 
+// A line as typed (/raw, or a command the client does not know), CR, LF and NUL as spaces.
+function sendRaw(line) {
+  if (connected()) state.ws.send(line.replace(/[\r\n\0]/g, " "));
+}
+
 function send(command, ...params) {
   if (connected()) state.ws.send(formatLine(command, params));
 }
@@ -748,18 +753,14 @@ function command(line) {
       if (!arg) return problem("Usage: /register password");
       state.registering = arg;
       return send("REGISTER", "*", "*", arg);
-    case "raw": case "quote":
-      if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(arg.replace(/[\r\n\0]/g, " "));
-      return;
+    case "raw": case "quote": return sendRaw(arg);
     case "help":
       info("/join #channel, /part, /msg nick text, /query nick, /me action, /nick name, " +
            "/topic text, /away [reason], /search words, /register password, /close, /quit, /raw LINE; " +
            "any other /command is sent as it is.");
       return;
     default: // IRC syntax: /kick #chan nick :reason
-      if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-        state.ws.send(`${verb.toUpperCase()} ${arg}`.trim().replace(/[\r\n\0]/g, " "));
-      }
+      sendRaw(`${verb.toUpperCase()} ${arg}`.trim());
   }
 }
 

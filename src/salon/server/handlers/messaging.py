@@ -126,7 +126,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             return False
         # One recipient: without tag capabilities (and no echo) it gets the bare line, so
         # the tags, and the msgid unless history keeps one, are not made at all.
-        tagged = echo or other.variant != 0 or bool(other.capmask & caps.TAGGED)
+        tagged = echo or other.variant < 0 or bool(other.capmask & caps.TAGGED)
         msgid = server.new_msgid(ms) if stored or tagged else ""
         if stored:
             event = _private_event(server, client, other, command, target, params, msgid, ms, ())
