@@ -267,6 +267,6 @@ def sqlite_net(path: Any, net: Net | None = None, **sections: Any) -> Net:
     from salon.store.sqlite import SQLiteStore
 
     net = net if net is not None else Net(**sections)
-    net.store = SQLiteStore(path)  # type: ignore[assignment]
+    net.store = SQLiteStore(path, net.server.config.history.query_budget)  # type: ignore[assignment]
     net.server.load(net.store)
     return net

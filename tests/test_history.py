@@ -160,8 +160,8 @@ def test_sqlite_history_is_wal_with_msgid_and_time(tmp_path: Path) -> None:
 
 
 def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
-    """Rows reach the conversation index in batches; reads see every committed row anyway,
-    and a database from before that index gets it filled when it is opened."""
+    """Rows reach the conversation index in batches; reads see every committed row anyway
+    (the tail not indexed yet is read by id), and a database from before that index gets it filled when it is opened."""
     from salon.store.sqlite import SQLiteStore
 
     path = tmp_path / "salon.db"
@@ -179,6 +179,8 @@ def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
     assert [e.text for e in store.history(HistoryQuery("#a", limit=100))] == [
         "t1", "t3", "t5", "t7", "t9"
     ]  # fmt: skip
+    assert store.conn.execute(count).fetchone()[0] == 0  # a read never writes
+    store.index_pending()
     assert store.conn.execute(count).fetchone()[0] == 10
     # An older database: the same rows, no conversation index, the old per-row indexes,
     # and msgids of the old form (without their millisecond).

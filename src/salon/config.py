@@ -138,6 +138,7 @@ class HistorySection:
     # channel (casefolded) -> retention days; overrides retention_days for that channel
     channel_retention: tuple[tuple[str, float], ...] = ()
     chathistory_limit: int = 1000
+    query_budget: float = 0.05
     multiline_max_bytes: int = 4096
     multiline_max_lines: int = 100
 
@@ -399,6 +400,7 @@ def validate(cfg: Config) -> None:
             "replay_lines": (0, 1000),
             "retention_days": (0, 100000),
             "chathistory_limit": (1, 1000000),
+            "query_budget": (0.001, 60),
             "multiline_max_bytes": (512, 1 << 20),
             "multiline_max_lines": (1, 10000),
         },

@@ -36,6 +36,11 @@ class ConfigError(SalonError):
     """An invalid configuration: the message says which key and why."""
 
 
+class QueryTooBroad(SalonError):
+    """A history query that ran out of its budget before it found anything (``args[0]``:
+    the command)."""
+
+
 class CommandError(SalonError):
     """A handler's refusal, sent to the client as a numeric reply.
 

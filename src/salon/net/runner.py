@@ -455,7 +455,7 @@ class Shell:
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._lock = datadir.lock(data)
             self._secrets(data)
-            store = SQLiteStore(data / "salon.db")
+            store = SQLiteStore(data / "salon.db", self.config.history.query_budget)
             for path, private in ((data, "700"), (store.path, "600")):
                 if path.stat().st_mode & 0o077:
                     log.warning("%s can be read by other users: chmod %s it", path, private)

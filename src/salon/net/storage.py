@@ -1,8 +1,16 @@
-"""The storage thread: runs the core's store calls, one transaction per batch.
+"""The storage threads: the writer runs the core's store calls, one transaction per
+batch; readers run its history reads beside it.
 
-At most one transaction is in flight. Calls that arrive meanwhile wait and go together in
-the next one, so commits group naturally when the disk is slow ("group commit"). A sender
-whose message waits is blocked by the core (see StoreCall), which bounds the queue.
+At most one write transaction is in flight. Calls that arrive meanwhile wait and go
+together in the next one, so commits group naturally when the disk is slow ("group
+commit"). A sender whose message waits is blocked by the core (see StoreCall), which
+bounds the queue.
+
+Reads (``StoreCall.read``) go to READERS threads, each with a connection of its own
+(``store.reader()``), so that a slow read never delays a commit and the deliveries that
+wait for it. A client has at most one read in flight (its input waits for the answer), so
+the read queue is bounded by the number of clients. A store without readers (in memory)
+runs reads on the writer.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from salon.errors import QueryTooBroad
 from salon.server.effects import StoreCall
 from salon.store.base import Store
 
@@ -25,6 +34,7 @@ INDEX_EVERY = 1.0  # seconds a backlog smaller than FLOOD_ROWS may wait to be in
 UPKEEP_SLICE = 1000  # rows indexed at a time while no call waits: a few milliseconds
 FLOOD_ROWS = 2000  # a backlog this large is indexed at once
 CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
+READERS = 2  # reading threads: one slow reader leaves the other to everyone else
 
 
 class StorageFailed:
@@ -38,6 +48,33 @@ class StorageFailed:
 
     def __bool__(self) -> bool:
         return False
+
+
+class Outage:
+    """Failures of one kind in a row (a full disk fails every transaction until space is
+    freed): logged once when they start, with the error, and once when they end, with a
+    count, so that a failing disk does not also fill the log."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.failures:
+            self.since = time.monotonic()
+            log.error("%s failing: %s: %s", self.what, type(exc).__name__, exc)
+        self.failures += 1
+
+    def worked(self) -> None:
+        if self.failures:
+            log.warning(
+                "%s recovered after %d failures in %.1f s",
+                self.what,
+                self.failures,
+                time.monotonic() - self.since,
+            )
+            self.failures = 0
 
 
 class Storage:
@@ -58,6 +95,19 @@ class Storage:
         self._worker = threading.Thread(target=self._work, name="salon-store", daemon=True)
         self._worker.start()
         self.waiting: list[StoreCall] = []
+        self.outage = Outage("storage")
+        # What the store raises when its storage fails (a full disk), as opposed to bugs.
+        self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
+        self._reads: queue.SimpleQueue[StoreCall | None] = queue.SimpleQueue()
+        self._readers: list[threading.Thread] = []
+        reader = getattr(store, "reader", None)
+        if reader is not None and reader() is not None:
+            for i in range(READERS):
+                thread = threading.Thread(
+                    target=self._read, args=(reader,), name=f"salon-read-{i}", daemon=True
+                )
+                thread.start()
+                self._readers.append(thread)
         self.busy = False
         self.transactions = 0
         self.calls = 0
@@ -87,15 +137,47 @@ class Storage:
         if self._worker.is_alive():
             self._jobs.put(None)
             self._worker.join()
+        for _ in self._readers:
+            self._reads.put(None)
+        for thread in self._readers:
+            thread.join()
+        self._readers = []
+
+    def _read(self, open_reader: Callable[[], Any]) -> None:
+        """A reading thread: runs reads on its own connection until stop() puts None."""
+        reader = open_reader()
+        try:
+            while True:
+                call = self._reads.get()
+                if call is None:
+                    return
+                try:
+                    with reader.transaction():
+                        result = call.call(reader)
+                except QueryTooBroad:
+                    log.info("a history read ran out of its budget")
+                    result = StorageFailed(QueryTooBroad("history"))
+                except Exception as exc:
+                    log.exception("history read failed")
+                    result = StorageFailed(exc)
+                try:
+                    self.loop.call_soon_threadsafe(self.complete, call, result)
+                except RuntimeError:
+                    return  # the loop is closed: shutting down
+        finally:
+            reader.close()
 
     def _checkpoints(self, checkpoint: Callable[[], None]) -> None:
         """The checkpointing thread: the WAL goes back into the database file beside the
         writer, so that no commit (and no message waiting for it) waits for fsync."""
+        checkpoints = Outage("checkpoint")
         while not self._stop.wait(CHECKPOINT_EVERY):
             try:
                 checkpoint()
-            except Exception:
-                log.exception("checkpoint failed")
+            except Exception as exc:
+                checkpoints.failed(exc)
+            else:
+                checkpoints.worked()
 
     def _stop_checkpoints(self) -> None:
         self._stop.set()
@@ -104,7 +186,14 @@ class Storage:
             self._checkpointer = None
 
     def submit(self, calls: list[StoreCall]) -> None:
-        self.waiting.extend(calls)
+        if self._readers:
+            for call in calls:
+                if call.read:
+                    self._reads.put(call)
+                else:
+                    self.waiting.append(call)
+        else:
+            self.waiting.extend(calls)
         if not self.busy:
             self._start()
 
@@ -122,8 +211,10 @@ class Storage:
             results: list[Any] = self._run(batch)
         except Exception as exc:
             # The transaction itself failed (disk full, I/O error): nothing was committed.
-            log.exception("storage transaction failed")
+            self.outage.failed(exc)
             results = [StorageFailed(exc)] * len(batch)
+        else:
+            self.outage.worked()
         try:
             self.loop.call_soon_threadsafe(self._finished, batch, results)
         except RuntimeError:
@@ -136,6 +227,8 @@ class Storage:
             for call in batch:
                 try:
                     results.append(call.call(self.store))
+                except self._outages:
+                    raise  # the storage fails (a full disk): the whole batch with it
                 except Exception as exc:
                     log.exception("store call failed")
                     results.append(StorageFailed(exc))

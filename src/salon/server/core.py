@@ -527,6 +527,12 @@ class Server:
             rb.numeric(n.ERR_UNKNOWNERROR, msg.command, "Internal error")
         rb.flush()
 
+    def penalize(self, client: Client, cost: float) -> None:
+        """A costly command takes ``cost`` more from the client's flood budget (as ergo's
+        fakelag does): under flood control, its next lines wait for the budget to refill."""
+        if self.flood and client.tokens < float("inf"):
+            client.tokens -= cost
+
     def offload(self, effect: Offload) -> None:
         """Queue slow work; the client's input waits until :meth:`complete`."""
         effect.client.blocked = True
@@ -537,21 +543,25 @@ class Server:
         call: Callable[[Any], Any],
         done: Callable[[Any], None] | None = None,
         client: Client | None = None,
+        *,
+        read: bool = False,
     ) -> None:
         """Ask the shell to run ``call(store)``; see :class:`StoreCall`."""
         if client is not None:
             client.blocked = True
-        self.effects.append(StoreCall(call, done, client))
+        self.effects.append(StoreCall(call, done, client, read))
 
     def defer(
         self,
         rb: ResponseBuffer,
         call: Callable[[Any], Any],
         done: Callable[[Any, ResponseBuffer], None],
+        *,
+        read: bool = False,
     ) -> None:
         """Finish a command after a store call: what ``rb`` holds so far, and its label,
         are answered together with what ``done`` adds, once the call has completed. The
-        client's input waits meanwhile."""
+        client's input waits meanwhile. ``read``: see :class:`StoreCall`."""
         client = rb.client
         label, held = rb.label, rb.messages
         rb.label, rb.messages = None, []
@@ -568,7 +578,7 @@ class Server:
                 out.fail(exc.command, exc.code, *exc.context)
             out.flush()
 
-        self.store(call, finish, client)
+        self.store(call, finish, client, read=read)
 
     def after_commit(
         self,

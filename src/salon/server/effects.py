@@ -39,11 +39,16 @@ class StoreCall:
     With ``client`` set, that client's input waits until ``done`` ran: a sender has at most
     one write in flight, which bounds the write queue and slows a flooding sender down
     (fakelag) instead of dropping anything.
+
+    With ``read`` set, the call only reads history: the shell runs it on a reader of its
+    own, beside the writer, so that no read delays a commit (and the deliveries behind it).
+    It sees every transaction committed before it was asked for.
     """
 
     call: Callable[[Any], Any]
     done: Callable[[Any], None] | None = None
     client: Client | None = None
+    read: bool = False
 
 
 Effect = Close | Offload | StoreCall

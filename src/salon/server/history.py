@@ -20,7 +20,7 @@ from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import HistoryEvent, HistoryQuery
+from salon.store.base import HistoryEvent, HistoryQuery, PurgeProgress
 
 log = logging.getLogger("salon.history")
 
@@ -147,16 +147,42 @@ def forget_channel(server: Server, cf: str) -> None:
     if not enabled(server):
         return
 
-    def forget(store: Any) -> int:
-        store.set_private_channel(cf, False)
-        count: int = store.purge_history(math.inf, target=cf)
-        return count
-
-    def done(count: Any) -> None:
-        if isinstance(count, int) and count:
+    def done(count: int) -> None:
+        server.store(lambda store: store.set_private_channel(cf, False))
+        if count:
             log.info("history of %s removed with the channel: %d events", cf, count)
 
-    server.store(forget, done)
+    purge(server, [(math.inf, cf, ())], done)
+
+
+PurgeJob = tuple[float, str | None, tuple[str, ...]]  # before, conversation or all, except
+
+
+def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None]) -> None:
+    """Remove old events in steps (``store.purge_step``), one store call each: the commits
+    that deliveries wait for go between them, so a purge of millions of events never holds
+    up a message for longer than one step. ``done(count)`` once all are removed."""
+    removed = 0
+
+    def step(job: int, after: str) -> None:
+        before, target, exclude = jobs[job]
+
+        def went(progress: Any) -> None:
+            nonlocal removed
+            if not isinstance(progress, PurgeProgress):
+                return  # the store failed (logged there): the next purge tries again
+            removed += progress.removed
+            if progress.next is not None:
+                step(job, progress.next)
+            elif job + 1 < len(jobs):
+                step(job + 1, "")
+            else:
+                done(removed)
+
+        server.store(lambda store: store.purge_step(before, target, exclude, after), went)
+
+    if jobs:
+        step(0, "")
 
 
 def forget_left_behind(server: Server, store: Any) -> None:
@@ -230,7 +256,7 @@ def purge_expired(server: Server) -> None:
     hist = server.config.history
     now = server.now
     overrides = dict(hist.channel_retention)
-    jobs: list[tuple[float, str | None, tuple[str, ...]]] = []
+    jobs: list[PurgeJob] = []
     if hist.retention_days > 0:
         jobs.append((now - hist.retention_days * 86400, None, tuple(overrides)))
     for chan, days in overrides.items():
@@ -239,14 +265,11 @@ def purge_expired(server: Server) -> None:
     if not jobs:
         return
 
-    def purge(store: Any) -> int:
-        return sum(store.purge_history(before, target, exclude) for before, target, exclude in jobs)
-
-    def done(count: Any) -> None:
-        if isinstance(count, int) and count:
+    def done(count: int) -> None:
+        if count:
             log.info("history retention: removed %d old events", count)
 
-    server.store(purge, done)
+    purge(server, jobs, done)
 
 
 def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
@@ -254,7 +277,10 @@ def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
     lines = server.config.history.replay_lines
     if not enabled(server) or lines <= 0 or client.capmask & caps.CHATHISTORY:
         return
-    query = HistoryQuery(chan.cf, limit=lines, events=False)
+    # Up to the join's millisecond: what is said later is delivered live (the read runs
+    # beside the writer, and may see messages committed after the join).
+    until = ms_time(int(server.now * 1000) + 1)
+    query = HistoryQuery(chan.cf, end=until, limit=lines, events=False)
 
     def done(events: Any) -> None:
         if not isinstance(events, list) or not events or client.closed:
@@ -268,7 +294,7 @@ def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
         send_batch(server, rb, "chathistory", (chan.name,), events)
         rb.flush()
 
-    server.store(lambda store: store.history(query), done)
+    server.store(lambda store: store.history(query), done, read=True)
 
 
 def commit_then(

@@ -136,6 +136,14 @@ class SearchQuery:
     private_since: float | None = None
 
 
+class PurgeProgress(NamedTuple):
+    """How far a purge step went: events removed, and the conversation key to go on from
+    (None: done)."""
+
+    removed: int
+    next: str | None
+
+
 class AccountStore(Protocol):
     def load_accounts(self) -> list[AccountRecord]: ...
     def save_account(self, record: AccountRecord) -> None: ...
@@ -195,6 +203,14 @@ class HistoryStore(Protocol):
     def purge_history(
         self, before: float, target: str | None = None, exclude: Sequence[str] = ()
     ) -> int: ...
+    def purge_step(
+        self,
+        before: float,
+        target: str | None = None,
+        exclude: Sequence[str] = (),
+        after: str = "",
+        most: int = ...,
+    ) -> PurgeProgress: ...
 
 
 class Store(

@@ -10,6 +10,7 @@ from salon.store.base import (
     ChannelRecord,
     HistoryEvent,
     HistoryQuery,
+    PurgeProgress,
     SearchQuery,
     ServerBan,
     dm_other,
@@ -228,3 +229,14 @@ class MemoryStore:
             removed += len(events) - len(kept)
             self.events[key] = kept
         return removed
+
+    def purge_step(
+        self,
+        before: float,
+        target: str | None = None,
+        exclude: Sequence[str] = (),
+        after: str = "",
+        most: int = 0,
+    ) -> PurgeProgress:
+        """All at once: a list in memory needs no chunks."""
+        return PurgeProgress(self.purge_history(before, target, exclude), None)

@@ -24,18 +24,21 @@ from salon.store.base import (
     AccountRecord,
     ChannelRecord,
     HistoryEvent,
-    HistoryQuery,
     ListRecord,
+    PurgeProgress,
     ScramCredentials,
-    SearchQuery,
     ServerBan,
     dm_other,
     is_dm,
-    msgid_time,
 )
+from salon.store.sqlite_queries import ACTIVITY, DEFAULT_BUDGET, HistoryReads, SQLiteReader
 
 SCHEMA_VERSION = 1
-INDEX_SLICE = 1000  # rows indexed per maintain() call by default (~3 ms)
+INDEX_SLICE = 1000  # rows indexed per maintain() call by default
+# A purge step removes at most this many events (one transaction that delivery may wait
+# behind), looking at most at PURGE_SCAN conversations.
+PURGE_CHUNK = 500
+PURGE_SCAN = 2000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -110,6 +113,14 @@ CREATE TABLE IF NOT EXISTS history_by_target (
     id INTEGER NOT NULL,
     PRIMARY KEY (target, time, id)
 ) WITHOUT ROWID;
+-- Every conversation with its last message (PRIVMSG, NOTICE or TAGMSG; -1 for none) and
+-- how many it holds: CHATHISTORY TARGETS reads one row per conversation, and a search
+-- estimates what scanning a conversation costs. Kept by the batched indexing (_index).
+CREATE TABLE IF NOT EXISTS conversations (
+    target TEXT PRIMARY KEY,
+    last REAL NOT NULL,
+    messages INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dm_partners (
     party TEXT NOT NULL,
     conversation TEXT NOT NULL,
@@ -118,13 +129,15 @@ CREATE TABLE IF NOT EXISTS dm_partners (
 );
 -- No index on msgid: a msgid starts with its millisecond (store.base.msgid_time), so a
 -- message is found through history_by_target. Databases from before keep their
--- history_msgid index for the msgids they hold (see SQLiteStore._find).
+-- history_msgid index for the msgids they hold (see HistoryReads.find).
 -- columnsize=0: no per-row token counts (only bm25 ranking needs them, and search
 -- orders by time); that halves the cost of indexing a row. Databases from before keep
 -- their table as it was.
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
     text, content='history', content_rowid='id', tokenize='unicode61', columnsize=0
 );
+-- The search index's words with the number of rows that have each (a search's plan).
+CREATE VIRTUAL TABLE IF NOT EXISTS history_vocab USING fts5vocab(history_fts, 'row');
 DROP TRIGGER IF EXISTS history_ai;
 DROP TRIGGER IF EXISTS history_ad;
 CREATE TABLE IF NOT EXISTS fts_state (
@@ -205,43 +218,22 @@ def _insert_sql(rows: int, width: int) -> str:
     return f"INSERT INTO history ({_COLUMNS}) VALUES {marks}"
 
 
-def _event_from_row(row: sqlite3.Row) -> HistoryEvent:
-    return HistoryEvent(
-        msgid=row["msgid"],
-        time=row["time"],
-        target=row["target"],
-        command=row["command"],
-        source=row["source"],
-        account=row["account"],
-        # PRIVMSG/NOTICE keep their two parameters in columns (dest, text); the rest as JSON.
-        params=(row["dest"], row["text"])
-        if not row["params"]
-        else tuple(json.loads(row["params"])),
-        tags=tuple((k, v) for k, v in json.loads(row["tags"])) if row["tags"] else (),
-        display=row["display"],
-        party=row["party"],
-    )
+class SQLiteStore(HistoryReads):
+    """The writer: every write, on the storage thread; reads too when no reader can be had
+    (an in-memory database)."""
 
+    # Errors of the storage itself (a full disk, an I/O error, a locked file), not bugs.
+    OUTAGES: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
 
-def _fts_query(text: str) -> str:
-    """User words as an FTS5 query: every word must match (prefix match on the last)."""
-    words = [w.replace('"', '""') for w in text.split() if w]
-    if not words:
-        return '""'
-    terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
-    return " AND ".join(terms)
-
-
-class SQLiteStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, query_budget: float = DEFAULT_BUDGET) -> None:
         self.path = Path(path)
+        self.query_budget = query_budget
         if str(path) != ":memory:" and not self.path.exists():
             # Private messages, password hashes and SCRAM keys: readable by its owner only.
             # SQLite gives the -wal and -shm files the database file's permissions.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._ckpt: sqlite3.Connection | None = None
-        self._msgid_index = False
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives a crash of the process.
@@ -251,13 +243,8 @@ class SQLiteStore:
         self.conn.execute("PRAGMA cache_size=-32768")
         self.conn.execute("PRAGMA foreign_keys=ON")
         fill = self._migrate()
+        conversations = self._has_table("conversations")
         self.conn.executescript(SCHEMA)
-        self._msgid_index = (
-            self.conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'history_msgid'"
-            ).fetchone()
-            is not None
-        )
         if fill:
             # A database from before the conversation index: index what was indexed.
             with self.transaction():
@@ -265,6 +252,10 @@ class SQLiteStore:
                     "INSERT INTO history_by_target (target, time, id) SELECT target, time, id"
                     " FROM history WHERE id <= (SELECT indexed FROM fts_state WHERE id = 1)"
                 )
+        if not conversations:
+            # A database from before the conversations table: count what was indexed.
+            with self.transaction():
+                self._count_conversations(0, self._marks()[0])
         now = str(int(time.time()))
         with self.transaction():
             self.conn.execute(
@@ -278,6 +269,18 @@ class SQLiteStore:
                 (str(SCHEMA_VERSION),),
             )
         self._depth = 0
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def reader(self) -> SQLiteReader | None:
+        """A new reader of this database, for another thread; None for an in-memory one."""
+        if str(self.path) == ":memory:":
+            return None
+        return SQLiteReader(self.path, self.query_budget)
 
     def _migrate(self) -> bool:
         """Bring a database made by an earlier version up to this schema; True when its
@@ -305,7 +308,9 @@ class SQLiteStore:
         try:
             yield
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # Some errors (a full disk, an I/O error) end the transaction themselves.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
@@ -510,37 +515,6 @@ class SQLiteStore:
                 partners,
             )
 
-    def dm_partners(self, party: str) -> list[tuple[str, str]]:
-        rows = self.conn.execute(
-            "SELECT conversation, partner FROM dm_partners WHERE party = ?", (party,)
-        )
-        return [(row["conversation"], row["partner"]) for row in rows]
-
-    def _find(self, target: str, msgid: str) -> sqlite3.Row | None:
-        """The row of a message of ``target`` by its msgid: through the conversation index
-        at the time the msgid carries (within a second of it); a msgid without one only
-        in a database from before (which has an index on msgid for those)."""
-        when = msgid_time(msgid)
-        if when is not None:
-            self.index_pending()
-            row: sqlite3.Row | None = self.conn.execute(
-                "SELECT * FROM history WHERE id IN (SELECT id FROM history_by_target"
-                " WHERE target = ? AND time >= ? AND time <= ?) AND msgid = ?",
-                (target, when - 1, when + 1, msgid),
-            ).fetchone()
-            if row is not None or not self._msgid_index:
-                return row
-        elif not self._msgid_index:
-            return None
-        found: sqlite3.Row | None = self.conn.execute(
-            "SELECT * FROM history WHERE msgid = ? AND target = ?", (msgid, target)
-        ).fetchone()
-        return found
-
-    def history_event(self, target: str, msgid: str) -> HistoryEvent | None:
-        row = self._find(target, msgid)
-        return None if row is None else _event_from_row(row)
-
     def rename_history(self, old: str, new: str) -> None:
         self.index_pending()
         self.conn.execute(
@@ -549,75 +523,10 @@ class SQLiteStore:
             (new, old),
         )
         self.conn.execute("UPDATE history_by_target SET target = ? WHERE target = ?", (new, old))
-
-    def history(self, query: HistoryQuery) -> list[HistoryEvent]:
-        self.index_pending()
-        clauses = ["t.target = ?"]
-        args: list[Any] = [query.target]
-        if query.start is not None:
-            if query.start_seq is None:
-                clauses.append("t.time > ?")
-                args.append(query.start)
-            else:
-                clauses.append("(t.time > ? OR (t.time = ? AND t.id > ?))")
-                args += [query.start, query.start, query.start_seq]
-        if query.end is not None:
-            if query.end_seq is None:
-                clauses.append("t.time < ?")
-                args.append(query.end)
-            else:
-                clauses.append("(t.time < ? OR (t.time = ? AND t.id < ?))")
-                args += [query.end, query.end, query.end_seq]
-        if query.since is not None:
-            clauses.append("t.time >= ?")
-            args.append(query.since)
-        if not query.events:
-            clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
-        order = "DESC" if query.newest_first else "ASC"
-        sql = (
-            "SELECT h.* FROM history_by_target t JOIN history h ON h.id = t.id"
-            f" WHERE {' AND '.join(clauses)} ORDER BY t.time {order}, t.id {order} LIMIT ?"
-        )
-        args.append(query.limit)
-        rows = [_event_from_row(r) for r in self.conn.execute(sql, args)]
-        if query.newest_first:
-            rows.reverse()
-        return rows
-
-    def history_position(self, target: str, msgid: str) -> tuple[float, int] | None:
-        row = self._find(target, msgid)
-        return None if row is None else (float(row["time"]), int(row["id"]))
-
-    def history_time_of(self, target: str, msgid: str) -> float | None:
-        row = self._find(target, msgid)
-        return None if row is None else float(row["time"])
-
-    def history_targets(
-        self,
-        targets: Sequence[str],
-        start: float,
-        end: float,
-        limit: int,
-        private_since: float | None = None,
-    ) -> list[tuple[str, float]]:
-        if not targets:
-            return []
-        self.index_pending()
-        lo, hi = min(start, end), max(start, end)
-        marks = ",".join("?" for _ in targets)
-        floor = -1.0 if private_since is None else private_since
-        rows = self.conn.execute(
-            "SELECT t.target, MAX(t.time) AS last FROM history_by_target t"
-            f" JOIN history h ON h.id = t.id WHERE t.target IN ({marks})"
-            " AND h.command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')"
-            " AND (substr(t.target, 1, 1) = '#' OR t.time >= ?)"
-            " GROUP BY t.target HAVING last > ? AND last < ? ORDER BY last ASC LIMIT ?",
-            (*targets, floor, lo, hi, limit),
-        )
-        return [(row["target"], float(row["last"])) for row in rows]
+        self.conn.execute("UPDATE conversations SET target = ? WHERE target = ?", (new, old))
 
     def redact_history(self, target: str, msgid: str) -> bool:
-        row = self._find(target, msgid)
+        row = self.find(target, msgid)
         if row is None:
             return False
         self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
@@ -645,11 +554,24 @@ class SQLiteStore:
                 " FROM history WHERE id > ? AND id <= ? ORDER BY target, time, id",
                 (done, top),
             )
+            self._count_conversations(done, top)
             self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
 
+    def _count_conversations(self, done: int, top: int) -> None:
+        """Rows ``done`` (exclusive) to ``top`` into the conversations table."""
+        self.conn.execute(
+            "INSERT INTO conversations (target, last, messages)"
+            f" SELECT target, MAX(CASE WHEN command IN {ACTIVITY} THEN time ELSE -1 END),"
+            f" SUM(command IN {ACTIVITY}) FROM history WHERE id > ? AND id <= ?"
+            " GROUP BY target"
+            " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
+            " messages = messages + excluded.messages",
+            (done, top),
+        )
+
     def index_pending(self) -> None:
-        """Index every row stored since the last call. Reads call it first: they see
-        every committed row."""
+        """Index every row stored since the last call (before a write that finds rows
+        through the indexes; reads read the tail instead)."""
         self._index(*self._marks())
 
     def maintain(self, most: int = INDEX_SLICE) -> int:
@@ -660,57 +582,65 @@ class SQLiteStore:
         self._index(done, upto)
         return top - upto
 
-    def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
-        if not query.targets:
-            return []
-        self.index_pending()
-        marks = ",".join("?" for _ in query.targets)
-        args: list[Any] = list(query.targets)
-        if query.text.strip():
-            clauses = [f"h.target IN ({marks})"]
-            clauses.append("h.id IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?)")
-            args.append(_fts_query(query.text))
-        else:
-            clauses = [f"h.id IN (SELECT id FROM history_by_target WHERE target IN ({marks}))"]
-        clauses.append("h.command IN ('PRIVMSG', 'NOTICE')")
-        if query.sender:
-            clauses.append("h.sender = ?")
-            args.append(query.sender)
-        if query.start is not None:
-            clauses.append("h.time > ?")
-            args.append(query.start)
-        if query.end is not None:
-            clauses.append("h.time < ?")
-            args.append(query.end)
-        if query.private_since is not None:
-            # Channel keys start with '#'; private conversation keys never do.
-            clauses.append("(substr(h.target, 1, 1) = '#' OR h.time >= ?)")
-            args.append(query.private_since)
-        args.append(query.limit)
-        rows = self.conn.execute(
-            f"SELECT h.* FROM history h WHERE {' AND '.join(clauses)}"
-            " ORDER BY h.time DESC, h.id DESC LIMIT ?",
-            args,
-        ).fetchall()
-        return [_event_from_row(r) for r in reversed(rows)]
-
     def purge_history(
         self, before: float, target: str | None = None, exclude: Sequence[str] = ()
     ) -> int:
-        if target is None:
-            marks = ",".join("?" for _ in exclude)
-            cur = self.conn.execute(
-                f"DELETE FROM history WHERE time < ? AND target NOT IN ({marks})",
-                (before, *exclude),
-            )
+        """Everything :meth:`purge_step` removes, at once (at start, and in tests)."""
+        removed, after = 0, ""
+        while True:
+            step = self.purge_step(before, target, exclude, after)
+            removed += step.removed
+            if step.next is None:
+                return removed
+            after = step.next
+
+    def purge_step(
+        self,
+        before: float,
+        target: str | None = None,
+        exclude: Sequence[str] = (),
+        after: str = "",
+        most: int = PURGE_CHUNK,
+    ) -> PurgeProgress:
+        """Remove at most ``most`` events older than ``before``: of ``target``, or of
+        every conversation from ``after`` on (in key order) but those in ``exclude``.
+        Each conversation's old events are found through the conversation index."""
+        self.index_pending()
+        if target is not None:
+            keys: list[str] = [target]
         else:
-            self.index_pending()
+            keys = [
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT target FROM conversations WHERE target >= ? ORDER BY target LIMIT ?",
+                    (after, PURGE_SCAN),
+                )
+            ]
+        skip = set(exclude)
+        removed = 0
+        for key in keys:
+            if key in skip:
+                continue
             cur = self.conn.execute(
-                "DELETE FROM history WHERE id IN"
-                " (SELECT id FROM history_by_target WHERE target = ? AND time < ?)",
-                (target, before),
+                "DELETE FROM history WHERE id IN (SELECT id FROM history_by_target"
+                " WHERE target = ? AND time < ? ORDER BY time LIMIT ?)",
+                (key, before, most - removed),
             )
-        return cur.rowcount
+            if cur.rowcount:
+                removed += cur.rowcount
+                self.conn.execute(
+                    "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
+                    (cur.rowcount, key),
+                )
+            if removed >= most:
+                return PurgeProgress(removed, key)  # this one may hold more
+            if not self.conn.execute(
+                "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
+            ).fetchone():
+                self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
+        if target is not None or len(keys) < PURGE_SCAN:
+            return PurgeProgress(removed, None)
+        return PurgeProgress(removed, keys[-1] + "\0")
 
 
 # The name the shell used before the store had its interfaces.

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from salon.errors import CommandError, FailError
+from salon.errors import CommandError, FailError, QueryTooBroad
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_LINE
@@ -27,6 +27,11 @@ from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
 log = logging.getLogger("salon.server")
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
+# What the costlier queries take from the sender's flood budget besides the line itself:
+# a client that repeats them is slowed down (its next lines wait), never refused.
+SEARCH_COST = 3.0
+TARGETS_COST = 1.0
+TOO_BROAD = "too broad"  # a search that ran out of its budget and found nothing
 
 
 def _require_history(server: Server, command: str) -> None:
@@ -190,7 +195,7 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
             return
         history.send_batch(server, out, "chathistory", (target,), result)
 
-    server.defer(rb, query, done)
+    server.defer(rb, query, done, read=True)
 
 
 def _targets(
@@ -204,6 +209,7 @@ def _targets(
     me = party(server, client)
     channels = {chan.cf: chan.name for chan in client.channels.values()}
     floor = history.private_floor(client)
+    server.penalize(client, TARGETS_COST)
 
     def query(store: Any) -> list[tuple[str, str, float]]:
         names = dict(channels)
@@ -228,7 +234,7 @@ def _targets(
         if ref is not None:
             out.add(Message("BATCH", ("-" + ref,), server.name))
 
-    server.defer(rb, query, done)
+    server.defer(rb, query, done, read=True)
 
 
 # ---------------------------------------------------------------------------- MARKREAD
@@ -383,8 +389,9 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     floor = history.private_floor(client)
     sender = casefold(attrs["from"]) if attrs.get("from") else None
     text = attrs.get("text", "")
+    server.penalize(client, SEARCH_COST)
 
-    def search(store: Any) -> list[HistoryEvent]:
+    def search(store: Any) -> list[HistoryEvent] | str:
         if where is None:
             keys = channels + [conv for conv, _ in store.dm_partners(me)]
         elif where.startswith("#"):
@@ -400,15 +407,25 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             limit=limit,
             private_since=floor,
         )
-        return list(store.search_history(query))
+        try:
+            return list(store.search_history(query))
+        except QueryTooBroad:
+            return TOO_BROAD
 
     def done(result: Any, out: ResponseBuffer) -> None:
+        if result is TOO_BROAD:
+            out.fail(
+                "SEARCH",
+                "TOO_BROAD",
+                "Too many messages to look through: add words, or in=, from=, after=, before=",
+            )
+            return
         if not isinstance(result, list):
             out.fail("SEARCH", "INTERNAL_ERROR", "Search is unavailable")
             return
         history.send_batch(server, out, "soju.im/search", (), result)
 
-    server.defer(rb, search, done)
+    server.defer(rb, search, done, read=True)
 
 
 # ---------------------------------------------------------------------------- RENAME
