@@ -18,6 +18,45 @@ import pytest
 from salon.proto.message import Message, parse
 
 ROOT = Path(__file__).resolve().parent.parent
+# The one list of the Debian packages the tests drive, and the script that reads it.
+INSTALL_DEPS = ROOT / "scripts" / "install-deps.sh"
+TEST_PACKAGES = ROOT / "scripts" / "test-packages.txt"
+
+
+def install_deps(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/install-deps.sh`` with ``args`` (``--list`` or ``--missing``, and a list)."""
+    return subprocess.run(
+        ["bash", str(INSTALL_DEPS), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def missing_packages(listing: Path = TEST_PACKAGES) -> str | None:
+    """None when every package ``listing`` names is installed; else the one line that says
+    which are not (or why they cannot be checked: not Debian, a malformed line)."""
+    res = install_deps("--missing", str(listing))
+    missing = res.stdout.split()
+    if res.returncode == 1 and missing:
+        where = listing.relative_to(ROOT) if listing.is_relative_to(ROOT) else listing
+        noun, it = ("package", "it") if len(missing) == 1 else ("packages", "them")
+        return (
+            f"missing Debian {noun} the tests need: {', '.join(missing)} "
+            f"(listed in {where}; bash scripts/install-deps.sh installs {it})"
+        )
+    if res.returncode != 0:
+        return res.stderr.strip() or f"{INSTALL_DEPS} exited {res.returncode}"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test runs (once, in the controller, not in each xdist worker): every
+    package in scripts/test-packages.txt is installed, or the run stops in one line naming
+    the missing ones. A missing client, plugin or browser is never a skip (a test that
+    cannot run is not a pass) and never a test timing out while it waits for it."""
+    if hasattr(config, "workerinput") or config.option.help:
+        return
+    problem = missing_packages()
+    if problem is not None:
+        pytest.exit(problem, returncode=2)
 
 
 def free_port() -> int:

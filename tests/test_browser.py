@@ -3,7 +3,6 @@ talks to a real server process with the browser's own WebSocket API."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from conftest import free_port, irc_user
 
 pytestmark = pytest.mark.timeout(60)
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # scripts/test-packages.txt: conftest.py checks it is there
 SLOW = 20  # seconds to wait for what goes through the browser
 # Chromium's own connections (updates, sync, lookups) are refused on a closed network.
 CHROMIUM_ARGS = [
@@ -57,8 +56,6 @@ CLIENT_JS = """
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: scripts/install-deps.sh installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

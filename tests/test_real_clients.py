@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -23,12 +22,8 @@ from conftest import LineClient, SalonProcess
 pytestmark = pytest.mark.timeout(60)
 
 BOT = "bot"
-INSTALL_HINT = "run scripts/install-deps.sh (or make deps) to install it"
-
-
-def need(binary: str) -> None:
-    if shutil.which(binary) is None:
-        pytest.skip(f"{binary} is not installed; {INSTALL_HINT}")
+# irssi, tmux and WeeChat with its plugins are in scripts/test-packages.txt: conftest.py
+# stops the run before any test when one of them is missing.
 
 
 def poll(what: str, probe: Callable[[], str | None], timeout: float = 10.0) -> str:
@@ -129,7 +124,6 @@ class Tmux:
 
 @pytest.fixture
 def tmux() -> Iterator[Tmux]:
-    need("tmux")
     t = Tmux()
     try:
         yield t
@@ -153,7 +147,6 @@ settings = {
 def test_irssi_in_tmux(
     salon: SalonProcess, connect: Callable[..., LineClient], tmux: Tmux, tmp_path: Path
 ) -> None:
-    need("irssi")
     home = tmp_path / "irssi"
     home.mkdir()
     (home / "config").write_text(IRSSI_CONFIG)
@@ -284,7 +277,6 @@ class Weechat:
 def test_weechat_headless(
     salon: SalonProcess, connect: Callable[..., LineClient], tmp_path: Path
 ) -> None:
-    need("weechat-headless")
     home = tmp_path / "weechat"
     home.mkdir()
     bot = bot_joins(salon, connect)

@@ -5,7 +5,6 @@ self-signed certificate made once and reused, STS only with a configured certifi
 from __future__ import annotations
 
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -19,8 +18,6 @@ from nethelpers import NetClient, client_context, make_cert, server_certfp
 from salon.passwords import hash_password
 
 pytestmark = pytest.mark.timeout(60)
-
-OPENSSL = shutil.which("openssl")
 
 
 def tls_salon(make_salon: Any, **overrides: Any) -> Any:
@@ -115,15 +112,13 @@ def test_sasl_external_with_the_client_certificate(make_salon: Any, tmp_path: Pa
     d.close()
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
 def test_openssl_s_client(make_salon: Any, tmp_path: Path) -> None:
     crt, key, fp = make_cert(tmp_path / "certs", "dave")
     s = tls_salon(make_salon)
-    assert OPENSSL is not None
 
     def s_client(*args: str, text: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{s.tls_port}", "-ign_eof", *args],
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{s.tls_port}", "-ign_eof", *args],
             input=text,
             capture_output=True,
             text=True,

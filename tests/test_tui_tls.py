@@ -4,7 +4,6 @@ fingerprint, --insecure, and a real session through a TLS proxy in front of salo
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -18,10 +17,7 @@ from salon.client import Session, Settings
 from salon.client.model import Event, Joined
 from salon.tui.connection import Connection, Target, TrustError, fingerprint
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command"),
-]
+pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(scope="module")
