@@ -206,11 +206,18 @@ def test_serve_bad_flag_one_line_exit_2(args: list[str], tmp_path: Path) -> None
     assert_one_line_error(run_salon("serve", *args, cwd=tmp_path))
 
 
-def test_serve_bad_config_one_line_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[limits]\nsendq = "lots"\n', "limits.sendq"),
+        ('[plain]\nleave_words = ["bye", "see you"]\n', "plain.leave_words: 'see you'"),
+    ],
+)
+def test_serve_bad_config_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text('[limits]\nsendq = "lots"\n')
+    cfg.write_text(text)
     err = assert_one_line_error(run_salon("serve", "--config", str(cfg), cwd=tmp_path))
-    assert "limits.sendq" in err
+    assert needle in err
 
 
 def test_serve_unreadable_motd_file_one_line_exit_2(tmp_path: Path) -> None:
@@ -314,6 +321,15 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[tls]\ncert = '/nonexistent/c.pem'\nkey = '/nonexistent/k.pem'\n", "tls.cert"),
         ("[tls]\ncert = '/proc/version'\nkey = '/proc/version'\n", "tls: cannot load"),
         ("[listen]\nirc_port = 0\ntls_port = 0\nplain_port = 0\nhttp_port = 0\n", "all 0"),
+        ("[plain]\nleave_words = 'bye'\n", "plain.leave_words: expected a list of words"),
+        ("[plain]\nleave_words = ['bye', 3]\n", "plain.leave_words: expected a list of words"),
+        ("[plain]\nleave_words = ['']\n", "plain.leave_words: '' must be 1 to 50"),
+        ("[plain]\nleave_words = ['see you']\n", "must not contain spaces"),
+        ("[plain]\nleave_words = [' bye']\n", "must not contain spaces"),
+        ('[plain]\nleave_words = ["bye\\u0007"]\n', "'bye\\x07' must not contain"),
+        ('[plain]\nleave_words = ["by\\u200be"]\n', "invisible characters"),
+        ("[plain]\nleave_words = ['" + "o" * 51 + "']\n", "must be 1 to 50 characters"),
+        ("[plain]\nleave = ['bye']\n", "plain.leave: unknown key"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

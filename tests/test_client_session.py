@@ -360,6 +360,8 @@ def test_topic_reply_and_change() -> None:
         ("/quit gone fishing", ["QUIT :gone fishing"]),
         ("bye", ["QUIT bye"]),
         ("EXIT", ["QUIT bye"]),
+        ("over", ["QUIT bye"]),
+        ("/over and out", ["QUIT :and out"]),
     ],
 )
 def test_commands_put_the_right_line_on_the_wire(typed: str, sent: list[str]) -> None:

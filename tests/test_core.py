@@ -1801,7 +1801,7 @@ def test_plain_prompt_name_and_lobby(net: Net) -> None:
     assert pat.lines() == ["Your name:"]
     pat.send("pat")
     assert pat.lines() == [
-        "Hello pat! Type /help for help, bye to leave.",
+        "Hello pat! Type /help for help, and bye, quit, exit or over to leave.",
         "* You are now in #lobby",
         "* In #lobby: @alice, pat",
     ]
@@ -1877,7 +1877,9 @@ def test_plain_join_who_help(net: Net) -> None:
     lines = pat.lines()
     assert lines[0] == "Type a line and press Enter to talk to the room."
     assert any(line.startswith("/msg") for line in lines)
-    assert any(line.startswith("bye") for line in lines)
+    assert lines[-1] == (
+        "/quit [reason]       leave (so do bye, quit, exit and over on a line of their own)"
+    )
     pat.send("/frobnicate")
     assert pat.lines() == ["* Unknown command /frobnicate. Type /help."]
 

@@ -99,7 +99,7 @@ def test_join_and_leave_notices(salon: Any, connect: Any) -> None:
     alice.expect(r"^\* carol left")
 
 
-@pytest.mark.parametrize("word", ["bye", "quit", "exit", "BYE", "/quit"])
+@pytest.mark.parametrize("word", ["bye", "quit", "exit", "over", "BYE", "Over", "/quit"])
 def test_leave_words_close_cleanly(word: str, salon: Any, connect: Any) -> None:
     bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
     alice = plain_user(connect, salon, "alice")
@@ -112,6 +112,24 @@ def test_leave_words_close_cleanly(word: str, salon: Any, connect: Any) -> None:
     again = plain_user(connect, salon, "alice")
     again.send("still here")
     bob.expect(r"^:alice!\S+ PRIVMSG #lobby :still here$")
+
+
+def test_leave_words_are_configurable(make_salon: Any, connect: Any) -> None:
+    salon = make_salon(plain={"leave_words": ["Over", "adios"]})
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
+    alice = connect(salon.plain_port)
+    alice.expect(r"^Your name:")
+    alice.send("alice")
+    alice.expect(r"^Hello alice! Type /help for help, and over or adios to leave\.$")
+    bob.expect(r"JOIN #lobby")
+    alice.send("/help")
+    alice.expect(r"^/quit \[reason\] +leave \(so do over and adios on a line of their own\)$")
+    alice.send("bye")  # no longer a leave word: it is said to the room
+    bob.expect(r"^:alice!\S+ PRIVMSG #lobby :?bye$")
+    alice.send("OVER")
+    alice.expect(r"^Bye!")
+    assert_closed(alice)
+    bob.expect(r"^:alice!\S+ QUIT :Quit: bye$")
 
 
 def test_closing_the_socket_is_a_quit(salon: Any, connect: Any) -> None:

@@ -41,7 +41,7 @@ def test_server_password_is_asked_for_first() -> None:
     pat.send("sekrit")
     assert pat.lines() == ["Your name:"]
     pat.send("pat")
-    assert pat.lines()[0] == "Hello pat! Type /help for help, bye to leave."
+    assert pat.lines()[0] == "Hello pat! Type /help for help, and bye, quit, exit or over to leave."
     assert net.server.nicks["pat"] is pat.client
 
 
@@ -212,7 +212,7 @@ def test_escapes_between_plain_users_are_shown_too() -> None:
 # ------------------------------------------------------------------ rough edges
 
 
-@pytest.mark.parametrize("word", ["bye", "QUIT", "exit", "/quit"])
+@pytest.mark.parametrize("word", ["bye", "QUIT", "exit", "over", "/quit", "/over"])
 def test_leave_words_at_the_name_prompt_leave(word: str) -> None:
     net = quiet_net()
     pat = net.plain()
@@ -221,6 +221,36 @@ def test_leave_words_at_the_name_prompt_leave(word: str) -> None:
     assert pat.lines() == ["Bye!"]
     assert net.is_closed(pat)
     assert word.lower() not in net.server.nicks
+
+
+def test_no_leave_words_leaves_the_slash_commands() -> None:
+    net = quiet_net(plain={"leave_words": []})
+    alice = net.register("alice")
+    alice.send("JOIN #lobby")
+    pat = net.plain()
+    pat.lines()
+    pat.send("pat")
+    assert pat.lines()[0] == "Hello pat! Type /help for help, and /quit to leave."
+    pat.send("/help")
+    assert pat.lines()[-1] == "/quit [reason]       leave"
+    alice.lines()
+    pat.send("bye")
+    assert alice.lines() == [":pat!plain@127.0.0.1 PRIVMSG #lobby bye"]
+    pat.send("/bye")
+    assert pat.lines() == ["Bye!"]
+    assert net.is_closed(pat)
+
+
+def test_a_leave_word_in_another_script_matches_in_any_case() -> None:
+    net = quiet_net(plain={"leave_words": ["Tschüss", "пока"]})
+    pat = net.plain("pat")
+    pat.send("/help")
+    assert pat.lines()[-1] == (
+        "/quit [reason]       leave (so do tschüss and пока on a line of their own)"
+    )
+    pat.send("ПОКА")
+    assert pat.lines() == ["Bye!"]
+    assert net.is_closed(pat)
 
 
 @pytest.mark.parametrize(
@@ -345,7 +375,7 @@ def test_recent_messages_are_replayed_on_join() -> None:
     pat.send("pat")
     # START is 1000 s after the epoch: 00:16 UTC.
     assert pat.lines() == [
-        "Hello pat! Type /help for help, bye to leave.",
+        "Hello pat! Type /help for help, and bye, quit, exit or over to leave.",
         "* You are now in #lobby",
         "* In #lobby: @alice, pat",
         "* Recent messages in #lobby (times in UTC):",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -231,6 +233,49 @@ def test_registration_and_ping_timeouts(make_salon: Any, connect: Any) -> None:
     alive(answering)
     log = wait_log(s, r"quit id=\d+ nick=silent reason=Ping timeout")
     no_traceback(log)
+
+
+# ---------------------------------------------------------------------- lost connections
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the kernel sends an RST, the server's read gets ECONNRESET."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("port", ["irc", "plain"])
+def test_a_reset_reads_as_words_in_the_quit_line(port: str, salon: Any, connect: Any) -> None:
+    bob = irc_user(connect, salon.irc_port, "bob", "#lobby")
+    if port == "irc":
+        alice = irc_user(connect, salon.irc_port, "alice", "#lobby")
+    else:
+        alice = connect(salon.plain_port)
+        alice.send("alice")
+        alice.expect(r"^\* You are now in #lobby")
+    bob.expect(r"^:alice!\S+ JOIN #lobby")
+    reset(alice.sock)
+    bob.expect(r"^:alice!\S+ QUIT :Read error: Connection reset by peer$")
+    no_traceback(wait_log(salon, r"quit id=\d+ nick=alice reason=Read error: Connection reset"))
+
+
+def test_lost_reasons_are_words_never_class_names() -> None:
+    from salon.net.runner import lost_reason
+
+    cases = {
+        None: "Connection closed",
+        ConnectionResetError(errno.ECONNRESET, "reset"): "Read error: Connection reset by peer",
+        ConnectionResetError(): "Read error: Connection reset by peer",
+        TimeoutError(errno.ETIMEDOUT, "timed out"): "Read error: Connection timed out",
+        TimeoutError(): "Read error: Connection timed out",
+        BrokenPipeError(errno.EPIPE, "pipe"): "Write error: Broken pipe",
+        ConnectionAbortedError(): "Read error: Software caused connection abort",
+        OSError(errno.EHOSTUNREACH, "x"): "Read error: No route to host",
+        OSError("no errno"): "Read error: Connection lost",
+        RuntimeError("not an OSError"): "Read error: Connection lost",
+    }
+    for exc, reason in cases.items():
+        assert lost_reason(exc) == reason, exc
 
 
 # ---------------------------------------------------------------------- RecvQ

@@ -5,6 +5,7 @@ self-signed certificate made once and reused, STS only with a configured certifi
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import free_port, irc_user
 from nethelpers import NetClient, client_context, make_cert, server_certfp
 
 from salon.passwords import hash_password
@@ -248,6 +249,31 @@ def test_garbage_on_the_tls_port_is_harmless(make_salon: Any) -> None:
     ok = NetClient(s.tls_port, context=client_context())
     ok.register("fine")
     ok.close()
+    assert "Traceback" not in s.log()
+
+
+def test_a_forged_tls_record_reads_as_words_in_the_quit_line(make_salon: Any, connect: Any) -> None:
+    s = tls_salon(make_salon)
+    bob = irc_user(connect, s.irc_port, "bob", "#lobby")
+    # TLS over a socket of our own (a memory BIO), so that raw bytes can follow the handshake.
+    raw = socket.create_connection(("127.0.0.1", s.tls_port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context().wrap_bio(incoming, outgoing)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+    raw.sendall(outgoing.read())
+    tls.write(b"NICK alice\r\nUSER a 0 * :a\r\nJOIN #lobby\r\n")
+    raw.sendall(outgoing.read())
+    bob.expect(r"^:alice!\S+ JOIN #lobby")
+    # An application-data record whose MAC cannot check out.
+    raw.sendall(b"\x17\x03\x03\x00\x40" + bytes(64))
+    bob.expect(r"^:alice!\S+ QUIT :Read error: TLS error \([a-z ]+\)$")
+    raw.close()
     assert "Traceback" not in s.log()
 
 

@@ -60,6 +60,17 @@ class ListenSection:
 PORT_KEYS = ("irc_port", "tls_port", "plain_port", "http_port", "https_port")
 
 
+# A line of just one of these leaves the plain-text port. "over" is how a conversation
+# ends in the classic line chats salon grew from.
+LEAVE_WORDS = ("bye", "quit", "exit", "over")
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSection:
+    # Matched whatever the case of the line: stored in lower case.
+    leave_words: tuple[str, ...] = LEAVE_WORDS
+
+
 @dataclass(frozen=True, slots=True)
 class TlsSection:
     # PEM files; both empty: a self-signed certificate generated into the data directory.
@@ -174,6 +185,7 @@ class OperBlock:
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     listen: ListenSection = field(default_factory=ListenSection)
+    plain: PlainSection = field(default_factory=PlainSection)
     tls: TlsSection = field(default_factory=TlsSection)
     connections: ConnectionsSection = field(default_factory=ConnectionsSection)
     cloak: CloakSection = field(default_factory=CloakSection)
@@ -237,6 +249,9 @@ def _section(cls: type[_T], name: str, raw: Any) -> _T:
         if key == "http_origins":
             values[key] = _origins(f"{name}.{key}", value)
             continue
+        if key == "leave_words":
+            values[key] = _words(f"{name}.{key}", value)
+            continue
         default = getattr(cls(), key) if key != "exempt" else ()
         values[key] = _coerce(f"{name}.{key}", value, default)
     return cls(**values)
@@ -252,6 +267,13 @@ def _origins(where: str, value: Any) -> tuple[str, ...]:
                 f"{where}: {origin!r} is not an origin (scheme://host or scheme://host:port)"
             )
     return tuple(value)
+
+
+def _words(where: str, value: Any) -> tuple[str, ...]:
+    """A list of words, in lower case (they are matched whatever their case)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{where}: expected a list of words like ["bye", "over"]')
+    return tuple(v.lower() for v in value)
 
 
 def _retention(where: str, value: Any) -> tuple[tuple[str, float], ...]:
@@ -410,6 +432,15 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"limits.{key}: must be positive")
     if cfg.flood.rate <= 0 or cfg.flood.burst < 1:
         raise ConfigError("flood: rate must be positive and burst at least 1")
+    for word in cfg.plain.leave_words:
+        # Each is matched against a whole line (trimmed of blanks) and listed in the
+        # greeting and /help: one visible word, nothing a terminal cannot show.
+        if not word or len(word) > 50:
+            raise ConfigError(f"plain.leave_words: {word!r} must be 1 to 50 characters")
+        if not word.isprintable() or any(ch.isspace() for ch in word):
+            raise ConfigError(
+                f"plain.leave_words: {word!r} must not contain spaces, control or invisible characters"
+            )
     _validate_accounts(cfg)
     _validate_network(cfg)
     if cfg.log.level not in _LEVELS:
@@ -497,6 +528,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     known = {
         "server",
         "listen",
+        "plain",
         "tls",
         "connections",
         "cloak",
@@ -513,6 +545,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     cfg = Config(
         server=_section(ServerSection, "server", raw.get("server")),
         listen=_section(ListenSection, "listen", raw.get("listen")),
+        plain=_section(PlainSection, "plain", raw.get("plain")),
         tls=_section(TlsSection, "tls", raw.get("tls")),
         connections=_section(ConnectionsSection, "connections", raw.get("connections")),
         cloak=_section(CloakSection, "cloak", raw.get("cloak")),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-QUIT_WORDS = frozenset({"bye", "quit", "exit"})
+# A line of just one of these leaves, as on the server's plain-text port ("over" ends a
+# conversation in the classic line chats salon grew from).
+QUIT_WORDS = frozenset({"bye", "quit", "exit", "over"})
 
 # name -> (usage, what it does). Order is the order /help lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "joins": ("/joins [show|hide]", "show or hide join, part and quit lines"),
     "quote": ("/quote RAW LINE", "send a raw IRC line (unknown /commands are sent raw too)"),
     "say": ("/say text", "send text as it is, even if it starts with / or is 'bye'"),
-    "quit": ("/quit [message]", "leave (so do the words bye, quit and exit)"),
+    "quit": ("/quit [message]", "leave (so do the words bye, quit, exit and over)"),
     "help": ("/help [command]", "this list"),
 }
 
@@ -37,6 +39,7 @@ ALIASES: dict[str, str] = {
     "raw": "quote",
     "exit": "quit",
     "bye": "quit",
+    "over": "quit",
     "wc": "close",
     "h": "help",
 }
@@ -57,7 +60,7 @@ def split_command(text: str) -> tuple[str, str] | None:
 TUI_KEYS = "Keys: Alt+1..9 or Ctrl+N/Ctrl+P switch windows, Tab completes, Up/Down history."
 PLAIN_KEYS = (
     "What you type goes to the channel or person of the last /join or /query (said as "
-    "'Now talking in ...'); bye, or the end of input (Ctrl-D), leaves."
+    "'Now talking in ...'); bye (or quit, exit, over), or the end of input (Ctrl-D), leaves."
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import gc
 import itertools
@@ -67,6 +68,40 @@ def _reason(exc: OSError) -> str:
     if exc.errno and exc.errno > 0:
         return os.strerror(exc.errno)
     return exc.strerror or str(exc) or exc.__class__.__name__
+
+
+# The errno an OSError subclass stands for, when it comes without one (raised by Python
+# code, not by a system call).
+_CLASS_ERRNO: tuple[tuple[type[OSError], int], ...] = (
+    (BrokenPipeError, errno.EPIPE),
+    (ConnectionResetError, errno.ECONNRESET),
+    (ConnectionAbortedError, errno.ECONNABORTED),
+    (ConnectionRefusedError, errno.ECONNREFUSED),
+    (TimeoutError, errno.ETIMEDOUT),
+)
+
+
+def lost_reason(exc: BaseException | None) -> str:
+    """The quit reason of a connection lost with ``exc``, as every channel member reads it:
+    in words, like ircd's "Read error: Connection reset by peer", never a class name."""
+    if exc is None:
+        return "Connection closed"
+    if isinstance(exc, ssl.SSLError):
+        # Its errno is an OpenSSL code, not a system one; its reason is OpenSSL's name,
+        # like DECRYPTION_FAILED_OR_BAD_RECORD_MAC.
+        what = "".join(ch for ch in exc.reason or "" if ch.isalnum() or ch == "_")
+        what = what.replace("_", " ").lower()
+        return f"Read error: TLS error ({what})" if what else "Read error: TLS error"
+    if not isinstance(exc, OSError):
+        return "Read error: Connection lost"
+    code = exc.errno if exc.errno and exc.errno > 0 else 0
+    if not code:
+        code = next((c for cls, c in _CLASS_ERRNO if isinstance(exc, cls)), 0)
+    if not code:
+        return "Read error: Connection lost"
+    # EPIPE comes only from a write (send(2)): the peer is gone and we were talking.
+    where = "Write error" if code == errno.EPIPE else "Read error"
+    return f"{where}: {os.strerror(code)}"
 
 
 def peer_ip(peer: Any) -> str:
@@ -160,8 +195,7 @@ class ClientProtocol(asyncio.Protocol):
                 shell.transports.pop(self.refused, None)
             return
         shell.transports.pop(client.id, None)
-        reason = "Connection closed" if exc is None else f"Read error: {exc.__class__.__name__}"
-        shell.server.disconnected(client, time.time(), reason)
+        shell.server.disconnected(client, time.time(), lost_reason(exc))
         client.sink = None
         shell.after()
 

@@ -4,7 +4,8 @@ It asks for the server password when one is set, then for a name, refuses names 
 taken (nicks are shared with IRC) or that belong to a registered account, puts the person
 in the default channel, and turns what they type into IRC commands. What IRC produces for
 them is rendered as short text lines: ``name: text``, ``* bob joined #lobby``; whatever
-anyone else wrote reaches their terminal with its control characters made visible.
+anyone else wrote reaches their terminal with its control characters made visible. A line
+of just a leave word (``[plain] leave_words``: bye, quit, exit, over) leaves.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ HELP = [
     "/me <action>         an action, like: * you wave",
     "/nick <name>         change your name",
     "/help                this text",
-    "bye, quit or exit    leave",
 ]
-_LEAVE_WORDS = {"bye", "quit", "exit", "/quit", "/bye", "/exit"}
+# Commands that leave (with a reason after them), whatever [plain] leave_words says.
+_QUIT_COMMANDS = ("quit", "bye", "exit")
 # Numerics that carry nothing a plain-text user needs.
 _SILENT = {
     n.RPL_TOPICWHOTIME,
@@ -78,6 +79,35 @@ def visible(text: str) -> str:
 
 def _line(text: str) -> bytes:
     return (visible(text) + "\r\n").encode("utf-8", "replace")
+
+
+def _listed(words: Sequence[str], conjunction: str) -> str:
+    """``bye, quit, exit or over``."""
+    if len(words) < 2:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
+
+
+def _help_lines(server: Server) -> list[str]:
+    """/help: the commands, and the leave words of [plain] leave_words."""
+    words = server.config.plain.leave_words
+    also = f" (so do {_listed(words, 'and')} on a line of their own)" if words else ""
+    return [*HELP, f"/quit [reason]       leave{also}"]
+
+
+def _greeting(server: Server, name: str) -> str:
+    words = server.config.plain.leave_words
+    leave = _listed(words, "or") if words else "/quit"
+    return f"Hello {name}! Type /help for help, and {leave} to leave."
+
+
+def _leaves(server: Server, text: str) -> bool:
+    """The line is a leave word, or a leave command without a reason (``/quit``)."""
+    word = text.lower()
+    words = server.config.plain.leave_words
+    if word in words:
+        return True
+    return word.startswith("/") and (word[1:] in _QUIT_COMMANDS or word[1:] in words)
 
 
 def start(server: Server, client: Client) -> None:
@@ -123,7 +153,7 @@ def handle_line(server: Server, client: Client, raw: bytes) -> None:
         _check_password(server, client, state, text)
         return
     text = text.strip(_BLANKS)
-    if text.lower() in _LEAVE_WORDS:
+    if _leaves(server, text):
         server.write(client, _line("Bye!"))
         server.drop(client, "Quit: bye", error="")
         return
@@ -277,7 +307,7 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
     if server.noting:
         server.note(f"register id={client.id} nick={name} ip={client.ip} kind=plain")
     server.notify_monitors(client, online=True)
-    server.write(client, _line(f"Hello {name}! Type /help for help, bye to leave."))
+    server.write(client, _line(_greeting(server, name)))
     room = server.config.server.default_channel
     try:
         if join(server, client, room, None, rb) is not None:
@@ -295,7 +325,7 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
     verb = verb.lower()
     rest = rest.strip(_BLANKS)
     if verb == "help":
-        for line in HELP:
+        for line in _help_lines(server):
             server.write(client, _line(line))
     elif verb in ("msg", "query", "tell"):
         target, _, body = rest.partition(" ")
@@ -328,7 +358,7 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
         _irc(server, client, "PART", room)
         if state.room not in client.channels:
             state.room = next(iter(client.channels), "")
-    elif verb in ("quit", "bye", "exit"):
+    elif verb in _QUIT_COMMANDS or verb in server.config.plain.leave_words:
         server.write(client, _line("Bye!"))
         server.drop(client, f"Quit: {rest}" if rest else "Quit: bye", error="")
     elif verb == "who":

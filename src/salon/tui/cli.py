@@ -18,7 +18,7 @@ examples:
   echo hello | salon chat --plain --nick bot '#lobby'
 
 Settings (your nick, pinned certificates) live in $XDG_CONFIG_HOME/salon/chat.toml.
-In the chat, /help lists the commands; bye, quit or exit leave.
+In the chat, /help lists the commands; bye, quit, exit or over leave.
 Passwords can also come from SALON_PASSWORD and SALON_SASL_PASSWORD.
 """
 

@@ -1,7 +1,8 @@
 """``salon chat --plain``: no TUI. Lines from stdin are sent, one line per event is printed.
 
 Works in pipes: ``echo hello | salon chat --plain --nick bot '#lobby'`` joins, sends,
-and after the end of stdin flushes, quits and exits 0. Typing ``bye`` leaves too.
+and after the end of stdin flushes, quits and exits 0. Typing ``bye`` (or ``quit``,
+``exit``, ``over``) leaves too.
 
 Typed lines go to the *current* channel or private chat: the first channel joined, then
 whichever ``/join`` or ``/query`` opened last ("Now talking in #rust" says so).
