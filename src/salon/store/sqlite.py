@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 INDEX_SLICE = 1000  # rows indexed per maintain() call by default
 # A purge step removes at most this many events (one transaction that delivery may wait
 # behind), looking at most at PURGE_SCAN conversations.
+WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
 PURGE_CHUNK = 500
 PURGE_SCAN = 2000
 
@@ -241,6 +242,9 @@ class SQLiteStore(HistoryReads):
         # 32 MB of page cache (SQLite's default is 2 MB): the recent pages of history, its
         # indexes and the search index stay in memory.
         self.conn.execute("PRAGMA cache_size=-32768")
+        # A purge or a burst can grow the WAL; once a checkpoint has emptied it, SQLite
+        # truncates the file back to this size instead of keeping its largest.
+        self.conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         fill = self._migrate()
         conversations = self._has_table("conversations")
