@@ -2,13 +2,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs only what the server needs, `make test` adds the test tools.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-test
+# `make test-min`: the lowest allowed version of every runtime dependency, in a venv of its own.
+VENV_MIN ?= .venv-min
+BIN_MIN := $(VENV_MIN)/bin
+MIN_STAMP := $(VENV_MIN)/.installed
 
-.PHONY: run test venv deps lint typecheck pytest bench irctest clean
+.PHONY: run test test-min venv deps lint typecheck pytest bench irctest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(RUN_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $(RUN_STAMP)
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
@@ -16,7 +26,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/salon serve
 
 # System packages the tests use (irssi, weechat, chromium, ...); idempotent, skipped when present.
@@ -35,6 +45,21 @@ pytest: $(STAMP)
 
 test: $(STAMP) deps lint typecheck pytest
 
+$(BIN_MIN)/python:
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(BIN_MIN)/pip install -q --upgrade pip
+
+# The floors from pyproject.toml pinned with ==, resolved together with the test tools so that a
+# test tool needing a newer runtime dependency fails the install instead of upgrading it.
+$(MIN_STAMP): $(BIN_MIN)/python pyproject.toml scripts/min-requirements.py
+	$(PYTHON) scripts/min-requirements.py > $(VENV_MIN)/min-requirements.txt
+	$(BIN_MIN)/pip install -q -r $(VENV_MIN)/min-requirements.txt -e '.[test]'
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP) deps
+	@echo "runtime dependencies at their floors:"; cat $(VENV_MIN)/min-requirements.txt
+	$(BIN_MIN)/pytest -n 2 tests
+
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench
@@ -43,4 +68,4 @@ irctest: $(STAMP)
 	bash scripts/irctest.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -135,3 +137,55 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not (doc.parent / path).exists():
             broken.append(target)
     assert not broken, f"{doc.relative_to(REPO)}: links to missing files: {broken}"
+
+
+MIN_REQUIREMENTS = REPO / "scripts" / "min-requirements.py"
+DEPENDENCIES_MD = REPO / "docs" / "dependencies.md"
+# | `name` ... | floor | ...: a row of the runtime floors table.
+FLOOR_ROW = re.compile(r"^\|\s*`([A-Za-z0-9._-]+)`[^|]*\|\s*([0-9][^|\s]*)\s*\|")
+
+
+def _min_requirements(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(MIN_REQUIREMENTS), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_dependencies_md_gives_every_floor() -> None:
+    """docs/dependencies.md explains each runtime floor, at the version pyproject.toml has:
+    the pins `make test-min` installs."""
+    done = _min_requirements()
+    assert done.returncode == 0, done.stderr
+    pins = {}
+    for line in done.stdout.splitlines():
+        name, version = line.split(";", 1)[0].split("==")
+        pins[name] = version
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert len(pins) == len(declared["project"]["dependencies"])
+    documented = {}
+    for line in DEPENDENCIES_MD.read_text(encoding="utf-8").splitlines():
+        if row := FLOOR_ROW.match(line):
+            documented[row.group(1)] = row.group(2)
+    assert documented == pins, "docs/dependencies.md: the floors table must match pyproject.toml"
+
+
+def test_min_requirements_pins_floors_and_keeps_markers(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\ndependencies = ["a>=1.2,<2", "b[x] >= 3 ; sys_platform != \'win32\'"]\n'
+    )
+    done = _min_requirements(str(pyproject))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["a==1.2", "b[x]==3; sys_platform != 'win32'"]
+
+
+def test_min_requirements_refuses_a_dependency_without_floor(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\ndependencies = ["a>=1", "b<2"]\n')
+    done = _min_requirements(str(pyproject))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == f"min-requirements: {pyproject}: 'b<2' has no '>=' floor\n"
