@@ -40,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP)
+pytest: $(STAMP) deps
 	$(BIN)/pytest -n 2 tests
 
 test: $(STAMP) deps lint typecheck pytest
