@@ -183,7 +183,14 @@ def test_a_search_that_finds_nothing_in_its_budget_is_too_broad(tmp_path: Path) 
 
 
 def test_a_search_over_budget_returns_the_newest_matches_it_found(tmp_path: Path) -> None:
-    store = big_store(tmp_path, budget=0.002)
+    store = big_store(tmp_path, budget=0.05)
+    ticks = [0.0]
+
+    def clock() -> float:  # a millisecond per look, whatever the machine's load
+        ticks[0] += 0.001
+        return ticks[0]
+
+    store.clock = clock  # type: ignore[method-assign]
     found = store.search_history(SearchQuery("common", ("#big",), limit=50000))
     assert 0 < len(found) < 60000
     newest = [e.msgid for e in found]
@@ -194,7 +201,7 @@ def test_a_search_over_budget_returns_the_newest_matches_it_found(tmp_path: Path
 def test_a_search_in_a_small_channel_scans_it_not_the_network(tmp_path: Path) -> None:
     """The asker's one small channel: its rows are matched, not the network's matches
     filtered, so even a tiny budget is enough."""
-    store = big_store(tmp_path, budget=0.01)
+    store = big_store(tmp_path, budget=5)
     fill(store, [said(70000, "#small", "a common word here")])
     store.index_pending()
     assert not store._walk_cheaper(SearchQuery("common", ("#small",), limit=100))

@@ -19,7 +19,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,7 @@ class HistoryReads:
 
     conn: sqlite3.Connection
     query_budget: float = DEFAULT_BUDGET
+    clock: Callable[[], float] = staticmethod(time.monotonic)  # tests give one of theirs
 
     # ------------------------------------------------------------------ budget
 
@@ -129,8 +130,8 @@ class HistoryReads:
     def budget(self) -> Iterator[None]:
         """Run the statements inside under ``query_budget``: past it, SQLite interrupts
         the statement in hand (``sqlite3.OperationalError: interrupted``)."""
-        deadline = time.monotonic() + self.query_budget
-        clock = time.monotonic
+        clock = self.clock
+        deadline = clock() + self.query_budget
 
         def over() -> bool:
             return clock() > deadline
