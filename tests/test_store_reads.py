@@ -172,25 +172,34 @@ def big_store(tmp_path: Path, budget: float) -> SQLiteStore:
     return store
 
 
+def ticking(store: SQLiteStore) -> None:
+    """The store's clock moves a millisecond at every look, whatever the machine's load."""
+    ticks = [0.0]
+
+    def clock() -> float:
+        ticks[0] += 0.001
+        return ticks[0]
+
+    store.clock = clock  # type: ignore[method-assign]
+
+
 def test_a_search_that_finds_nothing_in_its_budget_is_too_broad(tmp_path: Path) -> None:
-    store = big_store(tmp_path, budget=0.001)
-    # Every match of the word is in a conversation the asker may not read.
+    """Every match of the word is in a conversation the asker may not read, and the
+    asker's own conversation is big too: both plans run out of the budget."""
+    store = big_store(tmp_path, budget=0.01)
+    fill(store, [said(80000 + i, "#mine", f"plain {i}") for i in range(60000)])
+    store.index_pending()
+    ticking(store)
     with pytest.raises(QueryTooBroad):
-        store.search_history(SearchQuery("zebra", ("#small", "#elsewhere"), limit=100))
-    store.query_budget = 60
+        store.search_history(SearchQuery("zebra", ("#mine", "#elsewhere"), limit=100))
+    store.query_budget = 3600
     assert store.search_history(SearchQuery("zebra", ("#small",), limit=100)) == []
     store.close()
 
 
 def test_a_search_over_budget_returns_the_newest_matches_it_found(tmp_path: Path) -> None:
     store = big_store(tmp_path, budget=0.05)
-    ticks = [0.0]
-
-    def clock() -> float:  # a millisecond per look, whatever the machine's load
-        ticks[0] += 0.001
-        return ticks[0]
-
-    store.clock = clock  # type: ignore[method-assign]
+    ticking(store)
     found = store.search_history(SearchQuery("common", ("#big",), limit=50000))
     assert 0 < len(found) < 60000
     newest = [e.msgid for e in found]
