@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from salon.client import commands as cmds
+from salon.client import slash
 from salon.client.model import (
     Buffer,
     BufferAdded,
@@ -31,7 +32,6 @@ from salon.client.model import (
     Line,
     LineAdded,
     LineKind,
-    LocalCommand,
     Member,
     Mention,
     NickChanged,
@@ -1338,138 +1338,19 @@ class Session:
         self._emit(QuitRequested(reason))
 
     def _command(self, name: str, args: str, buf: Buffer, now: float) -> None:
-        words = args.split()
-        channel = buf.name if buf.kind == "channel" else ""
-        if name == "help":
-            for text in cmds.help_lines(words[0] if words else "", keys=self.settings.help_keys):
-                self._info(text, now)
+        command = cmds.COMMANDS.get(name)
+        if (command is None or command.link) and self._not_connected(
+            "/" + name + (" " + args if args else ""), now
+        ):
             return
-        if name == "quit":
-            self._quit(args, now)
-            return
-        if name == "joins":
-            # Handled by the front end (it owns what is shown); the session only says so.
-            self._emit(LocalCommand(name, args))
-            return
-        if name == "close":
-            if buf.kind == "query":
-                self._remove_buffer(buf)
-            elif buf.kind == "channel":
-                if buf.joined and self.registered:
-                    self._send("PART", buf.name)
-                else:
-                    self._remove_buffer(buf)
-            return
-        if name == "query":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["query"][0], now)
-                return
-            target = words[0]
-            qbuf = self._add_buffer(target, "channel" if self.is_channel(target) else "query")
-            self._emit(Focus(qbuf))
-            text = args[len(target) :].strip()
-            if text:
-                self._say(qbuf, text, now)
-            return
-        if name == "say":
-            self._say(buf, args, now)
-            return
-        if self._not_connected("/" + name + (" " + args if args else ""), now):
-            return
-        if name == "join":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["join"][0], now)
-                return
-            self._join(words[0].split(","), now, key=words[1] if len(words) > 1 else "")
-        elif name == "part":
-            target = channel
-            reason = args
-            if words and self.is_channel(words[0]):
-                target, reason = words[0], args[len(words[0]) :].strip()
-            if not target:
-                if buf.kind == "query":
-                    self._remove_buffer(buf)
-                else:
-                    self._error("Which channel? /part #channel", now)
-                return
-            self._send("PART", target, *([reason] if reason else []))
-        elif name in ("msg", "notice"):
-            if len(words) < 2:
-                self._error("Usage: " + cmds.COMMANDS[name][0], now)
-                return
-            target = words[0]
-            text = args[len(target) :].strip()
-            kind = "notice" if name == "notice" else "message"
-            self._send_text(target, text, now, kind=kind)
-        elif name == "me":
-            if buf.kind == "server":
-                self._error("/me works in a channel or a private chat", now)
-            elif args:
-                self._say(buf, args, now, kind="action")
-        elif name == "nick":
-            if not words:
-                self._info(f"You are {self.nick}", now)
-            else:
-                self._send("NICK", words[0])
-        elif name == "topic":
-            if words and self.is_channel(words[0]):
-                channel, args = words[0], args[len(words[0]) :].strip()
-            if not channel:
-                self._error("Which channel? /topic #channel [text]", now)
-            elif args:
-                self._send("TOPIC", channel, args)
-            else:
-                self._send("TOPIC", channel)
-        elif name == "names":
-            target = words[0] if words else channel
-            if not target:
-                self._error("Which channel? /names #channel", now)
-                return
-            self._names_show.add(self._key(target))
-            self._send("NAMES", target)
-        elif name == "whois":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["whois"][0], now)
-                return
-            self._send("WHOIS", words[0])
-        elif name == "away":
-            self._send("AWAY", *([args] if args else []))
-        elif name == "invite":
-            target = words[1] if len(words) > 1 else channel
-            if not words or not target:
-                self._error("Usage: " + cmds.COMMANDS["invite"][0], now)
-                return
-            self._send("INVITE", words[0], target)
-        elif name == "kick":
-            if words and self.is_channel(words[0]):
-                channel, words = words[0], words[1:]
-                args = args.split(None, 1)[1] if len(args.split(None, 1)) > 1 else ""
-            if not words or not channel:
-                self._error("Usage: " + cmds.COMMANDS["kick"][0], now)
-                return
-            reason = args[len(words[0]) :].strip()
-            self._send("KICK", channel, words[0], *([reason] if reason else []))
-        elif name == "mode":
-            if not words or (words[0][:1] in "+-" and channel):
-                target = channel or self.nick
-            else:
-                target, words = words[0], words[1:]
-            self._send("MODE", target, *words)
-        elif name == "register":
-            if "draft/account-registration" not in self.offered:
-                self._error("This server does not offer account registration", now)
-                return
-            if not words or len(words) > 2:
-                self._error("Usage: " + cmds.COMMANDS["register"][0], now)
-                return
-            email = words[0] if len(words) == 2 else "*"
-            self._send("REGISTER", "*", email, words[-1])
-        elif name == "quote":
-            if args:
-                self._send_raw(args)
+        if command is None:
+            slash.unknown(self, slash.Call(name, args, buf, now))
         else:
-            # Unknown commands go to the server as they are, like /quote.
-            self._send_raw(name.upper() + (" " + args if args else ""))
+            command.run(self, slash.Call(name, args, buf, now, command.usage))
+
+    def _help(self, name: str, now: float) -> None:
+        for text in cmds.help_lines(name, keys=self.settings.help_keys):
+            self._info(text, now)
 
 
 def _combine_multiline(batch: _Batch) -> Message | None:
