@@ -484,9 +484,9 @@ class Session:
         if msg.command.isdigit():
             self._numeric(msg, now)
             return
-        handler = getattr(self, "_on_" + msg.command.lower(), None)
+        handler = _INBOUND.get(msg.command.upper())
         if handler is not None:
-            handler(msg, now)
+            handler(self, msg, now)
 
     def _on_ping(self, msg: Message, now: float) -> None:
         self._send("PONG", *msg.params[:1])
@@ -1004,8 +1004,6 @@ class Session:
         private = buf.kind == "query" and not line.own and line.kind != "info"
         self._add(buf, line, mention=private)
 
-    _on_notice = _on_privmsg
-
     # ------------------------------------------------------------------ membership
 
     def _on_join(self, msg: Message, now: float) -> None:
@@ -1214,16 +1212,10 @@ class Session:
         else:
             self._info(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
 
-    _on_warn = _on_fail
-    _on_note = _on_fail
-
     def _on_register(self, msg: Message, now: float) -> None:
         # REGISTER SUCCESS <account> :<message> | REGISTER VERIFICATION_REQUIRED <account> :msg
         if len(msg.params) >= 2:
             self._info(msg.params[-1], now)
-
-    def _on_verify(self, msg: Message, now: float) -> None:
-        self._on_register(msg, now)
 
     # ------------------------------------------------------------------ user commands
 
@@ -1351,6 +1343,34 @@ class Session:
     def _help(self, name: str, now: float) -> None:
         for text in cmds.help_lines(name, keys=self.settings.help_keys):
             self._info(text, now)
+
+
+# The command of each message the session acts on -> its handler (numerics go to
+# ``Session._numeric``); anything else is ignored.
+_INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
+    "PING": Session._on_ping,
+    "PONG": Session._on_pong,
+    "ERROR": Session._on_error,
+    "CAP": Session._on_cap,
+    "AUTHENTICATE": Session._on_authenticate,
+    "BATCH": Session._on_batch,
+    "PRIVMSG": Session._on_privmsg,
+    "NOTICE": Session._on_privmsg,
+    "JOIN": Session._on_join,
+    "PART": Session._on_part,
+    "KICK": Session._on_kick,
+    "QUIT": Session._on_quit,
+    "NICK": Session._on_nick,
+    "AWAY": Session._on_away,
+    "TOPIC": Session._on_topic,
+    "INVITE": Session._on_invite,
+    "MODE": Session._on_mode,
+    "FAIL": Session._on_fail,
+    "WARN": Session._on_fail,
+    "NOTE": Session._on_fail,
+    "REGISTER": Session._on_register,
+    "VERIFY": Session._on_register,
+}
 
 
 def _combine_multiline(batch: _Batch) -> Message | None:
