@@ -13,12 +13,14 @@ after a reconnect, BEFORE for scrolling back), draft/multiline and draft/account
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from salon.client import commands as cmds
-from salon.client import slash
+from salon.client import history, slash
+from salon.client.history import History
 from salon.client.model import (
+    MAX_LINES,
     Buffer,
     BufferAdded,
     BufferChanged,
@@ -26,7 +28,6 @@ from salon.client.model import (
     Event,
     Fatal,
     Focus,
-    HistoryAdded,
     Joined,
     JoinFailed,
     Line,
@@ -47,7 +48,6 @@ from salon.client.text import (
     ctcp,
     describe_fail,
     describe_numeric,
-    format_time,
     mentions,
     nick_of,
     parse_time,
@@ -84,7 +84,6 @@ WANTED_CAPS = (
 REGISTER_TIMEOUT = 30.0  # seconds from connecting to the welcome (001) before giving up
 PING_IDLE = 60.0  # seconds of silence before we PING the server
 PING_TIMEOUT = 60.0  # seconds to wait for the answer before calling the link dead
-MAX_LINES = 5000  # per buffer
 MAX_NICK_RETRIES = 3
 
 WHOIS = {"311", "312", "313", "317", "318", "319", "301", "330", "338", "671", "276", "378"}
@@ -108,16 +107,6 @@ class Settings:
     register_timeout: float = REGISTER_TIMEOUT
     # The last line of /help: the keys of the front end (the TUI's by default).
     help_keys: str = cmds.TUI_KEYS
-
-
-@dataclass
-class _Batch:
-    ref: str
-    type: str
-    params: tuple[str, ...]
-    tags: dict[str, str]
-    parent: _Batch | None
-    messages: list[Message] = field(default_factory=list)
 
 
 class Session:
@@ -145,7 +134,6 @@ class Session:
         self._events: list[Event] = []
         self._batch_counter = 0
         self._inbuf = b""
-        self._batches: dict[str, _Batch] = {}
         self._reset_link(0.0)
         self.buffers: dict[str, Buffer] = {}
         self.server = self._add_buffer(settings.server_name, "server", emit=False)
@@ -289,7 +277,7 @@ class Session:
         """Scrolled to the top: ask for the page before the oldest line (CHATHISTORY BEFORE)."""
         buf = self.buffer(buffer_name)
         if buf is not None and buf.kind != "server" and not buf.history_exhausted:
-            self._request_history(buf, "BEFORE")
+            self._history.request(self, buf, "BEFORE")
         return self._flush_events()
 
     @property
@@ -327,7 +315,7 @@ class Session:
         self.offered = {}
         self.caps = set()
         self._inbuf = b""
-        self._batches = {}
+        self._history = History()  # open batches, CHATHISTORY requests in flight
         self._cap_ls_done = False
         self._cap_pending = 0
         self._cap_ending = False
@@ -343,7 +331,6 @@ class Session:
         self._focus_joins: set[str] = set()
         self._names_building: set[str] = set()
         self._names_show: set[str] = set()
-        self._history_kind: dict[str, str] = {}
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
@@ -478,8 +465,7 @@ class Session:
 
     def _dispatch(self, msg: Message, now: float) -> None:
         ref = msg.tags.get("batch")
-        if ref and ref in self._batches and msg.command != "BATCH":
-            self._batches[ref].messages.append(msg)
+        if ref and msg.command != "BATCH" and self._history.collect(ref, msg):
             return
         if msg.command.isdigit():
             self._numeric(msg, now)
@@ -764,7 +750,7 @@ class Session:
         if not first:
             for buf in self.buffers.values():
                 if buf.kind == "query":
-                    self._request_history(buf, "LATEST")
+                    self._history.request(self, buf, "LATEST")
 
     def _nick_refused(self, msg: Message, now: float) -> None:
         nick = msg.params[1] if len(msg.params) > 2 else self.nick
@@ -854,99 +840,6 @@ class Session:
             text = f"{who} {text}"
         self._info(text, now)
 
-    # ------------------------------------------------------------------ batches
-
-    def _on_batch(self, msg: Message, now: float) -> None:
-        if not msg.params:
-            return
-        ref = msg.params[0]
-        if ref.startswith("+") and len(msg.params) >= 2:
-            parent_ref = msg.tags.get("batch", "")
-            self._batches[ref[1:]] = _Batch(
-                ref[1:],
-                msg.params[1],
-                tuple(msg.params[2:]),
-                dict(msg.tags),
-                self._batches.get(parent_ref),
-            )
-        elif ref.startswith("-"):
-            batch = self._batches.pop(ref[1:], None)
-            if batch is not None:
-                self._end_batch(batch, now)
-
-    def _end_batch(self, batch: _Batch, now: float) -> None:
-        kind = batch.type
-        if kind == "draft/multiline":
-            combined = _combine_multiline(batch)
-            if combined is None:
-                return
-            if batch.parent is not None:
-                batch.parent.messages.append(combined)
-            else:
-                self._dispatch(combined, now)
-        elif kind == "chathistory":
-            self._history(batch, now)
-        elif batch.parent is not None:
-            batch.parent.messages.extend(batch.messages)
-        else:
-            for m in batch.messages:
-                self._dispatch(m.with_tags({k: v for k, v in m.tags.items() if k != "batch"}), now)
-
-    # ------------------------------------------------------------------ history
-
-    def _request_history(self, buf: Buffer, sub: str) -> None:
-        if not self.has_history or not self.registered or buf.history_pending:
-            return
-        limit = self.settings.history
-        try:
-            server_max = int(self.isupport.get("CHATHISTORY", "0") or 0)
-        except ValueError:
-            server_max = 0
-        if server_max > 0:
-            limit = min(limit, server_max)
-        refs = [line for line in buf.lines if line.kind in ("message", "action", "notice")]
-        refs = [line for line in refs if line.msgid] or refs
-        if sub == "BEFORE":
-            if not refs:
-                sub, ref = "LATEST", "*"
-            else:
-                ref = self._history_ref(refs[0])
-        else:
-            ref = self._history_ref(refs[-1]) if refs else "*"
-        buf.history_pending = True
-        self._history_kind[self._key(buf.name)] = sub
-        self._send("CHATHISTORY", sub, buf.name, ref, str(limit))
-
-    def _history_ref(self, line: Line) -> str:
-        types = self.isupport.get("MSGREFTYPES", "")
-        if line.msgid and (not types or "msgid" in types.split(",")):
-            return f"msgid={line.msgid}"
-        return f"timestamp={format_time(line.time)}"
-
-    def _history(self, batch: _Batch, now: float) -> None:
-        target = batch.params[0] if batch.params else ""
-        key = self._key(target)
-        sub = self._history_kind.pop(key, "LATEST")
-        buf = self.buffer(target)
-        if buf is None:
-            kind = "channel" if self.is_channel(target) else "query"
-            buf = self._add_buffer(target, kind)
-        buf.history_pending = False
-        lines = [
-            pair[1]
-            for pair in (self._message_line(m, utc(now), history=True) for m in batch.messages)
-            if pair is not None
-        ]
-        known = {line.key() for line in buf.lines}
-        fresh = [line for line in lines if line.key() not in known]
-        if sub == "BEFORE" and len(batch.messages) < self.settings.history:
-            buf.history_exhausted = True
-        if fresh:
-            buf.lines = sorted(buf.lines + fresh, key=lambda line: line.time)
-            if len(buf.lines) > MAX_LINES and sub != "BEFORE":
-                del buf.lines[: len(buf.lines) - MAX_LINES]
-        self._emit(HistoryAdded(buf, len(fresh), older=sub == "BEFORE"))
-
     # ------------------------------------------------------------------ messages
 
     def _message_line(
@@ -1025,7 +918,7 @@ class Session:
             self._add(buf, self._line(when, "join", f"You joined {buf.name}", nick), live=False)
             if focus and existed:
                 self._emit(Focus(buf))
-            self._request_history(buf, "LATEST")
+            self._history.request(self, buf, "LATEST")
             return
         buf_or_none = self.buffer(channel)
         if buf_or_none is None:
@@ -1353,7 +1246,7 @@ _INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
     "ERROR": Session._on_error,
     "CAP": Session._on_cap,
     "AUTHENTICATE": Session._on_authenticate,
-    "BATCH": Session._on_batch,
+    "BATCH": history.on_batch,
     "PRIVMSG": Session._on_privmsg,
     "NOTICE": Session._on_privmsg,
     "JOIN": Session._on_join,
@@ -1371,32 +1264,6 @@ _INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
     "REGISTER": Session._on_register,
     "VERIFY": Session._on_register,
 }
-
-
-def _combine_multiline(batch: _Batch) -> Message | None:
-    """draft/multiline: the batch's PRIVMSGs (or NOTICEs) as one message joined with newlines
-    (no newline before a line tagged draft/multiline-concat)."""
-    parts: list[str] = []
-    first: Message | None = None
-    for m in batch.messages:
-        if m.command not in ("PRIVMSG", "NOTICE") or len(m.params) < 2:
-            continue
-        if first is None:
-            first = m
-            parts.append(m.params[1])
-        elif "draft/multiline-concat" in m.tags:
-            parts[-1] += m.params[1]
-        else:
-            parts.append(m.params[1])
-    if first is None:
-        return None
-    tags = {k: v for k, v in batch.tags.items() if k != "batch"}
-    for key in ("time", "msgid"):
-        if key not in tags and key in first.tags:
-            tags[key] = first.tags[key]
-    if batch.parent is not None:
-        tags["batch"] = batch.parent.ref
-    return Message(first.command, (first.params[0], "\n".join(parts)), first.source, tags)
 
 
 def _cap_values(value: str) -> dict[str, str]:
