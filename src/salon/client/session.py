@@ -19,6 +19,7 @@ from datetime import datetime
 from salon.client import commands as cmds
 from salon.client import history, slash
 from salon.client.history import History
+from salon.client.link import LinkEvent, Phase, next_phase
 from salon.client.model import (
     MAX_LINES,
     Buffer,
@@ -112,9 +113,7 @@ class Settings:
 class Session:
     """One user's IRC session; survives reconnects (the buffers stay, the link state resets)."""
 
-    _heard: bool
-    _failed: bool
-    _logged_in: bool
+    _phase: Phase
     error_reason: str
 
     def __init__(self, settings: Settings, nonce: Callable[[], str] | None = None) -> None:
@@ -127,7 +126,8 @@ class Session:
         self.offered: dict[str, str] = {}  # CAP LS: name -> value
         self.caps: set[str] = set()  # acknowledged
         self.connected = False
-        self.registered = False
+        # Fed lines before any connection_made (the snapshot tests do), it reads them as a link.
+        self._phase = Phase.GREETING
         self.ever_registered = False
         self.quitting = False
         self._out: list[bytes] = []
@@ -149,6 +149,7 @@ class Session:
     def connection_made(self, now: float) -> list[Event]:
         """A new connection: start registration (CAP LS 302, PASS, NICK, USER)."""
         self._reset_link(now)
+        self._to(LinkEvent.CONNECT)
         self.connected = True
         self.nick = self.settings.nick
         self._send("CAP", "LS", "302")
@@ -162,10 +163,11 @@ class Session:
     def connection_lost(self, now: float, reason: str = "") -> list[Event]:
         """The link is gone: channels are remembered for the rejoin, members forgotten."""
         was = self.connected
+        failed = self._failed
         self.connected = False
-        self.registered = False
+        self._to(LinkEvent.LOST)
         self._out = []
-        if was and not self.quitting and not self._failed:
+        if was and not self.quitting and not failed:
             text = "Disconnected" + (f": {reason}" if reason else "")
             for buf in self.buffers.values():
                 if buf.kind == "server" or buf.joined:
@@ -186,13 +188,13 @@ class Session:
         self._inbuf += data
         lines = self._inbuf.split(b"\n")
         self._inbuf = lines.pop()
-        if not self._heard and not self.registered:
+        if self._phase is Phase.GREETING:
             # The first line the peer says shows whether it speaks IRC at all.
             first = next((line for line in lines if line.strip()), None)
             if first is None and _binary(self._inbuf):
                 first = self._inbuf
             if first is not None:
-                self._heard = True
+                self._to(LinkEvent.HEARD)
                 if not _looks_like_irc(first.strip(b" \r")):
                     self._inbuf = b""
                     self._not_irc(first.strip(b" \r"))
@@ -307,18 +309,13 @@ class Session:
 
     def _reset_link(self, now: float) -> None:
         self._connected_at = now
-        self._heard = False  # has the peer said anything on this link?
-        self._failed = False  # a Fatal was emitted for this link
-        self._logged_in = False  # SASL succeeded on this link
         self.error_reason = ""  # the text of the server's ERROR, when it sent one
         self.isupport = {}
         self.offered = {}
         self.caps = set()
         self._inbuf = b""
         self._history = History()  # open batches, CHATHISTORY requests in flight
-        self._cap_ls_done = False
         self._cap_pending = 0
-        self._cap_ending = False
         self._last_recv = now
         self._ping_sent = 0.0
         self._nick_tries = 0
@@ -332,13 +329,26 @@ class Session:
         self._names_building: set[str] = set()
         self._names_show: set[str] = set()
 
+    @property
+    def registered(self) -> bool:
+        """The server welcomed us (001) on this link."""
+        return self._phase is Phase.REGISTERED
+
+    @property
+    def _failed(self) -> bool:
+        """A Fatal was emitted for this link: nothing more is read from it."""
+        return self._phase is Phase.FAILED
+
+    def _to(self, event: LinkEvent) -> None:
+        self._phase = next_phase(self._phase, event)
+
     def _emit(self, event: Event) -> None:
         self._events.append(event)
 
     def _fatal(self, message: str) -> None:
         """Registration cannot go on: one Fatal per link; nothing more is read from it."""
         if not self._failed:
-            self._failed = True
+            self._to(LinkEvent.FATAL)
             self._emit(Fatal(message))
 
     def _check_registration(self, now: float) -> None:
@@ -500,8 +510,8 @@ class Session:
             for item in names:
                 name, _, value = item.partition("=")
                 self.offered[name] = value
-            if not more and not self._cap_ls_done:
-                self._cap_ls_done = True
+            if not more and self._phase is Phase.CAP_LS:
+                self._to(LinkEvent.CAPS_LISTED)
                 self._request_caps(self._wanted(self.offered))
         elif sub == "ACK":
             for name in names:
@@ -558,12 +568,13 @@ class Session:
             self._maybe_end_caps()
 
     def _maybe_end_caps(self) -> None:
-        if self.registered or self._cap_ending or self._cap_pending:
+        if self._phase not in (Phase.CAP_LS, Phase.CAP_REQ, Phase.SASL) or self._cap_pending:
             return
-        if self.settings.sasl_account and not self._logged_in:
+        # Not past CAP END, so not logged in yet: a 903 ends the negotiation.
+        if self.settings.sasl_account:
             if "sasl" not in self.caps:
                 self._sasl_failed("the server does not offer SASL")
-            elif self._sasl_mech == "":
+            elif self._phase is not Phase.SASL:
                 self._start_sasl()
             return
         self._end_caps()
@@ -578,8 +589,8 @@ class Session:
         self._fatal(f"SASL login as {self.settings.sasl_account} failed: {reason}")
 
     def _end_caps(self) -> None:
-        if not self._cap_ending and not self.registered:
-            self._cap_ending = True
+        if self._phase in (Phase.CAP_LS, Phase.CAP_REQ, Phase.SASL):
+            self._to(LinkEvent.CAP_END)
             self._send("CAP", "END")
 
     def _start_sasl(self) -> None:
@@ -590,6 +601,7 @@ class Session:
         if not self._sasl_mechs:
             self._sasl_failed(f"the server offers {', '.join(offered)}, not {' or '.join(order)}")
             return
+        self._to(LinkEvent.SASL)
         self._next_sasl_mech()
 
     def _next_sasl_mech(self) -> None:
@@ -642,7 +654,6 @@ class Session:
             self._next_sasl_mech()
             return
         if code in ("903", "907"):
-            self._logged_in = True
             self._info("Logged in (SASL)", now, self.server)
             self._end_caps()
         elif self.settings.sasl_account and not self.registered:
@@ -726,12 +737,11 @@ class Session:
         return self._active_buffer()
 
     def _welcome(self, msg: Message, now: float) -> None:
-        if self.settings.sasl_account and not self._logged_in:
+        if self.settings.sasl_account and self._phase not in (Phase.CAP_END, Phase.REGISTERED):
             # A server without CAP registered us before any SASL: do not go on unnoticed.
             self._sasl_failed("the server does not offer SASL")
             return
-        self.registered = True
-        self._cap_ending = True
+        self._to(LinkEvent.WELCOME)
         if msg.params:
             self.nick = msg.params[0]
         first = not self.ever_registered
