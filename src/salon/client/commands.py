@@ -1,34 +1,142 @@
-"""The slash commands of ``salon chat``: their names, usage and help text."""
+"""The slash commands of ``salon chat``: their names, usage, help text and handlers
+(:mod:`salon.client.slash`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+from salon.client import slash
+
+if TYPE_CHECKING:
+    from salon.client.session import Session
 
 # A line of just one of these leaves, as on the server's plain-text port ("over" ends a
 # conversation in the classic line chats salon grew from).
 QUIT_WORDS = frozenset({"bye", "quit", "exit", "over"})
 
-# name -> (usage, what it does). Order is the order /help lists them.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "join": ("/join #channel [key]", "join a channel (several: #a,#b)"),
-    "part": ("/part [#channel] [reason]", "leave a channel (the current one by default)"),
-    "msg": ("/msg nick|#channel text", "send a message without switching to it"),
-    "query": ("/query nick [text]", "open a private chat with someone"),
-    "me": ("/me text", "an action: * you text"),
-    "notice": ("/notice target text", "send a notice"),
-    "nick": ("/nick newnick", "change your nick"),
-    "topic": ("/topic [text]", "show or set the channel topic"),
-    "names": ("/names [#channel]", "list who is in a channel"),
-    "whois": ("/whois nick", "who is that?"),
-    "away": ("/away [message]", "mark yourself away; /away alone comes back"),
-    "invite": ("/invite nick [#channel]", "invite someone to a channel"),
-    "kick": ("/kick nick [reason]", "remove someone from the current channel"),
-    "mode": ("/mode [target] modes [args]", "show or change channel or user modes"),
-    "register": ("/register [email] password", "create an account (where the server offers it)"),
-    "close": ("/close", "close the current private chat, or leave the channel"),
-    "joins": ("/joins [show|hide]", "show or hide join, part and quit lines"),
-    "quote": ("/quote RAW LINE", "send a raw IRC line (unknown /commands are sent raw too)"),
-    "say": ("/say text", "send text as it is, even if it starts with / or is 'bye'"),
-    "quit": ("/quit [message]", "leave (so do the words bye, quit, exit and over)"),
-    "help": ("/help [command]", "this list"),
+
+class Command(NamedTuple):
+    usage: str
+    help: str  # what it does, for /help
+    run: Callable[[Session, slash.Call], None]
+    # Sent to the server, so refused (and kept in the input line) while not registered.
+    link: bool = True
+
+
+# name -> what /name does. Order is the order /help lists them.
+COMMANDS: dict[str, Command] = {
+    "join": Command(
+        "/join #channel [key]",
+        "join a channel (several: #a,#b)",
+        slash.join,
+    ),
+    "part": Command(
+        "/part [#channel] [reason]",
+        "leave a channel (the current one by default)",
+        slash.part,
+    ),
+    "msg": Command(
+        "/msg nick|#channel text",
+        "send a message without switching to it",
+        slash.msg,
+    ),
+    "query": Command(
+        "/query nick [text]",
+        "open a private chat with someone",
+        slash.query,
+        link=False,
+    ),
+    "me": Command(
+        "/me text",
+        "an action: * you text",
+        slash.me,
+    ),
+    "notice": Command(
+        "/notice target text",
+        "send a notice",
+        slash.msg,
+    ),
+    "nick": Command(
+        "/nick newnick",
+        "change your nick",
+        slash.nick,
+    ),
+    "topic": Command(
+        "/topic [text]",
+        "show or set the channel topic",
+        slash.topic,
+    ),
+    "names": Command(
+        "/names [#channel]",
+        "list who is in a channel",
+        slash.names,
+    ),
+    "whois": Command(
+        "/whois nick",
+        "who is that?",
+        slash.whois,
+    ),
+    "away": Command(
+        "/away [message]",
+        "mark yourself away; /away alone comes back",
+        slash.away,
+    ),
+    "invite": Command(
+        "/invite nick [#channel]",
+        "invite someone to a channel",
+        slash.invite,
+    ),
+    "kick": Command(
+        "/kick nick [reason]",
+        "remove someone from the current channel",
+        slash.kick,
+    ),
+    "mode": Command(
+        "/mode [target] modes [args]",
+        "show or change channel or user modes",
+        slash.mode,
+    ),
+    "register": Command(
+        "/register [email] password",
+        "create an account (where the server offers it)",
+        slash.register,
+    ),
+    "close": Command(
+        "/close",
+        "close the current private chat, or leave the channel",
+        slash.close,
+        link=False,
+    ),
+    "joins": Command(
+        "/joins [show|hide]",
+        "show or hide join, part and quit lines",
+        slash.joins,
+        link=False,
+    ),
+    "quote": Command(
+        "/quote RAW LINE",
+        "send a raw IRC line (unknown /commands are sent raw too)",
+        slash.quote,
+    ),
+    "say": Command(
+        "/say text",
+        "send text as it is, even if it starts with / or is 'bye'",
+        slash.say,
+        link=False,
+    ),
+    "quit": Command(
+        "/quit [message]",
+        "leave (so do the words bye, quit, exit and over)",
+        slash.quit_,
+        link=False,
+    ),
+    "help": Command(
+        "/help [command]",
+        "this list",
+        slash.help_,
+        link=False,
+    ),
 }
 
 ALIASES: dict[str, str] = {
@@ -68,12 +176,12 @@ def help_lines(name: str = "", *, keys: str = TUI_KEYS) -> list[str]:
     if name:
         key = ALIASES.get(name.lstrip("/").lower(), name.lstrip("/").lower())
         if key in COMMANDS:
-            usage, what = COMMANDS[key]
-            return [f"{usage}: {what}"]
+            command = COMMANDS[key]
+            return [f"{command.usage}: {command.help}"]
         return [f"There is no command /{name.lstrip('/')}; /help lists them"]
-    width = max(len(usage) for usage, _ in COMMANDS.values())
+    width = max(len(c.usage) for c in COMMANDS.values())
     lines = ["Commands:"]
-    lines += [f"  {usage:<{width}}  {what}" for usage, what in COMMANDS.values()]
+    lines += [f"  {c.usage:<{width}}  {c.help}" for c in COMMANDS.values()]
     if keys:
         lines.append(keys)
     return lines

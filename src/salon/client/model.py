@@ -28,6 +28,8 @@ BufferKind = Literal["server", "channel", "query"]
 # Kinds shown dimmed (or hidden) and never counted as unread.
 EVENT_KINDS: frozenset[str] = frozenset({"join", "part", "quit", "kick", "nick", "mode"})
 
+MAX_LINES = 5000  # kept per buffer; older lines are dropped (and fetched again on scrollback)
+
 
 @dataclass(slots=True)
 class Line:

@@ -13,11 +13,15 @@ after a reconnect, BEFORE for scrolling back), draft/multiline and draft/account
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from salon.client import commands as cmds
+from salon.client import history, slash
+from salon.client.history import History
+from salon.client.link import LinkEvent, Phase, next_phase
 from salon.client.model import (
+    MAX_LINES,
     Buffer,
     BufferAdded,
     BufferChanged,
@@ -25,13 +29,11 @@ from salon.client.model import (
     Event,
     Fatal,
     Focus,
-    HistoryAdded,
     Joined,
     JoinFailed,
     Line,
     LineAdded,
     LineKind,
-    LocalCommand,
     Member,
     Mention,
     NickChanged,
@@ -47,7 +49,6 @@ from salon.client.text import (
     ctcp,
     describe_fail,
     describe_numeric,
-    format_time,
     mentions,
     nick_of,
     parse_time,
@@ -84,7 +85,6 @@ WANTED_CAPS = (
 REGISTER_TIMEOUT = 30.0  # seconds from connecting to the welcome (001) before giving up
 PING_IDLE = 60.0  # seconds of silence before we PING the server
 PING_TIMEOUT = 60.0  # seconds to wait for the answer before calling the link dead
-MAX_LINES = 5000  # per buffer
 MAX_NICK_RETRIES = 3
 
 WHOIS = {"311", "312", "313", "317", "318", "319", "301", "330", "338", "671", "276", "378"}
@@ -110,22 +110,10 @@ class Settings:
     help_keys: str = cmds.TUI_KEYS
 
 
-@dataclass
-class _Batch:
-    ref: str
-    type: str
-    params: tuple[str, ...]
-    tags: dict[str, str]
-    parent: _Batch | None
-    messages: list[Message] = field(default_factory=list)
-
-
 class Session:
     """One user's IRC session; survives reconnects (the buffers stay, the link state resets)."""
 
-    _heard: bool
-    _failed: bool
-    _logged_in: bool
+    _phase: Phase
     error_reason: str
 
     def __init__(self, settings: Settings, nonce: Callable[[], str] | None = None) -> None:
@@ -138,14 +126,14 @@ class Session:
         self.offered: dict[str, str] = {}  # CAP LS: name -> value
         self.caps: set[str] = set()  # acknowledged
         self.connected = False
-        self.registered = False
+        # Fed lines before any connection_made (the snapshot tests do), it reads them as a link.
+        self._phase = Phase.GREETING
         self.ever_registered = False
         self.quitting = False
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._batch_counter = 0
         self._inbuf = b""
-        self._batches: dict[str, _Batch] = {}
         self._reset_link(0.0)
         self.buffers: dict[str, Buffer] = {}
         self.server = self._add_buffer(settings.server_name, "server", emit=False)
@@ -161,6 +149,7 @@ class Session:
     def connection_made(self, now: float) -> list[Event]:
         """A new connection: start registration (CAP LS 302, PASS, NICK, USER)."""
         self._reset_link(now)
+        self._to(LinkEvent.CONNECT)
         self.connected = True
         self.nick = self.settings.nick
         self._send("CAP", "LS", "302")
@@ -174,10 +163,11 @@ class Session:
     def connection_lost(self, now: float, reason: str = "") -> list[Event]:
         """The link is gone: channels are remembered for the rejoin, members forgotten."""
         was = self.connected
+        failed = self._failed
         self.connected = False
-        self.registered = False
+        self._to(LinkEvent.LOST)
         self._out = []
-        if was and not self.quitting and not self._failed:
+        if was and not self.quitting and not failed:
             text = "Disconnected" + (f": {reason}" if reason else "")
             for buf in self.buffers.values():
                 if buf.kind == "server" or buf.joined:
@@ -198,13 +188,13 @@ class Session:
         self._inbuf += data
         lines = self._inbuf.split(b"\n")
         self._inbuf = lines.pop()
-        if not self._heard and not self.registered:
+        if self._phase is Phase.GREETING:
             # The first line the peer says shows whether it speaks IRC at all.
             first = next((line for line in lines if line.strip()), None)
             if first is None and _binary(self._inbuf):
                 first = self._inbuf
             if first is not None:
-                self._heard = True
+                self._to(LinkEvent.HEARD)
                 if not _looks_like_irc(first.strip(b" \r")):
                     self._inbuf = b""
                     self._not_irc(first.strip(b" \r"))
@@ -289,7 +279,7 @@ class Session:
         """Scrolled to the top: ask for the page before the oldest line (CHATHISTORY BEFORE)."""
         buf = self.buffer(buffer_name)
         if buf is not None and buf.kind != "server" and not buf.history_exhausted:
-            self._request_history(buf, "BEFORE")
+            self._history.request(self, buf, "BEFORE")
         return self._flush_events()
 
     @property
@@ -319,18 +309,13 @@ class Session:
 
     def _reset_link(self, now: float) -> None:
         self._connected_at = now
-        self._heard = False  # has the peer said anything on this link?
-        self._failed = False  # a Fatal was emitted for this link
-        self._logged_in = False  # SASL succeeded on this link
         self.error_reason = ""  # the text of the server's ERROR, when it sent one
         self.isupport = {}
         self.offered = {}
         self.caps = set()
         self._inbuf = b""
-        self._batches = {}
-        self._cap_ls_done = False
+        self._history = History()  # open batches, CHATHISTORY requests in flight
         self._cap_pending = 0
-        self._cap_ending = False
         self._last_recv = now
         self._ping_sent = 0.0
         self._nick_tries = 0
@@ -343,7 +328,19 @@ class Session:
         self._focus_joins: set[str] = set()
         self._names_building: set[str] = set()
         self._names_show: set[str] = set()
-        self._history_kind: dict[str, str] = {}
+
+    @property
+    def registered(self) -> bool:
+        """The server welcomed us (001) on this link."""
+        return self._phase is Phase.REGISTERED
+
+    @property
+    def _failed(self) -> bool:
+        """A Fatal was emitted for this link: nothing more is read from it."""
+        return self._phase is Phase.FAILED
+
+    def _to(self, event: LinkEvent) -> None:
+        self._phase = next_phase(self._phase, event)
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
@@ -351,7 +348,7 @@ class Session:
     def _fatal(self, message: str) -> None:
         """Registration cannot go on: one Fatal per link; nothing more is read from it."""
         if not self._failed:
-            self._failed = True
+            self._to(LinkEvent.FATAL)
             self._emit(Fatal(message))
 
     def _check_registration(self, now: float) -> None:
@@ -478,15 +475,14 @@ class Session:
 
     def _dispatch(self, msg: Message, now: float) -> None:
         ref = msg.tags.get("batch")
-        if ref and ref in self._batches and msg.command != "BATCH":
-            self._batches[ref].messages.append(msg)
+        if ref and msg.command != "BATCH" and self._history.collect(ref, msg):
             return
         if msg.command.isdigit():
             self._numeric(msg, now)
             return
-        handler = getattr(self, "_on_" + msg.command.lower(), None)
+        handler = _INBOUND.get(msg.command.upper())
         if handler is not None:
-            handler(msg, now)
+            handler(self, msg, now)
 
     def _on_ping(self, msg: Message, now: float) -> None:
         self._send("PONG", *msg.params[:1])
@@ -514,8 +510,8 @@ class Session:
             for item in names:
                 name, _, value = item.partition("=")
                 self.offered[name] = value
-            if not more and not self._cap_ls_done:
-                self._cap_ls_done = True
+            if not more and self._phase is Phase.CAP_LS:
+                self._to(LinkEvent.CAPS_LISTED)
                 self._request_caps(self._wanted(self.offered))
         elif sub == "ACK":
             for name in names:
@@ -572,12 +568,13 @@ class Session:
             self._maybe_end_caps()
 
     def _maybe_end_caps(self) -> None:
-        if self.registered or self._cap_ending or self._cap_pending:
+        if self._phase not in (Phase.CAP_LS, Phase.CAP_REQ, Phase.SASL) or self._cap_pending:
             return
-        if self.settings.sasl_account and not self._logged_in:
+        # Not past CAP END, so not logged in yet: a 903 ends the negotiation.
+        if self.settings.sasl_account:
             if "sasl" not in self.caps:
                 self._sasl_failed("the server does not offer SASL")
-            elif self._sasl_mech == "":
+            elif self._phase is not Phase.SASL:
                 self._start_sasl()
             return
         self._end_caps()
@@ -592,8 +589,8 @@ class Session:
         self._fatal(f"SASL login as {self.settings.sasl_account} failed: {reason}")
 
     def _end_caps(self) -> None:
-        if not self._cap_ending and not self.registered:
-            self._cap_ending = True
+        if self._phase in (Phase.CAP_LS, Phase.CAP_REQ, Phase.SASL):
+            self._to(LinkEvent.CAP_END)
             self._send("CAP", "END")
 
     def _start_sasl(self) -> None:
@@ -604,6 +601,7 @@ class Session:
         if not self._sasl_mechs:
             self._sasl_failed(f"the server offers {', '.join(offered)}, not {' or '.join(order)}")
             return
+        self._to(LinkEvent.SASL)
         self._next_sasl_mech()
 
     def _next_sasl_mech(self) -> None:
@@ -656,7 +654,6 @@ class Session:
             self._next_sasl_mech()
             return
         if code in ("903", "907"):
-            self._logged_in = True
             self._info("Logged in (SASL)", now, self.server)
             self._end_caps()
         elif self.settings.sasl_account and not self.registered:
@@ -740,12 +737,11 @@ class Session:
         return self._active_buffer()
 
     def _welcome(self, msg: Message, now: float) -> None:
-        if self.settings.sasl_account and not self._logged_in:
+        if self.settings.sasl_account and self._phase not in (Phase.CAP_END, Phase.REGISTERED):
             # A server without CAP registered us before any SASL: do not go on unnoticed.
             self._sasl_failed("the server does not offer SASL")
             return
-        self.registered = True
-        self._cap_ending = True
+        self._to(LinkEvent.WELCOME)
         if msg.params:
             self.nick = msg.params[0]
         first = not self.ever_registered
@@ -764,7 +760,7 @@ class Session:
         if not first:
             for buf in self.buffers.values():
                 if buf.kind == "query":
-                    self._request_history(buf, "LATEST")
+                    self._history.request(self, buf, "LATEST")
 
     def _nick_refused(self, msg: Message, now: float) -> None:
         nick = msg.params[1] if len(msg.params) > 2 else self.nick
@@ -854,99 +850,6 @@ class Session:
             text = f"{who} {text}"
         self._info(text, now)
 
-    # ------------------------------------------------------------------ batches
-
-    def _on_batch(self, msg: Message, now: float) -> None:
-        if not msg.params:
-            return
-        ref = msg.params[0]
-        if ref.startswith("+") and len(msg.params) >= 2:
-            parent_ref = msg.tags.get("batch", "")
-            self._batches[ref[1:]] = _Batch(
-                ref[1:],
-                msg.params[1],
-                tuple(msg.params[2:]),
-                dict(msg.tags),
-                self._batches.get(parent_ref),
-            )
-        elif ref.startswith("-"):
-            batch = self._batches.pop(ref[1:], None)
-            if batch is not None:
-                self._end_batch(batch, now)
-
-    def _end_batch(self, batch: _Batch, now: float) -> None:
-        kind = batch.type
-        if kind == "draft/multiline":
-            combined = _combine_multiline(batch)
-            if combined is None:
-                return
-            if batch.parent is not None:
-                batch.parent.messages.append(combined)
-            else:
-                self._dispatch(combined, now)
-        elif kind == "chathistory":
-            self._history(batch, now)
-        elif batch.parent is not None:
-            batch.parent.messages.extend(batch.messages)
-        else:
-            for m in batch.messages:
-                self._dispatch(m.with_tags({k: v for k, v in m.tags.items() if k != "batch"}), now)
-
-    # ------------------------------------------------------------------ history
-
-    def _request_history(self, buf: Buffer, sub: str) -> None:
-        if not self.has_history or not self.registered or buf.history_pending:
-            return
-        limit = self.settings.history
-        try:
-            server_max = int(self.isupport.get("CHATHISTORY", "0") or 0)
-        except ValueError:
-            server_max = 0
-        if server_max > 0:
-            limit = min(limit, server_max)
-        refs = [line for line in buf.lines if line.kind in ("message", "action", "notice")]
-        refs = [line for line in refs if line.msgid] or refs
-        if sub == "BEFORE":
-            if not refs:
-                sub, ref = "LATEST", "*"
-            else:
-                ref = self._history_ref(refs[0])
-        else:
-            ref = self._history_ref(refs[-1]) if refs else "*"
-        buf.history_pending = True
-        self._history_kind[self._key(buf.name)] = sub
-        self._send("CHATHISTORY", sub, buf.name, ref, str(limit))
-
-    def _history_ref(self, line: Line) -> str:
-        types = self.isupport.get("MSGREFTYPES", "")
-        if line.msgid and (not types or "msgid" in types.split(",")):
-            return f"msgid={line.msgid}"
-        return f"timestamp={format_time(line.time)}"
-
-    def _history(self, batch: _Batch, now: float) -> None:
-        target = batch.params[0] if batch.params else ""
-        key = self._key(target)
-        sub = self._history_kind.pop(key, "LATEST")
-        buf = self.buffer(target)
-        if buf is None:
-            kind = "channel" if self.is_channel(target) else "query"
-            buf = self._add_buffer(target, kind)
-        buf.history_pending = False
-        lines = [
-            pair[1]
-            for pair in (self._message_line(m, utc(now), history=True) for m in batch.messages)
-            if pair is not None
-        ]
-        known = {line.key() for line in buf.lines}
-        fresh = [line for line in lines if line.key() not in known]
-        if sub == "BEFORE" and len(batch.messages) < self.settings.history:
-            buf.history_exhausted = True
-        if fresh:
-            buf.lines = sorted(buf.lines + fresh, key=lambda line: line.time)
-            if len(buf.lines) > MAX_LINES and sub != "BEFORE":
-                del buf.lines[: len(buf.lines) - MAX_LINES]
-        self._emit(HistoryAdded(buf, len(fresh), older=sub == "BEFORE"))
-
     # ------------------------------------------------------------------ messages
 
     def _message_line(
@@ -1004,8 +907,6 @@ class Session:
         private = buf.kind == "query" and not line.own and line.kind != "info"
         self._add(buf, line, mention=private)
 
-    _on_notice = _on_privmsg
-
     # ------------------------------------------------------------------ membership
 
     def _on_join(self, msg: Message, now: float) -> None:
@@ -1027,7 +928,7 @@ class Session:
             self._add(buf, self._line(when, "join", f"You joined {buf.name}", nick), live=False)
             if focus and existed:
                 self._emit(Focus(buf))
-            self._request_history(buf, "LATEST")
+            self._history.request(self, buf, "LATEST")
             return
         buf_or_none = self.buffer(channel)
         if buf_or_none is None:
@@ -1214,16 +1115,10 @@ class Session:
         else:
             self._info(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
 
-    _on_warn = _on_fail
-    _on_note = _on_fail
-
     def _on_register(self, msg: Message, now: float) -> None:
         # REGISTER SUCCESS <account> :<message> | REGISTER VERIFICATION_REQUIRED <account> :msg
         if len(msg.params) >= 2:
             self._info(msg.params[-1], now)
-
-    def _on_verify(self, msg: Message, now: float) -> None:
-        self._on_register(msg, now)
 
     # ------------------------------------------------------------------ user commands
 
@@ -1338,164 +1233,47 @@ class Session:
         self._emit(QuitRequested(reason))
 
     def _command(self, name: str, args: str, buf: Buffer, now: float) -> None:
-        words = args.split()
-        channel = buf.name if buf.kind == "channel" else ""
-        if name == "help":
-            for text in cmds.help_lines(words[0] if words else "", keys=self.settings.help_keys):
-                self._info(text, now)
+        command = cmds.COMMANDS.get(name)
+        if (command is None or command.link) and self._not_connected(
+            "/" + name + (" " + args if args else ""), now
+        ):
             return
-        if name == "quit":
-            self._quit(args, now)
-            return
-        if name == "joins":
-            # Handled by the front end (it owns what is shown); the session only says so.
-            self._emit(LocalCommand(name, args))
-            return
-        if name == "close":
-            if buf.kind == "query":
-                self._remove_buffer(buf)
-            elif buf.kind == "channel":
-                if buf.joined and self.registered:
-                    self._send("PART", buf.name)
-                else:
-                    self._remove_buffer(buf)
-            return
-        if name == "query":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["query"][0], now)
-                return
-            target = words[0]
-            qbuf = self._add_buffer(target, "channel" if self.is_channel(target) else "query")
-            self._emit(Focus(qbuf))
-            text = args[len(target) :].strip()
-            if text:
-                self._say(qbuf, text, now)
-            return
-        if name == "say":
-            self._say(buf, args, now)
-            return
-        if self._not_connected("/" + name + (" " + args if args else ""), now):
-            return
-        if name == "join":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["join"][0], now)
-                return
-            self._join(words[0].split(","), now, key=words[1] if len(words) > 1 else "")
-        elif name == "part":
-            target = channel
-            reason = args
-            if words and self.is_channel(words[0]):
-                target, reason = words[0], args[len(words[0]) :].strip()
-            if not target:
-                if buf.kind == "query":
-                    self._remove_buffer(buf)
-                else:
-                    self._error("Which channel? /part #channel", now)
-                return
-            self._send("PART", target, *([reason] if reason else []))
-        elif name in ("msg", "notice"):
-            if len(words) < 2:
-                self._error("Usage: " + cmds.COMMANDS[name][0], now)
-                return
-            target = words[0]
-            text = args[len(target) :].strip()
-            kind = "notice" if name == "notice" else "message"
-            self._send_text(target, text, now, kind=kind)
-        elif name == "me":
-            if buf.kind == "server":
-                self._error("/me works in a channel or a private chat", now)
-            elif args:
-                self._say(buf, args, now, kind="action")
-        elif name == "nick":
-            if not words:
-                self._info(f"You are {self.nick}", now)
-            else:
-                self._send("NICK", words[0])
-        elif name == "topic":
-            if words and self.is_channel(words[0]):
-                channel, args = words[0], args[len(words[0]) :].strip()
-            if not channel:
-                self._error("Which channel? /topic #channel [text]", now)
-            elif args:
-                self._send("TOPIC", channel, args)
-            else:
-                self._send("TOPIC", channel)
-        elif name == "names":
-            target = words[0] if words else channel
-            if not target:
-                self._error("Which channel? /names #channel", now)
-                return
-            self._names_show.add(self._key(target))
-            self._send("NAMES", target)
-        elif name == "whois":
-            if not words:
-                self._error("Usage: " + cmds.COMMANDS["whois"][0], now)
-                return
-            self._send("WHOIS", words[0])
-        elif name == "away":
-            self._send("AWAY", *([args] if args else []))
-        elif name == "invite":
-            target = words[1] if len(words) > 1 else channel
-            if not words or not target:
-                self._error("Usage: " + cmds.COMMANDS["invite"][0], now)
-                return
-            self._send("INVITE", words[0], target)
-        elif name == "kick":
-            if words and self.is_channel(words[0]):
-                channel, words = words[0], words[1:]
-                args = args.split(None, 1)[1] if len(args.split(None, 1)) > 1 else ""
-            if not words or not channel:
-                self._error("Usage: " + cmds.COMMANDS["kick"][0], now)
-                return
-            reason = args[len(words[0]) :].strip()
-            self._send("KICK", channel, words[0], *([reason] if reason else []))
-        elif name == "mode":
-            if not words or (words[0][:1] in "+-" and channel):
-                target = channel or self.nick
-            else:
-                target, words = words[0], words[1:]
-            self._send("MODE", target, *words)
-        elif name == "register":
-            if "draft/account-registration" not in self.offered:
-                self._error("This server does not offer account registration", now)
-                return
-            if not words or len(words) > 2:
-                self._error("Usage: " + cmds.COMMANDS["register"][0], now)
-                return
-            email = words[0] if len(words) == 2 else "*"
-            self._send("REGISTER", "*", email, words[-1])
-        elif name == "quote":
-            if args:
-                self._send_raw(args)
+        if command is None:
+            slash.unknown(self, slash.Call(name, args, buf, now))
         else:
-            # Unknown commands go to the server as they are, like /quote.
-            self._send_raw(name.upper() + (" " + args if args else ""))
+            command.run(self, slash.Call(name, args, buf, now, command.usage))
+
+    def _help(self, name: str, now: float) -> None:
+        for text in cmds.help_lines(name, keys=self.settings.help_keys):
+            self._info(text, now)
 
 
-def _combine_multiline(batch: _Batch) -> Message | None:
-    """draft/multiline: the batch's PRIVMSGs (or NOTICEs) as one message joined with newlines
-    (no newline before a line tagged draft/multiline-concat)."""
-    parts: list[str] = []
-    first: Message | None = None
-    for m in batch.messages:
-        if m.command not in ("PRIVMSG", "NOTICE") or len(m.params) < 2:
-            continue
-        if first is None:
-            first = m
-            parts.append(m.params[1])
-        elif "draft/multiline-concat" in m.tags:
-            parts[-1] += m.params[1]
-        else:
-            parts.append(m.params[1])
-    if first is None:
-        return None
-    tags = {k: v for k, v in batch.tags.items() if k != "batch"}
-    for key in ("time", "msgid"):
-        if key not in tags and key in first.tags:
-            tags[key] = first.tags[key]
-    if batch.parent is not None:
-        tags["batch"] = batch.parent.ref
-    return Message(first.command, (first.params[0], "\n".join(parts)), first.source, tags)
+# The command of each message the session acts on -> its handler (numerics go to
+# ``Session._numeric``); anything else is ignored.
+_INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
+    "PING": Session._on_ping,
+    "PONG": Session._on_pong,
+    "ERROR": Session._on_error,
+    "CAP": Session._on_cap,
+    "AUTHENTICATE": Session._on_authenticate,
+    "BATCH": history.on_batch,
+    "PRIVMSG": Session._on_privmsg,
+    "NOTICE": Session._on_privmsg,
+    "JOIN": Session._on_join,
+    "PART": Session._on_part,
+    "KICK": Session._on_kick,
+    "QUIT": Session._on_quit,
+    "NICK": Session._on_nick,
+    "AWAY": Session._on_away,
+    "TOPIC": Session._on_topic,
+    "INVITE": Session._on_invite,
+    "MODE": Session._on_mode,
+    "FAIL": Session._on_fail,
+    "WARN": Session._on_fail,
+    "NOTE": Session._on_fail,
+    "REGISTER": Session._on_register,
+    "VERIFY": Session._on_register,
+}
 
 
 def _cap_values(value: str) -> dict[str, str]:
