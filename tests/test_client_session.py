@@ -875,3 +875,19 @@ def test_control_characters_from_others_never_reach_the_terminal() -> None:
     assert texts[0] == "title ^[]2;PWNED^G ^[[2J\ufffd1m \x02bold\x02\tx^?"
     assert "^[cbye" in texts[2] and not any("\x1b" in text for text in texts)
     assert w.s.buffers["#lobby"].topic == "^[[31mred topic"
+
+
+def test_the_link_moves_only_by_its_transition_table() -> None:
+    """Registration is a table of steps (client/link.py): a step it does not list is a bug
+    in the session, and says so instead of guessing."""
+    from salon.client.link import TRANSITIONS, LinkEvent, LinkStateError, Phase, next_phase
+
+    assert next_phase(Phase.GREETING, LinkEvent.HEARD) is Phase.CAP_LS
+    assert next_phase(Phase.SASL, LinkEvent.CAP_END) is Phase.CAP_END
+    assert next_phase(Phase.CAP_END, LinkEvent.WELCOME) is Phase.REGISTERED
+    with pytest.raises(LinkStateError, match="SASL is not possible in phase REGISTERED"):
+        next_phase(Phase.REGISTERED, LinkEvent.SASL)
+    # From every phase a connection can be lost, and a new one made.
+    for phase in Phase:
+        assert TRANSITIONS[phase, LinkEvent.LOST] is Phase.CLOSED
+        assert TRANSITIONS[phase, LinkEvent.CONNECT] is Phase.GREETING
