@@ -260,7 +260,7 @@ def test_a_reset_reads_as_words_in_the_quit_line(port: str, salon: Any, connect:
 
 
 def test_lost_reasons_are_words_never_class_names() -> None:
-    from salon.net.runner import lost_reason
+    from salon.net.connection import lost_reason
 
     cases = {
         None: "Connection closed",

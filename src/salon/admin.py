@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 from salon.config import Config, load
+from salon.errors import UsageError
+from salon.prompt import read_password
 
 
 def add_account_parser(sub: Any) -> None:
@@ -48,11 +50,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 def run_account(args: argparse.Namespace) -> int:
     """Mistakes (a bad or taken name, a short password, no such account, a data directory
-    that is a file) raise :class:`~salon.cli.UsageError`: one line, exit code 2. Nothing
+    that is a file) raise :class:`~salon.errors.UsageError`: one line, exit code 2. Nothing
     is created on disk unless an account is: ``list`` and ``delete`` never make a data
     directory, and ``create`` makes it only once the name and password are good."""
     from salon import datadir
-    from salon.cli import UsageError, read_password
     from salon.proto.casemap import casefold
     from salon.server.accounts import check_password_shape, hash_credentials
     from salon.server.handlers.registration import valid_nick

@@ -8,7 +8,6 @@ failure at run time (``salon chat`` could not connect or log in), 130 for Ctrl-C
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,8 +15,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from salon import __version__
+from salon.admin import add_account_parser, run_account
 from salon.config import EXAMPLE_PATH, Config, load
-from salon.errors import ConfigError
+from salon.errors import ConfigError, UsageError
+from salon.prompt import read_password
+from salon.tui.cli import add_chat_parser, run_chat
 
 SERVE_EPILOG = f"""\
 With no options, salon serves IRC on 127.0.0.1:6667, IRC over TLS on 127.0.0.1:6697
@@ -27,10 +29,6 @@ With no options, salon serves IRC on 127.0.0.1:6667, IRC over TLS on 127.0.0.1:6
 Every setting is described in the commented example config:
   {EXAMPLE_PATH}
 """
-
-
-class UsageError(Exception):
-    """A mistake of the user: one line on stderr, exit code 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,25 +56,6 @@ class Parser(argparse.ArgumentParser):
             # Said here, so that the message names the subcommand (salon chat: ...).
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
-
-
-def read_password(prompt: str = "Password: ", *, confirm: bool = False) -> str:
-    """A password typed at the terminal (not echoed; typed twice with ``confirm``), or the
-    first line of stdin when stdin is not a terminal. End of input (Ctrl-D) at the prompt
-    and two different passwords are a :class:`UsageError`."""
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    again = ""
-    try:
-        password = getpass.getpass(prompt)
-        if confirm and password:
-            again = getpass.getpass("Again, to confirm: ")
-    except EOFError:
-        print(file=sys.stderr)  # end the prompt's line
-        raise UsageError("no password given (end of input)") from None
-    if confirm and password and again != password:
-        raise UsageError("the two passwords differ")
-    return password
 
 
 def _port(text: str) -> int:
@@ -128,11 +107,7 @@ def build_parser() -> Parser:
     hashpw.add_argument("password", nargs="?")
 
     sub.add_parser("example-config", help="print the commented example config")
-    from salon.tui.cli import add_chat_parser
-
     add_chat_parser(sub)
-    from salon.admin import add_account_parser
-
     add_account_parser(sub)
     return parser
 
@@ -212,12 +187,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
         print(hash_password(password))
         return 0
     if args.command == "chat":
-        from salon.tui.cli import run_chat
-
         return run_chat(args)
     if args.command == "account":
-        from salon.admin import run_account
-
         return run_account(args)
     if args.command == "example-config":
         sys.stdout.write(EXAMPLE_PATH.read_text())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from salon.errors import ConfigError
+from salon.proto.casemap import casefold
 
 EXAMPLE_PATH = Path(__file__).with_name("salon.example.toml")
 
@@ -278,8 +279,6 @@ def _words(where: str, value: Any) -> tuple[str, ...]:
 
 def _retention(where: str, value: Any) -> tuple[tuple[str, float], ...]:
     """``{ "#channel" = days, ... }`` as casefolded pairs."""
-    from salon.proto.casemap import casefold
-
     if not isinstance(value, Mapping):
         raise ConfigError(f'{where}: expected a table like {{ "#channel" = 7 }}')
     out = []

@@ -32,6 +32,10 @@ class SerializationError(SalonError):
     """A message that cannot be put on the wire (CR, LF or NUL in it, bad parameters)."""
 
 
+class UsageError(SalonError):
+    """A mistake of the user of the ``salon`` command: one line on stderr, exit code 2."""
+
+
 class ConfigError(SalonError):
     """An invalid configuration: the message says which key and why."""
 

@@ -28,12 +28,13 @@ from websockets.server import ServerProtocol
 from websockets.typing import Origin, Subprotocol
 
 from salon import web
+from salon.net.connection import ClientProtocol, peer_ip
 from salon.net.limits import Key
 from salon.proto.limits import MAX_CLIENT_TAGS
 from salon.server.client import Kind
 
 if TYPE_CHECKING:
-    from salon.net.runner import ClientProtocol, Shell
+    from salon.net.runner import Shell
 
 log = logging.getLogger("salon.net")
 # The websockets library logs every connection opened and every HTTP answer at INFO: the
@@ -168,7 +169,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._parts: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self.peer: Any = ("0.0.0.0", 0)  # the peer's (host, port): a proxy's, maybe
-        self.ip = ""  # its address as the core knows it (runner.peer_ip)
+        self.ip = ""  # its address as the core knows it (connection.peer_ip)
         # The peer's network in the shell's ConnectionLimits, counted from the accept on.
         self.limit_key: Key | None = None
         self.done = False  # answered over plain HTTP, or refused: nothing more is read
@@ -182,8 +183,6 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         # D-lines and connection limits apply from the accept, as on the IRC ports: a
         # handshake that never ends must not let one address hold every descriptor.
-        from salon.net.runner import peer_ip
-
         self.peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         self.ip = peer_ip(self.peer)
         refusal, self.limit_key = shell.screen(self.ip)
@@ -282,8 +281,6 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         ws.send_response(response)
         self.send_pending()
-        from salon.net.runner import ClientProtocol
-
         peer, forwarded_secure = self._forwarded(request)
         irc = ClientProtocol(self.shell, Kind.IRC, self.secure or forwarded_secure)
         irc.counted = self.ip  # limited from the accept on (a proxy's address is not)

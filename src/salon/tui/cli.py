@@ -9,7 +9,8 @@ import re
 import sys
 from typing import Any
 
-from salon.errors import ConfigError
+from salon.errors import ConfigError, UsageError
+from salon.prompt import read_password
 
 CHAT_EPILOG = """\
 examples:
@@ -103,8 +104,6 @@ def split_host_port(word: str) -> tuple[str, int]:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from salon.cli import UsageError
-
     try:
         return _run(args)
     except ArgError as exc:
@@ -150,8 +149,6 @@ def _run(args: argparse.Namespace) -> int:
         if not sasl_password:
             if not sys.stdin.isatty():
                 raise ArgError("--sasl needs a password: ACCOUNT:PASSWORD or SALON_SASL_PASSWORD")
-            from salon.cli import read_password
-
             sasl_password = read_password(f"SASL password for {account}: ")
             if not sasl_password:
                 raise ArgError("--sasl needs a password")
@@ -164,8 +161,6 @@ def _run(args: argparse.Namespace) -> int:
         try:
             nick = input("Your name: ").strip().replace(" ", "_")
         except EOFError:
-            from salon.cli import UsageError
-
             print(file=sys.stderr)  # end the prompt's line
             raise UsageError("no nick given (end of input)") from None
         if not nick:
