@@ -765,6 +765,26 @@ def test_private_history_is_keyed_by_nick_without_account(make_net: MakeNet) -> 
     assert texts(batch(alice, "CHATHISTORY LATEST bob * 10")) == ["hi bob", "hi alice"]
 
 
+def test_private_history_follows_a_nick_change_on_either_side(make_net: MakeNet) -> None:
+    """The conversation key kept from a client's last private message is made again when
+    either party's nick changes between two messages."""
+    net = make_net()
+    alice = net.register("alice", ALL)
+    bob = net.register("bob", ALL)
+    alice.send("PRIVMSG bob :one")
+    bob.send("NICK bobby")
+    alice.send("PRIVMSG bobby :two")
+    alice.send("NICK ally")
+    alice.send("PRIVMSG bobby :three")
+    alice.send("PRIVMSG bobby :four")
+    for conn in (alice, bob):
+        conn.lines()
+    assert [e.text for e in stored(net, dm_key("alice", "bob"))] == ["one"]
+    assert [e.text for e in stored(net, dm_key("alice", "bobby"))] == ["two"]
+    assert [e.text for e in stored(net, dm_key("ally", "bobby"))] == ["three", "four"]
+    assert [e.party for e in stored(net, dm_key("ally", "bobby"))] == ["ally", "ally"]
+
+
 def test_private_history_is_keyed_by_account_when_logged_in() -> None:
     net = Net(accounts={"registration_throttle": 0})
     register_account(net, "alice").send("QUIT")

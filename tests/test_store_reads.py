@@ -335,3 +335,86 @@ def test_config_refuses_a_budget_out_of_range() -> None:
 
     with pytest.raises(ConfigError, match=r"history\.query_budget"):
         make_config(history={"query_budget": 0})
+
+
+# ---------------------------------------------------------------------------- rows
+
+# The history table as databases made before the sender column was dropped have it.
+OLD_HISTORY = """
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY, msgid TEXT NOT NULL, time REAL NOT NULL, target TEXT NOT NULL,
+    command TEXT NOT NULL, source TEXT NOT NULL, sender TEXT NOT NULL, account TEXT,
+    params TEXT NOT NULL, tags TEXT NOT NULL, display TEXT NOT NULL, party TEXT NOT NULL,
+    text TEXT NOT NULL, dest TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO history VALUES
+    (1, 'old1', 1000.0, '#c', 'PRIVMSG', 'Bob!b@h', 'bob', NULL, '', '', '', '',
+     'apple from before', '#C');
+"""
+
+
+def every_kind_of_row(base: int) -> list[HistoryEvent]:
+    """One event of each shape the store writes (sqlite._row)."""
+    at = START + base
+    dm = dm_key("alice", "bob")
+    plain = said(base, "#c", "apple plain", at)
+    return [
+        plain,
+        plain._replace(msgid=msgid(base + 1, at), params=("#C", "apple cased")),
+        plain._replace(
+            msgid=msgid(base + 2, at), target=dm, params=("bob", "apple dm"), party="alice"
+        ),
+        plain._replace(msgid=msgid(base + 3, at), command="NOTICE", params=("#c", "apple notice")),
+        plain._replace(msgid=msgid(base + 4, at), account="Alice", params=("#c", "apple account")),
+        plain._replace(
+            msgid=msgid(base + 5, at), tags=(("+draft/reply", "x"),), params=("#c", "apple tagged")
+        ),
+        plain._replace(msgid=msgid(base + 6, at), command="TOPIC", params=("#c", "apple topic")),
+        plain._replace(
+            msgid=msgid(base + 7, at),
+            target=dm,
+            params=("Bob", "apple named"),
+            party="alice",
+            display="Bob",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_every_row_reads_back_as_written(tmp_path: Path, old: bool) -> None:
+    """Each shape of row, in a new database and in one from before (which keeps its
+    sender column and its rows): read back equal, searched by sender, after indexing too."""
+    path = tmp_path / "salon.db"
+    if old:
+        import sqlite3
+
+        conn = sqlite3.connect(path)
+        conn.executescript(OLD_HISTORY)
+        conn.close()
+    store = SQLiteStore(path)
+    written = every_kind_of_row(0)
+    fill(store, written)
+    for indexed in (False, True):
+        if indexed:
+            store.index_pending()
+        for e in written:
+            assert store.history_event(e.target, e.msgid) == e
+        found = store.search_history(SearchQuery("apple", ("#c",), sender="alice", limit=50))
+        assert [e.text for e in found] == [
+            "apple plain", "apple cased", "apple notice", "apple account", "apple tagged"
+        ]  # fmt: skip
+        old_rows = store.search_history(SearchQuery("apple", ("#c",), sender="bob", limit=50))
+        assert [(e.source, e.params) for e in old_rows] == (
+            [("Bob!b@h", ("#C", "apple from before"))] if old else []
+        )
+    store.close()
+
+
+def test_a_renamed_channel_keeps_the_name_each_message_was_sent_to(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(0, "#c", "to the key"), said(1, "#c", "x")._replace(params=("#C", "cased"))])
+    with store.transaction():
+        store.rename_history("#c", "#d")
+    events = store.history(HistoryQuery("#d", limit=10))
+    assert [e.params for e in events] == [("#c", "to the key"), ("#C", "cased")]
+    store.close()

@@ -35,6 +35,7 @@ class Client:
         "created",
         "dirty",
         "discarding",
+        "dm_last",
         "host",
         "id",
         "inbuf",
@@ -115,6 +116,10 @@ class Client:
         self.blocked = False
         # Messages of this client waiting for their commit (see Server.defer).
         self.pending_commits = 0
+        # The last private conversation this client wrote to, for its next message
+        # (handlers.messaging._private_event): the two parties' nick_cf and account it
+        # was made from, its key, and this client's side of it.
+        self.dm_last: tuple[str, str | None, str, str | None, str, str] | None = None
         # Set by the shell while it stopped reading from the socket (blocked input).
         self.reading_paused = False
         self.throttled = False

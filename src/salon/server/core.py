@@ -90,6 +90,9 @@ def _is_message_line(line: bytes) -> bool:
     return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
 
 
+# The replies held back by a message of the fast path: none (Server.hold_one).
+_NOTHING_HELD: list[Message] = []
+
 # What runs once a commit group is committed, for each command waiting in it:
 # ``finish(server, client, ok, label, held, arg)``, with the label and the replies the
 # command had produced before it waited (see Server.hold_for_commit).
@@ -619,6 +622,17 @@ class Server:
             group = self.commit_group()
         group.events += events
         group.waiting.append((client, label, [] if held is None else held, finish, arg))
+        group.senders[client] = None
+        client.pending_commits += 1
+
+    def hold_one(self, client: Client, event: Any, finish: Finisher, arg: Any) -> None:
+        """:meth:`hold` of one event, with no label and nothing held: the fast path's, once
+        per message. ``finish`` gets an empty list it must not change (it is shared)."""
+        group = self._group
+        if group is None:
+            group = self.commit_group()
+        group.events.append(event)
+        group.waiting.append((client, None, _NOTHING_HELD, finish, arg))
         group.senders[client] = None
         client.pending_commits += 1
 

@@ -92,7 +92,6 @@ CREATE TABLE IF NOT EXISTS history (
     target TEXT NOT NULL,
     command TEXT NOT NULL,
     source TEXT NOT NULL,
-    sender TEXT NOT NULL,
     account TEXT,
     params TEXT NOT NULL,
     tags TEXT NOT NULL,
@@ -171,52 +170,62 @@ _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
 
 def _row(e: HistoryEvent) -> tuple[Any, ...]:
-    """The values of an event's row, in ``_COLUMNS`` order; how many there are tells
-    which columns the INSERT writes as literals (``_TEMPLATES``)."""
+    """The values of an event's row; how many there are tells which columns the INSERT
+    writes as literals (``_TEMPLATES``)."""
     msgid, time, target, command, source, account, params, tags, display, party = e
-    nick = source.split("!", 1)[0]
-    sender = nick.lower() if nick.isascii() else casefold(nick)
     if len(params) == 2 and (command == "PRIVMSG" or command == "NOTICE"):
         # The common row: its two parameters in columns of their own, no JSON.
+        dest, text = params
         if not tags and not display:
             if account is not None:
-                return (msgid, time, target, command, source, sender, account, party, params[1], params[0])  # fmt: skip
+                return (msgid, time, target, command, source, account, party, text, dest)
+            if command != "PRIVMSG":
+                return (msgid, time, target, command, source, party, text, dest)
             if party:
-                return (msgid, time, target, command, source, sender, party, params[1], params[0])  # fmt: skip
-            return (msgid, time, target, command, source, sender, params[1], params[0])
+                return (msgid, time, target, source, party, text, dest)
+            if dest == target:
+                # A channel named as its key: the row's dest is the target (event_from_row).
+                return (msgid, time, target, source, text)
+            return (msgid, time, target, source, text, dest)
         return (
-            msgid, time, target, command, source, sender, account, party, params[1],
-            params[0], "", json.dumps([list(t) for t in tags]) if tags else "", display,
+            msgid, time, target, command, source, account, party, text, dest, "",
+            json.dumps([list(t) for t in tags]) if tags else "", display,
         )  # fmt: skip
     return (
-        msgid, time, target, command, source, sender, account, party, "", "",
+        msgid, time, target, command, source, account, party, "", "",
         json.dumps(list(params)), json.dumps([list(t) for t in tags]) if tags else "", display,
     )  # fmt: skip
 
 
 # The columns of a row. An INSERT binds a value for some and writes the rest as literals,
-# by the number of values a row has: a bound value costs its share of an insert (13 bound
-# columns cost 2.3 µs a row, 10 cost 1.6 in a micro-benchmark), and a bound None three
-# times a string's (the sqlite3 module looks for an adapter for anything but a str, int,
-# float or bytearray). A missing account is NULL: a literal in the common rows, bound in
-# the rare full ones (13 values).
-_COLUMNS = (
-    "msgid, time, target, command, source, sender, account, party, text, dest,"
-    " params, tags, display"
-)
+# by the number of values a row has: a bound value costs its share of an insert, and a
+# bound None three times a string's (the sqlite3 module looks for an adapter for anything
+# but a str, int, float or bytearray). A missing account is NULL: a literal in the common
+# rows, bound in the rare full ones (12 values). Private and channel messages without an
+# account, the bulk of history, bind the fewest: their command is a literal too.
+_COLUMNS = "msgid, time, target, command, source, account, party, text, dest, params, tags, display"
 _TEMPLATES = {
-    13: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    10: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')",  # a message from an account
-    9: "(?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, '', '', '')",  # a private one, no account
-    8: "(?, ?, ?, ?, ?, ?, NULL, '', ?, ?, '', '', '')",  # a channel one, no account
+    12: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    9: "(?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')",  # a message from an account
+    8: "(?, ?, ?, ?, ?, NULL, ?, ?, ?, '', '', '')",  # a NOTICE, no account
+    7: "(?, ?, ?, 'PRIVMSG', ?, NULL, ?, ?, ?, '', '', '')",  # a private one, no account
+    6: "(?, ?, ?, 'PRIVMSG', ?, NULL, '', ?, ?, '', '', '')",  # a channel one, no account
+    5: "(?, ?, ?, 'PRIVMSG', ?, NULL, '', ?, '', '', '', '')",  # the same, dest = target
 }
 _INSERT_SIZES = (256, 64, 16, 4, 1)  # rows per INSERT: few statement shapes to cache
 
 
 @functools.cache
-def _insert_sql(rows: int, width: int) -> str:
-    marks = ", ".join([_TEMPLATES[width]] * rows)
-    return f"INSERT INTO history ({_COLUMNS}) VALUES {marks}"
+def _insert_sql(rows: int, width: int, sender: bool) -> str:
+    """The INSERT of ``rows`` rows of ``width`` values; ``sender``: the table has the
+    sender column of databases from before (written empty: reads derive the sender from
+    the source, see sqlite_queries.SENDER)."""
+    template = _TEMPLATES[width]
+    if sender:
+        template = template[:-1] + ", '')"
+    marks = ", ".join([template] * rows)
+    columns = _COLUMNS + ", sender" if sender else _COLUMNS
+    return f"INSERT INTO history ({columns}) VALUES {marks}"
 
 
 class SQLiteStore(HistoryReads):
@@ -292,6 +301,9 @@ class SQLiteStore(HistoryReads):
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(history)")}
         if columns and "dest" not in columns:
             self.conn.execute("ALTER TABLE history ADD COLUMN dest TEXT NOT NULL DEFAULT ''")
+        # Databases from before keep their sender column (dropping it would rewrite the
+        # table at start); new rows leave it empty.
+        self._sender = "sender" in columns
         tables = {
             row[0] for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
@@ -503,7 +515,7 @@ class SQLiteStore(HistoryReads):
             for size in _INSERT_SIZES:
                 while len(same) - start >= size:
                     values = list(itertools.chain.from_iterable(same[start : start + size]))
-                    self.conn.execute(_insert_sql(size, width), values)
+                    self.conn.execute(_insert_sql(size, width, self._sender), values)
                     start += size
         partners = []
         for e in events:
@@ -521,8 +533,11 @@ class SQLiteStore(HistoryReads):
 
     def rename_history(self, old: str, new: str) -> None:
         self.index_pending()
+        # A message row with an empty dest was addressed to its target (_row): it keeps
+        # the name it was sent to.
         self.conn.execute(
-            "UPDATE history SET target = ?"
+            "UPDATE history SET target = ?,"
+            " dest = CASE WHEN dest = '' AND params = '' THEN target ELSE dest END"
             " WHERE id IN (SELECT id FROM history_by_target WHERE target = ?)",
             (new, old),
         )

@@ -30,6 +30,9 @@ from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, msgid_time
 MARK = "(SELECT indexed FROM fts_state WHERE id = 1)"
 MESSAGES = "('PRIVMSG', 'NOTICE')"
 ACTIVITY = "('PRIVMSG', 'NOTICE', 'TAGMSG')"
+# The casefolded nick of a row's source (``nick!user@host``): SQLite's lower() folds ASCII
+# letters only, as CASEMAPPING=ascii does (salon.proto.casemap).
+SENDER = "lower(substr(h.source, 1, instr(h.source || '!', '!') - 1))"
 # SQLite calls the progress handler every this many virtual machine instructions: often
 # enough to stop within a fraction of a millisecond of the deadline.
 PROGRESS_STEPS = 2000
@@ -50,8 +53,9 @@ def event_from_row(row: sqlite3.Row) -> HistoryEvent:
         command=row["command"],
         source=row["source"],
         account=row["account"],
-        # PRIVMSG/NOTICE keep their two parameters in columns (dest, text); the rest as JSON.
-        params=(row["dest"], row["text"])
+        # PRIVMSG/NOTICE keep their two parameters in columns (dest, text; an empty dest
+        # is the target); the rest as JSON.
+        params=(row["dest"] or row["target"], row["text"])
         if not row["params"]
         else tuple(json.loads(row["params"])),
         tags=tuple((k, v) for k, v in json.loads(row["tags"])) if row["tags"] else (),
@@ -102,7 +106,7 @@ def _search_filters(query: SearchQuery) -> tuple[list[str], list[Any]]:
     clauses = [f"h.command IN {MESSAGES}"]
     args: list[Any] = []
     if query.sender:
-        clauses.append("h.sender = ?")
+        clauses.append(f"{SENDER} = ?")
         args.append(query.sender)
     if query.start is not None:
         clauses.append("h.time > ?")

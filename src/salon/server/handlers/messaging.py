@@ -149,7 +149,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     else:
         body = body_bytes(source, command, target, text)
     if event is not None:
-        server.hold(client, (event,), _relayed, (command, out, body, chan, other, echo))
+        server.hold_one(client, event, _relayed, (command, out, body, chan, other, echo))
     else:
         _relay_one(server, client, out, body, chan, other, echo)
     return True
@@ -263,7 +263,7 @@ def _relayed(
     no label and nothing held back (one call per message instead of three)."""
     command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, label, held, (command, echo, []))
+        _committed(server, client, ok, label, [], (command, echo, []))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
@@ -395,8 +395,21 @@ def _private_event(
     client_tags: tuple[tuple[str, str], ...],
 ) -> HistoryEvent:
     """The history event of a private message from ``client`` to ``other``."""
-    mine = history.party(server, client)
-    key = dm_key(mine, history.party(server, other))
+    # The conversation's key depends on the parties' nicks and accounts only: kept from
+    # this client's last private message while they are the same objects.
+    last = client.dm_last
+    if (
+        last is not None
+        and last[0] is client.nick_cf
+        and last[1] is client.account
+        and last[2] is other.nick_cf
+        and last[3] is other.account
+    ):
+        key, mine = last[4], last[5]
+    else:
+        mine = history.party(server, client)
+        key = dm_key(mine, history.party(server, other))
+        client.dm_last = (client.nick_cf, client.account, other.nick_cf, other.account, key, mine)
     # Correspondent names are stored for CHATHISTORY TARGETS only when they change.
     names = (target, client.nick)
     display = target if server.dm_names.get(key) != names else ""
