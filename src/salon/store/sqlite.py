@@ -542,13 +542,32 @@ class SQLiteStore(HistoryReads):
             (new, old),
         )
         self.conn.execute("UPDATE history_by_target SET target = ? WHERE target = ?", (new, old))
-        self.conn.execute("UPDATE conversations SET target = ? WHERE target = ?", (new, old))
+        # Into a conversation that may exist already (a channel of that name had history).
+        self.conn.execute(
+            "INSERT INTO conversations (target, last, messages)"
+            " SELECT ?, last, messages FROM conversations WHERE target = ? AND target != ?"
+            " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
+            " messages = messages + excluded.messages",
+            (new, old, new),
+        )
+        self.conn.execute("DELETE FROM conversations WHERE target = ? AND target != ?", (old, new))
 
     def redact_history(self, target: str, msgid: str) -> bool:
         row = self.find(target, msgid)
         if row is None:
             return False
+        counted = row["command"] in _MESSAGE_COMMANDS and row["id"] <= self._marks()[0]
         self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
+        if counted:
+            # It was counted in the conversations table: the conversation's last message
+            # may be an earlier one now (CHATHISTORY TARGETS).
+            self.conn.execute(
+                "UPDATE conversations SET messages = MAX(0, messages - 1), last = COALESCE("
+                "(SELECT t.time FROM history_by_target t JOIN history h ON h.id = t.id"
+                f" WHERE t.target = ?1 AND h.command IN {ACTIVITY}"
+                " ORDER BY t.time DESC, t.id DESC LIMIT 1), -1) WHERE target = ?1",
+                (target,),
+            )
         return True
 
     def _marks(self) -> tuple[int, int]:
@@ -653,6 +672,12 @@ class SQLiteStore(HistoryReads):
                 )
             if removed >= most:
                 return PurgeProgress(removed, key)  # this one may hold more
+            if cur.rowcount:
+                # Every message before ``before`` is gone: a last one older is no more.
+                self.conn.execute(
+                    "UPDATE conversations SET last = -1 WHERE target = ? AND last < ?",
+                    (key, before),
+                )
             if not self.conn.execute(
                 "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
             ).fetchone():
