@@ -248,6 +248,7 @@ def test_a_small_backlog_is_indexed_once_a_second_a_flood_at_once(tmp_path: Path
             storage.stop()
 
     asyncio.run(main())
+    store.query_budget = 3600  # every row, however loaded the machine (budgets: test_store_reads)
     found = store.search_history(SearchQuery("message", ("#c",), limit=5000))
     assert len(found) == 53 + storage_mod.FLOOD_ROWS
     store.close()
