@@ -170,26 +170,20 @@ def test_the_scanner_sees_forbidden_imports(tmp_path: Path) -> None:
 # already; ``from salon.a import name`` inside it is an edge to ``salon.a`` only when
 # ``name`` is no submodule.
 
-# The modules in the server's import cycles (core ⇄ handlers, and the domain modules that
-# import handlers back). Issue 18 point 1 empties this set: take a module out as soon as it
-# is in no cycle (the test below says when), and never add one.
+# The modules still in import cycles, waiting on work elsewhere in issue 18; the set may only
+# shrink (the test below says when a module is in no cycle), and must end empty:
+# - accounts -> handlers.messaging: ``notify_extended_monitor`` (extended-monitor) moves to
+#   the MONITOR module (issue 18 point 4);
+# - history -> plain: history's replay of a room on JOIN calls the plain-text port's
+#   rendering, until the port is a personality the client holds (issue 18 point 6).
 KNOWN_SERVER_CYCLES = frozenset(
     {
         "salon.server.accounts",
-        "salon.server.commands",
-        "salon.server.core",
-        "salon.server.handlers.accounts",
-        "salon.server.handlers.channels",
-        "salon.server.handlers.history",
+        "salon.server.channels",
         "salon.server.handlers.messaging",
-        "salon.server.handlers.modes",
-        "salon.server.handlers.oper",
-        "salon.server.handlers.opercmds",
-        "salon.server.handlers.queries",
-        "salon.server.handlers.registration",
         "salon.server.history",
+        "salon.server.nicks",
         "salon.server.plain",
-        "salon.server.sasl",
         "salon.server.services",
     }
 )
@@ -217,7 +211,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.admin", "salon.datadir"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.proto.casemap"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.server.accounts"): _ACCOUNT_ONLY,
-    ("salon.admin", "salon.server.handlers.registration"): _ACCOUNT_ONLY,
+    ("salon.admin", "salon.server.nicks"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.server.services"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.base"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.sqlite"): _ACCOUNT_ONLY,

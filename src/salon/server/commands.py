@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from salon.server.handlers import (
     accounts,
+    batch,
     channels,
     history,
     messaging,
@@ -21,6 +22,7 @@ from salon.server.handlers import (
     opercmds,
     queries,
     registration,
+    sasl,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class Command:
 
 # The fast path of a plain "PRIVMSG target :text" line (see messaging.relay_line).
 FAST_LINE: Callable[[Server, Client, bytes], bool] = messaging.relay_line
+# A line tagged ``batch`` while the client has a draft/multiline batch open.
+BATCHED_LINE: Callable[[Server, Client, Message, ResponseBuffer], bool] = batch.batched_line
 
 COMMANDS: dict[str, Command] = {
     # Registration and connection
@@ -54,7 +58,7 @@ COMMANDS: dict[str, Command] = {
     "PONG": Command(registration.cmd_pong, 0, prereg=True),
     "QUIT": Command(registration.cmd_quit, 0, prereg=True),
     # Accounts (SASL, draft/account-registration) and services
-    "AUTHENTICATE": Command(accounts.cmd_authenticate, 1, prereg=True),
+    "AUTHENTICATE": Command(sasl.cmd_authenticate, 1, prereg=True),
     "REGISTER": Command(accounts.cmd_register, 3, prereg=True),
     "VERIFY": Command(accounts.cmd_verify, 2, prereg=True),
     "ACCEPT": Command(accounts.cmd_accept, 1),
@@ -84,7 +88,7 @@ COMMANDS: dict[str, Command] = {
     "REDACT": Command(history.cmd_redact, 0),
     "SEARCH": Command(history.cmd_search, 0),
     "RENAME": Command(history.cmd_rename, 2),
-    "BATCH": Command(history.cmd_batch, 1),
+    "BATCH": Command(batch.cmd_batch, 1),
     # Queries
     "LUSERS": Command(queries.cmd_lusers),
     "MOTD": Command(queries.cmd_motd),

@@ -317,3 +317,12 @@ def commit_then(
             out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
 
     server.after_commit(rb, events, then)
+
+
+def marker_message(server: Server, target: str, value: float | None) -> Message:
+    stamp = "*" if value is None else "timestamp=" + format_ms(round(value * 1000))
+    return Message("MARKREAD", (target, stamp), server.name)
+
+
+def marker_for(server: Server, client: Client, cf: str) -> float | None:
+    return server.read_markers.get((party(server, client), cf))

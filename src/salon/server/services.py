@@ -36,6 +36,7 @@ from salon.server.accounts import (
 from salon.server.channel import Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.effects import Offload
+from salon.server.nicks import change_nick
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import AccountRecord, ChannelRecord, ListRecord
 
@@ -275,8 +276,6 @@ class NickServ(Bot):
         self.say(rb, f"{nick} has been disconnected")
 
     def cmd_regain(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
-        from salon.server.handlers.registration import change_nick
-
         if not args:
             self.say(rb, "Syntax: REGAIN <nick>")
             return

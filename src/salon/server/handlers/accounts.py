@@ -10,22 +10,24 @@ draft/account-registration: "REGISTER <account> {<email> | "*"} <password>"; "If
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server.accounts import Pending, auth_state
 from salon.server.client import Client
-from salon.server.core import Server
 from salon.server.handlers.messaging import cmd_privmsg as relay_privmsg
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
-from salon.server.sasl import cmd_authenticate
 from salon.server.services import MAX_ACCEPTED
 from salon.store.base import AccountRecord
 
+if TYPE_CHECKING:
+    from salon.server.core import Server
+
 __all__ = [
     "cmd_accept",
-    "cmd_authenticate",
     "cmd_chanserv",
     "cmd_nickserv",
     "cmd_privmsg",
