@@ -32,7 +32,7 @@ from salon.server.client import Client
 from salon.server.effects import Offload
 from salon.server.nicks import change_nick, valid_nick
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import AccountRecord, ScramCredentials
+from salon.store.base import AccountRecord, AccountStore, ScramCredentials
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -187,7 +187,7 @@ class Accounts:
 
     # ------------------------------------------------------------------ records
 
-    def load(self, store: Any) -> None:
+    def load(self, store: AccountStore) -> None:
         for record in store.load_accounts():
             self._index(record)
         log.debug("loaded %d accounts", len(self.records))
@@ -225,7 +225,7 @@ class Accounts:
         :meth:`Server.defer` when the reply must wait for the write."""
         self._index(record)
 
-        def call(store: Any) -> bool:
+        def call(store: AccountStore) -> bool:
             store.save_account(record)
             return True
 

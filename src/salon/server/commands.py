@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from salon.server.handlers import (
     accounts,
+    bans,
     batch,
     channels,
     history,
     messaging,
     modes,
     oper,
-    opercmds,
     queries,
     registration,
     sasl,
@@ -76,9 +76,9 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(channels.cmd_list, 0),
     "MODE": Command(modes.cmd_mode, 1),
     # Messages
-    # (messages to NickServ/ChanServ are answered there, the rest go to messaging)
-    "PRIVMSG": Command(accounts.cmd_privmsg, 0, idle=True),
-    "NOTICE": Command(accounts.cmd_privmsg, 0, idle=True),
+    # (messages to NickServ/ChanServ are answered by the services, the rest relayed)
+    "PRIVMSG": Command(messaging.cmd_privmsg, 0, idle=True),
+    "NOTICE": Command(messaging.cmd_privmsg, 0, idle=True),
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
@@ -109,8 +109,8 @@ COMMANDS: dict[str, Command] = {
     "OPER": Command(oper.cmd_oper, 2),
     "KILL": Command(oper.cmd_kill, 2, oper=True),
     "WALLOPS": Command(oper.cmd_wallops, 1, oper=True),
-    "KLINE": Command(opercmds.cmd_kline, 1, oper=True),
-    "UNKLINE": Command(opercmds.cmd_unkline, 1, oper=True),
-    "DLINE": Command(opercmds.cmd_dline, 1, oper=True),
-    "UNDLINE": Command(opercmds.cmd_undline, 1, oper=True),
+    "KLINE": Command(bans.cmd_kline, 1, oper=True),
+    "UNKLINE": Command(bans.cmd_unkline, 1, oper=True),
+    "DLINE": Command(bans.cmd_dline, 1, oper=True),
+    "UNDLINE": Command(bans.cmd_undline, 1, oper=True),
 }

@@ -626,7 +626,7 @@ class Server:
         group.senders[client] = None
         client.pending_commits += 1
 
-    def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+    def complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self._complete_store(effect, result, now)
         if effect.client is None and isinstance(effect.done, _GroupDone):
@@ -635,7 +635,7 @@ class Server:
                     self._process_input(client)
             self.settle()
 
-    def _complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+    def _complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self.now = now
         client = effect.client

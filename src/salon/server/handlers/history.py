@@ -27,7 +27,7 @@ from salon.server.history import (
     party_of,
 )
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
+from salon.store.base import HistoryEvent, HistoryQuery, HistoryStore, SearchQuery, dm_key
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -86,7 +86,7 @@ def parse_ref(text: str, *, star_ok: bool) -> Ref | None:
     return None
 
 
-def resolve(store: Any, key: str, ref: Ref) -> tuple[float, int | None] | None:
+def resolve(store: HistoryStore, key: str, ref: Ref) -> tuple[float, int | None] | None:
     """The position a reference stands for (in the storage thread): a time, plus for a
     msgid the message's place among those of the same millisecond."""
     if ref.time is not None:
@@ -131,7 +131,7 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
     events_too = bool(client.capmask & caps.EVENT_PLAYBACK)
     since = None if key.startswith("#") else history.private_floor(client)
 
-    def query(store: Any) -> list[HistoryEvent] | None:
+    def query(store: HistoryStore) -> list[HistoryEvent] | None:
         def read(q: HistoryQuery) -> list[HistoryEvent]:
             found: list[HistoryEvent] = store.history(
                 q if since is None else replace(q, since=since)
@@ -219,7 +219,7 @@ def _targets(
     floor = history.private_floor(client)
     server.penalize(client, TARGETS_COST)
 
-    def query(store: Any) -> list[tuple[str, str, float]]:
+    def query(store: HistoryStore) -> list[tuple[str, str, float]]:
         names = dict(channels)
         for conv, partner in store.dm_partners(me):
             names[conv] = partner
@@ -308,7 +308,7 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     is_op = chan is not None and chan.is_op(client)
     floor = history.private_floor(client)
 
-    def redact(store: Any) -> str:
+    def redact(store: HistoryStore) -> str:
         event: HistoryEvent | None = store.history_event(key, msgid)
         if event is None:
             return "unknown"
@@ -390,7 +390,7 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     text = attrs.get("text", "")
     server.penalize(client, SEARCH_COST)
 
-    def search(store: Any) -> list[HistoryEvent] | str:
+    def search(store: HistoryStore) -> list[HistoryEvent] | str:
         if where is None:
             keys = channels + [conv for conv, _ in store.dm_partners(me)]
         elif where.startswith("#"):

@@ -42,6 +42,15 @@ _NICK_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\
 
 
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    """PRIVMSG and NOTICE: those to NickServ or ChanServ are answered by the services and
+    never relayed (nor logged, nor kept in history); the rest are relayed."""
+    params = msg.params
+    # Fast path: no service nick can be among the targets ("NickServ", "ChanServ").
+    if len(params) >= 2 and "serv" in params[0].lower():
+        rest = server.services.to_services(client, msg, rb)
+        if rest is None:
+            return
+        msg = rest
     relay(server, client, msg, rb, msg.command)
 
 

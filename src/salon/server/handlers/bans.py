@@ -1,4 +1,4 @@
-"""Operator ban commands: KLINE, UNKLINE, DLINE, UNDLINE (operators only; the command
+"""Server bans: KLINE, UNKLINE, DLINE, UNDLINE (operators only; the command
 table refuses others with 481).
 
 ::
