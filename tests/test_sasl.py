@@ -22,7 +22,7 @@ from corehelpers import Conn, Net, find, one
 from salon.client.sasl import ScramSha256
 from salon.server.accounts import hash_credentials
 from salon.server.effects import Offload
-from salon.server.sasl import MAX_RESPONSE
+from salon.server.handlers.sasl import MAX_RESPONSE
 from salon.store.base import AccountRecord
 
 __all__ = ["cheap_argon2"]

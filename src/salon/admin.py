@@ -56,7 +56,7 @@ def run_account(args: argparse.Namespace) -> int:
     from salon import datadir
     from salon.proto.casemap import casefold
     from salon.server.accounts import check_password_shape, hash_credentials
-    from salon.server.handlers.registration import valid_nick
+    from salon.server.nicks import valid_nick
     from salon.server.services import ChanServ, NickServ
     from salon.store.base import AccountRecord
     from salon.store.sqlite import SQLiteStore

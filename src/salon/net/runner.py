@@ -183,7 +183,7 @@ class Shell:
             # The server log is written every JOURNAL_EVERY seconds, not every turn: one
             # write and flush per turn was 8% of a registration's cost under churn.
             self._journal_timer = self.loop.call_later(JOURNAL_EVERY, self.write_journal)
-        store_calls: list[StoreCall] = []
+        store_calls: list[StoreCall[Any]] = []
         for effect in server.take_effects():
             if isinstance(effect, Close):
                 self._close(effect.client)
@@ -275,7 +275,7 @@ class Shell:
             if transport is not None:
                 transport.abort()
 
-    def _store(self, calls: list[StoreCall]) -> None:
+    def _store(self, calls: list[StoreCall[Any]]) -> None:
         if self.storage is None:
             # No store (the database failed to open): answer every call with nothing.
             for call in calls:
@@ -283,7 +283,7 @@ class Shell:
             return
         self.storage.submit(calls)
 
-    def _store_done(self, call: StoreCall, result: Any) -> None:
+    def _store_done(self, call: StoreCall[Any], result: Any) -> None:
         self.server.complete_store(call, result, time.time())
         # A completed commit may unblock any sender of its group: resume those whose input
         # no longer waits.

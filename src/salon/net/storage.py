@@ -82,7 +82,7 @@ class Storage:
         self,
         store: Store,
         loop: asyncio.AbstractEventLoop,
-        complete: Callable[[StoreCall, Any], None],
+        complete: Callable[[StoreCall[Any], Any], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -94,11 +94,11 @@ class Storage:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="salon-store", daemon=True)
         self._worker.start()
-        self.waiting: list[StoreCall] = []
+        self.waiting: list[StoreCall[Any]] = []
         self.outage = Outage("storage")
         # What the store raises when its storage fails (a full disk), as opposed to bugs.
         self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
-        self._reads: queue.SimpleQueue[StoreCall | None] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[StoreCall[Any] | None] = queue.SimpleQueue()
         self._readers: list[threading.Thread] = []
         reader = getattr(store, "reader", None)
         if reader is not None and reader() is not None:
@@ -185,7 +185,7 @@ class Storage:
             self._checkpointer.join()
             self._checkpointer = None
 
-    def submit(self, calls: list[StoreCall]) -> None:
+    def submit(self, calls: list[StoreCall[Any]]) -> None:
         if self._readers:
             for call in calls:
                 if call.read:
@@ -205,7 +205,7 @@ class Storage:
         self.busy = True
         self._jobs.put(lambda: self._run_and_report(batch))
 
-    def _run_and_report(self, batch: list[StoreCall]) -> None:
+    def _run_and_report(self, batch: list[StoreCall[Any]]) -> None:
         """On the storage thread: run a batch, hand the results to the loop."""
         try:
             results: list[Any] = self._run(batch)
@@ -220,7 +220,7 @@ class Storage:
         except RuntimeError:
             pass  # the loop is closed: shutting down, drain() takes over
 
-    def _run(self, batch: list[StoreCall]) -> list[Any]:
+    def _run(self, batch: list[StoreCall[Any]]) -> list[Any]:
         results: list[Any] = []
         started = time.perf_counter()
         with self.store.transaction():
@@ -237,7 +237,7 @@ class Storage:
             log.warning("slow storage: %d calls took %.3f s", len(batch), elapsed)
         return results
 
-    def _finished(self, batch: list[StoreCall], results: list[Any]) -> None:
+    def _finished(self, batch: list[StoreCall[Any]], results: list[Any]) -> None:
         self.busy = False
         self.transactions += 1
         self.calls += len(batch)

@@ -20,14 +20,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import ServerBan
+from salon.store.base import BanStore, ServerBan
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -68,7 +68,7 @@ class Abuse:
         self.chan_muted: dict[int, dict[str, float]] = {}
         self._last_prune = server.now
 
-    def load(self, store: Any) -> None:
+    def load(self, store: BanStore) -> None:
         for ban in store.load_server_bans():
             self._keep(ban)
 

@@ -30,13 +30,22 @@ from salon.proto.message import Message
 from salon.server import caps
 from salon.server.client import Client
 from salon.server.effects import Offload
+from salon.server.nicks import change_nick, valid_nick
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import AccountRecord, ScramCredentials
+from salon.store.base import AccountRecord, AccountStore, ScramCredentials
 
 if TYPE_CHECKING:
     from salon.server.core import Server
 
 log = logging.getLogger("salon.accounts")
+
+# The SASL mechanisms AUTHENTICATE offers (salon.server.handlers.sasl), advertised in CAP LS.
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "EXTERNAL")
+
+
+def mechanisms_value() -> str:
+    return ",".join(MECHANISMS)
+
 
 # Longest password accepted, in UTF-8 bytes. Hashing cost does not grow with it (argon2
 # pre-hashes, HMAC hashes long keys once); the bound keeps lines and payloads sane.
@@ -99,7 +108,7 @@ class Pending:
 class AuthState:
     """Per-connection account state (``client.auth``)."""
 
-    sasl: Any = None  # salon.server.sasl.Session while an AUTHENTICATE exchange runs
+    sasl: Any = None  # salon.server.handlers.sasl.Session while an AUTHENTICATE exchange runs
     wanted_nick: str = ""  # the last nick asked for before registration, taken or not
     register_sent: bool = False
     # Nicks (casefolded) allowed to send private messages despite user mode +R.
@@ -169,8 +178,6 @@ class Accounts:
     def cap_values(self) -> dict[str, str]:
         """CAP LS 302 values: the SASL mechanisms (sasl-3.2) and the registration flags
         (draft/account-registration)."""
-        from salon.server.sasl import mechanisms_value
-
         flags = []
         if self.config.registration_before_connect:
             flags.append("before-connect")
@@ -180,7 +187,7 @@ class Accounts:
 
     # ------------------------------------------------------------------ records
 
-    def load(self, store: Any) -> None:
+    def load(self, store: AccountStore) -> None:
         for record in store.load_accounts():
             self._index(record)
         log.debug("loaded %d accounts", len(self.records))
@@ -218,7 +225,7 @@ class Accounts:
         :meth:`Server.defer` when the reply must wait for the write."""
         self._index(record)
 
-        def call(store: Any) -> bool:
+        def call(store: AccountStore) -> bool:
             store.save_account(record)
             return True
 
@@ -372,8 +379,6 @@ class Accounts:
         )
 
     def rename_guest(self, client: Client, why: str, rb: ResponseBuffer | None = None) -> None:
-        from salon.server.handlers.registration import change_nick
-
         server = self.server
         self.enforcing.pop(client, None)
         prefix = self.config.guest_prefix
@@ -423,8 +428,6 @@ class Accounts:
             return "DISALLOWED", "Account registration is disabled"
         if client.account is not None:
             return "ALREADY_AUTHENTICATED", "You are already logged in to an account"
-        from salon.server.handlers.registration import valid_nick
-
         if not valid_nick(name, self.server.config.limits.nicklen):
             return "BAD_ACCOUNT_NAME", "Account names must be valid nicknames"
         cf = casefold(name)

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from salon.errors import CommandError
+from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.server.client import Client
 
@@ -187,3 +189,35 @@ class Channel:
             flags += "l"
             params.append(str(self.limit))
         return ("+" + flags, *params)
+
+    def can_send(self, client: Client, text: str | None) -> None:
+        """Raise ERR_CANNOTSENDTOCHAN unless ``client`` may send ``text`` here (None: a
+        message without text, TAGMSG): ergo's ``CanSpeak``."""
+        modes = self.members.get(client)
+        if modes is None:
+            if "n" in self.modes:
+                raise CommandError(n.ERR_CANNOTSENDTOCHAN, self.name, "Cannot send to channel (+n)")
+            modes = ""
+        if modes:
+            return
+        if "m" in self.modes:
+            raise CommandError(n.ERR_CANNOTSENDTOCHAN, self.name, "Cannot send to channel (+m)")
+        if "M" in self.modes and client.account is None:
+            raise CommandError(
+                n.ERR_CANNOTSENDTOCHAN,
+                self.name,
+                "Cannot send to channel (+M): you must be logged in to an account",
+            )
+        if self.bans and self.is_banned(client):
+            raise CommandError(n.ERR_CANNOTSENDTOCHAN, self.name, "Cannot send to channel (+b)")
+        if self.bans and self.is_muted(client):
+            raise CommandError(n.ERR_CANNOTSENDTOCHAN, self.name, "Cannot send to channel (muted)")
+        if (
+            text is not None
+            and "C" in self.modes
+            and text.startswith("\x01")
+            and not text.startswith("\x01ACTION")
+        ):
+            raise CommandError(
+                n.ERR_CANNOTSENDTOCHAN, self.name, "Cannot send CTCP to channel (+C)"
+            )

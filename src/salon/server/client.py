@@ -107,7 +107,7 @@ class Client:
         self.oper: str | None = None
         self.channels: dict[str, Channel] = {}
         self.monitoring: set[str] = set()
-        # An open draft/multiline batch (salon.server.handlers.history.Multiline).
+        # An open draft/multiline batch (salon.server.handlers.batch.Multiline).
         self.multiline: Any = None
         self.outbox: list[bytes] = []
         self.outbytes = 0

@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING
 
 from salon.server.handlers import (
     accounts,
+    bans,
+    batch,
     channels,
     history,
     messaging,
     modes,
     oper,
-    opercmds,
     queries,
     registration,
+    sasl,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class Command:
 
 # The fast path of a plain "PRIVMSG target :text" line (see messaging.relay_line).
 FAST_LINE: Callable[[Server, Client, bytes], bool] = messaging.relay_line
+# A line tagged ``batch`` while the client has a draft/multiline batch open.
+BATCHED_LINE: Callable[[Server, Client, Message, ResponseBuffer], bool] = batch.batched_line
 
 COMMANDS: dict[str, Command] = {
     # Registration and connection
@@ -54,7 +58,7 @@ COMMANDS: dict[str, Command] = {
     "PONG": Command(registration.cmd_pong, 0, prereg=True),
     "QUIT": Command(registration.cmd_quit, 0, prereg=True),
     # Accounts (SASL, draft/account-registration) and services
-    "AUTHENTICATE": Command(accounts.cmd_authenticate, 1, prereg=True),
+    "AUTHENTICATE": Command(sasl.cmd_authenticate, 1, prereg=True),
     "REGISTER": Command(accounts.cmd_register, 3, prereg=True),
     "VERIFY": Command(accounts.cmd_verify, 2, prereg=True),
     "ACCEPT": Command(accounts.cmd_accept, 1),
@@ -72,9 +76,9 @@ COMMANDS: dict[str, Command] = {
     "LIST": Command(channels.cmd_list, 0),
     "MODE": Command(modes.cmd_mode, 1),
     # Messages
-    # (messages to NickServ/ChanServ are answered there, the rest go to messaging)
-    "PRIVMSG": Command(accounts.cmd_privmsg, 0, idle=True),
-    "NOTICE": Command(accounts.cmd_privmsg, 0, idle=True),
+    # (messages to NickServ/ChanServ are answered by the services, the rest relayed)
+    "PRIVMSG": Command(messaging.cmd_privmsg, 0, idle=True),
+    "NOTICE": Command(messaging.cmd_privmsg, 0, idle=True),
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
@@ -84,7 +88,7 @@ COMMANDS: dict[str, Command] = {
     "REDACT": Command(history.cmd_redact, 0),
     "SEARCH": Command(history.cmd_search, 0),
     "RENAME": Command(history.cmd_rename, 2),
-    "BATCH": Command(history.cmd_batch, 1),
+    "BATCH": Command(batch.cmd_batch, 1),
     # Queries
     "LUSERS": Command(queries.cmd_lusers),
     "MOTD": Command(queries.cmd_motd),
@@ -105,8 +109,8 @@ COMMANDS: dict[str, Command] = {
     "OPER": Command(oper.cmd_oper, 2),
     "KILL": Command(oper.cmd_kill, 2, oper=True),
     "WALLOPS": Command(oper.cmd_wallops, 1, oper=True),
-    "KLINE": Command(opercmds.cmd_kline, 1, oper=True),
-    "UNKLINE": Command(opercmds.cmd_unkline, 1, oper=True),
-    "DLINE": Command(opercmds.cmd_dline, 1, oper=True),
-    "UNDLINE": Command(opercmds.cmd_undline, 1, oper=True),
+    "KLINE": Command(bans.cmd_kline, 1, oper=True),
+    "UNKLINE": Command(bans.cmd_unkline, 1, oper=True),
+    "DLINE": Command(bans.cmd_dline, 1, oper=True),
+    "UNDLINE": Command(bans.cmd_undline, 1, oper=True),
 }

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from salon import __version__
 from salon.config import Config
@@ -36,7 +36,9 @@ from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT, MAX_LINE
 from salon.proto.message import Message, encode_tags, parse
-from salon.server import caps, history
+from salon.server import caps, history, plain
+from salon.server.abuse import Abuse
+from salon.server.accounts import Accounts
 from salon.server.channel import (
     FLAG_MODES,
     LIST_MODES,
@@ -46,13 +48,13 @@ from salon.server.channel import (
     SET_PARAM_MODES,
     Channel,
 )
+from salon.server.channels import join
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
+from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.responsebuffer import ResponseBuffer
-
-if TYPE_CHECKING:
-    from salon.server.commands import Command
+from salon.server.services import Services
 
 log = logging.getLogger("salon.server")
 
@@ -176,8 +178,6 @@ def format_time(now: float) -> str:
 
 class Server:
     def __init__(self, config: Config, now: float | None = None) -> None:
-        from salon.server.commands import COMMANDS, FAST_LINE
-
         self.config = config
         self.name = config.server.name
         self.commands: dict[str, Command] = COMMANDS
@@ -239,10 +239,6 @@ class Server:
         self.isupport_lines = self._build_isupport()
         self._templates: tuple[list[bytes], list[bytes]] | None = None
         # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
-        from salon.server.abuse import Abuse
-        from salon.server.accounts import Accounts
-        from salon.server.services import Services
-
         self.accounts = Accounts(self)
         self.services = Services(self)
         self.abuse = Abuse(self)
@@ -359,8 +355,6 @@ class Server:
         if self.noting:
             self.note(f"connect id={client.id} ip={ip} kind={kind.value}")
         if kind is Kind.PLAIN:
-            from salon.server import plain
-
             plain.start(self, client)
         return client
 
@@ -459,8 +453,6 @@ class Server:
         if line.endswith(b"\r"):
             line = line[:-1]
         if client.kind is Kind.PLAIN:
-            from salon.server import plain
-
             plain.handle_line(self, client, line)
             return
         if not line.strip(b" "):
@@ -494,9 +486,7 @@ class Server:
         rb = ResponseBuffer(self, client, label)
         cmd = self.commands.get(msg.command)
         if msg.tags and "batch" in msg.tags and client.registered and msg.command != "BATCH":
-            from salon.server.handlers.history import batched_line
-
-            batched_line(self, client, msg, rb)
+            BATCHED_LINE(self, client, msg, rb)
             rb.flush()
             return
         try:
@@ -636,7 +626,7 @@ class Server:
         group.senders[client] = None
         client.pending_commits += 1
 
-    def complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+    def complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self._complete_store(effect, result, now)
         if effect.client is None and isinstance(effect.done, _GroupDone):
@@ -645,7 +635,7 @@ class Server:
                     self._process_input(client)
             self.settle()
 
-    def _complete_store(self, effect: StoreCall, result: object, now: float) -> None:
+    def _complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self.now = now
         client = effect.client
@@ -748,8 +738,6 @@ class Server:
         if client.closed:
             return
         if client.variant < 0:
-            from salon.server import plain
-
             data = plain.render(self, client, msg)
             if data:
                 self.write(client, data)
@@ -791,8 +779,6 @@ class Server:
             if data is None:
                 if key < 0:
                     # Plain-text users see a rendering that depends on their current room.
-                    from salon.server import plain
-
                     rendered = plain.render(self, client, msg)
                     if rendered:
                         self.write(client, rendered)
@@ -1140,8 +1126,6 @@ class Server:
     def _rejoin(self, client: Client) -> None:
         """Put a returning account holder back in its channels (when no other session of
         the account is connected); a channel it may no longer join is skipped quietly."""
-        from salon.server.handlers.channels import join
-
         account = casefold(client.account or "")
         names = self.rejoin.pop(account, None)
         if not names:

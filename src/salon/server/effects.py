@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from salon.server.client import Client
     from salon.server.responsebuffer import ResponseBuffer
+    from salon.store.base import Store
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -32,7 +35,7 @@ class Offload:
 
 
 @dataclass(slots=True)
-class StoreCall:
+class StoreCall(Generic[T]):
     """Run ``call(store)`` on the storage thread, then ``done(result)`` in the core.
 
     Every store call of one event-loop turn runs in one transaction (grouped commits).
@@ -45,10 +48,10 @@ class StoreCall:
     It sees every transaction committed before it was asked for.
     """
 
-    call: Callable[[Any], Any]
-    done: Callable[[Any], None] | None = None
+    call: Callable[[Store], T]
+    done: Callable[[T], None] | None = None
     client: Client | None = None
     read: bool = False
 
 
-Effect = Close | Offload | StoreCall
+Effect = Close | Offload | StoreCall[Any]

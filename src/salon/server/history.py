@@ -20,7 +20,7 @@ from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import HistoryEvent, HistoryQuery, PurgeProgress
+from salon.store.base import HistoryEvent, HistoryQuery, PurgeProgress, Store
 
 log = logging.getLogger("salon.history")
 
@@ -185,7 +185,7 @@ def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None])
         step(0, "")
 
 
-def forget_left_behind(server: Server, store: Any) -> None:
+def forget_left_behind(server: Server, store: Store) -> None:
     """At start: the private channels of a server that died (no clean shutdown emptied
     them) are gone now, their history with them, unless they are registered."""
     for cf in store.load_private_channels():
@@ -317,3 +317,12 @@ def commit_then(
             out.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
 
     server.after_commit(rb, events, then)
+
+
+def marker_message(server: Server, target: str, value: float | None) -> Message:
+    stamp = "*" if value is None else "timestamp=" + format_ms(round(value * 1000))
+    return Message("MARKREAD", (target, stamp), server.name)
+
+
+def marker_for(server: Server, client: Client, cf: str) -> float | None:
+    return server.read_markers.get((party(server, client), cf))

@@ -16,6 +16,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
 from salon.proto import numerics as n
@@ -24,10 +25,15 @@ from salon.proto.formatting import shown_controls, strip_formatting
 from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
 from salon.server.channel import Channel
+from salon.server.channels import join, send_names
 from salon.server.client import Client
-from salon.server.core import Server
+from salon.server.history import event_message
+from salon.server.nicks import valid_nick
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import HistoryEvent
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 log = logging.getLogger("salon.server")
 
@@ -239,8 +245,6 @@ def _describe(ch: str) -> str:
 
 def name_problem(name: str, maxlen: int) -> str | None:
     """Why ``name`` can't be a nick, in words; None when it can."""
-    from salon.server.handlers.registration import valid_nick
-
     if valid_nick(name, maxlen):
         return None
     for ch in name:
@@ -269,8 +273,6 @@ def _owned(server: Server, client: Client, name: str) -> bool:
 
 
 def _choose_name(server: Server, client: Client, state: PlainState, name: str) -> None:
-    from salon.server.handlers.channels import join
-
     if not name:
         server.write(client, _line(NAME_PROMPT))
         return
@@ -319,8 +321,6 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
 
 
 def _command(server: Server, client: Client, state: PlainState, text: str) -> None:
-    from salon.server.handlers.channels import send_names
-
     verb, _, rest = text[1:].partition(" ")
     verb = verb.lower()
     rest = rest.strip(_BLANKS)
@@ -497,8 +497,6 @@ def _stamp(now: float, when: float) -> str:
 def replay(server: Server, client: Client, chan: Channel, events: list[HistoryEvent]) -> None:
     """The last lines of a room on joining it, as IRC clients without chathistory get
     them (history.replay_on_join, ``[history] replay_lines``), each with its time."""
-    from salon.server.history import event_message
-
     lines = []
     for event in events:
         text = _render_text(client, event_message(event, None))

@@ -36,8 +36,9 @@ from salon.server.accounts import (
 from salon.server.channel import Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.effects import Offload
+from salon.server.nicks import change_nick
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import AccountRecord, ChannelRecord, ListRecord
+from salon.store.base import AccountRecord, ChannelRecord, ListRecord, Store
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -275,8 +276,6 @@ class NickServ(Bot):
         self.say(rb, f"{nick} has been disconnected")
 
     def cmd_regain(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
-        from salon.server.handlers.registration import change_nick
-
         if not args:
             self.say(rb, "Syntax: REGAIN <nick>")
             return
@@ -500,7 +499,7 @@ class ChanServ(Bot):
         record = self.record(chan, reg)
         self.server.store(lambda store: store.save_channel(record))
 
-    def load(self, store: Any) -> None:
+    def load(self, store: Store) -> None:
         server = self.server
         for rec in store.load_channels():
             cf = casefold(rec.name)
@@ -722,7 +721,7 @@ class Services:
         for cf, bot in self.bots.items():
             server.nicks[cf] = bot.client
 
-    def load(self, store: Any) -> None:
+    def load(self, store: Store) -> None:
         self.chanserv.load(store)
 
     def nickserv_notice(self, client: Client, text: str, rb: ResponseBuffer | None = None) -> None:

@@ -1,6 +1,6 @@
-"""Account commands: AUTHENTICATE (SASL), REGISTER and VERIFY (IRCv3
-draft/account-registration), ACCEPT (who may message a +R user), and the NickServ and
-ChanServ aliases (NS, CS, NICKSERV, CHANSERV).
+"""Account commands: REGISTER and VERIFY (IRCv3 draft/account-registration), ACCEPT (who
+may message a +R user), and the NickServ and ChanServ aliases (NS, CS, NICKSERV,
+CHANSERV). AUTHENTICATE (SASL) is in :mod:`salon.server.handlers.sasl`.
 
 draft/account-registration: "REGISTER <account> {<email> | "*"} <password>"; "If
 <account> is *, then this value is the user's current nickname"; the reply is
@@ -10,28 +10,20 @@ draft/account-registration: "REGISTER <account> {<email> | "*"} <password>"; "If
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server.accounts import Pending, auth_state
 from salon.server.client import Client
-from salon.server.core import Server
-from salon.server.handlers.messaging import cmd_privmsg as relay_privmsg
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
-from salon.server.sasl import cmd_authenticate
 from salon.server.services import MAX_ACCEPTED
 from salon.store.base import AccountRecord
 
-__all__ = [
-    "cmd_accept",
-    "cmd_authenticate",
-    "cmd_chanserv",
-    "cmd_nickserv",
-    "cmd_privmsg",
-    "cmd_register",
-    "cmd_verify",
-]
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 
 def cmd_register(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -148,15 +140,15 @@ def cmd_accept(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             continue
         if item == "*":
             for nick in sorted(state.accepted):
-                rb.numeric("281", nick)  # RPL_ACCEPTLIST
-            rb.numeric("282", "End of /ACCEPT list")  # RPL_ENDOFACCEPT
+                rb.numeric(n.RPL_ACCEPTLIST, nick)
+            rb.numeric(n.RPL_ENDOFACCEPT, "End of /ACCEPT list")
             continue
         remove = item.startswith("-")
         nick = item[1:] if remove else item
         cf = casefold(nick)
         if remove:
             if cf not in state.accepted:
-                rb.numeric("458", nick, "is not on your accept list")  # ERR_ACCEPTNOT
+                rb.numeric(n.ERR_ACCEPTNOT, nick, "is not on your accept list")
                 continue
             state.accepted.discard(cf)
             rb.notice(f"{nick} was removed from your accept list")
@@ -166,26 +158,13 @@ def cmd_accept(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             rb.numeric(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
             continue
         if cf in state.accepted:
-            rb.numeric("457", target.nick, "is already on your accept list")  # ERR_ACCEPTEXIST
+            rb.numeric(n.ERR_ACCEPTEXIST, target.nick, "is already on your accept list")
             continue
         if len(state.accepted) >= MAX_ACCEPTED:
-            rb.numeric("456", "Accept list is full")  # ERR_ACCEPTFULL
+            rb.numeric(n.ERR_ACCEPTFULL, "Accept list is full")
             continue
         state.accepted.add(cf)
         rb.notice(f"{target.nick} was added to your accept list")
-
-
-def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-    """PRIVMSG and NOTICE: those to NickServ or ChanServ are answered by the services and
-    never relayed (nor logged, nor kept in history); the rest go on to messaging."""
-    params = msg.params
-    # Fast path: no service nick can be among the targets ("NickServ", "ChanServ").
-    if len(params) >= 2 and "serv" in params[0].lower():
-        rest = server.services.to_services(client, msg, rb)
-        if rest is None:
-            return
-        msg = rest
-    relay_privmsg(server, client, msg, rb)
 
 
 def cmd_nickserv(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -1,28 +1,36 @@
-"""History commands: CHATHISTORY, MARKREAD, REDACT, SEARCH; and RENAME, BATCH (multiline).
+"""History commands: CHATHISTORY, MARKREAD, REDACT, SEARCH; and RENAME.
 
 Specs: IRCv3 draft/chathistory, draft/event-playback, draft/read-marker,
-draft/message-redaction, draft/channel-rename, draft/multiline, and soju.im/search.
+draft/message-redaction, draft/channel-rename, and soju.im/search.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from salon.errors import CommandError, FailError, QueryTooBroad
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message, parse_tags
 from salon.server import caps, history
 from salon.server.channel import Channel
+from salon.server.channels import send_names, send_topic, valid_channel
 from salon.server.client import Client
-from salon.server.core import Server
-from salon.server.handlers.channels import send_names, send_topic, valid_channel
-from salon.server.history import format_ms, ms_time, parse_ms, party, party_of
+from salon.server.history import (
+    format_ms,
+    marker_message,
+    ms_time,
+    parse_ms,
+    party,
+    party_of,
+)
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
+from salon.store.base import HistoryEvent, HistoryQuery, HistoryStore, SearchQuery, dm_key
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 log = logging.getLogger("salon.server")
 
@@ -78,7 +86,7 @@ def parse_ref(text: str, *, star_ok: bool) -> Ref | None:
     return None
 
 
-def resolve(store: Any, key: str, ref: Ref) -> tuple[float, int | None] | None:
+def resolve(store: HistoryStore, key: str, ref: Ref) -> tuple[float, int | None] | None:
     """The position a reference stands for (in the storage thread): a time, plus for a
     msgid the message's place among those of the same millisecond."""
     if ref.time is not None:
@@ -123,7 +131,7 @@ def cmd_chathistory(server: Server, client: Client, msg: Message, rb: ResponseBu
     events_too = bool(client.capmask & caps.EVENT_PLAYBACK)
     since = None if key.startswith("#") else history.private_floor(client)
 
-    def query(store: Any) -> list[HistoryEvent] | None:
+    def query(store: HistoryStore) -> list[HistoryEvent] | None:
         def read(q: HistoryQuery) -> list[HistoryEvent]:
             found: list[HistoryEvent] = store.history(
                 q if since is None else replace(q, since=since)
@@ -211,7 +219,7 @@ def _targets(
     floor = history.private_floor(client)
     server.penalize(client, TARGETS_COST)
 
-    def query(store: Any) -> list[tuple[str, str, float]]:
+    def query(store: HistoryStore) -> list[tuple[str, str, float]]:
         names = dict(channels)
         for conv, partner in store.dm_partners(me):
             names[conv] = partner
@@ -238,15 +246,6 @@ def _targets(
 
 
 # ---------------------------------------------------------------------------- MARKREAD
-
-
-def marker_message(server: Server, target: str, value: float | None) -> Message:
-    stamp = "*" if value is None else "timestamp=" + format_ms(round(value * 1000))
-    return Message("MARKREAD", (target, stamp), server.name)
-
-
-def marker_for(server: Server, client: Client, cf: str) -> float | None:
-    return server.read_markers.get((party(server, client), cf))
 
 
 def cmd_markread(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -309,7 +308,7 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     is_op = chan is not None and chan.is_op(client)
     floor = history.private_floor(client)
 
-    def redact(store: Any) -> str:
+    def redact(store: HistoryStore) -> str:
         event: HistoryEvent | None = store.history_event(key, msgid)
         if event is None:
             return "unknown"
@@ -391,7 +390,7 @@ def cmd_search(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     text = attrs.get("text", "")
     server.penalize(client, SEARCH_COST)
 
-    def search(store: Any) -> list[HistoryEvent] | str:
+    def search(store: HistoryStore) -> list[HistoryEvent] | str:
         if where is None:
             keys = channels + [conv for conv, _ in store.dm_partners(me)]
         elif where.startswith("#"):
@@ -485,172 +484,3 @@ def cmd_rename(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         if out is not rb:
             out.flush()
     log.info("rename %s to %s by=%s", old_name, new, client.nick)
-
-
-# ---------------------------------------------------------------------------- multiline
-
-
-@dataclass(slots=True)
-class Multiline:
-    ref: str
-    target: str
-    label: str | None
-    tags: dict[str, str]
-    lines: list[tuple[str, str, bool]] = field(default_factory=list)  # command, text, concat
-    size: int = 0
-
-
-def cmd_batch(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-    ref = msg.params[0]
-    if ref.startswith("+"):
-        if len(msg.params) < 3 or msg.params[1] != "draft/multiline":
-            raise FailError("BATCH", "INVALID_PARAMS", "Unsupported batch type")
-        if not client.capmask & caps.MULTILINE:
-            raise FailError("BATCH", "MULTILINE_INVALID", "Negotiate draft/multiline first")
-        tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else {}
-        client.multiline = Multiline(ref[1:], msg.params[2], rb.label, tags)
-        rb.label = None  # the answer comes with the closing BATCH
-        return
-    pending: Multiline | None = client.multiline
-    client.multiline = None
-    if pending is None or ref[1:] != pending.ref or not ref.startswith("-"):
-        raise FailError("BATCH", "MULTILINE_INVALID", "No such batch in progress")
-    rb.label = pending.label
-    lines = pending.lines
-    if not lines or any(concat and not text for _, text, concat in lines):
-        raise FailError("BATCH", "MULTILINE_INVALID", "Invalid multiline batch")
-    if all(not text for _, text, _ in lines):
-        raise FailError("BATCH", "MULTILINE_INVALID", "Empty multiline batch")
-    _deliver_multiline(server, client, pending, rb)
-
-
-def batched_line(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> bool:
-    """A line carrying a ``batch`` tag: add it to the client's multiline batch.
-
-    Returns False when the line is not part of a batch the client opened.
-    """
-    pending: Multiline | None = client.multiline
-    ref = msg.tags.get("batch")
-    if pending is None or ref != pending.ref:
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_INVALID", "Message for a batch that is not open")
-        return True
-    if msg.command not in ("PRIVMSG", "NOTICE") or len(msg.params) < 2:
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_INVALID", "Only PRIVMSG and NOTICE may be in a batch")
-        return True
-    if casefold(msg.params[0]) != casefold(pending.target):
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_INVALID_TARGET", pending.target, msg.params[0], "Wrong target")
-        return True
-    limits = server.config.history
-    text = msg.params[1]
-    # Each line goes out alone to clients without draft/multiline: RFC 1459 2.3's 512
-    # bytes hold for it, with the sender's prefix added (as for PRIVMSG, see _prepare).
-    relayed = f":{client.prefix} {msg.command} {pending.target} :{text}\r\n"
-    if len(relayed.encode()) > MAX_LINE:
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_INVALID", "A line of the batch is too long to relay")
-        return True
-    pending.size += len(text.encode())
-    concat = "draft/multiline-concat" in msg.tags
-    pending.lines.append((msg.command, text, concat))
-    if len(pending.lines) > limits.multiline_max_lines:
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_MAX_LINES", str(limits.multiline_max_lines), "Too many lines")
-    elif pending.size > limits.multiline_max_bytes:
-        client.multiline = None
-        rb.fail("BATCH", "MULTILINE_MAX_BYTES", str(limits.multiline_max_bytes), "Too many bytes")
-    return True
-
-
-def _deliver_multiline(
-    server: Server, client: Client, batch: Multiline, rb: ResponseBuffer
-) -> None:
-    from salon.server.handlers.messaging import check_can_send
-
-    target = batch.target
-    chan: Channel | None = None
-    other: Client | None = None
-    if target.startswith("#"):
-        chan = server.channels.get(casefold(target))
-        if chan is None:
-            raise CommandError(n.ERR_NOSUCHCHANNEL, target, "No such channel")
-        check_can_send(chan, client, batch.lines[0][1])
-        server.abuse.check_channel_flood(chan, client)  # one batch counts as one message
-    else:
-        other = server.nicks.get(casefold(target))
-        if other is None or not other.registered:
-            raise CommandError(n.ERR_NOSUCHNICK, target, "No such nick/channel")
-        if other.id < 0:  # NickServ/ChanServ take commands one line at a time, unstored
-            raise CommandError(n.ERR_NOSUCHNICK, target, "Services do not take multiline")
-        from salon.server.services import check_private_message
-
-        check_private_message(server, client, other)  # user mode +R
-    base = server.server_tags()
-    msgid, stamp = base["msgid"], base["time"]
-    head_tags = {"msgid": msgid, "time": stamp, **batch.tags}
-    if client.account is not None:
-        head_tags["account"] = client.account
-    source = client.prefix
-
-    def batch_for(ref: str) -> list[Message]:
-        out = [Message("BATCH", ("+" + ref, "draft/multiline", target), server.name, head_tags)]
-        for command, text, concat in batch.lines:
-            tags = {"batch": ref}
-            if concat:
-                tags["draft/multiline-concat"] = ""
-            out.append(Message(command, (target, text), source, tags))
-        out.append(Message("BATCH", ("-" + ref,), server.name))
-        return out
-
-    fallback: list[Message] = []
-    for command, text, _concat in batch.lines:
-        if not text:
-            continue
-        tags = {"time": stamp, **batch.tags}
-        if not fallback:
-            tags["msgid"] = msgid
-        fallback.append(Message(command, (target, text), source, tags))
-
-    events: list[HistoryEvent] = []
-    if history.enabled(server):
-        key = (
-            chan.cf if chan is not None else dm_key(party(server, client), party(server, other))  # type: ignore[arg-type]
-        )
-        for i, message in enumerate(fallback):
-            tags = dict(message.tags)
-            tags["msgid"] = msgid if i == 0 else f"{msgid}-{i}"
-            events.append(
-                history.message_event(
-                    server,
-                    message.with_tags(tags),
-                    key,
-                    display=target if chan is None else "",
-                    party_key=party(server, client) if chan is None else "",
-                )
-            )
-
-    def deliver(out: ResponseBuffer) -> None:
-        recipients: list[Client] = (
-            [m for m in chan.members if m is not client]
-            if chan is not None
-            else ([other] if other is not None and other is not client else [])
-        )
-        for member in recipients:
-            if member.closed:
-                continue
-            if member.capmask & caps.MULTILINE and member.capmask & caps.BATCH:
-                for message in batch_for(server.new_batch_id()):
-                    server.send(member, message)
-            else:
-                for message in fallback:
-                    server.send(member, message)
-        if client.capmask & caps.ECHO_MESSAGE:
-            for message in batch_for(server.new_batch_id()):
-                out.add(message)
-
-    if events:
-        history.commit_then(server, rb, events, deliver, "BATCH")
-    else:
-        deliver(rb)

@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salon.errors import CommandError, FailError, SerializationError
 from salon.proto import numerics as n
@@ -16,10 +16,12 @@ from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
-from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 log = logging.getLogger("salon.messages")
 
@@ -40,6 +42,15 @@ _NICK_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\
 
 
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    """PRIVMSG and NOTICE: those to NickServ or ChanServ are answered by the services and
+    never relayed (nor logged, nor kept in history); the rest are relayed."""
+    params = msg.params
+    # Fast path: no service nick can be among the targets ("NickServ", "ChanServ").
+    if len(params) >= 2 and "serv" in params[0].lower():
+        rest = server.services.to_services(client, msg, rb)
+        if rest is None:
+            return
+        msg = rest
     relay(server, client, msg, rb, msg.command)
 
 
@@ -99,7 +110,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             return False
         if not chan.members.get(client):
             try:
-                check_can_send(chan, client, text)
+                chan.can_send(client, text)
             except CommandError:
                 return False
             try:
@@ -352,7 +363,7 @@ def _prepare(
         chan = server.channels.get(casefold(name))
         if chan is None:
             raise CommandError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
-        check_can_send(chan, client, text)
+        chan.can_send(client, text)
         if text is not None:
             server.abuse.check_channel_flood(chan, client)
         tags["msgid"] = server.new_msgid(ms)
@@ -434,35 +445,6 @@ def body_bytes(source: str, command: str, target: str, text: str | None) -> byte
     if "\0" in line or "\n" in line[:-1] or "\r" in line[:-2]:
         raise SerializationError(f"CR, LF or NUL in {command}")
     return line.encode("utf-8", "surrogateescape")
-
-
-def check_can_send(chan: Channel, client: Client, text: str | None) -> None:
-    modes = chan.members.get(client)
-    if modes is None:
-        if "n" in chan.modes:
-            raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+n)")
-        modes = ""
-    if modes:
-        return
-    if "m" in chan.modes:
-        raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+m)")
-    if "M" in chan.modes and client.account is None:
-        raise CommandError(
-            n.ERR_CANNOTSENDTOCHAN,
-            chan.name,
-            "Cannot send to channel (+M): you must be logged in to an account",
-        )
-    if chan.bans and chan.is_banned(client):
-        raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (+b)")
-    if chan.bans and chan.is_muted(client):
-        raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send to channel (muted)")
-    if (
-        text is not None
-        and "C" in chan.modes
-        and text.startswith("\x01")
-        and not text.startswith("\x01ACTION")
-    ):
-        raise CommandError(n.ERR_CANNOTSENDTOCHAN, chan.name, "Cannot send CTCP to channel (+C)")
 
 
 def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

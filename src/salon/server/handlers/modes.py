@@ -5,6 +5,8 @@ RFC 2812 3.1.5 and 3.2.3; modern.ircdocs.horse "Channel Modes" and "User Modes".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
@@ -20,10 +22,12 @@ from salon.server.channel import (
     ListEntry,
     normalize_mask,
 )
+from salon.server.channels import require_member
 from salon.server.client import Client
-from salon.server.core import Server
-from salon.server.handlers.channels import require_member
 from salon.server.responsebuffer import ResponseBuffer
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 MAX_MODES = 4
 _LIST_REPLIES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
 from salon.passwords import verify_nothing, verify_password
@@ -12,9 +13,11 @@ from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server.channel import mask_matches
 from salon.server.client import Client
-from salon.server.core import Server
 from salon.server.effects import Offload
 from salon.server.responsebuffer import ResponseBuffer
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 log = logging.getLogger("salon.server")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from salon import __version__
 from salon.errors import CommandError
@@ -11,10 +12,13 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
+from salon.server import caps
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
-from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 
 def cmd_lusers(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -172,8 +176,6 @@ def _who_reply(
     token: str,
     rb: ResponseBuffer,
 ) -> None:
-    from salon.server import caps
-
     multi = bool(client.capmask & caps.MULTI_PREFIX)
     channame = chan.name if chan is not None else "*"
     flags = _who_flags(server, target, chan, multi)
@@ -291,8 +293,6 @@ def cmd_who(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
 
 
 def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-    from salon.server import caps
-
     nicks = msg.params[-1]
     if len(msg.params) > 1:
         _check_server_param(server, msg, 0)

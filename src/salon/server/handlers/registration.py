@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
 from salon.proto import numerics as n
-from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import accounts, caps, history
+from salon.server import accounts, caps
 from salon.server.client import Client
-from salon.server.core import Server
+from salon.server.nicks import change_nick, valid_nick
 from salon.server.responsebuffer import ResponseBuffer
 
-_SPECIAL = set("[]\\`_^{|}")
-_NICK_FIRST = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") | _SPECIAL
-_NICK_REST = _NICK_FIRST | set("0123456789-")
 _USER_OK = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
-
-
-def valid_nick(nick: str, maxlen: int) -> bool:
-    """RFC 2812 2.3.1: ``nickname = ( letter / special ) *8( letter / digit / special / "-" )``
-    (salon allows up to NICKLEN characters)."""
-    return (
-        0 < len(nick) <= maxlen and nick[0] in _NICK_FIRST and all(ch in _NICK_REST for ch in nick)
-    )
 
 
 HISTORY_CAPS = frozenset(
@@ -35,6 +24,9 @@ HISTORY_CAPS = frozenset(
         "soju.im/search",
     }
 )
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 
 def cap_list(server: Server, version: int) -> list[str]:
@@ -178,59 +170,6 @@ def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         try_register(server, client, rb)
     else:
         server.accounts.check_nick(client, rb)
-
-
-def second_session_nick(server: Server, client: Client, holder: Client, nick: str) -> str | None:
-    """A free variant of ``nick`` for a client registering while another session of the
-    same account holds it (a second device): ``nick_``, ``nick__``, ``nick2``..."""
-    if client.registered or client.account is None or holder.account is None:
-        return None
-    if casefold(holder.account) != casefold(client.account):
-        return None
-    maxlen = server.config.limits.nicklen
-    for suffix in ("_", "__", *(str(i) for i in range(2, 10))):
-        candidate = nick[: maxlen - len(suffix)] + suffix
-        if casefold(candidate) not in server.nicks:
-            return candidate
-    return None
-
-
-def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -> None:
-    cf = casefold(nick)
-    holder = server.nicks.get(cf)
-    if holder is not None and holder is not client:
-        variant = second_session_nick(server, client, holder, nick)
-        if variant is None:
-            raise CommandError(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
-        rb.notice(
-            f"{nick} is in use by another session of your account {client.account};"
-            f" this session is {variant}"
-        )
-        nick, cf = variant, casefold(variant)
-    if nick == client.nick:
-        return
-    old_cf = client.nick_cf
-    if not client.registered:
-        if old_cf and server.nicks.get(old_cf) is client:
-            del server.nicks[old_cf]
-        server.nicks[cf] = client
-        client.set_nick(nick, cf, server.now)
-        return
-    change = Message("NICK", (nick,), client.prefix, server.user_tags(client))
-    server.remember_whowas(client)
-    recipients = server.common_channel_members(client)
-    recipients.discard(client)
-    renamed = old_cf != cf  # a change of case only is not a new nick for MONITOR
-    if renamed:
-        server.notify_monitors(client, online=False)
-        del server.nicks[old_cf]
-        server.nicks[cf] = client
-    client.set_nick(nick, cf, server.now)
-    rb.add(change)
-    server.deliver(recipients, change)
-    history.user_event(server, client, change)
-    if renamed:
-        server.notify_monitors(client, online=True)
 
 
 def cmd_user(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -1,4 +1,4 @@
-"""Operator ban commands: KLINE, UNKLINE, DLINE, UNDLINE (operators only; the command
+"""Server bans: KLINE, UNKLINE, DLINE, UNDLINE (operators only; the command
 table refuses others with 481).
 
 ::
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING
 
 from salon.errors import FailError
 from salon.proto.casemap import casefold
@@ -26,9 +27,11 @@ from salon.proto.message import Message
 from salon.server.abuse import parse_network
 from salon.server.channel import mask_matches
 from salon.server.client import Client
-from salon.server.core import Server
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
 from salon.store.base import ServerBan
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"(?:\d+[smhdwy])+")

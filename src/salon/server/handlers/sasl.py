@@ -29,7 +29,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
-from salon.server.accounts import auth_state
+from salon.server.accounts import MECHANISMS, auth_state, mechanisms_value
 from salon.server.client import Client
 from salon.server.effects import Offload
 from salon.server.responsebuffer import ResponseBuffer
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("salon.accounts")
 
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "EXTERNAL")
 CHUNK = 400
 # A PLAIN response with a 600-byte password and two 64-byte names is ~1,100 bytes of base64.
 MAX_RESPONSE = 4096
@@ -53,10 +52,6 @@ class Session:
     step: int = 0
     scram: scram.ScramServer | None = None
     account: str = ""  # SCRAM: the account whose proof checked out
-
-
-def mechanisms_value() -> str:
-    return ",".join(MECHANISMS)
 
 
 def _fail(client: Client, rb: ResponseBuffer, text: str = "SASL authentication failed") -> None:
