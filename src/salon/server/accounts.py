@@ -453,12 +453,13 @@ class Accounts:
         name: str,
         email: str,
         password: str,
-        label: str | None,
+        rb: ResponseBuffer,
         done: Callable[[AccountRecord | None, Pending | None, ResponseBuffer], None],
     ) -> None:
         """Hash off the loop, then create the account (or the pending registration when an
         e-mail must be verified) and call ``done(record, pending, rb)``; ``record`` only
-        once it is written to the store. Call :meth:`registration_refusal` first."""
+        once it is written to the store. ``rb``'s label and replies wait for ``done``. Call
+        :meth:`registration_refusal` first."""
         server = self.server
         cf = casefold(name)
         self.registrations.hit(client.ip, server.now)
@@ -491,7 +492,7 @@ class Accounts:
             self._store_new(client, record, rb, done)
 
         work = partial(hash_credentials, password, self.config.scram_iterations)
-        server.offload(Offload(client, work, hashed, label))
+        server.offload(Offload(client, work, hashed, rb.detach(replies=False)))
 
     def _store_new(
         self,

@@ -24,9 +24,6 @@ from salon import __version__
 from salon.config import Config
 from salon.errors import (
     CommandError,
-    FailError,
-    ForbiddenCharacter,
-    InvalidUTF8,
     LineTooLong,
     ProtocolError,
     SerializationError,
@@ -49,7 +46,7 @@ from salon.server.channel import (
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
 from salon.server.effects import Close, Effect, Offload, StoreCall
-from salon.server.responsebuffer import ResponseBuffer
+from salon.server.responsebuffer import Held, ResponseBuffer, answer
 
 if TYPE_CHECKING:
     from salon.server.commands import Command
@@ -90,13 +87,10 @@ def _is_message_line(line: bytes) -> bool:
     return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
 
 
-# The replies held back by a message of the fast path: none (Server.hold_one).
-_NOTHING_HELD: list[Message] = []
-
 # What runs once a commit group is committed, for each command waiting in it:
-# ``finish(server, client, ok, label, held, arg)``, with the label and the replies the
-# command had produced before it waited (see Server.hold_for_commit).
-Finisher = Callable[["Server", Client, bool, "str | None", "list[Message]", Any], None]
+# ``finish(server, client, ok, held, arg)``, with the label and the replies the command
+# had produced before it waited (see Server.hold_for_commit; None: nothing held).
+Finisher = Callable[["Server", Client, bool, "Held | None", Any], None]
 
 
 class CommitGroup:
@@ -107,7 +101,7 @@ class CommitGroup:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.events: list[Any] = []
-        self.waiting: list[tuple[Client, str | None, list[Message], Finisher, Any]] = []
+        self.waiting: list[tuple[Client, Held | None, Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
         # No reference back from the group to its _GroupDone: a cycle would leave each
         # group, and every message it holds, to the cyclic garbage collector (a 2 s
@@ -124,14 +118,14 @@ class CommitGroup:
         ok = result is True
         server = self.server
         server.uncommitted -= 1
-        for client, label, held, finisher, arg in self.waiting:
+        for client, held, finisher, arg in self.waiting:
             client.pending_commits -= 1
             if client.pending_commits == 0 and client.blocked:
                 client.blocked = False
             if client.closed:
                 continue
             try:
-                finisher(server, client, ok, label, held, arg)
+                finisher(server, client, ok, held, arg)
             except Exception:
                 log.exception("bug delivering a committed message")
 
@@ -150,16 +144,11 @@ def _answer_then(
     server: Server,
     client: Client,
     ok: bool,
-    label: str | None,
-    held: list[Message],
+    held: Held | None,
     then: Callable[[bool, ResponseBuffer], None],
 ) -> None:
     """The Finisher of :meth:`Server.after_commit`."""
-    out = ResponseBuffer(server, client, None)
-    out.label = label
-    out.messages = held
-    then(ok, out)
-    out.flush()
+    answer(held.resume() if held is not None else ResponseBuffer(server, client, None), then, ok)
 
 
 def _nothing_more(ok: bool, rb: ResponseBuffer) -> None:
@@ -176,11 +165,12 @@ def format_time(now: float) -> str:
 
 class Server:
     def __init__(self, config: Config, now: float | None = None) -> None:
-        from salon.server.commands import COMMANDS, FAST_LINE
+        from salon.server.commands import COMMANDS, FAST_LINE, PARSE_FAILURES
 
         self.config = config
         self.name = config.server.name
         self.commands: dict[str, Command] = COMMANDS
+        self.parse_failures: dict[type[ProtocolError], Command] = PARSE_FAILURES
         # A registered client's plain PRIVMSG or NOTICE line, handled without the general
         # parse and dispatch; None turns it off (tests compare both paths).
         self.fast_line: Callable[[Server, Client, bytes], bool] | None = FAST_LINE
@@ -451,9 +441,7 @@ class Server:
             self.drop(client, "Excess Flood" if client.throttled else "RecvQ exceeded")
 
     def _input_too_long(self, client: Client) -> None:
-        rb = ResponseBuffer(self, client, None)
-        rb.numeric(n.ERR_INPUTTOOLONG, "Input line too long")
-        rb.flush()
+        self.dispatch(client, Message("*"), self.parse_failures[LineTooLong])
 
     def _handle_line(self, client: Client, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -467,68 +455,49 @@ class Server:
             return
         try:
             msg = parse(line)
-        except LineTooLong:
-            self._input_too_long(client)
-            return
-        except InvalidUTF8 as exc:
-            command = _command_word(exc.args[0])
-            tags = exc.args[1] if len(exc.args) > 1 else {}
-            rb = ResponseBuffer(self, client, tags.get("label"))
-            # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
-            rb.fail(command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
-            rb.flush()
-            return
-        except ForbiddenCharacter as exc:
-            # Not silently dropped: the sender learns why nothing happened.
-            rb = ResponseBuffer(self, client, None)
-            rb.numeric(n.ERR_UNKNOWNERROR, _command_word(exc.args[0]), "Line contains a NUL or CR")
-            rb.flush()
-            return
-        except ProtocolError:
+        except ProtocolError as exc:
+            # Answered as a pseudo-command through dispatch, as ergo's invalidUtf8Command.
+            failure = self.parse_failures.get(type(exc))
+            if failure is not None:
+                self.dispatch(client, _unparsed(exc), failure)
             return
         client.last_active = self.now
         self.dispatch(client, msg)
 
-    def dispatch(self, client: Client, msg: Message) -> None:
+    def dispatch(self, client: Client, msg: Message, cmd: Command | None = None) -> None:
+        """Run a message's command and answer it (see responsebuffer.answer). ``cmd``: the
+        pseudo-command of a line that could not be parsed (commands.PARSE_FAILURES)."""
         label = msg.tags.get("label") if msg.tags else None
-        rb = ResponseBuffer(self, client, label)
-        cmd = self.commands.get(msg.command)
+        rb = ResponseBuffer(self, client, label, msg.command)
         if msg.tags and "batch" in msg.tags and client.registered and msg.command != "BATCH":
             from salon.server.handlers.history import batched_line
 
             batched_line(self, client, msg, rb)
             rb.flush()
             return
-        try:
+        answer(rb, self._run, client, msg, cmd)
+
+    def _run(self, client: Client, msg: Message, cmd: Command | None, rb: ResponseBuffer) -> None:
+        if cmd is None:
+            cmd = self.commands.get(msg.command)
             if cmd is None:
                 if client.registered:
                     raise CommandError(n.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
                 raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
-            if not client.registered and not cmd.prereg:
-                raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
-            if len(msg.params) < cmd.min_params:
-                raise CommandError(n.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
-            if cmd.oper and client.oper is None:
-                raise CommandError(
-                    n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator"
-                )
-            if cmd.idle:
-                client.last_message = self.now
-            cmd.handler(self, client, msg, rb)
-            if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
-                # Replies must not overtake the delivery of earlier, uncommitted messages:
-                # this client's own, and those it may be about to receive (a PONG after
-                # it means that everything the server had before the PING has arrived).
-                self.after_commit(rb, [], _nothing_more)
-        except CommandError as exc:
-            # The one place where domain errors become numerics.
-            rb.numeric(exc.numeric, *exc.params)
-        except FailError as exc:
-            rb.fail(exc.command, exc.code, *exc.context)
-        except Exception:
-            log.exception("bug while handling %s from %r", msg.command, client)
-            rb.numeric(n.ERR_UNKNOWNERROR, msg.command, "Internal error")
-        rb.flush()
+        if not client.registered and not cmd.prereg:
+            raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
+        if len(msg.params) < cmd.min_params:
+            raise CommandError(n.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+        if cmd.oper and client.oper is None:
+            raise CommandError(n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
+        if cmd.idle:
+            client.last_message = self.now
+        cmd.handler(self, client, msg, rb)
+        if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
+            # Replies must not overtake the delivery of earlier, uncommitted messages:
+            # this client's own, and those it may be about to receive (a PONG after
+            # it means that everything the server had before the PING has arrived).
+            self.after_commit(rb, [], _nothing_more)
 
     def penalize(self, client: Client, cost: float) -> None:
         """A costly command takes ``cost`` more from the client's flood budget (as ergo's
@@ -565,23 +534,12 @@ class Server:
         """Finish a command after a store call: what ``rb`` holds so far, and its label,
         are answered together with what ``done`` adds, once the call has completed. The
         client's input waits meanwhile. ``read``: see :class:`StoreCall`."""
-        client = rb.client
-        label, held = rb.label, rb.messages
-        rb.label, rb.messages = None, []
+        held = rb.detach()
 
         def finish(result: Any) -> None:
-            out = ResponseBuffer(self, client, None)
-            out.label = label
-            out.messages = held
-            try:
-                done(result, out)
-            except CommandError as exc:
-                out.numeric(exc.numeric, *exc.params)
-            except FailError as exc:
-                out.fail(exc.command, exc.code, *exc.context)
-            out.flush()
+            answer(held.resume(), done, result)
 
-        self.store(call, finish, client, read=read)
+        self.store(call, finish, rb.client, read=read)
 
     def after_commit(
         self,
@@ -604,8 +562,7 @@ class Server:
         pasting client's lines share a transaction; any other command of that client waits
         until they are all delivered (see _process_input), so nothing is reordered.
         """
-        self.hold(rb.client, events, finish, arg, rb.label, rb.messages)
-        rb.label, rb.messages = None, []
+        self.hold(rb.client, events, finish, arg, rb.detach())
 
     def hold(
         self,
@@ -613,26 +570,25 @@ class Server:
         events: Sequence[Any],
         finish: Finisher,
         arg: Any,
-        label: str | None = None,
-        held: list[Message] | None = None,
+        held: Held | None = None,
     ) -> None:
         """:meth:`hold_for_commit` with nothing to answer but what ``finish`` adds."""
         group = self._group
         if group is None:
             group = self.commit_group()
         group.events += events
-        group.waiting.append((client, label, [] if held is None else held, finish, arg))
+        group.waiting.append((client, held, finish, arg))
         group.senders[client] = None
         client.pending_commits += 1
 
     def hold_one(self, client: Client, event: Any, finish: Finisher, arg: Any) -> None:
         """:meth:`hold` of one event, with no label and nothing held: the fast path's, once
-        per message. ``finish`` gets an empty list it must not change (it is shared)."""
+        per message."""
         group = self._group
         if group is None:
             group = self.commit_group()
         group.events.append(event)
-        group.waiting.append((client, None, _NOTHING_HELD, finish, arg))
+        group.waiting.append((client, None, finish, arg))
         group.senders[client] = None
         client.pending_commits += 1
 
@@ -667,16 +623,12 @@ class Server:
         client.blocked = False
         if client.closed:
             return
-        rb = ResponseBuffer(self, client, effect.label)
-        try:
-            effect.done(result, rb)
-        except CommandError as exc:
-            rb.numeric(exc.numeric, *exc.params)
-        except FailError as exc:
-            rb.fail(exc.command, exc.code, *exc.context)
-        except Exception:
-            log.exception("bug completing offloaded work for %r", client)
-        rb.flush()
+        held = effect.held
+        answer(
+            held.resume() if held is not None else ResponseBuffer(self, client, None),
+            effect.done,
+            result,
+        )
         if client.inbuf:
             self._process_input(client)
         self.settle()
@@ -1159,6 +1111,15 @@ class Server:
                 join(self, client, name, None, None)
             except CommandError:
                 continue
+
+
+def _unparsed(exc: ProtocolError) -> Message:
+    """The stand-in message of a line that could not be parsed: its command word, and
+    its label when the tags could be read (InvalidUTF8's second argument)."""
+    command = _command_word(exc.args[0] if exc.args else None)
+    tags = exc.args[1] if len(exc.args) > 1 else {}
+    label = tags.get("label")
+    return Message(command, (), None, {"label": label} if label else {})
 
 
 def _command_word(word: str | None) -> str:

@@ -17,7 +17,7 @@ from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
 from salon.server.core import Server
-from salon.server.responsebuffer import ResponseBuffer
+from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
@@ -226,23 +226,20 @@ def _committed(
     server: Server,
     client: Client,
     ok: bool,
-    label: str | None,
-    held: list[Message],
+    held: Held | None,
     arg: tuple[str, bool, list[Delivery]],
 ) -> None:
     """After the commit: deliver, echo, and answer what the command held back."""
     command, echo, deliveries = arg
     if ok:
         _deliver(server, client, command, deliveries)
-        if label is None and not held:
+        if held is None or held.empty():
             # Nothing to label or to keep in order with: the echo goes straight out.
             if echo:
                 for out, wire, *_ in deliveries:
                     server.send(client, out, wire)
             return
-    out_rb = ResponseBuffer(server, client, None)
-    out_rb.label = label
-    out_rb.messages = held
+    out_rb = held.resume() if held is not None else ResponseBuffer(server, client, None, command)
     if not ok:
         out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
     elif echo:
@@ -255,15 +252,14 @@ def _relayed(
     server: Server,
     client: Client,
     ok: bool,
-    label: str | None,
-    held: list[Message],
+    held: Held | None,
     arg: tuple[str, Message | None, bytes, Channel | None, Client | None, bool],
 ) -> None:
     """The Finisher of relay_line's messages: what _committed does for one target, with
     no label and nothing held back (one call per message instead of three)."""
     command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, label, [], (command, echo, []))
+        _committed(server, client, ok, None, (command, echo, []))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
