@@ -23,11 +23,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from salon import scram
+from salon.errors import CommandError
 from salon.passwords import hash_password, verify_nothing, verify_password
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, monitor
 from salon.server.client import Client
 from salon.server.effects import Offload
 from salon.server.responsebuffer import ResponseBuffer
@@ -321,15 +322,37 @@ class Accounts:
     def notify(self, client: Client, account: str) -> None:
         """account-notify: ``ACCOUNT <name>`` (``*`` on logout) to those who share a channel
         with ``client``, and to its extended-monitor watchers."""
-        from salon.server.handlers.messaging import notify_extended_monitor
-
         server = self.server
         msg = Message("ACCOUNT", (account,), client.prefix)
         recipients = [
             m for m in server.common_channel_members(client) if m.capmask & caps.ACCOUNT_NOTIFY
         ]
         server.deliver(recipients, msg, skip=client)
-        notify_extended_monitor(server, client, msg)
+        monitor.notify_extended(server, client, msg)
+
+    def rejoin(self, client: Client) -> None:
+        """Put a returning account holder back in its channels (when no other session of
+        the account is connected); a channel it may no longer join is skipped quietly."""
+        from salon.server.handlers.channels import join
+
+        server = self.server
+        account = casefold(client.account or "")
+        names = server.rejoin.pop(account, None)
+        if not names:
+            return
+        server.store(lambda store: store.set_rejoin(account, ()))
+        others = [
+            c
+            for c in server.clients.values()
+            if c is not client and c.registered and c.account == client.account
+        ]
+        if others:
+            return
+        for name in names:
+            try:
+                join(server, client, name, None, None)
+            except CommandError:
+                continue
 
     def client_gone(self, client: Client) -> None:
         self._leave_session(client)

@@ -13,7 +13,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_BODY, MAX_LINE
 from salon.proto.message import Message
-from salon.server import caps, history
+from salon.server import caps, history, monitor
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
 from salon.server.core import Server
@@ -474,32 +474,7 @@ def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     # away-notify: "sent to all clients that share a channel with the user".
     recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY]
     server.deliver(recipients, away, skip=client)
-    notify_extended_monitor(server, client, away)
-
-
-def notify_extended_monitor(server: Server, client: Client, msg: Message) -> None:
-    """extended-monitor: monitoring clients with the capability get the same notifications
-    as if they shared a channel (AWAY, CHGHOST, SETNAME, ACCOUNT)."""
-    watchers = server.monitors.get(client.nick_cf)
-    if not watchers:
-        return
-    shared = server.common_channel_members(client)
-    wanted = {
-        caps.AWAY_NOTIFY: "AWAY",
-        caps.SETNAME: "SETNAME",
-        caps.CHGHOST: "CHGHOST",
-        caps.ACCOUNT_NOTIFY: "ACCOUNT",
-    }
-    bit = next(b for b, c in wanted.items() if c == msg.command)
-    recipients = [
-        w
-        for w in watchers
-        if w is not client
-        and w not in shared
-        and w.capmask & caps.EXTENDED_MONITOR
-        and w.capmask & bit
-    ]
-    server.deliver(recipients, msg)
+    monitor.notify_extended(server, client, away)
 
 
 def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -512,4 +487,4 @@ def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer
     server.deliver(recipients, change, skip=client)
     if client.capmask & caps.SETNAME:
         rb.add(change)
-    notify_extended_monitor(server, client, change)
+    monitor.notify_extended(server, client, change)
