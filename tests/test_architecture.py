@@ -187,8 +187,7 @@ KNOWN_SERVER_CYCLES = frozenset(
         "salon.server.handlers.opercmds",
         "salon.server.handlers.queries",
         "salon.server.handlers.registration",
-        "salon.server.history",
-        "salon.server.plain",
+        "salon.server.textport",
         "salon.server.sasl",
         "salon.server.services",
     }

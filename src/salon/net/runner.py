@@ -345,7 +345,7 @@ class Shell:
         wanted = [
             Listener("irc", self.config.listen.irc_port, Kind.IRC),
             Listener("tls", self.config.listen.tls_port, Kind.IRC, tls=True),
-            Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
+            Listener("plain", self.config.listen.plain_port, Kind.TEXTPORT),
             Listener("http", self.config.listen.http_port, Kind.IRC, websocket=True),
             Listener("https", self.config.listen.https_port, Kind.IRC, tls=True, websocket=True),
         ]

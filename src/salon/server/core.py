@@ -23,12 +23,11 @@ from salon.errors import (
     CommandError,
     LineTooLong,
     ProtocolError,
-    SerializationError,
 )
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.limits import MAX_INPUT, MAX_LINE
-from salon.proto.message import Message, encode_tags, parse
+from salon.proto.limits import MAX_INPUT
+from salon.proto.message import Message, encode_tags
 from salon.server import caps, commit, history, monitor, welcome, whowas
 from salon.server.channel import (
     Channel,
@@ -37,6 +36,7 @@ from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.flood import Flood
+from salon.server.personality import IRC, Personality, wire_bytes
 from salon.server.responsebuffer import ResponseBuffer, answer
 from salon.server.whowas import WhowasEntry
 
@@ -79,11 +79,13 @@ def format_time(now: float) -> str:
 class Server:
     def __init__(self, config: Config, now: float | None = None) -> None:
         from salon.server.commands import COMMANDS, FAST_LINE, PARSE_FAILURES
+        from salon.server.textport import TEXTPORT
 
         self.config = config
         self.name = config.server.name
         self.commands: dict[str, Command] = COMMANDS
         self.parse_failures: dict[type[ProtocolError], Command] = PARSE_FAILURES
+        self.personalities: dict[Kind, Personality] = {Kind.IRC: IRC, Kind.TEXTPORT: TEXTPORT}
         # A registered client's plain PRIVMSG or NOTICE line, handled without the general
         # parse and dispatch; None turns it off (tests compare both paths).
         self.fast_line: Callable[[Server, Client, bytes], bool] | None = FAST_LINE
@@ -200,6 +202,8 @@ class Server:
         self.now = now
         self._next_id += 1
         client = Client(self._next_id, kind, ip, port, now)
+        client.personality = personality = self.personalities[kind]
+        client.variant = personality.variant
         if self.cloak_key is not None:
             client.host = cloak_host(self.cloak_key, ip, self.cloak_suffix)
         self.flood.start(client, now)
@@ -207,10 +211,7 @@ class Server:
         self.unregistered += 1
         if self.noting:
             self.note(f"connect id={client.id} ip={ip} kind={kind.value}")
-        if kind is Kind.PLAIN:
-            from salon.server import plain
-
-            plain.start(self, client)
+        personality.start(self, client)
         return client
 
     def disconnected(self, client: Client, now: float, reason: str = "Connection closed") -> None:
@@ -299,23 +300,7 @@ class Server:
     def _handle_line(self, client: Client, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if client.kind is Kind.PLAIN:
-            from salon.server import plain
-
-            plain.handle_line(self, client, line)
-            return
-        if not line.strip(b" "):
-            return
-        try:
-            msg = parse(line)
-        except ProtocolError as exc:
-            # Answered as a pseudo-command through dispatch, as ergo's invalidUtf8Command.
-            failure = self.parse_failures.get(type(exc))
-            if failure is not None:
-                self.dispatch(client, _unparsed(exc), failure)
-            return
-        client.last_active = self.now
-        self.dispatch(client, msg)
+        client.personality.on_line(self, client, line)
 
     def dispatch(self, client: Client, msg: Message, cmd: Command | None = None) -> None:
         """Run a message's command and answer it (see responsebuffer.answer). ``cmd``: the
@@ -450,10 +435,7 @@ class Server:
                     self.drop(client, f"Ping timeout: {int(now - client.last_active)} seconds")
             elif client.last_active < idle_deadline:
                 client.ping_sent = now
-                if client.kind is Kind.IRC:
-                    self.send(client, Message("PING", (self.name,)))
-                else:
-                    client.last_active = now
+                client.personality.keepalive(self, client)
         self.accounts.tick(now)
         self.abuse.tick(now)
         self.settle()
@@ -477,24 +459,9 @@ class Server:
         ``wire``: the message's body already serialized (CR LF included), when known."""
         if client.closed:
             return
-        if client.variant < 0:
-            from salon.server import plain
-
-            data = plain.render(self, client, msg)
-            if data:
-                self.write(client, data)
-            return
-        tags = msg.tags
-        try:
-            data = wire if wire is not None else _wire(msg)
-            if tags and client.capmask & caps.TAGGED:
-                allowed = caps.allowed_tags(tags, client.capmask)
-                if allowed:
-                    data = ("@" + encode_tags(allowed) + " ").encode() + data
-        except SerializationError:
-            log.exception("bug: unserializable reply %r to %r", msg, client)
-            return
-        self.write(client, data)
+        data = client.personality.render(self, client, msg, wire)
+        if data:
+            self.write(client, data)
 
     def deliver(
         self,
@@ -506,7 +473,7 @@ class Server:
         """Fan a message out: serialized once per variant, appended to each outbox.
         ``wire``: as for :meth:`send`."""
         if wire is None:
-            wire = _wire(msg)
+            wire = wire_bytes(msg)
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
         dirty = self.dirty
@@ -520,10 +487,9 @@ class Server:
             data = variants.get(key)
             if data is None:
                 if key < 0:
-                    # Plain-text users see a rendering that depends on their current room.
-                    from salon.server import plain
-
-                    rendered = plain.render(self, client, msg)
+                    # Rendered by the client's personality (the text port's depends on
+                    # the user's current room): once per such recipient.
+                    rendered = client.personality.render(self, client, msg)
                     if rendered:
                         self.write(client, rendered)
                     continue
@@ -578,11 +544,9 @@ class Server:
         if reason == "SendQ exceeded":
             client.outbox.clear()
             client.outbytes = 0
-        text = error if error is not None else f"Closing Link: {client.host} ({reason})"
-        if client.kind is Kind.IRC:
-            self.write(client, _wire(Message("ERROR", (text,))))
-        elif error != "":
-            self.write(client, f"* Disconnected: {error or reason}\r\n".encode())
+        line = client.personality.closing_line(client, reason, error)
+        if line:
+            self.write(client, line)
         client.closed = True
         self._quitting.append((client, reason))
 
@@ -711,49 +675,3 @@ class Server:
                 counted.add(client)
             else:
                 counted.discard(client)
-
-
-def _unparsed(exc: ProtocolError) -> Message:
-    """The stand-in message of a line that could not be parsed: its command word, and
-    its label when the tags could be read (InvalidUTF8's second argument)."""
-    command = _command_word(exc.args[0] if exc.args else None)
-    tags = exc.args[1] if len(exc.args) > 1 else {}
-    label = tags.get("label")
-    return Message(command, (), None, {"label": label} if label else {})
-
-
-def _command_word(word: str | None) -> str:
-    """The command of a line that could not be parsed, fit to be echoed in the error reply
-    (a middle parameter): a command is letters or three digits (RFC 1459 2.3.1)."""
-    if word and len(word) <= 32 and word.isascii() and word.isalnum():
-        return word
-    return "*"
-
-
-def _wire(msg: Message) -> bytes:
-    """A message's line without tags, CR LF included. RFC 1459 2.3: "messages SHALL NOT
-    exceed 512 characters in length, counting all characters including the trailing
-    CR-LF". Whatever echoes a client's words (a PART or QUIT reason, a topic, an away
-    text, an unknown command) is cut at the end of its last parameter, on a character
-    boundary, to fit; relayed PRIVMSG and NOTICE are refused instead (ERR_INPUTTOOLONG)."""
-    data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-    for _ in range(len(msg.params) + 2):
-        over = len(data) - MAX_LINE
-        if over <= 0:
-            break
-        params = list(msg.params)
-        last = params[-1].encode("utf-8", "surrogateescape")
-        if len(last) > over:
-            # (Cut to nothing or to a trailing space, the parameter gains a ':': once more.)
-            params[-1] = last[: len(last) - over].decode("utf-8", "ignore")
-        elif len(params) > 1:
-            # The middle parameters alone are too long (an echoed 500-byte channel name):
-            # the longest is cut, keeping at least its first character.
-            i = max(range(len(params) - 1), key=lambda j: len(params[j].encode()))
-            word = params[i].encode("utf-8", "surrogateescape")
-            params[i] = word[: max(len(word) - over, 1)].decode("utf-8", "ignore") or "*"
-        else:
-            break
-        msg = Message(msg.command, tuple(params), msg.source)
-        data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-    return data
