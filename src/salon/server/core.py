@@ -264,7 +264,7 @@ class Server:
                 fast is not None
                 and line.startswith(_FAST_STARTS)
                 and client.registered
-                and client.variant >= 0  # an IRC client (plain-text ones are -1)
+                and client.variant >= 0  # IRC lines only (the text port reads its own)
                 and fast(self, client, line)
             ):
                 continue
