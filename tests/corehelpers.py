@@ -136,7 +136,7 @@ class Net:
 
     def plain(self, name: str | None = None, ip: str = "127.0.0.1") -> Conn:
         """Connect to the plain-text port; with ``name``, answer the prompt and clear."""
-        conn = self.connect(Kind.PLAIN, ip)
+        conn = self.connect(Kind.TEXTPORT, ip)
         if name is not None:
             conn.send(name)
             conn.lines()

@@ -170,24 +170,6 @@ def test_the_scanner_sees_forbidden_imports(tmp_path: Path) -> None:
 # already; ``from salon.a import name`` inside it is an edge to ``salon.a`` only when
 # ``name`` is no submodule.
 
-# The modules still in import cycles, waiting on work elsewhere in issue 18; the set may only
-# shrink (the test below says when a module is in no cycle), and must end empty:
-# - accounts -> handlers.messaging: ``notify_extended_monitor`` (extended-monitor) moves to
-#   the MONITOR module (issue 18 point 4);
-# - history -> plain: history's replay of a room on JOIN calls the plain-text port's
-#   rendering, until the port is a personality the client holds (issue 18 point 6).
-KNOWN_SERVER_CYCLES = frozenset(
-    {
-        "salon.server.accounts",
-        "salon.server.channels",
-        "salon.server.handlers.messaging",
-        "salon.server.history",
-        "salon.server.nicks",
-        "salon.server.plain",
-        "salon.server.services",
-    }
-)
-
 _CHAT_ONLY = "only `salon chat` needs the client, its settings and the terminal UI (textual)"
 _ACCOUNT_ONLY = "only `salon account` needs the store and the server's account rules"
 _SERVE_ONLY = "only `salon serve` needs the shell (asyncio, uvloop, the storage threads)"
@@ -196,8 +178,7 @@ _HASH_ONLY = "only `salon hash-password` needs argon2"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
-# listing one here hides no cycle. Lazy imports in the modules of KNOWN_SERVER_CYCLES dodge
-# those cycles and go with them.
+# listing one here hides no cycle.
 LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.net.runner"): _SERVE_ONLY,
     ("salon.cli", "salon.net.tls"): _TLS_CHECK,
@@ -315,32 +296,16 @@ def describe(cycle: list[str], edges: list[Edge]) -> str:
     return "cycle among " + ", ".join(cycle) + ":\n    " + "\n    ".join(inside)
 
 
-def test_imports_make_no_cycle_but_the_known_server_ones() -> None:
+def test_imports_make_no_cycle() -> None:
     edges = import_edges()
-    bad = [
-        describe(cycle, edges)
-        for cycle in strongly_connected(edges)
-        if not set(cycle) <= KNOWN_SERVER_CYCLES
-    ]
+    bad = [describe(cycle, edges) for cycle in strongly_connected(edges)]
     assert not bad, "\n".join(bad)
-
-
-def test_the_known_server_cycles_only_shrink() -> None:
-    in_cycles = {name for cycle in strongly_connected(import_edges()) for name in cycle}
-    gone = sorted(KNOWN_SERVER_CYCLES - in_cycles)
-    assert not gone, f"in no import cycle any more: take them out of KNOWN_SERVER_CYCLES: {gone}"
 
 
 # Handlers are reached through the command table only: domain modules (accounts, services,
 # channels, nicks, the plain-text port, core) never import them, and handlers import none of
-# each other; what two of them share is a domain operation (issue 18 point 1). The imports
-# below are the ones left, waiting on work elsewhere in issue 18; the set may only shrink.
+# each other; what two of them share is a domain operation (issue 18 point 1).
 HANDLER_IMPORTERS = "salon.server.commands"
-KNOWN_HANDLER_IMPORTS: dict[tuple[str, str], str] = {
-    ("salon.server.accounts", "salon.server.handlers.messaging"): (
-        "notify_extended_monitor moves to the MONITOR module (issue 18 point 4)"
-    ),
-}
 
 
 def handler_imports(root: Path = SRC) -> set[tuple[str, str]]:
@@ -357,9 +322,7 @@ def handler_imports(root: Path = SRC) -> set[tuple[str, str]]:
 
 
 def test_only_the_command_table_imports_handlers() -> None:
-    found = handler_imports()
-    assert sorted(found - KNOWN_HANDLER_IMPORTS.keys()) == [], "import a domain module instead"
-    assert sorted(KNOWN_HANDLER_IMPORTS.keys() - found) == [], "gone: take it out of the list"
+    assert sorted(handler_imports()) == [], "import a domain module instead"
 
 
 def test_the_handler_import_check_sees_a_domain_module_importing_a_handler(
@@ -390,11 +353,7 @@ def test_the_handler_import_check_sees_a_domain_module_importing_a_handler(
 
 def test_every_lazy_import_is_listed_with_its_reason() -> None:
     edges = import_edges()
-    lazy = {
-        (e.importer, e.imported)
-        for e in edges
-        if e.where == FUNCTION and e.named and e.importer not in KNOWN_SERVER_CYCLES
-    }
+    lazy = {(e.importer, e.imported) for e in edges if e.where == FUNCTION and e.named}
     eager = {(e.importer, e.imported) for e in edges if e.where == MODULE}
     assert sorted(lazy - LAZY_IMPORTS.keys()) == [], "import at the top, or list it with why"
     assert sorted(LAZY_IMPORTS.keys() - (lazy - eager)) == [], "listed, but not a lazy import"

@@ -1789,7 +1789,7 @@ def test_plain_prompt_name_and_lobby(net: Net) -> None:
     alice = net.register("alice")
     alice.send("JOIN #lobby")
     alice.lines()
-    pat = net.connect(Kind.PLAIN)
+    pat = net.connect(Kind.TEXTPORT)
     assert pat.lines() == ["Welcome to salon on test.salon.", "Your name:"]
     pat.send("alice")
     assert pat.lines() == ["* The name alice is taken. Try another. Your name:"]

@@ -22,7 +22,8 @@ from salon.net import runner
 from salon.net import storage as storage_mod
 from salon.net.storage import Storage
 from salon.proto.message import parse
-from salon.server.core import PIPELINE, CommitGroup
+from salon.server.commit import CommitGroup
+from salon.server.core import PIPELINE
 from salon.server.effects import StoreCall
 from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery
 from salon.store.sqlite import SQLiteStore

@@ -10,7 +10,7 @@ import pytest
 from accounthelpers import PASSWORD, accounts_net, cheap_argon2, register_account
 from corehelpers import Conn, Net, make_config
 
-from salon.server import plain
+from salon.server import textport
 
 __all__ = ["cheap_argon2"]  # the fixture, used by every test here (autouse)
 
@@ -168,12 +168,12 @@ def test_junk_at_the_name_prompt_asks_again() -> None:
 
 
 def test_visible_strips_formatting_and_shows_controls() -> None:
-    assert plain.visible("\x02bold\x02 \x0304,01red\x03 \x1funder\x1f\x0f") == "bold red under"
-    assert plain.visible("\x0312,x and \x03,5") == ",x and ,5"  # a comma needs a digit after it
-    assert plain.visible("\x04FF0000,00FF00hex\x04") == "hex"
-    assert plain.visible("\x1b[2J\x1b]0;pwned\x07") == "^[[2J^[]0;pwned^G"
-    assert plain.visible("del\x7f c1\x9b31m tab\there") == "del^? c1\ufffd31m tab here"
-    assert plain.visible("café ☕ 日本") == "café ☕ 日本"
+    assert textport.visible("\x02bold\x02 \x0304,01red\x03 \x1funder\x1f\x0f") == "bold red under"
+    assert textport.visible("\x0312,x and \x03,5") == ",x and ,5"  # a comma needs a digit after it
+    assert textport.visible("\x04FF0000,00FF00hex\x04") == "hex"
+    assert textport.visible("\x1b[2J\x1b]0;pwned\x07") == "^[[2J^[]0;pwned^G"
+    assert textport.visible("del\x7f c1\x9b31m tab\there") == "del^? c1\ufffd31m tab here"
+    assert textport.visible("café ☕ 日本") == "café ☕ 日本"
 
 
 def test_escapes_from_irc_users_do_not_reach_the_terminal() -> None:

@@ -1,7 +1,7 @@
 """The one exception tree of salon.
 
 Domain errors raised by command handlers (:class:`CommandError` and :class:`FailError`)
-become IRC replies in exactly one place, the dispatcher in :mod:`salon.server.core`.
+become IRC replies in exactly one place, :func:`salon.server.responsebuffer.answer`.
 Any other exception escaping a handler is a bug: it is logged and never shown to clients.
 """
 

@@ -141,8 +141,8 @@ class Shell:
         # order of closing, so the first to expire is first: _tick closes the lingering ones
         # (LINGER) and cuts off those still open (CLOSE_TIMEOUT), found in self.transports
         # (a connection whose peer has closed is gone from there, and its transport freed).
-        # Two timers per closed connection instead cost 5% of a registration under churn
-        # (40,000 pending timers in uvloop's heap, each holding its transport).
+        # Two timers per closed connection instead filled uvloop's heap under churn, each
+        # holding its transport (docs/BENCHMARKS.md, "History of speed", 13:00).
         self._lingering: deque[tuple[float, int]] = deque()
         self._cutoffs: deque[tuple[float, int]] = deque()
         # Keys of refused connections (never clients) in self.transports: -1, -2, ...
@@ -180,8 +180,9 @@ class Shell:
                 server.drop(client, "SendQ exceeded")
         server.settle()
         if server.notes and self._journal_timer is None:
-            # The server log is written every JOURNAL_EVERY seconds, not every turn: one
-            # write and flush per turn was 8% of a registration's cost under churn.
+            # The server log is written every JOURNAL_EVERY seconds, not every turn: a
+            # write and flush per turn was a good part of a registration's cost under churn
+            # (docs/BENCHMARKS.md, "History of speed", 12:19).
             self._journal_timer = self.loop.call_later(JOURNAL_EVERY, self.write_journal)
         store_calls: list[StoreCall[Any]] = []
         for effect in server.take_effects():
@@ -345,7 +346,7 @@ class Shell:
         wanted = [
             Listener("irc", self.config.listen.irc_port, Kind.IRC),
             Listener("tls", self.config.listen.tls_port, Kind.IRC, tls=True),
-            Listener("plain", self.config.listen.plain_port, Kind.PLAIN),
+            Listener("plain", self.config.listen.plain_port, Kind.TEXTPORT),
             Listener("http", self.config.listen.http_port, Kind.IRC, websocket=True),
             Listener("https", self.config.listen.https_port, Kind.IRC, tls=True, websocket=True),
         ]
@@ -508,11 +509,9 @@ async def serve(config: Config, ready: Any = None) -> None:
     # short-lived objects and few cycles, and the young generation's count is objects made
     # minus objects freed: it crosses the threshold when the messages waiting for their
     # commit (up to PIPELINE per sender, a few objects each) outnumber it, and then every
-    # collection walks them all. With history on, private messages cost 17 µs at a
-    # threshold of 20,000 and 14.7 µs at 100,000 (40 collections, 1.2 s of a 10 s run);
-    # at 1,000,000 none ran, and alternating runs gave 10.8-12.3 against 12.6-13.7 µs.
-    # A collection, when one comes, walks at most that many young objects: 0.14 s for a
-    # million live ones here, once in a long while, against 10 ms at 100,000 every 0.2 s.
+    # collection walks them all. A high threshold makes collections rare, each walking at
+    # most that many young objects (the figures: docs/BENCHMARKS.md, "History of speed",
+    # 13:11, and "Comments that held figures").
     gc.collect()
     gc.freeze()
     gc.set_threshold(1_000_000, 50, 100)

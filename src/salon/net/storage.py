@@ -274,15 +274,12 @@ class Storage:
     def _upkeep(self) -> None:
         """Index what was stored since the last upkeep (on the storage thread).
 
-        Indexing costs per page touched, so it is cheap per row only in big batches (500
-        conversations: 4.3 µs a row in slices of 64 rows, 0.9 µs in slices of 8,000), and
+        Indexing costs per page touched, so it is cheap per row only in big batches, and
         a slice's transaction delays the call that arrives while it runs. A backlog of
         FLOOD_ROWS or more (thousands of messages a second) is indexed in one go. A smaller
         one waits until it is INDEX_EVERY old, then goes in slices of UPKEEP_SLICE rows
-        while no call waits. Under fan-out at 500 messages a second, slices of 64 rows
-        four times a second took 0.5-2 ms each and held up about 1% of the messages: the
-        p99 latency went from 1.15-1.32 ms with no indexing to 1.40-1.75. Once a second
-        in one slice it was 1.27-1.40.
+        while no call waits: small slices often held up more messages than one slice a
+        second (docs/BENCHMARKS.md, "Comments that held figures").
         """
         maintain = self._index
         if maintain is None:

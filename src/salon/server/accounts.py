@@ -23,11 +23,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from salon import scram
+from salon.errors import CommandError
 from salon.passwords import hash_password, verify_nothing, verify_password
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, monitor
+from salon.server.channels import join
 from salon.server.client import Client
 from salon.server.effects import Offload
 from salon.server.nicks import change_nick, valid_nick
@@ -328,15 +330,35 @@ class Accounts:
     def notify(self, client: Client, account: str) -> None:
         """account-notify: ``ACCOUNT <name>`` (``*`` on logout) to those who share a channel
         with ``client``, and to its extended-monitor watchers."""
-        from salon.server.handlers.messaging import notify_extended_monitor
-
         server = self.server
         msg = Message("ACCOUNT", (account,), client.prefix)
         recipients = [
             m for m in server.common_channel_members(client) if m.capmask & caps.ACCOUNT_NOTIFY
         ]
         server.deliver(recipients, msg, skip=client)
-        notify_extended_monitor(server, client, msg)
+        monitor.notify_extended(server, client, msg)
+
+    def rejoin(self, client: Client) -> None:
+        """Put a returning account holder back in its channels (when no other session of
+        the account is connected); a channel it may no longer join is skipped quietly."""
+        server = self.server
+        account = casefold(client.account or "")
+        names = server.rejoin.pop(account, None)
+        if not names:
+            return
+        server.store(lambda store: store.set_rejoin(account, ()))
+        others = [
+            c
+            for c in server.clients.values()
+            if c is not client and c.registered and c.account == client.account
+        ]
+        if others:
+            return
+        for name in names:
+            try:
+                join(server, client, name, None, None)
+            except CommandError:
+                continue
 
     def client_gone(self, client: Client) -> None:
         self._leave_session(client)
@@ -456,12 +478,13 @@ class Accounts:
         name: str,
         email: str,
         password: str,
-        label: str | None,
+        rb: ResponseBuffer,
         done: Callable[[AccountRecord | None, Pending | None, ResponseBuffer], None],
     ) -> None:
         """Hash off the loop, then create the account (or the pending registration when an
         e-mail must be verified) and call ``done(record, pending, rb)``; ``record`` only
-        once it is written to the store. Call :meth:`registration_refusal` first."""
+        once it is written to the store. ``rb``'s label and replies wait for ``done``. Call
+        :meth:`registration_refusal` first."""
         server = self.server
         cf = casefold(name)
         self.registrations.hit(client.ip, server.now)
@@ -494,7 +517,7 @@ class Accounts:
             self._store_new(client, record, rb, done)
 
         work = partial(hash_credentials, password, self.config.scram_iterations)
-        server.offload(Offload(client, work, hashed, label))
+        server.offload(Offload(client, work, hashed, rb.detach(replies=False)))
 
     def _store_new(
         self,

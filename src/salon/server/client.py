@@ -5,13 +5,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from salon.server.personality import IRC, Personality
+
 if TYPE_CHECKING:
     from salon.server.channel import Channel
 
 
 class Kind(Enum):
     IRC = "irc"
-    PLAIN = "plain"
+    # The plain-text port ([plain] in the config): nc and telnet (salon.server.textport).
+    TEXTPORT = "textport"
 
 
 class Client:
@@ -54,14 +57,15 @@ class Client:
         "outbytes",
         "pass_given",
         "pending_commits",
+        "personality",
         "ping_sent",
-        "plain",
         "port",
         "prefix",
         "reading_paused",
         "realname",
         "registered",
         "sink",
+        "textport",
         "throttled",
         "tls",
         "token_time",
@@ -89,8 +93,10 @@ class Client:
         self.registered = False
         self.pass_given: str | None = None
         self.capmask = 0
-        # -1 selects the plain-text rendering; otherwise capmask & VARIANT_MASK.
-        self.variant = -1 if kind is Kind.PLAIN else 0
+        # How the connection speaks (Server.connect sets it from ``kind``).
+        self.personality: Personality = IRC
+        # capmask & VARIANT_MASK; negative: the personality renders every message.
+        self.variant = 0
         self.cap_negotiating = False
         self.cap_version = 0
         self.modes: set[str] = set()
@@ -133,8 +139,8 @@ class Client:
         self.token_time = now
         # Opaque handle of the shell (the transport); the core never calls it.
         self.sink: Any = None
-        # State of the plain-text port's session (see salon.server.plain).
-        self.plain: Any = None
+        # State of the text port's session (see salon.server.textport).
+        self.textport: Any = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick} {self.ip}>"

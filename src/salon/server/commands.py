@@ -11,6 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from salon.errors import (
+    CommandError,
+    FailError,
+    ForbiddenCharacter,
+    InvalidUTF8,
+    LineTooLong,
+    ProtocolError,
+)
+from salon.proto import numerics as n
 from salon.server.handlers import (
     accounts,
     bans,
@@ -113,4 +122,30 @@ COMMANDS: dict[str, Command] = {
     "UNKLINE": Command(bans.cmd_unkline, 1, oper=True),
     "DLINE": Command(bans.cmd_dline, 1, oper=True),
     "UNDLINE": Command(bans.cmd_undline, 1, oper=True),
+}
+
+
+# Lines that could not be parsed, answered through dispatch like any command (as ergo's
+# invalidUtf8Command); the stand-in message's command is the line's command word, or "*".
+# Other parse failures (an empty command) get no reply.
+
+
+def _line_too_long(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    raise CommandError(n.ERR_INPUTTOOLONG, "Input line too long")
+
+
+def _invalid_utf8(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
+    raise FailError(msg.command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
+
+
+def _forbidden_character(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    # Not silently dropped: the sender learns why nothing happened.
+    raise CommandError(n.ERR_UNKNOWNERROR, msg.command, "Line contains a NUL or CR")
+
+
+PARSE_FAILURES: dict[type[ProtocolError], Command] = {
+    LineTooLong: Command(_line_too_long, prereg=True),
+    InvalidUTF8: Command(_invalid_utf8, prereg=True),
+    ForbiddenCharacter: Command(_forbidden_character, prereg=True),
 }

@@ -11,64 +11,42 @@ current time, then takes what the core produced:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from salon import __version__
 from salon.config import Config
 from salon.errors import (
     CommandError,
-    FailError,
-    ForbiddenCharacter,
-    InvalidUTF8,
     LineTooLong,
     ProtocolError,
-    SerializationError,
 )
 from salon.proto import numerics as n
-from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.casemap import casefold
-from salon.proto.limits import MAX_INPUT, MAX_LINE
-from salon.proto.message import Message, encode_tags, parse
-from salon.server import caps, history, plain
+from salon.proto.limits import MAX_INPUT
+from salon.proto.message import Message, encode_tags
+from salon.server import caps, commit, history, monitor, welcome, whowas
 from salon.server.abuse import Abuse
 from salon.server.accounts import Accounts
 from salon.server.channel import (
-    FLAG_MODES,
-    LIST_MODES,
-    PARAM_MODES,
-    PREFIX_CHARS,
-    PREFIX_MODES,
-    SET_PARAM_MODES,
     Channel,
 )
-from salon.server.channels import join
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
-from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, Command
+from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
-from salon.server.responsebuffer import ResponseBuffer
+from salon.server.flood import Flood
+from salon.server.personality import IRC, Personality, wire_bytes
+from salon.server.responsebuffer import ResponseBuffer, answer
 from salon.server.services import Services
+from salon.server.textport import TEXTPORT
+from salon.server.whowas import WhowasEntry
 
 log = logging.getLogger("salon.server")
 
-
-@dataclass(slots=True)
-class WhowasEntry:
-    nick: str
-    user: str
-    host: str
-    realname: str
-    time: float
-
-
-USER_MODES = "BiowR"
 
 # Messages of one client that may wait for their commit at once.
 PIPELINE = 64
@@ -92,82 +70,6 @@ def _is_message_line(line: bytes) -> bool:
     return len(words) > i and words[i].upper() in _MESSAGE_COMMANDS
 
 
-# The replies held back by a message of the fast path: none (Server.hold_one).
-_NOTHING_HELD: list[Message] = []
-
-# What runs once a commit group is committed, for each command waiting in it:
-# ``finish(server, client, ok, label, held, arg)``, with the label and the replies the
-# command had produced before it waited (see Server.hold_for_commit).
-Finisher = Callable[["Server", Client, bool, "str | None", "list[Message]", Any], None]
-
-
-class CommitGroup:
-    """Messages of one event-loop turn waiting for one commit (see Server.commit_group)."""
-
-    __slots__ = ("events", "senders", "server", "waiting")
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.events: list[Any] = []
-        self.waiting: list[tuple[Client, str | None, list[Message], Finisher, Any]] = []
-        self.senders: dict[Client, None] = {}
-        # No reference back from the group to its _GroupDone: a cycle would leave each
-        # group, and every message it holds, to the cyclic garbage collector (a 2 s
-        # collection of 3.7 million objects under the DM bench, before this was so).
-
-    def write(self, store: Any) -> bool:
-        store.append_history(self.events)
-        return True
-
-    def clients(self) -> list[Client]:
-        return list(self.senders)
-
-    def finish(self, result: object) -> None:
-        ok = result is True
-        server = self.server
-        server.uncommitted -= 1
-        for client, label, held, finisher, arg in self.waiting:
-            client.pending_commits -= 1
-            if client.pending_commits == 0 and client.blocked:
-                client.blocked = False
-            if client.closed:
-                continue
-            try:
-                finisher(server, client, ok, label, held, arg)
-            except Exception:
-                log.exception("bug delivering a committed message")
-
-
-class _GroupDone:
-    __slots__ = ("group",)
-
-    def __init__(self, group: CommitGroup) -> None:
-        self.group = group
-
-    def __call__(self, result: object) -> None:
-        self.group.finish(result)
-
-
-def _answer_then(
-    server: Server,
-    client: Client,
-    ok: bool,
-    label: str | None,
-    held: list[Message],
-    then: Callable[[bool, ResponseBuffer], None],
-) -> None:
-    """The Finisher of :meth:`Server.after_commit`."""
-    out = ResponseBuffer(server, client, None)
-    out.label = label
-    out.messages = held
-    then(ok, out)
-    out.flush()
-
-
-def _nothing_more(ok: bool, rb: ResponseBuffer) -> None:
-    return None
-
-
 def format_time(now: float) -> str:
     """server-time: "the timestamp MUST be in the format YYYY-MM-DDThh:mm:ss.sssZ" (UTC)."""
     secs = int(now)
@@ -181,6 +83,8 @@ class Server:
         self.config = config
         self.name = config.server.name
         self.commands: dict[str, Command] = COMMANDS
+        self.parse_failures: dict[type[ProtocolError], Command] = PARSE_FAILURES
+        self.personalities: dict[Kind, Personality] = {Kind.IRC: IRC, Kind.TEXTPORT: TEXTPORT}
         # A registered client's plain PRIVMSG or NOTICE line, handled without the general
         # parse and dispatch; None turns it off (tests compare both paths).
         self.fast_line: Callable[[Server, Client, bytes], bool] | None = FAST_LINE
@@ -193,7 +97,7 @@ class Server:
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
         self.dirty: list[Client] = []
         self.effects: list[Effect] = []
-        self._group: CommitGroup | None = None
+        self._group: commit.CommitGroup | None = None
         # Commit groups made and not yet committed: while there are any, the replies to a
         # command wait for the next commit too (see dispatch).
         self.uncommitted = 0
@@ -210,10 +114,7 @@ class Server:
         lim = config.limits
         self.sendq = lim.sendq
         self.recvq = lim.recvq
-        self.flood = config.flood.enabled
-        self.flood_rate = config.flood.rate
-        self.flood_burst = float(config.flood.burst)
-        self.flood_exempt = config.flood.exempt
+        self.flood = Flood(config.flood)
         self.throttled: set[Client] = set()
         # The server log of connections, registrations, joins, parts and quits: lines
         # (time, text) that the shell writes out once per loop turn (cheaper than a
@@ -236,9 +137,9 @@ class Server:
         self.rejoin: dict[str, list[str]] = {}
         # Private conversation key -> (recipient, sender) names last stored for it.
         self.dm_names: dict[str, tuple[str, str]] = {}
-        self.isupport_lines = self._build_isupport()
+        self.isupport_lines = welcome.isupport(config)
         self._templates: tuple[list[bytes], list[bytes]] | None = None
-        # Accounts and services (issue 4): see salon.server.accounts, .services, .abuse.
+        # Accounts, services and bans: see salon.server.accounts, .services, .abuse.
         self.accounts = Accounts(self)
         self.services = Services(self)
         self.abuse = Abuse(self)
@@ -289,53 +190,6 @@ class Server:
         ms = int(self.now * 1000)
         return {"time": history.format_ms(ms), "msgid": self.new_msgid(ms)}
 
-    # ------------------------------------------------------------------ ISUPPORT
-
-    def _build_isupport(self) -> list[tuple[str, ...]]:
-        lim = self.config.limits
-        tokens = [
-            "ACCOUNTEXTBAN=a",
-            f"AWAYLEN={lim.awaylen}",
-            "BOT=B",
-            f"CASEMAPPING={CASEMAPPING}",
-            f"CHANLIMIT=#:{lim.max_channels}",
-            f"CHANMODES={LIST_MODES},{PARAM_MODES},{SET_PARAM_MODES},{FLAG_MODES}",
-            f"CHANNELLEN={lim.channellen}",
-            "CHANTYPES=#",
-            "ELIST=CMNTU",
-            "EXCEPTS=e",
-            "EXTBAN=$,am",
-            f"HOSTLEN={64}",
-            "INVEX=I",
-            f"KICKLEN={lim.kicklen}",
-            f"MAXLIST=beI:{lim.max_list_entries}",
-            f"MAXTARGETS={lim.max_targets}",
-            "MODES=4",
-            f"MONITOR={lim.monitor}",
-            f"NETWORK={self.config.server.network}",
-            f"NICKLEN={lim.nicklen}",
-            f"PREFIX=({PREFIX_MODES}){PREFIX_CHARS}",
-            "SAFELIST",
-            f"STATUSMSG={PREFIX_CHARS}",
-            f"TARGMAX=NAMES:{lim.max_targets},LIST:1,KICK:{lim.max_targets},WHOIS:1,USERHOST:5,"
-            f"PRIVMSG:{lim.max_targets},"
-            f"TAGMSG:{lim.max_targets},NOTICE:{lim.max_targets},MONITOR:",
-            f"TOPICLEN={lim.topiclen}",
-            f"USERLEN={lim.userlen}",
-            "UTF8ONLY",
-            "WHOX",
-        ]
-        if self.config.history.enabled:
-            tokens += [
-                f"CHATHISTORY={self.config.history.chathistory_limit}",
-                "MSGREFTYPES=msgid,timestamp",
-            ]
-        tokens.sort()
-        lines = []
-        for i in range(0, len(tokens), 12):
-            lines.append((*tokens[i : i + 12], "are supported by this server"))
-        return lines
-
     # ------------------------------------------------------------------ connections
 
     def connect(self, kind: Kind, ip: str, port: int, now: float) -> Client:
@@ -343,19 +197,16 @@ class Server:
         self.now = now
         self._next_id += 1
         client = Client(self._next_id, kind, ip, port, now)
+        client.personality = personality = self.personalities[kind]
+        client.variant = personality.variant
         if self.cloak_key is not None:
             client.host = cloak_host(self.cloak_key, ip, self.cloak_suffix)
-        client.tokens = self.flood_burst
-        if self.flood and self.flood_exempt:
-            addr = ipaddress.ip_address(ip)
-            if any(addr in net for net in self.flood_exempt):
-                client.tokens = float("inf")
+        self.flood.start(client, now)
         self.clients[client.id] = client
         self.unregistered += 1
         if self.noting:
             self.note(f"connect id={client.id} ip={ip} kind={kind.value}")
-        if kind is Kind.PLAIN:
-            plain.start(self, client)
+        personality.start(self, client)
         return client
 
     def disconnected(self, client: Client, now: float, reason: str = "Connection closed") -> None:
@@ -381,7 +232,7 @@ class Server:
         lines = bytes(buf).split(b"\n")
         tail = lines.pop()
         done = len(lines)
-        flood = self.flood and client.registered
+        flood = self.flood.enabled and client.registered
         fast = self.fast_line
         for i, line in enumerate(lines):
             if client.closed or client.blocked:
@@ -396,17 +247,11 @@ class Server:
                 client.blocked = True
                 done = i
                 break
-            if flood and client.tokens < float("inf"):
-                now = self.now
-                tokens = client.tokens + (now - client.token_time) * self.flood_rate
-                client.token_time = now
-                if tokens < 1.0:
-                    client.tokens = tokens
-                    client.throttled = True
-                    self.throttled.add(client)
-                    done = i
-                    break
-                client.tokens = min(tokens, self.flood_burst) - 1.0
+            if flood and not self.flood.take(client, self.now):
+                client.throttled = True
+                self.throttled.add(client)
+                done = i
+                break
             if client.discarding:
                 client.discarding = False
                 continue
@@ -414,12 +259,12 @@ class Server:
                 fast is not None
                 and line.startswith(_FAST_STARTS)
                 and client.registered
-                and client.variant >= 0  # an IRC client (plain-text ones are -1)
+                and client.variant >= 0  # IRC lines only (the text port reads its own)
                 and fast(self, client, line)
             ):
                 continue
             self._handle_line(client, line)
-            if not flood and self.flood and client.registered:
+            if not flood and self.flood.enabled and client.registered:
                 flood = True
         if done < len(lines):
             # Stopped early: the lines not handled stay, in order, ahead of the tail.
@@ -445,86 +290,45 @@ class Server:
             self.drop(client, "Excess Flood" if client.throttled else "RecvQ exceeded")
 
     def _input_too_long(self, client: Client) -> None:
-        rb = ResponseBuffer(self, client, None)
-        rb.numeric(n.ERR_INPUTTOOLONG, "Input line too long")
-        rb.flush()
+        self.dispatch(client, Message("*"), self.parse_failures[LineTooLong])
 
     def _handle_line(self, client: Client, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if client.kind is Kind.PLAIN:
-            plain.handle_line(self, client, line)
-            return
-        if not line.strip(b" "):
-            return
-        try:
-            msg = parse(line)
-        except LineTooLong:
-            self._input_too_long(client)
-            return
-        except InvalidUTF8 as exc:
-            command = _command_word(exc.args[0])
-            tags = exc.args[1] if len(exc.args) > 1 else {}
-            rb = ResponseBuffer(self, client, tags.get("label"))
-            # UTF8ONLY: "the server MUST NOT relay content ... containing invalid UTF-8".
-            rb.fail(command, "INVALID_UTF8", "Message rejected: your client must use UTF-8")
-            rb.flush()
-            return
-        except ForbiddenCharacter as exc:
-            # Not silently dropped: the sender learns why nothing happened.
-            rb = ResponseBuffer(self, client, None)
-            rb.numeric(n.ERR_UNKNOWNERROR, _command_word(exc.args[0]), "Line contains a NUL or CR")
-            rb.flush()
-            return
-        except ProtocolError:
-            return
-        client.last_active = self.now
-        self.dispatch(client, msg)
+        client.personality.on_line(self, client, line)
 
-    def dispatch(self, client: Client, msg: Message) -> None:
+    def dispatch(self, client: Client, msg: Message, cmd: Command | None = None) -> None:
+        """Run a message's command and answer it (see responsebuffer.answer). ``cmd``: the
+        pseudo-command of a line that could not be parsed (commands.PARSE_FAILURES)."""
         label = msg.tags.get("label") if msg.tags else None
-        rb = ResponseBuffer(self, client, label)
-        cmd = self.commands.get(msg.command)
+        rb = ResponseBuffer(self, client, label, msg.command)
         if msg.tags and "batch" in msg.tags and client.registered and msg.command != "BATCH":
             BATCHED_LINE(self, client, msg, rb)
             rb.flush()
             return
-        try:
+        answer(rb, self._run, client, msg, cmd)
+
+    def _run(self, client: Client, msg: Message, cmd: Command | None, rb: ResponseBuffer) -> None:
+        if cmd is None:
+            cmd = self.commands.get(msg.command)
             if cmd is None:
                 if client.registered:
                     raise CommandError(n.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
                 raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
-            if not client.registered and not cmd.prereg:
-                raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
-            if len(msg.params) < cmd.min_params:
-                raise CommandError(n.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
-            if cmd.oper and client.oper is None:
-                raise CommandError(
-                    n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator"
-                )
-            if cmd.idle:
-                client.last_message = self.now
-            cmd.handler(self, client, msg, rb)
-            if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
-                # Replies must not overtake the delivery of earlier, uncommitted messages:
-                # this client's own, and those it may be about to receive (a PONG after
-                # it means that everything the server had before the PING has arrived).
-                self.after_commit(rb, [], _nothing_more)
-        except CommandError as exc:
-            # The one place where domain errors become numerics.
-            rb.numeric(exc.numeric, *exc.params)
-        except FailError as exc:
-            rb.fail(exc.command, exc.code, *exc.context)
-        except Exception:
-            log.exception("bug while handling %s from %r", msg.command, client)
-            rb.numeric(n.ERR_UNKNOWNERROR, msg.command, "Internal error")
-        rb.flush()
-
-    def penalize(self, client: Client, cost: float) -> None:
-        """A costly command takes ``cost`` more from the client's flood budget (as ergo's
-        fakelag does): under flood control, its next lines wait for the budget to refill."""
-        if self.flood and client.tokens < float("inf"):
-            client.tokens -= cost
+        if not client.registered and not cmd.prereg:
+            raise CommandError(n.ERR_NOTREGISTERED, "You have not registered")
+        if len(msg.params) < cmd.min_params:
+            raise CommandError(n.ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
+        if cmd.oper and client.oper is None:
+            raise CommandError(n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
+        if cmd.idle:
+            client.last_message = self.now
+        cmd.handler(self, client, msg, rb)
+        if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
+            # Replies must not overtake the delivery of earlier, uncommitted messages:
+            # this client's own, and those it may be about to receive (a PONG after
+            # it means that everything the server had before the PING has arrived).
+            self.after_commit(rb, [], commit.nothing_more)
 
     def offload(self, effect: Offload) -> None:
         """Queue slow work; the client's input waits until :meth:`complete`."""
@@ -544,92 +348,10 @@ class Server:
             client.blocked = True
         self.effects.append(StoreCall(call, done, client, read))
 
-    def defer(
-        self,
-        rb: ResponseBuffer,
-        call: Callable[[Any], Any],
-        done: Callable[[Any, ResponseBuffer], None],
-        *,
-        read: bool = False,
-    ) -> None:
-        """Finish a command after a store call: what ``rb`` holds so far, and its label,
-        are answered together with what ``done`` adds, once the call has completed. The
-        client's input waits meanwhile. ``read``: see :class:`StoreCall`."""
-        client = rb.client
-        label, held = rb.label, rb.messages
-        rb.label, rb.messages = None, []
-
-        def finish(result: Any) -> None:
-            out = ResponseBuffer(self, client, None)
-            out.label = label
-            out.messages = held
-            try:
-                done(result, out)
-            except CommandError as exc:
-                out.numeric(exc.numeric, *exc.params)
-            except FailError as exc:
-                out.fail(exc.command, exc.code, *exc.context)
-            out.flush()
-
-        self.store(call, finish, client, read=read)
-
-    def after_commit(
-        self,
-        rb: ResponseBuffer,
-        events: list[Any],
-        then: Callable[[bool, ResponseBuffer], None],
-    ) -> None:
-        """Store ``events`` in this turn's commit group; once it is committed, answer what
-        ``rb`` holds (with its label) together with what ``then(ok, out)`` adds."""
-        self.hold_for_commit(rb, events, _answer_then, then)
-
-    def hold_for_commit(
-        self, rb: ResponseBuffer, events: list[Any], finish: Finisher, arg: Any
-    ) -> None:
-        """Store ``events`` in this turn's commit group, then run
-        ``finish(server, client, ok, label, held, arg)``: ``label`` and ``held`` are the
-        label of ``rb`` and what it held so far, for ``finish`` to answer.
-
-        Up to PIPELINE of one client's messages may wait for their commit at once, so a
-        pasting client's lines share a transaction; any other command of that client waits
-        until they are all delivered (see _process_input), so nothing is reordered.
-        """
-        self.hold(rb.client, events, finish, arg, rb.label, rb.messages)
-        rb.label, rb.messages = None, []
-
-    def hold(
-        self,
-        client: Client,
-        events: Sequence[Any],
-        finish: Finisher,
-        arg: Any,
-        label: str | None = None,
-        held: list[Message] | None = None,
-    ) -> None:
-        """:meth:`hold_for_commit` with nothing to answer but what ``finish`` adds."""
-        group = self._group
-        if group is None:
-            group = self.commit_group()
-        group.events += events
-        group.waiting.append((client, label, [] if held is None else held, finish, arg))
-        group.senders[client] = None
-        client.pending_commits += 1
-
-    def hold_one(self, client: Client, event: Any, finish: Finisher, arg: Any) -> None:
-        """:meth:`hold` of one event, with no label and nothing held: the fast path's, once
-        per message. ``finish`` gets an empty list it must not change (it is shared)."""
-        group = self._group
-        if group is None:
-            group = self.commit_group()
-        group.events.append(event)
-        group.waiting.append((client, None, _NOTHING_HELD, finish, arg))
-        group.senders[client] = None
-        client.pending_commits += 1
-
     def complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""
         self._complete_store(effect, result, now)
-        if effect.client is None and isinstance(effect.done, _GroupDone):
+        if effect.client is None and isinstance(effect.done, commit.GroupDone):
             for client in effect.done.group.clients():
                 if not client.closed and not client.blocked and client.inbuf:
                     self._process_input(client)
@@ -657,16 +379,12 @@ class Server:
         client.blocked = False
         if client.closed:
             return
-        rb = ResponseBuffer(self, client, effect.label)
-        try:
-            effect.done(result, rb)
-        except CommandError as exc:
-            rb.numeric(exc.numeric, *exc.params)
-        except FailError as exc:
-            rb.fail(exc.command, exc.code, *exc.context)
-        except Exception:
-            log.exception("bug completing offloaded work for %r", client)
-        rb.flush()
+        held = effect.held
+        answer(
+            held.resume() if held is not None else ResponseBuffer(self, client, None),
+            effect.done,
+            result,
+        )
         if client.inbuf:
             self._process_input(client)
         self.settle()
@@ -681,7 +399,7 @@ class Server:
                 if client.closed:
                     self.throttled.discard(client)
                     continue
-                if client.tokens + (now - client.token_time) * self.flood_rate >= 1.0:
+                if self.flood.ready(client, now):
                     client.throttled = False
                     self.throttled.discard(client)
                     self._process_input(client)
@@ -710,10 +428,7 @@ class Server:
                     self.drop(client, f"Ping timeout: {int(now - client.last_active)} seconds")
             elif client.last_active < idle_deadline:
                 client.ping_sent = now
-                if client.kind is Kind.IRC:
-                    self.send(client, Message("PING", (self.name,)))
-                else:
-                    client.last_active = now
+                client.personality.keepalive(self, client)
         self.accounts.tick(now)
         self.abuse.tick(now)
         self.settle()
@@ -737,22 +452,9 @@ class Server:
         ``wire``: the message's body already serialized (CR LF included), when known."""
         if client.closed:
             return
-        if client.variant < 0:
-            data = plain.render(self, client, msg)
-            if data:
-                self.write(client, data)
-            return
-        tags = msg.tags
-        try:
-            data = wire if wire is not None else _wire(msg)
-            if tags and client.capmask & caps.TAGGED:
-                allowed = caps.allowed_tags(tags, client.capmask)
-                if allowed:
-                    data = ("@" + encode_tags(allowed) + " ").encode() + data
-        except SerializationError:
-            log.exception("bug: unserializable reply %r to %r", msg, client)
-            return
-        self.write(client, data)
+        data = client.personality.render(self, client, msg, wire)
+        if data:
+            self.write(client, data)
 
     def deliver(
         self,
@@ -764,7 +466,7 @@ class Server:
         """Fan a message out: serialized once per variant, appended to each outbox.
         ``wire``: as for :meth:`send`."""
         if wire is None:
-            wire = _wire(msg)
+            wire = wire_bytes(msg)
         variants: dict[int, bytes] = {0: wire}
         tags = msg.tags
         dirty = self.dirty
@@ -778,8 +480,9 @@ class Server:
             data = variants.get(key)
             if data is None:
                 if key < 0:
-                    # Plain-text users see a rendering that depends on their current room.
-                    rendered = plain.render(self, client, msg)
+                    # Rendered by the client's personality (the text port's depends on
+                    # the user's current room): once per such recipient.
+                    rendered = client.personality.render(self, client, msg)
                     if rendered:
                         self.write(client, rendered)
                     continue
@@ -822,16 +525,6 @@ class Server:
         self._group = None  # the turn's commit group is sealed: it is on its way
         return effects
 
-    def commit_group(self) -> CommitGroup:
-        """This turn's group of messages waiting for their commit: one store call appends
-        all their events; when it is done, each message is delivered, in order."""
-        group = self._group
-        if group is None:
-            group = self._group = CommitGroup(self)
-            self.uncommitted += 1
-            self.effects.append(StoreCall(group.write, _GroupDone(group), None))
-        return group
-
     # ------------------------------------------------------------------ quitting
 
     def drop(self, client: Client, reason: str, *, error: str | None = None) -> None:
@@ -844,11 +537,9 @@ class Server:
         if reason == "SendQ exceeded":
             client.outbox.clear()
             client.outbytes = 0
-        text = error if error is not None else f"Closing Link: {client.host} ({reason})"
-        if client.kind is Kind.IRC:
-            self.write(client, _wire(Message("ERROR", (text,))))
-        elif error != "":
-            self.write(client, f"* Disconnected: {error or reason}\r\n".encode())
+        line = client.personality.closing_line(client, reason, error)
+        if line:
+            self.write(client, line)
         client.closed = True
         self._quitting.append((client, reason))
 
@@ -914,12 +605,6 @@ class Server:
         self.abuse.client_gone(client)
         self.effects.append(Close(client))
 
-    def remember_whowas(self, client: Client) -> None:
-        if self.whowas.maxlen:
-            self.whowas.appendleft(
-                WhowasEntry(client.nick, client.user, client.host, client.realname, self.now)
-            )
-
     def remove_channel(self, chan: Channel) -> None:
         if self.services.keeps(chan):
             return  # a registered channel stays, empty
@@ -947,28 +632,27 @@ class Server:
             members.update(chan.members)
         return members
 
-    def unmonitor(self, client: Client, targets: Iterable[str]) -> None:
-        """Stop ``client`` monitoring the (casefolded) nicks ``targets``."""
-        for cf in targets:
-            client.monitoring.discard(cf)
-            watchers = self.monitors.get(cf)
-            if watchers is not None:
-                watchers.discard(client)
-                if not watchers:
-                    del self.monitors[cf]
-
-    def notify_monitors(self, client: Client, *, online: bool) -> None:
-        watchers = self.monitors.get(client.nick_cf)
-        if not watchers:
-            return
-        for watcher in list(watchers):
-            if online:
-                self.numeric(watcher, n.RPL_MONONLINE, client.prefix)
-            else:
-                self.numeric(watcher, n.RPL_MONOFFLINE, client.nick)
-
     def user_count(self) -> int:
         return len(self.clients) - self.unregistered
+
+    # Methods written in modules of their own: the commit pipeline, flood control, the
+    # welcome burst, MONITOR and WHOWAS.
+    defer = commit.defer
+    after_commit = commit.after_commit
+    hold_for_commit = commit.hold_for_commit
+    hold = commit.hold
+    hold_one = commit.hold_one
+    commit_group = commit.commit_group
+    lusers = welcome.send_lusers
+    send_motd = welcome.send_motd
+    welcome = welcome.welcome  # (last: the name is the module's until here)
+    unmonitor = monitor.unmonitor
+    notify_monitors = monitor.notify
+    remember_whowas = whowas.remember
+
+    def penalize(self, client: Client, cost: float) -> None:
+        """A costly command takes ``cost`` more from the client's flood budget."""
+        self.flood.penalize(client, cost)
 
     def set_user_mode(self, client: Client, mode: str, on: bool) -> None:
         """Change a user mode, keeping the LUSERS counts (invisible, operators) current."""
@@ -984,199 +668,3 @@ class Server:
                 counted.add(client)
             else:
                 counted.discard(client)
-
-    def lusers(self, rb: ResponseBuffer) -> None:
-        users = self.user_count()
-        invisible = len(self.invisible)
-        opers = len(self.opers)
-        self.max_local = max(self.max_local, users)
-        rb.numeric(
-            n.RPL_LUSERCLIENT,
-            f"There are {users - invisible} users and {invisible} invisible on 1 servers",
-        )
-        rb.numeric(n.RPL_LUSEROP, str(opers), "IRC Operators online")
-        rb.numeric(n.RPL_LUSERUNKNOWN, str(self.unregistered), "unknown connection(s)")
-        rb.numeric(n.RPL_LUSERCHANNELS, str(len(self.channels)), "channels formed")
-        rb.numeric(n.RPL_LUSERME, f"I have {users} clients and 0 servers")
-        rb.numeric(
-            n.RPL_LOCALUSERS,
-            str(users),
-            str(self.max_local),
-            f"Current local users {users}, max {self.max_local}",
-        )
-        rb.numeric(
-            n.RPL_GLOBALUSERS,
-            str(users),
-            str(self.max_local),
-            f"Current global users {users}, max {self.max_local}",
-        )
-
-    def send_motd(self, rb: ResponseBuffer) -> None:
-        if not self.motd:
-            rb.numeric(n.ERR_NOMOTD, "MOTD File is missing")
-            return
-        rb.numeric(n.RPL_MOTDSTART, f"- {self.name} Message of the day - ")
-        for line in self.motd:
-            rb.numeric(n.RPL_MOTD, f"- {line}")
-        rb.numeric(n.RPL_ENDOFMOTD, "End of /MOTD command.")
-
-    def _welcome_templates(self) -> tuple[list[bytes], list[bytes]]:
-        """002 to 005, and the MOTD, as byte templates (built once): ``nick.join(pieces)``
-        gives the lines, each naming the nick once. The welcome burst is most of what a
-        registration costs."""
-        placeholder = "Nplaceholder0"
-        dummy = Client(0, Kind.IRC, "0.0.0.0", 0, self.now)
-        dummy.nick = placeholder
-        statics = ResponseBuffer(self, dummy, None)
-        self._welcome_static(placeholder, statics)
-        motd = ResponseBuffer(self, dummy, None)
-        self.send_motd(motd)
-
-        def pieces(rb: ResponseBuffer) -> list[bytes]:
-            # The nick is each line's first parameter: split there only (the placeholder
-            # could also be in a MOTD line's text, which must stay as it is).
-            out = [b""]
-            for msg in rb.messages:
-                head, found, tail = msg.serialize().partition(placeholder.encode())
-                assert found, msg
-                out[-1] += head
-                out.append(tail)
-            return out
-
-        return pieces(statics), pieces(motd)
-
-    def _welcome_static(self, nick: str, rb: ResponseBuffer) -> None:
-        def numeric(num: str, *params: str) -> None:
-            rb.messages.append(Message(num, (nick, *params), self.name))
-
-        numeric(n.RPL_YOURHOST, f"Your host is {self.name}, running version salon-{__version__}")
-        created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
-        numeric(n.RPL_CREATED, f"This server was created {created}")
-        numeric(
-            n.RPL_MYINFO,
-            self.name,
-            f"salon-{__version__}",
-            USER_MODES,
-            "".join(sorted(LIST_MODES + PARAM_MODES + SET_PARAM_MODES + FLAG_MODES + PREFIX_MODES)),
-            "".join(sorted(LIST_MODES + PARAM_MODES + SET_PARAM_MODES + PREFIX_MODES)),
-        )
-        for line in self.isupport_lines:
-            numeric(n.RPL_ISUPPORT, *line)
-
-    def welcome(self, client: Client, rb: ResponseBuffer) -> None:
-        """Complete registration: 001 to 005, LUSERS and MOTD."""
-        client.registered = True
-        self.unregistered -= 1
-        client.update_prefix()
-        client.last_active = self.now
-        client.token_time = self.now
-        nick = client.nick
-        welcome = f"Welcome to the {self.config.server.network} IRC Network {client.prefix}"
-        if rb.label is None and client.variant >= 0:
-            # The fast path: ready bytes around the nick (nicks are validated words).
-            rb.flush()
-            if self._templates is None:
-                self._templates = self._welcome_templates()
-            statics, motd = self._templates
-            nick_bytes = nick.encode()
-            name = self.name
-            users = self.user_count()
-            self.max_local = max(self.max_local, users)
-            invisible = len(self.invisible)
-            lu = self.max_local
-            lusers = (
-                f":{name} 251 {nick} :There are {users - invisible} users and {invisible}"
-                f" invisible on 1 servers\r\n"
-                f":{name} 252 {nick} {len(self.opers)} :IRC Operators online\r\n"
-                f":{name} 253 {nick} {self.unregistered} :unknown connection(s)\r\n"
-                f":{name} 254 {nick} {len(self.channels)} :channels formed\r\n"
-                f":{name} 255 {nick} :I have {users} clients and 0 servers\r\n"
-                f":{name} 265 {nick} {users} {lu} :Current local users {users}, max {lu}\r\n"
-                f":{name} 266 {nick} {users} {lu} :Current global users {users}, max {lu}\r\n"
-            )
-            burst = (
-                f":{name} 001 {nick} :{welcome}\r\n".encode(),
-                nick_bytes.join(statics),
-                lusers.encode(),
-                nick_bytes.join(motd),
-            )
-            self.write(client, b"".join(burst))
-            self._after_welcome(client)
-            return
-        rb.numeric(n.RPL_WELCOME, welcome)
-        self._welcome_static(nick, rb)
-        self.lusers(rb)
-        self.send_motd(rb)
-        self._after_welcome(client, rb)
-
-    def _after_welcome(self, client: Client, rb: ResponseBuffer | None = None) -> None:
-        nick = client.nick
-        if client.modes:
-            mode = Message("MODE", (nick, "+" + "".join(sorted(client.modes))), client.prefix)
-            if rb is not None:
-                rb.add(mode)
-            else:
-                self.send(client, mode)
-        if self.noting:
-            self.note(f"register id={client.id} nick={nick} ip={client.ip}")
-        self.notify_monitors(client, online=True)
-        if client.account is not None and self.config.accounts.rejoin:
-            self._rejoin(client)
-
-    def _rejoin(self, client: Client) -> None:
-        """Put a returning account holder back in its channels (when no other session of
-        the account is connected); a channel it may no longer join is skipped quietly."""
-        account = casefold(client.account or "")
-        names = self.rejoin.pop(account, None)
-        if not names:
-            return
-        self.store(lambda store: store.set_rejoin(account, ()))
-        others = [
-            c
-            for c in self.clients.values()
-            if c is not client and c.registered and c.account == client.account
-        ]
-        if others:
-            return
-        for name in names:
-            try:
-                join(self, client, name, None, None)
-            except CommandError:
-                continue
-
-
-def _command_word(word: str | None) -> str:
-    """The command of a line that could not be parsed, fit to be echoed in the error reply
-    (a middle parameter): a command is letters or three digits (RFC 1459 2.3.1)."""
-    if word and len(word) <= 32 and word.isascii() and word.isalnum():
-        return word
-    return "*"
-
-
-def _wire(msg: Message) -> bytes:
-    """A message's line without tags, CR LF included. RFC 1459 2.3: "messages SHALL NOT
-    exceed 512 characters in length, counting all characters including the trailing
-    CR-LF". Whatever echoes a client's words (a PART or QUIT reason, a topic, an away
-    text, an unknown command) is cut at the end of its last parameter, on a character
-    boundary, to fit; relayed PRIVMSG and NOTICE are refused instead (ERR_INPUTTOOLONG)."""
-    data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-    for _ in range(len(msg.params) + 2):
-        over = len(data) - MAX_LINE
-        if over <= 0:
-            break
-        params = list(msg.params)
-        last = params[-1].encode("utf-8", "surrogateescape")
-        if len(last) > over:
-            # (Cut to nothing or to a trailing space, the parameter gains a ':': once more.)
-            params[-1] = last[: len(last) - over].decode("utf-8", "ignore")
-        elif len(params) > 1:
-            # The middle parameters alone are too long (an echoed 500-byte channel name):
-            # the longest is cut, keeping at least its first character.
-            i = max(range(len(params) - 1), key=lambda j: len(params[j].encode()))
-            word = params[i].encode("utf-8", "surrogateescape")
-            params[i] = word[: max(len(word) - over, 1)].decode("utf-8", "ignore") or "*"
-        else:
-            break
-        msg = Message(msg.command, tuple(params), msg.source)
-        data = msg.body().encode("utf-8", "surrogateescape") + b"\r\n"
-    return data

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from salon.server.client import Client
-    from salon.server.responsebuffer import ResponseBuffer
+    from salon.server.responsebuffer import Held, ResponseBuffer
     from salon.store.base import Store
 
 T = TypeVar("T")
@@ -26,12 +26,13 @@ class Offload:
     """Run ``work`` away from the event loop (a thread), then call ``done`` in the core.
 
     While it runs, the client's further input waits, so commands keep their order.
+    ``held``: the command's label and early replies, answered with what ``done`` adds.
     """
 
     client: Client
     work: Callable[[], Any]
     done: Callable[[Any, ResponseBuffer], None]
-    label: str | None = None
+    held: Held | None = None
 
 
 @dataclass(slots=True)

@@ -285,11 +285,8 @@ def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
     def done(events: Any) -> None:
         if not isinstance(events, list) or not events or client.closed:
             return
-        if client.variant < 0:
-            from salon.server import plain
-
-            plain.replay(server, client, chan, events)  # as text lines with their time
-            return
+        if client.personality.replay(server, client, chan, events):
+            return  # shown in the personality's own way (the text port's: lines with times)
         rb = ResponseBuffer(server, client, None)
         send_batch(server, rb, "chathistory", (chan.name,), events)
         rb.flush()

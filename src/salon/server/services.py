@@ -182,8 +182,7 @@ class NickServ(Bot):
                 state.register_sent = False
                 self.say(out, "Could not register; try again later")
 
-        accounts.register(client, name, email, password, rb.label, done)
-        rb.label = None
+        accounts.register(client, name, email, password, rb, done)
 
     def cmd_verify(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         if len(args) != 2:
@@ -233,8 +232,9 @@ class NickServ(Bot):
             accounts.login(client, record, out)
             self.say(out, f"You are now logged in as {record.name}")
 
-        self.server.offload(Offload(client, accounts.verify_work(name, password), done, rb.label))
-        rb.label = None
+        self.server.offload(
+            Offload(client, accounts.verify_work(name, password), done, rb.detach(replies=False))
+        )
 
     def _throttled(self, client: Client, name: str, rb: ResponseBuffer) -> bool:
         """Password checks share the login throttles (per account and per IP)."""
@@ -313,9 +313,10 @@ class NickServ(Bot):
             log.info("account dropped name=%s by=%s", name, client.nick)
 
         self.server.offload(
-            Offload(client, accounts.verify_work(name, " ".join(args)), done, rb.label)
+            Offload(
+                client, accounts.verify_work(name, " ".join(args)), done, rb.detach(replies=False)
+            )
         )
-        rb.label = None
 
     def cmd_set(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         if len(args) < 3 or args[0].upper() != "PASSWORD":
@@ -353,11 +354,11 @@ class NickServ(Bot):
                 self.say(out, "Your current password is not correct")
                 return
             work = partial(hash_credentials, new, accounts.config.scram_iterations)
-            server.offload(Offload(client, work, hashed, out.label))
-            out.label = None
+            server.offload(Offload(client, work, hashed, out.detach(replies=False)))
 
-        server.offload(Offload(client, accounts.verify_work(name, current), checked, rb.label))
-        rb.label = None
+        server.offload(
+            Offload(client, accounts.verify_work(name, current), checked, rb.detach(replies=False))
+        )
 
     def cmd_info(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         accounts = self.server.accounts

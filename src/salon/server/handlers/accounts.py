@@ -94,8 +94,7 @@ def cmd_register(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                 "REGISTER", "TEMPORARILY_UNAVAILABLE", shown, "Could not register; try again later"
             )
 
-    server.accounts.register(client, account, email, password, rb.label, done)
-    rb.label = None  # the reply comes from done(), with the label
+    server.accounts.register(client, account, email, password, rb, done)  # done() answers
 
 
 def cmd_verify(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

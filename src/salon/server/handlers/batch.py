@@ -20,7 +20,7 @@ from salon.server import caps, history
 from salon.server.channel import Channel
 from salon.server.client import Client
 from salon.server.history import party
-from salon.server.responsebuffer import ResponseBuffer
+from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class Multiline:
     ref: str
     target: str
-    label: str | None
+    held: Held  # the opening BATCH's label: the closing one answers under it
     tags: dict[str, str]
     lines: list[tuple[str, str, bool]] = field(default_factory=list)  # command, text, concat
     size: int = 0
@@ -46,14 +46,13 @@ def cmd_batch(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
         if not client.capmask & caps.MULTILINE:
             raise FailError("BATCH", "MULTILINE_INVALID", "Negotiate draft/multiline first")
         tags = {k: v for k, v in msg.tags.items() if k[:1] == "+"} if msg.tags else {}
-        client.multiline = Multiline(ref[1:], msg.params[2], rb.label, tags)
-        rb.label = None  # the answer comes with the closing BATCH
+        client.multiline = Multiline(ref[1:], msg.params[2], rb.detach(replies=False), tags)
         return
     pending: Multiline | None = client.multiline
     client.multiline = None
     if pending is None or ref[1:] != pending.ref or not ref.startswith("-"):
         raise FailError("BATCH", "MULTILINE_INVALID", "No such batch in progress")
-    rb.label = pending.label
+    pending.held.resume(rb)
     lines = pending.lines
     if not lines or any(concat and not text for _, text, concat in lines):
         raise FailError("BATCH", "MULTILINE_INVALID", "Invalid multiline batch")

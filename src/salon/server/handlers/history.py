@@ -459,7 +459,7 @@ def cmd_rename(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     for member in chan.members:
         member.channels.pop(old_cf, None)
         member.channels[new_cf] = chan
-        state = member.plain
+        state = member.textport
         if state is not None and getattr(state, "room", None) == old_cf:
             state.room = new_cf
     if history.enabled(server):

@@ -13,10 +13,10 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_BODY, MAX_LINE
 from salon.proto.message import Message
-from salon.server import caps, history
+from salon.server import caps, history, monitor
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
-from salon.server.responsebuffer import ResponseBuffer
+from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
 
@@ -237,23 +237,20 @@ def _committed(
     server: Server,
     client: Client,
     ok: bool,
-    label: str | None,
-    held: list[Message],
+    held: Held | None,
     arg: tuple[str, bool, list[Delivery]],
 ) -> None:
     """After the commit: deliver, echo, and answer what the command held back."""
     command, echo, deliveries = arg
     if ok:
         _deliver(server, client, command, deliveries)
-        if label is None and not held:
+        if held is None or held.empty():
             # Nothing to label or to keep in order with: the echo goes straight out.
             if echo:
                 for out, wire, *_ in deliveries:
                     server.send(client, out, wire)
             return
-    out_rb = ResponseBuffer(server, client, None)
-    out_rb.label = label
-    out_rb.messages = held
+    out_rb = held.resume() if held is not None else ResponseBuffer(server, client, None, command)
     if not ok:
         out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
     elif echo:
@@ -266,15 +263,14 @@ def _relayed(
     server: Server,
     client: Client,
     ok: bool,
-    label: str | None,
-    held: list[Message],
+    held: Held | None,
     arg: tuple[str, Message | None, bytes, Channel | None, Client | None, bool],
 ) -> None:
     """The Finisher of relay_line's messages: what _committed does for one target, with
     no label and nothing held back (one call per message instead of three)."""
     command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, label, [], (command, echo, []))
+        _committed(server, client, ok, None, (command, echo, []))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
@@ -460,32 +456,7 @@ def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     # away-notify: "sent to all clients that share a channel with the user".
     recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY]
     server.deliver(recipients, away, skip=client)
-    notify_extended_monitor(server, client, away)
-
-
-def notify_extended_monitor(server: Server, client: Client, msg: Message) -> None:
-    """extended-monitor: monitoring clients with the capability get the same notifications
-    as if they shared a channel (AWAY, CHGHOST, SETNAME, ACCOUNT)."""
-    watchers = server.monitors.get(client.nick_cf)
-    if not watchers:
-        return
-    shared = server.common_channel_members(client)
-    wanted = {
-        caps.AWAY_NOTIFY: "AWAY",
-        caps.SETNAME: "SETNAME",
-        caps.CHGHOST: "CHGHOST",
-        caps.ACCOUNT_NOTIFY: "ACCOUNT",
-    }
-    bit = next(b for b, c in wanted.items() if c == msg.command)
-    recipients = [
-        w
-        for w in watchers
-        if w is not client
-        and w not in shared
-        and w.capmask & caps.EXTENDED_MONITOR
-        and w.capmask & bit
-    ]
-    server.deliver(recipients, msg)
+    monitor.notify_extended(server, client, away)
 
 
 def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -498,4 +469,4 @@ def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer
     server.deliver(recipients, change, skip=client)
     if client.capmask & caps.SETNAME:
         rb.add(change)
-    notify_extended_monitor(server, client, change)
+    monitor.notify_extended(server, client, change)

@@ -41,9 +41,8 @@ def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         rb.add(Message("MODE", (client.nick, "+o"), client.prefix))
         log.info("oper nick=%s name=%s", client.nick, block.name)
 
-    server.offload(Offload(client, work, done, rb.label))
-    # The reply comes from done(); keep the label for it instead of an empty ACK.
-    rb.label = None
+    # The reply comes from done(), with the label (instead of an empty ACK now).
+    server.offload(Offload(client, work, done, rb.detach(replies=False)))
 
 
 def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -186,8 +186,7 @@ def _plain(
             return
         _succeed(server, client, authcid, out)
 
-    server.offload(Offload(client, work, done, rb.label))
-    rb.label = None  # the reply comes from done(), with the label
+    server.offload(Offload(client, work, done, rb.detach(replies=False)))  # done() answers, labeled
 
 
 def _scram(

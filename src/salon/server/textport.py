@@ -1,4 +1,8 @@
-"""The classic line chat, for ``nc`` and telnet on the plain-text port.
+"""The text port: the classic line chat, for ``nc`` and telnet.
+
+(Its config section and command-line flag keep the name users know: ``[plain]`` and
+``--plain-port``.) It is a personality of the client (:class:`Textport`): how a line is
+read, how what is sent to the user is rendered, how the connection is closed.
 
 It asks for the server password when one is set, then for a name, refuses names that are
 taken (nicks are shared with IRC) or that belong to a registered account, puts the person
@@ -29,6 +33,7 @@ from salon.server.channels import join, send_names
 from salon.server.client import Client
 from salon.server.history import event_message
 from salon.server.nicks import valid_nick
+from salon.server.personality import Personality
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import HistoryEvent
 
@@ -72,7 +77,7 @@ _CONTROLS = shown_controls() | {ord("\t"): " ", ord("\r"): " ", ord("\n"): " "}
 
 
 @dataclass(slots=True)
-class PlainState:
+class TextportState:
     room: str = ""
     # The server password was given (or none is set): the name prompt comes next.
     admitted: bool = False
@@ -116,8 +121,39 @@ def _leaves(server: Server, text: str) -> bool:
     return word.startswith("/") and (word[1:] in _QUIT_COMMANDS or word[1:] in words)
 
 
+class Textport(Personality):
+    __slots__ = ()
+
+    variant = -1  # every message rendered as text, per recipient (its current room)
+
+    def start(self, server: Server, client: Client) -> None:
+        start(server, client)
+
+    def on_line(self, server: Server, client: Client, line: bytes) -> None:
+        handle_line(server, client, line)
+
+    def render(
+        self, server: Server, client: Client, msg: Message, wire: bytes | None = None
+    ) -> bytes | None:
+        return render(server, client, msg)
+
+    def closing_line(self, client: Client, reason: str, error: str | None) -> bytes | None:
+        if error == "":
+            return None  # said already ("Bye!")
+        return f"* Disconnected: {error or reason}\r\n".encode()
+
+    def keepalive(self, server: Server, client: Client) -> None:
+        client.last_active = server.now  # a terminal has no PING to answer: never idle
+
+    def replay(
+        self, server: Server, client: Client, chan: Channel, events: list[HistoryEvent]
+    ) -> bool:
+        replay(server, client, chan, events)
+        return True
+
+
 def start(server: Server, client: Client) -> None:
-    state = client.plain = PlainState()
+    state = client.textport = TextportState()
     # Like PASS on the IRC port, [server] password is asked for before anything else.
     state.admitted = not server.config.server.password
     server.write(client, _line(f"Welcome to {server.config.server.network} on {server.name}."))
@@ -125,7 +161,7 @@ def start(server: Server, client: Client) -> None:
 
 
 def _prompt(client: Client) -> str:
-    state: PlainState = client.plain
+    state: TextportState = client.textport
     return NAME_PROMPT if state.admitted else PASSWORD_PROMPT
 
 
@@ -154,7 +190,7 @@ def handle_line(server: Server, client: Client, raw: bytes) -> None:
         _not_sent(server, client, "That line had a CR byte")
         return
     client.last_active = server.now
-    state: PlainState = client.plain
+    state: TextportState = client.textport
     if not state.admitted:
         _check_password(server, client, state, text)
         return
@@ -190,7 +226,7 @@ def _irc(server: Server, client: Client, command: str, *params: str) -> None:
     server.dispatch(client, Message(command, params))
 
 
-def _check_password(server: Server, client: Client, state: PlainState, text: str) -> None:
+def _check_password(server: Server, client: Client, state: TextportState, text: str) -> None:
     """As try_register does for PASS: a wrong password is refused and disconnected."""
     if not text:
         server.write(client, _line(PASSWORD_PROMPT))
@@ -272,7 +308,7 @@ def _owned(server: Server, client: Client, name: str) -> bool:
     return accounts.config.enabled and not accounts.may_hold(client, casefold(name))
 
 
-def _choose_name(server: Server, client: Client, state: PlainState, name: str) -> None:
+def _choose_name(server: Server, client: Client, state: TextportState, name: str) -> None:
     if not name:
         server.write(client, _line(NAME_PROMPT))
         return
@@ -320,7 +356,7 @@ def _choose_name(server: Server, client: Client, state: PlainState, name: str) -
         rb.flush()
 
 
-def _command(server: Server, client: Client, state: PlainState, text: str) -> None:
+def _command(server: Server, client: Client, state: TextportState, text: str) -> None:
     verb, _, rest = text[1:].partition(" ")
     verb = verb.lower()
     rest = rest.strip(_BLANKS)
@@ -402,7 +438,7 @@ def _command(server: Server, client: Client, state: PlainState, text: str) -> No
 
 
 def _room_label(client: Client, channel: str) -> str:
-    state: PlainState = client.plain
+    state: TextportState = client.textport
     return "" if casefold(channel) == state.room else f"[{channel}] "
 
 
@@ -505,3 +541,6 @@ def replay(server: Server, client: Client, chan: Channel, events: list[HistoryEv
     if lines:
         server.write(client, _line(f"* Recent messages in {chan.name} (times in UTC):"))
         server.write(client, b"".join(lines))
+
+
+TEXTPORT = Textport()
