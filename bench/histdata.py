@@ -44,7 +44,6 @@ from typing import Any, Protocol
 
 from salon.passwords import hash_password
 from salon.proto.casemap import casefold
-from salon.store import base as store_base
 from salon.store import sqlite as sqlite_store
 from salon.store.base import AccountRecord, HistoryEvent, dm_key
 
@@ -581,9 +580,10 @@ class SQLiteBackend:
     name = "sqlite"
 
     def code_key(self) -> str:
+        """Of every module of salon.store: the SQLite store, and the records it keeps."""
         digest = hashlib.sha256()
-        for module in (store_base, sqlite_store):
-            digest.update(Path(str(module.__file__)).read_bytes())
+        for path in sorted(Path(str(sqlite_store.__file__)).parent.glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()[:10]
 
     def open(self, data: Path) -> Any:
