@@ -10,7 +10,7 @@ VENV_MIN ?= .venv-min
 BIN_MIN := $(VENV_MIN)/bin
 MIN_STAMP := $(VENV_MIN)/.installed
 
-.PHONY: run test test-min venv deps lint typecheck pytest bench irctest clean
+.PHONY: run test test-min venv deps lint typecheck pytest bench bench-history irctest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ test-min: $(MIN_STAMP) deps
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench
+
+# History at scale (issue 17): SIZE=1m (default) or 10m; data sets are cached outside the repo.
+bench-history: $(STAMP)
+	$(BIN)/python -m bench.history --size $(or $(SIZE),1m) --retention
 
 irctest: $(STAMP)
 	bash scripts/irctest.sh

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import gc
 import importlib.metadata
@@ -28,6 +27,24 @@ from bench.loadgen import Generator
 EXIT_OK = 0
 EXIT_FAILED = 1  # a scenario lost messages, disconnected clients or failed registrations
 EXIT_NO_START = 3  # a server could not be started
+
+
+def add_run_options(ap: argparse.ArgumentParser) -> None:
+    """The options of every benchmark here (this one and bench.history): where the
+    results go, how salon is run, pinning, and the run directories."""
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=servers.REPO / "bench" / "results",
+        help="directory for the JSON lines results (default: bench/results)",
+    )
+    ap.add_argument(
+        "--salon-cmd",
+        default=shlex.join(servers.default_salon_cmd()),
+        help="command that runs salon, 'serve --config FILE' is appended (default: %(default)s)",
+    )
+    ap.add_argument("--no-pin", action="store_true", help="do not pin servers and generator")
+    ap.add_argument("--keep", action="store_true", help="keep the servers' run directories")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,23 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="measurement window per scenario in seconds at scale 1 (default: %(default)s)",
     )
     ap.add_argument(
-        "--out",
-        type=Path,
-        default=servers.REPO / "bench" / "results",
-        help="directory for the JSON lines results (default: bench/results)",
-    )
-    ap.add_argument(
         "--chart",
         type=Path,
         default=servers.REPO / "docs" / "bench.png",
         help="PNG chart to write (default: docs/bench.png)",
     )
     ap.add_argument("--no-chart", action="store_true", help="do not draw the chart")
-    ap.add_argument(
-        "--salon-cmd",
-        default=shlex.join(servers.default_salon_cmd()),
-        help="command that runs salon, 'serve --config FILE' is appended (default: %(default)s)",
-    )
     ap.add_argument(
         "--window",
         type=int,
@@ -121,8 +127,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "work or steal on the pinned CPUs, see the (~) flag); the JSON line of the run kept "
         "says how many were dropped (default: %(default)s)",
     )
-    ap.add_argument("--no-pin", action="store_true", help="do not pin servers and generator")
-    ap.add_argument("--keep", action="store_true", help="keep the servers' run directories")
+    add_run_options(ap)
     args = ap.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -308,16 +313,23 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def setup(args: argparse.Namespace, say: Callable[[str], None]) -> None:
+    """Pin this process (the generator) unless ``--no-pin``, and set ``args.pin`` to
+    whether it is; SIGTERM and SIGHUP become KeyboardInterrupt, whose handling stops the
+    servers."""
     args.pin = False
     if not args.no_pin:
         args.pin = servers.pin_generator()
         if not args.pin:
-            log("fewer than 2 CPUs available: servers and generator are not pinned")
-    nofile = servers.raise_nofile(20000)
+            say("fewer than 2 CPUs available: servers and generator are not pinned")
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup(args, log)
+    nofile = servers.raise_nofile(20000)
     started = dt.datetime.now(dt.UTC)
     try:
         loop_name = f"uvloop {importlib.metadata.version('uvloop')}"
@@ -358,9 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = started.strftime("%Y%m%d-%H%M%S")
     out = args.out / f"bench-{stamp}.jsonl"
     everything = results + shown if args.repeat > 1 else results
-    report.write_jsonl(everything, out)
-    with contextlib.suppress(OSError):
-        report.write_jsonl(everything, args.out / "latest.jsonl")
+    report.save(everything, out, "latest.jsonl")
     print()
     print(
         f"salon benchmark, {meta['date']}, commit {meta['commit'] or '?'}, "

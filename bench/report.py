@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -237,6 +238,13 @@ def write_jsonl(results: Sequence[Result], path: Path) -> None:
     with open(path, "w") as f:
         for r in results:
             f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+def save(results: Sequence[Result], path: Path, latest: str) -> None:
+    """The results in ``path``, and again in ``latest`` beside it (best effort)."""
+    write_jsonl(results, path)
+    with contextlib.suppress(OSError):
+        write_jsonl(results, path.parent / latest)
 
 
 SERVER_COLORS = {

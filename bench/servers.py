@@ -203,7 +203,16 @@ async def start(
         (rundir / "motd.txt").write_text("benchmark instance\n")
     else:
         raise ServerStartError(f"unknown server {name!r}")
-    cmd = command(name, conf, salon_cmd)
+    server = spawn(name, command(name, conf, salon_cmd), rundir, port, pin)
+    await wait_listening(server, timeout)
+    # Let the server finish its start-up work (and our probe connection) before baselines.
+    await asyncio.sleep(settle)
+    return server
+
+
+def spawn(name: str, cmd: list[str], rundir: Path, port: int, pin: bool) -> Server:
+    """Run a server's command in a process group of its own (pinned to SERVER_CPU when
+    ``pin``), its output in ``rundir/server.log``; :func:`kill_all` stops it on exit."""
     pinned = bool(pin and shutil.which("taskset"))
     if pinned:
         cmd = ["taskset", "-c", str(SERVER_CPU), *cmd]
@@ -221,7 +230,7 @@ async def start(
         except OSError as e:
             raise ServerStartError(f"{name}: cannot run {shlex.join(cmd)}: {e}") from e
     _LIVE.append(proc)
-    server = Server(
+    return Server(
         name=name,
         port=port,
         rundir=rundir,
@@ -230,6 +239,12 @@ async def start(
         connect_concurrency=CONNECT_CONCURRENCY.get(name, 64),
         pinned=pinned,
     )
+
+
+async def wait_listening(server: Server, timeout: float, poll: float = 0.05) -> None:
+    """Wait until the server accepts a connection on its port (ServerStartError when it
+    exits first or does not listen within ``timeout`` seconds: it is stopped then)."""
+    name, port, proc = server.name, server.port, server.proc
     deadline = time.monotonic() + timeout
     while True:
         if not server.alive():
@@ -241,7 +256,7 @@ async def start(
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            break
+            return
         except (OSError, TimeoutError):
             pass
         if time.monotonic() > deadline:
@@ -250,10 +265,7 @@ async def start(
             raise ServerStartError(
                 f"{name} did not listen on port {port} in {timeout:.0f}s:\n{tail}"
             )
-        await asyncio.sleep(0.05)
-    # Let the server finish its start-up work (and our probe connection) before baselines.
-    await asyncio.sleep(settle)
-    return server
+        await asyncio.sleep(poll)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
