@@ -370,3 +370,37 @@ def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     yield factory
     for net in made:
         net.store.close()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL per test session (per xdist worker), on a free loopback port,
+    stopped at the end (tests/pgserver.py). Without one installed: a failure when
+    ``CI=true``, a skip otherwise (the package guard above names it first)."""
+    from pgserver import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (Debian package postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer(bindir)
+    try:
+        server.start(free_port())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Any) -> Iterator[str]:
+    """The DSN of a fresh, empty database of the session's PostgreSQL, dropped afterwards."""
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.dsn(name)
+    finally:
+        postgres_server.drop_database(name)

@@ -172,6 +172,34 @@ def test_dependencies_md_gives_every_floor() -> None:
     assert documented == pins, "docs/dependencies.md: the floors table must match pyproject.toml"
 
 
+# | `extra` | `dependency` | floor | ...: a row of the optional extras table.
+EXTRA_ROW = re.compile(r"^\|\s*`([a-z0-9-]+)`\s*\|\s*`([^`]+)`\s*\|\s*([0-9][^|\s]*)\s*\|")
+# Extras of tools, not of salon's features: described in prose.
+TOOL_EXTRAS = {"test", "bench"}
+
+
+def test_dependencies_md_gives_every_optional_floor() -> None:
+    """Each feature extra's requirement is in docs/dependencies.md's optional extras table
+    with its floor, and the test extra holds it too (the tests of that feature need it)."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    declared = {
+        (extra, *requirement.split(">=", 1))
+        for extra, requirements in extras.items()
+        if extra not in TOOL_EXTRAS
+        for requirement in requirements
+    }
+    documented = set()
+    for line in DEPENDENCIES_MD.read_text(encoding="utf-8").splitlines():
+        if row := EXTRA_ROW.match(line):
+            documented.add(row.groups())
+    assert declared, "no feature extra in pyproject.toml"
+    assert documented == declared, "docs/dependencies.md: the extras table must match"
+    for _, name, floor in declared:
+        assert f"{name}>={floor}" in extras["test"]
+
+
 def test_min_requirements_pins_floors_and_keeps_markers(tmp_path: Path) -> None:
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(

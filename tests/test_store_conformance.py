@@ -41,15 +41,25 @@ from salon.store.sqlite import SQLiteStore
 # tests must not turn a search into QueryTooBroad (that budget has tests of its own).
 BUDGET = 30.0
 
-STORES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda _: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "salon.db", query_budget=BUDGET),
+
+def postgres(request: pytest.FixtureRequest, _: Path) -> Store:
+    """A PostgresStore on a fresh database of the session's PostgreSQL (conftest.py)."""
+    from salon.store.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("postgres_dsn"), query_budget=BUDGET)
+
+
+# Each entry makes a new, empty store (from the test's request and temporary directory).
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda _, __: MemoryStore(),
+    "sqlite": lambda _, tmp: SQLiteStore(tmp / "salon.db", query_budget=BUDGET),
+    "postgres": postgres,
 }
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made = STORES[request.param](tmp_path)
+    made = STORES[request.param](request, tmp_path)
     yield made
     made.close()
 

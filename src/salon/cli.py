@@ -1,4 +1,4 @@
-"""The ``salon`` command: serve, check-config, hash-password, chat, account.
+"""The ``salon`` command: serve, check-config, hash-password, chat, account, db.
 
 Every error is one line on stderr, ``salon <command>: <what went wrong>``: exit code 2 for
 a mistake of the user (a bad argument, a bad config, end of input at a prompt), 1 for a
@@ -109,6 +109,26 @@ def build_parser() -> Parser:
     sub.add_parser("example-config", help="print the commented example config")
     add_chat_parser(sub)
     add_account_parser(sub)
+
+    db = sub.add_parser(
+        "db", help="move the store between databases", description="Database tools."
+    )
+    dbsub = db.add_subparsers(
+        dest="db_command", metavar="ACTION", parser_class=Parser, required=True
+    )
+    imp = dbsub.add_parser(
+        "import",
+        help="copy a data directory's store into PostgreSQL",
+        description="Copy a data directory's SQLite store (accounts, channels, bans, markers,"
+        " history...) and its cloaking key into an empty PostgreSQL database.",
+    )
+    imp.add_argument("data_dir", metavar="DATA_DIR")
+    imp.add_argument(
+        "--dsn",
+        required=True,
+        help="libpq connection string, e.g. 'host=db.example user=salon dbname=salon'"
+        " or postgresql://salon@db.example/salon",
+    )
     return parser
 
 
@@ -140,10 +160,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error's message on one line (libpq's run over several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _db_import(args: argparse.Namespace) -> int:
+    try:
+        import psycopg
+    except ImportError:
+        raise UsageError("PostgreSQL support is not installed: pip install 'salon[postgres]'")
+    from salon.store.pgimport import import_data_dir
+
+    try:
+        counts = import_data_dir(Path(args.data_dir), args.dsn)
+    except psycopg.ProgrammingError as exc:  # a malformed DSN
+        raise UsageError(f"--dsn: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        print(f"salon db import: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    print(", ".join(f"{table} {n}" for table, n in counts.items()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"salon {args.command}" if args.command else "salon"
+    if getattr(args, "db_command", None):
+        prog += f" {args.db_command}"
     try:
         return _dispatch(parser, args)
     except UsageError as exc:
@@ -190,6 +236,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
         return run_chat(args)
     if args.command == "account":
         return run_account(args)
+    if args.command == "db":
+        return _db_import(args)
     if args.command == "example-config":
         sys.stdout.write(EXAMPLE_PATH.read_text())
         return 0

@@ -259,6 +259,24 @@ def is_dm(target: str) -> bool:
     return " " in target
 
 
+class PurgeSteps(Protocol):
+    def purge_step(
+        self, before: float, target: str | None, exclude: Sequence[str], after: str
+    ) -> PurgeProgress: ...
+
+
+def purge_all(store: PurgeSteps, before: float, target: str | None, exclude: Sequence[str]) -> int:
+    """Everything a store's purge steps remove, step after step (a database's
+    purge_history: at start, and in tests)."""
+    removed, after = 0, ""
+    while True:
+        step = store.purge_step(before, target, exclude, after)
+        removed += step.removed
+        if step.next is None:
+            return removed
+        after = step.next
+
+
 def iter_chunks(items: Sequence[HistoryEvent], size: int) -> Iterator[Sequence[HistoryEvent]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -30,6 +30,7 @@ from salon.store.base import (
     ServerBan,
     dm_other,
     is_dm,
+    purge_all,
 )
 from salon.store.sqlite_queries import ACTIVITY, DEFAULT_BUDGET, HistoryReads, SQLiteReader
 
@@ -624,13 +625,7 @@ class SQLiteStore(HistoryReads):
         self, before: float, target: str | None = None, exclude: Sequence[str] = ()
     ) -> int:
         """Everything :meth:`purge_step` removes, at once (at start, and in tests)."""
-        removed, after = 0, ""
-        while True:
-            step = self.purge_step(before, target, exclude, after)
-            removed += step.removed
-            if step.next is None:
-                return removed
-            after = step.next
+        return purge_all(self, before, target, exclude)
 
     def purge_step(
         self,

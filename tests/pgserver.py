@@ -1,0 +1,160 @@
+"""A real PostgreSQL for the tests: ``initdb`` in a temporary directory, ``postgres`` on a
+free loopback port, stopped (and its directory removed) at the end.
+
+PostgreSQL refuses to run as root, and CI runs as root: there both programs run as the
+``postgres`` user that Debian's package creates (``subprocess`` switches user in the
+child, so no ``su`` process stands between the test and the server it stops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+# Where Debian's postgresql-NN packages put the server programs.
+DEBIAN_BINDIRS = "/usr/lib/postgresql"
+START_TIMEOUT = 30.0  # seconds for initdb's cluster to accept connections
+STOP_TIMEOUT = 10.0  # seconds a fast shutdown may take before SIGKILL
+OWNER = "postgres"  # the account Debian's package makes, and the superuser initdb names
+
+
+def find_bindir() -> Path | None:
+    """The newest Debian PostgreSQL's programs (``initdb``, ``postgres``), if any."""
+    root = Path(DEBIAN_BINDIRS)
+    found = sorted(
+        (p / "bin" for p in root.glob("*") if (p / "bin" / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return found[-1] if found else None
+
+
+class PostgresServer:
+    """One PostgreSQL cluster, for one test session (one per xdist worker)."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="salon-pg-"))
+        self.data = self.root / "data"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
+        self._names = itertools.count(1)
+        self.user: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(OWNER)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            self.user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def start(self, port: int) -> None:
+        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+        log = self.root / "initdb.log"
+        initdb = [
+            str(self.bindir / "initdb"),
+            "-D", str(self.data),
+            "-U", OWNER,
+            "--auth=trust",  # loopback and the socket in our own directory only
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            done = subprocess.run(
+                initdb,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.root,
+                timeout=120,
+                **self.user,
+            )
+        if done.returncode:
+            raise RuntimeError(f"initdb failed: {log.read_text(errors='replace')}")
+        self.port = port
+        self._log = (self.root / "server.log").open("wb")
+        server = [
+            str(self.bindir / "postgres"),
+            "-D", str(self.data),
+            "-p", str(port),
+            "-k", str(self.root),  # the unix socket, in our directory
+            "-c", "listen_addresses=127.0.0.1",
+            # Throwaway data: no durability, small memory.
+            "-c", "fsync=off",
+            "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "shared_buffers=32MB",
+            "-c", "max_connections=40",
+            "-c", "logging_collector=off",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            server,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=env,
+            cwd=self.root,
+            start_new_session=True,
+            **self.user,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {self.log()}")
+            try:
+                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start: {self.log()}") from None
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").read_text(errors="replace")[-2000:]
+        return ""
+
+    def dsn(self, dbname: str) -> str:
+        return f"host=127.0.0.1 port={self.port} user={OWNER} dbname={dbname}"
+
+    def create_database(self) -> str:
+        """A new empty database; its name."""
+        import psycopg
+
+        name = f"t{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected), then the directory goes."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            # Signalled as the caller (root may signal the postgres user's process).
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+        shutil.rmtree(self.root, ignore_errors=True)

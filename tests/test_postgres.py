@@ -1,0 +1,237 @@
+"""The PostgreSQL store beyond the conformance suite: it is never imported unless used,
+its shared secrets, its search budget, and ``salon db import`` of a data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from salon.errors import QueryTooBroad
+from salon.store.base import (
+    AccountRecord,
+    ChannelRecord,
+    HistoryEvent,
+    HistoryQuery,
+    ListRecord,
+    ScramCredentials,
+    SearchQuery,
+    ServerBan,
+    dm_key,
+)
+from salon.store.sqlite import SQLiteStore
+
+# Everything a server without PostgreSQL loads: none of it may import psycopg.
+WITHOUT_POSTGRES = (
+    "salon.cli",
+    "salon.net.runner",
+    "salon.net.storage",
+    "salon.store.sqlite",
+    "salon.store.memory",
+    "salon.server.core",
+    "salon.admin",
+    "salon.tui.cli",
+)
+
+
+def loaded_modules(*modules: str) -> set[str]:
+    """The top-level packages in sys.modules of a new interpreter after importing
+    ``modules``."""
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
+    code += "print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(done.stdout.split())
+
+
+def test_off_means_off_nothing_imports_psycopg() -> None:
+    assert "psycopg" not in loaded_modules(*WITHOUT_POSTGRES)
+    # The check sees an import when there is one.
+    assert "psycopg" in loaded_modules("salon.store.postgres")
+
+
+def test_a_new_database_gets_shared_secrets_every_node_reads(postgres_dsn: str) -> None:
+    from salon.store.postgres import ACCOUNT_SECRET, CLOAK_KEY, SECRET_SIZE, PostgresStore
+
+    given = b"k" * SECRET_SIZE
+    first = PostgresStore(postgres_dsn, secrets={CLOAK_KEY: given})
+    # A second node with other secrets of its own: the database's stay.
+    second = PostgresStore(postgres_dsn, secrets={CLOAK_KEY: b"x" * SECRET_SIZE})
+    try:
+        assert first.secret(CLOAK_KEY) == second.secret(CLOAK_KEY) == given
+        made = first.secret(ACCOUNT_SECRET)
+        assert len(made) == SECRET_SIZE and made != given
+        assert second.secret(ACCOUNT_SECRET) == made
+        with pytest.raises(KeyError):
+            first.secret("nothing")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_search_past_its_budget_is_too_broad_and_leaves_the_store_usable(
+    postgres_dsn: str,
+) -> None:
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn, query_budget=0.001)
+    many = 50_000
+    store.append_history(
+        [
+            HistoryEvent(f"m{i}", 1000.0 + i, "#c", "PRIVMSG", "a!a@h", None, ("#c", f"word {i}"))
+            for i in range(many)
+        ]
+    )
+    reader = store.reader()
+    try:
+        for view in (store, reader):
+            with pytest.raises(QueryTooBroad):
+                view.search_history(SearchQuery("word", ("#c",), limit=many))
+        # Inside a writer's transaction (a savepoint): the transaction goes on.
+        with store.transaction():
+            with pytest.raises(QueryTooBroad):
+                store.search_history(SearchQuery("word", ("#c",), limit=many))
+            store.set_rejoin("a", ["#c"])
+        assert store.load_rejoins() == [("a", ["#c"])]
+        store.query_budget = reader.query_budget = 30.0
+        for view in (store, reader):
+            assert len(view.search_history(SearchQuery("word", ("#c",), limit=many))) == many
+    finally:
+        reader.close()
+        store.close()
+
+
+# ---------------------------------------------------------------------------- import
+
+
+def make_data_dir(data: Path) -> list[str]:
+    """A data directory with something in every table, and history of several
+    conversations, part of it indexed; its conversation keys."""
+    data.mkdir(mode=0o700)
+    (data / "cloak.key").write_text("ab" * 32 + "\n")
+    store = SQLiteStore(data / "salon.db")
+    scram = ScramCredentials(b"salt", 4096, b"s" * 32, b"k" * 32)
+    store.save_account(AccountRecord("Alice", "$argon2id$x", scram, "a@example.org"))
+    store.save_account(AccountRecord("bob", "$argon2id$y", certfps=("ab:cd",)))
+    store.save_channel(
+        ChannelRecord("#Salon", "alice", 1.5, "tøpic", bans=(ListRecord("*!*@x", "a", 1),))
+    )
+    store.save_server_ban(ServerBan("K", "*@bad", "spam", "oper", 10.0, 20.0))
+    store.set_read_marker("alice", "#salon", 1234.5)
+    store.set_private_channel("#secret", True)
+    store.set_rejoin("alice", ["#salon", "#b"])
+    dm = dm_key("alice", "bob")
+    words = ["apple", "banana", "café", "naïve", "x-ray", "snake_case", "s'il"]
+    events = []
+    for i in range(3000):
+        target = ("#salon", "#b", dm)[i % 3]
+        text = f"{words[i % len(words)]} {words[(i * 3) % len(words)]} number{i}"
+        command = "NOTICE" if i % 11 == 0 else "PRIVMSG"
+        extra = {"party": "alice", "display": "Bob" if i % 50 == 0 else ""} if target == dm else {}
+        events.append(
+            HistoryEvent(
+                f"{1_700_000_000_000 + i * 10:011x}q{i}",
+                1_700_000_000 + i / 100,
+                target,
+                command,
+                f"{'alice' if i % 2 else 'Bob'}!u@h",
+                "alice" if i % 5 == 0 else None,
+                (target if target != dm else "bob", text),
+                (("+draft/reply", "x"),) if i % 13 == 0 else (),
+                **extra,
+            )
+        )
+        if i % 97 == 0:
+            events.append(
+                HistoryEvent(f"j{i}", 1_700_000_000 + i / 100, "#b", "JOIN", "c!c@h", None, ("#b",))
+            )
+    store.append_history(events[:2000])
+    store.maintain(1500)  # part indexed, the rest in the tail
+    store.append_history(events[2000:])
+    store.close()
+    return ["#salon", "#b", dm]
+
+
+SEARCHES = ["apple", "cafe", "naive CAFÉ", "naive", "x-ray", "case", "s'il", "il s", "num", ""]
+
+
+def salon_db(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salon", "db", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")},
+    )
+
+
+def test_db_import_copies_a_data_dir_with_equal_counts_and_searches(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    from salon.store.pgimport import postgres_counts, sqlite_counts
+    from salon.store.postgres import CLOAK_KEY, PostgresStore
+
+    data = tmp_path / "data"
+    targets = make_data_dir(data)
+    done = salon_db("import", str(data), "--dsn", postgres_dsn)
+    assert done.returncode == 0, done.stderr
+    assert "history 3031" in done.stdout
+    source = SQLiteStore(data / "salon.db")
+    copy = PostgresStore(postgres_dsn, query_budget=30.0)
+    try:
+        source.index_pending()
+        counts = sqlite_counts(source)
+        assert counts["history"] == 3031 and all(counts.values()), counts
+        assert postgres_counts(copy) == counts
+        for text in SEARCHES:
+            for sender in (None, "alice"):
+                query = SearchQuery(text, tuple(targets), sender=sender, limit=200)
+                want = source.search_history(query)
+                assert want, query
+                assert copy.search_history(query) == want, query
+        for target in targets:
+            assert copy.history(HistoryQuery(target, limit=500)) == source.history(
+                HistoryQuery(target, limit=500)
+            )
+            assert sorted(copy.dm_partners("alice")) == sorted(source.dm_partners("alice"))
+        assert copy.history_targets(targets, 0, 2e9, 10) == source.history_targets(
+            targets, 0, 2e9, 10
+        )
+        assert sorted(copy.load_accounts(), key=repr) == sorted(source.load_accounts(), key=repr)
+        assert copy.load_channels() == source.load_channels()
+        assert copy.load_rejoins() == source.load_rejoins()
+        assert copy.secret(CLOAK_KEY) == bytes.fromhex("ab" * 32)
+    finally:
+        copy.close()
+        source.close()
+    # Once only: a database that holds salon data is not imported into.
+    again = salon_db("import", str(data), "--dsn", postgres_dsn)
+    assert again.returncode == 2
+    assert again.stderr == (
+        "salon db import: the database already holds salon data: import into an empty one\n"
+    )
+
+
+def test_db_import_errors_are_one_line(postgres_dsn: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_data_dir(data)
+    cases = [
+        (["import", str(tmp_path / "none"), "--dsn", postgres_dsn], 2, "is not a directory"),
+        (["import", str(tmp_path), "--dsn", postgres_dsn], 2, "has no database (salon.db)"),
+        (["import", str(data), "--dsn", "no such = option"], 2, "--dsn: "),
+        (["import", str(data)], 2, "the following arguments are required: --dsn"),
+        (
+            ["import", str(data), "--dsn", "host=127.0.0.1 port=1 connect_timeout=5"],
+            1,
+            "PostgreSQL: ",
+        ),
+    ]
+    for args, code, says in cases:
+        done = salon_db(*args)
+        assert done.returncode == code, (args, done.stderr)
+        assert done.stderr.startswith("salon db import: "), done.stderr
+        assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
