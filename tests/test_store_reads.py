@@ -279,8 +279,9 @@ def test_purges_go_in_bounded_steps(tmp_path: Path) -> None:
     store.close()
 
 
-def test_retention_runs_as_many_store_calls(tmp_path: Path) -> None:
-    """A purge is one store call per step: messages committed meanwhile go between them."""
+def test_retention_runs_as_many_store_calls_one_per_tick(tmp_path: Path) -> None:
+    """A purge is one store call per step, and one step per tick: messages committed
+    meanwhile go between them, and so do the WAL's checkpoints."""
     net = sqlite_net(tmp_path / "salon.db", HeldStoreNet(history={"retention_days": 1}))
     assert isinstance(net, HeldStoreNet)
     store: SQLiteStore = net.store  # type: ignore[assignment]
@@ -289,10 +290,15 @@ def test_retention_runs_as_many_store_calls(tmp_path: Path) -> None:
     net.advance(3 * 86400)
     net.server.last_purge = -math.inf
     net.check_timeouts()
-    transactions = net.run_store_until_idle()
+    assert net.run_store_until_idle() == 1  # the first step, and no other without a tick
+    steps = 1
+    while net.server.later:
+        net.tick(0.1)
+        assert net.run_store_until_idle() == 1
+        steps += 1
     left = store.conn.execute("SELECT target, COUNT(*) FROM history GROUP BY target")
     assert [tuple(r) for r in left] == [("#new", 10)]
-    assert transactions >= 3  # 1,200 rows in steps of PURGE_CHUNK
+    assert steps >= 3  # 1,200 rows in steps of PURGE_CHUNK
 
 
 # ---------------------------------------------------------------------------- outages

@@ -133,6 +133,8 @@ class Server:
         self.cloak_suffix = config.cloak.suffix
         self.sts: tuple[int, int] | None = None
         self.last_purge = 0.0
+        # Background work, one item per tick (history.purge's steps).
+        self.later: deque[Callable[[], None]] = deque()
         # account (casefolded) -> channels its last session was in, for accounts.rejoin
         self.rejoin: dict[str, list[str]] = {}
         # Private conversation key -> (recipient, sender) names last stored for it.
@@ -392,8 +394,11 @@ class Server:
     # ------------------------------------------------------------------ timers
 
     def tick(self, now: float) -> None:
-        """Called by the shell several times a second: flood release and timeouts."""
+        """Called by the shell several times a second: flood release, and one step of
+        background work (``later``: a purge's next step)."""
         self.now = now
+        if self.later:
+            self.later.popleft()()
         if self.throttled:
             for client in list(self.throttled):
                 if client.closed:

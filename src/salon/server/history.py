@@ -159,9 +159,10 @@ PurgeJob = tuple[float, str | None, tuple[str, ...]]  # before, conversation or 
 
 
 def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None]) -> None:
-    """Remove old events in steps (``store.purge_step``), one store call each: the commits
-    that deliveries wait for go between them, so a purge of millions of events never holds
-    up a message for longer than one step. ``done(count)`` once all are removed."""
+    """Remove old events in steps (``store.purge_step``), one store call each, one per
+    tick: the commits that deliveries wait for go between them, so a purge of millions of
+    events never holds up a message for longer than one step. ``done(count)`` once all
+    are removed."""
     removed = 0
 
     def step(job: int, after: str) -> None:
@@ -173,7 +174,10 @@ def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None])
                 return  # the store failed (logged there): the next purge tries again
             removed += progress.removed
             if progress.next is not None:
-                step(job, progress.next)
+                # The next step waits for the next tick: between steps the checkpoints
+                # catch up with the WAL (which back-to-back steps let grow without end).
+                follow, after = job, progress.next
+                server.later.append(lambda: step(follow, after))
             elif job + 1 < len(jobs):
                 step(job + 1, "")
             else:

@@ -40,6 +40,8 @@ INDEX_SLICE = 1000  # rows indexed per maintain() call by default
 # behind), looking at most at PURGE_SCAN conversations.
 WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
 PURGE_CHUNK = 500
+PURGE_BITE = 50  # events per DELETE statement inside a step
+PURGE_SECONDS = 0.02  # a step stops after this long (the next conversation waits)
 PURGE_SCAN = 2000
 
 SCHEMA = """
@@ -635,9 +637,12 @@ class SQLiteStore(HistoryReads):
         after: str = "",
         most: int = PURGE_CHUNK,
     ) -> PurgeProgress:
-        """Remove at most ``most`` events older than ``before``: of ``target``, or of
-        every conversation from ``after`` on (in key order) but those in ``exclude``.
-        Each conversation's old events are found through the conversation index."""
+        """Remove at most ``most`` events older than ``before``, for at most PURGE_SECONDS:
+        of ``target``, or of every conversation from ``after`` on (in key order) but those
+        in ``exclude``. Each conversation's old events are found through the conversation
+        index, and deleted PURGE_BITE at a time (deleting a row costs its search index
+        entries, so the time limit is checked between bites)."""
+        deadline = time.monotonic() + PURGE_SECONDS
         self.index_pending()
         if target is not None:
             keys: list[str] = [target]
@@ -654,20 +659,26 @@ class SQLiteStore(HistoryReads):
         for key in keys:
             if key in skip:
                 continue
-            cur = self.conn.execute(
-                "DELETE FROM history WHERE id IN (SELECT id FROM history_by_target"
-                " WHERE target = ? AND time < ? ORDER BY time LIMIT ?)",
-                (key, before, most - removed),
-            )
-            if cur.rowcount:
+            gone = 0
+            while True:
+                bite = min(PURGE_BITE, most - removed)
+                cur = self.conn.execute(
+                    "DELETE FROM history WHERE id IN (SELECT id FROM history_by_target"
+                    " WHERE target = ? AND time < ? ORDER BY time LIMIT ?)",
+                    (key, before, bite),
+                )
+                gone += cur.rowcount
                 removed += cur.rowcount
+                if cur.rowcount < bite or removed >= most or time.monotonic() > deadline:
+                    break
+            if gone:
                 self.conn.execute(
                     "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
-                    (cur.rowcount, key),
+                    (gone, key),
                 )
-            if removed >= most:
+            if removed >= most or time.monotonic() > deadline:
                 return PurgeProgress(removed, key)  # this one may hold more
-            if cur.rowcount:
+            if gone:
                 # Every message before ``before`` is gone: a last one older is no more.
                 self.conn.execute(
                     "UPDATE conversations SET last = -1 WHERE target = ? AND last < ?",
