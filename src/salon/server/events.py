@@ -1,0 +1,75 @@
+"""The changes of shared state, as values.
+
+Every change of what the network shares (who is on it and under which nick, the channels,
+their members, modes and topics, who is away, logged in or K-lined) is one of these
+events. A command checks what it asks for against the current state (with the same errors
+as ever), makes the event, and hands it to ``Server.emit``; ``salon.server.apply`` holds the
+one function per kind that changes the state and renders the lines this process's clients
+get. Applying an event is the only way that state changes, so replaying the same events in
+the same order on another ``Server`` gives the same state (the scale-out of issue 19 sends
+them through Redis in one sequenced order to every node).
+
+An event is plain data: users are named by their id (``uid``, the connection id of the
+process that introduced them), channels by name, modes as strings. No ``Client`` or
+``Channel`` object is held, so an event can be serialized as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Intro:
+    """A user finished registration and joins the network."""
+
+    uid: int
+    nick: str
+    user: str
+    host: str
+    ip: str
+    realname: str
+    account: str | None
+    modes: str
+    signon: float
+    tls: bool
+    certfp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    uid: int
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    uid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``uid`` joins ``channel``; it is created (the joiner its operator) when missing."""
+
+    uid: int
+    channel: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    uid: int
+    channel: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    uid: int
+    channel: str
+    target: int
+    reason: str
+
+
+Event = Intro | Nick | Quit | Join | Part | Kick
