@@ -79,14 +79,43 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     robert.send("JOIN #c")
     alice.send("JOIN #c")
     net.register("dave").send("JOIN #c")
+    alice.send("TOPIC #b :the b topic")
+    alice.send("MODE #b +o-o+v Carol Carol Carol")
+    alice.send("MODE #b +bbe bad!*@* *!*@evil.example good!*@*")
+    alice.send("MODE #b -b+I BAD!*@* friend!*@*")
+    alice.send("MODE #b +kl-n secret 10")
+    alice.send("MODE #b +mi-l")
+    alice.send("INVITE robert #b")
+    alice.send("INVITE robert #nowhere")
+    robert.send("JOIN #b")
+    robert.send("MODE robert +iw-w")
+    alice.send("MODE alice +B")
+    net.advance(3)
+    robert.send("TOPIC #c :set by an op")
     carol.send("QUIT :gone")
     net.advance(1)
     log = net.server.event_log
     kinds = {type(event) for event in log}
-    assert {events.Intro, events.Nick, events.Join, events.Part, events.Kick, events.Quit} <= kinds
+    assert {
+        events.Intro,
+        events.Nick,
+        events.Join,
+        events.Part,
+        events.Kick,
+        events.Quit,
+        events.Topic,
+        events.ChannelMode,
+        events.UserMode,
+        events.Invite,
+    } <= kinds
     before = state(net.server)
     assert before["users"]["robert"][0] == "robert"
     assert "carol" not in before["users"]
+    b = before["channels"]["#b"]
+    assert b[2] == {"alice": "o", "robert": ""}
+    assert b[4:7] == ("secret", None, ("the b topic", alice.client.prefix, int(START) + 5))
+    assert [e[0] for e in b[7]] == ["*!*@evil.example"]
+    assert before["invisible"] == ["robert"]
     assert replay(net, log).event_log is None
     assert state(replay(net, log)) == before
 

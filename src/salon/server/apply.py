@@ -19,9 +19,21 @@ from typing import TYPE_CHECKING, Any
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps, history
-from salon.server.channel import Channel
+from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
 from salon.server.client import Client, Kind
-from salon.server.events import Event, Intro, Join, Kick, Nick, Part, Quit
+from salon.server.events import (
+    ChannelMode,
+    Event,
+    Intro,
+    Invite,
+    Join,
+    Kick,
+    Nick,
+    Part,
+    Quit,
+    Topic,
+    UserMode,
+)
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -200,6 +212,100 @@ def apply_kick(server: Server, ev: Kick, rb: ResponseBuffer | None) -> None:
         server.note(f"kick nick={target.nick} channel={chan.name} by={client.nick}")
 
 
+def apply_topic(server: Server, ev: Topic, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    chan = server.channels[casefold(ev.channel)]
+    chan.topic = ev.text
+    chan.topic_by = client.prefix
+    chan.topic_time = int(ev.time)
+    topic = Message("TOPIC", (chan.name, chan.topic), client.prefix, server.user_tags(client))
+    if rb is not None:
+        rb.add(topic)
+    server.deliver(chan.members, topic, skip=client)
+    history.channel_event(server, chan, topic)
+    server.services.channel_changed(chan)
+
+
+def apply_channel_mode(server: Server, ev: ChannelMode, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    chan = server.channels[casefold(ev.channel)]
+    flags = ""
+    params: list[str] = []
+    sign = ""
+    for adding, letter, arg in ev.changes:
+        if letter in LIST_MODES:
+            assert arg is not None
+            entries = chan.list_for(letter)
+            if adding:
+                entries.append(ListEntry(arg, client.prefix, int(ev.time)))
+            else:
+                folded = casefold(arg)
+                entries[:] = [e for e in entries if casefold(e.mask) != folded]
+        elif letter in PREFIX_MODES:
+            assert arg is not None
+            chan.set_prefix(server.nicks[casefold(arg)], letter, adding)
+        elif letter == "k":
+            chan.key = arg if adding else None
+        elif letter == "l":
+            chan.limit = int(arg) if adding and arg is not None else None
+        elif adding:
+            chan.modes.add(letter)
+        else:
+            chan.modes.discard(letter)
+        want = "+" if adding else "-"
+        if want != sign:
+            flags += want
+            sign = want
+        flags += letter
+        if arg is not None:
+            params.append(arg)
+    change = Message("MODE", (chan.name, flags, *params), client.prefix, server.user_tags(client))
+    if rb is not None:
+        rb.add(change)
+    server.deliver(chan.members, change, skip=client)
+    history.channel_event(server, chan, change)
+    if any(letter in "sik" for _add, letter, _arg in ev.changes):
+        history.note_privacy(server, chan)
+    server.services.channel_changed(chan)
+
+
+def apply_user_mode(server: Server, ev: UserMode, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    if ev.oper is not None:
+        client.oper = ev.oper
+    added = removed = ""
+    for sign, mode in zip(ev.changes[::2], ev.changes[1::2], strict=True):
+        server.set_user_mode(client, mode, sign == "+")
+        if sign == "+":
+            added += mode
+        else:
+            removed += mode
+    change = ("+" + added if added else "") + ("-" + removed if removed else "")
+    if rb is not None:
+        rb.add(Message("MODE", (client.nick, change), client.prefix))
+
+
+def apply_invite(server: Server, ev: Invite, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    target = user(server, ev.target)
+    chan = server.channels.get(casefold(ev.channel))
+    if chan is not None:
+        chan.invited.add(target.nick_cf)
+    invite = Message("INVITE", (target.nick, ev.channel), client.prefix, server.user_tags(client))
+    server.send(target, invite)
+    if chan is not None:
+        # invite-notify: sent to other members who could have invited the user themselves.
+        notify = [
+            m
+            for m in chan.members
+            if m is not client
+            and m is not target
+            and m.capmask & caps.INVITE_NOTIFY
+            and (chan.is_op(m) or "i" not in chan.modes)
+        ]
+        server.deliver(notify, invite)
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -207,6 +313,10 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Join: apply_join,
     Part: apply_part,
     Kick: apply_kick,
+    Topic: apply_topic,
+    ChannelMode: apply_channel_mode,
+    UserMode: apply_user_mode,
+    Invite: apply_invite,
 }
 
 

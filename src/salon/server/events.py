@@ -72,4 +72,43 @@ class Kick:
     reason: str
 
 
-Event = Intro | Nick | Quit | Join | Part | Kick
+@dataclass(frozen=True, slots=True)
+class Topic:
+    uid: int
+    channel: str
+    text: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMode:
+    """Channel mode changes, in order: (adding, letter, parameter). A list entry's
+    parameter is its mask, a prefix mode's the member's nick, ``k``'s the key (``*`` when
+    removed), ``l``'s the limit; flags have none."""
+
+    uid: int
+    channel: str
+    changes: tuple[tuple[bool, str, str | None], ...]
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserMode:
+    """User mode changes in the order they apply (``+i-w``, a sign before each letter);
+    ``oper``: the operator block of OPER."""
+
+    uid: int
+    changes: str
+    oper: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """``uid`` invites ``target`` to ``channel`` (which may not exist)."""
+
+    uid: int
+    target: int
+    channel: str
+
+
+Event = Intro | Nick | Quit | Join | Part | Kick | Topic | ChannelMode | UserMode | Invite
