@@ -90,6 +90,10 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     robert.send("JOIN #b")
     robert.send("MODE robert +iw-w")
     alice.send("MODE alice +B")
+    robert.send("AWAY :lunch")
+    alice.send("AWAY :brb")
+    alice.send("AWAY")
+    robert.send("SETNAME :Robert R.")
     net.advance(3)
     robert.send("TOPIC #c :set by an op")
     carol.send("QUIT :gone")
@@ -107,6 +111,8 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
         events.ChannelMode,
         events.UserMode,
         events.Invite,
+        events.Away,
+        events.Setname,
     } <= kinds
     before = state(net.server)
     assert before["users"]["robert"][0] == "robert"
@@ -116,6 +122,7 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     assert b[4:7] == ("secret", None, ("the b topic", alice.client.prefix, int(START) + 5))
     assert [e[0] for e in b[7]] == ["*!*@evil.example"]
     assert before["invisible"] == ["robert"]
+    assert before["users"]["robert"][3:6] == ("Robert R.", None, "lunch")
     assert replay(net, log).event_log is None
     assert state(replay(net, log)) == before
 

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps, history
+from salon.server import caps, history, monitor
 from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.events import (
+    Away,
     ChannelMode,
     Event,
     Intro,
@@ -31,6 +32,7 @@ from salon.server.events import (
     Nick,
     Part,
     Quit,
+    Setname,
     Topic,
     UserMode,
 )
@@ -306,6 +308,27 @@ def apply_invite(server: Server, ev: Invite, rb: ResponseBuffer | None) -> None:
         server.deliver(notify, invite)
 
 
+def apply_away(server: Server, ev: Away, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    client.away = ev.text
+    away = Message("AWAY", (ev.text,) if ev.text is not None else (), client.prefix)
+    # away-notify: "sent to all clients that share a channel with the user".
+    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY]
+    server.deliver(recipients, away, skip=client)
+    monitor.notify_extended(server, client, away)
+
+
+def apply_setname(server: Server, ev: Setname, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    client.realname = ev.realname
+    change = Message("SETNAME", (ev.realname,), client.prefix, server.user_tags(client))
+    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.SETNAME]
+    server.deliver(recipients, change, skip=client)
+    if rb is not None and client.capmask & caps.SETNAME:
+        rb.add(change)
+    monitor.notify_extended(server, client, change)
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -317,6 +340,8 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     ChannelMode: apply_channel_mode,
     UserMode: apply_user_mode,
     Invite: apply_invite,
+    Away: apply_away,
+    Setname: apply_setname,
 }
 
 

@@ -111,4 +111,31 @@ class Invite:
     channel: str
 
 
-Event = Intro | Nick | Quit | Join | Part | Kick | Topic | ChannelMode | UserMode | Invite
+@dataclass(frozen=True, slots=True)
+class Away:
+    """``text`` None: back."""
+
+    uid: int
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Setname:
+    uid: int
+    realname: str
+
+
+Event = (
+    Away
+    | Setname
+    | Intro
+    | Nick
+    | Quit
+    | Join
+    | Part
+    | Kick
+    | Topic
+    | ChannelMode
+    | UserMode
+    | Invite
+)
