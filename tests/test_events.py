@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from accounthelpers import PASSWORD, accounts_net, cheap_argon2
 from corehelpers import START, Net
 
+from salon.passwords import hash_password
 from salon.server import events
 from salon.server.core import Server
 from salon.store.memory import MemoryStore
+
+__all__ = ["cheap_argon2"]
 
 
 def state(server: Server) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def replay(net: Net, log: list[events.Event]) -> Server:
 
 
 def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
-    net = Net()
+    net = accounts_net(oper=[{"name": "root", "password": hash_password("pw")}])
     net.server.event_log = []
     alice = net.register("alice")
     bob = net.register("bob", caps=["extended-join", "away-notify"])
@@ -94,6 +98,14 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     alice.send("AWAY :brb")
     alice.send("AWAY")
     robert.send("SETNAME :Robert R.")
+    # Log in and out: REGISTER (logs in), NickServ LOGOUT.
+    robert.send("REGISTER * * :" + PASSWORD)
+    net.run_offloads()
+    alice.send("REGISTER * * :" + PASSWORD)
+    net.run_offloads()
+    alice.send("PRIVMSG NickServ :LOGOUT")
+    robert.send("OPER root pw")
+    net.run_offloads()
     net.advance(3)
     robert.send("TOPIC #c :set by an op")
     carol.send("QUIT :gone")
@@ -113,6 +125,7 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
         events.Invite,
         events.Away,
         events.Setname,
+        events.Account,
     } <= kinds
     before = state(net.server)
     assert before["users"]["robert"][0] == "robert"
@@ -122,7 +135,9 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     assert b[4:7] == ("secret", None, ("the b topic", alice.client.prefix, int(START) + 5))
     assert [e[0] for e in b[7]] == ["*!*@evil.example"]
     assert before["invisible"] == ["robert"]
-    assert before["users"]["robert"][3:6] == ("Robert R.", None, "lunch")
+    assert before["users"]["robert"][3:6] == ("Robert R.", "robert", "lunch")
+    assert before["users"]["alice"][4] is None
+    assert before["opers"] == ["robert"]
     assert replay(net, log).event_log is None
     assert state(replay(net, log)) == before
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps, history, monitor
+from salon.server.accounts import set_account
 from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.events import (
+    Account,
     Away,
     ChannelMode,
     Event,
@@ -76,11 +78,11 @@ def apply_intro(server: Server, ev: Intro, rb: ResponseBuffer | None) -> None:
         client.host = ev.host
         client.user = ev.user
         client.realname = ev.realname
-        client.account = ev.account
         client.tls = ev.tls
         client.certfp = ev.certfp
         client.closed = True  # nothing is ever written to it
         server.remote[ev.uid] = client
+        set_account(server.accounts, client, ev.account)
     else:
         server.unregistered -= 1
     cf = casefold(ev.nick)
@@ -144,7 +146,8 @@ def apply_quit(server: Server, ev: Quit, rb: ResponseBuffer | None) -> None:
         server.notify_monitors(client, online=False)
     except Exception:
         log.exception("bug telling the monitors of %s that it quit", client.nick)
-    server.remote.pop(ev.uid, None)
+    if server.remote.pop(ev.uid, None) is not None:
+        server.accounts.leave_session(client)
 
 
 def apply_join(server: Server, ev: Join, rb: ResponseBuffer | None) -> None:
@@ -329,6 +332,12 @@ def apply_setname(server: Server, ev: Setname, rb: ResponseBuffer | None) -> Non
     monitor.notify_extended(server, client, change)
 
 
+def apply_account(server: Server, ev: Account, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    if not set_account(server.accounts, client, ev.account):
+        server.accounts.notify(client, ev.account or "*")
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -342,6 +351,7 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Invite: apply_invite,
     Away: apply_away,
     Setname: apply_setname,
+    Account: apply_account,
 }
 
 

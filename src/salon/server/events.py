@@ -125,10 +125,16 @@ class Setname:
     realname: str
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A user logs in to ``account`` (None: logs out)."""
+
+    uid: int
+    account: str | None
+
+
 Event = (
-    Away
-    | Setname
-    | Intro
+    Intro
     | Nick
     | Quit
     | Join
@@ -138,4 +144,7 @@ Event = (
     | ChannelMode
     | UserMode
     | Invite
+    | Away
+    | Setname
+    | Account
 )
