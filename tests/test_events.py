@@ -108,6 +108,7 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     net.run_offloads()
     net.advance(3)
     robert.send("TOPIC #c :set by an op")
+    robert.send("RENAME #c #cee :tidier")
     carol.send("QUIT :gone")
     net.advance(1)
     log = net.server.event_log
@@ -126,6 +127,7 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
         events.Away,
         events.Setname,
         events.Account,
+        events.Rename,
     } <= kinds
     before = state(net.server)
     assert before["users"]["robert"][0] == "robert"
@@ -138,6 +140,7 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     assert before["users"]["robert"][3:6] == ("Robert R.", "robert", "lunch")
     assert before["users"]["alice"][4] is None
     assert before["opers"] == ["robert"]
+    assert before["channels"]["#cee"][0] == "#cee" and "#c" not in before["channels"]
     assert replay(net, log).event_log is None
     assert state(replay(net, log)) == before
 

@@ -21,6 +21,7 @@ from salon.proto.message import Message
 from salon.server import caps, history, monitor
 from salon.server.accounts import set_account
 from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
+from salon.server.channels import send_names, send_topic
 from salon.server.client import Client, Kind
 from salon.server.events import (
     Account,
@@ -34,6 +35,7 @@ from salon.server.events import (
     Nick,
     Part,
     Quit,
+    Rename,
     Setname,
     Topic,
     UserMode,
@@ -338,6 +340,42 @@ def apply_account(server: Server, ev: Account, rb: ResponseBuffer | None) -> Non
         server.accounts.notify(client, ev.account or "*")
 
 
+def apply_rename(server: Server, ev: Rename, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    old_cf, new, new_cf = casefold(ev.channel), ev.new, casefold(ev.new)
+    chan = server.channels.pop(old_cf)
+    old_name = chan.name
+    chan.name, chan.cf = new, new_cf
+    server.channels[new_cf] = chan
+    for member in chan.members:
+        member.channels.pop(old_cf, None)
+        member.channels[new_cf] = chan
+        state = member.textport
+        if state is not None and getattr(state, "room", None) == old_cf:
+            state.room = new_cf
+    reason = ev.reason
+    params = (old_name, new, reason) if reason else (old_name, new)
+    rename = Message("RENAME", params, client.prefix, server.server_tags())
+    for member in list(chan.members):
+        own = rb if member is client else None
+        if member.capmask & caps.CHANNEL_RENAME:
+            if own is not None:
+                own.add(rename)
+            else:
+                server.send(member, rename)
+            continue
+        # Without the capability: the channel seems to be left and a new one joined.
+        out = own if own is not None else ResponseBuffer(server, member, None)
+        part_reason = f"Channel renamed to {new}" + (f": {reason}" if reason else "")
+        out.add(Message("PART", (old_name, part_reason), member.prefix))
+        out.add(Message("JOIN", (new,), member.prefix))
+        if chan.topic:
+            send_topic(server, chan, out)
+        send_names(server, member, chan, out)
+        if out is not own:
+            out.flush()
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -352,6 +390,7 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Away: apply_away,
     Setname: apply_setname,
     Account: apply_account,
+    Rename: apply_rename,
 }
 
 

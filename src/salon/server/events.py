@@ -133,6 +133,16 @@ class Account:
     account: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """draft/channel-rename: ``channel`` is now called ``new``."""
+
+    uid: int
+    channel: str
+    new: str
+    reason: str
+
+
 Event = (
     Intro
     | Nick
@@ -147,4 +157,5 @@ Event = (
     | Away
     | Setname
     | Account
+    | Rename
 )
