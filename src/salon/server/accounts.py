@@ -32,6 +32,7 @@ from salon.server import caps, monitor
 from salon.server.channels import join
 from salon.server.client import Client
 from salon.server.effects import Offload
+from salon.server.events import Account
 from salon.server.nicks import change_nick, valid_nick
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import AccountRecord, AccountStore, ScramCredentials
@@ -282,14 +283,15 @@ class Accounts:
         cf = casefold(record.name)
         prefix = f"{client.nick}!{client.user or '*'}@{client.host}"
         again = client.account is not None and casefold(client.account) == cf
-        if client.account is not None and not again:
-            self._leave_session(client)
-        client.account = record.name
-        self.sessions.setdefault(cf, set()).add(client)
+        if client.registered:
+            self.server.emit(Account(client.id, record.name), rb)
+        else:
+            # Before registration the account is this process's, as the nick is: the
+            # Intro event carries it to the network.
+            set_account(self, client, record.name)
         rb.numeric(n.RPL_LOGGEDIN, prefix, record.name, f"You are now logged in as {record.name}")
         log.info("login id=%d nick=%s account=%s", client.id, client.nick, record.name)
         if client.registered and not again:
-            self.notify(client, record.name)
             self.check_nick(client, rb)
 
     def logout(
@@ -302,22 +304,23 @@ class Accounts:
     ) -> None:
         if client.account is None:
             return
-        self._leave_session(client)
-        client.account = None
         server = self.server
         out = rb if rb is not None else ResponseBuffer(server, client, None)
+        if client.registered:
+            server.emit(Account(client.id, None), out)
+        else:
+            set_account(self, client, None)
         if reason:
             out.notice(reason)
         prefix = f"{client.nick}!{client.user or '*'}@{client.host}"
         out.numeric(n.RPL_LOGGEDOUT, prefix, "You are now logged out")
-        if client.registered:
-            self.notify(client, "*")
-            if check_nick:
-                self.check_nick(client, out)
+        if client.registered and check_nick:
+            self.check_nick(client, out)
         if rb is None:
             out.flush()
 
-    def _leave_session(self, client: Client) -> None:
+    def leave_session(self, client: Client) -> None:
+        """``client`` is no longer one of its account's sessions."""
         if client.account is None:
             return
         cf = casefold(client.account)
@@ -361,7 +364,7 @@ class Accounts:
                 continue
 
     def client_gone(self, client: Client) -> None:
-        self._leave_session(client)
+        self.leave_session(client)
         self.enforcing.pop(client, None)
 
     # ------------------------------------------------------------------ nick ownership
@@ -581,3 +584,21 @@ def admit(server: Server, client: Client, rb: ResponseBuffer) -> bool:
 def welcomed(server: Server, client: Client, rb: ResponseBuffer) -> None:
     """Just after the welcome burst (in ``rb``)."""
     server.accounts.check_nick(client, rb)
+
+
+def set_account(accounts: Accounts, client: Client, name: str | None) -> bool:
+    """Log ``client`` in to ``name`` (None: out) and keep the account's sessions; True when
+    it was already logged in to that account (a login again changes nothing others see).
+    Called by the Account event's apply, and before registration (a local fact until the
+    Intro event)."""
+    again = (
+        client.account is not None
+        and name is not None
+        and casefold(client.account) == casefold(name)
+    )
+    if client.account is not None and not again:
+        accounts.leave_session(client)
+    client.account = name
+    if name is not None:
+        accounts.sessions.setdefault(casefold(name), set()).add(client)
+    return again

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import Channel
 from salon.server.client import Client
+from salon.server.events import Join, Kick, Part
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -71,11 +71,7 @@ def join(
         return None
     if len(client.channels) >= lim.max_channels:
         raise CommandError(n.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
-    if chan is None:
-        chan = Channel(name, cf, server.now)
-        server.channels[cf] = chan
-        chan.members[client] = "o"
-    else:
+    if chan is not None:
         invited = chan.is_invex(client)
         if "i" in chan.modes and not invited:
             raise CommandError(n.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
@@ -91,23 +87,10 @@ def join(
                 chan.name,
                 "Cannot join channel (+R): you must be logged in to an account",
             )
-        chan.members[client] = ""
-        chan.invited.discard(client.nick_cf)
-    client.channels[cf] = chan
-    tags = server.user_tags(client)
-    plain = Message("JOIN", (chan.name,), client.prefix, tags)
-    extended = Message(
-        "JOIN", (chan.name, client.account or "*", client.realname), client.prefix, tags
-    )
-    others = [m for m in chan.members if m is not client]
-    server.deliver([m for m in others if not m.capmask & caps.EXTENDED_JOIN], plain)
-    server.deliver([m for m in others if m.capmask & caps.EXTENDED_JOIN], extended)
-    own = extended if client.capmask & caps.EXTENDED_JOIN else plain
-    history.channel_event(server, chan, plain)
-    if server.noting:
-        server.note(f"join nick={client.nick} channel={chan.name}")
     out = rb if rb is not None else ResponseBuffer(server, client, None)
-    out.add(own)
+    server.emit(Join(client.id, name, server.now), out)
+    chan = server.channels[cf]
+    # What the joiner alone is told (its own JOIN came from the event).
     server.services.on_join(chan, client, out)  # ChanServ access list (AMODE)
     if chan.topic:
         send_topic(server, chan, out)
@@ -117,9 +100,6 @@ def join(
             history.marker_message(server, chan.name, history.marker_for(server, client, chan.cf))
         )
     send_names(server, client, chan, out)
-    if client.away is not None:
-        away = Message("AWAY", (client.away,), client.prefix)
-        server.deliver([m for m in others if m.capmask & caps.AWAY_NOTIFY], away)
     if rb is None:
         out.flush()
     history.replay_on_join(server, client, chan)
@@ -127,21 +107,7 @@ def join(
 
 
 def part(server: Server, client: Client, chan: Channel, reason: str, rb: ResponseBuffer) -> None:
-    params = (chan.name, reason) if reason else (chan.name,)
-    msg = Message("PART", params, client.prefix, server.user_tags(client))
-    rb.add(msg)
-    server.deliver(chan.members, msg, skip=client)
-    history.channel_event(server, chan, msg)
-    leave(server, client, chan)
-    if server.noting:
-        server.note(f"part nick={client.nick} channel={chan.name}")
-
-
-def leave(server: Server, client: Client, chan: Channel) -> None:
-    del chan.members[client]
-    client.channels.pop(chan.cf, None)
-    if not chan.members:
-        server.remove_channel(chan)
+    server.emit(Part(client.id, chan.name, reason), rb)
 
 
 def kick(
@@ -154,13 +120,7 @@ def kick(
         raise CommandError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
     if target not in chan.members:
         raise CommandError(n.ERR_USERNOTINCHANNEL, nick, chan.name, "They aren't on that channel")
-    msg = Message("KICK", (chan.name, target.nick, reason), client.prefix, server.user_tags(client))
-    rb.add(msg)
-    server.deliver(chan.members, msg, skip=client)
-    history.channel_event(server, chan, msg)
-    leave(server, target, chan)
-    if server.noting:
-        server.note(f"kick nick={target.nick} channel={chan.name} by={client.nick}")
+    server.emit(Kick(client.id, chan.name, target.id, reason), rb)
 
 
 def send_topic(server: Server, chan: Channel, rb: ResponseBuffer) -> None:

@@ -28,7 +28,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT
 from salon.proto.message import Message, encode_tags
-from salon.server import caps, commit, history, monitor, welcome, whowas
+from salon.server import apply, caps, commit, history, monitor, welcome, whowas
 from salon.server.abuse import Abuse
 from salon.server.accounts import Accounts
 from salon.server.channel import (
@@ -38,6 +38,7 @@ from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
+from salon.server.events import Event, Quit
 from salon.server.flood import Flood
 from salon.server.personality import IRC, Personality, wire_bytes
 from salon.server.responsebuffer import ResponseBuffer, answer
@@ -91,12 +92,18 @@ class Server:
         self.now = time.time() if now is None else now
         self.started = self.now
         self.clients: dict[int, Client] = {}
+        # Users without a connection here, introduced by an event made elsewhere (a
+        # replay; the scale-out's other nodes): see salon.server.apply.
+        self.remote: dict[int, Client] = {}
         self.nicks: dict[str, Client] = {}
         self.channels: dict[str, Channel] = {}
         self.monitors: dict[str, set[Client]] = {}
         self.whowas: deque[WhowasEntry] = deque(maxlen=config.limits.whowas)
         self.dirty: list[Client] = []
         self.effects: list[Effect] = []
+        # Every event applied, in order, when set to a list (tests replay it); None keeps
+        # no record.
+        self.event_log: list[Event] | None = None
         self._group: commit.CommitGroup | None = None
         # Commit groups made and not yet committed: while there are any, the replies to a
         # command wait for the next commit too (see dispatch).
@@ -559,10 +566,7 @@ class Server:
     def _remove(self, client: Client, reason: str) -> None:
         if client.id not in self.clients:
             return
-        del self.clients[client.id]
         self.throttled.discard(client)
-        self.invisible.discard(client)
-        self.opers.discard(client)
         if client.registered:
             if client.account is not None and client.channels and self.config.accounts.rejoin:
                 # Remembered for the account's return (accounts.rejoin), across restarts.
@@ -572,35 +576,17 @@ class Server:
                 )
                 self.rejoin[account] = names
                 self.store(lambda store: store.set_rejoin(account, names))
-            if client.channels:
-                try:
-                    quit_msg = Message("QUIT", (reason,), client.prefix, self.user_tags(client))
-                    history.user_event(self, client, quit_msg)
-                    seen: set[Client] = {client}
-                    for chan in client.channels.values():
-                        recipients = [m for m in chan.members if m not in seen]
-                        seen.update(recipients)
-                        self.deliver(recipients, quit_msg)
-                except Exception:
-                    # A bug (a QUIT that cannot be serialized): the user still leaves every
-                    # channel below, or it would stay in them, a ghost holding its nick.
-                    log.exception("bug telling the channels of %s that it quit", client.nick)
-                for chan in list(client.channels.values()):
-                    del chan.members[client]
-                    if not chan.members:
-                        self.remove_channel(chan)
-                client.channels.clear()
-            if self.nicks.get(client.nick_cf) is client:
-                del self.nicks[client.nick_cf]
-            self.remember_whowas(client)
-            try:
-                self.notify_monitors(client, online=False)
-            except Exception:
-                log.exception("bug telling the monitors of %s that it quit", client.nick)
+            self.emit(Quit(client.id, reason))
+            del self.clients[client.id]
             if self.noting:
                 self.note(f"quit id={client.id} nick={client.nick} reason={reason}")
         else:
+            del self.clients[client.id]
+            self.invisible.discard(client)
+            self.opers.discard(client)
             self.unregistered -= 1
+            # An unregistered client's nick is this process's reservation, not yet a user
+            # of the network (its Intro event takes it there).
             if client.nick_cf and self.nicks.get(client.nick_cf) is client:
                 del self.nicks[client.nick_cf]
             if self.noting:
@@ -654,6 +640,7 @@ class Server:
     unmonitor = monitor.unmonitor
     notify_monitors = monitor.notify
     remember_whowas = whowas.remember
+    emit = apply.emit
 
     def penalize(self, client: Client, cost: float) -> None:
         """A costly command takes ``cost`` more from the client's flood budget."""

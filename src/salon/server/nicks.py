@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.message import Message
-from salon.server import history
 from salon.server.client import Client
+from salon.server.events import Nick
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -62,23 +61,11 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
         return
     old_cf = client.nick_cf
     if not client.registered:
+        # Before registration the nick is this process's reservation, not yet a user of
+        # the network: the Intro event (welcome) carries it there.
         if old_cf and server.nicks.get(old_cf) is client:
             del server.nicks[old_cf]
         server.nicks[cf] = client
         client.set_nick(nick, cf, server.now)
         return
-    change = Message("NICK", (nick,), client.prefix, server.user_tags(client))
-    server.remember_whowas(client)
-    recipients = server.common_channel_members(client)
-    recipients.discard(client)
-    renamed = old_cf != cf  # a change of case only is not a new nick for MONITOR
-    if renamed:
-        server.notify_monitors(client, online=False)
-        del server.nicks[old_cf]
-        server.nicks[cf] = client
-    client.set_nick(nick, cf, server.now)
-    rb.add(change)
-    server.deliver(recipients, change)
-    history.user_event(server, client, change)
-    if renamed:
-        server.notify_monitors(client, online=True)
+    server.emit(Nick(client.id, nick), rb)

@@ -28,6 +28,7 @@ from salon.proto.casemap import casefold
 from salon.proto.formatting import shown_controls, strip_formatting
 from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
+from salon.server.apply import intro
 from salon.server.channel import Channel
 from salon.server.channels import join, send_names
 from salon.server.client import Client
@@ -336,15 +337,11 @@ def _choose_name(server: Server, client: Client, state: TextportState, name: str
     # As at IRC registration (accounts.admit): a K-lined user is refused and dropped.
     if not server.abuse.admit(client, rb):
         return
-    server.nicks[cf] = client
     client.set_nick(name, cf, server.now)
     client.realname = f"{name} (plain-text port)"
-    client.registered = True
-    server.unregistered -= 1
-    client.update_prefix()
+    server.emit(intro(client))
     if server.noting:
         server.note(f"register id={client.id} nick={name} ip={client.ip} kind=plain")
-    server.notify_monitors(client, online=True)
     server.write(client, _line(_greeting(server, name)))
     room = server.config.server.default_channel
     try:

@@ -17,7 +17,7 @@ from salon.config import Config
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.message import Message
-from salon.server import monitor
+from salon.server.apply import intro
 from salon.server.channel import (
     FLAG_MODES,
     LIST_MODES,
@@ -171,9 +171,7 @@ def _static(server: Server, nick: str, rb: ResponseBuffer) -> None:
 
 def welcome(server: Server, client: Client, rb: ResponseBuffer) -> None:
     """Complete registration: 001 to 005, LUSERS and MOTD."""
-    client.registered = True
-    server.unregistered -= 1
-    client.update_prefix()
+    server.emit(intro(client))
     client.last_active = server.now
     client.token_time = server.now  # the flood budget refills from registration on
     nick = client.nick
@@ -216,6 +214,5 @@ def _after(server: Server, client: Client, rb: ResponseBuffer | None = None) -> 
             server.send(client, mode)
     if server.noting:
         server.note(f"register id={client.id} nick={nick} ip={client.ip}")
-    monitor.notify(server, client, online=True)
     if client.account is not None and server.config.accounts.rejoin:
         server.accounts.rejoin(client)

@@ -9,7 +9,6 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps, history
 from salon.server.channel import Channel, mask_matches
 from salon.server.channels import (
     get_channel,
@@ -21,6 +20,7 @@ from salon.server.channels import (
     send_topic,
 )
 from salon.server.client import Client
+from salon.server.events import Invite, Topic
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -98,25 +98,11 @@ def cmd_invite(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
             raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
         if target in chan.members:
             raise CommandError(n.ERR_USERONCHANNEL, target.nick, chan.name, "is already on channel")
-        chan.invited.add(target.nick_cf)
         name = chan.name
+    server.emit(Invite(client.id, target.id, name))
     rb.numeric(n.RPL_INVITING, target.nick, name)
     if target.away is not None:
         rb.numeric(n.RPL_AWAY, target.nick, target.away)
-    tags = server.user_tags(client)
-    invite = Message("INVITE", (target.nick, name), client.prefix, tags)
-    server.send(target, invite)
-    if chan is not None:
-        # invite-notify: sent to other members who could have invited the user themselves.
-        notify = [
-            m
-            for m in chan.members
-            if m is not client
-            and m is not target
-            and m.capmask & caps.INVITE_NOTIFY
-            and (chan.is_op(m) or "i" not in chan.modes)
-        ]
-        server.deliver(notify, invite)
 
 
 def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -133,14 +119,8 @@ def cmd_topic(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     if "t" in chan.modes and not chan.is_op(client):
         raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
     server.services.check_topic(chan, client)  # ChanServ TOPICLOCK
-    chan.topic = msg.params[1][: server.config.limits.topiclen]
-    chan.topic_by = client.prefix
-    chan.topic_time = int(server.now)
-    topic = Message("TOPIC", (chan.name, chan.topic), client.prefix, server.user_tags(client))
-    rb.add(topic)
-    server.deliver(chan.members, topic, skip=client)
-    history.channel_event(server, chan, topic)
-    server.services.channel_changed(chan)
+    text = msg.params[1][: server.config.limits.topiclen]
+    server.emit(Topic(client.id, chan.name, text, server.now), rb)
 
 
 def cmd_names(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -16,8 +16,9 @@ from salon.proto.casemap import casefold
 from salon.proto.message import Message, parse_tags
 from salon.server import caps, history
 from salon.server.channel import Channel
-from salon.server.channels import send_names, send_topic, valid_channel
+from salon.server.channels import valid_channel
 from salon.server.client import Client
+from salon.server.events import Rename
 from salon.server.history import (
     format_ms,
     marker_message,
@@ -453,34 +454,7 @@ def cmd_rename(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     if new_cf in server.channels and server.channels[new_cf] is not chan:
         raise FailError("RENAME", "CHANNEL_NAME_IN_USE", old, new, "Channel already exists")
     old_name, old_cf = chan.name, chan.cf
-    del server.channels[old_cf]
-    chan.name, chan.cf = new, new_cf
-    server.channels[new_cf] = chan
-    for member in chan.members:
-        member.channels.pop(old_cf, None)
-        member.channels[new_cf] = chan
-        state = member.textport
-        if state is not None and getattr(state, "room", None) == old_cf:
-            state.room = new_cf
+    server.emit(Rename(client.id, old_name, new, reason), rb)
     if history.enabled(server):
         server.store(lambda store: store.rename_history(old_cf, new_cf))
-    params = (old_name, new, reason) if reason else (old_name, new)
-    rename = Message("RENAME", params, client.prefix, server.server_tags())
-    for member in list(chan.members):
-        if member.capmask & caps.CHANNEL_RENAME:
-            if member is client:
-                rb.add(rename)
-            else:
-                server.send(member, rename)
-            continue
-        # Without the capability: the channel seems to be left and a new one joined.
-        out = rb if member is client else ResponseBuffer(server, member, None)
-        part_reason = f"Channel renamed to {new}" + (f": {reason}" if reason else "")
-        out.add(Message("PART", (old_name, part_reason), member.prefix))
-        out.add(Message("JOIN", (new,), member.prefix))
-        if chan.topic:
-            send_topic(server, chan, out)
-        send_names(server, member, chan, out)
-        if out is not rb:
-            out.flush()
     log.info("rename %s to %s by=%s", old_name, new, client.nick)

@@ -13,9 +13,10 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_BODY, MAX_LINE
 from salon.proto.message import Message
-from salon.server import caps, history, monitor
+from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
+from salon.server.events import Away, Setname
 from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
@@ -446,27 +447,15 @@ def body_bytes(source: str, command: str, target: str, text: str | None) -> byte
 def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     text = msg.params[0] if msg.params else ""
     if text:
-        client.away = text[: server.config.limits.awaylen]
         rb.numeric(n.RPL_NOWAWAY, "You have been marked as being away")
-        away = Message("AWAY", (client.away,), client.prefix)
+        server.emit(Away(client.id, text[: server.config.limits.awaylen]), rb)
     else:
-        client.away = None
         rb.numeric(n.RPL_UNAWAY, "You are no longer marked as being away")
-        away = Message("AWAY", (), client.prefix)
-    # away-notify: "sent to all clients that share a channel with the user".
-    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.AWAY_NOTIFY]
-    server.deliver(recipients, away, skip=client)
-    monitor.notify_extended(server, client, away)
+        server.emit(Away(client.id, None), rb)
 
 
 def cmd_setname(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     realname = msg.params[0]
     if not realname or len(realname) > server.config.limits.realnamelen:
         raise FailError("SETNAME", "INVALID_REALNAME", "Realname is not valid")
-    client.realname = realname
-    change = Message("SETNAME", (realname,), client.prefix, server.user_tags(client))
-    recipients = [m for m in server.common_channel_members(client) if m.capmask & caps.SETNAME]
-    server.deliver(recipients, change, skip=client)
-    if client.capmask & caps.SETNAME:
-        rb.add(change)
-    monitor.notify_extended(server, client, change)
+    server.emit(Setname(client.id, realname), rb)

@@ -11,7 +11,6 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import history
 from salon.server.channel import (
     FLAG_MODES,
     LIST_MODES,
@@ -19,11 +18,11 @@ from salon.server.channel import (
     PREFIX_MODES,
     SET_PARAM_MODES,
     Channel,
-    ListEntry,
     normalize_mask,
 )
 from salon.server.channels import require_member
 from salon.server.client import Client
+from salon.server.events import ChannelMode, UserMode
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -60,17 +59,23 @@ def user_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     adding = True
     added: list[str] = []
     removed: list[str] = []
+    order: list[str] = []
+    modes = set(client.modes)
     unknown = False
     for ch in msg.params[1]:
         if ch in "+-":
             adding = ch == "+"
         elif ch in _SELF_MODES or (ch == "o" and not adding):
-            if adding and ch not in client.modes:
-                server.set_user_mode(client, ch, True)
+            # Checked against the modes as the changes so far leave them (the event
+            # applies them in this order).
+            if adding and ch not in modes:
+                modes.add(ch)
                 added.append(ch)
-            elif not adding and ch in client.modes:
-                server.set_user_mode(client, ch, False)
+                order.append("+" + ch)
+            elif not adding and ch in modes:
+                modes.discard(ch)
                 removed.append(ch)
+                order.append("-" + ch)
         elif ch == "o":
             continue
         else:
@@ -78,10 +83,7 @@ def user_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     if unknown:
         rb.numeric(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if added or removed:
-        change = ("+" + "".join(added) if added else "") + (
-            "-" + "".join(removed) if removed else ""
-        )
-        rb.add(Message("MODE", (client.nick, change), client.prefix))
+        server.emit(UserMode(client.id, "".join(order)), rb)
 
 
 def _list_mode(
@@ -111,6 +113,13 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     is_op = chan.is_op(client)
     denied = False
     changes = 0
+    # The state as the changes so far leave it: each change is checked against it, and
+    # the event applies them all, in order.
+    lists = {m: {casefold(e.mask): e.mask for e in chan.list_for(m)} for m in LIST_MODES}
+    prefixes: dict[Client, str] = {}
+    key = chan.key
+    limit = chan.limit
+    flag_modes = set(chan.modes)
     for ch in msg.params[1]:
         if ch in "+-":
             adding = ch == "+"
@@ -130,20 +139,20 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
             if " " in mask or mask.startswith(":"):
                 rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, ch, "*", "Invalid mask")
                 continue
-            entries = chan.list_for(ch)
-            existing = next((e for e in entries if casefold(e.mask) == casefold(mask)), None)
+            entries = lists[ch]
+            existing = entries.get(casefold(mask))
             if adding:
                 if existing is not None:
                     continue
                 if len(entries) >= server.config.limits.max_list_entries:
                     rb.numeric(n.ERR_BANLISTFULL, chan.name, mask, "Channel list is full")
                     continue
-                entries.append(ListEntry(mask, client.prefix, int(server.now)))
+                entries[casefold(mask)] = mask
             else:
                 if existing is None:
                     continue
-                entries.remove(existing)
-                mask = existing.mask
+                del entries[casefold(mask)]
+                mask = existing
             applied.append((adding, ch, mask))
         elif ch in PREFIX_MODES:
             if not args:
@@ -161,30 +170,33 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                     n.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel"
                 )
                 continue
-            if chan.set_prefix(target, ch, adding):
+            current = prefixes.get(target, chan.members[target])
+            if adding != (ch in current):
+                wanted = set(current) | {ch} if adding else set(current) - {ch}
+                prefixes[target] = "".join(m for m in PREFIX_MODES if m in wanted)
                 applied.append((adding, ch, target.nick))
         elif ch in PARAM_MODES:  # k
             if adding:
                 if not args:
                     rb.numeric(n.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
                     continue
-                key = args.pop(0)
+                new_key = args.pop(0)
                 if not is_op:
                     denied = True
                     continue
-                if not key or " " in key or "," in key or ":" in key[:1]:
+                if not new_key or " " in new_key or "," in new_key or ":" in new_key[:1]:
                     rb.numeric(n.ERR_INVALIDKEY, chan.name, "Key is not well-formed")
                     continue
-                chan.key = key
-                applied.append((True, ch, key))
+                key = new_key
+                applied.append((True, ch, new_key))
             else:
                 if args:
                     args.pop(0)
                 if not is_op:
                     denied = True
                     continue
-                if chan.key is not None:
-                    chan.key = None
+                if key is not None:
+                    key = None
                     applied.append((False, ch, "*"))
         elif ch in SET_PARAM_MODES:  # l
             if adding:
@@ -199,24 +211,24 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
                 if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
                     rb.numeric(n.ERR_INVALIDMODEPARAM, chan.name, "l", raw or "*", "Invalid limit")
                     continue
-                chan.limit = int(raw)
+                limit = int(raw)
                 applied.append((True, ch, raw))
             else:
                 if not is_op:
                     denied = True
                     continue
-                if chan.limit is not None:
-                    chan.limit = None
+                if limit is not None:
+                    limit = None
                     applied.append((False, ch, None))
         elif ch in FLAG_MODES:
             if not is_op:
                 denied = True
                 continue
-            if adding and ch not in chan.modes:
-                chan.modes.add(ch)
+            if adding and ch not in flag_modes:
+                flag_modes.add(ch)
                 applied.append((True, ch, None))
-            elif not adding and ch in chan.modes:
-                chan.modes.discard(ch)
+            elif not adding and ch in flag_modes:
+                flag_modes.discard(ch)
                 applied.append((False, ch, None))
         else:
             rb.numeric(n.ERR_UNKNOWNMODE, ch, "is an unknown mode char to me")
@@ -224,23 +236,5 @@ def channel_mode(server: Server, client: Client, msg: Message, rb: ResponseBuffe
         if client not in chan.members:
             require_member(chan, client)
         rb.numeric(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
-    if not applied:
-        return
-    flags = ""
-    params: list[str] = []
-    sign = ""
-    for add, letter, arg in applied:
-        want = "+" if add else "-"
-        if want != sign:
-            flags += want
-            sign = want
-        flags += letter
-        if arg is not None:
-            params.append(arg)
-    change = Message("MODE", (chan.name, flags, *params), client.prefix, server.user_tags(client))
-    rb.add(change)
-    server.deliver(chan.members, change, skip=client)
-    history.channel_event(server, chan, change)
-    if any(letter in "sik" for _add, letter, _arg in applied):
-        history.note_privacy(server, chan)
-    server.services.channel_changed(chan)
+    if applied:
+        server.emit(ChannelMode(client.id, chan.name, tuple(applied), server.now), rb)

@@ -14,6 +14,7 @@ from salon.proto.message import Message
 from salon.server.channel import mask_matches
 from salon.server.client import Client
 from salon.server.effects import Offload
+from salon.server.events import UserMode
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -35,10 +36,8 @@ def cmd_oper(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         if not ok or block is None:
             log.warning("failed OPER attempt name=%s nick=%s ip=%s", name, client.nick, client.ip)
             raise CommandError(n.ERR_PASSWDMISMATCH, "Password incorrect")
-        client.oper = block.name
-        server.set_user_mode(client, "o", True)
         rb.numeric(n.RPL_YOUREOPER, "You are now an IRC operator")
-        rb.add(Message("MODE", (client.nick, "+o"), client.prefix))
+        server.emit(UserMode(client.id, "+o", block.name), rb)
         log.info("oper nick=%s name=%s", client.nick, block.name)
 
     # The reply comes from done(), with the label (instead of an empty ACK now).

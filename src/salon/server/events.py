@@ -1,0 +1,161 @@
+"""The changes of shared state, as values.
+
+Every change of what the network shares (who is on it and under which nick, the channels,
+their members, modes and topics, who is away, logged in or K-lined) is one of these
+events. A command checks what it asks for against the current state (with the same errors
+as ever), makes the event, and hands it to ``Server.emit``; ``salon.server.apply`` holds the
+one function per kind that changes the state and renders the lines this process's clients
+get. Applying an event is the only way that state changes, so replaying the same events in
+the same order on another ``Server`` gives the same state (the scale-out of issue 19 sends
+them through Redis in one sequenced order to every node).
+
+An event is plain data: users are named by their id (``uid``, the connection id of the
+process that introduced them), channels by name, modes as strings. No ``Client`` or
+``Channel`` object is held, so an event can be serialized as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Intro:
+    """A user finished registration and joins the network."""
+
+    uid: int
+    nick: str
+    user: str
+    host: str
+    ip: str
+    realname: str
+    account: str | None
+    modes: str
+    signon: float
+    tls: bool
+    certfp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    uid: int
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    uid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``uid`` joins ``channel``; it is created (the joiner its operator) when missing."""
+
+    uid: int
+    channel: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    uid: int
+    channel: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    uid: int
+    channel: str
+    target: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    uid: int
+    channel: str
+    text: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMode:
+    """Channel mode changes, in order: (adding, letter, parameter). A list entry's
+    parameter is its mask, a prefix mode's the member's nick, ``k``'s the key (``*`` when
+    removed), ``l``'s the limit; flags have none."""
+
+    uid: int
+    channel: str
+    changes: tuple[tuple[bool, str, str | None], ...]
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserMode:
+    """User mode changes in the order they apply (``+i-w``, a sign before each letter);
+    ``oper``: the operator block of OPER."""
+
+    uid: int
+    changes: str
+    oper: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """``uid`` invites ``target`` to ``channel`` (which may not exist)."""
+
+    uid: int
+    target: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Away:
+    """``text`` None: back."""
+
+    uid: int
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Setname:
+    uid: int
+    realname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A user logs in to ``account`` (None: logs out)."""
+
+    uid: int
+    account: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """draft/channel-rename: ``channel`` is now called ``new``."""
+
+    uid: int
+    channel: str
+    new: str
+    reason: str
+
+
+Event = (
+    Intro
+    | Nick
+    | Quit
+    | Join
+    | Part
+    | Kick
+    | Topic
+    | ChannelMode
+    | UserMode
+    | Invite
+    | Away
+    | Setname
+    | Account
+    | Rename
+)
