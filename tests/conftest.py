@@ -351,6 +351,14 @@ def irc_user(connect: Any, port: int, nick: str, *channels: str) -> LineClient:
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
+@pytest.fixture
+def net() -> Any:
+    """An in-process core (tests/corehelpers.py) on a MemoryStore."""
+    from corehelpers import Net
+
+    return Net()
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """``make_net(history={...})``: an in-process core (tests/corehelpers.py) on a
