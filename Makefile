@@ -10,7 +10,7 @@ VENV_MIN ?= .venv-min
 BIN_MIN := $(VENV_MIN)/bin
 MIN_STAMP := $(VENV_MIN)/.installed
 
-.PHONY: run test test-min venv deps lint typecheck pytest bench bench-history irctest clean
+.PHONY: run test test-fast test-min venv deps lint typecheck pytest bench bench-history irctest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ pytest: $(STAMP) deps
 	$(BIN)/pytest -n 2 tests
 
 test: $(STAMP) deps lint typecheck pytest
+
+# The in-process suite alone (no salon process, browser or real client: not the e2e marker),
+# for a quick look after a change to the core, the store or the client.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e" -n 0 tests
 
 $(BIN_MIN)/python:
 	$(PYTHON) -m venv $(VENV_MIN)

@@ -59,6 +59,18 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(problem, returncode=2)
 
 
+# Folders whose tests run salon or another program as a process, a browser or a real client:
+# the `e2e` marker (pyproject.toml) is theirs, so `pytest -m "not e2e"` is the in-process suite.
+E2E_DIRS = ("e2e", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = ROOT / "tests"
+    for item in items:
+        if item.path.relative_to(tests).parts[0] in E2E_DIRS:
+            item.add_marker(pytest.mark.e2e)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -349,6 +361,14 @@ def irc_user(connect: Any, port: int, nick: str, *channels: str) -> LineClient:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture
+def net() -> Any:
+    """An in-process core (tests/corehelpers.py) on a MemoryStore."""
+    from corehelpers import Net
+
+    return Net()
 
 
 @pytest.fixture(params=["memory", "sqlite"])

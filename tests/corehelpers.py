@@ -270,3 +270,29 @@ def sqlite_net(path: Any, net: Net | None = None, **sections: Any) -> Net:
     net.store = SQLiteStore(path, net.server.config.history.query_budget)  # type: ignore[assignment]
     net.server.load(net.store)
     return net
+
+
+# Every capability that changes how a line is tagged or answered.
+ALL_TAG_CAPS = ["labeled-response", "batch", "message-tags", "server-time", "echo-message"]
+
+
+def pair(net: Net, channel: str = "#c") -> tuple[Conn, Conn]:
+    """alice (creator, op) and bob, both in ``channel``, outboxes cleared."""
+    alice = net.register("alice")
+    bob = net.register("bob")
+    alice.send(f"JOIN {channel}")
+    bob.send(f"JOIN {channel}")
+    alice.lines()
+    bob.lines()
+    return alice, bob
+
+
+def trio(net: Net, channel: str = "#c") -> tuple[Conn, Conn, Conn]:
+    """:func:`pair` and carol, all three in ``channel``, outboxes cleared."""
+    alice, bob = pair(net, channel)
+    carol = net.register("carol")
+    carol.send(f"JOIN {channel}")
+    carol.lines()
+    alice.lines()
+    bob.lines()
+    return alice, bob, carol

@@ -119,9 +119,9 @@ print(["not", "a", "command"])
 def test_every_program_the_tests_run_comes_from_a_listed_package() -> None:
     listed = set(install_deps("--list").stdout.split())
     used: dict[str, str] = {}  # program -> the first test file that runs it
-    for path in sorted(p for p in TESTS.glob("*.py") if p.name not in NOT_PYTEST):
+    for path in sorted(p for p in TESTS.rglob("*.py") if p.name not in NOT_PYTEST):
         for program in programs_run(path.read_text(encoding="utf-8")):
-            used.setdefault(program, path.name)
+            used.setdefault(program, str(path.relative_to(TESTS)))
     assert used, "the scanner found no program in the tests"
     where: dict[str, str] = {}
     for program, test in sorted(used.items()):

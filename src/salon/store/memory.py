@@ -1,6 +1,6 @@
 """An in-memory Store: for the core's in-process tests and for throwaway servers.
 
-It keeps the same contract as the SQLite store (tests/test_store_conformance.py holds
+It keeps the same contract as the SQLite store (tests/store/test_store_conformance.py holds
 both to it): names are keys under the server's casemapping, a conversation's events are
 in time order, an event's position never changes, and a search matches words as SQLite's
 FTS5 ``unicode61`` tokenizer cuts them.

@@ -59,7 +59,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     """The fast path of the commonest line: ``PRIVMSG target :text`` (or NOTICE) from a
     registered client, no tags, one target that is a channel or a nick, and nothing to
     answer. It does what parse, dispatch and :func:`relay` would do, with the same bytes
-    out (tests/test_fastpath.py compares the two), minus their generality.
+    out (tests/server/test_fastpath.py compares the two), minus their generality.
 
     Returns False, having changed nothing, for any other line or any case that needs an
     answer (an error, RPL_AWAY, services, a status message, a multi-target line): the

@@ -3,78 +3,18 @@ table, purges in steps, and a failing disk said once. Real SQLite files, real th
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-from corehelpers import START, HeldStoreNet, find, make_config, sqlite_net
-from test_durability import append, event, until
+from corehelpers import START
+from storehelpers import event, fill, msgid, said
 
 from salon.errors import QueryTooBroad
-from salon.net.storage import Storage, StorageFailed
-from salon.server.effects import StoreCall
 from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
 from salon.store.sqlite import SQLiteStore
 
-
-def said(i: int, target: str, text: str, when: float | None = None) -> HistoryEvent:
-    """Message ``i`` at START + i (or ``when``), with a msgid as the server makes them:
-    its millisecond first (store.base.msgid_time)."""
-    at = START + i if when is None else when
-    return event(i, target)._replace(msgid=msgid(i, at), params=(target, text), time=at)
-
-
-def msgid(i: int, at: float | None = None) -> str:
-    return f"{int((START + i if at is None else at) * 1000):011x}m{i}"
-
-
-def fill(store: SQLiteStore, events: list[HistoryEvent]) -> None:
-    with store.transaction():
-        store.append_history(events)
-
-
 # ---------------------------------------------------------------------------- readers
-
-
-def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
-    """A read runs on a reader of its own while the writer is inside a transaction: it
-    answers with what was committed before, and the commit is not held up by it."""
-    store = SQLiteStore(tmp_path / "salon.db")
-    fill(store, [said(1, "#c", "before")])
-    inside, release = threading.Event(), threading.Event()
-
-    def slow_write(s: Any) -> bool:
-        s.append_history([said(2, "#c", "uncommitted")])
-        inside.set()
-        assert release.wait(10)
-        return True
-
-    read = StoreCall(lambda s: s.history(HistoryQuery("#c", limit=10)), read=True)
-    results: dict[int, Any] = {}
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        storage = Storage(store, loop, lambda call, result: results.__setitem__(id(call), result))
-        try:
-            write = StoreCall(slow_write)
-            storage.submit([write])
-            await until(inside.is_set)
-            storage.submit([read])
-            await until(lambda: id(read) in results)  # while the writer still waits
-            assert id(write) not in results
-            release.set()
-            await until(lambda: id(write) in results)
-        finally:
-            release.set()
-            storage.stop()
-
-    asyncio.run(main())
-    assert [e.text for e in results[id(read)]] == ["before"]
-    store.close()
 
 
 def test_reads_see_rows_not_indexed_yet(tmp_path: Path) -> None:
@@ -141,23 +81,6 @@ def test_targets_come_from_the_conversations_table(tmp_path: Path) -> None:
     store.close()
 
 
-def test_targets_is_answered_from_a_reader_on_a_real_core(tmp_path: Path) -> None:
-    net = sqlite_net(tmp_path / "salon.db")
-    caps = ["draft/chathistory", "batch", "server-time", "message-tags"]
-    alice = net.register("alice", caps)
-    bob = net.register("bob", caps)
-    alice.send("JOIN #c")
-    alice.send("PRIVMSG #c :hello")
-    alice.send("PRIVMSG bob :private")
-    bob.lines()
-    alice.lines()
-    alice.send(
-        "CHATHISTORY TARGETS timestamp=1970-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10"
-    )
-    names = [m.params[1] for m in find(alice.messages(), "CHATHISTORY")]
-    assert sorted(names) == ["#c", "bob"]
-
-
 # ---------------------------------------------------------------------------- budgets
 
 
@@ -219,37 +142,6 @@ def test_a_search_in_a_small_channel_scans_it_not_the_network(tmp_path: Path) ->
     store.close()
 
 
-def test_search_on_the_core_says_too_broad(tmp_path: Path) -> None:
-    """Alice's channel is big, and every match of her word is in another one: walking
-    the matches and scanning her channel both cost more than the budget."""
-    net = sqlite_net(tmp_path / "salon.db", history={"query_budget": 0.001})
-    store: SQLiteStore = net.store  # type: ignore[assignment]
-    fill(store, [said(i, "#big", f"common {i}") for i in range(60000)])
-    fill(store, [said(60000 + i, "#other", f"zebra {i}") for i in range(60000)])
-    store.index_pending()
-    alice = net.register("alice", ["batch", "server-time", "message-tags", "soju.im/search"])
-    alice.send("JOIN #big")
-    alice.lines()
-    alice.send("SEARCH text=zebra")
-    fails = find(alice.messages(), "FAIL")
-    assert [m.params[:2] for m in fails] == [("SEARCH", "TOO_BROAD")]
-
-
-def test_searches_are_rate_limited_by_the_flood_budget(tmp_path: Path) -> None:
-    """Each SEARCH takes more of the sender's flood budget than a line: a client that
-    repeats it has its next lines wait, and is never refused."""
-    net = sqlite_net(tmp_path / "salon.db", flood={"enabled": True, "rate": 1.0, "burst": 8})
-    alice = net.register("alice", ["batch", "server-time", "message-tags", "soju.im/search"])
-    alice.lines()
-    for _ in range(4):
-        alice.send("SEARCH text=x")
-    batches = [m for m in alice.messages() if m.command == "BATCH" and m.params[0][0] == "+"]
-    assert len(batches) == 2  # 2 x (1 + SEARCH_COST) of 8 tokens; the rest wait
-    net.tick(8)
-    batches = [m for m in alice.messages() if m.command == "BATCH" and m.params[0][0] == "+"]
-    assert len(batches) == 2
-
-
 # ---------------------------------------------------------------------------- purges
 
 
@@ -279,68 +171,7 @@ def test_purges_go_in_bounded_steps(tmp_path: Path) -> None:
     store.close()
 
 
-def test_retention_runs_as_many_store_calls_one_per_tick(tmp_path: Path) -> None:
-    """A purge is one store call per step, and one step per tick: messages committed
-    meanwhile go between them, and so do the WAL's checkpoints."""
-    net = sqlite_net(tmp_path / "salon.db", HeldStoreNet(history={"retention_days": 1}))
-    assert isinstance(net, HeldStoreNet)
-    store: SQLiteStore = net.store  # type: ignore[assignment]
-    fill(store, [said(i, "#old", f"t{i}") for i in range(1200)])
-    fill(store, [said(i, "#new", f"t{i}", when=START + 3 * 86400) for i in range(1200, 1210)])
-    net.advance(3 * 86400)
-    net.server.last_purge = -math.inf
-    net.check_timeouts()
-    assert net.run_store_until_idle() == 1  # the first step, and no other without a tick
-    steps = 1
-    while net.server.later:
-        net.tick(0.1)
-        assert net.run_store_until_idle() == 1
-        steps += 1
-    left = store.conn.execute("SELECT target, COUNT(*) FROM history GROUP BY target")
-    assert [tuple(r) for r in left] == [("#new", 10)]
-    assert steps >= 3  # 1,200 rows in steps of PURGE_CHUNK
-
-
 # ---------------------------------------------------------------------------- outages
-
-
-def test_a_full_disk_is_logged_once_and_its_end_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = SQLiteStore(tmp_path / "salon.db")
-    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    results: list[Any] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        storage = Storage(store, loop, lambda call, result: results.append(result))
-        try:
-            store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk full"
-            for i in range(1, 21):
-                storage.submit([append(event(i)._replace(params=("#c", "x" * 5000)))])
-                await until(lambda n=i: len(results) == n and not storage.busy)
-            store.conn.execute("PRAGMA max_page_count = 1073741823")
-            storage.submit([append(event(99))])
-            await until(lambda: len(results) == 21 and not storage.busy)
-        finally:
-            storage.stop()
-
-    with caplog.at_level(logging.INFO, logger="salon.storage"):
-        asyncio.run(main())
-    assert all(isinstance(r, StorageFailed) for r in results[:20]) and results[20] is True
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2, lines
-    assert lines[0].startswith("storage failing: OperationalError: database or disk is full")
-    assert lines[1].startswith("storage recovered after 20 failures")
-    assert not any(r.exc_info for r in caplog.records)
-    store.close()
-
-
-def test_config_refuses_a_budget_out_of_range() -> None:
-    from salon.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"history\.query_budget"):
-        make_config(history={"query_budget": 0})
 
 
 # ---------------------------------------------------------------------------- rows

@@ -6,26 +6,21 @@ a real SQLiteStore file); a few run a real server process.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from accounthelpers import cheap_argon2, register_account, sasl_connect  # noqa: F401
-from conftest import SalonProcess
 from corehelpers import START, Conn, HeldStoreNet, Net, find, isupport, make_config, sqlite_net
+from historyhelpers import ALL, CAPS, EVENTS, texts
 
 from salon.proto.message import Message
 from salon.server import history
 from salon.server.history import format_ms, parse_ms
-from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery, dm_key
+from salon.store.base import HistoryEvent, HistoryQuery, dm_key
 
-CAPS = ("batch", "draft/chathistory", "echo-message", "message-tags", "server-time")
-EVENTS = (*CAPS, "draft/event-playback")
-ALL = (*EVENTS, "draft/message-redaction")
 PLAIN = (*CAPS, "draft/message-redaction")  # no event-playback: windows hold messages only
 
 MakeNet = Callable[..., Net]
@@ -36,10 +31,6 @@ MakeNet = Callable[..., Net]
 
 def stored(net: Net, key: str, events: bool = True) -> list[HistoryEvent]:
     return net.store.history(HistoryQuery(key, limit=100_000, events=events))
-
-
-def texts(messages: list[Message]) -> list[str]:
-    return [m.params[-1] for m in messages if m.command in ("PRIVMSG", "NOTICE")]
 
 
 def mid(m: Message) -> str:
@@ -157,96 +148,6 @@ def test_sqlite_history_is_wal_with_msgid_and_time(tmp_path: Path) -> None:
         ).fetchall()
     assert rows == [(echo.tags["msgid"], START, "#c", "PRIVMSG", "on disk")]
     assert echo.tags["time"] == format_ms(int(START * 1000))
-
-
-def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
-    """Rows reach the conversation index in batches; reads see every committed row anyway
-    (the tail not indexed yet is read by id), and a database from before that index gets it filled when it is opened."""
-    from salon.store.sqlite import SQLiteStore
-
-    path = tmp_path / "salon.db"
-    store = SQLiteStore(path)
-
-    def event(i: int, target: str) -> HistoryEvent:
-        # A msgid as the server makes them: its millisecond first (store.base.msgid_time).
-        msgid = f"{int((START + i) * 1000):011x}ab{i:x}"
-        return HistoryEvent(msgid, START + i, target, "PRIVMSG", "a!a@h", None, (target, f"t{i}"))
-
-    with store.transaction():
-        store.append_history([event(i, "#a" if i % 2 else "#b") for i in range(10)])
-    count = "SELECT COUNT(*) FROM history_by_target"
-    assert store.conn.execute(count).fetchone()[0] == 0  # not indexed yet
-    assert [e.text for e in store.history(HistoryQuery("#a", limit=100))] == [
-        "t1", "t3", "t5", "t7", "t9"
-    ]  # fmt: skip
-    assert store.conn.execute(count).fetchone()[0] == 0  # a read never writes
-    store.index_pending()
-    assert store.conn.execute(count).fetchone()[0] == 10
-    # An older database: the same rows, no conversation index, the old per-row indexes,
-    # and msgids of the old form (without their millisecond).
-    store.conn.execute("DROP TABLE history_by_target")
-    store.conn.execute("CREATE INDEX history_target_time ON history (target, time)")
-    store.conn.execute("CREATE INDEX history_msgid ON history (msgid)")
-    with store.transaction():
-        store.append_history(
-            [
-                event(20, "#c")._replace(msgid="deadbeef1"),
-                event(21, "#c")._replace(msgid="deadbeef0001f"),
-            ]
-        )
-    store.conn.execute("UPDATE fts_state SET indexed = (SELECT MAX(id) FROM history)")
-    store.close()
-    store = SQLiteStore(path)
-    assert store.history_event("#c", "deadbeef1") is not None
-    assert store.history_position("#c", "deadbeef0001f") is not None
-    assert store.history_event("#b", "deadbeef1") is None
-    assert store.conn.execute(count).fetchone()[0] == 12  # filled when opened
-    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
-    assert "history_target_time" not in indexes
-    with store.transaction():
-        store.append_history([event(10, "#b")])
-    assert [e.text for e in store.history(HistoryQuery("#b", limit=3))] == ["t6", "t8", "t10"]
-    # Retention and redaction remove rows from the index as well.
-    assert store.purge_history(START + 5, "#b") == 3
-    assert store.redact_history("#b", event(8, "#b").msgid)
-    assert not store.redact_history("#a", event(6, "#b").msgid)  # not in that conversation
-    assert store.history_position("#b", event(6, "#b").msgid) is not None
-    assert [e.text for e in store.history(HistoryQuery("#b", limit=9))] == ["t6", "t10"]
-    rows = store.conn.execute("SELECT id FROM history_by_target WHERE target = '#b'")
-    assert len(rows.fetchall()) == 2
-    store.close()
-
-
-def test_sqlite_rows_of_every_shape_keep_their_order_and_fields(tmp_path: Path) -> None:
-    """One batch mixes short rows (a plain message) with full ones (client tags, a display
-    name, JSON parameters): they are inserted in runs of one shape, and read back in the
-    order and with the fields they were written with; a search finds the plain ones."""
-    from salon.store.sqlite import SQLiteStore
-
-    store = SQLiteStore(tmp_path / "salon.db")
-    t = START
-    events = [
-        HistoryEvent("m1", t, "#a", "PRIVMSG", "ann!a@h", None, ("#a", "plain one")),
-        HistoryEvent("m2", t, "#a", "PRIVMSG", "bo!b@h", "bo", ("#a", "tagged"), (("+draft/reply", "m1"),)),
-        HistoryEvent("m3", t, "#a", "JOIN", "cy!c@h", None, ("#a",)),
-        HistoryEvent("m4", t, "#a", "NOTICE", "ann!a@h", None, ("#a", "plain two")),
-        HistoryEvent("m5", t, "#a", "TAGMSG", "bo!b@h", None, ("#a",), (("+draft/react", "x"),)),
-        HistoryEvent("m6", t, "#a", "PRIVMSG", "ann!a@h", None, ("#A", "plain three")),
-        HistoryEvent("m7", t, "#a", "PRIVMSG", "ann!a@h", "ann", ("#a", "plain four")),
-    ]  # fmt: skip
-    # Private messages: the sender's party, with and without an account.
-    private = [
-        HistoryEvent("p1", t, "ann bo", "PRIVMSG", "ann!a@h", None, ("bo", "hi"), party="ann"),
-        HistoryEvent("p2", t, "ann bo", "PRIVMSG", "bo!b@h", "bo", ("ann", "yo"), party="bo"),
-        HistoryEvent("p3", t, "ann bo", "NOTICE", "bo!b@h", None, ("ann", "hm"), party="bo"),
-    ]  # fmt: skip
-    with store.transaction():
-        store.append_history(events[:3] + private[:2] + events[3:] + private[2:])
-    assert store.history(HistoryQuery("#a", limit=10)) == events
-    assert store.history(HistoryQuery("ann bo", limit=10)) == private
-    found = store.search_history(SearchQuery("plain", ("#a",), limit=10))
-    assert [e.msgid for e in found] == ["m1", "m4", "m6", "m7"]
-    store.close()
 
 
 @pytest.mark.parametrize("target", ["#c", "bob"])
@@ -982,96 +883,6 @@ def test_config_history_section() -> None:
 # ---------------------------------------------------------------------------- real server
 
 
-def test_history_survives_restart_real_server(tmp_path: Path, connect: Any) -> None:
-    server = SalonProcess(tmp_path, history={"replay_lines": 3}).start()
-    try:
-        alice = connect(server.irc_port)
-        alice.register("alice", " ".join(ALL))
-        alice.send("JOIN #real")
-        alice.expect(r" 366 ")
-        bob = connect(server.irc_port)
-        bob.register("bob", " ".join(ALL))
-        bob.send("JOIN #real")
-        bob.expect(r" 366 ")
-        for i in range(5):
-            alice.send(f"PRIVMSG #real :before restart {i}")
-        alice.send("@+draft/reply=x PRIVMSG bob :a private word")
-        bob.expect("a private word")
-        alice.send("@+typing=active TAGMSG #real")
-        bob.expect(r"\+typing=active")
-        assert server.stop(signal.SIGTERM) == 0
-
-        server.start()
-        carol = connect(server.irc_port)
-        carol.register("carol", "batch server-time message-tags")
-        carol.send("JOIN #real")
-        lines = carol.read_batch("chathistory")
-        assert texts(lines) == [f"before restart {i}" for i in (2, 3, 4)]
-        dave = connect(server.irc_port)
-        dave.register("dave", " ".join(EVENTS))
-        dave.send("JOIN #real")
-        dave.expect(r" 366 ")
-        dave.send("CHATHISTORY LATEST #real * 100")
-        played = dave.read_batch("chathistory")
-        commands = [m.command for m in played]
-        assert texts(played) == [f"before restart {i}" for i in range(5)]
-        assert "TAGMSG" not in commands  # +typing is never stored
-        assert {"JOIN", "QUIT"} <= set(commands)  # alice's and bob's QUIT at shutdown
-        # The private message survived too, but a new "bob" without an account is not the
-        # bob it was sent to: he does not read it (history.private_floor).
-        bob2 = connect(server.irc_port)
-        bob2.register("bob", " ".join(CAPS))
-        bob2.send("CHATHISTORY LATEST alice * 10")
-        assert texts(bob2.read_batch("chathistory")) == []
-        with sqlite3.connect(server.data_dir / "salon.db") as db:
-            count = db.execute("SELECT COUNT(*) FROM history WHERE command = 'PRIVMSG'")
-            assert count.fetchone()[0] == 6
-            row = db.execute("SELECT text, tags FROM history WHERE dest = 'bob'").fetchone()
-            assert row == ("a private word", '[["+draft/reply", "x"]]')
-    finally:
-        server.stop()
-
-
-def test_wal_checkpoints_run_beside_the_writer(tmp_path: Path) -> None:
-    """Commits never checkpoint (no fsync on the path of a message): the storage's own
-    thread copies the WAL into the database file, and closing leaves no WAL behind."""
-    import asyncio
-
-    from salon.net.storage import CHECKPOINT_EVERY, Storage
-    from salon.store.sqlite import SQLiteStore
-
-    path = tmp_path / "salon.db"
-    store = SQLiteStore(path)
-    store.checkpoints_elsewhere()  # what Storage does; its thread starts after the writes
-    size = path.stat().st_size
-    text = "x" * 400
-    for chunk in range(20):  # about 2,000 pages: twice SQLite's own checkpoint mark
-        with store.transaction():
-            store.append_history(
-                [
-                    HistoryEvent(
-                        f"m{chunk}-{i}", START, "#c", "PRIVMSG", "a!a@h", None, ("#c", text)
-                    )
-                    for i in range(400)
-                ]
-            )
-    wal = path.with_name(path.name + "-wal")
-    assert wal.stat().st_size > 4_000_000
-    assert path.stat().st_size == size  # nothing copied on commit
-    loop = asyncio.new_event_loop()
-    storage = Storage(store, loop, lambda call, result: None)
-    try:
-        # The file grows page by page while a checkpoint runs: wait for the whole copy.
-        deadline = time.monotonic() + 20 * CHECKPOINT_EVERY
-        while path.stat().st_size <= 3_000_000 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert path.stat().st_size > 3_000_000
-    finally:
-        storage.close()
-        loop.close()
-    assert not wal.exists() or wal.stat().st_size == 0
-
-
 def test_multiline_concat_reaches_clients_without_message_tags(make_net: MakeNet) -> None:
     """draft/multiline defines draft/multiline-concat: a client that asked for multiline
     (and batch) but not message-tags still gets it, or it would show 'hel' / 'lo'."""
@@ -1105,30 +916,3 @@ def test_a_multiline_line_too_long_to_relay_alone_fails_the_batch(make_net: Make
     assert failed.params[:2] == ("BATCH", "MULTILINE_INVALID")
     alice.send("BATCH -m")
     assert carol.lines() == []
-
-
-def test_a_private_channels_history_is_gone_after_a_crash_too(tmp_path: Path, connect: Any) -> None:
-    """A server killed with a secret channel still open cannot empty it: the next start
-    deletes its history (whoever re-creates the channel must not read it)."""
-    server = SalonProcess(tmp_path).start()
-    try:
-        alice = connect(server.irc_port)
-        alice.register("alice", " ".join(CAPS))
-        alice.send("JOIN #secret,#public")
-        alice.send("MODE #secret +s")
-        alice.send("PRIVMSG #secret :the code is 1234")
-        alice.send("PRIVMSG #public :hello all")
-        alice.send("PING sync")
-        alice.expect("PONG")  # after the messages' commit, and the MODE's before it
-        server.stop(signal.SIGKILL)
-        server.start()
-        eve = connect(server.irc_port)
-        eve.register("eve", " ".join(CAPS))
-        eve.send("JOIN #secret,#public")
-        eve.expect(r" 366 eve #public ")
-        eve.send("CHATHISTORY LATEST #secret * 10")
-        assert texts(eve.read_batch("chathistory")) == []
-        eve.send("CHATHISTORY LATEST #public * 10")
-        assert texts(eve.read_batch("chathistory")) == ["hello all"]
-    finally:
-        server.stop()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = {"idle", "fanout", "fanout500", "dm", "churn"}
 EXIT_NO_START = 3  # bench/cli.py: a server could not be started
 

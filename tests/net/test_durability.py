@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import socket
 import sqlite3
 import threading
@@ -15,176 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LineClient, SalonProcess, free_port
-from corehelpers import START, HeldStoreNet, find, make_config
+from conftest import free_port
+from corehelpers import make_config
+from storehelpers import append, event, until
 
 from salon.net import runner
 from salon.net import storage as storage_mod
 from salon.net.storage import Storage
-from salon.proto.message import parse
-from salon.server.commit import CommitGroup
 from salon.server.core import PIPELINE
 from salon.server.effects import StoreCall
-from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery
+from salon.store.base import HistoryQuery, SearchQuery
 from salon.store.sqlite import SQLiteStore
 
 TAGS = "message-tags server-time echo-message"
 
 
-def event(i: int, target: str = "#c") -> HistoryEvent:
-    return HistoryEvent(
-        msgid=f"id{i}",
-        time=START + i / 1000,
-        target=target,
-        command="PRIVMSG",
-        source="alice!alice@localhost",
-        account=None,
-        params=(target, f"message {i}"),
-    )
-
-
-def append(e: HistoryEvent) -> StoreCall:
-    """A store call writing one event, as a message commit does."""
-
-    def write(store: Any) -> bool:
-        store.append_history([e])
-        return True
-
-    return StoreCall(write)
-
-
 # ---------------------------------------------------------------------------- 6. SIGKILL
-
-
-class Burster:
-    """One client of the burst: a thread that sends lines until the connection dies, and
-    one that records the msgid of every PRIVMSG it receives (echoes included)."""
-
-    def __init__(self, client: LineClient, name: str, partner: str) -> None:
-        self.sock = client.sock
-        self.sock.settimeout(10)
-        self.leftover = client.buf
-        self.name = name
-        self.partner = partner
-        self.sent = 0
-        self.received: dict[str, str] = {}  # msgid -> text
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._send, daemon=True),
-            threading.Thread(target=self._read, daemon=True),
-        ]
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def join(self) -> None:
-        for thread in self.threads:
-            thread.join(10)
-            assert not thread.is_alive()
-
-    def _send(self) -> None:
-        seq = 0
-        with contextlib.suppress(OSError):
-            while not self.stop.is_set():
-                chunk = []
-                for _ in range(25):
-                    chunk.append(f"PRIVMSG #burst :{self.name} channel {seq}\r\n")
-                    chunk.append(f"PRIVMSG {self.partner} :{self.name} private {seq}\r\n")
-                    seq += 1
-                self.sock.sendall("".join(chunk).encode())
-                self.sent += len(chunk)
-
-    def _read(self) -> None:
-        buf = self.leftover
-        with contextlib.suppress(OSError):
-            while True:
-                data = self.sock.recv(262144)
-                if not data:
-                    break
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for raw in lines:
-                    if b" PRIVMSG " not in raw:
-                        continue
-                    msg = parse(raw.rstrip(b"\r"))
-                    self.received[msg.tags["msgid"]] = msg.params[-1]
-
-
-def test_nothing_received_is_lost_when_the_server_is_killed(tmp_path: Path) -> None:
-    server = SalonProcess(
-        tmp_path,
-        history={"chathistory_limit": 1_000_000},
-        limits={"sendq": 16 * 1024 * 1024},
-    ).start()
-    clients: list[LineClient] = []
-    try:
-        names = [f"user{i}" for i in range(4)]
-        for name in names:
-            client = LineClient(server.irc_port)
-            clients.append(client)
-            client.register(name, TAGS)
-            client.send("JOIN #burst")
-            client.expect(r" 366 ")
-        bursters = [
-            Burster(client, name, names[(i + 1) % len(names)])
-            for i, (client, name) in enumerate(zip(clients, names, strict=True))
-        ]
-        for burster in bursters:
-            burster.start()
-        started = time.monotonic()
-        # Kill it while the burst is in full flow: the senders never stop by themselves.
-        while time.monotonic() - started < 1.0 or not any(b.received for b in bursters):
-            time.sleep(0.01)
-        server.stop(signal.SIGKILL)
-        killed_after = time.monotonic() - started
-        for burster in bursters:
-            burster.stop.set()
-        for burster in bursters:
-            burster.join()
-
-        received: dict[str, str] = {}
-        for burster in bursters:
-            received.update(burster.received)
-        sent = sum(b.sent for b in bursters)
-
-        server.start()  # the same data directory, after the crash
-        with sqlite3.connect(f"file:{server.data_dir / 'salon.db'}?mode=ro", uri=True) as db:
-            rows = db.execute("SELECT msgid, target, text FROM history WHERE command = 'PRIVMSG'")
-            stored = {msgid: (target, text) for msgid, target, text in rows}
-        lost = sorted(set(received) - set(stored))
-        channel = {m for m, (target, _) in stored.items() if target == "#burst"}
-        print(
-            f"\nSIGKILL after {killed_after:.2f} s: {sent} lines sent, {len(received)} distinct"
-            f" messages received by some client, {len(stored)} stored ({len(channel)} in"
-            f" #burst), {len(stored) - len(set(received) & set(stored))} stored but never"
-            f" delivered, {len(lost)} lost"
-        )
-        assert received, "nothing was delivered before the kill"
-        assert len(received) < sent, "the burst was over before the kill"
-        assert lost == [], [received[m] for m in lost[:10]]
-        assert all(stored[m][1] == text for m, text in received.items())
-
-        # The restarted server serves the same history to a client.
-        reader = LineClient(server.irc_port)
-        clients.append(reader)
-        reader.register("reader", "batch draft/chathistory " + TAGS)
-        reader.send("JOIN #burst")
-        reader.expect(r" 366 ")
-        reader.send("CHATHISTORY LATEST #burst * 1000000")
-        reader.expect(r"BATCH \+\S+ chathistory #burst")
-        played = set()
-        while True:
-            msg = parse(reader.readline())
-            if msg.command == "BATCH":
-                break
-            played.add(msg.tags["msgid"])
-        assert played == channel
-        assert {m for m, text in received.items() if " channel " in text} <= played
-    finally:
-        for client in clients:
-            client.close()
-        server.stop()
 
 
 # ---------------------------------------------------------------------------- 7. grouping
@@ -204,13 +49,6 @@ def run_storage(store: SQLiteStore, scenario: Any) -> Storage:
         return storage
 
     return asyncio.run(main())
-
-
-async def until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def test_a_small_backlog_is_indexed_once_a_second_a_flood_at_once(tmp_path: Path) -> None:
@@ -494,76 +332,6 @@ def test_real_shell_groups_commits(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- 8. bounded queue
 
 
-def held_messages(net: HeldStoreNet) -> int:
-    """Messages waiting in held store calls (a commit group holds many)."""
-    count = 0
-    for call in net.held:
-        group = getattr(call.call, "__self__", None)
-        count += len(group.events) if isinstance(group, CommitGroup) else 1
-    return count
-
-
-def test_a_sender_waits_for_its_commits_and_nothing_is_reordered() -> None:
-    net = HeldStoreNet()
-    alice = net.register("alice", TAGS.split())
-    bob = net.register("bob", TAGS.split())
-    for conn in (alice, bob):
-        conn.send("JOIN #c")
-    net.run_store_until_idle()
-    alice.lines()
-    bob.lines()
-    lines = [f"PRIVMSG #c :m{i}" for i in range(100)]
-    lines.insert(70, "PING :mark")  # a command after messages waits for their delivery
-    alice.feed("".join(line + "\r\n" for line in lines).encode())
-    client = alice.client
-    # The disk is slow: PIPELINE messages wait for their commit, the rest is not read.
-    assert client.pending_commits == PIPELINE == 64
-    assert client.blocked
-    assert held_messages(net) == PIPELINE
-    assert client.inbuf.count(b"\n") == len(lines) - PIPELINE
-    alice.nothing()
-    bob.nothing()
-    net.run_store()  # one transaction: 64 commits, then their delivery
-    assert [m.params[-1] for m in bob.messages()] == [f"m{i}" for i in range(64)]
-    assert held_messages(net) == 70 - 64  # up to the PING, which waits behind them
-    net.run_store()
-    assert [m.params[-1] for m in find(bob.messages(), "PRIVMSG")] == [
-        f"m{i}" for i in range(64, 70)
-    ]
-    assert net.run_store_until_idle() >= 1
-    echoes = alice.messages()
-    assert [m.params[-1] for m in find(echoes, "PRIVMSG")] == [f"m{i}" for i in range(100)]
-    order = [m.command for m in echoes]
-    assert order.index("PONG") == 70  # after the echo of m69, before that of m70
-    assert [m.params[-1] for m in bob.messages()] == [f"m{i}" for i in range(70, 100)]
-    events = net.store.history(HistoryQuery("#c", limit=1000, events=False))
-    assert [e.text for e in events] == [f"m{i}" for i in range(100)]
-    assert not client.blocked and client.pending_commits == 0
-
-
-def test_a_long_paste_is_slowed_not_dropped() -> None:
-    net = HeldStoreNet()
-    alice = net.register("alice", TAGS.split())
-    bob = net.register("bob", TAGS.split())
-    alice.send("JOIN #c")
-    bob.send("JOIN #c")
-    net.run_store_until_idle()
-    alice.lines()
-    bob.lines()
-    total = 3000  # far more than the RecvQ holds
-    data = "".join(f"PRIVMSG #c :line {i:05d} of a long paste\r\n" for i in range(total))
-    assert len(data) > 4 * net.config.limits.recvq
-    alice.feed(data.encode())
-    transactions = 0
-    while net.held:
-        assert len(net.held) <= PIPELINE
-        net.run_store()
-        transactions += 1
-    assert transactions == -(-total // PIPELINE)
-    assert not net.is_closed(alice)
-    assert [m.params[-1][:10] for m in bob.messages()] == [f"line {i:05d}" for i in range(total)]
-
-
 def test_a_slow_disk_slows_the_sender_on_a_real_shell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -615,25 +383,3 @@ def test_a_slow_disk_slows_the_sender_on_a_real_shell(
     with sqlite3.connect(tmp_path / "salon.db") as db:
         texts = [r[0] for r in db.execute("SELECT text FROM history WHERE command = 'PRIVMSG'")]
     assert texts == [f"paste {i}" for i in range(total)]
-
-
-def test_a_pong_does_not_overtake_a_message_waiting_for_its_commit() -> None:
-    """A client that PINGs after someone sent it a message gets the message first: the
-    server had it before the PING, so the PONG waits for its commit (irctest's clients,
-    and bots, use a PING to know that the server has sent them everything so far)."""
-    net = HeldStoreNet()
-    alice = net.register("alice", TAGS.split())
-    bob = net.register("bob", TAGS.split())
-    carol = net.register("carol", TAGS.split())
-    alice.send("PRIVMSG bob :hello")
-    bob.send("PING :mark")
-    carol.send("PING :other")  # nothing waits for carol, but the order is kept for all
-    bob.nothing()
-    carol.nothing()
-    net.run_store_until_idle()
-    assert [m.command for m in bob.messages()] == ["PRIVMSG", "PONG"]
-    assert [m.command for m in carol.messages()] == ["PONG"]
-    # Once everything is committed, replies come at once again.
-    bob.send("PING :again")
-    assert [m.command for m in bob.messages()] == ["PONG"]
-    assert net.server.uncommitted == 0

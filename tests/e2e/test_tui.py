@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Static
+from tuihelpers import SIZE, app_with, log_text, until
 
 from salon.client import Session, Settings
 from salon.tui.app import (
     ChatApp,
     ChatInput,
-    MessageLog,
     NameScreen,
     Sidebar,
-    TrustScreen,
-    wrap_fingerprint,
 )
 from salon.tui.config import ChatConfig
 from salon.tui.config import load as load_config
 from salon.tui.connection import Target
-from salon.tui.format import render
 
 pytestmark = pytest.mark.asyncio
-
-SIZE = (110, 30)
 
 
 def make_app(port: int, tmp: Path, nick: str = "ada", **kw: Any) -> ChatApp:
@@ -45,14 +37,6 @@ def make_app(port: int, tmp: Path, nick: str = "ada", **kw: Any) -> ChatApp:
     )
 
 
-async def until(pilot: Pilot[Any], check: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await pilot.pause(0.05)
-
-
 async def expect(pilot: Pilot[Any], client: Any, pattern: str, timeout: float = 8.0) -> None:
     """Like LineClient.expect, but lets the app run while waiting."""
     deadline = time.monotonic() + timeout
@@ -64,11 +48,6 @@ async def expect(pilot: Pilot[Any], client: Any, pattern: str, timeout: float = 
             if time.monotonic() > deadline:
                 raise
             await pilot.pause(0.05)
-
-
-def log_text(app: ChatApp) -> str:
-    log = app.query_one(MessageLog)
-    return "\n".join(strip.text for strip in log.lines)
 
 
 def in_lobby(app: ChatApp) -> bool:
@@ -242,48 +221,7 @@ async def test_server_errors_in_plain_words(salon: Any, tmp_path: Path) -> None:
         assert app.hide_joins and "You joined" not in log_text(app)
 
 
-async def test_scrolling_up_fetches_older_history(tmp_path: Path) -> None:
-    """Offline: a server offering draft/chathistory, fed by hand."""
-    session = Session(Settings(nick="ada"))
-    app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
-    caps = "batch server-time message-tags draft/chathistory"
-    async with app.run_test(size=SIZE) as pilot:
-        session.connection_made(time.time())
-        app.feed(f":s CAP * LS :{caps}", f":s CAP ada ACK :{caps}", ":s 001 ada :hi")
-        app.feed(":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
-        session.data_to_send()
-        app.feed(
-            "BATCH +b chathistory #lobby",
-            "@batch=b;time=2026-01-01T10:00:00.000Z;msgid=m9 :bob!b@h PRIVMSG #lobby :recent",
-            "BATCH -b",
-        )
-        await pilot.pause()
-        assert app.current.name == "#lobby" and "<bob> recent" in log_text(app)
-        await pilot.press("pageup")
-        assert session.data_to_send() == b"CHATHISTORY BEFORE #lobby msgid=m9 50\r\n"
-        app.feed(
-            "BATCH +c chathistory #lobby",
-            "@batch=c;time=2026-01-01T09:00:00.000Z;msgid=m1 :bob!b@h PRIVMSG #lobby :older",
-            "BATCH -c",
-        )
-        await pilot.pause()
-        text = log_text(app)
-        assert text.index("<bob> older") < text.index("<bob> recent")
-        await pilot.press("pageup")  # the page was short: the start of history
-        assert session.data_to_send() == b""
-
-
 # ---------------------------------------------------------------------- QA findings
-
-
-def app_with(port: int, tmp: Path, **settings: Any) -> ChatApp:
-    session = Session(Settings(nick=settings.pop("nick", "ada"), **settings))
-    return ChatApp(
-        session,
-        Target("127.0.0.1", port),
-        ChatConfig(tmp / "chat.toml"),
-        connection_options={"backoff": (0.1, 0.3), "connect_timeout": 2.0},
-    )
 
 
 async def test_failed_sasl_shows_why_and_never_joins(
@@ -301,22 +239,6 @@ async def test_failed_sasl_shows_why_and_never_joins(
     watcher.send("PING :end")
     watcher.expect(r"PONG .*end")
     assert not any("JOIN" in line and "ada" in line for line in watcher.lines), watcher.lines
-
-
-async def test_a_silent_server_times_out(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as silent:  # the kernel completes the handshake; nobody answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
-        app = app_with(port, tmp_path, register_timeout=1.0)
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.return_code is not None)
-    assert app.return_code == 1
-    assert app.fatal == (
-        f"127.0.0.1:{port} did not welcome us within 1 s: is it an IRC server, and the right port?"
-    )
 
 
 async def test_disconnect_shows_the_servers_reason(make_salon: Any, tmp_path: Path) -> None:
@@ -341,65 +263,3 @@ async def test_disconnect_shows_the_servers_reason(make_salon: Any, tmp_path: Pa
             await until(pilot, lambda: log_text(app).count("You joined #lobby") == 2)
     finally:
         oper.close()
-
-
-async def test_ctrl_c_asks_then_quits(tmp_path: Path) -> None:
-    app = ChatApp(Session(Settings(nick="ada")), None, ChatConfig(tmp_path / "chat.toml"))
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+c")
-        await pilot.pause()
-        assert app.return_code is None
-        shown = [n.message for n in app._notifications]  # what the toasts show
-        assert shown == ["Press Ctrl+C again, or Ctrl+Q, to quit"]
-        await pilot.press("ctrl+c")
-        await until(pilot, lambda: app.return_code is not None)
-    assert app.return_code == 0
-
-
-async def test_ctrl_c_with_a_selection_copies(tmp_path: Path) -> None:
-    app = ChatApp(Session(Settings(nick="ada")), None, ChatConfig(tmp_path / "chat.toml"))
-    async with app.run_test(size=SIZE) as pilot:
-        box = app.query_one(ChatInput)
-        box.value = "copy me"
-        box.select_all()
-        await pilot.press("ctrl+c", "ctrl+c")
-        await pilot.pause()
-        assert app.return_code is None and app.clipboard == "copy me"
-
-
-async def test_formatting_codes_are_rendered_not_shown(tmp_path: Path) -> None:
-    session = Session(Settings(nick="ada"))
-    app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
-    async with app.run_test(size=SIZE) as pilot:
-        session.connection_made(time.time())
-        app.feed(":s 001 ada :hi", ":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
-        app.feed(":s 332 ada #lobby :\x02Topic\x02 in \x0303green")
-        app.feed(":bob!b@h PRIVMSG #lobby :\x0304red\x03 \x02bold\x0f \x1ditalic\x1d end")
-        await pilot.pause()
-        text = log_text(app)
-        assert "<bob> red bold italic end" in text
-        assert "04red" not in text and "\x03" not in text and "\x02" not in text
-        topic = app.query_one("#topic", Static).render()
-        assert "Topic in green" in str(topic) and "\x03" not in str(topic)
-    line = render(session.buffers["#lobby"].lines[-1])
-    styles = {line.plain[span.start : span.end]: str(span.style) for span in line.spans}
-    assert styles["red"] == "#ff0000" and styles["bold"] == "bold"
-    assert styles["italic"] == "italic"
-
-
-async def test_certificate_fingerprint_wraps_between_bytes(tmp_path: Path) -> None:
-    fp = ":".join(f"{i * 7 % 256:02X}" for i in range(32))
-    assert wrap_fingerprint(fp).split("\n") == [
-        ":".join(fp.split(":")[:16]),
-        ":".join(fp.split(":")[16:]),
-    ]
-    app = ChatApp(Session(Settings(nick="ada")), None, ChatConfig(tmp_path / "chat.toml"))
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(TrustScreen("example.org:6697", fp, "self-signed certificate"))
-        await pilot.pause()
-        shown = [
-            strip.text.strip(" │╭╮╰╯─")
-            for strip in app.screen.query_one(Static)._render_cache.lines  # type: ignore[attr-defined]
-        ]
-        hex_lines = [s for s in shown if re.fullmatch(r"[0-9A-F:]{20,}", s)]
-        assert hex_lines == wrap_fingerprint(fp).split("\n"), shown

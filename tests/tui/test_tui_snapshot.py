@@ -1,8 +1,8 @@
 """A snapshot of the main screen (pytest-textual-snapshot), from canned server lines.
 
 The app runs offline with a fixed clock and UTC, so the picture only changes when the UI
-does. After an intended change: ``pytest tests/test_tui_snapshot.py --snapshot-update``.
-``python tests/test_tui_snapshot.py docs/chat.svg`` writes the README screenshot.
+does. After an intended change: ``pytest tests/tui/test_tui_snapshot.py --snapshot-update``.
+``python tests/tui/test_tui_snapshot.py docs/chat.svg`` writes the README screenshot.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from conftest import LineClient, free_port, wait_log, wait_port, write_config
 
 pytestmark = pytest.mark.timeout(30)
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "src" / "salon" / "salon.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "salon" / "salon.example.toml"
 
 
 def salon_cmd(*args: str) -> list[str]:

@@ -37,6 +37,10 @@ WITHOUT_POSTGRES = (
 )
 
 
+# A real PostgreSQL server (tests/pgserver.py): not part of the in-process suite.
+pytestmark = pytest.mark.e2e
+
+
 def loaded_modules(*modules: str) -> set[str]:
     """The top-level packages in sys.modules of a new interpreter after importing
     ``modules``."""
@@ -165,7 +169,7 @@ def salon_db(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
     )
 
 

@@ -18,7 +18,7 @@ from bench import histdata, history
 from salon.store.base import HistoryQuery, dm_key, is_dm, msgid_time
 from salon.store.memory import MemoryStore
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXIT_NO_START = 3  # bench/history.py: the server could not be started
 QUERIES = set(history.QUERIES)
 

@@ -13,14 +13,12 @@ from typing import Any
 
 import pytest
 from accounthelpers import cheap_argon2, register_account, sasl_connect  # noqa: F401
-from corehelpers import START, Conn, Net, find, sqlite_net
+from corehelpers import Conn, Net, find, sqlite_net
+from historyhelpers import SEARCH, stamp
 
 from salon.proto.message import Message
 from salon.server import history
 from salon.server.history import format_ms
-
-CAPS = ("batch", "draft/chathistory", "echo-message", "message-tags", "server-time")
-SEARCH = (*CAPS, "soju.im/search", "draft/message-redaction")
 
 MakeNet = Callable[..., Net]
 
@@ -56,10 +54,6 @@ def fail(conn: Conn, query: str) -> Message:
     fails = find(conn.messages(), "FAIL")
     assert len(fails) == 1, query
     return fails[0]
-
-
-def stamp(t: float) -> str:
-    return format_ms(round(t * 1000))
 
 
 def join(net: Net, *pairs: tuple[Conn, str]) -> None:
@@ -343,47 +337,6 @@ def test_messages_stored_after_redacting_the_newest_are_found(fts_net: Net) -> N
 # ---------------------------------------------------------------------------- real server
 
 
-def test_search_on_a_real_server(salon: Any, connect: Any) -> None:
-    alice = connect(salon.irc_port)
-    alice.register("alice", " ".join(SEARCH))
-    bob = connect(salon.irc_port)
-    bob.register("bob", " ".join(SEARCH))
-    carol = connect(salon.irc_port)
-    carol.register("carol", " ".join(SEARCH))
-    alice.send("JOIN #secret,#pub")
-    alice.expect(r" 366 \S+ #pub ")
-    bob.send("JOIN #secret")
-    bob.expect(r" 366 ")
-    carol.send("JOIN #pub")
-    carol.expect(r" 366 ")
-    alice.send("PRIVMSG #secret :the walrus sings at dawn")
-    alice.send("PRIVMSG bob :walrus private note")
-    alice.send("PRIVMSG #pub :walrus in public")
-    carol.expect("walrus in public")
-    bob.expect("walrus private note")
-
-    bob.send("SEARCH :text=walrus")
-    assert [m.params[-1] for m in bob.read_batch("soju.im/search")] == [
-        "the walrus sings at dawn",
-        "walrus private note",
-    ]
-    alice.send("SEARCH :text=walr;in=#secret")
-    assert [m.params[-1] for m in alice.read_batch("soju.im/search")] == [
-        "the walrus sings at dawn"
-    ]
-    alice.send(f"SEARCH :text=walrus;from=alice;after={stamp(START)};limit=2")
-    assert [m.params[-1] for m in alice.read_batch("soju.im/search")] == [
-        "walrus private note",
-        "walrus in public",
-    ]
-    carol.send("SEARCH :text=walrus")
-    assert [m.params[-1] for m in carol.read_batch("soju.im/search")] == ["walrus in public"]
-    carol.send("SEARCH :in=#secret;text=walrus")
-    assert carol.read_batch("soju.im/search") == []
-    carol.send("SEARCH :in=bob")
-    assert carol.read_batch("soju.im/search") == []
-
-
 @pytest.mark.parametrize("make_net", ["memory", "sqlite"], indirect=True)
 def test_a_later_holder_of_a_nick_reads_none_of_its_private_history(make_net: MakeNet) -> None:
     """Without an account the nick is all that keys a user's private conversations: who
@@ -434,6 +387,5 @@ def test_a_later_holder_of_a_nick_reads_none_of_its_private_history(make_net: Ma
 
 
 def stamp_of(net: Net) -> str:
-    from salon.server.history import format_ms
 
     return "timestamp=" + format_ms(int((net.now + 10) * 1000))

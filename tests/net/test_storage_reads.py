@@ -1,0 +1,86 @@
+"""The store thread (net/storage.py) at scale (issue 17): reads beside the writer, a failing disk said once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from storehelpers import append, event, fill, said, until
+
+from salon.net.storage import Storage, StorageFailed
+from salon.server.effects import StoreCall
+from salon.store.base import HistoryQuery
+from salon.store.sqlite import SQLiteStore
+
+
+def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
+    """A read runs on a reader of its own while the writer is inside a transaction: it
+    answers with what was committed before, and the commit is not held up by it."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(1, "#c", "before")])
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write(s: Any) -> bool:
+        s.append_history([said(2, "#c", "uncommitted")])
+        inside.set()
+        assert release.wait(10)
+        return True
+
+    read = StoreCall(lambda s: s.history(HistoryQuery("#c", limit=10)), read=True)
+    results: dict[int, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, result: results.__setitem__(id(call), result))
+        try:
+            write = StoreCall(slow_write)
+            storage.submit([write])
+            await until(inside.is_set)
+            storage.submit([read])
+            await until(lambda: id(read) in results)  # while the writer still waits
+            assert id(write) not in results
+            release.set()
+            await until(lambda: id(write) in results)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert [e.text for e in results[id(read)]] == ["before"]
+    store.close()
+
+
+def test_a_full_disk_is_logged_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "salon.db")
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    results: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, result: results.append(result))
+        try:
+            store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk full"
+            for i in range(1, 21):
+                storage.submit([append(event(i)._replace(params=("#c", "x" * 5000)))])
+                await until(lambda n=i: len(results) == n and not storage.busy)
+            store.conn.execute("PRAGMA max_page_count = 1073741823")
+            storage.submit([append(event(99))])
+            await until(lambda: len(results) == 21 and not storage.busy)
+        finally:
+            storage.stop()
+
+    with caplog.at_level(logging.INFO, logger="salon.storage"):
+        asyncio.run(main())
+    assert all(isinstance(r, StorageFailed) for r in results[:20]) and results[20] is True
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("storage failing: OperationalError: database or disk is full")
+    assert lines[1].startswith("storage recovered after 20 failures")
+    assert not any(r.exc_info for r in caplog.records)
+    store.close()

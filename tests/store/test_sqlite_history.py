@@ -1,0 +1,99 @@
+"""History rows in the SQLite store itself: the conversation index and every row shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corehelpers import START
+
+from salon.store.base import HistoryEvent, HistoryQuery, SearchQuery
+
+
+def test_sqlite_conversation_index_is_filled_in_batches(tmp_path: Path) -> None:
+    """Rows reach the conversation index in batches; reads see every committed row anyway
+    (the tail not indexed yet is read by id), and a database from before that index gets it filled when it is opened."""
+    from salon.store.sqlite import SQLiteStore
+
+    path = tmp_path / "salon.db"
+    store = SQLiteStore(path)
+
+    def event(i: int, target: str) -> HistoryEvent:
+        # A msgid as the server makes them: its millisecond first (store.base.msgid_time).
+        msgid = f"{int((START + i) * 1000):011x}ab{i:x}"
+        return HistoryEvent(msgid, START + i, target, "PRIVMSG", "a!a@h", None, (target, f"t{i}"))
+
+    with store.transaction():
+        store.append_history([event(i, "#a" if i % 2 else "#b") for i in range(10)])
+    count = "SELECT COUNT(*) FROM history_by_target"
+    assert store.conn.execute(count).fetchone()[0] == 0  # not indexed yet
+    assert [e.text for e in store.history(HistoryQuery("#a", limit=100))] == [
+        "t1", "t3", "t5", "t7", "t9"
+    ]  # fmt: skip
+    assert store.conn.execute(count).fetchone()[0] == 0  # a read never writes
+    store.index_pending()
+    assert store.conn.execute(count).fetchone()[0] == 10
+    # An older database: the same rows, no conversation index, the old per-row indexes,
+    # and msgids of the old form (without their millisecond).
+    store.conn.execute("DROP TABLE history_by_target")
+    store.conn.execute("CREATE INDEX history_target_time ON history (target, time)")
+    store.conn.execute("CREATE INDEX history_msgid ON history (msgid)")
+    with store.transaction():
+        store.append_history(
+            [
+                event(20, "#c")._replace(msgid="deadbeef1"),
+                event(21, "#c")._replace(msgid="deadbeef0001f"),
+            ]
+        )
+    store.conn.execute("UPDATE fts_state SET indexed = (SELECT MAX(id) FROM history)")
+    store.close()
+    store = SQLiteStore(path)
+    assert store.history_event("#c", "deadbeef1") is not None
+    assert store.history_position("#c", "deadbeef0001f") is not None
+    assert store.history_event("#b", "deadbeef1") is None
+    assert store.conn.execute(count).fetchone()[0] == 12  # filled when opened
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert "history_target_time" not in indexes
+    with store.transaction():
+        store.append_history([event(10, "#b")])
+    assert [e.text for e in store.history(HistoryQuery("#b", limit=3))] == ["t6", "t8", "t10"]
+    # Retention and redaction remove rows from the index as well.
+    assert store.purge_history(START + 5, "#b") == 3
+    assert store.redact_history("#b", event(8, "#b").msgid)
+    assert not store.redact_history("#a", event(6, "#b").msgid)  # not in that conversation
+    assert store.history_position("#b", event(6, "#b").msgid) is not None
+    assert [e.text for e in store.history(HistoryQuery("#b", limit=9))] == ["t6", "t10"]
+    rows = store.conn.execute("SELECT id FROM history_by_target WHERE target = '#b'")
+    assert len(rows.fetchall()) == 2
+    store.close()
+
+
+def test_sqlite_rows_of_every_shape_keep_their_order_and_fields(tmp_path: Path) -> None:
+    """One batch mixes short rows (a plain message) with full ones (client tags, a display
+    name, JSON parameters): they are inserted in runs of one shape, and read back in the
+    order and with the fields they were written with; a search finds the plain ones."""
+    from salon.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    t = START
+    events = [
+        HistoryEvent("m1", t, "#a", "PRIVMSG", "ann!a@h", None, ("#a", "plain one")),
+        HistoryEvent("m2", t, "#a", "PRIVMSG", "bo!b@h", "bo", ("#a", "tagged"), (("+draft/reply", "m1"),)),
+        HistoryEvent("m3", t, "#a", "JOIN", "cy!c@h", None, ("#a",)),
+        HistoryEvent("m4", t, "#a", "NOTICE", "ann!a@h", None, ("#a", "plain two")),
+        HistoryEvent("m5", t, "#a", "TAGMSG", "bo!b@h", None, ("#a",), (("+draft/react", "x"),)),
+        HistoryEvent("m6", t, "#a", "PRIVMSG", "ann!a@h", None, ("#A", "plain three")),
+        HistoryEvent("m7", t, "#a", "PRIVMSG", "ann!a@h", "ann", ("#a", "plain four")),
+    ]  # fmt: skip
+    # Private messages: the sender's party, with and without an account.
+    private = [
+        HistoryEvent("p1", t, "ann bo", "PRIVMSG", "ann!a@h", None, ("bo", "hi"), party="ann"),
+        HistoryEvent("p2", t, "ann bo", "PRIVMSG", "bo!b@h", "bo", ("ann", "yo"), party="bo"),
+        HistoryEvent("p3", t, "ann bo", "NOTICE", "bo!b@h", None, ("ann", "hm"), party="bo"),
+    ]  # fmt: skip
+    with store.transaction():
+        store.append_history(events[:3] + private[:2] + events[3:] + private[2:])
+    assert store.history(HistoryQuery("#a", limit=10)) == events
+    assert store.history(HistoryQuery("ann bo", limit=10)) == private
+    found = store.search_history(SearchQuery("plain", ("#a",), limit=10))
+    assert [e.msgid for e in found] == ["m1", "m4", "m6", "m7"]
+    store.close()
