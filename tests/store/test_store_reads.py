@@ -136,7 +136,8 @@ def test_a_search_in_a_small_channel_scans_it_not_the_network(tmp_path: Path) ->
     store = big_store(tmp_path, budget=5)
     fill(store, [said(70000, "#small", "a common word here")])
     store.index_pending()
-    assert not store._walk_cheaper(SearchQuery("common", ("#small",), limit=100))
+    assert store.scan_first(SearchQuery("common", ("#small",), limit=100))
+    assert not store.scan_first(SearchQuery("common", ("#big",), limit=100))
     found = store.search_history(SearchQuery("common", ("#small",), limit=100))
     assert [e.text for e in found] == ["a common word here"]
     store.close()

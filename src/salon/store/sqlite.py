@@ -139,8 +139,9 @@ CREATE TABLE IF NOT EXISTS dm_partners (
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
     text, content='history', content_rowid='id', tokenize='unicode61', columnsize=0
 );
--- The search index's words with the number of rows that have each (a search's plan).
-CREATE VIRTUAL TABLE IF NOT EXISTS history_vocab USING fts5vocab(history_fts, 'row');
+-- A vocabulary table once planned searches: counting a common word's rows in it reads
+-- the word's whole posting list, which cost more than the search.
+DROP TABLE IF EXISTS history_vocab;
 DROP TRIGGER IF EXISTS history_ai;
 DROP TRIGGER IF EXISTS history_ad;
 CREATE TABLE IF NOT EXISTS fts_state (

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,11 +36,11 @@ SENDER = "lower(substr(h.source, 1, instr(h.source || '!', '!') - 1))"
 # enough to stop within a fraction of a millisecond of the deadline.
 PROGRESS_STEPS = 2000
 DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
-# A search either walks the search index's matches newest first, or scans its
-# conversations newest first and matches each chunk of SCAN_CHUNK rows through a small
-# index of its own; these are the relative costs per row of each (_walk_cheaper).
-WALK_COST = 1
-SCAN_COST = 3
+# A search scans conversations of at most SCAN_FIRST_ROWS rows at once; for bigger ones it
+# walks the index's matches first, for WALK_SHARE of its budget (search_history). A scan
+# matches SCAN_CHUNK rows at a time.
+SCAN_FIRST_ROWS = 2000
+WALK_SHARE = 0.6
 SCAN_CHUNK = 256
 
 
@@ -71,9 +70,6 @@ def fts_query(text: str) -> str:
         return '""'
     terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
     return " AND ".join(terms)
-
-
-_TOKEN = re.compile(r"\w+")
 
 
 def _window(query: HistoryQuery, alias: str) -> tuple[list[str], list[Any]]:
@@ -131,11 +127,12 @@ class HistoryReads:
     # ------------------------------------------------------------------ budget
 
     @contextlib.contextmanager
-    def budget(self) -> Iterator[None]:
-        """Run the statements inside under ``query_budget``: past it, SQLite interrupts
-        the statement in hand (``sqlite3.OperationalError: interrupted``)."""
+    def budget(self, seconds: float | None = None) -> Iterator[None]:
+        """Run the statements inside for at most ``seconds`` (``query_budget`` by
+        default): past it, SQLite interrupts the statement in hand, and this raises
+        :class:`~salon.errors.QueryTooBroad`."""
         clock = self.clock
-        deadline = clock() + self.query_budget
+        deadline = clock() + (self.query_budget if seconds is None else seconds)
 
         def over() -> bool:
             return clock() > deadline
@@ -270,55 +267,54 @@ class HistoryReads:
 
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         """The newest ``limit`` messages of ``query.targets`` that have every word (the
-        last as a prefix), oldest first; see the module's note on the budget."""
+        last as a prefix), oldest first; see the module's note on the budget.
+
+        Small conversations are scanned newest first, each chunk matched through a
+        temporary index (never the network's matches filtered afterwards). Bigger ones
+        first walk the search index's matches newest first, keeping theirs, for
+        WALK_SHARE of the budget: a rare word, or a common one, is found at once. When
+        that is not enough (a word common elsewhere and rare here), the conversations
+        are scanned with what is left of the budget."""
         if not query.targets:
             return []
         found: dict[int, sqlite3.Row] = {}
         match = fts_query(query.text) if query.text.strip() else None
+        ends = self.clock() + self.query_budget
         try:
             with self.budget():
                 self._search_tail(query, match, found)
-                if match is not None and self._walk_cheaper(query):
-                    self._search_index(query, match, found)
-                else:
+                if match is None or self.scan_first(query):
                     self._search_conversations(query, match, found)
+                    return self._newest(query, found)
+            before = len(found)
+            try:
+                with self.budget(self.query_budget * WALK_SHARE):
+                    self._search_index(query, match, found)
+                if len(found) - before >= query.limit:
+                    return self._newest(query, found)
+            except QueryTooBroad:
+                pass
+            with self.budget(ends - self.clock()):
+                self._search_conversations(query, match, found)
         except QueryTooBroad:
             if not found:
                 raise
+        return self._newest(query, found)
+
+    @staticmethod
+    def _newest(query: SearchQuery, found: dict[int, sqlite3.Row]) -> list[HistoryEvent]:
         rows = sorted(found.values(), key=lambda r: (r["time"], r["id"]))[-query.limit :]
         return [event_from_row(r) for r in rows]
 
-    def _walk_cheaper(self, query: SearchQuery) -> bool:
-        """Whether walking the search index's matches newest first (keeping those of the
-        search's conversations) costs less than scanning those conversations newest first
-        (testing each row): estimated from the conversations' sizes and the rarest word's
-        number of matches, read in the index's vocabulary."""
+    def scan_first(self, query: SearchQuery) -> bool:
+        """Whether the search's conversations are small enough to scan at once (their
+        row counts are kept in the conversations table)."""
         marks = ",".join("?" * len(query.targets))
-        mine = int(
-            self.conn.execute(
-                f"SELECT COALESCE(SUM(messages), 0) FROM conversations WHERE target IN ({marks})",
-                query.targets,
-            ).fetchone()[0]
-        )
-        total = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM history").fetchone()[0])
-        words = query.text.split()
-        rarest = total
-        for i, word in enumerate(words):
-            tokens = _TOKEN.findall(word.lower())
-            if not tokens:
-                continue
-            token = max(tokens, key=len)
-            if i == len(words) - 1:
-                sql = "SELECT COALESCE(SUM(doc), 0) FROM history_vocab WHERE term >= ? AND term < ?"
-                row = self.conn.execute(sql, (token, token + "\U0010ffff")).fetchone()
-            else:
-                sql = "SELECT COALESCE(SUM(doc), 0) FROM history_vocab WHERE term = ?"
-                row = self.conn.execute(sql, (token,)).fetchone()
-            rarest = min(rarest, int(row[0]))
-        want = query.limit
-        walk = min(rarest, want * total // max(mine, 1))
-        scan = min(mine, want * total // max(rarest, 1))
-        return WALK_COST * walk <= SCAN_COST * scan
+        rows = self.conn.execute(
+            f"SELECT COALESCE(SUM(messages), 0) FROM conversations WHERE target IN ({marks})",
+            query.targets,
+        ).fetchone()[0]
+        return int(rows) <= SCAN_FIRST_ROWS
 
     def _search_index(self, query: SearchQuery, match: str, found: dict[int, sqlite3.Row]) -> None:
         """Walk the matches newest first (by id, which follows time), keeping those of
