@@ -100,9 +100,12 @@ class Storage:
         self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
         self._reads: queue.SimpleQueue[StoreCall[Any] | None] = queue.SimpleQueue()
         self._readers: list[threading.Thread] = []
-        reader = getattr(store, "reader", None)
-        if reader is not None and reader() is not None:
+        # Each reader opened here (None: the store has none), then used by its thread alone.
+        open_reader: Callable[[], Any] | None = getattr(store, "reader", None)
+        first = open_reader() if open_reader is not None else None
+        if open_reader is not None and first is not None:
             for i in range(READERS):
+                reader = first if i == 0 else open_reader()
                 thread = threading.Thread(
                     target=self._read, args=(reader,), name=f"salon-read-{i}", daemon=True
                 )
@@ -143,9 +146,8 @@ class Storage:
             thread.join()
         self._readers = []
 
-    def _read(self, open_reader: Callable[[], Any]) -> None:
+    def _read(self, reader: Any) -> None:
         """A reading thread: runs reads on its own connection until stop() puts None."""
-        reader = open_reader()
         try:
             while True:
                 call = self._reads.get()

@@ -112,9 +112,6 @@ class Channel:
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
 
-    def is_voiced(self, client: Client) -> bool:
-        return bool(self.members.get(client, ""))
-
     def prefix_of(self, client: Client, multi: bool) -> str:
         modes = self.members.get(client, "")
         if not modes:

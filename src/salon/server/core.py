@@ -19,11 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from salon.config import Config
-from salon.errors import (
-    CommandError,
-    LineTooLong,
-    ProtocolError,
-)
+from salon.errors import CommandError, LineTooLong, ProtocolError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT
@@ -31,9 +27,7 @@ from salon.proto.message import Message, encode_tags
 from salon.server import apply, caps, commit, history, monitor, welcome, whowas
 from salon.server.abuse import Abuse
 from salon.server.accounts import Accounts
-from salon.server.channel import (
-    Channel,
-)
+from salon.server.channel import Channel
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command

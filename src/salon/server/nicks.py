@@ -17,16 +17,18 @@ if TYPE_CHECKING:
     from salon.server.core import Server
 
 
-_SPECIAL = set("[]\\`_^{|}")
-_NICK_FIRST = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") | _SPECIAL
-_NICK_REST = _NICK_FIRST | set("0123456789-")
+_SPECIAL = frozenset("[]\\`_^{|}")
+# What may start a nick (RFC 2812 2.3.1: letter or special), as opposed to a channel, a
+# status prefix or a server mask.
+NICK_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") | _SPECIAL
+_NICK_REST = NICK_FIRST | frozenset("0123456789-")
 
 
 def valid_nick(nick: str, maxlen: int) -> bool:
     """RFC 2812 2.3.1: ``nickname = ( letter / special ) *8( letter / digit / special / "-" )``
     (salon allows up to NICKLEN characters)."""
     return (
-        0 < len(nick) <= maxlen and nick[0] in _NICK_FIRST and all(ch in _NICK_REST for ch in nick)
+        0 < len(nick) <= maxlen and nick[0] in NICK_FIRST and all(ch in _NICK_REST for ch in nick)
     )
 
 

@@ -4,9 +4,9 @@ sent and says goodbye when it is closed.
 Two personalities share one core, as websockets' ServerProtocol and ClientProtocol share
 its Protocol: :data:`IRC` (every IRC port, and IRC over WebSocket) and the text port's
 (:mod:`salon.server.textport`, for nc and telnet). The core asks the client's personality
-instead of testing what kind of connection it is; the one test left is in
-``Server.deliver``'s hot loop, where a negative ``variant`` means "rendered by the
-personality" so that IRC recipients cost no call.
+instead of testing what kind of connection it is, but for the sign of ``variant``, tested
+where a call per message or line would cost (``Server.deliver``'s hot loop, the fast
+path): a negative one means "rendered by the personality", so IRC recipients cost no call.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from memory (history). Implementations: :mod:`salon.store.memory` (tests) and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -275,8 +275,3 @@ def purge_all(store: PurgeSteps, before: float, target: str | None, exclude: Seq
         if step.next is None:
             return removed
         after = step.next
-
-
-def iter_chunks(items: Sequence[HistoryEvent], size: int) -> Iterator[Sequence[HistoryEvent]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

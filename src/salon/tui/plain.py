@@ -11,7 +11,6 @@ whichever ``/join`` or ``/query`` opened last ("Now talking in #rust" says so).
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from datetime import tzinfo
 from typing import TextIO
@@ -215,16 +214,8 @@ class PlainClient:
         self.stdout.flush()
 
 
-async def run_plain(client: PlainClient) -> int:
-    return await client.run()
-
-
 def is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def default_streams() -> tuple[TextIO, TextIO, TextIO]:
-    return sys.stdin, sys.stdout, sys.stderr

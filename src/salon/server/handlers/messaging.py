@@ -17,6 +17,7 @@ from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
 from salon.server.events import Away, Setname
+from salon.server.nicks import NICK_FIRST
 from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
 from salon.store.base import HistoryEvent, dm_key
@@ -36,10 +37,6 @@ _new_message: Callable[[tuple[str, tuple[str, ...], str, dict[str, str]]], Messa
     tuple.__new__, Message
 )
 _new_event: Callable[[tuple[Any, ...]], HistoryEvent] = partial(tuple.__new__, HistoryEvent)
-
-# What may start a nick (RFC 2812 2.3.1: letter or special), as opposed to a channel,
-# a status prefix or a server mask.
-_NICK_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
 
 
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -126,7 +123,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             )
         if server.log_messages:
             server.note(f"{command} {chan.name} <{client.nick}> {text}")
-    elif first in _NICK_START:
+    elif first in NICK_FIRST:
         other = server.nicks.get(casefold(target))
         if (
             other is None
