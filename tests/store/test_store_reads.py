@@ -256,3 +256,23 @@ def test_a_renamed_channel_keeps_the_name_each_message_was_sent_to(tmp_path: Pat
     events = store.history(HistoryQuery("#d", limit=10))
     assert [e.params for e in events] == [("#c", "to the key"), ("#C", "cased")]
     store.close()
+
+
+def test_a_purge_waits_while_the_wal_is_over_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting rewrites the search index: while the WAL is over its limit a step does
+    nothing but say where to go on, so the checkpoints catch up."""
+    from salon.store import sqlite as sqlite_store
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(i, "#c", f"t{i}") for i in range(20)])
+    store.index_pending()
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT", 0)
+    with store.transaction():
+        assert store.purge_step(START + 10, None, (), "#a") == (0, "#a")
+    assert store.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 20
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with store.transaction():
+        assert store.purge_step(START + 10, None, (), "#a").removed == 10
+    store.close()

@@ -630,6 +630,12 @@ class SQLiteStore(HistoryReads):
         """Everything :meth:`purge_step` removes, at once (at start, and in tests)."""
         return purge_all(self, before, target, exclude)
 
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            return 0
+
     def purge_step(
         self,
         before: float,
@@ -643,6 +649,10 @@ class SQLiteStore(HistoryReads):
         in ``exclude``. Each conversation's old events are found through the conversation
         index, and deleted PURGE_BITE at a time (deleting a row costs its search index
         entries, so the time limit is checked between bites)."""
+        if self._wal_bytes() > WAL_LIMIT:
+            # Deleting rows rewrites the search index's segments: let the checkpoints
+            # catch up (the WAL is reset, and truncated, once they do) before going on.
+            return PurgeProgress(0, after)
         deadline = time.monotonic() + PURGE_SECONDS
         self.index_pending()
         if target is not None:
