@@ -121,6 +121,15 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     alice.send("REGISTER * * :" + PASSWORD)
     net.run_offloads()
     alice.send("PRIVMSG NickServ :LOGOUT")
+    # ChanServ's own mode changes: CS OP/DEOP/VOICE, and the founder's +o on joining.
+    robert.send("JOIN #d")
+    alice.send("JOIN #d")
+    robert.send("CS REGISTER #d")
+    robert.send("CS VOICE #d alice")
+    robert.send("CS DEOP #d")
+    robert.send("CS OP #d")
+    robert.send("PART #d")
+    robert.send("JOIN #d")
     net.advance(3)
     robert.send("TOPIC #c :set by an op")
     robert.send("RENAME #c #cee :tidier")
@@ -158,6 +167,15 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     assert before["users"]["alice"][4] is None
     assert before["opers"] == ["robert"]
     assert before["channels"]["#cee"][0] == "#cee" and "#c" not in before["channels"]
+    chanserv = net.server.services.chanserv.client
+    by_chanserv = [e for e in log if isinstance(e, events.ChannelMode) and e.uid == chanserv.id]
+    assert [e.changes for e in by_chanserv] == [
+        ((True, "v", "alice"),),
+        ((False, "o", "robert"),),
+        ((True, "o", "robert"),),
+        ((True, "o", "robert"),),
+    ]
+    assert before["channels"]["#d"][2] == {"alice": "v", "robert": "o"}
     assert net.is_closed(dave) and net.is_closed(eve)
     assert "dave" not in before["users"] and "eve" not in before["users"]
     assert sorted(before["klines"]) == ["*@10.0.0.9", "keep@203.0.113.9"]

@@ -53,10 +53,13 @@ log = logging.getLogger("salon.server")
 
 
 def user(server: Server, uid: int) -> Client:
-    """The user ``uid``: a connection of this process, or a user without one (introduced
-    by an event made elsewhere)."""
+    """The user ``uid``: a connection of this process, a user without one (introduced
+    by an event made elsewhere), or a service (ChanServ changes modes)."""
     client = server.clients.get(uid)
-    return client if client is not None else server.remote[uid]
+    if client is not None:
+        return client
+    remote = server.remote.get(uid)
+    return remote if remote is not None else server.services.by_id[uid]
 
 
 def intro(client: Client) -> Intro:
@@ -273,11 +276,15 @@ def apply_channel_mode(server: Server, ev: ChannelMode, rb: ResponseBuffer | Non
     change = Message("MODE", (chan.name, flags, *params), client.prefix, server.user_tags(client))
     if rb is not None:
         rb.add(change)
-    server.deliver(chan.members, change, skip=client)
+    # The buffer's client has its copy there: the setter, or the member ChanServ opped
+    # as it joined (its MODE after its JOIN).
+    server.deliver(chan.members, change, skip=rb.client if rb is not None else client)
     history.channel_event(server, chan, change)
     if any(letter in "sik" for _add, letter, _arg in ev.changes):
         history.note_privacy(server, chan)
-    server.services.channel_changed(chan)
+    if any(letter not in PREFIX_MODES for _add, letter, _arg in ev.changes):
+        # A registered channel's record has no members, so +o/+v alone need no write.
+        server.services.channel_changed(chan)
 
 
 def apply_user_mode(server: Server, ev: UserMode, rb: ResponseBuffer | None) -> None:
