@@ -54,6 +54,8 @@ def state(server: Server) -> dict[str, Any]:
         "channels": channels,
         "invisible": sorted(c.nick for c in server.invisible),
         "opers": sorted(c.nick for c in server.opers),
+        "klines": dict(server.abuse.klines),
+        "dlines": dict(server.abuse.dlines),
     }
 
 
@@ -82,7 +84,8 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     robert.send("PART #a :bye")
     robert.send("JOIN #c")
     alice.send("JOIN #c")
-    net.register("dave").send("JOIN #c")
+    dave = net.register("dave", ip="10.0.0.9")
+    dave.send("JOIN #c")
     alice.send("TOPIC #b :the b topic")
     alice.send("MODE #b +o-o+v Carol Carol Carol")
     alice.send("MODE #b +bbe bad!*@* *!*@evil.example good!*@*")
@@ -98,14 +101,35 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     alice.send("AWAY :brb")
     alice.send("AWAY")
     robert.send("SETNAME :Robert R.")
+    robert.send("OPER root pw")
+    net.run_offloads()
+    # K-lines and D-lines: set (dropping the users they match), lifted, expired.
+    eve = net.register("eve", ip="10.2.3.4")
+    eve.send("JOIN #c")
+    robert.send("KLINE 1h *@10.0.0.9 :spam")
+    robert.send("KLINE keep@203.0.113.9 :kept")
+    robert.send("KLINE gone@203.0.113.9 :lifted")
+    robert.send("UNKLINE GONE@203.0.113.9")
+    robert.send("KLINE 30s brief@203.0.113.9 :expires")
+    robert.send("DLINE 10.2.0.0/16 :botnet")
+    robert.send("DLINE 10.3.0.0/16 :lifted")
+    robert.send("UNDLINE 10.3.0.1/16")
+    net.check_timeouts(31)
     # Log in and out: REGISTER (logs in), NickServ LOGOUT.
     robert.send("REGISTER * * :" + PASSWORD)
     net.run_offloads()
     alice.send("REGISTER * * :" + PASSWORD)
     net.run_offloads()
     alice.send("PRIVMSG NickServ :LOGOUT")
-    robert.send("OPER root pw")
-    net.run_offloads()
+    # ChanServ's own mode changes: CS OP/DEOP/VOICE, and the founder's +o on joining.
+    robert.send("JOIN #d")
+    alice.send("JOIN #d")
+    robert.send("CS REGISTER #d")
+    robert.send("CS VOICE #d alice")
+    robert.send("CS DEOP #d")
+    robert.send("CS OP #d")
+    robert.send("PART #d")
+    robert.send("JOIN #d")
     net.advance(3)
     robert.send("TOPIC #c :set by an op")
     robert.send("RENAME #c #cee :tidier")
@@ -128,6 +152,8 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
         events.Setname,
         events.Account,
         events.Rename,
+        events.Ban,
+        events.Unban,
     } <= kinds
     before = state(net.server)
     assert before["users"]["robert"][0] == "robert"
@@ -141,6 +167,19 @@ def test_replaying_the_events_of_a_session_gives_the_same_state() -> None:
     assert before["users"]["alice"][4] is None
     assert before["opers"] == ["robert"]
     assert before["channels"]["#cee"][0] == "#cee" and "#c" not in before["channels"]
+    chanserv = net.server.services.chanserv.client
+    by_chanserv = [e for e in log if isinstance(e, events.ChannelMode) and e.uid == chanserv.id]
+    assert [e.changes for e in by_chanserv] == [
+        ((True, "v", "alice"),),
+        ((False, "o", "robert"),),
+        ((True, "o", "robert"),),
+        ((True, "o", "robert"),),
+    ]
+    assert before["channels"]["#d"][2] == {"alice": "v", "robert": "o"}
+    assert net.is_closed(dave) and net.is_closed(eve)
+    assert "dave" not in before["users"] and "eve" not in before["users"]
+    assert sorted(before["klines"]) == ["*@10.0.0.9", "keep@203.0.113.9"]
+    assert sorted(before["dlines"]) == ["10.2.0.0/16"]
     assert replay(net, log).event_log is None
     assert state(replay(net, log)) == before
 

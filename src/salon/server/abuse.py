@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
+from salon.server.events import Unban
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import BanStore, ServerBan
 
@@ -54,6 +56,16 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return addr
 
 
+def describe(ban: ServerBan, now: float) -> str:
+    """A ban as KLINE LIST and the operator setting it see it."""
+    if ban.expires is None:
+        left = "permanent"
+    else:
+        left = f"expires in {max(int(ban.expires - now), 0)} seconds"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ban.created))
+    return f"{ban.mask} ({left}; set by {ban.setter} on {when}): {ban.reason}"
+
+
 class Abuse:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -69,6 +81,8 @@ class Abuse:
         self._last_prune = server.now
 
     def load(self, store: BanStore) -> None:
+        # At start, the bans saved before: the state this process starts from, not a
+        # change of it (no event, nothing to enforce: nobody is connected yet).
         for ban in store.load_server_bans():
             self._keep(ban)
 
@@ -109,7 +123,18 @@ class Abuse:
                 return ban
         return None
 
+    def find(self, kind: str, mask: str) -> ServerBan | None:
+        """The K-line (``kind`` "K") or D-line ("D") of ``mask``, as UNKLINE and UNDLINE
+        name it (a K-line's mask in any case, a D-line's network in any spelling)."""
+        if kind == "K":
+            return self.klines.get(mask.lower())
+        net = parse_network(mask)
+        entry = self.dlines.get(str(net)) if net is not None else None
+        return entry[0] if entry is not None else None
+
     # -------------------------------------------------------------- changes
+    # Only the apply functions of the Ban and Unban events (salon.server.apply) call
+    # these: a K-line or D-line changes by an event, so that every node applies it.
 
     def add(self, ban: ServerBan) -> list[Client]:
         """Keep and store a ban, then disconnect the connected users it matches."""
@@ -122,16 +147,16 @@ class Abuse:
         return self.enforce(ban)
 
     def remove(self, kind: str, mask: str) -> ServerBan | None:
+        ban = self.find(kind, mask)
+        if ban is None:
+            return None
         if kind == "K":
-            ban = self.klines.pop(mask.lower(), None)
+            del self.klines[mask.lower()]
         else:
-            net = parse_network(mask)
-            entry = self.dlines.pop(str(net), None) if net is not None else None
-            ban = entry[0] if entry is not None else None
-        if ban is not None:
-            stored_kind, stored_mask = ban.kind, ban.mask
-            self.server.store(lambda store: store.delete_server_ban(stored_kind, stored_mask))
-            log.info("%s-line removed mask=%s", kind, ban.mask)
+            del self.dlines[str(parse_network(mask))]
+        stored_kind, stored_mask = ban.kind, ban.mask
+        self.server.store(lambda store: store.delete_server_ban(stored_kind, stored_mask))
+        log.info("%s-line removed mask=%s", kind, ban.mask)
         return ban
 
     def enforce(self, ban: ServerBan) -> list[Client]:
@@ -171,7 +196,7 @@ class Abuse:
             b for b, _ in self.dlines.values() if b.expires is not None and b.expires <= now
         ]
         for ban in expired:
-            self.remove(ban.kind, ban.mask)
+            self.server.emit(Unban(ban.kind, ban.mask))
         if now - self._last_prune >= 60:
             self._last_prune = now
             cutoff = now - self.chan_period

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps, history, monitor
+from salon.server.abuse import describe
 from salon.server.accounts import set_account
 from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
 from salon.server.channels import send_names, send_topic
@@ -26,6 +27,7 @@ from salon.server.client import Client, Kind
 from salon.server.events import (
     Account,
     Away,
+    Ban,
     ChannelMode,
     Event,
     Intro,
@@ -38,9 +40,11 @@ from salon.server.events import (
     Rename,
     Setname,
     Topic,
+    Unban,
     UserMode,
 )
 from salon.server.responsebuffer import ResponseBuffer
+from salon.store.base import ServerBan
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -49,10 +53,13 @@ log = logging.getLogger("salon.server")
 
 
 def user(server: Server, uid: int) -> Client:
-    """The user ``uid``: a connection of this process, or a user without one (introduced
-    by an event made elsewhere)."""
+    """The user ``uid``: a connection of this process, a user without one (introduced
+    by an event made elsewhere), or a service (ChanServ changes modes)."""
     client = server.clients.get(uid)
-    return client if client is not None else server.remote[uid]
+    if client is not None:
+        return client
+    remote = server.remote.get(uid)
+    return remote if remote is not None else server.services.by_id[uid]
 
 
 def intro(client: Client) -> Intro:
@@ -269,11 +276,15 @@ def apply_channel_mode(server: Server, ev: ChannelMode, rb: ResponseBuffer | Non
     change = Message("MODE", (chan.name, flags, *params), client.prefix, server.user_tags(client))
     if rb is not None:
         rb.add(change)
-    server.deliver(chan.members, change, skip=client)
+    # The buffer's client has its copy there: the setter, or the member ChanServ opped
+    # as it joined (its MODE after its JOIN).
+    server.deliver(chan.members, change, skip=rb.client if rb is not None else client)
     history.channel_event(server, chan, change)
     if any(letter in "sik" for _add, letter, _arg in ev.changes):
         history.note_privacy(server, chan)
-    server.services.channel_changed(chan)
+    if any(letter not in PREFIX_MODES for _add, letter, _arg in ev.changes):
+        # A registered channel's record has no members, so +o/+v alone need no write.
+        server.services.channel_changed(chan)
 
 
 def apply_user_mode(server: Server, ev: UserMode, rb: ResponseBuffer | None) -> None:
@@ -376,6 +387,32 @@ def apply_rename(server: Server, ev: Rename, rb: ResponseBuffer | None) -> None:
             out.flush()
 
 
+def apply_ban(server: Server, ev: Ban, rb: ResponseBuffer | None) -> None:
+    ban = ServerBan(ev.kind, ev.mask, ev.reason, ev.setter, ev.created, ev.expires)
+    hit = server.abuse.add(ban)  # kept, stored, and this process's matching users dropped
+    if rb is not None:
+        rb.notice(f"{ban.kind}-line added: {describe(ban, server.now)}")
+        if hit:
+            rb.notice(f"{len(hit)} connection(s) disconnected")
+    # Other operators with +w hear about it.
+    asker = rb.client if rb is not None else None
+    note = Message(
+        "NOTICE", ("*", f"{ban.setter} added {ban.kind}-line {ban.mask}: {ban.reason}"), server.name
+    )
+    server.deliver(
+        [
+            c
+            for c in server.clients.values()
+            if c.oper is not None and c is not asker and "w" in c.modes
+        ],
+        note,
+    )
+
+
+def apply_unban(server: Server, ev: Unban, rb: ResponseBuffer | None) -> None:
+    server.abuse.remove(ev.kind, ev.mask)
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -391,6 +428,8 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Setname: apply_setname,
     Account: apply_account,
     Rename: apply_rename,
+    Ban: apply_ban,
+    Unban: apply_unban,
 }
 
 

@@ -143,6 +143,28 @@ class Rename:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A server ban (not a channel's ``+b``): a K-line (``kind`` "K", a ``user@host``
+    mask) or a D-line ("D", an IP address or CIDR network). ``setter`` is the operator
+    block (or nick) that set it; ``expires`` None: permanent."""
+
+    kind: str
+    mask: str
+    reason: str
+    setter: str
+    created: float
+    expires: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unban:
+    """A K-line or D-line is lifted (UNKLINE, UNDLINE, or its expiry)."""
+
+    kind: str
+    mask: str
+
+
 Event = (
     Intro
     | Nick
@@ -158,4 +180,6 @@ Event = (
     | Setname
     | Account
     | Rename
+    | Ban
+    | Unban
 )

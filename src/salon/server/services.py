@@ -25,7 +25,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps, history
+from salon.server import caps
 from salon.server.accounts import (
     auth_state,
     check_password_shape,
@@ -36,6 +36,7 @@ from salon.server.accounts import (
 from salon.server.channel import Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.effects import Offload
+from salon.server.events import ChannelMode
 from salon.server.nicks import change_nick
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import AccountRecord, ChannelRecord, ListRecord, Store
@@ -501,6 +502,9 @@ class ChanServ(Bot):
         self.server.store(lambda store: store.save_channel(record))
 
     def load(self, store: Store) -> None:
+        # At start, the registered channels as they were saved: the state this process
+        # starts from, not a change of it, so no events (nobody is connected to be told,
+        # and every node of a network loads the same records from the shared store).
         server = self.server
         for rec in store.load_channels():
             cf = casefold(rec.name)
@@ -545,20 +549,12 @@ class ChanServ(Bot):
         out: ResponseBuffer | None = None,
     ) -> None:
         """Give or take +o/+v as ChanServ, telling the channel (``target``'s own copy
-        goes to ``out`` when given, to keep it after its JOIN)."""
-        if target not in chan.members or not chan.set_prefix(target, mode, on):
+        goes to ``out`` when given, to keep it after its JOIN): a ChannelMode event by
+        ChanServ, as a user's MODE is."""
+        if target not in chan.members or (mode in chan.members[target]) == on:
             return
-        server = self.server
-        change = Message(
-            "MODE",
-            (chan.name, ("+" if on else "-") + mode, target.nick),
-            self.prefix,
-            server.server_tags(),
-        )
-        server.deliver(chan.members, change, skip=target if out is not None else None)
-        if out is not None:
-            out.add(change)
-        history.channel_event(server, chan, change)
+        change = ChannelMode(self.client.id, chan.name, ((on, mode, target.nick),), self.server.now)
+        self.server.emit(change, out)
 
     def apply_access(
         self, chan: Channel, client: Client, out: ResponseBuffer | None = None
@@ -719,6 +715,8 @@ class Services:
         self.bots: dict[str, Bot] = {
             bot.client.nick_cf: bot for bot in (self.nickserv, self.chanserv)
         }
+        # The pseudo-users by id: ChanServ is the user of its own mode changes' events.
+        self.by_id: dict[int, Client] = {bot.client.id: bot.client for bot in self.bots.values()}
         for cf, bot in self.bots.items():
             server.nicks[cf] = bot.client
 

@@ -18,17 +18,16 @@ unless ``MYSELF`` is given (as in ergo). A nick stands for its current host or I
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING
 
 from salon.errors import FailError
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server.abuse import parse_network
+from salon.server.abuse import describe, parse_network
 from salon.server.channel import mask_matches
 from salon.server.client import Client
+from salon.server.events import Ban, Unban
 from salon.server.responsebuffer import ResponseBuffer, safe_middle
-from salon.store.base import ServerBan
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -47,15 +46,6 @@ def parse_duration(text: str) -> float | None:
     if _DURATION.fullmatch(lowered):
         return float(sum(int(num) * _UNITS[unit] for num, unit in _PART.findall(lowered)))
     return None
-
-
-def _describe(ban: ServerBan, now: float) -> str:
-    if ban.expires is None:
-        left = "permanent"
-    else:
-        left = f"expires in {max(int(ban.expires - now), 0)} seconds"
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ban.created))
-    return f"{ban.mask} ({left}; set by {ban.setter} on {when}): {ban.reason}"
 
 
 def _parse(
@@ -84,26 +74,8 @@ def _list(server: Server, kind: str, rb: ResponseBuffer) -> None:
     abuse = server.abuse
     bans = list(abuse.klines.values()) if kind == "K" else [ban for ban, _ in abuse.dlines.values()]
     for ban in sorted(bans, key=lambda b: b.created):
-        rb.notice(f"{kind}-line {_describe(ban, server.now)}")
+        rb.notice(f"{kind}-line {describe(ban, server.now)}")
     rb.notice(f"End of {kind}-line list ({len(bans)})")
-
-
-def _added(server: Server, rb: ResponseBuffer, ban: ServerBan, hit: list[Client]) -> None:
-    rb.notice(f"{ban.kind}-line added: {_describe(ban, server.now)}")
-    if hit:
-        rb.notice(f"{len(hit)} connection(s) disconnected")
-    # Other operators with +w hear about it.
-    note = Message(
-        "NOTICE", ("*", f"{ban.setter} added {ban.kind}-line {ban.mask}: {ban.reason}"), server.name
-    )
-    server.deliver(
-        [
-            c
-            for c in server.clients.values()
-            if c.oper is not None and c is not rb.client and "w" in c.modes
-        ],
-        note,
-    )
 
 
 def cmd_kline(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -136,17 +108,16 @@ def cmd_kline(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
             "That K-line would match you; add MYSELF to set it anyway",
         )
     now = server.now
-    ban = ServerBan(
-        "K", mask, reason, client.oper or client.nick, now, now + duration if duration else None
-    )
-    hit = server.abuse.add(ban)
-    _added(server, rb, ban, hit)
+    setter = client.oper or client.nick
+    server.emit(Ban("K", mask, reason, setter, now, now + duration if duration else None), rb)
 
 
 def cmd_unkline(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     mask = msg.params[0].rsplit("!", 1)[-1]
-    if server.abuse.remove("K", mask) is None:
+    ban = server.abuse.find("K", mask)
+    if ban is None:
         raise FailError("UNKLINE", "NO_SUCH_BAN", safe_middle(mask), "No such K-line")
+    server.emit(Unban("K", ban.mask), rb)
     rb.notice(f"K-line removed: {mask}")
 
 
@@ -177,15 +148,14 @@ def cmd_dline(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
                 "That D-line would match you; add MYSELF to set it anyway",
             )
     now = server.now
-    ban = ServerBan(
-        "D", str(net), reason, client.oper or client.nick, now, now + duration if duration else None
-    )
-    hit = server.abuse.add(ban)
-    _added(server, rb, ban, hit)
+    setter = client.oper or client.nick
+    server.emit(Ban("D", str(net), reason, setter, now, now + duration if duration else None), rb)
 
 
 def cmd_undline(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     target = msg.params[0]
-    if parse_network(target) is None or server.abuse.remove("D", target) is None:
+    ban = server.abuse.find("D", target)
+    if ban is None:
         raise FailError("UNDLINE", "NO_SUCH_BAN", safe_middle(target), "No such D-line")
+    server.emit(Unban("D", ban.mask), rb)
     rb.notice(f"D-line removed: {target}")
