@@ -477,7 +477,7 @@ async def start(
     backend: histdata.Backend,
     entry: Path,
     workdir: Path,
-    extra: str = "",
+    history: dict[str, float] | None = None,
 ) -> Run:
     port = servers.free_port()
     rundir = workdir / f"salon-{port}"
@@ -487,8 +487,12 @@ async def start(
     log(f"copied the data set to {rundir} in {time.monotonic() - t0:.1f} s")
     conf = rundir / "salon.toml"
     servers.render("salon.toml.tmpl", port, rundir, conf)
+    settings = dict(history or {})
+    if args.query_budget is not None:
+        settings["query_budget"] = args.query_budget
+    extra = "".join(f"{key} = {value!r}\n" for key, value in settings.items())
     with open(conf, "a") as f:
-        f.write(config + extra)
+        f.write(config + ("\n[history]\n" + extra if extra else ""))
     # Nothing of the copy waits to be written back by the kernel during the start.
     await asyncio.to_thread(os.sync)
     salon_cmd = shlex.split(args.salon_cmd)
@@ -640,7 +644,7 @@ async def measure_retention(
     """Delivery latency while the server purges the oldest year (``retention_days =
     365``, which it does about a second after it starts), until its log says it purged
     (and 3 s more), or ``--retention-timeout``."""
-    run = await start(args, backend, entry, workdir, "\n[history]\nretention_days = 365\n")
+    run = await start(args, backend, entry, workdir, {"retention_days": 365})
     server, data = run.server, run.data
     try:
         sender = await Irc.connect(server.port, "lat_a")
@@ -929,6 +933,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=600.0,
         help="longest the retention measurement waits for the purge (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--query-budget",
+        type=float,
+        default=None,
+        help="the server's history.query_budget in seconds (default: salon's own)",
     )
     cli.add_run_options(ap)
     args = ap.parse_args(argv)

@@ -33,8 +33,11 @@ def test_history_bench_smoke(tmp_path: Path) -> None:
         *("--retention", "--retention-timeout", "20"),
         *("--cache", str(tmp_path / "cache"), "--out", str(out)),
         *("--salon-cmd", shlex.join([sys.executable, "-m", "salon"])),
-        # Other tests run alongside: let the scheduler place the server and the generator.
+        # Other tests run alongside: let the scheduler place the server and the generator,
+        # and give searches a budget no load exhausts (the test checks that every query
+        # finds what the data holds; budgets are tested in tests/store/test_store_reads.py).
         "--no-pin",
+        *("--query-budget", "30"),
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=110)
     report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
