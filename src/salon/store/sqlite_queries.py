@@ -41,6 +41,10 @@ DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budge
 # matches SCAN_CHUNK rows at a time.
 SCAN_FIRST_ROWS = 2000
 WALK_SHARE = 0.6
+# A last word shorter than this is first looked for as a whole word, for EXACT_SHARE of
+# the budget (search_history).
+PREFIX_MIN = 4
+EXACT_SHARE = 0.3
 SCAN_CHUNK = 256
 
 
@@ -63,12 +67,14 @@ def event_from_row(row: sqlite3.Row) -> HistoryEvent:
     )
 
 
-def fts_query(text: str) -> str:
-    """User words as an FTS5 query: every word must match (prefix match on the last)."""
+def fts_query(text: str, prefix: bool = True) -> str:
+    """User words as an FTS5 query: every word must match (prefix match on the last,
+    unless ``prefix`` is false)."""
     words = [w.replace('"', '""') for w in text.split() if w]
     if not words:
         return '""'
-    terms = [f'"{w}"' for w in words[:-1]] + [f'"{words[-1]}"*']
+    last = f'"{words[-1]}"*' if prefix else f'"{words[-1]}"'
+    terms = [f'"{w}"' for w in words[:-1]] + [last]
     return " AND ".join(terms)
 
 
@@ -279,7 +285,11 @@ class HistoryReads:
             return []
         found: dict[int, sqlite3.Row] = {}
         match = fts_query(query.text) if query.text.strip() else None
-        ends = self.clock() + self.query_budget
+        start, whole = self.clock(), self.query_budget
+
+        def left(share: float) -> float:
+            return max(0.0, start + whole * share - self.clock())
+
         try:
             with self.budget():
                 self._search_tail(query, match, found)
@@ -287,14 +297,21 @@ class HistoryReads:
                     self._search_conversations(query, match, found)
                     return self._newest(query, found)
             before = len(found)
-            try:
-                with self.budget(self.query_budget * WALK_SHARE):
-                    self._search_index(query, match, found)
-                if len(found) - before >= query.limit:
-                    return self._newest(query, found)
-            except QueryTooBroad:
-                pass
-            with self.budget(ends - self.clock()):
+            walks = [(match, WALK_SHARE)]
+            if len(query.text.split()[-1]) < PREFIX_MIN:
+                # A short last word is a prefix of many words ("the": then, there, they...),
+                # whose posting lists FTS5 merges before it yields a first match: its exact
+                # matches are tried first, and are the answer when there are enough.
+                walks.insert(0, (fts_query(query.text, prefix=False), EXACT_SHARE))
+            for words, share in walks:
+                try:
+                    with self.budget(left(share)):
+                        self._search_index(query, words, found)
+                    if len(found) - before >= query.limit:
+                        return self._newest(query, found)
+                except QueryTooBroad:
+                    pass
+            with self.budget(left(1.0)):
                 self._search_conversations(query, match, found)
         except QueryTooBroad:
             if not found:
