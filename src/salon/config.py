@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from salon.errors import ConfigError
 from salon.proto.casemap import casefold
+from salon.proto.names import valid_channel
 
 EXAMPLE_PATH = Path(__file__).with_name("salon.example.toml")
 
@@ -390,9 +391,6 @@ def validate(cfg: Config) -> None:
         ports[port] = key
     if not cfg.server.network or " " in cfg.server.network:
         raise ConfigError("server.network: must be a non-empty word")
-    dc = cfg.server.default_channel
-    if not dc.startswith("#") or " " in dc or "," in dc:
-        raise ConfigError(f"server.default_channel: {dc!r} is not a channel name")
     lim = cfg.limits
     _check_ranges(
         "limits",
@@ -414,6 +412,13 @@ def validate(cfg: Config) -> None:
             "whowas": (0, 1000000),
         },
     )
+    # Checked as JOIN checks a name, so that every front door can join it.
+    dc = cfg.server.default_channel
+    if not valid_channel(dc, lim.channellen):
+        raise ConfigError(
+            f"server.default_channel: {dc!r} is not a channel name ('#', then at most "
+            f"{lim.channellen - 1} characters without spaces, commas or control characters)"
+        )
     _check_ranges(
         "history",
         cfg.history,

@@ -10,6 +10,7 @@ import pytest
 from salon.client import Session, Settings
 from salon.client.commands import PLAIN_KEYS, completions, help_lines, split_command
 from salon.client.model import (
+    AutoJoin,
     BufferAdded,
     BufferRemoved,
     Event,
@@ -153,6 +154,69 @@ def test_welcome_joins_the_configured_channels_and_focuses_the_first() -> None:
     assert any(isinstance(e, BufferAdded) and e.focus for e in events)
     events = w.recv(f":{SERVER} 366 me #a :End")
     assert any(isinstance(e, Joined) for e in events)
+
+
+def welcomed(*isupport: str, **kw: object) -> Wire:
+    """Through 001 and a 005 with ``isupport`` tokens, before the MOTD."""
+    w = make(**kw)
+    w.s.connection_made(NOW)
+    w.sent()
+    w.recv(f":{SERVER} 001 me :Welcome", f":{SERVER} 005 me {' '.join(isupport)} :are supported")
+    return w
+
+
+def test_with_no_channel_named_it_joins_the_servers_default_after_the_motd() -> None:
+    w = welcomed("CHANTYPES=#", "salon.chat/DEFAULTCHANNEL=#meet", server_default=True)
+    assert w.sent() == []  # 005 comes after 001: the join waits for every token
+    events = w.recv(f":{SERVER} 376 me :End of /MOTD command.")
+    assert w.sent() == ["JOIN #meet"]
+    assert [e for e in events if isinstance(e, AutoJoin)] == [AutoJoin(("#meet",))]
+    events = w.recv(":me!u@h JOIN #meet")
+    assert any(isinstance(e, BufferAdded) and e.focus for e in events)
+    # A later MOTD (the MOTD command) joins nothing more.
+    w.recv(f":{SERVER} 376 me :End of /MOTD command.")
+    assert w.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("tokens", "joined"),
+    [
+        ((), "#lobby"),  # another server: no such token
+        (("salon.chat/DEFAULTCHANNEL=#a\\x3Db\\x5Cc",), "#a=b\\c"),  # ISUPPORT escapes
+        (("salon.chat/DEFAULTCHANNEL=#a,#b",), "#lobby"),  # not one channel name
+        (("salon.chat/DEFAULTCHANNEL=lobby",), "#lobby"),
+        (("salon.chat/DEFAULTCHANNEL=",), "#lobby"),
+    ],
+)
+def test_the_servers_default_is_a_channel_or_the_own_default_is_joined(
+    tokens: tuple[str, ...], joined: str
+) -> None:
+    w = welcomed("CHANTYPES=#", *tokens, server_default=True)
+    w.recv(f":{SERVER} 422 me :MOTD File is missing")
+    assert w.sent() == [f"JOIN {joined}"]
+
+
+def test_channels_the_user_named_win_over_the_servers_default() -> None:
+    w = make(channels=("#mine",))
+    w.s.connection_made(NOW)
+    w.sent()
+    events = w.recv(f":{SERVER} 001 me :Welcome")
+    assert w.sent() == ["JOIN #mine"]
+    assert [e for e in events if isinstance(e, AutoJoin)] == [AutoJoin(("#mine",))]
+    w.recv(f":{SERVER} 005 me salon.chat/DEFAULTCHANNEL=#meet :are supported")
+    w.recv(f":{SERVER} 376 me :End of /MOTD command.")
+    assert w.sent() == []
+
+
+def test_a_link_lost_before_the_motd_joins_the_default_on_the_next() -> None:
+    w = welcomed("salon.chat/DEFAULTCHANNEL=#meet", server_default=True)
+    w.s.connection_lost(NOW, "reset")
+    w.s.connection_made(NOW)
+    w.sent()
+    w.recv(f":{SERVER} 001 me :Welcome", f":{SERVER} 005 me salon.chat/DEFAULTCHANNEL=#meet :x")
+    assert w.sent() == []
+    w.recv(f":{SERVER} 376 me :End of /MOTD command.")
+    assert w.sent() == ["JOIN #meet"]
 
 
 def test_nick_in_use_tries_alternatives_then_gives_up() -> None:

@@ -168,6 +168,30 @@ def test_the_web_client_chats_with_an_irc_client(
         page.close()
 
 
+def test_the_web_login_proposes_the_servers_default_channel(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    """server.default_channel reaches the login form (filled into the page by the server,
+    no inline script): a user who only types a nickname meets the others there."""
+    s = make_salon(server={"default_channel": "#meet"}, listen={"http_port": free_port()})
+    tcp = irc_user(connect, s.irc_port, "tcp", "#meet")
+    page = browser.new_page()  # a new context: nothing in localStorage
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"http://127.0.0.1:{s.http_port}/")
+        assert page.input_value("#channels") == "#meet"
+        assert page.get_attribute("#channels", "placeholder") == "#meet"
+        page.fill("#nick", "walkin")
+        page.click("#connect")
+        tcp.expect(r"^:walkin!\S+ JOIN #meet", timeout=SLOW)
+        page.locator("#buffers button[data-name='#meet']").wait_for(timeout=SLOW * 1000)
+        assert errors == []
+    finally:
+        page.close()
+
+
 def test_the_web_client_reports_a_refused_nickname(browser: Any, make_salon: Any) -> None:
     s = make_salon(listen={"http_port": free_port()})
     page = browser.new_page()

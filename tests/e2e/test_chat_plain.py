@@ -58,6 +58,19 @@ def test_pipe_sends_and_exits_0(salon: Any, connect: Any, tmp_path: Path) -> Non
     assert not (tmp_path / "config" / "salon" / "chat.toml").exists()
 
 
+def test_with_no_channel_named_it_joins_the_servers_default(
+    make_salon: Any, connect: Any, tmp_path: Path
+) -> None:
+    """No channel on the command line or in chat.toml: the server's meeting place
+    (server.default_channel, advertised in ISUPPORT), where the plain-text port is too."""
+    s = make_salon(server={"default_channel": "#meet"})
+    bob = irc_user(connect, s.irc_port, "bob", "#meet")
+    result = chat(tmp_path, "--plain", "--nick", "bot", f"127.0.0.1:{s.irc_port}", stdin="hi\n")
+    assert result.returncode == 0, result.stderr
+    bob.expect(r":bot!\S+ JOIN #meet")
+    bob.expect(r":bot!\S+ PRIVMSG #meet :?hi$")
+
+
 def test_interactive_receive_and_bye(salon: Any, connect: Any, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [

@@ -211,6 +211,7 @@ def test_serve_bad_flag_one_line_exit_2(args: list[str], tmp_path: Path) -> None
     [
         ('[limits]\nsendq = "lots"\n', "limits.sendq"),
         ('[plain]\nleave_words = ["bye", "see you"]\n', "plain.leave_words: 'see you'"),
+        ('[server]\ndefault_channel = "lobby"\n', "server.default_channel: 'lobby'"),
     ],
 )
 def test_serve_bad_config_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

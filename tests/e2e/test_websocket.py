@@ -178,6 +178,8 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert b"text/html" in head
     assert b"test.salon" in body and f"port {web.irc_port}".encode() in body
+    # The login form proposes the server's default channel (server.default_channel).
+    assert b'id="channels" name="channels" spellcheck="false" value="#lobby"' in body
     # The web client: its page, script and style, under a policy that allows no other
     # script, style or connection than the server's own.
     assert b"Content-Security-Policy: default-src 'none'; script-src 'self'" in head
@@ -204,6 +206,28 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     log = web.log()
     assert "Traceback" not in log and "ERROR" not in log
     assert "websockets" not in log  # its INFO line per connection is not the server log's
+
+
+def test_every_front_door_proposes_the_configured_default_channel(
+    make_salon: Any, connect: Any
+) -> None:
+    """server.default_channel, set once: the page's login form proposes it (escaped as an
+    attribute value, and not taken for one of the page's own fields), IRC clients are told
+    it in ISUPPORT, and the plain-text port puts its users there."""
+    chan = "#\"x'<b>&{{ports}}"
+    s = make_salon(server={"default_channel": chan}, listen={"http_port": free_port()})
+    head, _, body = http(s.http_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    escaped = b"#&quot;x&#x27;&lt;b&gt;&amp;{{ports}}"
+    assert b'value="' + escaped + b'" placeholder="' + escaped + b'"' in body
+    assert chan.encode() not in body and body.count(b"<li>") == 3  # IRC, plain-text, HTTP
+    tcp = irc_user(connect, s.irc_port, "tcp")
+    tcp.send("VERSION")
+    tcp.expect(r" 005 tcp .*salon\.chat/DEFAULTCHANNEL=#\"x'<b>&\{\{ports\}\} ")
+    pat = connect(s.plain_port)
+    pat.expect(r"^Your name:")
+    pat.send("pat")
+    pat.expect(r"^\* You are now in #\"x'<b>&\{\{ports\}\}$")
 
 
 @pytest.mark.parametrize("trusted", [True, False])

@@ -73,6 +73,23 @@ def test_isupport_follows_config() -> None:
     assert tokens["TOPICLEN"] == "300"
 
 
+def test_isupport_advertises_the_default_channel(net: Net) -> None:
+    conn = net.register("alice")
+    # Registered before: the burst went to conn.messages() of net.register; ask again.
+    conn.send("VERSION")
+    assert isupport(conn.messages())["salon.chat/DEFAULTCHANNEL"] == "#lobby"
+    # A space cannot be in a channel name, but a backslash and an equals sign can: escaped
+    # as modern.ircdocs.horse says, and a long name still leaves every 005 line in 512 bytes.
+    name = "#a\\b=c" + "x" * 190
+    net = Net(server={"default_channel": name}, limits={"channellen": 200})
+    conn = net.connect()
+    conn.send("NICK n")
+    conn.send("USER n 0 * :n")
+    msgs = conn.messages()
+    assert isupport(msgs)["salon.chat/DEFAULTCHANNEL"] == "#a\\x5Cb\\x3Dc" + "x" * 190
+    assert all(len(m.serialize()) <= 512 for m in msgs)
+
+
 def test_cap_ls_302_req_end(net: Net) -> None:
     conn = net.connect()
     conn.send("CAP LS 302")

@@ -5,8 +5,10 @@ The sans-I/O server core, in process (tests/corehelpers.py): client pairs, an in
 
 from __future__ import annotations
 
-from corehelpers import Net
+import pytest
+from corehelpers import Net, make_config
 
+from salon.errors import ConfigError
 from salon.server.client import Kind
 
 
@@ -133,6 +135,28 @@ def test_plain_default_channel_refuses(net: Net) -> None:
     assert any("+i" in line for line in lines), lines
     pat.send("/join #elsewhere")
     assert pat.lines()[0] == "* You are now in #elsewhere"
+
+
+def test_plain_joins_the_configured_default_channel() -> None:
+    net = Net(server={"default_channel": "#Meet"})
+    alice = net.register("alice")
+    alice.send("JOIN #meet")
+    alice.lines()
+    pat = net.plain()
+    pat.lines()
+    pat.send("pat")
+    assert pat.lines()[1:] == ["* You are now in #meet", "* In #meet: @alice, pat"]
+    assert alice.lines() == [":pat!plain@127.0.0.1 JOIN #meet"]
+    pat.send("hello")
+    assert alice.lines() == [":pat!plain@127.0.0.1 PRIVMSG #meet hello"]
+
+
+@pytest.mark.parametrize(
+    "name", ["lobby", "#", "#a b", "#a,b", "#bell\x07", "#zero\u200bwidth", "#" + "x" * 50]
+)
+def test_default_channel_must_be_a_channel_name(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"server\.default_channel"):
+        make_config(server={"default_channel": name}, limits={"channellen": 50})
 
 
 def test_plain_rendering_is_per_recipient(net: Net) -> None:

@@ -144,6 +144,15 @@ class Registered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AutoJoin(Event):
+    """The channels joined on their own after the first registration (maybe none), once
+    they are known: at the welcome, or at the end of the MOTD when the server's advertised
+    default channel was waited for (Settings.server_default)."""
+
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NickChanged(Event):
     nick: str
 

@@ -22,6 +22,7 @@ from salon.client.history import History
 from salon.client.link import LinkEvent, Phase, next_phase
 from salon.client.model import (
     MAX_LINES,
+    AutoJoin,
     Buffer,
     BufferAdded,
     BufferChanged,
@@ -58,6 +59,8 @@ from salon.client.text import (
 )
 from salon.errors import ProtocolError
 from salon.proto import Message, parse
+from salon.proto.isupport import DEFAULT_CHANNEL, unescape_value
+from salon.proto.names import valid_channel
 
 VERSION_REPLY = "salon chat"
 
@@ -103,6 +106,10 @@ class Settings:
     sasl_password: str = ""
     sasl_mechanism: str = ""  # "", "PLAIN" or "SCRAM-SHA-256"; "" picks the best offered
     channels: tuple[str, ...] = ("#lobby",)
+    # True when the user named no channel: the server's meeting place, advertised as the
+    # ISUPPORT token salon.chat/DEFAULTCHANNEL, is joined in place of ``channels`` when the
+    # server has one (the join then waits for the end of the MOTD: 005 comes after 001).
+    server_default: bool = False
     history: int = 50  # lines of CHATHISTORY per request
     server_name: str = "server"  # the name of the server buffer
     register_timeout: float = REGISTER_TIMEOUT
@@ -129,6 +136,8 @@ class Session:
         # Fed lines before any connection_made (the snapshot tests do), it reads them as a link.
         self._phase = Phase.GREETING
         self.ever_registered = False
+        self.autojoined = False  # the first channels were joined (AutoJoin emitted)
+        self._await_default = False  # for the end of the MOTD, for the server's default
         self.quitting = False
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -309,6 +318,7 @@ class Session:
 
     def _reset_link(self, now: float) -> None:
         self._connected_at = now
+        self._await_default = False
         self.error_reason = ""  # the text of the server's ERROR, when it sent one
         self.isupport = {}
         self.offered = {}
@@ -675,8 +685,14 @@ class Session:
                 if name.startswith("-"):
                     self.isupport.pop(name[1:], None)
                 else:
-                    self.isupport[name] = value
+                    self.isupport[name] = unescape_value(value)
             return
+        elif code in ("376", "422") and self._await_default:
+            # modern.ircdocs.horse: on registration the server sends the MOTD (375, 372, 376)
+            # or ERR_NOMOTD, after the ISUPPORT lines: every token is known by now.
+            self._await_default = False
+            default = self._advertised_default()
+            self._autojoin([default] if default else list(self.settings.channels), now)
         elif code in ("903", "904", "905", "906", "907", "908"):
             self._sasl_finished(msg, now)
             return
@@ -749,18 +765,34 @@ class Session:
         self._emit(Registered(self.nick))
         if msg.params[1:]:
             self._info(msg.params[-1], now, self.server)
-        if first:
-            channels = list(self.settings.channels)
+        if not self.autojoined:
+            if self.settings.server_default:
+                self._await_default = True
+            else:
+                self._autojoin(list(self.settings.channels), now)
         else:
             channels = [
                 b.name for b in self.buffers.values() if b.kind == "channel" and b.want_joined
             ]
-        if channels:
-            self._join(channels, now, focus=first)
+            if channels:
+                self._join(channels, now, focus=False)
         if not first:
             for buf in self.buffers.values():
                 if buf.kind == "query":
                     self._history.request(self, buf, "LATEST")
+
+    def _autojoin(self, channels: list[str], now: float) -> None:
+        """The first join of the session: what the user asked for, or the server's default."""
+        self.autojoined = True
+        if channels:
+            self._join(channels, now, focus=True)
+        self._emit(AutoJoin(tuple(c if self.is_channel(c) else "#" + c for c in channels if c)))
+
+    def _advertised_default(self) -> str:
+        """The server's default channel (ISUPPORT salon.chat/DEFAULTCHANNEL), if it names
+        one that is a channel name; "" if not."""
+        name = self.isupport.get(DEFAULT_CHANNEL, "")
+        return name if valid_channel(name, len(name)) and self.is_channel(name) else ""
 
     def _nick_refused(self, msg: Message, now: float) -> None:
         nick = msg.params[1] if len(msg.params) > 2 else self.nick

@@ -342,7 +342,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if name == "index.html":
             ports = self.shell.bound_ports()
             listed = [(label, ports[key]) for key, label in _PORT_LABELS if key in ports]
-            body = web.page(self.shell.config.server.name, listed)
+            server = self.shell.config.server
+            body = web.page(server.name, listed, server.default_channel)
         else:
             body = web.read(name)
         page = http_response(200, body, content_type)

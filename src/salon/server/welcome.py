@@ -16,6 +16,7 @@ from salon import __version__
 from salon.config import Config
 from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
+from salon.proto.isupport import DEFAULT_CHANNEL, escape_value
 from salon.proto.message import Message
 from salon.server.apply import intro
 from salon.server.channel import (
@@ -69,6 +70,7 @@ def isupport(config: Config) -> list[tuple[str, ...]]:
         f"USERLEN={lim.userlen}",
         "UTF8ONLY",
         "WHOX",
+        f"{DEFAULT_CHANNEL}={escape_value(config.server.default_channel)}",
     ]
     if config.history.enabled:
         tokens += [

@@ -14,7 +14,7 @@ from salon.prompt import read_password
 
 CHAT_EPILOG = """\
 examples:
-  salon chat                          localhost:6667, joins #lobby
+  salon chat                          localhost:6667, joins the server's default channel
   salon chat irc.example.org:6697 --tls '#python' '#rust'
   echo hello | salon chat --plain --nick bot '#lobby'
 
@@ -26,6 +26,8 @@ Passwords can also come from SALON_PASSWORD and SALON_SASL_PASSWORD.
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6667
 DEFAULT_TLS_PORT = 6697
+# Joined when no channel is named and the server advertises none (salon's own default).
+DEFAULT_CHANNEL = "#lobby"
 NICK_RE = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*$")
 
 
@@ -45,7 +47,8 @@ def add_chat_parser(subparsers: Any) -> argparse.ArgumentParser:
         "where",
         nargs="*",
         metavar="HOST[:PORT] | #channel",
-        help="server (default localhost:6667) and channels to join (default #lobby)",
+        help="server (default localhost:6667) and channels to join (default: the server's "
+        "default channel, #lobby on salon unless configured)",
     )
     chat.add_argument("--nick", "-n", help="your nick (asked for and saved when not set)")
     chat.add_argument("--tls", action="store_true", help="connect with TLS (default port 6697)")
@@ -133,7 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         host, port = split_host_port(cfg.server)
     host = host or DEFAULT_HOST
     port = port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
-    channels = channels or cfg.channels or ["#lobby"]
+    # No channel named here or in chat.toml: the server's meeting place, which it advertises
+    # (Settings.server_default), else #lobby.
+    server_default = not (channels or cfg.channels)
+    channels = channels or cfg.channels or [DEFAULT_CHANNEL]
 
     nick = args.nick or cfg.nick
     if args.nick and not NICK_RE.match(args.nick):
@@ -177,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
         sasl_password=sasl_password,
         sasl_mechanism=(args.sasl_mechanism or "").upper(),
         channels=tuple(channels),
+        server_default=server_default,
         server_name=host,
         help_keys=PLAIN_KEYS if args.plain else TUI_KEYS,
     )

@@ -18,6 +18,7 @@ from typing import TextIO
 from salon.client import Buffer, Session
 from salon.client.commands import split_command
 from salon.client.model import (
+    AutoJoin,
     BufferAdded,
     BufferRemoved,
     Event,
@@ -27,7 +28,6 @@ from salon.client.model import (
     Line,
     LineAdded,
     QuitRequested,
-    Registered,
 )
 from salon.client.text import utc
 from salon.tui.connection import AskTrust, Connection, Target
@@ -60,7 +60,9 @@ class PlainClient:
         self.colour = colour
         self.tz = tz
         self.current = ""  # where typed lines go
-        self.waiting = {session.key(c) for c in session.settings.channels}
+        # The first channels, once the session says which (AutoJoin): typed lines wait
+        # until we are in them (or refused).
+        self.waiting: set[str] = set()
         self.ready = asyncio.Event()
         # Channels of a typed /join not joined yet, or of a /part not left yet: lines typed
         # after it wait (``switched`` is set when it is empty), as they are meant for where
@@ -154,7 +156,8 @@ class PlainClient:
         for event in events:
             if isinstance(event, LineAdded):
                 self._print(event.buffer, event.line)
-            elif isinstance(event, Registered):
+            elif isinstance(event, AutoJoin):
+                self.waiting = {self.session.key(c) for c in event.channels}
                 if not self.waiting:
                     self.ready.set()
             elif isinstance(event, Joined | JoinFailed):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 from importlib import resources
 
 # path -> (file, Content-Type)
@@ -23,14 +24,22 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
+# The fields of index.html that page() fills in.
+_FIELD = re.compile(r"\{\{(name|channel|ports)\}\}")
+
 
 @functools.cache
 def read(name: str) -> bytes:
     return resources.files(__name__).joinpath(name).read_bytes()
 
 
-def page(name: str, ports: list[tuple[str, int]]) -> bytes:
-    """index.html for this server: its (HTML-escaped) name and listening ports filled in."""
-    items = "".join(f"<li>{html.escape(label)}: port {port}</li>" for label, port in ports)
-    text = read("index.html").decode()
-    return text.replace("{{name}}", html.escape(name)).replace("{{ports}}", items).encode()
+def page(name: str, ports: list[tuple[str, int]], channel: str) -> bytes:
+    """index.html for this server: its name, listening ports and default channel (the login
+    form's proposal) filled in, HTML-escaped (quotes too: the channel is an attribute)."""
+    fills = {
+        "name": html.escape(name),
+        "channel": html.escape(channel),
+        "ports": "".join(f"<li>{html.escape(label)}: port {port}</li>" for label, port in ports),
+    }
+    # One pass: a value that holds "{{ports}}" (a channel may) is not filled in again.
+    return _FIELD.sub(lambda m: fills[m.group(1)], read("index.html").decode()).encode()

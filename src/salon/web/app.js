@@ -784,7 +784,10 @@ document.addEventListener("DOMContentLoaded", () => {
   serverName = document.title;
   const nickField = document.getElementById("nick");
   nickField.value = localStorage.getItem("salon.nick") || "";
-  document.getElementById("channels").value = localStorage.getItem("salon.channels") || "#salon";
+  // The field's value attribute is the server's default channel (server.default_channel,
+  // filled in by the server that serves this page): the place every front door proposes.
+  const channelsField = document.getElementById("channels");
+  channelsField.value = localStorage.getItem("salon.channels") || channelsField.defaultValue;
   (nickField.value ? document.getElementById("password") : nickField).focus();
 
   document.getElementById("login").addEventListener("submit", (event) => {

@@ -14,9 +14,9 @@ from salon.errors import CommandError, FailError, QueryTooBroad
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message, parse_tags
+from salon.proto.names import valid_channel
 from salon.server import caps, history
 from salon.server.channel import Channel
-from salon.server.channels import valid_channel
 from salon.server.client import Client
 from salon.server.events import Rename
 from salon.server.history import (
