@@ -306,8 +306,8 @@ class HistoryReads:
             for words, share in walks:
                 try:
                     with self.budget(left(share)):
-                        self._search_index(query, words, found)
-                    if len(found) - before >= query.limit:
+                        every = self._search_index(query, words, found)
+                    if len(found) - before >= query.limit or (every and words == match):
                         return self._newest(query, found)
                 except QueryTooBroad:
                     pass
@@ -333,9 +333,10 @@ class HistoryReads:
         ).fetchone()[0]
         return int(rows) <= SCAN_FIRST_ROWS
 
-    def _search_index(self, query: SearchQuery, match: str, found: dict[int, sqlite3.Row]) -> None:
+    def _search_index(self, query: SearchQuery, match: str, found: dict[int, sqlite3.Row]) -> bool:
         """Walk the matches newest first (by id, which follows time), keeping those of
-        the search's conversations, until ``limit`` of them."""
+        the search's conversations, until ``limit`` of them; True when every match was
+        seen (the walk's answer is then complete)."""
         filters, args = _search_filters(query)
         targets = set(query.targets)
         rows = self.conn.execute(
@@ -349,7 +350,8 @@ class HistoryReads:
             if row["target"] in targets:
                 found[row["id"]] = row
                 if len(found) >= want:
-                    return
+                    return False
+        return True
 
     def _search_conversations(
         self, query: SearchQuery, match: str | None, found: dict[int, sqlite3.Row]
