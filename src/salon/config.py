@@ -56,6 +56,10 @@ class ListenSection:
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
     )
+    # Plain HTTP requests (not WebSocket upgrades) per network of [connections]: a bucket
+    # of http_request_burst, refilled at http_request_rate a second; burst 0 = no limit.
+    http_request_burst: int = 60
+    http_request_rate: float = 1.0
 
 
 # The listeners' ports, in [listen]; 0 turns one off.
@@ -434,6 +438,10 @@ def validate(cfg: Config) -> None:
     for key in ("registration_timeout", "ping_interval", "ping_timeout"):
         if getattr(lim, key) <= 0:
             raise ConfigError(f"limits.{key}: must be positive")
+    if not 0 <= cfg.listen.http_request_burst <= 1000000:
+        raise ConfigError("listen.http_request_burst: out of range (0 to 1000000)")
+    if not 0 < cfg.listen.http_request_rate <= 1000000:
+        raise ConfigError("listen.http_request_rate: must be positive (at most 1000000)")
     if cfg.flood.rate <= 0 or cfg.flood.burst < 1:
         raise ConfigError("flood: rate must be positive and burst at least 1")
     for word in cfg.plain.leave_words:

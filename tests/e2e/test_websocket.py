@@ -166,8 +166,11 @@ def test_quit_and_shutdown_close_the_websocket(web: Any, ws_client: Any) -> None
 def http(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(request)
+        # The server keeps a connection open for more requests (keep-alive): say there
+        # are none, and it closes once it has answered.
+        sock.shutdown(socket.SHUT_WR)
         data = b""
-        while chunk := sock.recv(65536):  # the server closes after answering
+        while chunk := sock.recv(65536):
             data += chunk
     return data
 
@@ -202,7 +205,10 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     assert http(web.http_port, bad).startswith(b"HTTP/1.1 400 ")
     http(web.http_port, b"\x16\x03\x01 not http at all\r\n\r\n")
     # The server is still fine, and said nothing alarming.
-    assert http(web.http_port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert http(web.http_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    # RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    # HTTP/1.1 request message that lacks a Host header field".
+    assert http(web.http_port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     log = web.log()
     assert "Traceback" not in log and "ERROR" not in log
     assert "websockets" not in log  # its INFO line per connection is not the server log's
@@ -295,7 +301,7 @@ def test_wss_on_the_https_port(make_salon: Any, connect: Any) -> None:
     # The page over HTTPS names the wss:// port (the plain HTTP one is off here).
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     with context.wrap_socket(raw) as tls:
-        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         page = b""
         while chunk := tls.recv(65536):
             page += chunk
@@ -438,16 +444,18 @@ def test_unfinished_handshakes_count_against_the_address(make_salon: Any, connec
 
 
 def test_bytes_behind_a_plain_request_do_not_lose_the_answer(web: Any) -> None:
-    """Whatever follows a plain HTTP request (a stray CR LF, a second request) is ignored:
-    the first gets its answer, and nothing goes wrong in the server."""
-    for request in (
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n",
-        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nab",
+    """Requests sent one behind the other on a kept-alive connection get their answers in
+    order; bytes behind them that are not a request get a 400, after those answers."""
+    for request, statuses in (
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n", [b"200", b"400"]),
+        (
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            [b"404", b"200"],
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\n\r\nab", [b"405", b"400"]),
     ):
         answer = http(web.http_port, request)
-        assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 404 ", b"HTTP/1.1 405 ")), answer
-        assert answer.count(b"HTTP/1.1 ") == 1
+        assert re.findall(rb"HTTP/1.1 (\d+) ", answer) == statuses, answer
     # A bad frame right behind the handshake: the connection is closed, quietly.
     bad = (
         b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -9,6 +9,10 @@ IPv4 address, an IPv6 /64 by default, like ergo's ``ip-limits``):
   in again as soon as its old connections leave the window.
 
 Addresses in ``exempt`` (loopback by default) are not limited. 0 turns a limit off.
+
+On the HTTP port the throttle counts WebSocket upgrades only: plain HTTP requests have a
+budget of their own (:class:`RequestBudget`), so that reloading the web page cannot lock
+an address out of IRC. ``max_per_ip`` applies there from the accept on, as everywhere.
 """
 
 from __future__ import annotations
@@ -48,10 +52,22 @@ class ConnectionLimits:
         drop = (32 if addr.version == 4 else 128) - self.cidr[addr.version]
         return addr.version, int(addr) >> drop
 
-    def admit(self, key: Key, now: float) -> str | None:
-        """Count a new connection from ``key``; or the reason it is refused."""
+    def admit(self, key: Key, now: float, throttle: bool = True) -> str | None:
+        """Count a new connection from ``key``; or the reason it is refused. Without
+        ``throttle`` only the open connections are counted (an HTTP connection, until it
+        asks for a WebSocket: :meth:`throttled`)."""
         if self.max_open and self.open.get(key, 0) >= self.max_open:
             return f"Too many connections from your address (at most {self.max_open})"
+        if throttle:
+            refused = self.throttled(key, now)
+            if refused is not None:
+                return refused
+        self.open[key] = self.open.get(key, 0) + 1
+        return None
+
+    def throttled(self, key: Key, now: float) -> str | None:
+        """Count a new connection from ``key`` in its throttle window; or the reason it is
+        refused (then not counted)."""
         if self.throttle:
             times = self.recent.get(key)
             if times is None:
@@ -63,7 +79,6 @@ class ConnectionLimits:
                 wait = int(times[0] + self.window - now) + 1
                 return f"Too many new connections from your address; try again in {wait} seconds"
             times.append(now)
-        self.open[key] = self.open.get(key, 0) + 1
         return None
 
     def release(self, key: Key) -> None:
@@ -79,3 +94,37 @@ class ConnectionLimits:
         cutoff = now - self.window
         for key in [k for k, times in self.recent.items() if not times or times[-1] <= cutoff]:
             del self.recent[key]
+
+
+class RequestBudget:
+    """Plain HTTP requests per network (the keys of :class:`ConnectionLimits`): a token
+    bucket of ``burst`` requests, refilled at ``rate`` a second. 0 turns it off."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst = burst
+        self.rate = rate
+        # key -> (tokens left, when they were counted)
+        self.buckets: dict[Key, tuple[float, float]] = {}
+
+    def spend(self, key: Key, now: float) -> float:
+        """Take one request from ``key``'s bucket: 0.0, or the seconds until one is left
+        (then nothing is taken)."""
+        if not self.burst:
+            return 0.0
+        tokens, then = self.buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self.buckets[key] = (tokens - 1.0, now)
+        return 0.0
+
+    def prune(self, now: float) -> None:
+        """Forget the buckets that are full again."""
+        full = float(self.burst)
+        for key in [
+            k
+            for k, (tokens, then) in self.buckets.items()
+            if tokens + (now - then) * self.rate >= full
+        ]:
+            del self.buckets[key]

@@ -34,7 +34,7 @@ from salon import datadir
 from salon.config import PORT_KEYS, Config
 from salon.net import tls
 from salon.net.connection import ClientProtocol, Refusal
-from salon.net.limits import ConnectionLimits, Key
+from salon.net.limits import ConnectionLimits, Key, RequestBudget
 from salon.net.storage import Storage
 from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
@@ -131,6 +131,9 @@ class Shell:
         self.storage: Storage | None = None
         self._lock: int | None = None  # the data directory's (datadir.lock)
         self.limits = ConnectionLimits(config.connections)
+        self.http_budget = RequestBudget(
+            config.listen.http_request_burst, config.listen.http_request_rate
+        )
         self._last_prune = time.time()
         self.tls_context: ssl.SSLContext | None = None
         # Logged once every listener is bound, so that a failed start prints one line.
@@ -216,17 +219,20 @@ class Shell:
             return
         self._close_gently(transport, client.id)
 
-    def screen(self, ip: str, count: bool = True) -> tuple[Refusal | None, Key | None]:
+    def screen(
+        self, ip: str, count: bool = True, throttle: bool = True
+    ) -> tuple[Refusal | None, Key | None]:
         """D-lines and the per-address connection limits for a new connection from ``ip``:
         the refusal, or the key it is now counted under (to release when it closes;
-        None when not limited, or when ``count`` is false: counted already)."""
+        None when not limited, or when ``count`` is false: counted already). Without
+        ``throttle``, the connection is not counted in the throttle window (yet)."""
         ban = self.server.dline_for(ip)
         if ban is not None:
             log.info("refused ip=%s by D-line %s", ip, ban.mask)
             return Refusal(f"D-lined: {ban.reason}", banned=True), None
         key = self.limits.key(ip) if count else None
         if key is not None:
-            refused = self.limits.admit(key, time.time())
+            refused = self.limits.admit(key, time.time(), throttle)
             if refused is not None:
                 log.info("refused ip=%s: %s", ip, refused)
                 return Refusal(refused, banned=False), None
@@ -335,6 +341,7 @@ class Shell:
                 if now - self._last_prune >= 60.0:
                     self._last_prune = now
                     self.limits.prune(now)
+                    self.http_budget.prune(now)
             self.after()
         except Exception:
             log.exception("bug in the timer tick")

@@ -6,20 +6,27 @@ done, the connection is an ordinary IRC client of the core: a :class:`ClientProt
 (the same D-lines, connection limits, flood control and SendQ as TCP) whose transport is a
 :class:`WebSocketSink` that turns the core's CR LF lines into WebSocket messages.
 
-A request that is not a WebSocket handshake gets the web client's files (salon.web).
+Every connection starts as HTTP/1.1, parsed by the sans-I/O ``h11.Connection``: plain
+requests get the web client's files (salon.web) over a kept-alive connection, under a
+per-address request budget. A request with an ``Upgrade`` header is written out again as
+h11 read it and handed, with whatever followed it, to a fresh ``ServerProtocol``; from
+there on h11 is out of the way. See docs/architecture.md, "IRC over WebSocket".
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import email.utils
 import http
 import ipaddress
 import logging
+import math
+import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import h11
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
@@ -52,7 +59,21 @@ SUBPROTOCOLS = (BINARY, TEXT)
 # message-tags specification": client tags, their '@' and space, and a 510-byte line (and
 # the CR LF a client may send anyway).
 MAX_MESSAGE = MAX_CLIENT_TAGS + 2 + 510 + 2
-HANDSHAKE_TIMEOUT = 15.0  # seconds for the HTTP request to arrive
+# Seconds for an HTTP request to arrive, whole; and for the next one on a kept-alive
+# connection.
+HANDSHAKE_TIMEOUT = 15.0
+# Requests on one connection; the last one's answer says "Connection: close".
+MAX_REQUESTS = 100
+# Bytes of a request body read and dropped (no path takes one yet) before a 413.
+MAX_DISCARDED_BODY = 65536
+TEXT_PLAIN = "text/plain; charset=utf-8"
+# What h11 lets through and salon refuses (docs/architecture.md): a line ended by LF alone,
+# which a proxy in front may read differently (RFC 9112 2.2: "a recipient MAY recognize a
+# single LF as a line terminator"), and obs-fold (RFC 9112 5.2: "A server that receives an
+# obs-fold in a request message ... MUST either reject the message by sending a 400 (Bad
+# Request) ... or replace each received obs-fold with one or more SP octets").
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_OBS_FOLD = re.compile(rb"\r\n[ \t]")
 
 
 def select_subprotocol(
@@ -151,7 +172,8 @@ class WebSocketSink(asyncio.Transport):
 
 
 class WebSocketProtocol(asyncio.Protocol):
-    """One connection to the HTTP listener: a WebSocket handshake, then IRC lines."""
+    """One connection to the HTTP listener: HTTP requests (h11), or a WebSocket handshake
+    and then IRC lines (websockets)."""
 
     def __init__(self, shell: Shell, secure: bool = False) -> None:
         self.shell = shell
@@ -164,6 +186,13 @@ class WebSocketProtocol(asyncio.Protocol):
             max_size=MAX_MESSAGE,
             logger=_ws_log,
         )
+        # Until a request asks for a WebSocket: then None, and the bytes go to self.ws.
+        self.http: h11.Connection | None = h11.Connection(h11.SERVER)
+        self._method = b""  # of the request being read
+        self._target = b""
+        self._chunked = False  # its body is chunked
+        self._body = 0  # bytes of its body read (and dropped)
+        self._served = 0  # requests answered on this connection
         self.transport: asyncio.Transport
         self.irc: ClientProtocol | None = None
         self._parts: list[bytes] = []
@@ -172,7 +201,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ip = ""  # its address as the core knows it (connection.peer_ip)
         # The peer's network in the shell's ConnectionLimits, counted from the accept on.
         self.limit_key: Key | None = None
-        self.done = False  # answered over plain HTTP, or refused: nothing more is read
+        self.done = False  # answered for the last time, or refused: nothing more is read
         self.lingering = 0  # its key in the shell's transports while its answer goes out
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -181,19 +210,51 @@ class WebSocketProtocol(asyncio.Protocol):
         if shell.closing:
             transport.abort()
             return
-        # D-lines and connection limits apply from the accept, as on the IRC ports: a
-        # handshake that never ends must not let one address hold every descriptor.
+        # D-lines and the limit of open connections apply from the accept, as on the IRC
+        # ports: a handshake that never ends must not let one address hold every
+        # descriptor. The throttle of new connections waits for a WebSocket upgrade
+        # (_upgrade): plain requests have their own budget (_begin).
         self.peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         self.ip = peer_ip(self.peer)
-        refusal, self.limit_key = shell.screen(self.ip)
+        refusal, self.limit_key = shell.screen(self.ip, throttle=False)
         if refusal is not None:
             self._answer(http_response(403 if refusal.banned else 429, f"{refusal.reason}\n"))
             return
-        self._timer = shell.loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.shell.loop.call_later(HANDSHAKE_TIMEOUT, self._timeout)
+
+    def _timeout(self) -> None:
+        self._timer = None
+        conn = self.http
+        if conn is not None and conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+            self.transport.close()  # idle between requests: an ordinary end
+        else:
+            self.transport.abort()  # a request that never ends
 
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
+        if self.http is not None:
+            self.http.receive_data(data)
+            self._http_input()
+        else:
+            self._ws_input(data)
+        if self.transport.get_write_buffer_size() > self.shell.server.sendq:
+            # What the protocol answers by itself (pongs to a flood of pings, answers to
+            # pipelined requests) counts against the SendQ too, not only the IRC output
+            # the shell flushes.
+            client = self.irc.client if self.irc is not None else None
+            if client is not None and not client.closed:
+                self.shell.server.drop(client, "SendQ exceeded")
+                self.shell.after()
+            else:
+                self.transport.abort()
+
+    def _ws_input(self, data: bytes) -> None:
         ws = self.ws
         ws.receive_data(data)
         for event in ws.events_received():
@@ -204,17 +265,14 @@ class WebSocketProtocol(asyncio.Protocol):
             elif isinstance(event, Request):
                 self._request(event)
         self.send_pending()
-        if self.transport.get_write_buffer_size() > self.shell.server.sendq:
-            # What the protocol answers by itself (pongs to a flood of pings) counts
-            # against the SendQ too, not only the IRC output the shell flushes.
-            client = self.irc.client if self.irc is not None else None
-            if client is not None and not client.closed:
-                self.shell.server.drop(client, "SendQ exceeded")
-                self.shell.after()
-            else:
-                self.transport.abort()
 
     def eof_received(self) -> bool:
+        if self.done:
+            return False
+        if self.http is not None:
+            self.http.receive_data(b"")
+            self._http_input()
+            return False
         self.ws.receive_eof()
         self.send_pending()
         return False
@@ -234,14 +292,163 @@ class WebSocketProtocol(asyncio.Protocol):
     def _answer(self, response: Response) -> None:
         """An HTTP answer that ends the connection, whatever else the client sent (the
         protocol may have read its next bytes as frames and failed already)."""
+        self.transport.write(response.serialize())
+        self._end()
+
+    def _end(self) -> None:
         self.done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.transport.write(response.serialize())
         # A lingering close: closing with the request (or more) unread would make the
         # kernel send RST, which can destroy the answer on its way.
         self.lingering = self.shell.linger(self.transport)
+
+    # ------------------------------------------------------------------ plain HTTP
+
+    def _http_input(self) -> None:
+        """Read what h11 makes of the bytes received so far, and answer each request."""
+        conn = self.http
+        while conn is not None and not self.done:
+            if conn.their_state is h11.IDLE:
+                # The next request's head, or its start: what h11 would take but a proxy
+                # in front might read otherwise is refused.
+                head = conn.trailing_data[0].split(b"\r\n\r\n", 1)[0]
+                if _BARE_LF.search(head) or _OBS_FOLD.search(head):
+                    self._refuse(400, "Bad request: a line folded or ended by LF alone")
+                    return
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                # h11's own refusals: bad framing, bad Content-Length, a head too long...
+                self._refuse(exc.error_status_hint, f"Bad request: {exc}")
+                return
+            if event is h11.NEED_DATA:
+                if (
+                    self._chunked
+                    and conn.their_state is h11.SEND_BODY
+                    and _BARE_LF.search(conn.trailing_data[0])
+                ):
+                    # What is left unread of a chunked body is a chunk line in the making.
+                    self._refuse(400, "Bad request: a chunk line ended by LF alone")
+                return
+            if event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._begin(event)
+            elif isinstance(event, h11.Data):
+                self._body += len(event.data)
+                if self._body > MAX_DISCARDED_BODY:
+                    self._refuse(413, "Request body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                self._finish()
+            elif isinstance(event, h11.ConnectionClosed):
+                self.done = True
+                self.transport.close()
+            conn = self.http
+
+    def _begin(self, request: h11.Request) -> None:
+        names = {name for name, _ in request.headers}
+        if b"upgrade" in names:
+            self._upgrade(request)
+            return
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # RFC 9112 6.3: "Such a message might indicate an attempt to perform request
+            # smuggling ... or response splitting ... and ought to be handled as an
+            # error." h11 would take the chunked framing and go on.
+            self._refuse(400, "Bad request: both Content-Length and Transfer-Encoding")
+            return
+        self._method = request.method
+        self._target = request.target
+        self._chunked = b"transfer-encoding" in names
+        self._body = 0
+        key = self.limit_key
+        if key is not None:
+            wait = self.shell.http_budget.spend(key, time.time())
+            if wait:
+                retry = str(max(1, math.ceil(wait)))
+                self._refuse(429, "Too many requests from your address\n", [("Retry-After", retry)])
+
+    def _finish(self) -> None:
+        """The whole request is read: answer it, and wait for the next one."""
+        conn = self.http
+        if conn is None:
+            return
+        status, body, content_type, headers = self._page(self._method, self._target)
+        self._served += 1
+        self._respond(status, body, content_type, headers, close=self._served >= MAX_REQUESTS)
+        if self.done:
+            return
+        if conn.our_state is h11.MUST_CLOSE:
+            # The client asked to close (Connection: close, HTTP/1.0): its answer is out.
+            self._end()
+            return
+        conn.start_next_cycle()
+        self._method = self._target = b""
+        self._arm()
+
+    def _respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = TEXT_PLAIN,
+        headers: Sequence[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        """One answer through h11, which frames it (no body for HEAD)."""
+        conn = self.http
+        assert conn is not None
+        fields = [
+            # RFC 9110 6.6.1: "An origin server with a clock MUST generate a Date".
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+            *headers,
+        ]
+        if close:
+            fields.append(("Connection", "close"))
+        reason = http_status_phrase(status)
+        parts = [conn.send(h11.Response(status_code=status, headers=fields, reason=reason))]
+        if body and self._method != b"HEAD":
+            parts.append(conn.send(h11.Data(data=body)))
+        parts.append(conn.send(h11.EndOfMessage()))
+        self.transport.write(b"".join(part for part in parts if part))
+        if close:
+            self._end()
+
+    def _refuse(self, status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """An error answer, after which the connection closes."""
+        conn = self.http
+        body = text.rstrip("\n").encode() + b"\n"
+        if conn is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self._respond(status, body, TEXT_PLAIN, headers, close=True)
+        else:
+            response = http_response(status, body)
+            for name, value in headers:
+                response.headers[name] = value
+            self._answer(response)
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def _upgrade(self, request: h11.Request) -> None:
+        """Hand a request with an Upgrade header to the WebSocket protocol: written out
+        as h11 read it (checked already), followed by whatever the client sent after it."""
+        conn = self.http
+        assert conn is not None
+        key = self.limit_key
+        if key is not None:
+            refused = self.shell.limits.throttled(key, time.time())
+            if refused is not None:
+                log.info("refused ip=%s: %s", self.ip, refused)
+                self._refuse(429, refused)
+                return
+        self._method = request.method
+        lines = [b"%s %s HTTP/%s" % (request.method, request.target, request.http_version)]
+        lines += [b"%s: %s" % (name, value) for name, value in request.headers.raw_items()]
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        rest = conn.trailing_data[0]
+        self.http = None
+        self._ws_input(head + rest)
 
     def send_pending(self) -> None:
         transport = self.transport
@@ -266,9 +473,6 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         ws = self.ws
-        if "Upgrade" not in request.headers:
-            self._answer(self._page(request))
-            return
         if ws.state is not CONNECTING or ws.eof_sent:
             # Invalid frames right behind the request (a client may not send any before
             # the 101): the protocol failed the connection already.
@@ -329,15 +533,15 @@ class WebSocketProtocol(asyncio.Protocol):
         # A client that sends them anyway is not refused for it.
         irc.data_received(data.rstrip(b"\r\n") + b"\r\n")
 
-    def _page(self, request: Request) -> Response:
-        """The answer to a plain HTTP request: the web client's files, or 404."""
-        if request.method not in ("GET", "HEAD"):
-            response = http_response(405, "Method not allowed\n")
-            response.headers["Allow"] = "GET, HEAD"
-            return response
-        found = web.FILES.get(request.path.split("?", 1)[0])
+    def _page(self, method: bytes, target: bytes) -> tuple[int, bytes, str, list[tuple[str, str]]]:
+        """The answer to a plain HTTP request: the web client's files, or 404; as
+        (status, body, Content-Type, other headers)."""
+        if method not in (b"GET", b"HEAD"):
+            return 405, b"Method not allowed\n", TEXT_PLAIN, [("Allow", "GET, HEAD")]
+        path = target.split(b"?", 1)[0].decode("ascii", "replace")
+        found = web.FILES.get(path)
         if found is None:
-            return http_response(404, "Not found\n")
+            return 404, b"Not found\n", TEXT_PLAIN, []
         name, content_type = found
         if name == "index.html":
             ports = self.shell.bound_ports()
@@ -346,13 +550,17 @@ class WebSocketProtocol(asyncio.Protocol):
             body = web.page(server.name, listed, server.default_channel)
         else:
             body = web.read(name)
-        page = http_response(200, body, content_type)
-        page.headers["Content-Security-Policy"] = web.CONTENT_SECURITY_POLICY
-        page.headers["X-Content-Type-Options"] = "nosniff"
-        page.headers["Referrer-Policy"] = "no-referrer"
-        page.headers["Cache-Control"] = "no-cache"
-        # HEAD: the headers GET would get, no body (RFC 9110 9.3.2).
-        return dataclasses.replace(page, body=b"") if request.method == "HEAD" else page
+        headers = [
+            ("Content-Security-Policy", web.CONTENT_SECURITY_POLICY),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-cache"),
+        ]
+        return 200, body, content_type, headers
+
+
+def http_status_phrase(status: int) -> bytes:
+    return http.HTTPStatus(status).phrase.encode()
 
 
 # The ports the page lists for other clients: (Shell.bound_ports key, label).
