@@ -134,8 +134,9 @@ class SalonProcess:
     """``python -m salon serve`` as a real process on free ports, with its own data dir."""
 
     # Off unless a test sets them (to a free_port()); picked again, like the IRC and
-    # plain ports, when a parallel test took the port meanwhile.
-    WEB_PORTS = ("http_port", "https_port")
+    # plain ports, when a parallel test took the port meanwhile (a test reads the port it
+    # got back from ``sections["listen"]``).
+    WEB_PORTS = ("tls_port", "http_port", "https_port")
 
     def __init__(self, tmp: Path, **overrides: dict[str, Any]) -> None:
         self.tmp = tmp
@@ -184,10 +185,10 @@ class SalonProcess:
                     if self.sections["listen"].get(key):
                         wait_port(self.sections["listen"][key], proc=self.proc)
                 return self
-            except RuntimeError:
+            except RuntimeError as exc:
                 self._log.close()
                 if attempt == 2 or "cannot listen" not in self.log():
-                    raise
+                    raise RuntimeError(f"{exc}; its log:\n{self.log()[-2000:]}") from None
             self.irc_port = free_port()
             self.plain_port = free_port()
             self.sections["listen"].update(irc_port=self.irc_port, plain_port=self.plain_port)
