@@ -673,60 +673,66 @@ class Session:
 
     # ------------------------------------------------------------------ numerics
 
-    def _numeric(self, msg: Message, now: float) -> None:
-        code = msg.command
-        params = msg.params
-        if code == "001":
-            self._welcome(msg, now)
-            return
-        elif code == "005":
-            for token in params[1:-1]:
-                name, _, value = token.partition("=")
-                if name.startswith("-"):
-                    self.isupport.pop(name[1:], None)
-                else:
-                    self.isupport[name] = unescape_value(value)
-            return
-        elif code in ("376", "422") and self._await_default:
+    # Numerics with a handler of their own (the _NUMERICS table): each says whether it
+    # handled the reply, or left it to be shown as information or as an error.
+
+    def _names_reply_at(self, msg: Message, now: float) -> None:
+        self._names_reply(msg)
+
+    def _isupport(self, msg: Message, now: float) -> bool:
+        for token in msg.params[1:-1]:
+            name, _, value = token.partition("=")
+            if name.startswith("-"):
+                self.isupport.pop(name[1:], None)
+            else:
+                self.isupport[name] = unescape_value(value)
+        return True
+
+    def _motd_end(self, msg: Message, now: float) -> bool:
+        if self._await_default:
             # modern.ircdocs.horse: on registration the server sends the MOTD (375, 372, 376)
             # or ERR_NOMOTD, after the ISUPPORT lines: every token is known by now.
             self._await_default = False
             default = self._advertised_default()
             self._autojoin([default] if default else list(self.settings.channels), now)
-        elif code in ("903", "904", "905", "906", "907", "908"):
-            self._sasl_finished(msg, now)
-            return
-        elif code in ("432", "433", "436", "437") and not self.registered:
-            self._nick_refused(msg, now)
-            return
-        elif code in ("464", "465") and not self.registered:
-            self._fatal(describe_numeric(msg))
-            return
-        elif code == "353":
-            self._names_reply(msg)
-            return
-        elif code == "366":
-            self._names_end(msg, now)
-            return
-        elif code in ("332", "331"):
-            self._topic_reply(msg, now)
-            return
-        elif code == "333":
-            return
-        elif code in ("305", "306"):
-            self._info(params[-1], now)
-            return
-        elif code == "324" and len(params) >= 3:
-            buf = self.buffer(params[1]) or self._active_buffer()
-            self._info(f"Modes of {params[1]}: {' '.join(params[2:])}", now, buf)
-            return
-        elif code == "329":
-            return
-        elif code == "341" and len(params) >= 3:
-            self._info(f"You invited {params[1]} to {params[2]}", now)
-            return
-        elif code in WHOIS:
-            self._whois(msg, now)
+        return False  # shown too
+
+    def _nick_refused_early(self, msg: Message, now: float) -> bool:
+        if self.registered:
+            return False
+        self._nick_refused(msg, now)
+        return True
+
+    def _refused_early(self, msg: Message, now: float) -> bool:
+        if self.registered:
+            return False
+        self._fatal(describe_numeric(msg))
+        return True
+
+    def _away_reply(self, msg: Message, now: float) -> bool:
+        self._info(msg.params[-1], now)
+        return True
+
+    def _modes_reply(self, msg: Message, now: float) -> bool:
+        params = msg.params
+        if len(params) < 3:
+            return False
+        buf = self.buffer(params[1]) or self._active_buffer()
+        self._info(f"Modes of {params[1]}: {' '.join(params[2:])}", now, buf)
+        return True
+
+    def _inviting(self, msg: Message, now: float) -> bool:
+        params = msg.params
+        if len(params) < 3:
+            return False
+        self._info(f"You invited {params[1]} to {params[2]}", now)
+        return True
+
+    def _numeric(self, msg: Message, now: float) -> None:
+        code = msg.command
+        params = msg.params
+        handler = _NUMERICS.get(code)
+        if handler is not None and handler(self, msg, now):
             return
         if code in SERVER_INFO or code < "400":
             if code == "004":
@@ -1305,6 +1311,46 @@ _INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
     "NOTE": Session._on_fail,
     "REGISTER": Session._on_register,
     "VERIFY": Session._on_register,
+}
+
+
+def _handled(
+    method: Callable[[Session, Message, float], object],
+) -> Callable[[Session, Message, float], bool]:
+    """A handler that always handles its numeric."""
+
+    def run(session: Session, msg: Message, now: float) -> bool:
+        method(session, msg, now)
+        return True
+
+    return run
+
+
+def _ignored(session: Session, msg: Message, now: float) -> bool:
+    return True
+
+
+# Numerics handled apart from the generic display (Session._numeric): code -> handler,
+# which returns whether it handled the reply.
+_NUMERICS: dict[str, Callable[[Session, Message, float], bool]] = {
+    "001": _handled(Session._welcome),
+    "005": Session._isupport,
+    "376": Session._motd_end,
+    "422": Session._motd_end,
+    **dict.fromkeys(("903", "904", "905", "906", "907", "908"), _handled(Session._sasl_finished)),
+    **dict.fromkeys(("432", "433", "436", "437"), Session._nick_refused_early),
+    **dict.fromkeys(("464", "465"), Session._refused_early),
+    "353": _handled(Session._names_reply_at),
+    "366": _handled(Session._names_end),
+    "331": _handled(Session._topic_reply),
+    "332": _handled(Session._topic_reply),
+    "333": _ignored,
+    "305": Session._away_reply,
+    "306": Session._away_reply,
+    "324": Session._modes_reply,
+    "329": _ignored,
+    "341": Session._inviting,
+    **dict.fromkeys(WHOIS, _handled(Session._whois)),
 }
 
 
