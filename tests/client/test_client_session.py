@@ -993,3 +993,24 @@ def test_sync_later_is_answered_with_sync() -> None:
     w = registered("batch draft/metadata-3")
     w.recv(f":{SERVER} 774 me #lobby")
     assert w.sent() == ["METADATA #lobby SYNC"]
+
+
+def test_displayname_sets_and_clears_the_own_display_name() -> None:
+    w = registered("batch draft/metadata-3")
+    w.input("/displayname Me Myself")
+    assert w.sent() == ["METADATA * SET display-name :Me Myself"]
+    w.recv(f":{SERVER} 761 me me display-name * :Me Myself")
+    assert w.s.buffers["#lobby"].lines[-1].text == "Your display name is now Me Myself"
+    w.input("/displayname")
+    assert w.sent() == ["METADATA * SET display-name"]
+    w.recv(f":{SERVER} 766 me me display-name :key not set")
+    assert w.s.buffers["#lobby"].lines[-1].text == "You have no display name now"
+    w.recv(f":{SERVER} 761 me me display-name * :From the burst")  # not asked: not shown
+    assert w.s.buffers["#lobby"].lines[-1].text == "You have no display name now"
+
+
+def test_displayname_needs_the_capability() -> None:
+    w = registered("batch")
+    w.input("/displayname Me")
+    assert w.sent() == []
+    assert "does not offer display names" in w.s.buffers["#lobby"].lines[-1].text

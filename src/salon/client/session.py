@@ -346,6 +346,7 @@ class Session:
         # this link subscribed to the keys shown.
         self.display_names: dict[str, str] = {}
         self._meta_subscribed = False
+        self._display_pending = False  # /displayname waits for the server's answer
 
     @property
     def registered(self) -> bool:
@@ -819,6 +820,10 @@ class Session:
             self.display_names[self._key(target)] = name
         else:
             self.display_names.pop(self._key(target), None)
+        if self._display_pending and self._key(target) == self._key(self.nick):
+            self._display_pending = False
+            text = f"Your display name is now {name}" if name else "You have no display name now"
+            self._info(text, now)
         return True
 
     def _sync_later(self, msg: Message, now: float) -> bool:
@@ -1187,6 +1192,8 @@ class Session:
         text = describe_fail(msg)
         command = msg.params[0] if msg.params else ""
         buf: Buffer | None = None
+        if command == "METADATA":
+            self._display_pending = False
         if command == "CHATHISTORY":
             for p in msg.params[2:-1]:
                 buf = self.buffer(p)
