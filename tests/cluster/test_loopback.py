@@ -135,3 +135,108 @@ def test_off_means_off_nothing_imports_redis() -> None:
     code = "import sys\nimport salon.net.bus\nprint('redis' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"
+
+
+def test_a_paused_node_is_fenced_and_closes_its_clients(
+    cluster: Callable[..., SalonProcess],
+) -> None:
+    """SIGSTOP past node_ttl: its users quit on the other node, their nicks are taken
+    there, and the node, woken, is refused by Redis and closes its clients with ERROR."""
+    a, b = cluster("a"), cluster("b")
+    sleeper = client(a, "sleeper")
+    bob = client(b, "bob")
+    for c in (sleeper, bob):
+        c.send("JOIN #c")
+        c.expect(r" 366 ")
+    bob.read_all(0.2)
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        bob.expect(r"^:sleeper!\S+ QUIT :\*\.net \*\.split$", timeout=8)
+        assert time.monotonic() - stopped < 5.0
+        taker = client(b, "sleeper")  # free on the live node
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    sleeper.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=10)
+    assert a.proc.wait(10) == 3
+    taker.send("WHOIS sleeper")
+    taker.expect(r" 311 sleeper sleeper sleeper 127\.0\.0\.1 ")
+
+
+def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
+    """Issue 19 point 4, shortened: three senders on each node flood one channel; every
+    recipient on both nodes gets the same msgid sequence, each sender's in order."""
+    import threading
+
+    a, b = cluster("a"), cluster("b")
+    caps = "message-tags echo-message"
+    senders = [client(a if i % 2 else b, f"s{i}", caps) for i in range(6)]
+    readers = [client(a, "ra", caps), client(b, "rb", caps)]
+    everyone = senders + readers
+    for c in everyone:
+        c.send("JOIN #flood")
+        c.expect(r" 366 ")
+    time.sleep(0.3)
+    for c in everyone:
+        c.read_all(0.1)
+    count = 150
+    got: dict[str, list[tuple[str, str, str]]] = {}
+
+    def read(c: LineClient, key: str) -> None:
+        seen: list[tuple[str, str, str]] = []
+        while len(seen) < count * len(senders):
+            line = c.readline(15)
+            if " PRIVMSG #flood " not in line:
+                continue
+            tags, source, _cmd, _target, text = line.split(" ", 4)
+            msgid = next(t for t in tags[1:].split(";") if t.startswith("msgid="))
+            seen.append((msgid, source[1:].split("!")[0], text.lstrip(":")))
+        got[key] = seen
+
+    threads = [threading.Thread(target=read, args=(c, str(i))) for i, c in enumerate(everyone)]
+    for t in threads:
+        t.start()
+    for n in range(count):
+        for s in senders:
+            s.send(f"PRIVMSG #flood :{n}")
+        time.sleep(0.002)
+    for t in threads:
+        t.join(30)
+    assert len(got) == len(everyone)
+    first = [m for m, _s, _t in got["0"]]
+    assert len(set(first)) == count * len(senders)  # none lost, none twice
+    for seen in got.values():
+        assert [m for m, _s, _t in seen] == first
+        for i in range(len(senders)):
+            assert [t for _m, s, t in seen if s == f"s{i}"] == [str(n) for n in range(count)]
+
+
+def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
+    """Issue 19 point 5 between processes: four clients (two per node) claim one nick at
+    once, exactly one wins; two nodes create one channel at once, exactly one founder."""
+    a, b = cluster("a"), cluster("b")
+    clients = [client(a if i % 2 else b, f"c{i}") for i in range(4)]
+    rounds = 50
+    for r in range(rounds):
+        wanted = f"x{r}"
+        for c in clients:
+            c.send(f"NICK {wanted}")
+        outcomes = [
+            c.expect(rf" 433 c{i} {wanted} |^:c{i}!\S+ NICK {wanted}$").string
+            for i, c in enumerate(clients)
+        ]
+        winners = [i for i, line in enumerate(outcomes) if " NICK " in line]
+        assert len(winners) == 1, outcomes
+        clients[winners[0]].send(f"NICK c{winners[0]}")
+        clients[winners[0]].expect(rf" NICK c{winners[0]}$")
+    first, second = clients[0], clients[1]  # on b and on a
+    for r in range(rounds):
+        name = f"#new{r}"
+        first.send(f"JOIN {name}")
+        second.send(f"JOIN {name}")
+        names = [c.expect(rf" 353 \S+ = {name} :?(.*)$").group(1) for c in (first, second)]
+        ops = {n for listed in names for n in listed.split() if n.startswith("@")}
+        assert len(ops) == 1, names
+        for c in (first, second):
+            c.send(f"PART {name}")
