@@ -33,7 +33,7 @@ def cluster(tmp_path: Path, redis_server: Any, redis_prefix: str) -> Iterator[An
 
     yield factory
     for node in started:
-        node.stop(signal.SIGKILL if node.proc and node.proc.poll() is None else signal.SIGTERM)
+        node.stop()
 
 
 def client(node: SalonProcess, nick: str, caps: str = "") -> LineClient:
@@ -46,10 +46,11 @@ def test_a_nick_held_on_the_other_node_is_433(cluster: Callable[..., SalonProces
     a, b = cluster("a"), cluster("b")
     alice = client(a, "alice")
     c = LineClient(b.irc_port)
+    # Refused at once when b has read alice's Intro, else when c's own Intro has its turn.
     c.send("NICK alice")
+    c.send("USER bob 0 * :Bob")
     c.expect(r" 433 \* alice ")
     c.send("NICK bob")
-    c.send("USER bob 0 * :Bob")
     c.expect(r" 001 bob ")
     c.send("NICK ALICE")
     c.expect(r" 433 bob ALICE ")
@@ -67,7 +68,7 @@ def test_a_nick_held_on_the_other_node_is_433(cluster: Callable[..., SalonProces
 
 def test_join_and_messages_cross_nodes(cluster: Callable[..., SalonProcess]) -> None:
     a, b = cluster("a"), cluster("b")
-    caps = "message-tags server-time echo-message"
+    caps = "message-tags server-time echo-message draft/chathistory batch labeled-response"
     alice = client(a, "alice", caps)
     bob = client(b, "bob", caps)
     alice.send("JOIN #c")
@@ -79,6 +80,17 @@ def test_join_and_messages_cross_nodes(cluster: Callable[..., SalonProcess]) -> 
     got = bob.expect(r"^@(\S+) :alice!alice@127\.0\.0\.1 PRIVMSG #c :hello from a$")
     echo = alice.expect(r"^@(\S+) :alice!alice@127\.0\.0\.1 PRIVMSG #c :hello from a$")
     assert sorted(got.group(1).split(";")) == sorted(echo.group(1).split(";"))
+    # In bob's node's history right after its delivery (each node has its own store).
+    msgid = next(t for t in got.group(1).split(";") if t.startswith("msgid="))
+    bob.send("CHATHISTORY LATEST #c * 10")
+    replayed = [m for m in bob.read_batch("chathistory") if m.command == "PRIVMSG"]
+    assert [("msgid=" + m.tags["msgid"], m.params) for m in replayed] == [
+        (msgid, ("#c", "hello from a"))
+    ]
+    # labeled-response across nodes: the echo carries the label.
+    alice.send("@label=L1 PRIVMSG #c :a labeled line")
+    alice.expect(r"^@\S*label=L1\S* :alice!\S+ PRIVMSG #c :a labeled line$")
+    bob.expect(r"PRIVMSG #c :a labeled line$")
     bob.send("PRIVMSG alice :psst, alice")
     alice.expect(r":bob!bob@127\.0\.0\.1 PRIVMSG alice :psst, alice$")
     bob.send("NAMES #c")
@@ -240,3 +252,21 @@ def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
         assert len(ops) == 1, names
         for c in (first, second):
             c.send(f"PART {name}")
+
+
+def test_a_node_stopped_cleanly_quits_its_users_at_once(
+    cluster: Callable[..., SalonProcess],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    leaver = client(a, "leaver")
+    bob = client(b, "bob")
+    for c in (leaver, bob):
+        c.send("JOIN #c")
+        c.expect(r" 366 ")
+    bob.read_all(0.2)
+    started = time.monotonic()
+    assert a.stop(signal.SIGTERM) == 0
+    bob.expect(r"^:leaver!\S+ QUIT :Server shutting down$", timeout=3)
+    assert time.monotonic() - started < 4.0  # not the heartbeat's expiry: sent before exit
+    again = LineClient(b.irc_port)
+    again.register("leaver")

@@ -332,3 +332,28 @@ def test_a_dead_node_s_users_quit_everywhere_and_free_their_nicks() -> None:
     assert "bob" not in net.users(0) and "bob" not in net.users(2)
     net.register(0, "bob")
     assert state(net[0].server) == state(net[2].server)
+
+
+def test_chathistory_and_search_of_a_message_sent_on_the_other_node() -> None:
+    net = ClusterNet(2)
+    wanted = ["draft/chathistory", "batch", "message-tags", "server-time", "soju.im/search"]
+    alice = net.register(0, "alice", caps=wanted)
+    bob = net.register(1, "bob", caps=wanted)
+    for c in (alice, bob):
+        c.send("JOIN #c")
+        c.lines()
+    alice.send("PRIVMSG #c :remember this line")
+    sent = one(bob.messages(), "PRIVMSG")
+    alice.send("PRIVMSG bob :a private word")
+    private = one(bob.messages(), "PRIVMSG")
+    bob.send("CHATHISTORY LATEST #c * 10")
+    replayed = [m for m in bob.messages() if m.command == "PRIVMSG"]
+    assert [(m.tags["msgid"], m.params) for m in replayed] == [
+        (sent.tags["msgid"], ("#c", "remember this line"))
+    ]
+    bob.send("CHATHISTORY LATEST alice * 10")
+    replayed = [m for m in bob.messages() if m.command == "PRIVMSG"]
+    assert [m.tags["msgid"] for m in replayed] == [private.tags["msgid"]]
+    bob.send("SEARCH in=#c;text=remember")
+    found = [m for m in bob.messages() if m.command == "PRIVMSG"]
+    assert [m.tags["msgid"] for m in found] == [sent.tags["msgid"]]

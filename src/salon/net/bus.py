@@ -69,6 +69,7 @@ class RedisBus:
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
+        self.closing = False
         self._queue: list[str] = []
         self._sender: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -169,7 +170,7 @@ class RedisBus:
 
     async def _read(self) -> None:
         stream = self.key("log")
-        while True:
+        while not self.closing:
             try:
                 answer = await self._reader.xread(
                     {stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -177,6 +178,8 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self.closing:
+                    return
                 log.warning("bus reader: %s", exc)
                 await asyncio.sleep(RETRY_EVERY)
                 continue
@@ -194,7 +197,7 @@ class RedisBus:
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + BEAT_EVERY
-        while not self.fenced:
+        while not self.fenced and not self.closing:
             await asyncio.sleep(REAP_EVERY)
             try:
                 if loop.time() >= next_beat:
@@ -253,13 +256,15 @@ class RedisBus:
                     self.node,
                     self.cfg.log_maxlen,
                 )
-        for task in self._tasks:
+        self.closing = True
+        tasks = [t for t in (*self._tasks, self._sender) if t is not None]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # (a cancelled blocking read may take its connection down slowly: not waited for)
+            await asyncio.wait(tasks, timeout=1.0)
         self._tasks = []
         for conn in (self._calls, self._reader, self._beater):
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.aclose()
+                    await asyncio.wait_for(conn.aclose(), 1.0)

@@ -38,7 +38,7 @@ from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import apply
+from salon.server import apply, history
 from salon.server.channel import PREFIX_MODES
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
@@ -61,6 +61,7 @@ from salon.server.events import (
 from salon.server.events import decode as decode_event
 from salon.server.events import encode as encode_event
 from salon.server.responsebuffer import Held, ResponseBuffer
+from salon.store.base import HistoryEvent
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -156,9 +157,12 @@ class Cluster:
         deliveries: Sequence[Delivery],
         echo: bool,
         held: Held | None,
+        events: Sequence[HistoryEvent] | None = None,
     ) -> None:
         """Send committed messages (messaging.Delivery values) to the network's order;
-        they are delivered, and echoed, when they come back."""
+        they are delivered, and echoed, when they come back. ``events``: their history
+        rows as the origin stored them, which the other nodes store too (each node has a
+        store of its own)."""
         token = self._next_token()
         targets = [
             [
@@ -170,9 +174,13 @@ class Cluster:
             ]
             for out, _wire, chan, other, status in deliveries
         ]
+        rows = [list(event) for event in events] if events else []
         self._publish(
-            [self.node, token, self.server.now, 0, "M", client.id, command, client.prefix, targets]
-        )
+            [
+                self.node, token, self.server.now, 0, "M", client.id, command, client.prefix,
+                targets, rows,
+            ]
+        )  # fmt: skip
         if echo or (held is not None and not held.empty()):
             self.messages[token] = (client, echo, held)
 
@@ -305,6 +313,8 @@ class Cluster:
             deliveries.append((out, wire, chan, other, status))
         deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
         if node != self.node:
+            if len(entry) > 9 and entry[9]:
+                history.record(server, [_history_event(row) for row in entry[9]])
             return
         waiting = self.messages.pop(token, None)
         if waiting is None:
@@ -333,6 +343,14 @@ class Cluster:
         for i, uid in enumerate(gone):
             self._apply(Quit(uid, SPLIT_REASON), dead, time, (1 << 30) + i * MSGIDS_PER_ENTRY, None)
         server.settle()
+
+
+def _history_event(row: list[Any]) -> HistoryEvent:
+    msgid, time, target, command, source, account, params, tags, display, party = row
+    return HistoryEvent(
+        str(msgid), float(time), str(target), str(command), str(source), account,
+        tuple(params), tuple((str(k), str(v)) for k, v in tags), str(display), str(party),
+    )  # fmt: skip
 
 
 # The sender of a message whose sender quit before it was delivered: skips nobody.

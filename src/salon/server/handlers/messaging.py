@@ -219,7 +219,7 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if events:
         # Durability: committed to the database before it is echoed or delivered.
-        server.hold_for_commit(rb, events, _committed, (command, echo, deliveries))
+        server.hold_for_commit(rb, events, _committed, (command, echo, deliveries, events))
     elif server.cluster is not None:
         server.cluster.submit_message(client, command, deliveries, echo, rb.detach())
     else:
@@ -234,13 +234,13 @@ def _committed(
     client: Client,
     ok: bool,
     held: Held | None,
-    arg: tuple[str, bool, list[Delivery]],
+    arg: tuple[str, bool, list[Delivery], list[HistoryEvent] | None],
 ) -> None:
     """After the commit: deliver, echo, and answer what the command held back."""
-    command, echo, deliveries = arg
+    command, echo, deliveries, events = arg
     if ok and server.cluster is not None:
         # Delivered, and echoed, in its turn in the network's order.
-        server.cluster.submit_message(client, command, deliveries, echo, held)
+        server.cluster.submit_message(client, command, deliveries, echo, held, events)
         return
     if ok:
         deliver_message(server, client, command, deliveries)
@@ -270,7 +270,7 @@ def _relayed(
     no label and nothing held back (one call per message instead of three)."""
     command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, None, (command, echo, []))
+        _committed(server, client, ok, None, (command, echo, [], None))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
