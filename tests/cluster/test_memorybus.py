@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 
+from accounthelpers import PASSWORD, cheap_argon2
 from clusterhelpers import ClusterNet
 from corehelpers import Conn, find, one
 
 from salon.passwords import hash_password
 from tests.server.test_events import state
+
+__all__ = ["cheap_argon2"]
 
 
 def names(conn: Conn, channel: str) -> list[str]:
@@ -357,3 +360,47 @@ def test_chathistory_and_search_of_a_message_sent_on_the_other_node() -> None:
     bob.send("SEARCH in=#c;text=remember")
     found = [m for m in bob.messages() if m.command == "PRIVMSG"]
     assert [m.tags["msgid"] for m in found] == [sent.tags["msgid"]]
+
+
+def test_user_state_notifications_cross_nodes() -> None:
+    """extended-join, away-notify, SETNAME, account-notify, invite-notify, ISON, USERHOST,
+    WHO by mask, and a @#chan status message, between users of two nodes."""
+    net = ClusterNet(2, accounts={"registration_throttle": 0})
+    wanted = [
+        "extended-join", "away-notify", "setname", "account-notify", "invite-notify",
+    ]  # fmt: skip
+    alice = net.register(0, "alice", caps=wanted)
+    bob = net.register(1, "bob", caps=wanted)
+    alice.send("JOIN #c")
+    alice.lines()
+    bob.send("JOIN #c")
+    assert alice.lines() == [":bob!bob@127.0.0.1 JOIN #c * :bob real"]
+    bob.send("AWAY :out")
+    assert alice.lines() == [":bob!bob@127.0.0.1 AWAY out"]
+    bob.send("SETNAME :Bob Builder")
+    assert alice.lines() == [":bob!bob@127.0.0.1 SETNAME :Bob Builder"]
+    bob.send("REGISTER * * :" + PASSWORD)
+    net[1].run_offloads()
+    assert alice.lines() == [":bob!bob@127.0.0.1 ACCOUNT bob"]
+    carol = net.register(1, "carol")
+    bob.lines()
+    alice.send("INVITE carol #c")
+    assert bob.lines() == [":alice!alice@127.0.0.1 INVITE carol #c"]
+    carol.lines()
+    alice.send("ISON bob carol nobody")
+    assert one(alice.messages(), "303").params[-1] == "bob carol"
+    alice.send("USERHOST bob")
+    assert one(alice.messages(), "302").params[-1] == "bob=-bob@127.0.0.1"
+    alice.send("WHO b*")
+    assert [m.params[5] for m in find(alice.messages(), "352")] == ["bob"]
+    bob.lines()
+    carol.send("JOIN #c")
+    alice.lines()
+    bob.lines()
+    alice.send("PRIVMSG @#c :ops only")
+    assert alice.lines() == []
+    assert bob.lines() == [] and [m for m in carol.messages() if m.command == "PRIVMSG"] == []
+    alice.send("MODE #c +o bob")
+    bob.lines()
+    alice.send("PRIVMSG @#c :ops only now")
+    assert bob.lines()[-1].endswith(":alice!alice@127.0.0.1 PRIVMSG @#c :ops only now")
