@@ -404,3 +404,26 @@ def test_user_state_notifications_cross_nodes() -> None:
     bob.lines()
     alice.send("PRIVMSG @#c :ops only now")
     assert bob.lines()[-1].endswith(":alice!alice@127.0.0.1 PRIVMSG @#c :ops only now")
+
+
+def test_a_plain_text_user_talks_with_an_irc_user_on_the_other_node() -> None:
+    net = ClusterNet(2)
+    bob = net.register(1, "bob")
+    bob.send("JOIN #lobby")
+    bob.lines()
+    pat = net[0].plain()
+    pat.lines()
+    pat.send("pat")
+    assert pat.lines() == [
+        "Hello pat! Type /help for help, and bye, quit, exit or over to leave.",
+        "* You are now in #lobby",
+        "* In #lobby: @bob, pat",
+    ]
+    assert bob.lines() == [":pat!plain@127.0.0.1 JOIN #lobby"]
+    pat.send("hi bob")
+    assert bob.lines() == [":pat!plain@127.0.0.1 PRIVMSG #lobby :hi bob"]
+    bob.send("PRIVMSG #lobby :hello pat")
+    assert pat.lines() == ["bob: hello pat"]
+    conn = net.connect(1)
+    conn.send("NICK pat")
+    assert conn.numerics() == ["433"]
