@@ -270,3 +270,94 @@ def test_a_node_stopped_cleanly_quits_its_users_at_once(
     assert time.monotonic() - started < 4.0  # not the heartbeat's expiry: sent before exit
     again = LineClient(b.irc_port)
     again.register("leaver")
+
+
+def test_kill_9_under_traffic(cluster: Callable[..., SalonProcess]) -> None:
+    """Issue 19 point 6: node A with 50 users in shared channels, channel and private
+    messages in flight, killed with SIGKILL (SALON_KILL_RUNS times, 2 by default): every
+    user on B sees each of A's users QUIT within 5 s, their nicks are free, every message a
+    client of B received is in CHATHISTORY on B, and none is delivered twice."""
+    import os
+
+    runs = int(os.environ.get("SALON_KILL_RUNS", "2"))
+    b = cluster("b")
+    caps = "message-tags server-time draft/chathistory batch"
+    watchers = [client(b, f"w{i}", caps) for i in range(3)]
+    for w in watchers:
+        w.send("JOIN #c1,#c2")
+        w.expect(r" 366 \S+ #c2 ")
+    worst = max(_kill_run(cluster, b, watchers, run) for run in range(runs))
+    assert worst < 5.0
+    print(f"kill -9 under traffic, {runs} runs: every QUIT seen on B within {worst:.2f} s")
+
+
+def _kill_run(
+    cluster: Callable[..., SalonProcess], b: SalonProcess, watchers: list[LineClient], run: int
+) -> float:
+    """One run of test_kill_9_under_traffic; the latest QUIT's delay after the kill."""
+    import threading
+
+    a = cluster(f"a{run}")
+    users = [client(a, f"u{run}x{i}") for i in range(50)]
+    for u in users:
+        u.send("JOIN #c1,#c2")
+    for u in users:
+        u.expect(r" 366 \S+ #c2 ")
+    seen: list[list[str]] = [[] for _ in watchers]
+    quits: list[dict[str, float]] = [{} for _ in watchers]
+    killed = [0.0]
+    done = threading.Event()
+
+    def watch(i: int) -> None:
+        while not done.is_set():
+            try:
+                line = watchers[i].readline(0.2)
+            except TimeoutError:
+                continue
+            seen[i].append(line)
+            if " QUIT " in line and killed[0]:
+                quits[i][line.split("!")[0].split(" :")[-1]] = time.monotonic() - killed[0]
+
+    def talk() -> None:
+        n = 0
+        while not done.is_set():
+            u = users[n % len(users)]
+            try:
+                u.send(f"PRIVMSG #c{1 + n % 2} :m{n}")
+                u.send(f"PRIVMSG w{n % 3} :dm{n}")
+            except OSError:
+                return
+            n += 1
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in range(len(watchers))]
+    threads.append(threading.Thread(target=talk))
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGKILL)
+    killed[0] = time.monotonic()
+    deadline = killed[0] + 8
+    names = {f"u{run}x{i}" for i in range(50)}
+    while time.monotonic() < deadline and not all(set(q) >= names for q in quits):
+        time.sleep(0.05)
+    done.set()
+    for t in threads:
+        t.join(5)
+    for q in quits:
+        assert set(q) >= names
+    for u in users:
+        u.sock.close()
+    # Nicks free at once; messages received: once each, all in B's history.
+    client(b, f"u{run}x0").send("QUIT")
+    for i, w in enumerate(watchers):
+        got = [line for line in seen[i] if " PRIVMSG " in line]
+        msgids = [line.split("msgid=")[1].split(";")[0].split(" ")[0] for line in got]
+        assert len(msgids) == len(set(msgids)), "a message delivered twice"
+        channel = {m for m, line in zip(msgids, got, strict=True) if " PRIVMSG #c1 " in line}
+        w.send("CHATHISTORY LATEST #c1 * 1000")
+        stored = {m.tags["msgid"] for m in w.read_batch("chathistory")}
+        assert channel <= stored, sorted(channel - stored)[:5]
+    a.stop()
+    return max(q[n] for q in quits for n in names)
