@@ -396,25 +396,29 @@ def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 # ---------------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL per test session (per xdist worker), on a free loopback port,
-    stopped at the end (tests/pgserver.py). Without one installed: a failure when
-    ``CI=true``, a skip otherwise (the package guard above names it first)."""
-    from pgserver import PostgresServer, find_bindir
-
-    bindir = find_bindir()
-    if bindir is None:
-        reason = "PostgreSQL is not installed (Debian package postgresql)"
+def engine_server(found: Any, reason: str, make: Callable[[Any], Any]) -> Iterator[Any]:
+    """A real engine (``make(found)``) started on a free loopback port for the session and
+    stopped at the end. ``found`` None: not installed, which fails when ``CI=true`` and is
+    a skip otherwise (the package guard above names the package first)."""
+    if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    server = PostgresServer(bindir)
+    server = make(found)
     try:
         server.start(free_port())
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL per test session (per xdist worker) (tests/pgserver.py)."""
+    from pgserver import PostgresServer, find_bindir
+
+    reason = "PostgreSQL is not installed (Debian package postgresql)"
+    yield from engine_server(find_bindir(), reason, PostgresServer)
 
 
 @pytest.fixture
@@ -425,3 +429,25 @@ def postgres_dsn(postgres_server: Any) -> Iterator[str]:
         yield postgres_server.dsn(name)
     finally:
         postgres_server.drop_database(name)
+
+
+# ---------------------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real redis-server per test session (per xdist worker) (tests/redisserver.py)."""
+    from redisserver import RedisServer, find_redis
+
+    reason = "redis-server is not installed (Debian package redis-server)"
+    yield from engine_server(find_redis(), reason, RedisServer)
+
+
+@pytest.fixture
+def redis_prefix(redis_server: Any) -> Iterator[str]:
+    """A fresh key prefix on the session's Redis; its keys are deleted afterwards."""
+    prefix = redis_server.prefix()
+    try:
+        yield prefix
+    finally:
+        redis_server.clean(prefix)

@@ -16,7 +16,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "salon"
 SANS_IO_PACKAGES = ("proto", "server", "client")
-FORBIDDEN = {"asyncio", "sqlite3", "socket", "selectors", "ssl", "textual"}
+FORBIDDEN = {
+    "asyncio", "sqlite3", "socket", "selectors", "ssl", "textual",
+    # The engines of the scale-out: only salon.net.bus (Redis) and salon.store.postgres.
+    "redis", "psycopg",
+}  # fmt: skip
 PROTO_ALLOWED_LOCAL = ("salon.proto", "salon.errors")
 
 
@@ -151,6 +155,8 @@ def test_the_scanner_sees_forbidden_imports(tmp_path: Path) -> None:
         "    from textual.app import App\n"
         "from . import message\n"
         "from ..errors import SalonError\n"
+        "import redis.asyncio as aioredis\n"
+        "from psycopg import sql\n"
     )
     names = {name for _, name in imported_modules(sample, tmp_path / "salon")}
     assert {top(n) for n in names} >= FORBIDDEN | {"os", "salon"}
@@ -176,6 +182,7 @@ _SERVE_ONLY = "only `salon serve` needs the shell (asyncio, uvloop, the storage 
 _TLS_CHECK = "only `salon check-config` of a config with a certificate loads it"
 _HASH_ONLY = "only `salon hash-password` needs argon2"
 _PSYCOPG = "only `salon db import` loads psycopg (off means off: tests/test_postgres.py)"
+_REDIS = "only a [cluster] config loads the bus and redis (off means off: test_loopback.py)"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
@@ -185,6 +192,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.net.tls"): _TLS_CHECK,
     ("salon.cli", "salon.passwords"): _HASH_ONLY,
     ("salon.cli", "salon.store.pgimport"): _PSYCOPG,
+    ("salon.net.runner", "salon.net.bus"): _REDIS,
     ("salon.tui.cli", "salon.client"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.client.commands"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.tui.config"): _CHAT_ONLY,

@@ -37,8 +37,13 @@ def _sections() -> dict[str, type]:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sections[f"[{f.name}]"] = hint
             continue
+        args = typing.get_args(hint)
+        if type(None) in args:  # an optional section, like cluster: ClusterSection | None
+            (item,) = (a for a in args if a is not type(None))
+            sections[f"[{f.name}]"] = item
+            continue
         # A repeated section, like opers: tuple[OperBlock, ...] is the [[oper]] array.
-        item, _ellipsis = typing.get_args(hint)
+        item, _ellipsis = args
         assert isinstance(item, type) and dataclasses.is_dataclass(item), f"Config.{f.name}"
         sections[f"[[{f.name.removesuffix('s')}]]"] = item
     return sections

@@ -192,6 +192,17 @@ class MetadataSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSection:
+    """[cluster]: this server is one node of a network on a Redis bus (issue 19)."""
+
+    redis: str = ""
+    node: str = ""
+    prefix: str = "salon"
+    node_ttl: float = 3.0
+    log_maxlen: int = 1000000
+
+
+@dataclass(frozen=True, slots=True)
 class OperBlock:
     name: str
     password: str
@@ -213,6 +224,8 @@ class Config:
     accounts: AccountsSection = field(default_factory=AccountsSection)
     metadata: MetadataSection = field(default_factory=MetadataSection)
     opers: tuple[OperBlock, ...] = ()
+    # None: no [cluster] section, one process (and redis is never imported).
+    cluster: ClusterSection | None = None
 
     @property
     def data_path(self) -> Path:
@@ -480,6 +493,8 @@ def validate(cfg: Config) -> None:
             "rate_period": (0.001, 86400),
         },
     )
+    if cfg.cluster is not None:
+        _validate_cluster(cfg.cluster)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -561,6 +576,26 @@ def _validate_network(cfg: Config) -> None:
         raise ConfigError(f"cloak.suffix: {suffix!r} must be 1 to 40 letters, digits, '-' and dots")
 
 
+_REDIS_URL = re.compile(r"(?:rediss?|unix)://\S+")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _validate_cluster(cluster: ClusterSection) -> None:
+    if not _REDIS_URL.fullmatch(cluster.redis):
+        raise ConfigError(
+            f"cluster.redis: {cluster.redis!r} must be a Redis URL such as "
+            "redis://127.0.0.1:6379/0 (rediss:// for TLS, unix:// for a socket)"
+        )
+    node = cluster.node
+    if len(node) > 64 or not node.isprintable() or any(ch.isspace() for ch in node):
+        raise ConfigError(f"cluster.node: {node!r} must be at most 64 characters, without spaces")
+    if not _KEY_PREFIX.fullmatch(cluster.prefix):
+        raise ConfigError(
+            f"cluster.prefix: {cluster.prefix!r} must be 1 to 64 letters, digits and _.:-"
+        )
+    _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     known = {
         "server",
@@ -576,6 +611,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         "accounts",
         "metadata",
         "oper",
+        "cluster",
     }
     for key in raw:
         if key not in known:
@@ -594,6 +630,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         accounts=_section(AccountsSection, "accounts", raw.get("accounts")),
         metadata=_section(MetadataSection, "metadata", raw.get("metadata")),
         opers=_opers(raw.get("oper")),
+        cluster=(_section(ClusterSection, "cluster", raw["cluster"]) if "cluster" in raw else None),
     )
     validate(cfg)
     return cfg

@@ -331,6 +331,13 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ('[plain]\nleave_words = ["by\\u200be"]\n', "invisible characters"),
         ("[plain]\nleave_words = ['" + "o" * 51 + "']\n", "must be 1 to 50 characters"),
         ("[plain]\nleave = ['bye']\n", "plain.leave: unknown key"),
+        ("[cluster]\n", "cluster.redis: '' must be a Redis URL"),
+        ("[cluster]\nredis = 'http://x'\n", "cluster.redis"),
+        ("[cluster]\nredis = 'redis://h'\nnode = 'a b'\n", "cluster.node"),
+        ("[cluster]\nredis = 'redis://h'\nprefix = 'a b'\n", "cluster.prefix"),
+        ("[cluster]\nredis = 'redis://h'\nnode_ttl = 0.1\n", "cluster.node_ttl"),
+        ("[cluster]\nredis = 'redis://h'\nlog_maxlen = 5\n", "cluster.log_maxlen"),
+        ("[cluster]\nredis = 'redis://h'\nttl = 3\n", "cluster.ttl: unknown key"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:
@@ -357,6 +364,23 @@ def test_check_config_reads_the_motd_file(tmp_path: Path) -> None:
     assert "server.motd_file" in err
     (tmp_path / "missing.txt").write_text("Hello!\n")
     assert run_salon("check-config", str(cfg)).returncode == 0
+
+
+def test_serve_without_a_reachable_redis_is_one_line_exit_2(tmp_path: Path) -> None:
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])  # closed again: nothing listens there
+    port, irc = ports
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"[server]\ndata_dir = '{tmp_path / 'data'}'\n[listen]\nhost = '127.0.0.1'\n"
+        f"irc_port = {irc}\nplain_port = 0\n"
+        f"[cluster]\nredis = 'redis://127.0.0.1:{port}/0'\n"
+    )
+    err = assert_one_line_error(run_salon("serve", "--config", str(cfg)))
+    assert f"cannot use Redis at redis://127.0.0.1:{port}/0" in err
 
 
 def test_check_config_missing_file(tmp_path: Path) -> None:

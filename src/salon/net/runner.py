@@ -39,7 +39,7 @@ from salon.net.storage import Storage
 from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
 from salon.server.core import Server
-from salon.server.effects import Close, Offload, StoreCall
+from salon.server.effects import BusOp, Close, Offload, StoreCall
 from salon.store.sqlite import SQLiteStore
 
 log = logging.getLogger("salon.net")
@@ -152,6 +152,12 @@ class Shell:
         self._refused = itertools.count(-1, -1)
         # Clients whose socket reading is paused while their input waits (TCP backpressure).
         self.paused: set[Client] = set()
+        # The cluster's bus (salon.net.bus.RedisBus) when [cluster] is configured: the
+        # module, and redis with it, is imported only then.
+        self.bus: Any = None
+        self.fenced = False
+        # Set by serve(): stops the server (used when the cluster fences this node).
+        self.on_stop: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -195,6 +201,8 @@ class Shell:
                 self._offload(effect)
             elif isinstance(effect, StoreCall):
                 store_calls.append(effect)
+            elif isinstance(effect, BusOp) and self.bus is not None:
+                self.bus.send(effect.entries)
         if store_calls:
             self._store(store_calls)
         if server.dirty:
@@ -308,6 +316,45 @@ class Shell:
             if client.sink is not None and not client.sink.is_closing():
                 client.sink.resume_reading()
 
+    # ------------------------------------------------------------------ cluster
+
+    async def _join_cluster(self) -> None:
+        """Take a node number, rebuild the network's state from the bus's log, and read
+        on from there (before any listener accepts a connection)."""
+        from salon.net.bus import BusError, RedisBus
+
+        cfg = self.config.cluster
+        assert cfg is not None
+        self.bus = RedisBus(cfg, self._bus_entries, self._fenced)
+        try:
+            node = await self.bus.connect()
+            self.server.join_cluster(node)
+            entries = await self.bus.replay()
+        except BusError as exc:
+            raise StartupError(str(exc)) from None
+        server = self.server
+        server.bus_entries(entries, time.time())
+        # The store has what this data directory saw: what a replay would record again
+        # (joins, parts...) is not written twice.
+        server.effects = [e for e in server.take_effects() if not isinstance(e, StoreCall)]
+        log.info("cluster state rebuilt from %d entries of the log", len(entries))
+        self.bus.start()
+
+    def _bus_entries(self, entries: list[str]) -> None:
+        self.server.bus_entries(entries, time.time())
+        for client in list(self.paused):
+            self._resume(client)
+        self.after()
+
+    def _fenced(self, reason: str) -> None:
+        """Redis declared this node dead (a pause, a cut link): its users have quit on
+        every other node, so its clients are closed, and the process stops."""
+        self.fenced = True
+        self.server.shutdown(time.time(), "Closing Link: node lost its place in the network")
+        self.after()
+        if self.on_stop is not None:
+            self.on_stop()
+
     def _offload(self, effect: Offload) -> None:
         future = self.loop.run_in_executor(None, effect.work)
 
@@ -373,6 +420,8 @@ class Shell:
                     log.warning("%s can be read by other users: chmod %s it", path, private)
             self.server.load(store)
             self.storage = Storage(store, self.loop, self._store_done)
+            if self.config.cluster is not None:
+                await self._join_cluster()
         except StartupError:
             raise
         except datadir.DataDirBusy as exc:
@@ -489,6 +538,8 @@ class Shell:
                 listener.server.close()
         self.server.shutdown(time.time())
         self.flush()
+        if self.bus is not None:
+            await self.bus.close()
         deadline = self.loop.time() + SHUTDOWN_GRACE
         while self.transports and self.loop.time() < deadline:
             await asyncio.sleep(0.02)
@@ -510,6 +561,7 @@ async def serve(config: Config, ready: Any = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    shell.on_stop = stop.set
     await shell.start()
     # Everything loaded at start lives as long as the process: keep it out of the cyclic
     # GC's scans, and collect the young generation rarely. A chat server allocates many
@@ -531,6 +583,8 @@ async def serve(config: Config, ready: Any = None) -> None:
         await stop.wait()
     finally:
         await shell.shutdown()
+    if shell.fenced:
+        raise SystemExit(3)
 
 
 def run(config: Config) -> None:

@@ -34,6 +34,7 @@ from salon.server.events import (
     Invite,
     Join,
     Kick,
+    Kill,
     Metadata,
     Nick,
     Part,
@@ -43,6 +44,7 @@ from salon.server.events import (
     Topic,
     Unban,
     UserMode,
+    Wallops,
 )
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import ServerBan
@@ -60,7 +62,10 @@ def user(server: Server, uid: int) -> Client:
     if client is not None:
         return client
     remote = server.remote.get(uid)
-    return remote if remote is not None else server.services.by_id[uid]
+    if remote is not None:
+        return remote
+    leaving = server.leaving.get(uid)
+    return leaving if leaving is not None else server.services.by_id[uid]
 
 
 def intro(client: Client) -> Intro:
@@ -82,7 +87,11 @@ def intro(client: Client) -> Intro:
 
 def apply_intro(server: Server, ev: Intro, rb: ResponseBuffer | None) -> None:
     client = server.clients.get(ev.uid)
-    if client is None:
+    if client is None and ev.uid in server.leaving:
+        # This node's client, gone while its Intro waited for its turn in the cluster's
+        # order (already counted out of ``unregistered``): its Quit follows.
+        client = server.leaving[ev.uid]
+    elif client is None:
         # A user of another process (or of a replay): a Client without a connection.
         client = Client(ev.uid, Kind.IRC, ev.ip, 0, ev.signon)
         client.host = ev.host
@@ -158,6 +167,8 @@ def apply_quit(server: Server, ev: Quit, rb: ResponseBuffer | None) -> None:
         log.exception("bug telling the monitors of %s that it quit", client.nick)
     if server.remote.pop(ev.uid, None) is not None:
         server.accounts.leave_session(client)
+    elif server.leaving:
+        server.leaving.pop(ev.uid, None)
 
 
 def apply_join(server: Server, ev: Join, rb: ResponseBuffer | None) -> None:
@@ -431,6 +442,24 @@ def apply_unban(server: Server, ev: Unban, rb: ResponseBuffer | None) -> None:
     server.abuse.remove(ev.kind, ev.mask)
 
 
+def apply_kill(server: Server, ev: Kill, rb: ResponseBuffer | None) -> None:
+    target = server.clients.get(ev.target)
+    if target is None:
+        return  # another node's user: that node drops it, and its Quit follows
+    killer = user(server, ev.uid).nick
+    server.drop(
+        target,
+        f"Killed ({killer} ({ev.reason}))",
+        error=f"Closing Link: {server.name} (Killed ({killer} ({ev.reason})))",
+    )
+
+
+def apply_wallops(server: Server, ev: Wallops, rb: ResponseBuffer | None) -> None:
+    wallops = Message("WALLOPS", (ev.text,), user(server, ev.uid).prefix)
+    recipients = [c for c in server.clients.values() if c.registered and "w" in c.modes]
+    server.deliver(recipients, wallops)
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -449,11 +478,30 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Metadata: apply_metadata,
     Ban: apply_ban,
     Unban: apply_unban,
+    Kill: apply_kill,
+    Wallops: apply_wallops,
 }
 
 
-def emit(server: Server, event: Event, rb: ResponseBuffer | None = None) -> None:
-    """Apply ``event`` now (and record it when the server keeps a log of events)."""
+def emit(
+    server: Server,
+    event: Event,
+    rb: ResponseBuffer | None = None,
+    then: Callable[[ResponseBuffer | None], None] | None = None,
+) -> None:
+    """Apply ``event`` now (and record it when the server keeps a log of events), then
+    run ``then(rb)``: what the command does once its change is made (a joiner's NAMES).
+
+    In a cluster (``server.cluster``) the event is sent to the network's one order
+    instead: it is applied when it comes back in its turn, on every node alike, and
+    ``then`` runs after it, with what ``rb`` answers held until then (see
+    salon.server.cluster)."""
+    cluster = server.cluster
+    if cluster is not None:
+        cluster.submit(event, rb, then)
+        return
     if server.event_log is not None:
         server.event_log.append(event)
     APPLY[type(event)](server, event, rb)
+    if then is not None:
+        then(rb)

@@ -5,6 +5,7 @@ irc/channel.go (``Join``, ``Part``, ``Kick``, ``SendTopic``, ``Names``)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
@@ -53,25 +54,50 @@ def join(
     if len(client.channels) >= lim.max_channels:
         raise CommandError(n.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
     if chan is not None:
-        invited = chan.is_invex(client)
-        if "i" in chan.modes and not invited:
-            raise CommandError(n.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
-        if chan.key is not None and key != chan.key and client.nick_cf not in chan.invited:
-            raise CommandError(n.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
-        if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
-            raise CommandError(n.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
-        if chan.is_banned(client) and not invited:
-            raise CommandError(n.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
-        if "R" in chan.modes and client.account is None and not invited:
-            raise CommandError(
-                n.ERR_NEEDREGGEDNICK,
-                chan.name,
-                "Cannot join channel (+R): you must be logged in to an account",
-            )
+        admit(chan, client, key)
     out = rb if rb is not None else ResponseBuffer(server, client, None)
-    server.emit(Join(client.id, name, server.now), out)
+    server.emit(Join(client.id, name, server.now), out, partial(_joined, server, client, cf, rb))
+    return server.channels.get(cf)
+
+
+def admit(chan: Channel, client: Client, key: str | None, *, check_key: bool = True) -> None:
+    """Raise the error that keeps ``client`` out of ``chan`` (+i, +k, +l, +b, +R), if any.
+    ``check_key`` False: the key is not known (a cluster's second look at a JOIN that
+    passed it when asked)."""
+    invited = chan.is_invex(client)
+    if "i" in chan.modes and not invited:
+        raise CommandError(n.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
+    if (
+        check_key
+        and chan.key is not None
+        and key != chan.key
+        and client.nick_cf not in chan.invited
+    ):
+        raise CommandError(n.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
+    if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
+        raise CommandError(n.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")
+    if chan.is_banned(client) and not invited:
+        raise CommandError(n.ERR_BANNEDFROMCHAN, chan.name, "Cannot join channel (+b)")
+    if "R" in chan.modes and client.account is None and not invited:
+        raise CommandError(
+            n.ERR_NEEDREGGEDNICK,
+            chan.name,
+            "Cannot join channel (+R): you must be logged in to an account",
+        )
+
+
+def _joined(
+    server: Server,
+    client: Client,
+    cf: str,
+    rb: ResponseBuffer | None,
+    out: ResponseBuffer | None,
+) -> None:
+    """What the joiner alone is told once it joined (its own JOIN came from the event).
+    ``rb``: the command's buffer (None: the replies go straight out)."""
     chan = server.channels[cf]
-    # What the joiner alone is told (its own JOIN came from the event).
+    if out is None:
+        out = ResponseBuffer(server, client, None)
     server.services.on_join(chan, client, out)  # ChanServ access list (AMODE)
     if chan.topic:
         send_topic(server, chan, out)
@@ -85,7 +111,6 @@ def join(
     if rb is None:
         out.flush()
     history.replay_on_join(server, client, chan)
-    return chan
 
 
 def part(server: Server, client: Client, chan: Channel, reason: str, rb: ResponseBuffer) -> None:

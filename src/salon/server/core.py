@@ -30,6 +30,7 @@ from salon.server.accounts import Accounts
 from salon.server.channel import Channel
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
+from salon.server.cluster import NODE_SHIFT, Cluster, msgid_prefix
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
@@ -89,6 +90,11 @@ class Server:
         # Users without a connection here, introduced by an event made elsewhere (a
         # replay; the scale-out's other nodes): see salon.server.apply.
         self.remote: dict[int, Client] = {}
+        # This node's users that left, while their Quit waits for its turn in the
+        # cluster's order (see salon.server.cluster; always empty when that is off).
+        self.leaving: dict[int, Client] = {}
+        # The scale-out (issue 19): None is one process, the network's only node.
+        self.cluster: Cluster | None = None
         self.nicks: dict[str, Client] = {}
         self.channels: dict[str, Channel] = {}
         self.monitors: dict[str, set[Client]] = {}
@@ -331,7 +337,11 @@ class Server:
         if cmd.idle:
             client.last_message = self.now
         cmd.handler(self, client, msg, rb)
-        if (client.pending_commits or self.uncommitted) and (rb.messages or rb.label):
+        if (
+            (client.pending_commits or self.uncommitted)
+            and (rb.messages or rb.label)
+            and not rb.steps  # (answered once its events had their turn in the cluster)
+        ):
             # Replies must not overtake the delivery of earlier, uncommitted messages:
             # this client's own, and those it may be about to receive (a PONG after
             # it means that everything the server had before the PING has arrived).
@@ -533,6 +543,8 @@ class Server:
         effects = self.effects
         self.effects = []
         self._group = None  # the turn's commit group is sealed: it is on its way
+        if self.cluster is not None:
+            self.cluster.op = None  # and so are the turn's bus entries
         return effects
 
     # ------------------------------------------------------------------ quitting
@@ -574,6 +586,8 @@ class Server:
                 )
                 self.rejoin[account] = names
                 self.store(lambda store: store.set_rejoin(account, names))
+            if self.cluster is not None:
+                self.leaving[client.id] = client  # until its Quit has its turn
             self.emit(Quit(client.id, reason))
             del self.clients[client.id]
             if self.noting:
@@ -589,6 +603,10 @@ class Server:
                 del self.nicks[client.nick_cf]
             if self.noting:
                 self.note(f"disconnect id={client.id} unregistered reason={reason}")
+            if self.cluster is not None and client.id in self.cluster.introducing:
+                # Its Intro is on its way to every node: so must its Quit be.
+                self.leaving[client.id] = client
+                self.emit(Quit(client.id, reason))
         self.unmonitor(client, list(client.monitoring))
         self.accounts.client_gone(client)
         self.abuse.client_gone(client)
@@ -622,7 +640,26 @@ class Server:
         return members
 
     def user_count(self) -> int:
-        return len(self.clients) - self.unregistered
+        return len(self.clients) - self.unregistered + len(self.remote) + len(self.leaving)
+
+    # ------------------------------------------------------------------ cluster
+
+    def join_cluster(self, node: int) -> None:
+        """Become node ``node`` of a cluster (before any connection): user ids and msgids
+        are made unique across the network, and state changes go through the bus."""
+        self.cluster = Cluster(self, node)
+        self._next_id = max(self._next_id, node << NODE_SHIFT)
+        self._msgid_prefix = msgid_prefix(node, False)
+        self._msgid_ms = -1
+        # Every message goes through the bus: the fast path delivers at once.
+        self.fast_line = None
+
+    def bus_entries(self, entries: list[str], now: float) -> None:
+        """Entries of the network's order arrived from the bus (see salon.server.cluster)."""
+        self.now = now
+        if self.cluster is not None:
+            self.cluster.entries(entries)
+        self.settle()
 
     # Methods written in modules of their own: the commit pipeline, flood control, the
     # welcome burst, MONITOR and WHOWAS.

@@ -55,4 +55,14 @@ class StoreCall(Generic[T]):
     read: bool = False
 
 
-Effect = Close | Offload | StoreCall[Any]
+@dataclass(slots=True)
+class BusOp:
+    """Entries (JSON texts) for the cluster's bus, made during one event-loop turn: the
+    shell hands them to the sequencer in one call, in this order. They come back, in the
+    network's one order, through ``Server.bus_entries`` (this node's own too: nothing they
+    change is applied before that). Only made when clustering is on."""
+
+    entries: list[str]
+
+
+Effect = Close | Offload | StoreCall[Any] | BusOp

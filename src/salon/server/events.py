@@ -16,7 +16,9 @@ process that introduced them), channels by name, modes as strings. No ``Client``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
+from typing import Any, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,24 @@ class Unban:
     mask: str
 
 
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """An operator (``uid``) kills ``target``: the node that holds its connection drops it
+    (its QUIT follows as an event of its own)."""
+
+    uid: int
+    target: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wallops:
+    """WALLOPS from ``uid``: every user with mode +w gets it, on every node."""
+
+    uid: int
+    text: str
+
+
 Event = (
     Intro
     | Nick
@@ -194,4 +214,41 @@ Event = (
     | Metadata
     | Ban
     | Unban
+    | Kill
+    | Wallops
 )
+
+# Every kind of the union, by name: a kind added to ``Event`` is one the bus carries.
+KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Event)}
+
+
+def encode(event: Event) -> list[Any]:
+    """An event as JSON-ready data: its kind's name, then its fields in order."""
+    return [type(event).__name__, *(getattr(event, f.name) for f in fields(event))]
+
+
+def decode(data: Any) -> Event:
+    """The event that :func:`encode` gave ``data`` for; ValueError when it is not one."""
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise ValueError(f"not an event: {data!r:.80}")
+    cls = KINDS.get(data[0])
+    if cls is None:
+        raise ValueError(f"unknown event kind {data[0]!r:.40}")
+    args = data[1:]
+    if len(args) != len(fields(cls)):
+        raise ValueError(f"{data[0]} takes {len(fields(cls))} fields, not {len(args)}")
+    if cls is ChannelMode:
+        changes = args[2]
+        if not isinstance(changes, list):
+            raise ValueError("ChannelMode changes must be a list")
+        args[2] = tuple((bool(a), str(m), p) for a, m, p in changes)
+    event: Event = cls(*args)
+    return event
+
+
+def dumps(event: Event) -> str:
+    return json.dumps(encode(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str) -> Event:
+    return decode(json.loads(text))

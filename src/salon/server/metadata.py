@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from salon.config import Config
@@ -271,13 +271,13 @@ def whois(server: Server, asker: Client, target: Client, rb: ResponseBuffer) -> 
             rb.numeric(n.RPL_WHOISKEYVALUE, target.nick, key, "*", value)
 
 
-def own_batch(server: Server, client: Client) -> list[Message]:
+def own_batch(server: Server, client: Client, keys: Mapping[str, str]) -> list[Message]:
     """Spec: clients "receive their current metadata ... in a metadata batch with their
     own nick as target as part of the registration burst ... If none exists, the server
     MUST send an empty batch instead." Empty when the client lacks the capability."""
     if not client.capmask & caps.METADATA:
         return []
-    lines = [keyvalue(server, client.nick, client.nick, k, v) for k, v in client.metadata.items()]
+    lines = [keyvalue(server, client.nick, client.nick, k, v) for k, v in keys.items()]
     if not client.capmask & caps.BATCH:
         return lines
     ref = server.new_batch_id()

@@ -4,6 +4,7 @@ irc/nickname.go."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
@@ -47,7 +48,14 @@ def second_session_nick(server: Server, client: Client, holder: Client, nick: st
     return None
 
 
-def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -> None:
+def change_nick(
+    server: Server,
+    client: Client,
+    nick: str,
+    rb: ResponseBuffer,
+    then: Callable[[ResponseBuffer | None], None] | None = None,
+) -> None:
+    """Take ``nick``, then ``then(rb)`` (also when the nick is the same already)."""
     cf = casefold(nick)
     holder = server.nicks.get(cf)
     if holder is not None and holder is not client:
@@ -60,6 +68,8 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
         )
         nick, cf = variant, casefold(variant)
     if nick == client.nick:
+        if then is not None:
+            then(rb)
         return
     old_cf = client.nick_cf
     if not client.registered:
@@ -69,5 +79,7 @@ def change_nick(server: Server, client: Client, nick: str, rb: ResponseBuffer) -
             del server.nicks[old_cf]
         server.nicks[cf] = client
         client.set_nick(nick, cf, server.now)
+        if then is not None:
+            then(rb)
         return
-    server.emit(Nick(client.id, nick), rb)
+    server.emit(Nick(client.id, nick), rb, then)

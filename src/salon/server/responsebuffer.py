@@ -35,11 +35,14 @@ def safe_middle(param: str) -> str:
 
 
 class ResponseBuffer:
-    __slots__ = ("client", "command", "label", "messages", "server")
+    __slots__ = ("client", "command", "label", "messages", "server", "steps")
 
     def __init__(
         self, server: Server, client: Client, label: str | None, command: str = "*"
     ) -> None:
+        # Events of this command waiting for their turn in the cluster's order
+        # (salon.server.cluster.Step): until they are applied, nothing is flushed.
+        self.steps: list[Any] | None = None
         self.server = server
         self.client = client
         self.label = label if label and client.capmask & caps.LABELED_RESPONSE else None
@@ -86,7 +89,7 @@ class ResponseBuffer:
     def flush(self) -> None:
         server = self.server
         client = self.client
-        if client.closed:
+        if client.closed or self.steps:
             return
         msgs = self.messages
         self.messages = []

@@ -345,8 +345,9 @@ def _choose_name(server: Server, client: Client, state: TextportState, name: str
     server.write(client, _line(_greeting(server, name)))
     room = server.config.server.default_channel
     try:
-        if join(server, client, room, None, rb) is not None:
-            state.room = casefold(room)
+        join(server, client, room, None, rb)
+        # (In a cluster the join is done when its event has its turn: the room is set now.)
+        state.room = casefold(room)
     except CommandError as exc:
         server.write(client, _line(f"* You could not join {room}: {exc.params[-1]}"))
     finally:

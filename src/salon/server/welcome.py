@@ -10,6 +10,8 @@ the LUSERS counts (:func:`lusers`, the one text of those lines) filled in.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from salon import __version__
@@ -173,14 +175,37 @@ def _static(server: Server, nick: str, rb: ResponseBuffer) -> None:
         numeric(n.RPL_ISUPPORT, *line)
 
 
-def welcome(server: Server, client: Client, rb: ResponseBuffer) -> None:
+def welcome(
+    server: Server,
+    client: Client,
+    rb: ResponseBuffer,
+    then: Callable[[ResponseBuffer], None] | None = None,
+) -> None:
     """Complete registration: 001 to 005, LUSERS and MOTD (the client's draft/metadata-3
-    keys in a batch before the MOTD)."""
+    keys in a batch before the MOTD), then ``then(rb)``. (In a cluster, once the Intro
+    event had its turn: a nick claimed on two nodes at once is the first one's.)"""
+    server.emit(intro(client), rb, partial(_welcome, server, client, rb, then))
+
+
+def _welcome(
+    server: Server,
+    client: Client,
+    rb: ResponseBuffer,
+    then: Callable[[ResponseBuffer], None] | None,
+    out: ResponseBuffer | None,
+) -> None:
+    if out is not None:
+        rb = out
     keys = metadata.registered(server, client)
-    server.emit(intro(client))
     for key, value in keys.items():
         server.emit(Metadata(client.id, None, key, value))
-    own = metadata.own_batch(server, client)
+    # From ``keys``, not the client: in a cluster the Metadata events above apply later.
+    _burst(server, client, rb, metadata.own_batch(server, client, keys))
+    if then is not None:
+        then(rb)
+
+
+def _burst(server: Server, client: Client, rb: ResponseBuffer, own: list[Message]) -> None:
     client.last_active = server.now
     client.token_time = server.now  # the flood budget refills from registration on
     nick = client.nick

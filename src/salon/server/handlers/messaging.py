@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from salon.errors import CommandError, FailError, SerializationError
+from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_BODY, MAX_LINE
@@ -16,6 +16,7 @@ from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
+from salon.server.delivery import Delivery, body_bytes, deliver_message
 from salon.server.events import Away, Setname
 from salon.server.nicks import NICK_FIRST
 from salon.server.responsebuffer import Held, ResponseBuffer
@@ -168,11 +169,6 @@ def cmd_tagmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
     relay(server, client, msg, rb, "TAGMSG")
 
 
-# One target's delivery, decided before the commit and run after it: (message, its body
-# serialized, channel or None, user or None, status prefix such as "@" or "").
-Delivery = tuple[Message, bytes, "Channel | None", "Client | None", str]
-
-
 def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, command: str) -> None:
     notice = command == "NOTICE"
     params = msg.params
@@ -223,9 +219,11 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
     if events:
         # Durability: committed to the database before it is echoed or delivered.
-        server.hold_for_commit(rb, events, _committed, (command, echo, deliveries))
+        server.hold_for_commit(rb, events, _committed, (command, echo, deliveries, events))
+    elif server.cluster is not None:
+        server.cluster.submit_message(client, command, deliveries, echo, rb.detach())
     else:
-        _deliver(server, client, command, deliveries)
+        deliver_message(server, client, command, deliveries)
         if echo:
             for out, *_ in deliveries:
                 rb.add(out)
@@ -236,12 +234,16 @@ def _committed(
     client: Client,
     ok: bool,
     held: Held | None,
-    arg: tuple[str, bool, list[Delivery]],
+    arg: tuple[str, bool, list[Delivery], list[HistoryEvent] | None],
 ) -> None:
     """After the commit: deliver, echo, and answer what the command held back."""
-    command, echo, deliveries = arg
+    command, echo, deliveries, events = arg
+    if ok and server.cluster is not None:
+        # Delivered, and echoed, in its turn in the network's order.
+        server.cluster.submit_message(client, command, deliveries, echo, held, events)
+        return
     if ok:
-        _deliver(server, client, command, deliveries)
+        deliver_message(server, client, command, deliveries)
         if held is None or held.empty():
             # Nothing to label or to keep in order with: the echo goes straight out.
             if echo:
@@ -268,7 +270,7 @@ def _relayed(
     no label and nothing held back (one call per message instead of three)."""
     command, out, body, chan, other, echo = arg
     if not ok:
-        _committed(server, client, ok, None, (command, echo, []))
+        _committed(server, client, ok, None, (command, echo, [], None))
         return
     _relay_one(server, client, out, body, chan, other, echo)
 
@@ -295,28 +297,6 @@ def _relay_one(
         server.deliver(chan.members, out, client, body)
     if echo:
         server.send(client, out, body)
-
-
-def _deliver(server: Server, client: Client, command: str, deliveries: list[Delivery]) -> None:
-    tagmsg = command == "TAGMSG"
-    for out, wire, chan, other, status in deliveries:
-        if chan is not None:
-            recipients: Iterable[Client] = chan.members
-            if status:
-                rank = "ov".index(PREFIX_TO_MODE[status])
-                allowed = "ov"[: rank + 1]
-                recipients = [
-                    m for m, modes in chan.members.items() if modes and modes[0] in allowed
-                ]
-            if tagmsg:
-                recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
-            server.deliver(recipients, out, client, wire)
-        elif (
-            other is not None
-            and not other.closed
-            and (not tagmsg or other.capmask & caps.MESSAGE_TAGS)
-        ):
-            server.send(other, out, wire)
 
 
 def _prepare(
@@ -424,21 +404,6 @@ def _private_event(
         msgid, ms / 1000, key, command, client.prefix, client.account, params,
         client_tags, display, mine,
     ))  # fmt: skip
-
-
-def body_bytes(source: str, command: str, target: str, text: str | None) -> bytes:
-    """``Message(command, (target, text), source).body()`` with CR LF, written directly:
-    the source and command are the server's own and the target a checked middle parameter;
-    only the text needs the trailing-parameter rule, and CR, LF and NUL are refused."""
-    if text is None:
-        line = f":{source} {command} {target}\r\n"
-    elif " " in text or text[:1] == ":" or not text:
-        line = f":{source} {command} {target} :{text}\r\n"
-    else:
-        line = f":{source} {command} {target} {text}\r\n"
-    if "\0" in line or "\n" in line[:-1] or "\r" in line[:-2]:
-        raise SerializationError(f"CR, LF or NUL in {command}")
-    return line.encode("utf-8", "surrogateescape")
 
 
 def cmd_away(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

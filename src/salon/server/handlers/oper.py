@@ -14,7 +14,7 @@ from salon.proto.message import Message
 from salon.server.channel import mask_matches
 from salon.server.client import Client
 from salon.server.effects import Offload
-from salon.server.events import UserMode
+from salon.server.events import Kill, UserMode, Wallops
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
     if target.id < 0:  # NickServ, ChanServ: pseudo-users, not connections
         raise CommandError(n.ERR_CANTKILLSERVER, target.nick, "You cannot kill a service")
     log.info("kill nick=%s by=%s reason=%s", target.nick, client.nick, reason)
+    if server.cluster is not None:
+        server.emit(Kill(client.id, target.id, reason), rb)  # its node drops it
+        return
     server.drop(
         target,
         f"Killed ({client.nick} ({reason}))",
@@ -60,6 +63,9 @@ def cmd_kill(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
 
 
 def cmd_wallops(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
+    if server.cluster is not None:
+        server.emit(Wallops(client.id, msg.params[0]), rb)  # every node's +w users
+        return
     wallops = Message("WALLOPS", (msg.params[0],), client.prefix)
     recipients = [c for c in server.clients.values() if c.registered and "w" in c.modes]
     server.deliver(recipients, wallops)

@@ -257,6 +257,7 @@ def cmd_who(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
             candidates = []
         else:
             candidates = [c for c in server.clients.values() if c.registered]
+            candidates += server.remote.values()  # other nodes' users (a cluster)
         shared = server.common_channel_members(client)
         for target in candidates:
             if opers_only and target.oper is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from functools import partial
 from typing import TYPE_CHECKING
 
 from salon.errors import CommandError
@@ -156,8 +157,7 @@ def try_register(server: Server, client: Client, rb: ResponseBuffer) -> None:
         return
     if not accounts.admit(server, client, rb):
         return
-    server.welcome(client, rb)
-    accounts.welcomed(server, client, rb)
+    server.welcome(client, rb, partial(accounts.welcomed, server, client))
 
 
 def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -168,11 +168,15 @@ def cmd_nick(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
         raise CommandError(n.ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
     if not client.registered:
         accounts.auth_state(client).wanted_nick = nick  # REGISTER * uses it, taken or not
-    change_nick(server, client, nick, rb)
     if not client.registered:
+        change_nick(server, client, nick, rb)
         try_register(server, client, rb)
     else:
-        server.accounts.check_nick(client, rb)
+        change_nick(server, client, nick, rb, partial(_check_nick, server, client))
+
+
+def _check_nick(server: Server, client: Client, out: ResponseBuffer | None) -> None:
+    server.accounts.check_nick(client, out)
 
 
 def cmd_user(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:

@@ -1,0 +1,71 @@
+#!lua name=salon
+-- The Redis side of salon's cluster bus (salon/net/bus.py loads it with FUNCTION LOAD
+-- REPLACE). Redis runs one function at a time, so the entries XADDed to the log stream are
+-- in one total order: the order every node applies.
+--
+-- Keys, under the cluster's prefix P:
+--   P:epoch     counter: each node that starts takes the next number (its incarnation)
+--   P:nodes     hash: node number -> node name, the nodes not yet reaped
+--   P:node:<n>  node n's heartbeat, with a TTL; gone = node n is dead
+--   P:log       the stream of entries (JSON texts in field "e")
+
+-- salon_join(KEYS epoch nodes, ARGV name ttl_ms prefix) -> the new node's number
+local function join(keys, args)
+  local n = redis.call('INCR', keys[1])
+  redis.call('SET', args[3] .. ':node:' .. n, args[1], 'PX', args[2])
+  redis.call('HSET', keys[2], n, args[1])
+  return n
+end
+
+-- salon_turn(KEYS node log, ARGV maxlen entry...) -> the id of the last entry added
+-- One call per node per event-loop turn. Fenced: a node whose heartbeat key is gone (it
+-- expired, or the node was reaped) adds nothing; it must drop its clients.
+local function turn(keys, args)
+  if redis.call('EXISTS', keys[1]) == 0 then
+    return redis.error_reply('FENCED this node was declared dead')
+  end
+  local last = ''
+  for i = 2, #args do
+    last = redis.call('XADD', keys[2], 'MAXLEN', '~', args[1], '*', 'e', args[i])
+  end
+  return last
+end
+
+-- salon_beat(KEYS node, ARGV name ttl_ms) -> 1, or 0 when the key is gone (fenced)
+local function beat(keys, args)
+  if redis.call('SET', keys[1], args[1], 'XX', 'PX', args[2]) then
+    return 1
+  end
+  return 0
+end
+
+-- salon_reap(KEYS nodes node log, ARGV n maxlen) -> 1 when this call declared node n dead
+-- Only once: the first node to see the heartbeat gone removes n from P:nodes and adds the
+-- entry that makes every node quit n's users.
+local function reap(keys, args)
+  if redis.call('EXISTS', keys[2]) == 1 then
+    return 0
+  end
+  if redis.call('HDEL', keys[1], args[1]) == 0 then
+    return 0
+  end
+  local t = redis.call('TIME')
+  local now = string.format('%d.%06d', t[1], t[2])
+  local entry = '[0,0,' .. now .. ',0,"D",' .. args[1] .. ']'
+  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], '*', 'e', entry)
+  return 1
+end
+
+-- salon_leave(KEYS nodes node log, ARGV n maxlen) -> 1: a node that stops cleanly is
+-- declared dead at once, without waiting for its heartbeat to expire (the QUITs of its
+-- users are in the log before this entry; any it could not send, this entry makes).
+local function leave(keys, args)
+  redis.call('DEL', keys[2])
+  return reap(keys, args)
+end
+
+redis.register_function('salon_join', join)
+redis.register_function('salon_turn', turn)
+redis.register_function('salon_beat', beat)
+redis.register_function('salon_reap', reap)
+redis.register_function('salon_leave', leave)

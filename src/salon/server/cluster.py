@@ -1,0 +1,455 @@
+"""Scale-out (issue 19): this server as one node of a network that many processes share.
+
+Every node keeps the whole network's state (users, nicks, channels, members, modes) in the
+core's own structures; the users of other nodes are :class:`Client`\\ s without a
+connection (``closed``, so nothing is ever written to them, and every delivery loop skips
+them as it is). A bus puts everything that changes that state, and every message, in one
+order for the whole network; each node applies the entries in that order, its own
+included. So the replicas go through the same states, and every recipient on every node
+sees the same sequence.
+
+That is state-machine replication: a command is checked against this node's replica (the
+errors are as ever), its event is sent (a :class:`~salon.server.effects.BusOp`), and
+nothing changes until the event comes back in its turn (:meth:`Cluster.entries`). Then
+:func:`check` looks at it again against the replica, which by then holds everything ordered
+before it: the first of two claims of one nick wins and the second is refused with 433, on
+every node alike, and of two JOINs that create a channel the first makes its founder. The
+command's replies (what its :class:`ResponseBuffer` holds, with its label) are held until
+its events are applied, and the client's further input waits meanwhile.
+
+Applying an entry is deterministic: the clock is the entry's (the origin's time when it
+was made) and the msgids drawn meanwhile come from a range the origin reserved for it, so
+the JOIN, QUIT or MODE lines are byte for byte the same on every node.
+
+Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
+(:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
+commit), ``"D"`` a node declared dead by the bus (its users quit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from salon.errors import CommandError, FailError
+from salon.proto import numerics as n
+from salon.proto.casemap import casefold
+from salon.proto.message import Message
+from salon.server import apply, history
+from salon.server.channel import PREFIX_MODES
+from salon.server.channels import admit, get_channel
+from salon.server.client import Client, Kind
+from salon.server.delivery import Delivery, body_bytes, deliver_message
+from salon.server.effects import BusOp
+from salon.server.events import (
+    ChannelMode,
+    Event,
+    Intro,
+    Invite,
+    Join,
+    Kick,
+    Kill,
+    Nick,
+    Part,
+    Quit,
+    Rename,
+    Topic,
+)
+from salon.server.events import decode as decode_event
+from salon.server.events import encode as encode_event
+from salon.server.responsebuffer import Held, ResponseBuffer
+from salon.store.base import HistoryEvent
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
+
+log = logging.getLogger("salon.cluster")
+
+# A user's id is its node's number above these bits, the node's connection counter below.
+NODE_SHIFT = 40
+# msgids an entry's application may draw (a QUIT, a JOIN or a MODE draws one).
+MSGIDS_PER_ENTRY = 16
+# The reason other nodes' users see when a node dies: clients show it as a netsplit.
+SPLIT_REASON = "*.net *.split"
+
+
+def node_of(uid: int) -> int:
+    return uid >> NODE_SHIFT
+
+
+def msgid_prefix(node: int, applied: bool) -> str:
+    """The part of a msgid that names its node (16 bits of the node number, then 0 for the
+    node's own messages, 1 for lines drawn while applying an entry): msgids stay unique
+    across the network."""
+    return f"{node & 0xFFFF:04x}{int(applied)}"
+
+
+@dataclass(slots=True)
+class Step:
+    """A local command's event waiting for its turn: the command's buffer, what to do
+    after it applied, and where its lines go among what the buffer holds."""
+
+    rb: ResponseBuffer | None
+    then: Callable[[ResponseBuffer | None], None] | None
+    index: int
+
+
+class Cluster:
+    """This server's side of the bus (``Server.cluster``; None when clustering is off)."""
+
+    def __init__(self, server: Server, node: int) -> None:
+        self.server = server
+        self.node = node
+        self.steps: dict[int, Step] = {}
+        # token -> (sender, echo, held replies) of a local message waiting for its turn.
+        self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
+        # uids of local clients whose Intro is on its way (a drop then needs a Quit).
+        self.introducing: set[int] = set()
+        self._token = 0
+        self._reserved = 0
+        self.op: BusOp | None = None
+        self.applied = 0
+
+    # ------------------------------------------------------------------ out
+
+    def _publish(self, entry: list[Any]) -> None:
+        op = self.op
+        if op is None:
+            op = self.op = BusOp([])
+            self.server.effects.append(op)
+        op.entries.append(json.dumps(entry, separators=(",", ":"), ensure_ascii=False))
+
+    def _next_token(self) -> int:
+        self._token += 1
+        return self._token
+
+    def submit(
+        self,
+        event: Event,
+        rb: ResponseBuffer | None,
+        then: Callable[[ResponseBuffer | None], None] | None,
+    ) -> None:
+        """Send ``event`` to the network's order (see :func:`salon.server.apply.emit`)."""
+        server = self.server
+        token = self._next_token()
+        base = self._reserved
+        self._reserved += MSGIDS_PER_ENTRY
+        self._publish([self.node, token, server.now, base, "E", encode_event(event)])
+        if isinstance(event, Intro):
+            self.introducing.add(event.uid)
+        if rb is not None:
+            step = Step(rb, then, len(rb.messages))
+            if rb.steps is None:
+                rb.steps = []
+            rb.steps.append(step)
+            rb.client.blocked = True
+            self.steps[token] = step
+        elif then is not None:
+            self.steps[token] = Step(None, then, 0)
+
+    def submit_message(
+        self,
+        client: Client,
+        command: str,
+        deliveries: Sequence[Delivery],
+        echo: bool,
+        held: Held | None,
+        events: Sequence[HistoryEvent] | None = None,
+    ) -> None:
+        """Send committed messages (messaging.Delivery values) to the network's order;
+        they are delivered, and echoed, when they come back. ``events``: their history
+        rows as the origin stored them, which the other nodes store too (each node has a
+        store of its own)."""
+        token = self._next_token()
+        targets = [
+            [
+                chan.cf if chan is not None else None,
+                other.id if other is not None else None,
+                status,
+                list(out.params),
+                out.tags,
+            ]
+            for out, _wire, chan, other, status in deliveries
+        ]
+        rows = [list(event) for event in events] if events else []
+        self._publish(
+            [
+                self.node, token, self.server.now, 0, "M", client.id, command, client.prefix,
+                targets, rows,
+            ]
+        )  # fmt: skip
+        if echo or (held is not None and not held.empty()):
+            self.messages[token] = (client, echo, held)
+
+    # ------------------------------------------------------------------ in
+
+    def entries(self, entries: Sequence[str]) -> None:
+        """Apply entries of the network's order (see ``Server.bus_entries``)."""
+        for text in entries:
+            try:
+                entry = json.loads(text)
+                kind = entry[4]
+                if kind == "E":
+                    self._event(entry)
+                elif kind == "M":
+                    self._message(entry)
+                elif kind == "D":
+                    self.node_down(int(entry[5]), float(entry[2]))
+                else:
+                    log.error("bus entry of unknown kind %r", kind)
+            except Exception:
+                log.exception("bug applying bus entry %.200s", text)
+            self.applied += 1
+
+    def _apply(
+        self, event: Event, node: int, time: float, base: int, out: ResponseBuffer | None
+    ) -> bool:
+        """Check and apply ``event`` as its origin made it (its clock, its msgids)."""
+        server = self.server
+        saved = server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms
+        server.now = time
+        server._msgid_prefix = msgid_prefix(node, True)
+        server._msgid_counter = base
+        server._msgid_ms = -1
+        try:
+            try:
+                check(server, event)
+            except CommandError as exc:
+                if out is not None:
+                    out.numeric(exc.numeric, *exc.params)
+                return False
+            except FailError as exc:
+                if out is not None:
+                    out.fail(exc.command, exc.code, *exc.context)
+                return False
+            if server.event_log is not None:
+                server.event_log.append(event)
+            apply.APPLY[type(event)](server, event, out)
+            return True
+        finally:
+            server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms = saved
+            server._msgid_ms = -1
+
+    def _event(self, entry: list[Any]) -> None:
+        server = self.server
+        node, token, time, base = int(entry[0]), int(entry[1]), float(entry[2]), int(entry[3])
+        event = decode_event(entry[5])
+        step = self.steps.pop(token, None) if node == self.node else None
+        rb = step.rb if step is not None else None
+        out = ResponseBuffer(server, rb.client, None, rb.command) if rb is not None else None
+        ok = self._apply(event, node, time, base, out)
+        if node == self.node:
+            self._own_event(event, ok, out)
+        if ok and step is not None and step.then is not None:
+            try:
+                step.then(out)
+            except CommandError as exc:
+                if out is not None:
+                    out.numeric(exc.numeric, *exc.params)
+            except Exception:
+                log.exception("bug finishing %s", type(event).__name__)
+        if rb is not None and step is not None and out is not None:
+            self._finish_step(rb, step, out)
+
+    def _own_event(self, event: Event, ok: bool, out: ResponseBuffer | None) -> None:
+        """What only the origin does when its event had its turn."""
+        server = self.server
+        if isinstance(event, Intro):
+            self.introducing.discard(event.uid)
+            client = server.clients.get(event.uid)
+            if not ok and client is not None:
+                # Another node's user took the nick first: this one must choose again.
+                if server.nicks.get(client.nick_cf) is client:
+                    del server.nicks[client.nick_cf]
+                client.nick, client.nick_cf = "*", ""
+                client.update_prefix()
+                if out is not None:
+                    out.messages = [
+                        Message(m.command, ("*", *m.params[1:]), m.source, m.tags)
+                        for m in out.messages
+                    ]
+        elif isinstance(event, Quit) and not ok:
+            server.leaving.pop(event.uid, None)
+
+    def _finish_step(self, rb: ResponseBuffer, step: Step, out: ResponseBuffer) -> None:
+        steps = rb.steps or []
+        added = out.messages
+        rb.messages[step.index : step.index] = added
+        if step in steps:
+            steps.remove(step)
+        for later in steps:
+            later.index += len(added)
+        if steps:
+            return
+        rb.steps = None
+        client = rb.client
+        rb.flush()
+        if client.pending_commits == 0:
+            client.blocked = False
+        if not client.closed and not client.blocked and client.inbuf:
+            self.server._process_input(client)
+
+    def _message(self, entry: list[Any]) -> None:
+        server = self.server
+        node, token = int(entry[0]), int(entry[1])
+        sender_id, command, source, targets = int(entry[5]), str(entry[6]), str(entry[7]), entry[8]
+        sender: Client | None = None
+        try:
+            sender = apply.user(server, sender_id)
+        except KeyError:
+            sender = None
+        deliveries: list[Delivery] = []
+        for cf, uid, status, params, tags in targets:
+            out = Message(command, tuple(params), source, tags)
+            text = params[1] if len(params) > 1 else None
+            wire = body_bytes(source, command, params[0], text)
+            chan = server.channels.get(cf) if cf is not None else None
+            other = server.clients.get(uid) if uid is not None else None
+            if uid is not None and node == self.node and other is None:
+                other = server.remote.get(uid)  # for the echo only
+            deliveries.append((out, wire, chan, other, status))
+        deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
+        if node != self.node:
+            if len(entry) > 9 and entry[9]:
+                history.record(server, [_history_event(row) for row in entry[9]])
+            return
+        waiting = self.messages.pop(token, None)
+        if waiting is None:
+            return
+        client, echo, held = waiting
+        if held is None or held.empty():
+            if echo:
+                for out, wire, *_ in deliveries:
+                    server.send(client, out, wire)
+            return
+        out_rb = held.resume()
+        if echo:
+            for out, *_ in deliveries:
+                out_rb.add(out)
+        out_rb.flush()
+
+    # ------------------------------------------------------------------ deaths
+
+    def node_down(self, dead: int, time: float) -> None:
+        """The bus declared node ``dead`` gone: each of its users quits, here as on every
+        other node, in the order of their ids."""
+        if dead == self.node:
+            return  # the shell closes this node's clients (fenced)
+        server = self.server
+        gone = sorted(uid for uid in server.remote if node_of(uid) == dead)
+        for i, uid in enumerate(gone):
+            self._apply(Quit(uid, SPLIT_REASON), dead, time, (1 << 30) + i * MSGIDS_PER_ENTRY, None)
+        server.settle()
+
+
+def _history_event(row: list[Any]) -> HistoryEvent:
+    msgid, time, target, command, source, account, params, tags, display, party = row
+    return HistoryEvent(
+        str(msgid), float(time), str(target), str(command), str(source), account,
+        tuple(params), tuple((str(k), str(v)) for k, v in tags), str(display), str(party),
+    )  # fmt: skip
+
+
+# The sender of a message whose sender quit before it was delivered: skips nobody.
+_NOBODY = Client(-1, Kind.IRC, "", 0, 0.0)
+
+
+def _known(server: Server, uid: int) -> Client:
+    try:
+        return apply.user(server, uid)
+    except KeyError:
+        raise CommandError(n.ERR_NOSUCHNICK, "*", "No such nick/channel") from None
+
+
+def _nick_free(server: Server, client: Client, nick: str) -> None:
+    holder = server.nicks.get(casefold(nick))
+    if holder is not None and holder is not client and holder.registered:
+        raise CommandError(n.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+
+
+def check(server: Server, event: Event) -> None:
+    """Raise the error that makes ``event`` void, now that it has its turn: what changed
+    since its origin checked it (a nick taken, a user gone, a channel gone or closed)
+    decides the same way on every node, since every replica is in the same state here."""
+    if isinstance(event, Intro):
+        client = server.clients.get(event.uid) or server.leaving.get(event.uid)
+        if client is None and event.uid in server.remote:
+            raise CommandError(n.ERR_ALREADYREGISTERED, "You may not reregister")
+        holder = server.nicks.get(casefold(event.nick))
+        if holder is not None and holder is not client and holder.registered:
+            raise CommandError(n.ERR_NICKNAMEINUSE, event.nick, "Nickname is already in use")
+        return
+    if isinstance(event, Nick):
+        client = _known(server, event.uid)
+        _nick_free(server, client, event.nick)
+        return
+    if isinstance(event, Quit):
+        if not _known(server, event.uid).registered:
+            raise CommandError(n.ERR_NOSUCHNICK, "*", "No such nick/channel")
+        return
+    if isinstance(event, Join):
+        client = _known(server, event.uid)
+        chan = server.channels.get(casefold(event.channel))
+        if chan is not None:
+            if client in chan.members:
+                raise CommandError(
+                    n.ERR_USERONCHANNEL, client.nick, chan.name, "is already on channel"
+                )
+            admit(chan, client, None, check_key=False)
+        return
+    if isinstance(event, Part):
+        client = _known(server, event.uid)
+        chan = get_channel(server, event.channel)
+        if client not in chan.members:
+            raise CommandError(n.ERR_NOTONCHANNEL, chan.name, "You're not on that channel")
+        return
+    if isinstance(event, Kick):
+        client = _known(server, event.uid)
+        target = _known(server, event.target)
+        chan = get_channel(server, event.channel)
+        if target not in chan.members:
+            raise CommandError(
+                n.ERR_USERNOTINCHANNEL, target.nick, chan.name, "They aren't on that channel"
+            )
+        if event.uid >= 0 and not chan.is_op(client):
+            raise CommandError(n.ERR_CHANOPRIVSNEEDED, chan.name, "You're not channel operator")
+        return
+    if isinstance(event, (Topic, ChannelMode)):
+        _known(server, event.uid)
+        chan = get_channel(server, event.channel)
+        if isinstance(event, ChannelMode):
+            for _adding, letter, arg in event.changes:
+                if letter in PREFIX_MODES:
+                    member = server.nicks.get(casefold(arg or ""))
+                    if member is None or member not in chan.members:
+                        raise CommandError(
+                            n.ERR_USERNOTINCHANNEL,
+                            arg or "*",
+                            chan.name,
+                            "They aren't on that channel",
+                        )
+        return
+    if isinstance(event, Invite):
+        _known(server, event.uid)
+        _known(server, event.target)
+        return
+    if isinstance(event, Rename):
+        _known(server, event.uid)
+        get_channel(server, event.channel)
+        if casefold(event.new) in server.channels and casefold(event.new) != casefold(
+            event.channel
+        ):
+            raise FailError(
+                "RENAME", "CHANNEL_NAME_IN_USE", event.channel, event.new, "Channel already exists"
+            )
+        return
+    if isinstance(event, Kill):
+        _known(server, event.uid)
+        _known(server, event.target)
+        return
+    uid = getattr(event, "uid", None)
+    if uid is not None:
+        _known(server, uid)

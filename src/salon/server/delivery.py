@@ -1,0 +1,60 @@
+"""Delivering a relayed message (PRIVMSG, NOTICE, TAGMSG) to its targets' members and users:
+after its commit (salon.server.handlers.messaging), or when it has its turn in a cluster's
+order (salon.server.cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from salon.errors import SerializationError
+from salon.proto.message import Message
+from salon.server import caps
+from salon.server.channel import PREFIX_TO_MODE, Channel
+from salon.server.client import Client
+
+if TYPE_CHECKING:
+    from salon.server.core import Server
+
+# One target's delivery, decided before the commit and run after it: (message, its body
+# serialized, channel or None, user or None, status prefix such as "@" or "").
+Delivery = tuple[Message, bytes, Channel | None, Client | None, str]
+
+
+def deliver_message(
+    server: Server, client: Client, command: str, deliveries: list[Delivery]
+) -> None:
+    tagmsg = command == "TAGMSG"
+    for out, wire, chan, other, status in deliveries:
+        if chan is not None:
+            recipients: Iterable[Client] = chan.members
+            if status:
+                rank = "ov".index(PREFIX_TO_MODE[status])
+                allowed = "ov"[: rank + 1]
+                recipients = [
+                    m for m, modes in chan.members.items() if modes and modes[0] in allowed
+                ]
+            if tagmsg:
+                recipients = [m for m in recipients if m.capmask & caps.MESSAGE_TAGS]
+            server.deliver(recipients, out, client, wire)
+        elif (
+            other is not None
+            and not other.closed
+            and (not tagmsg or other.capmask & caps.MESSAGE_TAGS)
+        ):
+            server.send(other, out, wire)
+
+
+def body_bytes(source: str, command: str, target: str, text: str | None) -> bytes:
+    """``Message(command, (target, text), source).body()`` with CR LF, written directly:
+    the source and command are the server's own and the target a checked middle parameter;
+    only the text needs the trailing-parameter rule, and CR, LF and NUL are refused."""
+    if text is None:
+        line = f":{source} {command} {target}\r\n"
+    elif " " in text or text[:1] == ":" or not text:
+        line = f":{source} {command} {target} :{text}\r\n"
+    else:
+        line = f":{source} {command} {target} {text}\r\n"
+    if "\0" in line or "\n" in line[:-1] or "\r" in line[:-2]:
+        raise SerializationError(f"CR, LF or NUL in {command}")
+    return line.encode("utf-8", "surrogateescape")
