@@ -791,6 +791,24 @@ def test_purge_steps(store: Store, indexed: bool) -> None:
     assert left(store)["#keep"] == ["k1", "k2"]
 
 
+def test_purge_steps_out_of_time_still_finish(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that runs out of its time slice at once (a loaded machine) still moves on:
+    a conversation it has finished is never named again as the place to go on from."""
+    monkeypatch.setattr("salon.store.sqlite.PURGE_SECONDS", 0.0)
+    purge_fixture(store)
+    after: str | None = ""
+    removed = 0
+    for _ in range(20):
+        step = store.purge_step(at(35), exclude=["#keep"], after=after or "", most=1000)
+        removed += step.removed
+        after = step.next
+        if after is None:
+            break
+    assert after is None and removed == 3 + 3 + 2
+
+
 def test_purged_conversations_leave_targets(store: Store) -> None:
     """A conversation whose messages are all purged is no longer a target, even when
     events newer than them stay."""

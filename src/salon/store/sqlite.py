@@ -704,15 +704,19 @@ class SQLiteStore(HistoryReads):
                 )
                 gone += cur.rowcount
                 removed += cur.rowcount
-                if cur.rowcount < bite or removed >= most or time.monotonic() > deadline:
+                full = cur.rowcount == bite
+                if not full or removed >= most or time.monotonic() > deadline:
                     break
             if gone:
                 self.conn.execute(
                     "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
                     (gone, key),
                 )
-            if removed >= most or time.monotonic() > deadline:
-                return PurgeProgress(removed, key)  # this one may hold more
+            if full:
+                # Stopped by ``most`` or the clock with a full last bite: this one may
+                # hold more. (Returning here after a short bite could name the same
+                # conversation again and again on a machine slow enough, never ending.)
+                return PurgeProgress(removed, key)
             if gone:
                 # Every message before ``before`` is gone: a last one older is no more.
                 self.conn.execute(
@@ -723,6 +727,8 @@ class SQLiteStore(HistoryReads):
                 "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
             ).fetchone():
                 self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
+            if target is None and (removed >= most or time.monotonic() > deadline):
+                return PurgeProgress(removed, key + "\0")  # this one is done
         if target is not None or len(keys) < PURGE_SCAN:
             return PurgeProgress(removed, None)
         return PurgeProgress(removed, keys[-1] + "\0")
