@@ -34,6 +34,7 @@ from salon import datadir
 from salon.config import PORT_KEYS, Config
 from salon.net import tls
 from salon.net.connection import ClientProtocol, Refusal
+from salon.net.filehost import FileHost
 from salon.net.limits import ConnectionLimits, Key, RequestBudget
 from salon.net.storage import Storage
 from salon.net.websocket import WebSocketProtocol
@@ -152,6 +153,8 @@ class Shell:
         self._refused = itertools.count(-1, -1)
         # Clients whose socket reading is paused while their input waits (TCP backpressure).
         self.paused: set[Client] = set()
+        # The file host on the HTTP listeners (None: off, or no HTTP listener).
+        self.filehost: FileHost | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -373,6 +376,9 @@ class Shell:
                     log.warning("%s can be read by other users: chmod %s it", path, private)
             self.server.load(store)
             self.storage = Storage(store, self.loop, self._store_done)
+            listen = self.config.listen
+            if self.config.files.enabled and (listen.http_port or listen.https_port):
+                self.filehost = FileHost(self)
         except StartupError:
             raise
         except datadir.DataDirBusy as exc:
@@ -448,6 +454,9 @@ class Shell:
             raise StartupError(f"TLS: {exc}") from None
 
     def _close_db(self) -> None:
+        if self.filehost is not None:
+            self.filehost.close()
+            self.filehost = None
         if self.storage is not None:
             with contextlib.suppress(Exception):
                 self.storage.drain()

@@ -293,6 +293,7 @@ class Accounts:
         log.info("login id=%d nick=%s account=%s", client.id, client.nick, record.name)
         if client.registered and not again:
             self.check_nick(client, rb)
+            self.server.files.advertise(client, rb)
 
     def logout(
         self,
@@ -584,6 +585,7 @@ def admit(server: Server, client: Client, rb: ResponseBuffer) -> bool:
 def welcomed(server: Server, client: Client, rb: ResponseBuffer) -> None:
     """Just after the welcome burst (in ``rb``)."""
     server.accounts.check_nick(client, rb)
+    server.files.advertise(client, rb)
 
 
 def set_account(accounts: Accounts, client: Client, name: str | None) -> bool:

@@ -33,6 +33,7 @@ from salon.server.cloak import cloak_host
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
+from salon.server.files import Files
 from salon.server.flood import Flood
 from salon.server.personality import IRC, Personality, wire_bytes
 from salon.server.responsebuffer import ResponseBuffer, answer
@@ -145,6 +146,7 @@ class Server:
         # Accounts, services and bans: see salon.server.accounts, .services, .abuse.
         self.accounts = Accounts(self)
         self.services = Services(self)
+        self.files = Files(self)
         self.abuse = Abuse(self)
 
     def load(self, store: Any) -> None:
@@ -153,6 +155,7 @@ class Server:
         self.rejoin = dict(store.load_rejoins())
         self.accounts.load(store)
         self.services.load(store)
+        self.files.load(store)
         history.forget_left_behind(self, store)
         self.abuse.load(store)
 
@@ -437,6 +440,7 @@ class Server:
                 client.personality.keepalive(self, client)
         self.accounts.tick(now)
         self.abuse.tick(now)
+        self.files.tick(now)
         self.settle()
 
     # ------------------------------------------------------------------ output
