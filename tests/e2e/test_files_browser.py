@@ -7,25 +7,14 @@ import io
 import struct
 import wave
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from filehelpers import account, basic, files_salon, upload
+from test_browser import browser as chromium  # noqa: F401 - its fixture "browser"
 
 pytestmark = pytest.mark.timeout(90)
 
-CHROMIUM = "/usr/bin/chromium"  # scripts/test-packages.txt: conftest.py checks it is there
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SCRIPT = b"<script>document.title='PWNED';fetch('/pwned')</script>"
 ACTIVE = {
     "svg": (
@@ -65,16 +54,6 @@ def wav(seconds: int = 10, rate: int = 8000) -> bytes:
         w.setframerate(rate)
         w.writeframes(bytes(128 + (i % 40) for i in range(rate * seconds)))
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _server(make_salon: Any, connect: Any) -> Any:
