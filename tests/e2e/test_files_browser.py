@@ -10,10 +10,12 @@ import zlib
 from typing import Any
 
 import pytest
+import test_browser
 from filehelpers import account, basic, files_salon, upload
-from test_browser import browser as chromium  # noqa: F401 - its fixture "browser"
 
 pytestmark = pytest.mark.timeout(90)
+# Debian's Chromium, launched once for the module (the fixture of test_browser.py).
+chromium = test_browser.browser
 
 SCRIPT = b"<script>document.title='PWNED';fetch('/pwned')</script>"
 ACTIVE = {
@@ -65,14 +67,14 @@ def _server(make_salon: Any, connect: Any) -> Any:
 
 @pytest.mark.parametrize("name", sorted(ACTIVE))
 def test_active_content_is_a_download_and_runs_nothing(
-    browser: Any, make_salon: Any, connect: Any, name: str
+    chromium: Any, make_salon: Any, connect: Any, name: str
 ) -> None:
     s = _server(make_salon, connect)
     data, filename, claimed = ACTIVE[name]
     up = upload(s, data, filename, basic("alice"), content_type=claimed)
     assert up.status == 201
     url = up.header("Location")
-    context = browser.new_context(accept_downloads=True)
+    context = chromium.new_context(accept_downloads=True)
     page = context.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
@@ -91,12 +93,12 @@ def test_active_content_is_a_download_and_runs_nothing(
     assert "/pwned" not in log and "Traceback" not in log
 
 
-def test_a_gif_html_polyglot_is_an_image(browser: Any, make_salon: Any, connect: Any) -> None:
+def test_a_gif_html_polyglot_is_an_image(chromium: Any, make_salon: Any, connect: Any) -> None:
     s = _server(make_salon, connect)
     polyglot = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;<html>" + SCRIPT + b"</html>"
     up = upload(s, polyglot, "x.html", basic("alice"), content_type="text/html")
     assert up.status == 201
-    page = browser.new_page()
+    page = chromium.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     try:
@@ -109,11 +111,11 @@ def test_a_gif_html_polyglot_is_an_image(browser: Any, make_salon: Any, connect:
         page.close()
 
 
-def test_an_image_renders(browser: Any, make_salon: Any, connect: Any) -> None:
+def test_an_image_renders(chromium: Any, make_salon: Any, connect: Any) -> None:
     s = _server(make_salon, connect)
     up = upload(s, png(), "red.png", basic("alice"), content_type="application/octet-stream")
     assert up.status == 201
-    page = browser.new_page()
+    page = chromium.new_page()
     try:
         page.goto(up.header("Location"))
         width = page.evaluate(
@@ -125,14 +127,14 @@ def test_an_image_renders(browser: Any, make_salon: Any, connect: Any) -> None:
         page.close()
 
 
-def test_a_video_element_seeks(browser: Any, make_salon: Any, connect: Any) -> None:
+def test_a_video_element_seeks(chromium: Any, make_salon: Any, connect: Any) -> None:
     """No video encoder is at hand (no ffmpeg), so the medium is a 10 s WAV: a <video>
     element plays audio-only media, and seeking it goes through Range requests."""
     s = _server(make_salon, connect)
     up = upload(s, wav(), "tone.wav", basic("alice"))
     assert up.status == 201
     url = up.header("Location")
-    page = browser.new_page()
+    page = chromium.new_page()
     ranges: list[str] = []
     page.on("request", lambda r: ranges.append(r.headers.get("range", "")))
     try:
