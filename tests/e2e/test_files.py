@@ -373,3 +373,15 @@ def test_a_100_mib_upload_streams(make_salon: Any, connect: Any) -> None:
     assert got.hexdigest() == sent.hexdigest()
     growth = _vm(pid, "VmHWM") - before
     assert growth < 32 << 20, f"the server's peak RSS grew by {growth >> 20} MiB"
+
+
+def test_unposted_uploads_expire_with_their_blob(make_salon: Any, connect: Any) -> None:
+    s = files_salon(make_salon, files={"unclaimed_hours": 0.001})  # 3.6 s
+    account(connect, s, "alice")
+    up = upload(s, b"nobody posts me\n", "lonely.txt", basic("alice"))
+    assert up.status == 201 and stored_blobs(s) and file_rows(s) == 1
+    deadline = time.monotonic() + 15
+    while (stored_blobs(s) or file_rows(s)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored_blobs(s) == [] and file_rows(s) == 0
+    assert request(s, "GET", path_of(up.header("Location")), headers=basic("alice")).status == 404

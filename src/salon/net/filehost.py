@@ -200,9 +200,19 @@ class FileHost:
 
     def delete(self, record: FileRecord) -> None:
         """Delete a file now: 410 from then on, and its blob once no file uses it."""
-        if self.files.delete(record, time.time()):
-            self.shell.loop.run_in_executor(self.pool, self.blobs.delete, record.blob)
+        self.files.delete(record, time.time())
+        self.collect()
         self.shell.after()
+
+    def collect(self) -> None:
+        """Unlink the blobs the core let go of (each checked again: an upload of the
+        same bytes may have been kept meanwhile)."""
+        for blob in self.files.take_unlinks():
+            if not self.files.blob_in_use(blob):
+                self.shell.loop.run_in_executor(self.pool, self._unlink, blob)
+
+    def _unlink(self, blob: str) -> None:
+        self.blobs.delete(blob)
 
     # ------------------------------------------------------------------ credentials
 

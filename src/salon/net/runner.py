@@ -341,6 +341,8 @@ class Shell:
             if now - self._last_timeout_check >= 1.0:
                 self._last_timeout_check = now
                 server.check_timeouts(now)
+                if self.filehost is not None:
+                    self.filehost.collect()
                 if now - self._last_prune >= 60.0:
                     self._last_prune = now
                     self.limits.prune(now)

@@ -248,6 +248,7 @@ class Accounts:
         stored_name = record.name
         self.server.store(lambda store: store.delete_account(stored_name))
         self.server.services.account_dropped(record.name)
+        self.server.files.account_dropped(cf)
         # Whoever holds the nick now holds an unregistered one.
         holder = self.server.nicks.get(cf)
         if holder is not None:

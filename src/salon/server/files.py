@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -78,6 +78,8 @@ class Files:
         self.usage: dict[str, int] = {}  # owner -> bytes of its live files
         self.blob_users: dict[str, int] = {}  # blob -> live files with those bytes
         self.tokens: dict[str, Token] = {}
+        self.unlinks: list[str] = []  # blobs to unlink (take_unlinks)
+        self._last_expiry = server.now
         # client id -> the scheme://host[:port] it reached the HTTP listener by (a
         # WebSocket client), for its FILEHOST URL when no public_url is configured.
         self.web_base: dict[int, str] = {}
@@ -102,20 +104,14 @@ class Files:
         self._index(record)
         self.server.store(lambda store: store.save_file(record))
 
-    def delete(self, record: FileRecord, now: float) -> bool:
-        """Mark a file deleted (it answers 410 from now on) and forget its references;
-        True when no live file uses its blob any more (the shell unlinks it)."""
+    def delete(self, record: FileRecord, now: float) -> None:
+        """Delete a file: it answers 410 from now on, its references are forgotten, and
+        its blob goes once no live file uses it (``unlinks``, for the shell)."""
         if record.deleted:
-            return False
+            return
         gone = replace(record, deleted=now)
         self.records[record.id] = gone
-        self.usage[record.owner] = max(0, self.usage.get(record.owner, 0) - record.size)
-        users = self.blob_users.get(record.blob, 1) - 1
-        if users > 0:
-            self.blob_users[record.blob] = users
-        else:
-            self.blob_users.pop(record.blob, None)
-        self.refs.pop(record.id, None)
+        self._release(record)
         file_id = record.id
 
         def call(store: FileStore) -> None:
@@ -123,7 +119,78 @@ class Files:
             store.delete_refs_of_file(file_id)
 
         self.server.store(call)
-        return users <= 0
+        log.info("file deleted id=%s owner=%s", record.id, record.owner)
+
+    def forget(self, record: FileRecord) -> None:
+        """Forget a file altogether (an upload nobody posted, expired): 404 from now on."""
+        del self.records[record.id]
+        if not record.deleted:
+            self._release(record)
+        file_id = record.id
+        self.server.store(lambda store: store.forget_file(file_id))
+        log.info("file expired id=%s owner=%s", record.id, record.owner)
+
+    def _release(self, record: FileRecord) -> None:
+        self.refs.pop(record.id, None)
+        self.usage[record.owner] = max(0, self.usage.get(record.owner, 0) - record.size)
+        users = self.blob_users.get(record.blob, 1) - 1
+        if users > 0:
+            self.blob_users[record.blob] = users
+        else:
+            self.blob_users.pop(record.blob, None)
+            self.unlinks.append(record.blob)
+
+    def take_unlinks(self) -> list[str]:
+        """Blobs no live file uses any more: the shell unlinks them (if still unused)."""
+        out, self.unlinks = self.unlinks, []
+        return out
+
+    def drop_refs(self, match: Callable[[FileRef], bool]) -> None:
+        """Forget the references ``match`` picks (their messages are gone: redacted,
+        expired, or the history of a private channel that ended); a file left with none
+        goes too."""
+        dropped: list[FileRef] = []
+        now = self.server.now
+        for file_id, refs in list(self.refs.items()):
+            keep = [ref for ref in refs if not match(ref)]
+            if len(keep) == len(refs):
+                continue
+            dropped += [ref for ref in refs if match(ref)]
+            if keep:
+                self.refs[file_id] = keep
+                continue
+            del self.refs[file_id]
+            record = self.records.get(file_id)
+            if record is not None:
+                self.delete(record, now)
+        if dropped:
+            pairs = [(ref.target, ref.msgid) for ref in dropped]
+
+            def call(store: FileStore) -> None:
+                for target, msgid in pairs:
+                    store.delete_file_refs(target, msgid)
+
+            self.server.store(call)
+
+    def account_dropped(self, account: str) -> None:
+        if self.config.delete_with_account:
+            now = self.server.now
+            for record in self.owned_by(account):
+                self.delete(record, now)
+
+    def expire(self, now: float) -> None:
+        """Uploads nobody posted within unclaimed_hours go (row and blob); every file goes
+        after max_age_days, when set."""
+        cfg = self.config
+        unclaimed = now - cfg.unclaimed_hours * 3600
+        oldest = now - cfg.max_age_days * 86400 if cfg.max_age_days else None
+        for record in list(self.records.values()):
+            if record.deleted:
+                continue
+            if record.created < unclaimed and not self.refs.get(record.id):
+                self.forget(record)
+            elif oldest is not None and record.created < oldest:
+                self.delete(record, now)
 
     def blob_in_use(self, blob: str) -> bool:
         return self.blob_users.get(blob, 0) > 0
@@ -189,6 +256,11 @@ class Files:
         return found.principal
 
     def tick(self, now: float) -> None:
+        """About once a second: expired tokens and files."""
+        every = min(60.0, max(1.0, self.config.unclaimed_hours * 3600 / 4))
+        if self.enabled and now - self._last_expiry >= every:
+            self._last_expiry = now
+            self.expire(now)
         clients = self.server.clients
         for key, token in list(self.tokens.items()):
             if token.expires < now or token.client_id not in clients:
