@@ -385,3 +385,61 @@ def test_unposted_uploads_expire_with_their_blob(make_salon: Any, connect: Any) 
         time.sleep(0.2)
     assert stored_blobs(s) == [] and file_rows(s) == 0
     assert request(s, "GET", path_of(up.header("Location")), headers=basic("alice")).status == 404
+
+
+def test_fileserv_lists_and_deletes(make_salon: Any, connect: Any) -> None:
+    s = files_salon(make_salon, files={"quota": 1 << 20})
+    alice = account(connect, s, "alice")
+    bob = account(connect, s, "bob")
+    url = upload(s, b"\0" * 2048, "two.bin", basic("alice")).header("Location")
+    file_id = path_of(url).split("/")[2]
+    alice.send("PRIVMSG FileServ :LIST")
+    alice.expect(rf"NOTICE alice :{file_id}  two\.bin  2 kB  not posted")
+    alice.send("PRIVMSG FileServ :QUOTA")
+    alice.expect(r"NOTICE alice :Quota: 2 kB of 1 MB used, in 1 files")
+    bob.send(f"PRIVMSG FileServ :DELETE {file_id}")
+    bob.expect(rf"NOTICE bob :No file {file_id} of yours")
+    alice.send(f"PRIVMSG FileServ :INFO {file_id}")
+    alice.expect(r"NOTICE alice :Not posted yet")
+    alice.send(f"PRIVMSG FileServ :DELETE {file_id}")
+    alice.expect(rf"NOTICE alice :Deleted two\.bin \({file_id}\)")
+    assert request(s, "GET", path_of(url), headers=basic("alice")).status == 410
+
+
+def _cli(s: Any, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "salon", "files", *args, "--config", str(s.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_files_cli(make_salon: Any, connect: Any) -> None:
+    s = files_salon(make_salon)
+    account(connect, s, "alice")
+    kept = upload(s, b"kept\n", "kept.txt", basic("alice")).header("Location")
+    doomed = upload(s, b"doomed\n", "doomed.txt", basic("alice")).header("Location")
+    kept_id, doomed_id = path_of(kept).split("/")[2], path_of(doomed).split("/")[2]
+    assert "stop the server" in _cli(s, "gc").stderr
+    s.stop()
+    listing = _cli(s, "list")
+    assert listing.returncode == 0 and kept_id in listing.stdout and doomed_id in listing.stdout
+    assert _cli(s, "verify").stdout.strip() == "2 of 2 files verified"
+    assert _cli(s, "rm", doomed_id).returncode == 0
+    assert _cli(s, "rm", "nosuchfile").returncode == 2
+    root = Path(s.data_dir) / "files"
+    orphan = root / "ab" / "cd" / ("abcd" + "0" * 60)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"nobody's")
+    (root / "tmp" / "half-an-upload").write_bytes(b"half")
+    assert _cli(s, "gc").stdout.strip() == "removed 1 unused blobs"
+    assert [p.name for p in stored_blobs(s)] == [hashlib.sha256(b"kept\n").hexdigest()]
+    stored_blobs(s)[0].write_bytes(b"tampered\n")
+    bad = _cli(s, "verify")
+    assert bad.returncode == 1 and f"{kept_id}: changed" in bad.stdout
+    s.start()
+    assert request(s, "GET", path_of(doomed), headers=basic("alice")).status == 410

@@ -34,6 +34,7 @@ from salon.proto.casemap import casefold
 from salon.server import filepolicy
 from salon.server.filepolicy import CONTENT_SECURITY_POLICY, HOST_HEADER, ByteRange, Kind
 from salon.server.files import FILE_PREFIX, UPLOAD_PATH, Access, Files, Principal
+from salon.server.fileserv import size_text
 from salon.store.base import FileRecord
 
 if TYPE_CHECKING:
@@ -103,11 +104,20 @@ class Blobs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / TMP_DIR
+
+    def create(self) -> None:
+        """Make the folders, and empty tmp/ of the uploads a server died in the middle of
+        (the server at start, and ``salon files gc``: never while uploads may run)."""
         self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         for leftover in self.tmp.iterdir():
-            # An upload the server died in the middle of.
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+    def stored(self) -> list[str]:
+        """Every blob on disk, by name."""
+        return sorted(
+            p.name for p in self.root.glob("??/??/*") if p.is_file() and len(p.name) == 64
+        )
 
     def path(self, blob: str) -> Path:
         return self.root / blob[:2] / blob[2:4] / blob
@@ -179,6 +189,7 @@ class FileHost:
         self.config = shell.config.files
         self.files: Files = shell.server.files
         self.blobs = Blobs(shell.config.data_path / FILES_DIR)
+        self.blobs.create()
         # Blob work (hashing, fsync, unlink) never runs on the store's thread, which
         # carries the message commits.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="salon-files")
@@ -283,7 +294,7 @@ class FileHost:
                               [("Retry-After", retry)])  # fmt: skip
         used = self.files.usage.get(key, 0) + self.reserved.get(key, 0)
         if used + declared > cfg.quota:
-            raise Refused(507, f"Over quota: {_size(used)} of {_size(cfg.quota)} used")
+            raise Refused(507, f"Over quota: {size_text(used)} of {size_text(cfg.quota)} used")
         free, total = self.blobs.free()
         keep = max(cfg.min_free, int(total * cfg.min_free_percent / 100))
         if free - declared < keep:
@@ -352,13 +363,6 @@ def _challenge() -> Headers:
     return [("WWW-Authenticate", 'Basic realm="salon", charset="UTF-8"')]
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
-    return f"{n} bytes"
-
-
 class Exchange:
     """One request to the file host, from its head to its answer."""
 
@@ -397,7 +401,7 @@ class Exchange:
             return  # a body nobody asked for (GET, OPTIONS...): dropped
         self.size += len(chunk)
         if self.size > self.limit:
-            self._fail(413, f"Over the size limit of {_size(self.host.config.max_size)}",
+            self._fail(413, f"Over the size limit of {size_text(self.host.config.max_size)}",
                        self._limit_header())  # fmt: skip
             return
         view = memoryview(chunk)
@@ -504,7 +508,7 @@ class Exchange:
         else:
             declared = int(headers.get("content-length", "0"))  # h11 checked its form
             if declared > cfg.max_size:
-                raise Refused(413, f"Over the size limit of {_size(cfg.max_size)}",
+                raise Refused(413, f"Over the size limit of {size_text(cfg.max_size)}",
                               self._limit_header())  # fmt: skip
             self.limit = declared
         who = await host.principal(headers, self.http.ip, spend=True)

@@ -34,6 +34,7 @@ from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILU
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
 from salon.server.files import Files
+from salon.server.fileserv import FileServ
 from salon.server.flood import Flood
 from salon.server.personality import IRC, Personality, wire_bytes
 from salon.server.responsebuffer import ResponseBuffer, answer
@@ -147,6 +148,8 @@ class Server:
         self.accounts = Accounts(self)
         self.services = Services(self)
         self.files = Files(self)
+        if self.files.enabled:
+            self.services.add(FileServ(self, -3))
         self.abuse = Abuse(self)
 
     def load(self, store: Any) -> None:
