@@ -443,3 +443,21 @@ def test_files_cli(make_salon: Any, connect: Any) -> None:
     assert bad.returncode == 1 and f"{kept_id}: changed" in bad.stdout
     s.start()
     assert request(s, "GET", path_of(doomed), headers=basic("alice")).status == 410
+
+
+def test_photos_lose_their_gps_but_not_their_orientation(make_salon: Any, connect: Any) -> None:
+    from imagehelpers import SCAN, SECRET, jpeg
+
+    s = files_salon(make_salon)
+    account(connect, s, "alice")
+    up = upload(s, jpeg(6), "holiday.jpg", basic("alice"))
+    assert up.status == 201
+    got = request(s, "GET", path_of(up.header("Location")), headers=basic("alice"))
+    assert got.header("Content-Type") == "image/jpeg"
+    assert SECRET not in got.body and got.body.endswith(SCAN + b"\xff\xd9")
+    assert b"Exif\0\0MM\0*" in got.body  # the minimal Exif with the orientation
+    # The stored hash is the served bytes': ETag, and the blob's name.
+    sha = hashlib.sha256(got.body).hexdigest()
+    assert got.header("ETag") == f'"{sha}"'
+    assert [p.name for p in stored_blobs(s)] == [sha]
+    assert stat.S_IMODE(stored_blobs(s)[0].stat().st_mode) == 0o600

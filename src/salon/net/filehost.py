@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 
+from salon.net import imagemeta
 from salon.proto.casemap import casefold
 from salon.server import filepolicy
 from salon.server.filepolicy import CONTENT_SECURITY_POLICY, HOST_HEADER, ByteRange, Kind
@@ -134,6 +135,18 @@ class Blobs:
         with open(temp, "rb") as fh:
             head = fh.read(filepolicy.TEXT_MAX + 1 if size <= filepolicy.TEXT_MAX else 65536)
         kind = filepolicy.sniff(head, size)
+        if strip and kind.type in imagemeta.STRIPPED:
+            stripped = temp.with_suffix(".strip")
+            try:
+                fd = os.open(stripped, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with open(temp, "rb") as src, open(fd, "w+b") as dst:
+                    done = imagemeta.strip(src, dst, kind.type)
+                if done:
+                    os.replace(stripped, temp)
+                    size = temp.stat().st_size
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    stripped.unlink()
         digest = hashlib.sha256()
         with open(temp, "rb") as fh:
             while chunk := fh.read(READ_CHUNK):
