@@ -35,8 +35,8 @@ from salon.proto.casemap import casefold
 from salon.server import filepolicy
 from salon.server.filepolicy import CONTENT_SECURITY_POLICY, HOST_HEADER, ByteRange, Kind
 from salon.server.files import FILE_PREFIX, UPLOAD_PATH, Access, Files, Principal
-from salon.server.fileserv import size_text
 from salon.store.base import FileRecord
+from salon.units import size_text
 
 if TYPE_CHECKING:
     from salon.net.runner import Shell

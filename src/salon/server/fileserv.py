@@ -11,6 +11,7 @@ from salon.proto.casemap import casefold
 from salon.server.client import Client
 from salon.server.services import Bot
 from salon.store.base import FileRecord
+from salon.units import size_text
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
     from salon.server.responsebuffer import ResponseBuffer
 
 LIST_MOST = 50  # files LIST shows, newest first
-
-
-def size_text(n: int) -> str:
-    """A size for people: "1.5 MB", "980 kB", "12 bytes"."""
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
-    return f"{n} bytes"
 
 
 class FileServ(Bot):
