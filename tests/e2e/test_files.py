@@ -461,3 +461,23 @@ def test_photos_lose_their_gps_but_not_their_orientation(make_salon: Any, connec
     assert got.header("ETag") == f'"{sha}"'
     assert [p.name for p in stored_blobs(s)] == [sha]
     assert stat.S_IMODE(stored_blobs(s)[0].stat().st_mode) == 0o600
+
+
+def test_cors_for_allowed_origins_only(make_salon: Any, connect: Any) -> None:
+    good, bad = "https://gamja.example", "https://evil.example"
+    s = files_salon(make_salon, files={"allowed_origins": [good]})
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-disposition",
+    }
+    ok = request(s, "OPTIONS", "/upload", headers={"Origin": good, **preflight})
+    assert ok.status == 204
+    assert ok.header("Access-Control-Allow-Origin") == good
+    assert ok.header("Access-Control-Allow-Credentials") == "true"
+    assert "POST" in ok.header("Access-Control-Allow-Methods")
+    assert "Content-Disposition" in ok.header("Access-Control-Allow-Headers")
+    refused = request(s, "OPTIONS", "/upload", headers={"Origin": bad, **preflight})
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    account(connect, s, "alice")
+    up = upload(s, b"x\n", "x.txt", {**basic("alice"), "Origin": good})
+    assert up.status == 201 and "Location" in up.header("Access-Control-Expose-Headers")

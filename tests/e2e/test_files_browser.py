@@ -154,3 +154,72 @@ def test_a_video_element_seeks(chromium: Any, make_salon: Any, connect: Any) -> 
         assert any(r.startswith("bytes=") for r in ranges), ranges
     finally:
         page.close()
+
+
+@pytest.fixture
+def other_origins() -> Any:
+    """Two web servers on other loopback ports (other origins), each serving an empty
+    page: where a third-party client like gamja would be hosted."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><title>elsewhere</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+GAMJA_UPLOAD = """async ([url, auth]) => {
+  try {
+    const response = await fetch(url, {
+      method: "POST",
+      body: new Blob(["from another origin\\n"]),
+      headers: {
+        "Authorization": auth,
+        "Content-Disposition": "attachment; filename*=UTF-8''caf%C3%A9.txt",
+      },
+      credentials: "include",
+    });
+    return [response.status, response.headers.get("Location")];
+  } catch (error) {
+    return ["refused", String(error)];
+  }
+}"""
+
+
+def test_a_page_on_another_origin_uploads_like_gamja(
+    chromium: Any, make_salon: Any, connect: Any, other_origins: list[str]
+) -> None:
+    from filehelpers import file_rows
+
+    allowed, other = other_origins
+    s = files_salon(make_salon, files={"allowed_origins": [allowed]})
+    account(connect, s, "alice")
+    upload_url = f"http://127.0.0.1:{s.http_port}/upload"
+    auth = basic("alice")["Authorization"]
+    page = chromium.new_page()
+    try:
+        page.goto(allowed)
+        status, location = page.evaluate(GAMJA_UPLOAD, [upload_url, auth])
+        assert status == 201 and location.endswith("/caf%C3%A9.txt"), (status, location)
+        page.goto(other)
+        status, why = page.evaluate(GAMJA_UPLOAD, [upload_url, auth])
+        assert status == "refused" and "Failed to fetch" in why
+    finally:
+        page.close()
+    assert file_rows(s) == 1  # the refused preflight kept the POST from being sent
