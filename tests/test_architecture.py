@@ -182,6 +182,7 @@ _SERVE_ONLY = "only `salon serve` needs the shell (asyncio, uvloop, the storage 
 _TLS_CHECK = "only `salon check-config` of a config with a certificate loads it"
 _HASH_ONLY = "only `salon hash-password` needs argon2"
 _PSYCOPG = "only `salon db import` loads psycopg (off means off: tests/test_postgres.py)"
+_FILES_ONLY = "only `salon files` needs the file host's blobs and the store"
 _REDIS = "only a [cluster] config loads the bus and redis (off means off: test_loopback.py)"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
@@ -206,6 +207,10 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.admin", "salon.server.services"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.base"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.sqlite"): _ACCOUNT_ONLY,
+    ("salon.admin", "salon.server.fileserv"): _ACCOUNT_ONLY,
+    ("salon.filesadmin", "salon.datadir"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.net.filehost"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.store.sqlite"): _FILES_ONLY,
 }
 
 

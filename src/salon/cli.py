@@ -1,4 +1,4 @@
-"""The ``salon`` command: serve, check-config, hash-password, chat, account, db.
+"""The ``salon`` command: serve, check-config, hash-password, chat, account, files, db.
 
 Every error is one line on stderr, ``salon <command>: <what went wrong>``: exit code 2 for
 a mistake of the user (a bad argument, a bad config, end of input at a prompt), 1 for a
@@ -18,6 +18,7 @@ from salon import __version__
 from salon.admin import add_account_parser, run_account
 from salon.config import EXAMPLE_PATH, Config, load
 from salon.errors import ConfigError, UsageError
+from salon.filesadmin import add_files_parser, run_files
 from salon.prompt import read_password
 from salon.tui.cli import add_chat_parser, run_chat
 
@@ -109,6 +110,7 @@ def build_parser() -> Parser:
     sub.add_parser("example-config", help="print the commented example config")
     add_chat_parser(sub)
     add_account_parser(sub)
+    add_files_parser(sub)
 
     db = sub.add_parser(
         "db", help="move the store between databases", description="Database tools."
@@ -236,6 +238,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
         return run_chat(args)
     if args.command == "account":
         return run_account(args)
+    if args.command == "files":
+        return run_files(args)
     if args.command == "db":
         return _db_import(args)
     if args.command == "example-config":

@@ -203,6 +203,35 @@ class ClusterSection:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesSection:
+    """The file host (soju.im/FILEHOST) on the HTTP listeners: docs/files.md."""
+
+    enabled: bool = True
+    # Who may upload: "accounts" (logged-in users) or "everyone" (guests too, by token).
+    who: str = "accounts"
+    # The base URL the upload and file URLs start with (scheme://host[:port], no path);
+    # empty: WebSocket clients get the one they connected to, TCP clients none.
+    public_url: str = ""
+    # Who may read a file: "history" (whoever may read a conversation it was posted in;
+    # the link alone for public channels), or "anyone" (every link is enough).
+    link_access: str = "history"
+    max_size: int = 50 << 20
+    quota: int = 1 << 30
+    # Free bytes the data disk keeps; also at least min_free_percent of it.
+    min_free: int = 2 << 30
+    min_free_percent: float = 5.0
+    uploads_per_hour: int = 60
+    bytes_per_day: int = 500 << 20
+    # Hours an upload that no message posted is kept; days any file is kept (0: no cap).
+    unclaimed_hours: float = 24.0
+    max_age_days: float = 0.0
+    strip_metadata: bool = True
+    delete_with_account: bool = True
+    # Web pages (origins) whose scripts may upload here (CORS); [] allows any.
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OperBlock:
     name: str
     password: str
@@ -223,6 +252,8 @@ class Config:
     history: HistorySection = field(default_factory=HistorySection)
     accounts: AccountsSection = field(default_factory=AccountsSection)
     metadata: MetadataSection = field(default_factory=MetadataSection)
+
+    files: FilesSection = field(default_factory=FilesSection)
     opers: tuple[OperBlock, ...] = ()
     # None: no [cluster] section, one process (and redis is never imported).
     cluster: ClusterSection | None = None
@@ -277,7 +308,7 @@ def _section(cls: type[_T], name: str, raw: Any) -> _T:
         if key == "channel_retention":
             values[key] = _retention(f"{name}.{key}", value)
             continue
-        if key == "http_origins":
+        if key in ("http_origins", "allowed_origins"):
             values[key] = _origins(f"{name}.{key}", value)
             continue
         if key == "leave_words":
@@ -495,6 +526,7 @@ def validate(cfg: Config) -> None:
     )
     if cfg.cluster is not None:
         _validate_cluster(cfg.cluster)
+    _validate_files(cfg)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -541,6 +573,32 @@ def _validate_accounts(cfg: Config) -> None:
         raise ConfigError(
             "flood: channel_messages must not be negative, channel_period must be positive"
         )
+
+
+def _validate_files(cfg: Config) -> None:
+    fs = cfg.files
+    if fs.who not in ("accounts", "everyone"):
+        raise ConfigError(f'files.who: {fs.who!r} is not "accounts" or "everyone"')
+    if fs.link_access not in ("history", "anyone"):
+        raise ConfigError(f'files.link_access: {fs.link_access!r} is not "history" or "anyone"')
+    if fs.public_url and not _ORIGIN.fullmatch(fs.public_url):
+        raise ConfigError(
+            f"files.public_url: {fs.public_url!r} must be scheme://host or scheme://host:port"
+        )
+    _check_ranges(
+        "files",
+        fs,
+        {
+            "max_size": (1, 1 << 40),
+            "quota": (0, 1 << 50),
+            "min_free": (0, 1 << 50),
+            "min_free_percent": (0, 99),
+            "uploads_per_hour": (0, 1000000),
+            "bytes_per_day": (0, 1 << 50),
+            "unclaimed_hours": (0.001, 1000000),
+            "max_age_days": (0, 1000000),
+        },
+    )
 
 
 _HOST_LABELS = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
@@ -610,6 +668,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         "history",
         "accounts",
         "metadata",
+        "files",
         "oper",
         "cluster",
     }
@@ -629,6 +688,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         history=_section(HistorySection, "history", raw.get("history")),
         accounts=_section(AccountsSection, "accounts", raw.get("accounts")),
         metadata=_section(MetadataSection, "metadata", raw.get("metadata")),
+        files=_section(FilesSection, "files", raw.get("files")),
         opers=_opers(raw.get("oper")),
         cluster=(_section(ClusterSection, "cluster", raw["cluster"]) if "cluster" in raw else None),
     )

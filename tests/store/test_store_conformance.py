@@ -23,6 +23,8 @@ import pytest
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     HistoryReader,
@@ -235,6 +237,40 @@ def test_server_bans(store: Store) -> None:
     store.delete_server_ban("D", "*@bad.example")
     store.delete_server_ban("K", "192.0.2.0/24")  # no such ban: nothing happens
     assert sorted(store.load_server_bans(), key=key) == sorted([longer, d], key=key)
+
+
+def test_files_and_their_references(store: Store) -> None:
+    one = FileRecord("a" * 26, "f" * 64, 12, "text/plain; charset=utf-8", "é.txt", "alice", 1.5)
+    two = FileRecord("b" * 26, "f" * 64, 12, "image/png", "x.png", "", 2.5, owner_nick="bob")
+    with store.transaction():
+        store.save_file(one)
+        store.save_file(two)
+        store.add_file_refs(
+            [
+                FileRef(one.id, "#lobby", "m1", 3.0),
+                FileRef(one.id, "#lobby", "m2", 4.0),
+                FileRef(two.id, "~alice ~bob", "m3", 5.0),
+            ]
+        )
+    assert sorted(store.load_files(), key=lambda r: r.id) == [one, two]
+    with store.transaction():
+        store.save_file(FileRecord(**{**_fields(one), "deleted": 9.0}))
+        store.delete_file_refs("#lobby", "m1")
+    assert {r.id: r.deleted for r in store.load_files()} == {one.id: 9.0, two.id: 0.0}
+    assert sorted(store.load_file_refs()) == [
+        FileRef(one.id, "#lobby", "m2", 4.0),
+        FileRef(two.id, "~alice ~bob", "m3", 5.0),
+    ]
+    with store.transaction():
+        store.delete_refs_of_file(one.id)
+        store.delete_file_refs("~alice ~bob")
+        store.forget_file(two.id)
+    assert store.load_file_refs() == []
+    assert [r.id for r in store.load_files()] == [one.id]
+
+
+def _fields(record: FileRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in FileRecord.__slots__}
 
 
 def test_read_markers(store: Store) -> None:

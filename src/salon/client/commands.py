@@ -107,6 +107,12 @@ COMMANDS: dict[str, Command] = {
         "create an account (where the server offers it)",
         slash.register,
     ),
+    "upload": Command(
+        "/upload PATH [text]",
+        "share a file: upload it to the server and post its link (and the text);"
+        ' quote a path with spaces: /upload "my file.png"',
+        slash.upload,
+    ),
     "close": Command(
         "/close",
         "close the current private chat, or leave the channel",

@@ -204,3 +204,15 @@ class LocalCommand(Event):
 
     name: str
     args: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequested(Event):
+    """/upload: the front end sends ``path`` to the file host (``url``, with the
+    ``authorization`` header value), then posts ``text`` and the file's URL to ``target``."""
+
+    path: str
+    text: str
+    url: str
+    target: str
+    authorization: str

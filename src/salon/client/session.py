@@ -43,6 +43,7 @@ from salon.client.model import (
     Registered,
     TimedOut,
     Unsent,
+    UploadRequested,
 )
 from salon.client.sasl import ChunkReader, SaslError, ScramSha256, encode_chunks, plain_payload
 from salon.client.text import (
@@ -143,6 +144,8 @@ class Session:
         self.autojoined = False  # the first channels were joined (AutoJoin emitted)
         self._await_default = False  # for the end of the MOTD, for the server's default
         self.quitting = False
+        # /upload requests waiting for their TOKEN GENERATE FILEHOST answer (slash.upload).
+        self.uploads_waiting: list[UploadRequested] = []
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._batch_counter = 0
@@ -1202,6 +1205,8 @@ class Session:
                     if msg.params[1:2] == ("INVALID_TARGET",):
                         buf.history_exhausted = True
                     break
+        if command == "TOKEN" and msg.command == "FAIL":
+            self.uploads_waiting.clear()  # no token: the uploads cannot go
         if msg.command == "FAIL":
             self._error(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
         else:
@@ -1365,6 +1370,7 @@ _INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
     "NOTE": Session._on_fail,
     "REGISTER": Session._on_register,
     "VERIFY": Session._on_register,
+    "TOKEN": slash.on_token,
 }
 
 

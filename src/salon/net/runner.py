@@ -34,6 +34,7 @@ from salon import datadir
 from salon.config import PORT_KEYS, Config
 from salon.net import tls
 from salon.net.connection import ClientProtocol, Refusal
+from salon.net.filehost import FileHost
 from salon.net.limits import ConnectionLimits, Key, RequestBudget
 from salon.net.storage import Storage
 from salon.net.websocket import WebSocketProtocol
@@ -158,6 +159,8 @@ class Shell:
         self.fenced = False
         # Set by serve(): stops the server (used when the cluster fences this node).
         self.on_stop: Callable[[], None] | None = None
+        # The file host on the HTTP listeners (None: off, or no HTTP listener).
+        self.filehost: FileHost | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -385,6 +388,8 @@ class Shell:
             if now - self._last_timeout_check >= 1.0:
                 self._last_timeout_check = now
                 server.check_timeouts(now)
+                if self.filehost is not None:
+                    self.filehost.collect()
                 if now - self._last_prune >= 60.0:
                     self._last_prune = now
                     self.limits.prune(now)
@@ -422,6 +427,10 @@ class Shell:
             self.storage = Storage(store, self.loop, self._store_done)
             if self.config.cluster is not None:
                 await self._join_cluster()
+
+            listen = self.config.listen
+            if self.config.files.enabled and (listen.http_port or listen.https_port):
+                self.filehost = FileHost(self)
         except StartupError:
             raise
         except datadir.DataDirBusy as exc:
@@ -497,6 +506,9 @@ class Shell:
             raise StartupError(f"TLS: {exc}") from None
 
     def _close_db(self) -> None:
+        if self.filehost is not None:
+            self.filehost.close()
+            self.filehost = None
         if self.storage is not None:
             with contextlib.suppress(Exception):
                 self.storage.drain()

@@ -18,6 +18,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     PurgeProgress,
@@ -110,6 +112,8 @@ class MemoryStore:
         self.stored = 0
         self.partners: dict[tuple[str, str], str] = {}
         self.commits = 0
+        self.files: dict[str, FileRecord] = {}
+        self.file_refs: list[FileRef] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -188,6 +192,33 @@ class MemoryStore:
             self.rejoins[account] = list(channels)
         else:
             self.rejoins.pop(account, None)
+
+    # files
+    def load_files(self) -> list[FileRecord]:
+        return list(self.files.values())
+
+    def load_file_refs(self) -> list[FileRef]:
+        return list(self.file_refs)
+
+    def save_file(self, record: FileRecord) -> None:
+        self.files[record.id] = record
+
+    def forget_file(self, file_id: str) -> None:
+        self.files.pop(file_id, None)
+        self.file_refs = [r for r in self.file_refs if r.file != file_id]
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        self.file_refs.extend(refs)
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        self.file_refs = [
+            r
+            for r in self.file_refs
+            if not (r.target == target and (msgid is None or r.msgid == msgid))
+        ]
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self.file_refs = [r for r in self.file_refs if r.file != file_id]
 
     # history
     def append_history(self, events: Sequence[HistoryEvent]) -> None:

@@ -38,6 +38,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     ListRecord,
@@ -121,6 +123,25 @@ CREATE TABLE IF NOT EXISTS metadata (
     value text NOT NULL,
     PRIMARY KEY (account, key)
 );
+CREATE TABLE IF NOT EXISTS files (
+    id text PRIMARY KEY,
+    blob text NOT NULL,
+    size bigint NOT NULL,
+    type text NOT NULL,
+    name text NOT NULL,
+    owner text NOT NULL,
+    owner_nick text NOT NULL,
+    created double precision NOT NULL,
+    deleted double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS file_refs (
+    file text NOT NULL,
+    target text NOT NULL,
+    msgid text NOT NULL,
+    time double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_refs_target ON file_refs (target, time);
+CREATE INDEX IF NOT EXISTS file_refs_file ON file_refs (file);
 -- params and tags whole (tags as key, value, key, value...); words: the tsvector of a
 -- PRIVMSG's or NOTICE's text (module note), NULL for the other events.
 CREATE TABLE IF NOT EXISTS history (
@@ -678,6 +699,47 @@ class PostgresStore(PostgresReads):
             )
         else:
             self._sql("DELETE FROM metadata WHERE account = %s AND key = %s", (account, key))
+
+    # ------------------------------------------------------------------ files
+
+    def load_files(self) -> list[FileRecord]:
+        rows = self._sql(
+            "SELECT id, blob, size, type, name, owner, created, deleted, owner_nick FROM files"
+        ).fetchall()
+        return [FileRecord(*row) for row in rows]
+
+    def load_file_refs(self) -> list[FileRef]:
+        rows = self._sql("SELECT file, target, msgid, time FROM file_refs").fetchall()
+        return [FileRef(*row) for row in rows]
+
+    def save_file(self, record: FileRecord) -> None:
+        r = record
+        self._sql(
+            "INSERT INTO files (id, blob, size, type, name, owner, created, deleted, owner_nick)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " deleted = excluded.deleted",
+            (r.id, r.blob, r.size, r.type, r.name, r.owner, r.created, r.deleted, r.owner_nick),
+        )
+
+    def forget_file(self, file_id: str) -> None:
+        self._sql("DELETE FROM files WHERE id = %s", (file_id,))
+        self._sql("DELETE FROM file_refs WHERE file = %s", (file_id,))
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        for ref in refs:
+            self._sql(
+                "INSERT INTO file_refs (file, target, msgid, time) VALUES (%s, %s, %s, %s)",
+                tuple(ref),
+            )
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        if msgid is None:
+            self._sql("DELETE FROM file_refs WHERE target = %s", (target,))
+        else:
+            self._sql("DELETE FROM file_refs WHERE target = %s AND msgid = %s", (target, msgid))
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self._sql("DELETE FROM file_refs WHERE file = %s", (file_id,))
 
     # ------------------------------------------------------------------ history
 

@@ -23,6 +23,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     ListRecord,
     PurgeProgress,
@@ -94,6 +96,25 @@ CREATE TABLE IF NOT EXISTS metadata (
     value TEXT NOT NULL,
     PRIMARY KEY (account, key)
 );
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    owner_nick TEXT NOT NULL,
+    created REAL NOT NULL,
+    deleted REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS file_refs (
+    file TEXT NOT NULL,
+    target TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_refs_target ON file_refs (target, time);
+CREATE INDEX IF NOT EXISTS file_refs_file ON file_refs (file);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     msgid TEXT NOT NULL,
@@ -528,6 +549,46 @@ class SQLiteStore(HistoryReads):
             )
         else:
             self.conn.execute("DELETE FROM rejoin WHERE account = ?", (account,))
+
+    # ------------------------------------------------------------------ files
+
+    def load_files(self) -> list[FileRecord]:
+        rows = self.conn.execute(
+            "SELECT id, blob, size, type, name, owner, created, deleted, owner_nick FROM files"
+        )
+        return [FileRecord(*row) for row in rows]
+
+    def load_file_refs(self) -> list[FileRef]:
+        rows = self.conn.execute("SELECT file, target, msgid, time FROM file_refs")
+        return [FileRef(*row) for row in rows]
+
+    def save_file(self, record: FileRecord) -> None:
+        r = record
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files (id, blob, size, type, name, owner, created, "
+            "deleted, owner_nick) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.id, r.blob, r.size, r.type, r.name, r.owner, r.created, r.deleted, r.owner_nick),
+        )
+
+    def forget_file(self, file_id: str) -> None:
+        self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        self.conn.execute("DELETE FROM file_refs WHERE file = ?", (file_id,))
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        self.conn.executemany(
+            "INSERT INTO file_refs (file, target, msgid, time) VALUES (?, ?, ?, ?)", refs
+        )
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        if msgid is None:
+            self.conn.execute("DELETE FROM file_refs WHERE target = ?", (target,))
+        else:
+            self.conn.execute(
+                "DELETE FROM file_refs WHERE target = ? AND msgid = ?", (target, msgid)
+            )
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self.conn.execute("DELETE FROM file_refs WHERE file = ?", (file_id,))
 
     # ------------------------------------------------------------------ history
 
