@@ -1,0 +1,300 @@
+"""The web client (src/salon/web) in Debian's Chromium, driven by Playwright, against a real
+server: the phone and desktop layouts (issue 21, point 1), with a visual snapshot of each.
+
+Snapshots live in tests/e2e/snapshots/; ``SALON_UPDATE_SNAPSHOTS=1`` writes them again, and
+the screenshots of docs/web.md with them."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import free_port, irc_user
+from test_browser import SLOW, chromium
+
+pytestmark = pytest.mark.timeout(90)
+browser = pytest.fixture(scope="module", name="browser")(chromium)
+
+HERE = Path(__file__).resolve().parent
+SNAPSHOTS = HERE / "snapshots"
+DOCS = HERE.parent.parent / "docs"
+UPDATE = os.environ.get("SALON_UPDATE_SNAPSHOTS") == "1"
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 1,
+}
+DESKTOP = {"viewport": {"width": 1280, "height": 800}, "device_scale_factor": 1}
+# The share of pixels that may differ (by more than DELTA in a channel) from a snapshot:
+# anti-aliasing may change with Chromium's version, a layout change moves far more.
+TOLERANCE = 0.01
+DELTA = 48
+
+
+def watch(page: Any) -> list[str]:
+    """The page's errors (uncaught exceptions and console errors), to assert none."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return errors
+
+
+def login(page: Any, port: int, nick: str, channels: str = "#lobby") -> None:
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.fill("#nick", nick)
+    page.fill("#channels", channels)
+    page.click("#connect")
+    page.locator(f"#buffers button[data-name='{channels.split(',')[0]}']").wait_for(
+        state="attached", timeout=SLOW * 1000
+    )
+
+
+def line(page: Any, text: str) -> Any:
+    return page.locator("#log .line", has_text=text)
+
+
+def overflow(page: Any) -> list[str]:
+    """The elements wider than the page (horizontal overflow)."""
+    result: list[str] = page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const wide = [];
+          if (document.documentElement.scrollWidth > width) wide.push("html");
+          for (const e of document.querySelectorAll("#chat *")) {
+            const r = e.getBoundingClientRect();
+            if (r.width && r.right > width + 1 && getComputedStyle(e).visibility !== "hidden") {
+              wide.push(e.id || e.className || e.tagName);
+            }
+          }
+          const log = document.getElementById("log");
+          if (log.scrollWidth > log.clientWidth) wide.push("#log scrolls sideways");
+          return wide;
+        }"""
+    )
+    return result
+
+
+def box(page: Any, selector: str) -> dict[str, float]:
+    found: dict[str, float] = page.eval_on_selector(
+        selector,
+        """e => { const r = e.getBoundingClientRect();
+                  return {x: r.x, y: r.y, width: r.width, height: r.height}; }""",
+    )
+    return found
+
+
+def swipe(page: Any, x0: int, x1: int, y: int = 400) -> None:
+    """A one-finger horizontal swipe, as touch events from the browser's input layer."""
+    cdp = page.context.new_cdp_session(page)
+    steps = [x0 + (x1 - x0) * i // 5 for i in range(6)]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y}]})
+    for x in steps[1:]:
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+        )
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+    page.wait_for_timeout(300)  # the drawer's transition
+
+
+def in_view(page: Any, selector: str) -> bool:
+    b = box(page, selector)
+    width = page.viewport_size["width"]
+    visible: bool = page.locator(selector).is_visible()
+    return visible and b["x"] >= -1 and b["x"] + b["width"] <= width + 1
+
+
+# ---------------------------------------------------------------- point 1: phones first
+
+
+def test_the_phone_layout(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby")
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "phone")
+        alice.send("PRIVMSG #lobby :hello phone " + "https://example.org/" + "x" * 300)
+        line(page, "hello phone").wait_for(timeout=SLOW * 1000)
+        # The conversation takes the whole width; the lists are drawers, closed.
+        log = box(page, "#log")
+        assert log["x"] <= 1 and log["width"] >= 389
+        assert not in_view(page, "#buffers") and not in_view(page, "#users")
+        assert overflow(page) == []
+        # Buttons open the drawers (one at a time) and Escape or a choice closes them.
+        page.click("#open-buffers")
+        page.wait_for_timeout(300)
+        assert in_view(page, "#buffers") and not in_view(page, "#users")
+        assert page.get_attribute("#open-buffers", "aria-expanded") == "true"
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+        assert not in_view(page, "#buffers")
+        page.click("#open-users")
+        page.wait_for_timeout(300)
+        assert in_view(page, "#users")
+        assert page.locator("#user-list button", has_text="alice").is_visible()
+        page.click("#scrim", position={"x": 20, "y": 400})
+        page.wait_for_timeout(300)
+        assert not in_view(page, "#users")
+        # Swipes: right opens the conversations, left closes them; left opens the members.
+        swipe(page, 60, 300)
+        assert in_view(page, "#buffers")
+        page.locator("#buffers button[data-name='#lobby']").click()
+        page.wait_for_timeout(300)
+        assert not in_view(page, "#buffers")
+        swipe(page, 330, 80)
+        assert in_view(page, "#users")
+        swipe(page, 80, 330)
+        assert not in_view(page, "#users")
+        # The input: a growing textarea, Enter sends (enterkeyhint), a send button too.
+        field = page.locator("#input")
+        assert field.evaluate("e => e.tagName") == "TEXTAREA"
+        assert field.get_attribute("enterkeyhint") == "send"
+        one = box(page, "#input")["height"]
+        field.fill("first line")
+        page.keyboard.press("End")
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type("second line")
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type("third line")
+        assert box(page, "#input")["height"] > one + 20
+        page.tap("#send")
+        alice.expect(r"PRIVMSG #lobby :third line|BATCH", timeout=SLOW)
+        page.wait_for_function("() => document.getElementById('input').value === ''")
+        assert box(page, "#input")["height"] < one + 5  # back to one line
+        assert overflow(page) == []
+        # Safe areas (a notch, a home bar): the header and the input keep clear of them.
+        cdp = context.new_cdp_session(page)
+        cdp.send(
+            "Emulation.setSafeAreaInsetsOverride",
+            {"insets": {"top": 40, "bottom": 30, "left": 0, "right": 0}},
+        )
+        page.wait_for_timeout(200)
+        assert box(page, "#bar")["y"] >= 40
+        say = box(page, "#say")
+        send = box(page, "#send")
+        assert say["y"] + say["height"] - (send["y"] + send["height"]) >= 30
+        assert overflow(page) == []
+        cdp.detach()
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_the_desktop_layout(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    irc_user(connect, s.irc_port, "alice", "#lobby")
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "desk")
+        page.locator("#user-list button", has_text="alice").wait_for(timeout=SLOW * 1000)
+        # Three columns: the lists beside the conversation, no drawer buttons.
+        assert in_view(page, "#buffers") and in_view(page, "#users")
+        assert box(page, "#buffers")["x"] < box(page, "#log")["x"] < box(page, "#users")["x"]
+        assert page.locator("#open-buffers").is_hidden()
+        assert page.locator("#open-users").is_hidden()
+        assert overflow(page) == []
+        assert errors == []
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------- visual snapshots
+
+# Compares two PNGs in the page (canvas pixels): the share of pixels that differ.
+COMPARE_JS = """
+async ([a, b, delta]) => {
+  const load = (src) => new Promise((ok, fail) => {
+    const img = new Image(); img.onload = () => ok(img); img.onerror = fail; img.src = src;
+  });
+  const [x, y] = await Promise.all([load(a), load(b)]);
+  if (x.width !== y.width || x.height !== y.height) return 1;
+  const pixels = (img) => {
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const g = c.getContext("2d");
+    g.drawImage(img, 0, 0);
+    return g.getImageData(0, 0, img.width, img.height).data;
+  };
+  const p = pixels(x), q = pixels(y);
+  let differ = 0;
+  for (let i = 0; i < p.length; i += 4) {
+    if (Math.abs(p[i] - q[i]) > delta || Math.abs(p[i + 1] - q[i + 1]) > delta ||
+        Math.abs(p[i + 2] - q[i + 2]) > delta) differ++;
+  }
+  return differ / (p.length / 4);
+}
+"""
+
+# The same fonts everywhere (fonts-dejavu-core), whatever system-ui would pick.
+FIXED_FONTS = ":root, input, textarea, button { font-family: 'DejaVu Sans' !important; }"
+
+
+def _scene(browser: Any, port: int, alice: Any, options: dict[str, Any], nick: str) -> Any:
+    """A page in a fixed state: #lobby with a topic and a few lines, light colours."""
+    context = browser.new_context(**options, color_scheme="light", bypass_csp=True)
+    page = context.new_page()
+    login(page, port, nick)
+    page.add_style_tag(content=FIXED_FONTS)
+    alice.send(f"PRIVMSG #lobby :welcome, {nick}! the web client works on phones too")
+    line(page, f"welcome, {nick}").wait_for(timeout=SLOW * 1000)
+    page.locator("#user-list button", has_text=nick).wait_for(state="attached")
+    page.evaluate("document.fonts.ready")
+    page.mouse.move(0, 0)
+    page.locator("#input").blur()
+    return page
+
+
+def _check(page: Any, name: str, docs_name: str) -> None:
+    shot = page.screenshot(mask=[page.locator("#log time")], animations="disabled")
+    path = SNAPSHOTS / f"{name}.png"
+    if UPDATE:
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_bytes(shot)
+        (DOCS / docs_name).write_bytes(page.screenshot(animations="disabled"))
+        return
+    assert path.exists(), f"no snapshot {path}: run with SALON_UPDATE_SNAPSHOTS=1"
+    url = "data:image/png;base64,"
+    share = page.evaluate(
+        COMPARE_JS,
+        [
+            url + base64.b64encode(shot).decode(),
+            url + base64.b64encode(path.read_bytes()).decode(),
+            DELTA,
+        ],
+    )
+    if share > TOLERANCE:
+        actual = Path(os.environ.get("TMPDIR", "/tmp")) / f"salon-{name}.actual.png"
+        actual.write_bytes(shot)
+        pytest.fail(f"{name}: {share:.2%} of the pixels differ from {path} (now: {actual})")
+
+
+def test_the_layouts_look_as_they_did(browser: Any, make_salon: Any, connect: Any) -> None:
+    """Visual snapshots of the phone layout (and its conversations drawer) and the desktop
+    one. Fixed fonts, data and colours; times masked; a tolerance for anti-aliasing."""
+    for options, nick, shots in (
+        (PHONE, "phone", [("phone", "web-phone.png"), ("phone-drawer", "web-phone-drawer.png")]),
+        (DESKTOP, "desk", [("desktop", "web-desktop.png")]),
+    ):
+        s = make_salon(listen={"http_port": free_port()})
+        alice = irc_user(connect, s.irc_port, "alice", "#lobby", "#help")
+        alice.send("TOPIC #lobby :Where everyone meets · be kind")
+        alice.send("PRIVMSG #lobby :good morning, everyone")
+        alice.send("PRIVMSG #lobby :\x01ACTION pours the coffee\x01")
+        page = _scene(browser, s.http_port, alice, options, nick)
+        try:
+            _check(page, *shots[0])
+            if len(shots) > 1:
+                page.click("#open-buffers")
+                page.wait_for_timeout(400)
+                _check(page, *shots[1])
+        finally:
+            page.context.close()
+        s.stop()
