@@ -298,3 +298,171 @@ def test_the_layouts_look_as_they_did(browser: Any, make_salon: Any, connect: An
         finally:
             page.context.close()
         s.stop()
+
+
+# ---------------------------------------------------------------- point 4: modern chat
+
+# What a modern IRC client asks for: tags, typing, reactions, replies, multiline, redaction.
+MODERN = "message-tags server-time echo-message batch draft/multiline draft/message-redaction"
+
+
+def msgid_of(client: Any, text: str) -> str:
+    """The msgid of the PRIVMSG carrying ``text`` that ``client`` receives next."""
+    m = client.expect(rf"msgid=([^; ]+)\S* :\S+ PRIVMSG \S+ :?{text}$", timeout=SLOW)
+    return m.group(1)
+
+
+def test_modern_chat(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    alice = connect(s.irc_port)
+    alice.register("alice", MODERN)
+    alice.send("JOIN #lobby")
+    alice.expect(r" 366 alice #lobby ")
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "web")
+        alice.expect(r":web!\S+ JOIN #lobby", timeout=SLOW)
+        page.locator("#user-list button", has_text="alice").wait_for(state="attached")
+        # Typing, sent: alice sees +typing=active while the web user types.
+        page.fill("#input", "")
+        page.type("#input", "hel")
+        alice.expect(r"[@;]\+typing=active :web!\S+ TAGMSG #lobby$", timeout=SLOW)
+        page.press("#input", "Enter")
+        own = msgid_of(alice, "hel")
+        # Typing, shown: until alice's message comes.
+        alice.send("@+typing=active TAGMSG #lobby")
+        page.locator("#typing", has_text="alice is typing").wait_for(timeout=SLOW * 1000)
+        alice.send("PRIVMSG #lobby :a question for web")
+        theirs = msgid_of(alice, "a question for web")  # (echo-message)
+        page.locator("#typing:empty").wait_for(state="attached", timeout=SLOW * 1000)
+        # A reaction added from the message's actions reaches alice as +draft/react.
+        line(page, "a question for web").locator(".text").click()
+        page.click("#actions button[aria-label='React 👍']")
+        alice.expect(
+            rf"[@;]\+draft/react=👍;\+draft/reply={theirs} :web!\S+ TAGMSG #lobby$", timeout=SLOW
+        )
+        chip = line(page, "a question for web").locator(".reaction")
+        chip.wait_for(timeout=SLOW * 1000)  # (the echo)
+        # alice's reaction to the web user's message is shown, counted.
+        alice.send(f"@+draft/react=🎉;+draft/reply={own} TAGMSG #lobby")
+        mine = line(page, "hel").locator(".reaction[data-emoji='🎉']")
+        mine.wait_for(timeout=SLOW * 1000)
+        assert mine.locator(".n").inner_text() == "1"
+        assert mine.get_attribute("title") == "alice"
+        # A reply shows the line it answers.
+        alice.send(f"@+draft/reply={own} PRIVMSG #lobby :answering you")
+        quoted = line(page, "answering you").locator(".quote")
+        quoted.wait_for(timeout=SLOW * 1000)
+        assert "web" in quoted.inner_text() and "hel" in quoted.inner_text()
+        # A reply started from a message carries +draft/reply.
+        line(page, "answering you").locator(".text").click()
+        page.click("#actions button[aria-label='Reply']")
+        assert "Replying to alice" in page.inner_text("#replying")
+        page.fill("#input", "my answer")
+        page.press("#input", "Enter")
+        answer = alice.expect(r"^@(\S+) :web!\S+ PRIVMSG #lobby :my answer$", timeout=SLOW)
+        assert "+draft/reply=" in answer.group(1)
+        assert page.locator("#replying").is_hidden()
+        # Deleting one's own message: REDACT, and the line says it was deleted; so does
+        # alice's own deletion.
+        line(page, "my answer").locator(".text").click()
+        page.click("#actions button[aria-label='Delete']")
+        alice.expect(r":web!\S+ REDACT #lobby \S+", timeout=SLOW)
+        page.locator("#log .line.redacted").first.wait_for(timeout=SLOW * 1000)
+        assert line(page, "my answer").count() == 0
+        alice.send("PRIVMSG #lobby :oops, wrong window")
+        wrong = msgid_of(alice, "oops, wrong window")
+        line(page, "oops, wrong window").wait_for(timeout=SLOW * 1000)
+        alice.send(f"REDACT #lobby {wrong}")
+        page.wait_for_function("() => document.querySelectorAll('#log .line.redacted').length == 2")
+        assert line(page, "oops").count() == 0
+        # Nobody may delete the others' messages: no Delete on alice's.
+        line(page, "a question for web").locator(".text").click()
+        assert page.locator("#actions button[aria-label='Delete']").count() == 0
+        page.keyboard.press("Escape")
+        # Multiline: Shift+Enter makes one message of two lines (a draft/multiline batch).
+        page.fill("#input", "first line")
+        page.press("#input", "Shift+Enter")
+        page.type("#input", "second line")
+        page.press("#input", "Enter")
+        alice.expect(r"BATCH \+\S+ draft/multiline #lobby", timeout=SLOW)
+        alice.expect(r"PRIVMSG #lobby :first line", timeout=SLOW)
+        alice.expect(r"PRIVMSG #lobby :second line", timeout=SLOW)
+        both = line(page, "first line")
+        both.wait_for(timeout=SLOW * 1000)
+        assert both.locator(".text").inner_text() == "first line\nsecond line"
+        # Away state in the member list; a click on a nick opens a private conversation.
+        alice.send("AWAY :lunch")
+        page.click("#open-users")
+        away = page.locator("#user-list button.away", has_text="alice")
+        away.wait_for(timeout=SLOW * 1000)
+        assert away.get_attribute("title") == "away: lunch"
+        alice.send("AWAY")
+        page.locator("#user-list button.away").wait_for(state="detached", timeout=SLOW * 1000)
+        page.locator("#user-list button", has_text="alice").click()
+        page.locator("#buffers button.current[data-name='alice']").wait_for(
+            state="attached", timeout=SLOW * 1000
+        )
+        page.fill("#input", "in private")
+        page.press("#input", "Enter")
+        alice.expect(r":web!\S+ PRIVMSG alice :in private", timeout=SLOW)
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_joins_and_parts_in_a_row_are_one_line(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    try:
+        login(page, s.http_port, "web")
+        people = [irc_user(connect, s.irc_port, nick, "#lobby") for nick in ("ann", "bob", "cy")]
+        people[1].send("PART #lobby :bye")
+        run = line(page, "→ ann, bob, cy joined · ← bob left")
+        run.wait_for(timeout=SLOW * 1000)
+        people[0].send("PRIVMSG #lobby :breaking the run")
+        line(page, "breaking the run").wait_for(timeout=SLOW * 1000)
+        people[2].send("QUIT :gone")
+        line(page, "← cy left").wait_for(timeout=SLOW * 1000)
+        assert page.locator("#log .line.joinpart").count() == 2
+    finally:
+        context.close()
+
+
+def test_a_search_result_opens_the_message_in_its_context(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby")
+    for i in range(300):
+        word = "needle" if i == 20 else "hay"
+        alice.send(f"PRIVMSG #lobby :line {i} {word}")
+    alice.send("PING :sent")
+    alice.expect(r"PONG .*sent", timeout=SLOW)
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "web")
+        line(page, "line 299 hay").wait_for(timeout=SLOW * 1000)
+        assert line(page, "line 20 needle").count() == 0  # only the latest 100 at first
+        page.fill("#input", "/search needle")
+        page.press("#input", "Enter")
+        result = line(page, "[#lobby] line 20 needle")
+        result.wait_for(timeout=SLOW * 1000)
+        result.click()
+        found = page.locator("#log .line.found", has_text="line 20 needle")
+        found.wait_for(timeout=SLOW * 1000)
+        assert page.locator("#buffers button.current").get_attribute("data-name") == "#lobby"
+        assert found.is_visible()
+        # In its context: the lines around it (CHATHISTORY AROUND), not the latest.
+        assert line(page, "line 19 hay").count() == 1 and line(page, "line 21 hay").count() == 1
+        assert line(page, "line 299 hay").count() == 0
+        page.locator("#jump").click()
+        line(page, "line 299 hay").wait_for(timeout=SLOW * 1000)
+        assert errors == []
+    finally:
+        context.close()
