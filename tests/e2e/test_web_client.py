@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +464,94 @@ def test_a_search_result_opens_the_message_in_its_context(
         assert line(page, "line 299 hay").count() == 0
         page.locator("#jump").click()
         line(page, "line 299 hay").wait_for(timeout=SLOW * 1000)
+        assert errors == []
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------- point 5: history without limits
+
+# What the page holds: its elements, the log's lines, and the first and last line's text.
+WINDOW_JS = """() => {
+  const lines = document.querySelectorAll("#log .line.message");
+  const text = (l) => (l ? l.querySelector(".text").textContent : "");
+  return {
+    nodes: document.getElementsByTagName("*").length,
+    lines: lines.length,
+    first: text(lines[0]),
+    last: text(lines[lines.length - 1]),
+    start: Boolean(document.querySelector("#log .history-start")),
+    busy: document.getElementById("log").getAttribute("aria-busy") === "true",
+  };
+}"""
+
+
+def until(page: Any, ok: Any, timeout: float = SLOW) -> dict[str, Any]:
+    """Polls the page's window (WINDOW_JS, evaluated: the CSP allows no eval, so no
+    wait_for_function) until ``ok(window)``; returns the window."""
+    deadline = time.monotonic() + timeout
+    while True:
+        window: dict[str, Any] = page.evaluate(WINDOW_JS)
+        if ok(window):
+            return window
+        assert time.monotonic() < deadline, str(window)
+        time.sleep(0.05)
+
+
+def fill_channel(alice: Any, count: int) -> None:
+    """``count`` messages from alice in #lobby, "msg 0" to "msg <count-1>", stored."""
+    for start in range(0, count, 1000):
+        block = "".join(
+            f"PRIVMSG #lobby :msg {i}\r\n" for i in range(start, min(count, start + 1000))
+        )
+        alice.send(block.encode())
+    alice.send("PING :filled")
+    alice.expect(r"PONG .*filled", timeout=60)
+
+
+@pytest.mark.timeout(240)  # 200 pages of history, one after the other
+def test_scrolling_up_loads_history_in_a_bounded_window(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    """20,000 messages: scrolling up fetches older pages (CHATHISTORY BEFORE) until the
+    beginning, scrolling down fetches newer ones (AFTER); the page keeps a window of
+    lines, whose elements are counted at every step."""
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby")
+    total = 20_000
+    fill_channel(alice, total)
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    errors = watch(page)
+    most = 0
+    pages = 0
+    try:
+        login(page, s.http_port, "web")
+        line(page, f"msg {total - 1}").wait_for(timeout=SLOW * 1000)
+        window = page.evaluate(WINDOW_JS)
+        first = window["first"]
+        while not window["start"]:
+            page.evaluate("document.getElementById('log').scrollTop = 0")
+            window = until(
+                page, lambda w, first=first: not w["busy"] and (w["first"] != first or w["start"])
+            )
+            assert int(window["first"].split()[1]) < int(first.split()[1]) or window["start"]
+            first = window["first"]
+            most = max(most, window["nodes"])
+            pages += 1
+        assert window["first"] == "msg 0"
+        assert window["lines"] <= 300 + 1
+        assert line(page, f"msg {total - 1}").count() == 0  # the newest were dropped
+        # And down again to the newest (CHATHISTORY AFTER), still within the window.
+        for _ in range(4):
+            last = page.evaluate(WINDOW_JS)["last"]
+            page.evaluate("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight")
+            until(page, lambda w, last=last: not w["busy"] and w["last"] != last)
+            most = max(most, page.evaluate(WINDOW_JS)["nodes"])
+        assert int(page.evaluate(WINDOW_JS)["last"].split()[1]) > 300
+        print(f"pages {pages}, most elements {most}")
+        assert pages >= total // 100
+        assert most < 2500, most
         assert errors == []
     finally:
         context.close()

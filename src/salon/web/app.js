@@ -5,7 +5,7 @@
 import { byteLength, escapeTag, formatLine, formatTagged, nickOf, parseLine, splitText } from "./irc.js";
 import { $, bareChannel, fold, isChannel, isMe, prefixes, state } from "./state.js";
 import {
-  add, buffer, clear, focusLine, historyStart, hooks, info, joinPart, problem, reaction, redacted,
+  add, buffer, clear, focusLine, historyStart, hooks, info, joinPart, loading, problem, reaction, redacted,
   renderBuffers, renderReply, renderTopic, renderTyping, renderUsers, serverBuffer, setUp, show,
 } from "./view.js";
 
@@ -70,7 +70,7 @@ function connect() {
   };
   ws.onclose = () => {
     if (state.ws !== ws) return;
-    for (const b of state.buffers.values()) { b.users.clear(); b.joined = false; b.loading = ""; b.typing.clear(); }
+    for (const b of state.buffers.values()) { b.users.clear(); b.joined = false; loading(b, ""); b.typing.clear(); }
     if (state.current) renderUsers();
     if (state.quitting) return;
     if (!state.registered && $("app").hidden) {
@@ -129,7 +129,7 @@ function joinSaved() {
 
 function fetchHistory(b) {
   if (!state.caps.has("draft/chathistory")) return;
-  b.loading = "latest";
+  loading(b, "latest");
   send("CHATHISTORY", "LATEST", b.name, "*", String(HISTORY_LINES));
 }
 
@@ -144,7 +144,7 @@ hooks.loadOlder = (b) => {
   if (!state.caps.has("draft/chathistory") || b.kind === "server" || b.kind === "search") return;
   const ref = edge(b, false);
   if (!ref) { b.hasOlder = false; return; }
-  b.loading = "before";
+  loading(b, "before");
   b.cursor = null;
   send("CHATHISTORY", "BEFORE", b.name, ref, String(HISTORY_LINES));
 };
@@ -152,7 +152,7 @@ hooks.loadOlder = (b) => {
 hooks.loadNewer = (b) => {
   const ref = edge(b, true);
   if (!ref) return hooks.toLatest(b);
-  b.loading = "after";
+  loading(b, "after");
   send("CHATHISTORY", "AFTER", b.name, ref, String(HISTORY_LINES));
 };
 
@@ -171,22 +171,22 @@ hooks.jump = (target, msgid) => {
   clear(b);
   b.hasOlder = true;
   b.hasLatest = false;
-  b.loading = "around";
+  loading(b, "around");
   send("CHATHISTORY", "AROUND", target, `msgid=${msgid}`, String(HISTORY_LINES));
   show(b);
 };
 
 // The end of a chathistory batch: what it says of the conversation's ends.
 function historyDone(b, count) {
-  const loading = b.loading;
-  b.loading = "";
+  const was = b.loading;
+  loading(b, "");
   b.cursor = null;
-  if (loading === "latest" || loading === "before") {
+  if (was === "latest" || was === "before") {
     if (count < HISTORY_LINES) { b.hasOlder = false; historyStart(b); }
-    if (loading === "latest") { b.hasLatest = true; countUnread(b); }
-  } else if (loading === "after") {
+    if (was === "latest") { b.hasLatest = true; countUnread(b); }
+  } else if (was === "after") {
     if (count < HISTORY_LINES) b.hasLatest = true;
-  } else if (loading === "around" && b === state.current && b.focusId) {
+  } else if (was === "around" && b === state.current && b.focusId) {
     focusLine(b, b.focusId);
   }
   if (b === state.current) hooks.markRead(b);
@@ -348,7 +348,7 @@ function receive(msg) {
       if (!state.registered) $("login-error").textContent = p[0] || "";
       return;
     case "FAIL": case "WARN": case "NOTE":
-      if (p[0] === "CHATHISTORY") for (const b of state.buffers.values()) b.loading = "";
+      if (p[0] === "CHATHISTORY") for (const b of state.buffers.values()) loading(b, "");
       if (p[0] === "CHATHISTORY" && p[1] === "INVALID_TARGET") return;
       (msg.command === "NOTE" ? info : problem)(`${p[0]} ${p[1]}: ${p[p.length - 1]}`);
       return;

@@ -91,6 +91,7 @@ export function show(b) {
     if (b.focusId && b.byId.has(b.focusId)) focusLine(b, b.focusId);
     else log.scrollTop = log.scrollHeight;
   }
+  $("log").setAttribute("aria-busy", String(Boolean(b.loading)));
   renderTopic();
   renderUsers();
   renderBuffers();
@@ -296,6 +297,13 @@ function trim(b, end) {
 function forget(b, line) {
   for (const [id, known] of b.byId) if (known === line) b.byId.delete(id);
   if (b.cursor === line) b.cursor = null;
+}
+
+// What a buffer is fetching from its history ("latest", "before", "after", "around" or
+// ""): the log is aria-busy meanwhile.
+export function loading(b, what) {
+  b.loading = what;
+  if (b === state.current) $("log").setAttribute("aria-busy", String(Boolean(what)));
 }
 
 // Empties a buffer's log (before a jump into its history).
