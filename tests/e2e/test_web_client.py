@@ -555,3 +555,135 @@ def test_scrolling_up_loads_history_in_a_bounded_window(
         assert errors == []
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- point 3: notifications
+
+# Headless Chromium shows no notification and every page is visible: this script, run
+# before the page's own, records the notifications made and the permission asked for, and
+# lets the test hide the page (document.hidden and visibilitychange, as a switch of tabs).
+HIDDEN_PAGE_JS = """
+window.notes = [];
+window.asked = 0;
+window.Notification = class {
+  static permission = "default";
+  static requestPermission() {
+    window.asked++;
+    window.Notification.permission = "granted";
+    return Promise.resolve("granted");
+  }
+  constructor(title, options) { window.notes.push([title, options.body]); }
+  close() {}
+};
+let hidden = false;
+Object.defineProperty(document, "hidden", { get: () => hidden });
+Object.defineProperty(document, "visibilityState", { get: () => (hidden ? "hidden" : "visible") });
+window.hide = (value) => { hidden = value; document.dispatchEvent(new Event("visibilitychange")); };
+"""
+
+
+def test_notifications_while_hidden(browser: Any, make_salon: Any, connect: Any) -> None:
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby")
+    context = browser.new_context(**DESKTOP)
+    context.add_init_script(HIDDEN_PAGE_JS)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "web")
+        page.locator("#user-list button", has_text="alice").wait_for(timeout=SLOW * 1000)
+        assert page.evaluate("window.asked") == 0  # never asked on load
+        # Asked on a click in the settings.
+        page.click("#open-settings")
+        assert page.locator("#settings").is_visible()
+        assert "Off" in page.inner_text("#notify-state")
+        page.click("#notify-on")
+        page.locator("#notify-state", has_text="On").wait_for(timeout=SLOW * 1000)
+        assert page.evaluate("window.asked") == 1
+        page.click("#close-settings")
+        # Hidden: a mention notifies and counts in the title and the favicon.
+        page.evaluate("window.hide(true)")
+        alice.send("PRIVMSG #lobby :web, are you there?")
+        line(page, "are you there").wait_for(state="attached", timeout=SLOW * 1000)
+        assert page.evaluate("window.notes") == [["alice in #lobby", "web, are you there?"]]
+        assert page.title().startswith("(1) ")
+        icon = page.locator("link[rel=icon]")
+        assert icon.get_attribute("data-unread") == "1"
+        assert "d03020" in (icon.get_attribute("href") or "")  # the red dot
+        # Another line counts without notifying; a private message notifies.
+        alice.send("PRIVMSG #lobby :just chatting")
+        alice.send("PRIVMSG web :psst")
+        page.locator("#buffers button[data-name='alice']").wait_for(timeout=SLOW * 1000)
+        assert page.evaluate("window.notes")[1:] == [["alice", "psst"]]
+        assert page.title().startswith("(3) ")
+        # Visible again: the conversation shown is read, the rest stays counted.
+        page.evaluate("window.hide(false)")
+        assert page.title().startswith("(1) ")
+        assert page.locator("link[rel=icon]").get_attribute("data-unread") == "1"
+        page.locator("#buffers button[data-name='alice']").click()
+        assert not page.title().startswith("(")
+        assert page.locator("link[rel=icon]").get_attribute("data-unread") == "0"
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_the_read_marker_is_shared_between_sessions(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    """draft/read-marker: two sessions of one account; reading on one clears the unread
+    count on the other, and a "New messages" line shows where reading stopped."""
+    s = make_salon(listen={"http_port": free_port()})
+    owner = connect(s.irc_port)
+    owner.register("ana")
+    owner.send("REGISTER * * :correct horse")
+    owner.expect(r" REGISTER SUCCESS ana ", timeout=SLOW)
+    owner.send("QUIT")
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby", "#other")
+    sessions = []
+    try:
+        for _ in range(2):
+            context = browser.new_context(**DESKTOP)
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{s.http_port}/")
+            page.fill("#nick", "ana")
+            page.fill("#password", "correct horse")
+            page.fill("#channels", "#lobby,#other")
+            page.click("#connect")
+            page.locator("#buffers button[data-name='#other']").click(timeout=SLOW * 1000)
+            sessions.append(page)
+        one, two = sessions
+        alice.send("PRIVMSG #lobby :said while both looked elsewhere")
+        for page in sessions:
+            count = page.locator("#buffers button[data-name='#lobby'] .count")
+            count.wait_for(timeout=SLOW * 1000)
+            assert count.inner_text() == "1"
+        # Read on one: the other's count goes (MARKREAD from the server).
+        one.locator("#buffers button[data-name='#lobby']").click()
+        marker = one.locator("#log .unread-line")
+        assert marker.inner_text() == "New messages"
+        assert "said while both" in one.locator("#log .unread-line + .line").inner_text()
+        two.locator("#buffers button[data-name='#lobby'] .count").wait_for(
+            state="detached", timeout=SLOW * 1000
+        )
+        # A session that comes later counts what came after the marker in the history.
+        one.locator("#buffers button[data-name='#other']").click()
+        alice.send("PRIVMSG #lobby :unread by all")
+        two.locator("#buffers button[data-name='#lobby'] .count").wait_for(timeout=SLOW * 1000)
+        context = browser.new_context(**DESKTOP)
+        three = context.new_page()
+        sessions.append(three)
+        three.goto(f"http://127.0.0.1:{s.http_port}/")
+        three.fill("#nick", "ana")
+        three.fill("#password", "correct horse")
+        three.fill("#channels", "#other,#lobby")
+        three.click("#connect")
+        count = three.locator("#buffers button[data-name='#lobby'] .count")
+        count.wait_for(timeout=SLOW * 1000)
+        assert count.inner_text() == "1"
+        three.locator("#buffers button[data-name='#lobby']").click()
+        after = three.locator("#log .unread-line + .line")
+        assert "unread by all" in after.inner_text()
+    finally:
+        for page in sessions:
+            page.context.close()
