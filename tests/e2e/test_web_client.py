@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port, irc_user
-from test_browser import SLOW, chromium
+from test_browser import CHROMIUM, CHROMIUM_ARGS, SLOW, chromium
 
 pytestmark = pytest.mark.timeout(90)
 browser = pytest.fixture(scope="module", name="browser")(chromium)
@@ -687,3 +687,54 @@ def test_the_read_marker_is_shared_between_sessions(
     finally:
         for page in sessions:
             page.context.close()
+
+
+# ---------------------------------------------------------------- point 2: installable, offline
+
+
+def test_installable_offline_and_back(
+    browser: Any, make_salon: Any, connect: Any, tmp_path: Path
+) -> None:
+    """A manifest and a service worker: Chromium finds no installability error (its own
+    check, through the DevTools protocol); offline, the app shell opens from the service
+    worker's cache and says it is offline; when the network returns, it connects."""
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby")
+    # A profile on disk: Chromium installs nothing from an incognito context.
+    context = browser.browser_type.launch_persistent_context(
+        tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_ARGS, **PHONE
+    )
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "roamer")
+        alice.expect(r":roamer!\S+ JOIN #lobby", timeout=SLOW)
+        assert page.evaluate(
+            "navigator.serviceWorker.ready.then((r) => r.active.scriptURL)"
+        ).endswith("/sw.js")
+        manifest = page.evaluate("fetch('/manifest.webmanifest').then((r) => r.json())")
+        assert manifest["display"] == "standalone" and manifest["start_url"] == "/"
+        cdp = context.new_cdp_session(page)
+        deadline = time.monotonic() + SLOW
+        while True:  # (the check waits for the service worker to control the page)
+            problems = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+            if not problems or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert problems == []
+        cdp.detach()
+        # Offline: the page still opens (from the service worker) and says so.
+        context.set_offline(True)
+        page.reload()
+        page.locator("#status", has_text="Offline").wait_for(timeout=SLOW * 1000)
+        assert page.locator("#app").is_visible()
+        alice.expect(r":roamer!\S+ QUIT", timeout=SLOW)
+        # Back online: it connects and joins again by itself.
+        context.set_offline(False)
+        alice.expect(r":roamer!\S+ JOIN #lobby", timeout=SLOW)
+        page.locator("#status").wait_for(state="hidden", timeout=SLOW * 1000)
+        alice.send("PRIVMSG #lobby :welcome back")
+        line(page, "welcome back").wait_for(timeout=SLOW * 1000)
+        assert [e for e in errors if "ERR_INTERNET_DISCONNECTED" not in e] == []
+    finally:
+        context.close()

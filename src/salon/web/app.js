@@ -840,6 +840,12 @@ function grow(input) {
 
 // ------------------------------------------------------------------ start
 
+// The channels of the login form (what was joined last time, or the server's default).
+function wantChannels() {
+  state.firstChannels = $("channels").value.split(/[\s,]+/).filter(Boolean)
+    .map((c) => (isChannel(c) ? c : "#" + c));
+}
+
 function start() {
   state.serverName = document.title;
   setUp();
@@ -852,8 +858,6 @@ function start() {
   (nickField.value ? $("password") : nickField).focus();
 
   const begin = () => {
-    state.firstChannels = $("channels").value.split(/[\s,]+/).filter(Boolean)
-      .map((c) => (isChannel(c) ? c : "#" + c));
     state.quitting = false;
     $("login-error").textContent = "";
     $("connect").disabled = true;
@@ -864,6 +868,7 @@ function start() {
     state.wanted = state.account = nickField.value.trim().replace(/\s+/g, "_");
     state.password = $("password").value;
     localStorage.setItem("salon.nick", state.wanted);
+    wantChannels();
     if (!navigator.onLine) { $("login-error").textContent = "You are offline."; return; }
     begin();
   });
@@ -871,6 +876,7 @@ function start() {
   // the app shows at once, offline too: the service worker keeps the page).
   if (localStorage.getItem("salon.auto") && nickField.value) {
     state.wanted = state.account = nickField.value;
+    wantChannels();
     $("login-view").hidden = true;
     $("app").hidden = false;
     show(serverBuffer());
