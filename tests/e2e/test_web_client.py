@@ -738,3 +738,88 @@ def test_installable_offline_and_back(
         assert [e for e in errors if "ERR_INTERNET_DISCONNECTED" not in e] == []
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- point 8: accessible
+
+AXE = HERE / "vendor" / "axe-core" / "axe.min.js"
+
+
+def axe_problems(page: Any, view: str) -> list[str]:
+    """axe-core's serious and critical violations in the page as it is."""
+    if not page.evaluate("Boolean(window.axe)"):
+        page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']}).then((r) => r.violations.map("
+        "(v) => ({id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' '))})))"
+    )
+    return [
+        f"{view}: {v['id']} ({v['impact']}) at {v['nodes'][:3]}"
+        for v in result
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_accessibility(browser: Any, make_salon: Any, connect: Any) -> None:
+    """axe-core on the login, the chat, the drawers and the settings, in both colour
+    schemes: no serious or critical violation. By keyboard alone: log in, say something,
+    open the conversations and go to another. The log stays a live region."""
+    s = make_salon(listen={"http_port": free_port()})
+    alice = irc_user(connect, s.irc_port, "alice", "#lobby", "#help")
+    alice.send("AWAY :back soon")
+    problems: list[str] = []
+    for scheme in ("light", "dark"):
+        context = browser.new_context(**PHONE, color_scheme=scheme)
+        page = context.new_page()
+        try:
+            page.goto(f"http://127.0.0.1:{s.http_port}/")
+            problems += axe_problems(page, f"{scheme} login")
+            # The keyboard alone: the form is filled and sent without a click.
+            page.keyboard.type(f"keys{scheme[0]}")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Control+A")
+            page.keyboard.type("#lobby,#help")
+            page.keyboard.press("Enter")
+            page.locator("#buffers button[data-name='#help']").wait_for(
+                state="attached", timeout=SLOW * 1000
+            )
+            alice.send(f"PRIVMSG #lobby :hello keys{scheme[0]}, see https://example.org/")
+            line(page, f"hello keys{scheme[0]}").wait_for(timeout=SLOW * 1000)
+            log = page.locator("#log")
+            assert log.get_attribute("role") == "log"
+            assert log.get_attribute("aria-live") == "polite"
+            problems += axe_problems(page, f"{scheme} chat")
+            page.click("#open-buffers")
+            page.wait_for_timeout(300)
+            problems += axe_problems(page, f"{scheme} conversations drawer")
+            # Keyboard: the drawer took the focus; Tab to #help and Enter goes there.
+            assert page.evaluate("document.activeElement.closest('#buffers') !== null")
+            while page.evaluate("document.activeElement.dataset.name") != "#help":
+                page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            page.locator("#buffers button.current[data-name='#help']").wait_for(
+                state="attached", timeout=SLOW * 1000
+            )
+            page.click("#open-users")
+            page.wait_for_timeout(300)
+            problems += axe_problems(page, f"{scheme} people drawer")
+            page.keyboard.press("Escape")
+            page.click("#open-settings")
+            problems += axe_problems(page, f"{scheme} settings")
+            page.keyboard.press("Escape")
+            assert page.locator("#settings").is_hidden()
+            # A message's actions by keyboard: the log, an arrow, Enter, a reaction.
+            page.click("#open-buffers")
+            page.locator("#buffers button[data-name='#lobby']").click()
+            page.focus("#log")
+            page.keyboard.press("ArrowUp")
+            page.keyboard.press("Enter")
+            assert page.evaluate("document.activeElement.closest('#actions') !== null")
+            problems += axe_problems(page, f"{scheme} message actions")
+            page.keyboard.press("Enter")
+            reacted = line(page, f"hello keys{scheme[0]}").locator(".reaction")
+            reacted.wait_for(timeout=SLOW * 1000)  # (as the server echoed it)
+        finally:
+            context.close()
+    assert problems == []

@@ -178,10 +178,11 @@ export function linkified(text) {
   return span;
 }
 
-function nickColour(nick) {
+// A nick's hue, the same in every session; app.css gives the lightness for the scheme.
+function nickHue(nick) {
   let h = 0;
   for (const c of fold(nick)) h = (h * 31 + c.charCodeAt(0)) % 360;
-  return `hsl(${h}, 55%, 40%)`;
+  return String(h);
 }
 
 function timeOf(tags) {
@@ -234,7 +235,7 @@ export function add(b, kind, who, text, tags = {}, history = false) {
   line.append(stamp);
   if (who) {
     const w = el("span", "who", who);
-    w.style.color = nickColour(who);
+    w.style.setProperty("--hue", nickHue(who));
     line.append(w);
   }
   const body = el("div", "body");
