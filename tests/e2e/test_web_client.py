@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -823,3 +824,72 @@ def test_accessibility(browser: Any, make_salon: Any, connect: Any) -> None:
         finally:
             context.close()
     assert problems == []
+
+
+# ---------------------------------------------------------------- point 9: lean
+
+
+def test_lean_and_text_only(browser: Any, make_salon: Any, connect: Any) -> None:
+    """Everything that crosses the network until the first message shows (HTTP bodies and
+    headers, WebSocket frames: counted by Chromium's DevTools protocol) is at most 150 KB;
+    the modules import only each other (no build step); and what others send is text,
+    wherever it shows (message, topic, reaction, reply, away reason), under a policy
+    without unsafe-inline or unsafe-eval."""
+    from salon import web
+
+    s = make_salon(listen={"http_port": free_port()})
+    alice = connect(s.irc_port)
+    alice.register("alice", MODERN)
+    alice.send("JOIN #lobby")
+    alice.expect(r" 366 alice #lobby ")
+    markup = "<img src=x onerror=alert(1)><b>bold</b><script>alert(2)</script>"
+    alice.send(f"TOPIC #lobby :{markup}")
+    alice.send("PRIVMSG #lobby :the first message")
+    first = msgid_of(alice, "the first message")
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    errors = watch(page)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    sizes: dict[str, int] = {}
+    cdp.on(
+        "Network.loadingFinished",
+        lambda e: sizes.__setitem__(e["requestId"], int(e["encodedDataLength"])),
+    )
+    frames: list[int] = []
+    for event in ("Network.webSocketFrameReceived", "Network.webSocketFrameSent"):
+        cdp.on(event, lambda e: frames.append(len(e["response"]["payloadData"].encode()) + 2))
+    try:
+        page.goto(f"http://127.0.0.1:{s.http_port}/")
+        page.fill("#nick", "lean")
+        page.click("#connect")
+        line(page, "the first message").wait_for(timeout=SLOW * 1000)
+        http_bytes, ws_bytes = sum(sizes.values()), sum(frames)
+        print(f"before the first message: {http_bytes} B over HTTP, {ws_bytes} B of frames")
+        assert http_bytes + ws_bytes <= 150_000
+        assert http_bytes > 50_000  # (the page and its modules were counted)
+        # What others send is text: markup in a message, the topic, a reaction, a reply
+        # and an away reason makes no element.
+        alice.send(f"PRIVMSG #lobby :{markup}")
+        alice.send(f"@+draft/react={markup.replace(' ', '_')};+draft/reply={first} TAGMSG #lobby")
+        alice.send(f"@+draft/reply={first} PRIVMSG #lobby :re {markup}")
+        alice.send(f"AWAY :{markup}")
+        line(page, f"re {markup}").wait_for(timeout=SLOW * 1000)
+        line(page, "the first message").locator(".reaction").wait_for(timeout=SLOW * 1000)
+        assert "<b>bold</b>" in page.inner_text("#topic")
+        assert page.locator("#app img, #app b:not(#topic > b), #app script").count() == 0
+        csp = page.evaluate("fetch('/').then((r) => r.headers.get('content-security-policy'))")
+        assert csp == web.CONTENT_SECURITY_POLICY
+        assert "unsafe" not in csp and "script-src 'self'" in csp
+        assert errors == []
+    finally:
+        context.close()
+    # No build step: the page loads app.js, whose imports are the other served modules.
+    index = web.read("index.html").decode()
+    assert '<script type="module" src="/app.js"></script>' in index
+    assert "<script>" not in index and not re.search(r"<[^>]*\son[a-z]+=", index)  # no inline
+    served = {path for path in web.FILES if path.endswith(".js")}
+    for path in served:
+        source = web.read(web.FILES[path][0]).decode()
+        for spec in re.findall(r'^import .* from "(.+)";$', source, re.M):
+            assert spec.startswith("./") and spec[1:] in served, (path, spec)
