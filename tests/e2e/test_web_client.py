@@ -35,6 +35,8 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}, "device_scale_factor": 1}
 # anti-aliasing may change with Chromium's version, a layout change moves far more.
 TOLERANCE = 0.01
 DELTA = 48
+# What a modern IRC client asks for: tags, typing, reactions, replies, multiline, redaction.
+MODERN = "message-tags server-time echo-message batch draft/multiline draft/message-redaction"
 
 
 def watch(page: Any) -> list[str]:
@@ -286,10 +288,20 @@ def test_the_layouts_look_as_they_did(browser: Any, make_salon: Any, connect: An
         (DESKTOP, "desk", [("desktop", "web-desktop.png")]),
     ):
         s = make_salon(listen={"http_port": free_port()})
-        alice = irc_user(connect, s.irc_port, "alice", "#lobby", "#help")
+        alice = connect(s.irc_port)
+        alice.register("alice", MODERN)
+        alice.send("JOIN #lobby,#help")
+        alice.expect(r" 366 alice #help ")
+        bob = irc_user(connect, s.irc_port, "bob", "#lobby")
         alice.send("TOPIC #lobby :Where everyone meets · be kind")
         alice.send("PRIVMSG #lobby :good morning, everyone")
+        morning = msgid_of(alice, "good morning, everyone")
+        bob.send("PRIVMSG #lobby :morning! is the release out?")
+        question = msgid_of(alice, "morning! is the release out[?]")
+        alice.send(f"@+draft/reply={question} PRIVMSG #lobby :yes, since this morning")
+        alice.send(f"@+draft/react=♥;+draft/reply={morning} TAGMSG #lobby")
         alice.send("PRIVMSG #lobby :\x01ACTION pours the coffee\x01")
+        bob.send("AWAY :reading the notes")
         page = _scene(browser, s.http_port, alice, options, nick)
         try:
             _check(page, *shots[0])
@@ -303,9 +315,6 @@ def test_the_layouts_look_as_they_did(browser: Any, make_salon: Any, connect: An
 
 
 # ---------------------------------------------------------------- point 4: modern chat
-
-# What a modern IRC client asks for: tags, typing, reactions, replies, multiline, redaction.
-MODERN = "message-tags server-time echo-message batch draft/multiline draft/message-redaction"
 
 
 def msgid_of(client: Any, text: str) -> str:
