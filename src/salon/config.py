@@ -181,6 +181,17 @@ class AccountsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataSection:
+    enabled: bool = True
+    max_subs: int = 50
+    max_keys: int = 20
+    max_value_bytes: int = 300
+    # Changes (SET, CLEAR) a client may make per rate_period seconds.
+    rate_changes: int = 10
+    rate_period: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class OperBlock:
     name: str
     password: str
@@ -200,6 +211,7 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     history: HistorySection = field(default_factory=HistorySection)
     accounts: AccountsSection = field(default_factory=AccountsSection)
+    metadata: MetadataSection = field(default_factory=MetadataSection)
     opers: tuple[OperBlock, ...] = ()
 
     @property
@@ -455,6 +467,19 @@ def validate(cfg: Config) -> None:
             )
     _validate_accounts(cfg)
     _validate_network(cfg)
+    _check_ranges(
+        "metadata",
+        cfg.metadata,
+        {
+            "max_subs": (1, 1000),
+            "max_keys": (1, 1000),
+            # A value travels in a 761 line with the server name, nick, target and key:
+            # it must leave them room in the 512 bytes of an IRC line.
+            "max_value_bytes": (1, 400),
+            "rate_changes": (1, 1000000),
+            "rate_period": (0.001, 86400),
+        },
+    )
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -549,6 +574,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         "log",
         "history",
         "accounts",
+        "metadata",
         "oper",
     }
     for key in raw:
@@ -566,6 +592,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         log=_section(LogSection, "log", raw.get("log")),
         history=_section(HistorySection, "history", raw.get("history")),
         accounts=_section(AccountsSection, "accounts", raw.get("accounts")),
+        metadata=_section(MetadataSection, "metadata", raw.get("metadata")),
         opers=_opers(raw.get("oper")),
     )
     validate(cfg)

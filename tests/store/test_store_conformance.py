@@ -269,6 +269,34 @@ def test_rejoins(store: Store) -> None:
     assert store.load_rejoins() == [("alice", ["#z", "#b", "#a"])]
 
 
+def test_metadata(store: Store) -> None:
+    store.set_metadata("alice", "display-name", "Alice A.")
+    store.set_metadata("alice", "color", "#c90076")
+    store.set_metadata("bob", "avatar", "https://example.com/b.png")
+    store.set_metadata("alice", "display-name", "Alice \u2764 B.")  # replaced
+    assert sorted(store.load_metadata()) == [
+        ("alice", "color", "#c90076"),
+        ("alice", "display-name", "Alice \u2764 B."),
+        ("bob", "avatar", "https://example.com/b.png"),
+    ]
+    store.set_metadata("alice", "color", None)  # None removes the key
+    store.set_metadata("carol", "color", None)  # removing what is not there is no error
+    store.set_metadata("bob", "status", "")  # the empty string is a value
+    assert sorted(store.load_metadata()) == [
+        ("alice", "display-name", "Alice \u2764 B."),
+        ("bob", "avatar", "https://example.com/b.png"),
+        ("bob", "status", ""),
+    ]
+
+
+def test_deleting_an_account_forgets_its_metadata(store: Store) -> None:
+    store.save_account(AccountRecord("alice", "h"))
+    store.set_metadata("alice", "display-name", "Alice")
+    store.set_metadata("bob", "display-name", "Bob")
+    store.delete_account("Alice")
+    assert store.load_metadata() == [("bob", "display-name", "Bob")]
+
+
 def test_transactions_nest_and_commit(store: Store) -> None:
     with store.transaction():
         store.save_account(AccountRecord("a", "h"))

@@ -97,6 +97,11 @@ COMMANDS: dict[str, Command] = {
         "show or change channel or user modes",
         slash.mode,
     ),
+    "displayname": Command(
+        "/displayname [name]",
+        "the name shown next to your nick (where the server offers it); alone: none",
+        slash.displayname,
+    ),
     "register": Command(
         "/register [email] password",
         "create an account (where the server offers it)",

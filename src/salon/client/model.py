@@ -40,6 +40,8 @@ class Line:
     msgid: str = ""
     highlight: bool = False
     own: bool = False
+    # The sender's draft/metadata-3 display-name when the line arrived ("" when none).
+    display: str = ""
 
     def key(self) -> tuple[str, ...]:
         """What makes two lines the same message (for merging history)."""

@@ -200,6 +200,14 @@ def register(s: Session, c: Call) -> None:
     s._send("REGISTER", "*", email, words[-1])
 
 
+def displayname(s: Session, c: Call) -> None:
+    if "draft/metadata-3" not in s.caps:
+        s._error("This server does not offer display names (draft/metadata-3)", c.now)
+        return
+    s._display_pending = True
+    s._send("METADATA", "*", "SET", "display-name", *([c.args] if c.args else []))
+
+
 def quote(s: Session, c: Call) -> None:
     if c.args:
         s._send_raw(c.args)

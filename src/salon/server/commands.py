@@ -27,6 +27,7 @@ from salon.server.handlers import (
     channels,
     history,
     messaging,
+    metadata,
     modes,
     oper,
     queries,
@@ -91,6 +92,8 @@ COMMANDS: dict[str, Command] = {
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
+    # draft/metadata-3 (before registration too: the before-connect token)
+    "METADATA": Command(metadata.cmd_metadata, 0, prereg=True),
     # History (draft/chathistory and friends)
     "CHATHISTORY": Command(history.cmd_chathistory, 1),
     "MARKREAD": Command(history.cmd_markread, 0),

@@ -138,6 +138,8 @@ class Server:
         self.later: deque[Callable[[], None]] = deque()
         # account (casefolded) -> channels its last session was in, for accounts.rejoin
         self.rejoin: dict[str, list[str]] = {}
+        # account (casefolded) -> its draft/metadata-3 keys (salon.server.metadata)
+        self.account_metadata: dict[str, dict[str, str]] = {}
         # Private conversation key -> (recipient, sender) names last stored for it.
         self.dm_names: dict[str, tuple[str, str]] = {}
         self.isupport_lines = welcome.isupport(config)
@@ -151,6 +153,8 @@ class Server:
         """Take the persistent state from the store at start (the shell calls this once)."""
         self.read_markers = {(a, t): ts for a, t, ts in store.load_read_markers()}
         self.rejoin = dict(store.load_rejoins())
+        for account, key, value in store.load_metadata():
+            self.account_metadata.setdefault(account, {})[key] = value
         self.accounts.load(store)
         self.services.load(store)
         history.forget_left_behind(self, store)

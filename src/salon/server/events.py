@@ -144,6 +144,17 @@ class Rename:
 
 
 @dataclass(frozen=True, slots=True)
+class Metadata:
+    """draft/metadata-3: ``uid`` sets ``key`` to ``value`` (None: removes it) on itself,
+    or on ``channel`` when one is named."""
+
+    uid: int
+    channel: str | None
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ban:
     """A server ban (not a channel's ``+b``): a K-line (``kind`` "K", a ``user@host``
     mask) or a D-line ("D", an IP address or CIDR network). ``setter`` is the operator
@@ -180,6 +191,7 @@ Event = (
     | Setname
     | Account
     | Rename
+    | Metadata
     | Ban
     | Unban
 )

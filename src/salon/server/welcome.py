@@ -18,6 +18,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.isupport import DEFAULT_CHANNEL, escape_value
 from salon.proto.message import Message
+from salon.server import metadata
 from salon.server.apply import intro
 from salon.server.channel import (
     FLAG_MODES,
@@ -28,6 +29,7 @@ from salon.server.channel import (
     SET_PARAM_MODES,
 )
 from salon.server.client import Client, Kind
+from salon.server.events import Metadata
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -172,8 +174,13 @@ def _static(server: Server, nick: str, rb: ResponseBuffer) -> None:
 
 
 def welcome(server: Server, client: Client, rb: ResponseBuffer) -> None:
-    """Complete registration: 001 to 005, LUSERS and MOTD."""
+    """Complete registration: 001 to 005, LUSERS and MOTD (the client's draft/metadata-3
+    keys in a batch before the MOTD)."""
+    keys = metadata.registered(server, client)
     server.emit(intro(client))
+    for key, value in keys.items():
+        server.emit(Metadata(client.id, None, key, value))
+    own = metadata.own_batch(server, client)
     client.last_active = server.now
     client.token_time = server.now  # the flood budget refills from registration on
     nick = client.nick
@@ -194,6 +201,7 @@ def welcome(server: Server, client: Client, rb: ResponseBuffer) -> None:
             f":{name} 001 {nick} :{text}\r\n".encode(),
             nick_bytes.join(statics),
             counts.encode(),
+            *(client.personality.render(server, client, msg) or b"" for msg in own),
             nick_bytes.join(motd),
         )
         server.write(client, b"".join(burst))
@@ -202,6 +210,7 @@ def welcome(server: Server, client: Client, rb: ResponseBuffer) -> None:
     rb.numeric(n.RPL_WELCOME, text)
     _static(server, nick, rb)
     send_lusers(server, rb)
+    rb.messages += own
     send_motd(server, rb)
     _after(server, client, rb)
 

@@ -182,6 +182,14 @@ class RejoinStore(Protocol):
     def set_rejoin(self, account: str, channels: Sequence[str]) -> None: ...
 
 
+class MetadataStore(Protocol):
+    """draft/metadata-3 keys of accounts (casefolded names): what a user set comes back
+    when it logs in again."""
+
+    def load_metadata(self) -> list[tuple[str, str, str]]: ...
+    def set_metadata(self, account: str, key: str, value: str | None) -> None: ...
+
+
 class HistoryReader(Protocol):
     """The history reads: what a store answers, and each of its readers (``reader()``,
     when it has them) too."""
@@ -225,6 +233,7 @@ class Store(
     BanStore,
     MarkerStore,
     RejoinStore,
+    MetadataStore,
     PrivateChannelStore,
     HistoryStore,
     Protocol,

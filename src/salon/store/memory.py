@@ -101,6 +101,7 @@ class MemoryStore:
         self.bans: dict[tuple[str, str], ServerBan] = {}
         self.markers: dict[tuple[str, str], float] = {}
         self.rejoins: dict[str, list[str]] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
         self.private_channels: set[str] = set()
         self.events: dict[str, list[HistoryEvent]] = {}
         # Each event's position (history_position), beside it: the order it was stored in,
@@ -127,6 +128,7 @@ class MemoryStore:
 
     def delete_account(self, name: str) -> None:
         self.accounts.pop(casefold(name), None)
+        self.metadata.pop(casefold(name), None)
 
     # channels
     def load_channels(self) -> list[ChannelRecord]:
@@ -164,6 +166,18 @@ class MemoryStore:
             self.private_channels.add(cf)
         else:
             self.private_channels.discard(cf)
+
+    # metadata (a value of None removes the key)
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        return [(a, k, v) for a, keys in self.metadata.items() for k, v in keys.items()]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self.metadata.setdefault(account, {})[key] = value
+        elif key in self.metadata.get(account, {}):
+            del self.metadata[account][key]
+            if not self.metadata[account]:
+                del self.metadata[account]
 
     # rejoin (an empty list forgets the account)
     def load_rejoins(self) -> list[tuple[str, list[str]]]:

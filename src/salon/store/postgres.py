@@ -115,6 +115,12 @@ CREATE TABLE IF NOT EXISTS rejoin (
     account text PRIMARY KEY,
     channels text[] NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    account text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (account, key)
+);
 -- params and tags whole (tags as key, value, key, value...); words: the tsvector of a
 -- PRIVMSG's or NOTICE's text (module note), NULL for the other events.
 CREATE TABLE IF NOT EXISTS history (
@@ -559,6 +565,7 @@ class PostgresStore(PostgresReads):
 
     def delete_account(self, name: str) -> None:
         self._sql("DELETE FROM accounts WHERE name_cf = %s", (casefold(name),))
+        self._sql("DELETE FROM metadata WHERE account = %s", (casefold(name),))
 
     # ------------------------------------------------------------------ channels
 
@@ -657,6 +664,20 @@ class PostgresStore(PostgresReads):
             )
         else:
             self._sql("DELETE FROM rejoin WHERE account = %s", (account,))
+
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        rows = self._sql("SELECT account, key, value FROM metadata").fetchall()
+        return [(str(a), str(k), str(v)) for a, k, v in rows]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self._sql(
+                "INSERT INTO metadata (account, key, value) VALUES (%s, %s, %s)"
+                " ON CONFLICT (account, key) DO UPDATE SET value = excluded.value",
+                (account, key, value),
+            )
+        else:
+            self._sql("DELETE FROM metadata WHERE account = %s AND key = %s", (account, key))
 
     # ------------------------------------------------------------------ history
 

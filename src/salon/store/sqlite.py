@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS rejoin (
     account TEXT PRIMARY KEY,
     channels TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     msgid TEXT NOT NULL,
@@ -416,6 +422,7 @@ class SQLiteStore(HistoryReads):
 
     def delete_account(self, name: str) -> None:
         self.conn.execute("DELETE FROM accounts WHERE name_cf = ?", (casefold(name),))
+        self.conn.execute("DELETE FROM metadata WHERE account = ?", (casefold(name),))
 
     # ------------------------------------------------------------------ channels
 
@@ -487,6 +494,23 @@ class SQLiteStore(HistoryReads):
             self.conn.execute("INSERT OR IGNORE INTO private_channels (name_cf) VALUES (?)", (cf,))
         else:
             self.conn.execute("DELETE FROM private_channels WHERE name_cf = ?", (cf,))
+
+    # ------------------------------------------------------------------ metadata
+
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        return [
+            (row["account"], row["key"], row["value"])
+            for row in self.conn.execute("SELECT account, key, value FROM metadata")
+        ]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO metadata (account, key, value) VALUES (?, ?, ?)",
+                (account, key, value),
+            )
+        else:
+            self.conn.execute("DELETE FROM metadata WHERE account = ? AND key = ?", (account, key))
 
     # ------------------------------------------------------------------ rejoin
 

@@ -64,6 +64,22 @@ def irc_text(text: str, style: str = "") -> Text:
     return out
 
 
+def shown_display(line: Line) -> str:
+    """The sender's display name when it says more than the nick ("" otherwise)."""
+    display = line.display
+    return display if display and display != line.nick else ""
+
+
+def _sender(out: Text, line: Line, colour: str) -> None:
+    """``Display Name (nick)``, or the nick alone."""
+    display = shown_display(line)
+    if display:
+        out.append(display, style=f"bold {colour}")
+        out.append(f" ({line.nick})", style=colour)
+    else:
+        out.append(line.nick, style=f"bold {colour}")
+
+
 def render(line: Line, tz: tzinfo | None = None) -> Text:
     """One line for the message pane."""
     out = Text(stamp(line, tz) + " ", style="dim")
@@ -71,12 +87,12 @@ def render(line: Line, tz: tzinfo | None = None) -> Text:
     body = line.text
     if line.kind == "message":
         out.append("<", style="dim")
-        out.append(line.nick, style=f"bold {colour}")
+        _sender(out, line, colour)
         out.append("> ", style="dim")
         out.append_text(irc_text(body, "bold" if line.highlight else ""))
     elif line.kind == "action":
         out.append("* ", style=colour)
-        out.append(line.nick, style=f"bold {colour}")
+        _sender(out, line, colour)
         out.append(" ")
         out.append_text(irc_text(body, "italic" + (" bold" if line.highlight else "")))
     elif line.kind == "notice":
@@ -104,7 +120,8 @@ def plain(line: Line, tz: tzinfo | None = None, *, colour: bool = False, where: 
     def c(text: str, code: int) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if colour else text
 
-    nick = c(line.nick, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
+    who = f"{shown_display(line)} ({line.nick})" if shown_display(line) else line.nick
+    nick = c(who, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
     body = strip_formatting(line.text).replace("\n", "\n" + " " * len(prefix))
     if line.kind == "message":
         text = f"<{nick}> {body}"
