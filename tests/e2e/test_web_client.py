@@ -317,6 +317,17 @@ def test_the_layouts_look_as_they_did(browser: Any, make_salon: Any, connect: An
 # ---------------------------------------------------------------- point 4: modern chat
 
 
+def modern_user(connect: Any, port: int, nick: str, caps: str = MODERN, *lines: str) -> Any:
+    """An IRC client with ``caps`` that sends ``lines`` and then joins #lobby."""
+    client = connect(port)
+    client.register(nick, caps)
+    for text in lines:
+        client.send(text)
+    client.send("JOIN #lobby")
+    client.expect(rf" 366 {nick} #lobby ")
+    return client
+
+
 def msgid_of(client: Any, text: str) -> str:
     """The msgid of the PRIVMSG carrying ``text`` that ``client`` receives next."""
     m = client.expect(rf"msgid=([^; ]+)\S* :\S+ PRIVMSG \S+ :?{text}$", timeout=SLOW)
@@ -325,10 +336,7 @@ def msgid_of(client: Any, text: str) -> str:
 
 def test_modern_chat(browser: Any, make_salon: Any, connect: Any) -> None:
     s = make_salon(listen={"http_port": free_port()})
-    alice = connect(s.irc_port)
-    alice.register("alice", MODERN)
-    alice.send("JOIN #lobby")
-    alice.expect(r" 366 alice #lobby ")
+    alice = modern_user(connect, s.irc_port, "alice")
     context = browser.new_context(**PHONE)
     page = context.new_page()
     errors = watch(page)
@@ -847,10 +855,7 @@ def test_lean_and_text_only(browser: Any, make_salon: Any, connect: Any) -> None
     from salon import web
 
     s = make_salon(listen={"http_port": free_port()})
-    alice = connect(s.irc_port)
-    alice.register("alice", MODERN)
-    alice.send("JOIN #lobby")
-    alice.expect(r" 366 alice #lobby ")
+    alice = modern_user(connect, s.irc_port, "alice")
     markup = "<img src=x onerror=alert(1)><b>bold</b><script>alert(2)</script>"
     alice.send(f"TOPIC #lobby :{markup}")
     alice.send("PRIVMSG #lobby :the first message")
@@ -900,5 +905,68 @@ def test_lean_and_text_only(browser: Any, make_salon: Any, connect: Any) -> None
     served = {path for path in web.FILES if path.endswith(".js")}
     for path in served:
         source = web.read(web.FILES[path][0]).decode()
-        for spec in re.findall(r'^import .* from "(.+)";$', source, re.M):
+        for spec in re.findall(r'^(?:import |\} )[^\n]*from "([^"]+)";$', source, re.M):
             assert spec.startswith("./") and spec[1:] in served, (path, spec)
+
+
+# ---------------------------------------------------------------- point 6: display names, avatars
+
+
+def test_display_names_and_avatars(browser: Any, make_salon: Any, connect: Any) -> None:
+    """draft/metadata-3: others' display names and avatars next to their messages and in
+    the list of people; one's own set in the settings, which others hear of."""
+    s = make_salon(listen={"http_port": free_port()})
+    origin = f"http://127.0.0.1:{s.http_port}"
+    alice = modern_user(
+        connect,
+        s.irc_port,
+        "alice",
+        MODERN + " draft/metadata-3",
+        "METADATA * SUB display-name avatar",
+        "METADATA * SET display-name :Alice Liddell",
+        f"METADATA * SET avatar :{origin}/icon-192.png",  # (the page's policy allows it)
+    )
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        login(page, s.http_port, "web")
+        person = page.locator("#user-list button[data-nick='alice']")
+        person.locator("img.avatar").wait_for(timeout=SLOW * 1000)
+        assert "Alice Liddell" in person.inner_text() and "alice" in person.inner_text()
+        assert person.locator("img.avatar").get_attribute("src") == f"{origin}/icon-192.png"
+        page.wait_for_function(
+            "() => document.querySelector('#user-list img.avatar').naturalWidth === 192"
+        )
+        alice.send("PRIVMSG #lobby :curiouser and curiouser")
+        said = line(page, "curiouser and curiouser")
+        said.wait_for(timeout=SLOW * 1000)
+        assert said.locator(".who").inner_text().split() == ["Alice", "Liddell", "alice"]
+        assert said.locator("img.avatar").count() == 1
+        # A change shows at once, on the lines already there too.
+        alice.send("METADATA * SET display-name :The Duchess")
+        said.locator(".who", has_text="The Duchess").wait_for(timeout=SLOW * 1000)
+        # One's own, in the settings: others hear of it (761 to a subscriber).
+        page.click("#open-settings")
+        assert page.locator("#profile").is_visible()
+        page.fill("#display-name", "Webster")
+        page.fill("#avatar-url", "https://example.org/me.png")
+        page.click("#save-profile")
+        page.locator("#profile-state", has_text="Saved").wait_for(timeout=SLOW * 1000)
+        alice.expect(r" 761 alice web display-name \* :?Webster$", timeout=SLOW)
+        alice.expect(r" 761 alice web avatar \* :?https://example.org/me.png$", timeout=SLOW)
+        # What the server refuses is said there.
+        page.fill("#avatar-url", "javascript:alert(1)")
+        page.click("#save-profile")
+        page.locator("#profile-state", has_text="Not saved").wait_for(timeout=SLOW * 1000)
+        page.click("#close-settings")
+        page.fill("#input", "now with a name")
+        page.press("#input", "Enter")
+        mine = line(page, "now with a name")
+        mine.wait_for(timeout=SLOW * 1000)
+        assert mine.locator(".who").inner_text().split() == ["Webster", "web"]
+        # (example.org is not reachable from the tests: that avatar is not shown.)
+        assert mine.locator("img.avatar").count() == 0
+        assert [e for e in errors if "ERR_NAME_NOT_RESOLVED" not in e] == []
+    finally:
+        context.close()

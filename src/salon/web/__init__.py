@@ -27,10 +27,11 @@ FILES = {
 
 # What the page may do: its own script and style, WebSocket and fetches to its own origin
 # ("'self'" covers ws: and wss: to the same host and port), its own manifest and service
-# worker, nothing else; and no framing.
+# worker, images from itself and https (the avatars users set, draft/metadata-3), nothing
+# else; and no framing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
+    "img-src 'self' data: https:; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 

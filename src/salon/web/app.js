@@ -6,14 +6,17 @@ import { byteLength, escapeTag, formatLine, formatTagged, nickOf, parseLine, spl
 import { $, bareChannel, fold, isChannel, isMe, prefixes, state } from "./state.js";
 import {
   add, buffer, clear, focusLine, historyStart, hooks, info, joinPart, loading, problem, reaction, redacted,
-  renderBuffers, renderReply, renderTopic, renderTyping, renderUsers, serverBuffer, setUp, show,
+  renderBuffers, renderIdentity, renderReply, renderTopic, renderTyping, renderUsers, serverBuffer,
+  setUp, show,
 } from "./view.js";
 
 const CAPS_WANTED = [
   "message-tags", "server-time", "echo-message", "batch", "multi-prefix", "away-notify",
   "draft/chathistory", "draft/event-playback", "draft/read-marker", "draft/message-redaction",
-  "draft/multiline", "soju.im/search",
+  "draft/multiline", "draft/metadata-3", "soju.im/search",
 ];
+// The draft/metadata-3 keys shown: next to messages and in the list of people.
+const META_KEYS = ["display-name", "avatar"];
 const HISTORY_LINES = 100; // lines asked for at once: at a join, and for each page
 // A relayed line is at most 512 bytes with CR LF, the sender's prefix and the command; the
 // server refuses longer ones (417). Until our own prefix is known (from our JOIN), a host of
@@ -117,6 +120,8 @@ function requestCaps() {
 }
 
 function joinSaved() {
+  // Subscribed before joining: each join brings the members' keys (a "metadata" batch).
+  if (state.caps.has("draft/metadata-3")) send("METADATA", "*", "SUB", ...META_KEYS);
   const wanted = state.rejoin || state.firstChannels;
   if (wanted.length) send("JOIN", wanted.join(","));
   if (state.caps.has("draft/chathistory")) {
@@ -241,7 +246,30 @@ hooks.notify = (b, who, text) => {
   n.onclick = () => { window.focus(); show(b); n.close(); };
 };
 
+// The profile in the settings: one's display name and avatar (draft/metadata-3).
+function saveProfile() {
+  const mine = state.meta.get(fold(state.nick)) || {};
+  const fields = { "display-name": $("display-name").value.trim(), avatar: $("avatar-url").value.trim() };
+  let changed = false;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === (mine[key] || "")) continue;
+    changed = true;
+    if (value) send("METADATA", "*", "SET", key, value);
+    else send("METADATA", "*", "SET", key);
+  }
+  $("profile-state").textContent = changed ? "Saving…" : "Nothing changed.";
+}
+
 function renderSettings() {
+  const mine = state.meta.get(fold(state.nick)) || {};
+  $("profile").hidden = !state.caps.has("draft/metadata-3");
+  $("display-name").value = mine["display-name"] || "";
+  $("avatar-url").value = mine.avatar || "";
+  $("profile-state").textContent = "";
+  renderNotifications();
+}
+
+function renderNotifications() {
   const supported = "Notification" in window;
   const permission = supported ? Notification.permission : "unsupported";
   $("notify-state").textContent = {
@@ -348,6 +376,8 @@ function receive(msg) {
       if (!state.registered) $("login-error").textContent = p[0] || "";
       return;
     case "FAIL": case "WARN": case "NOTE":
+      if (p[0] === "METADATA" && !$("settings").open) return; // (a join burst's refusals)
+      if (p[0] === "METADATA") { $("profile-state").textContent = `Not saved: ${p[p.length - 1]}.`; return; }
       if (p[0] === "CHATHISTORY") for (const b of state.buffers.values()) loading(b, "");
       if (p[0] === "CHATHISTORY" && p[1] === "INVALID_TARGET") return;
       (msg.command === "NOTE" ? info : problem)(`${p[0]} ${p[1]}: ${p[p.length - 1]}`);
@@ -550,6 +580,7 @@ function nickChange(msg, history) {
     renderBuffers();
     if (query === state.current) renderTopic();
   }
+  if (state.meta.has(fold(old))) { state.meta.set(fold(nick), state.meta.get(fold(old))); state.meta.delete(fold(old)); }
   if (state.away.has(fold(old))) { state.away.set(fold(nick), state.away.get(fold(old))); state.away.delete(fold(old)); }
   for (const b of state.buffers.values()) {
     if (b.users.has(old)) {
@@ -616,6 +647,18 @@ function numeric(msg) {
       if (!whoAsked.delete(fold(p[0]))) break;
       if (state.current && fold(state.current.name) === fold(p[0])) renderUsers();
       return;
+    case "761": case "766": { // RPL_KEYVALUE target key visibility :value; RPL_KEYNOTSET
+      const [target, key] = p;
+      if (!META_KEYS.includes(key) || isChannel(target)) return;
+      const meta = state.meta.get(fold(target)) || {};
+      if (msg.command === "761") meta[key] = p[3];
+      else delete meta[key];
+      state.meta.set(fold(target), meta);
+      renderIdentity(target);
+      if (isMe(target) && $("settings").open) $("profile-state").textContent = "Saved.";
+      return;
+    }
+    case "770": case "771": case "772": case "774": return; // SUBOK, UNSUBOK, SUBS, SYNCLATER
     case "433":
       if (!state.registered) { state.nick += "_"; send("NICK", state.nick); return; }
       break;
@@ -928,7 +971,8 @@ function start() {
   $("open-settings").addEventListener("click", () => { renderSettings(); settings.showModal(); });
   $("close-settings").addEventListener("click", () => settings.close());
   // Asked only here, on the user's click: never when the page loads.
-  $("notify-on").addEventListener("click", () => Notification.requestPermission().then(renderSettings));
+  $("notify-on").addEventListener("click", () => Notification.requestPermission().then(renderNotifications));
+  $("save-profile").addEventListener("click", saveProfile);
 
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
 }

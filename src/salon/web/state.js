@@ -20,6 +20,7 @@ export const state = {
   current: null,
   batches: new Map(), // batch id -> {type, params, tags, lines}
   away: new Map(), // folded nick -> reason
+  meta: new Map(), // folded nick -> {"display-name", avatar} (draft/metadata-3)
   firstChannels: [], // from the login form
   rejoin: null, // the channels joined when the connection was lost
   pendingShow: "", // the channel a /join asked for: shown once joined

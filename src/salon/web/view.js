@@ -130,9 +130,12 @@ export function renderUsers() {
   $("user-count").textContent = b.kind === "channel" ? `${users.length} here` : "";
   list.replaceChildren(...users.map(([nick, p]) => {
     const item = el("li");
-    const button = el("button", "user", (p ? p[0] : "") + nick);
+    const button = el("button", "user");
     button.type = "button";
     button.dataset.nick = nick;
+    const meta = state.meta.get(fold(nick)) || {};
+    button.append(...avatar(meta), (p ? p[0] : "") + (meta["display-name"] || nick));
+    if (meta["display-name"]) button.append(" ", el("span", "nick", nick));
     const away = state.away.get(fold(nick));
     if (away !== undefined) {
       button.classList.add("away");
@@ -176,6 +179,57 @@ export function linkified(text) {
   }
   span.append(text.slice(last));
   return span;
+}
+
+// Who said a line: the avatar and display name someone set (draft/metadata-3) and the
+// nickname, which a click on it opens a conversation with.
+function identity(nick) {
+  const w = el("span", "who");
+  w.dataset.nick = nick;
+  w.style.setProperty("--hue", nickHue(nick));
+  const meta = state.meta.get(fold(nick)) || {};
+  const shown = avatar(meta);
+  const name = meta["display-name"];
+  if (name) {
+    w.append(name, " ", el("span", "nick", nick));
+    w.title = nick;
+  } else {
+    w.append(nick);
+  }
+  shown.push(w);
+  return shown;
+}
+
+// An avatar (decorative: the name is beside it), shown from https URLs and the server's
+// own, as the page's policy allows; none for another URL. A list of one image or none.
+function avatar(meta) {
+  let url;
+  try {
+    url = meta.avatar ? new URL(meta.avatar, location.href) : null;
+  } catch {
+    url = null;
+  }
+  if (!url || (url.protocol !== "https:" && url.origin !== location.origin)) return [];
+  const img = el("img", "avatar");
+  img.alt = "";
+  img.referrerPolicy = "no-referrer";
+  img.loading = "lazy";
+  img.src = url.href;
+  img.addEventListener("error", () => img.remove()); // no broken picture for a dead link
+  return [img];
+}
+
+// A user's display name or avatar changed: their lines on the page and the member list.
+export function renderIdentity(nick) {
+  for (const b of state.buffers.values()) {
+    for (const w of b.log.querySelectorAll(".who")) {
+      if (fold(w.dataset.nick) !== fold(nick)) continue;
+      const line = w.parentElement;
+      line.querySelector(".avatar")?.remove();
+      w.replaceWith(...identity(nick));
+    }
+  }
+  if (state.current && [...state.current.users.keys()].some((u) => fold(u) === fold(nick))) renderUsers();
 }
 
 // A nick's hue, the same in every session; app.css gives the lightness for the scheme.
@@ -233,11 +287,7 @@ export function add(b, kind, who, text, tags = {}, history = false) {
   stamp.dateTime = when.toISOString();
   stamp.title = when.toLocaleString();
   line.append(stamp);
-  if (who) {
-    const w = el("span", "who", who);
-    w.style.setProperty("--hue", nickHue(who));
-    line.append(w);
-  }
+  if (who) line.append(...identity(who));
   const body = el("div", "body");
   const replyTo = tags["+draft/reply"] || tags["+reply"];
   if (replyTo) body.append(quote(b, replyTo));
@@ -529,7 +579,7 @@ export function setUp() {
     const t = e.target;
     if (t.closest("a, button")) return;
     const who = t.closest(".who");
-    if (who) { if (!isMe(who.textContent)) hooks.openQuery(who.textContent); return; }
+    if (who) { if (!isMe(who.dataset.nick)) hooks.openQuery(who.dataset.nick); return; }
     const line = t.closest(".line");
     if (!line) return;
     if (line.dataset.found) { hooks.jump(line.dataset.target, line.dataset.found); return; }
