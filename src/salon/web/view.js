@@ -484,6 +484,8 @@ function showActions(line) {
   });
   if (isMe(line.dataset.nick)) button("🗑", "Delete", () => { hooks.redact(b, msgid); hideActions(); });
   line.append(bar);
+  const room = line.getBoundingClientRect().top - $("log").getBoundingClientRect().top;
+  bar.classList.toggle("below", room < 48); // (not cut off at the top of the log)
   bar.hidden = false;
 }
 
