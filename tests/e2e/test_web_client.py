@@ -135,9 +135,11 @@ def test_the_phone_layout(browser: Any, make_salon: Any, connect: Any) -> None:
         page.wait_for_timeout(300)
         assert in_view(page, "#buffers") and not in_view(page, "#users")
         assert page.get_attribute("#open-buffers", "aria-expanded") == "true"
+        assert page.evaluate("document.getElementById('chat').inert")  # out of Tab's reach
         page.keyboard.press("Escape")
         page.wait_for_timeout(300)
         assert not in_view(page, "#buffers")
+        assert not page.evaluate("document.getElementById('chat').inert")
         page.click("#open-users")
         page.wait_for_timeout(300)
         assert in_view(page, "#users")

@@ -511,6 +511,8 @@ export function openDrawer(which) {
   app.classList.add(`show-${which}`);
   $("open-buffers").setAttribute("aria-expanded", String(which === "buffers"));
   $("open-users").setAttribute("aria-expanded", String(which === "users"));
+  // The chat behind a drawer is out of reach (Tab, screen readers) until it closes.
+  $("chat").inert = narrow();
   const panel = $(which);
   panel.querySelector("button")?.focus();
 }
@@ -519,6 +521,7 @@ export function closeDrawers() {
   const app = $("app");
   const was = app.classList.contains("show-buffers") ? "open-buffers" : app.classList.contains("show-users") ? "open-users" : "";
   app.classList.remove("show-buffers", "show-users");
+  $("chat").inert = false;
   $("open-buffers").setAttribute("aria-expanded", "false");
   $("open-users").setAttribute("aria-expanded", "false");
   if (was && narrow()) $(was).focus();
@@ -563,6 +566,7 @@ export function setUp() {
     if (e.key === "Escape") { closeDrawers(); hideActions(); }
   });
   swipes();
+  matchMedia("(max-width: 720px)").addEventListener("change", closeDrawers); // (no drawers when wide)
   $("jump").addEventListener("click", () => {
     const b = state.current;
     if (b.hasLatest) log.scrollTop = log.scrollHeight;
