@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -361,3 +362,37 @@ def _kill_run(
         assert channel <= stored, sorted(channel - stored)[:5]
     a.stop()
     return max(q[n] for q in quits for n in names)
+
+
+def test_cluster_status_shows_the_nodes_and_their_users(
+    cluster: Callable[..., SalonProcess],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    users = [client(a, "one"), client(a, "two"), client(b, "three")]
+    deadline = time.monotonic() + 5
+    while True:
+        done = subprocess.run(
+            [sys.executable, "-m", "salon", "cluster", "status", "--config", str(a.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        if (" a: 2 users" in done.stdout and " b: 1 users" in done.stdout) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.2)
+    assert lines[0].endswith("; 2 node(s)"), lines
+    assert re.fullmatch(r"node \d+ a: 2 users, 0 entries behind, heartbeat \d\.\d s left", lines[1])
+    assert re.fullmatch(r"node \d+ b: 1 users, 0 entries behind, heartbeat \d\.\d s left", lines[2])
+    assert users
+    b.stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "salon", "cluster", "status", "--config", str(a.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout.splitlines()[0].endswith("; 1 node(s)"), done.stdout
