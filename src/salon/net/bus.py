@@ -164,6 +164,9 @@ class RedisBus:
                 except (RedisError, OSError) as exc:
                     log.warning("bus unreachable, turn waits: %s", exc)
                     await asyncio.sleep(RETRY_EVERY)
+                except Exception:
+                    log.exception("bug sending a turn to the bus")
+                    break
 
     async def flush(self) -> None:
         """Wait until every entry handed to :meth:`send` is in the log."""

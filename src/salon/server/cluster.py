@@ -121,7 +121,8 @@ class Cluster:
         if op is None:
             op = self.op = BusOp([])
             self.server.effects.append(op)
-        op.entries.append(json.dumps(entry, separators=(",", ":"), ensure_ascii=False))
+        # ASCII JSON: a lone surrogate (bytes that were no UTF-8) is escaped like the rest.
+        op.entries.append(json.dumps(entry, separators=(",", ":")))
 
     def _next_token(self) -> int:
         self._token += 1
