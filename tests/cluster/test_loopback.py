@@ -397,3 +397,85 @@ def test_cluster_status_shows_the_nodes_and_their_users(
         timeout=30,
     )
     assert done.stdout.splitlines()[0].endswith("; 1 node(s)"), done.stdout
+
+
+def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
+    cluster: Callable[..., SalonProcess],
+) -> None:
+    from conftest import free_port
+    from websockets.sync.client import connect as ws_connect
+
+    a = cluster("a")
+    b = cluster("b", listen={"http_port": free_port()})
+    irc = client(b, "ircuser")
+    irc.send("JOIN #lobby")
+    irc.expect(r" 366 ")
+    with ws_connect(f"ws://127.0.0.1:{b.http_port}/", open_timeout=5) as web:
+        web.send("NICK webuser")
+        web.send("USER webuser 0 * :web user")
+        web.send("JOIN #lobby")
+        while " 366 " not in str(web.recv(timeout=5)):
+            pass
+        pat = LineClient(a.plain_port)
+        pat.expect(r"Your name:")
+        pat.send("pat")
+        pat.expect(r"^\* In #lobby: ")
+        irc.expect(r"^:pat!plain@127\.0\.0\.1 JOIN #lobby$")
+        pat.send("hello from the plain port")
+        irc.expect(r"^:pat!plain@\S+ PRIVMSG #lobby :hello from the plain port$")
+        while "hello from the plain port" not in str(web.recv(timeout=5)):
+            pass
+        irc.send("PRIVMSG #lobby :hi pat, from irc")
+        pat.expect(r"^ircuser: hi pat, from irc$")
+        web.send("PRIVMSG #lobby :hi pat, from the web")
+        pat.expect(r"^webuser: hi pat, from the web$")
+
+
+def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProcess]) -> None:
+    """+l counts both nodes' members, +b blocks joining, +i yields to an INVITE from the
+    other node; KILL and WALLOPS from an operator on A reach B."""
+    from salon.passwords import hash_password
+
+    opers = [{"name": "root", "password": hash_password("pw")}]
+    a, b = cluster("a", opers=opers), cluster("b", opers=opers)
+    op = client(a, "op")
+    friend = client(b, "friend")
+    op.send("JOIN #m")
+    op.expect(r" 366 ")
+    op.send("MODE #m +l 2")
+    op.expect(r" MODE #m \+l 2")
+    friend.send("JOIN #m")
+    friend.expect(r" 366 ")
+    op.expect(r":friend!\S+ JOIN #m")
+    third = client(b, "third")
+    third.send("JOIN #m")
+    third.expect(r" 471 third #m ")
+    op.send("MODE #m -l+i")
+    op.expect(r" MODE #m -l\+i")
+    friend.expect(r" MODE #m -l\+i")  # (applied on B: a node reads the order a bit later)
+    third.send("JOIN #m")
+    third.expect(r" 473 third #m ")
+    op.send("INVITE third #m")
+    third.expect(r":op!\S+ INVITE third #m")
+    third.send("JOIN #m")
+    third.expect(r" 366 ")
+    op.send("MODE #m -i+b third!*@*")
+    op.expect(r" MODE #m -i\+b third!\*@\*")
+    friend.expect(r" MODE #m -i\+b third!\*@\*")
+    third.send("PART #m")
+    third.expect(r" PART #m")
+    third.send("JOIN #m")
+    third.expect(r" 474 third #m ")
+    op.send("OPER root pw")
+    op.expect(r" 381 ")
+    friend.send("MODE friend +w")
+    friend.expect(r" MODE friend \+w")
+    op.send("WALLOPS :network notice")
+    friend.expect(r"^:op!\S+ WALLOPS :network notice$")
+    op.send("KILL third :enough")
+    third.expect(r"^ERROR :Closing Link: test\.salon \(Killed \(op \(enough\)\)\)")
+    # Gone once its QUIT had its turn: a watcher on B is told so.
+    friend.send("MONITOR + third")
+    friend.expect(r" 73[01] friend third")
+    if " 730 " in friend.lines[-1]:
+        friend.expect(r" 731 friend third", timeout=10)
