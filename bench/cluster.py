@@ -232,7 +232,7 @@ async def churn(s: Setup, count: int) -> tuple[float, int, int]:
 
 async def main_async(args: argparse.Namespace) -> None:
     rows = []
-    for name in ("fanout", "dm", "churn"):
+    for name in args.scenarios.split(","):
         per: dict[str, tuple[float, int, int]] = {}
         for cluster in (False, True):
             root = Path(tempfile.mkdtemp(prefix="salon-cluster-bench-"))
@@ -266,6 +266,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=400.0, help="fan-out messages per second")
     parser.add_argument("--churn", type=int, default=300)
+    parser.add_argument("--scenarios", default="fanout,dm,churn")
     if shutil.which("redis-server") is None:
         sys.exit("bench.cluster: redis-server is not installed (Debian package redis-server)")
     asyncio.run(main_async(parser.parse_args()))
