@@ -194,6 +194,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.passwords"): _HASH_ONLY,
     ("salon.cli", "salon.store.pgimport"): _PSYCOPG,
     ("salon.net.runner", "salon.net.bus"): _REDIS,
+    ("salon.cli", "salon.net.bus"): _REDIS,
     ("salon.tui.cli", "salon.client"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.client.commands"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.tui.config"): _CHAT_ONLY,

@@ -131,7 +131,44 @@ def build_parser() -> Parser:
         help="libpq connection string, e.g. 'host=db.example user=salon dbname=salon'"
         " or postgresql://salon@db.example/salon",
     )
+    cluster = sub.add_parser(
+        "cluster", help="look at a cluster's nodes", description="Cluster tools (issue 19)."
+    )
+    clsub = cluster.add_subparsers(
+        dest="cluster_command", metavar="ACTION", parser_class=Parser, required=True
+    )
+    st = clsub.add_parser(
+        "status",
+        help="the nodes on the config's Redis, their users and how far behind the log they are",
+        description="Show the nodes of the network that the config's [cluster] section joins.",
+    )
+    st.add_argument("--config", metavar="FILE", required=True, help="a config with [cluster]")
     return parser
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    if cfg.cluster is None:
+        raise UsageError(f"{args.config} has no [cluster] section")
+    try:
+        from salon.net.bus import BusError, status
+    except ImportError:
+        raise UsageError("cluster support is not installed: pip install 'salon[cluster]'")
+    import asyncio
+
+    try:
+        nodes, length = asyncio.run(status(cfg.cluster))
+    except BusError as exc:
+        print(f"salon cluster status: {exc}", file=sys.stderr)
+        return 1
+    print(f"log {cfg.cluster.prefix}:log: {length} entries; {len(nodes)} node(s)")
+    for node in nodes:
+        alive = f"heartbeat {node.ttl:.1f} s left" if node.ttl > 0 else "dead, not yet reaped"
+        print(
+            f"node {node.number} {node.name}: {node.users} users, "
+            f"{node.lag} entries behind, {alive}"
+        )
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -192,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"salon {args.command}" if args.command else "salon"
     if getattr(args, "db_command", None):
         prog += f" {args.db_command}"
+    if getattr(args, "cluster_command", None):
+        prog += f" {args.cluster_command}"
     try:
         return _dispatch(parser, args)
     except UsageError as exc:
@@ -242,6 +281,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
         return run_files(args)
     if args.command == "db":
         return _db_import(args)
+    if args.command == "cluster":
+        return _cluster_status(args)
     if args.command == "example-config":
         sys.stdout.write(EXAMPLE_PATH.read_text())
         return 0

@@ -427,3 +427,37 @@ def test_a_plain_text_user_talks_with_an_irc_user_on_the_other_node() -> None:
     conn = net.connect(1)
     conn.send("NICK pat")
     assert conn.numerics() == ["433"]
+
+
+def test_pong_follows_what_the_network_ordered_before_the_ping() -> None:
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+        c.lines()
+    with net.hold():
+        alice.send("PRIVMSG #c :first in line")
+        bob.send("PING :sync")
+    assert bob.lines() == []  # the PONG waits for its turn
+    net.release(order=[0, 1])
+    assert bob.lines() == [
+        ":alice!alice@127.0.0.1 PRIVMSG #c :first in line",
+        ":test.salon PONG test.salon sync",
+    ]
+
+
+def test_non_ascii_text_crosses_nodes_unchanged() -> None:
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+        c.lines()
+    text = "café ☕ 日本語 😀"
+    alice.send(f"PRIVMSG #c :{text}")
+    alice.send(f"TOPIC #c :{text}")
+    assert bob.lines() == [
+        f":alice!alice@127.0.0.1 PRIVMSG #c :{text}",
+        f":alice!alice@127.0.0.1 TOPIC #c :{text}",
+    ]

@@ -383,6 +383,13 @@ def test_serve_without_a_reachable_redis_is_one_line_exit_2(tmp_path: Path) -> N
     assert f"cannot use Redis at redis://127.0.0.1:{port}/0" in err
 
 
+def test_cluster_status_needs_a_cluster_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nname = 'a.b'\n")
+    err = assert_one_line_error(run_salon("cluster", "status", "--config", str(cfg)))
+    assert err == f"salon cluster status: {cfg} has no [cluster] section"
+
+
 def test_check_config_missing_file(tmp_path: Path) -> None:
     assert_one_line_error(run_salon("check-config", str(tmp_path / "nope.toml")))
 

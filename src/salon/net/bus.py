@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -41,6 +42,7 @@ READ_BLOCK_MS = 1000
 READ_COUNT = 2000
 REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds between tries while Redis cannot be reached
+LAG_LIMIT = 100000  # entries counted behind a node, at most
 
 
 def library() -> str:
@@ -60,12 +62,14 @@ class RedisBus:
         cfg: ClusterSection,
         on_entries: Callable[[list[str]], None],
         on_fenced: Callable[[str], None],
+        users: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
         self.ttl_ms = int(cfg.node_ttl * 1000)
         self.on_entries = on_entries
         self.on_fenced = on_fenced
+        self.users = users
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
@@ -160,6 +164,9 @@ class RedisBus:
                 except (RedisError, OSError) as exc:
                     log.warning("bus unreachable, turn waits: %s", exc)
                     await asyncio.sleep(RETRY_EVERY)
+                except Exception:
+                    log.exception("bug sending a turn to the bus")
+                    break
 
     async def flush(self) -> None:
         """Wait until every entry handed to :meth:`send` is in the log."""
@@ -203,7 +210,14 @@ class RedisBus:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + BEAT_EVERY
                     alive = await self._beater.fcall(
-                        "salon_beat", 1, self.key("node", self.node), self.name, self.ttl_ms
+                        "salon_beat",
+                        2,
+                        self.key("node", self.node),
+                        self.key("state"),
+                        self.name,
+                        self.ttl_ms,
+                        self.node,
+                        f"{self.last_id} {self.users()}",
                     )
                     if not int(alive):
                         self._fence("heartbeat refused: this node was declared dead")
@@ -223,10 +237,11 @@ class RedisBus:
                 continue
             reaped = await self._beater.fcall(
                 "salon_reap",
-                3,
+                4,
                 self.key("nodes"),
                 self.key("node", number),
                 self.key("log"),
+                self.key("state"),
                 number,
                 self.cfg.log_maxlen,
             )
@@ -249,10 +264,11 @@ class RedisBus:
                 await asyncio.wait_for(self.flush(), 2.0)
                 await self._calls.fcall(
                     "salon_leave",
-                    3,
+                    4,
                     self.key("nodes"),
                     self.key("node", self.node),
                     self.key("log"),
+                    self.key("state"),
                     self.node,
                     self.cfg.log_maxlen,
                 )
@@ -268,3 +284,39 @@ class RedisBus:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.aclose(), 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node as ``salon cluster status`` shows it."""
+
+    number: int
+    name: str
+    ttl: float  # seconds its heartbeat key has left (negative: gone, not yet reaped)
+    users: int
+    lag: int  # entries of the log it had not applied at its last heartbeat
+
+
+async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:
+    """The nodes of the network and the log's length (raises BusError)."""
+    # (redis-py types replies as bytes or str: decode_responses makes them str)
+    conn: Any = aioredis.from_url(cfg.redis, decode_responses=True)
+    prefix = cfg.prefix
+    try:
+        nodes = await conn.hgetall(f"{prefix}:nodes")
+        state = await conn.hgetall(f"{prefix}:state")
+        length = int(await conn.xlen(f"{prefix}:log"))
+        found = []
+        for number, name in sorted(nodes.items(), key=lambda item: int(item[0])):
+            ttl_ms = int(await conn.pttl(f"{prefix}:node:{number}"))
+            last_id, _, users = state.get(number, "0-0 0").partition(" ")
+            later = await conn.xrange(f"{prefix}:log", "(" + last_id, "+", count=LAG_LIMIT)
+            found.append(
+                NodeStatus(int(number), name, ttl_ms / 1000, int(users or 0), len(later or ()))
+            )
+        return found, length
+    except (RedisError, OSError) as exc:
+        raise BusError(f"cannot use Redis at {cfg.redis}: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.aclose()

@@ -328,14 +328,19 @@ class Shell:
 
         cfg = self.config.cluster
         assert cfg is not None
-        self.bus = RedisBus(cfg, self._bus_entries, self._fenced)
+        server = self.server
+        self.bus = RedisBus(
+            cfg,
+            self._bus_entries,
+            self._fenced,
+            lambda: len(server.clients) - server.unregistered,
+        )
         try:
             node = await self.bus.connect()
             self.server.join_cluster(node)
             entries = await self.bus.replay()
         except BusError as exc:
             raise StartupError(str(exc)) from None
-        server = self.server
         server.bus_entries(entries, time.time())
         # The store has what this data directory saw: what a replay would record again
         # (joins, parts...) is not written twice.

@@ -8,6 +8,7 @@
 --   P:nodes     hash: node number -> node name, the nodes not yet reaped
 --   P:node:<n>  node n's heartbeat, with a TTL; gone = node n is dead
 --   P:log       the stream of entries (JSON texts in field "e")
+--   P:state     hash: node number -> "<last entry id applied> <users>", for salon cluster status
 
 -- salon_join(KEYS epoch nodes, ARGV name ttl_ms prefix) -> the new node's number
 local function join(keys, args)
@@ -31,15 +32,17 @@ local function turn(keys, args)
   return last
 end
 
--- salon_beat(KEYS node, ARGV name ttl_ms) -> 1, or 0 when the key is gone (fenced)
+-- salon_beat(KEYS node state, ARGV name ttl_ms n info) -> 1, or 0 when the key is gone
+-- (fenced); info is what salon cluster status shows of the node
 local function beat(keys, args)
   if redis.call('SET', keys[1], args[1], 'XX', 'PX', args[2]) then
+    redis.call('HSET', keys[2], args[3], args[4])
     return 1
   end
   return 0
 end
 
--- salon_reap(KEYS nodes node log, ARGV n maxlen) -> 1 when this call declared node n dead
+-- salon_reap(KEYS nodes node log state, ARGV n maxlen) -> 1 when this call declared node n dead
 -- Only once: the first node to see the heartbeat gone removes n from P:nodes and adds the
 -- entry that makes every node quit n's users.
 local function reap(keys, args)
@@ -49,6 +52,7 @@ local function reap(keys, args)
   if redis.call('HDEL', keys[1], args[1]) == 0 then
     return 0
   end
+  redis.call('HDEL', keys[4], args[1])
   local t = redis.call('TIME')
   local now = string.format('%d.%06d', t[1], t[2])
   local entry = '[0,0,' .. now .. ',0,"D",' .. args[1] .. ']'
@@ -56,7 +60,7 @@ local function reap(keys, args)
   return 1
 end
 
--- salon_leave(KEYS nodes node log, ARGV n maxlen) -> 1: a node that stops cleanly is
+-- salon_leave(KEYS nodes node log state, ARGV n maxlen) -> 1: a node that stops cleanly is
 -- declared dead at once, without waiting for its heartbeat to expire (the QUITs of its
 -- users are in the log before this entry; any it could not send, this entry makes).
 local function leave(keys, args)

@@ -23,7 +23,8 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"D"`` a node declared dead by the bus (its users quit).
+commit), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
+waits for it).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ class Cluster:
         if op is None:
             op = self.op = BusOp([])
             self.server.effects.append(op)
-        op.entries.append(json.dumps(entry, separators=(",", ":"), ensure_ascii=False))
+        # ASCII JSON: a lone surrogate (bytes that were no UTF-8) is escaped like the rest.
+        op.entries.append(json.dumps(entry, separators=(",", ":")))
 
     def _next_token(self) -> int:
         self._token += 1
@@ -149,6 +151,19 @@ class Cluster:
             self.steps[token] = step
         elif then is not None:
             self.steps[token] = Step(None, then, 0)
+
+    def fence(self, rb: ResponseBuffer) -> None:
+        """Hold what ``rb`` answers until this node has applied everything the network
+        ordered before now: a PONG then follows every message and change sent before its
+        PING, on any node (one-process salon promises that within the process)."""
+        token = self._next_token()
+        self._publish([self.node, token, self.server.now, 0, "F"])
+        step = Step(rb, None, len(rb.messages))
+        if rb.steps is None:
+            rb.steps = []
+        rb.steps.append(step)
+        rb.client.blocked = True
+        self.steps[token] = step
 
     def submit_message(
         self,
@@ -198,6 +213,8 @@ class Cluster:
                     self._message(entry)
                 elif kind == "D":
                     self.node_down(int(entry[5]), float(entry[2]))
+                elif kind == "F":
+                    self._fence_passed(entry)
                 else:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:
@@ -253,6 +270,14 @@ class Cluster:
                 log.exception("bug finishing %s", type(event).__name__)
         if rb is not None and step is not None and out is not None:
             self._finish_step(rb, step, out)
+
+    def _fence_passed(self, entry: list[Any]) -> None:
+        if int(entry[0]) != self.node:
+            return
+        step = self.steps.pop(int(entry[1]), None)
+        if step is not None and step.rb is not None:
+            rb = step.rb
+            self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
 
     def _own_event(self, event: Event, ok: bool, out: ResponseBuffer | None) -> None:
         """What only the origin does when its event had its turn."""

@@ -196,6 +196,8 @@ def cmd_user(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -
 
 def cmd_ping(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
     rb.add(Message("PONG", (server.name, msg.params[0]), server.name))
+    if server.cluster is not None:
+        server.cluster.fence(rb)
 
 
 def cmd_pong(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
