@@ -399,9 +399,9 @@ def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """One real PostgreSQL per test session (per xdist worker), on a free loopback port,
-    stopped at the end (tests/pgserver.py). Without one installed: a failure when
+    stopped at the end (bench/pgserver.py). Without one installed: a failure when
     ``CI=true``, a skip otherwise (the package guard above names it first)."""
-    from pgserver import PostgresServer, find_bindir
+    from bench.pgserver import PostgresServer, find_bindir
 
     bindir = find_bindir()
     if bindir is None:

@@ -175,7 +175,7 @@ _ACCOUNT_ONLY = "only `salon account` needs the store and the server's account r
 _SERVE_ONLY = "only `salon serve` needs the shell (asyncio, uvloop, the storage threads)"
 _TLS_CHECK = "only `salon check-config` of a config with a certificate loads it"
 _HASH_ONLY = "only `salon hash-password` needs argon2"
-_PSYCOPG = "only `salon db import` loads psycopg (off means off: tests/test_postgres.py)"
+_PSYCOPG = "only `salon db import` and a server with [postgres] load psycopg (off means off: tests/store/test_postgres.py)"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
@@ -185,6 +185,8 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.net.tls"): _TLS_CHECK,
     ("salon.cli", "salon.passwords"): _HASH_ONLY,
     ("salon.cli", "salon.store.pgimport"): _PSYCOPG,
+    ("salon.cli", "salon.store.postgres"): _PSYCOPG,
+    ("salon.net.runner", "salon.store.postgres"): _PSYCOPG,
     ("salon.tui.cli", "salon.client"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.client.commands"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.tui.config"): _CHAT_ONLY,

@@ -37,7 +37,7 @@ WITHOUT_POSTGRES = (
 )
 
 
-# A real PostgreSQL server (tests/pgserver.py): not part of the in-process suite.
+# A real PostgreSQL server (bench/pgserver.py): not part of the in-process suite.
 pytestmark = pytest.mark.e2e
 
 

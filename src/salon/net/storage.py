@@ -11,6 +11,12 @@ Reads (``StoreCall.read``) go to READERS threads, each with a connection of its 
 wait for it. A client has at most one read in flight (its input waits for the answer), so
 the read queue is bounded by the number of clients. A store without readers (in memory)
 runs reads on the writer.
+
+A store whose connection can be lost (PostgreSQL: ``reconnect`` and ``committed``) gets a
+failed batch run again on a new connection, for ``store.retry_for`` seconds; calls that
+arrive meanwhile wait. A batch whose COMMIT was sent but not answered is looked up
+first, so that it is never stored twice: each message is stored once and delivered, or
+refused when the time is up.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class Storage:
         loop: asyncio.AbstractEventLoop,
         complete: Callable[[StoreCall[Any], Any], None],
         clock: Callable[[], float] = time.monotonic,
+        readers: int = READERS,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -104,7 +111,7 @@ class Storage:
         open_reader: Callable[[], Any] | None = getattr(store, "reader", None)
         first = open_reader() if open_reader is not None else None
         if open_reader is not None and first is not None:
-            for i in range(READERS):
+            for i in range(readers):
                 reader = first if i == 0 else open_reader()
                 thread = threading.Thread(
                     target=self._read, args=(reader,), name=f"salon-read-{i}", daemon=True
@@ -209,21 +216,47 @@ class Storage:
 
     def _run_and_report(self, batch: list[StoreCall[Any]]) -> None:
         """On the storage thread: run a batch, hand the results to the loop."""
-        try:
-            results: list[Any] = self._run(batch)
-        except Exception as exc:
-            # The transaction itself failed (disk full, I/O error): nothing was committed.
-            self.outage.failed(exc)
-            results = [StorageFailed(exc)] * len(batch)
-        else:
-            self.outage.worked()
+        results = self._attempt(batch)
         try:
             self.loop.call_soon_threadsafe(self._finished, batch, results)
         except RuntimeError:
             pass  # the loop is closed: shutting down, drain() takes over
 
-    def _run(self, batch: list[StoreCall[Any]]) -> list[Any]:
-        results: list[Any] = []
+    def _attempt(self, batch: list[StoreCall[Any]]) -> list[Any]:
+        """The results of a batch, run again on a new connection while the store can make
+        one (within its ``retry_for``); each call's StorageFailed when the transaction
+        failed (disk full, I/O error, the database away): nothing was committed then."""
+        reconnect: Callable[[float], bool] | None = getattr(self.store, "reconnect", None)
+        committed: Callable[[], bool] = getattr(self.store, "committed", lambda: False)
+        deadline: float | None = None
+        # The results of an attempt whose COMMIT was sent but went unanswered: it may have
+        # taken effect, and is looked up before the batch runs again.
+        unanswered: list[Any] | None = None
+        while True:
+            try:
+                if unanswered is not None:
+                    if committed():
+                        self.outage.worked()
+                        return unanswered
+                    unanswered = None
+                results: list[Any] = []
+                self._run(batch, results)
+                self.outage.worked()
+                return results
+            except Exception as exc:
+                self.outage.failed(exc)
+                if reconnect is None or not isinstance(exc, self._outages):
+                    return [StorageFailed(exc)] * len(batch)
+                if unanswered is None and len(results) == len(batch):
+                    unanswered = results
+                if deadline is None:
+                    deadline = time.monotonic() + float(getattr(self.store, "retry_for", 0.0))
+                if not reconnect(deadline):
+                    return [StorageFailed(exc)] * len(batch)
+
+    def _run(self, batch: list[StoreCall[Any]], results: list[Any] | None = None) -> list[Any]:
+        if results is None:
+            results = []
         started = time.perf_counter()
         with self.store.transaction():
             for call in batch:
@@ -307,7 +340,7 @@ class Storage:
         self.stop()
         if self.waiting:
             batch, self.waiting = self.waiting, []
-            for call, result in zip(batch, self._run(batch), strict=True):
+            for call, result in zip(batch, self._attempt(batch), strict=True):
                 self.complete(call, result)
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ with a GIN index, and a search is a ``tsquery`` of every word, the last as a pre
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import time
@@ -29,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, LiteralString
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
@@ -52,6 +54,12 @@ from salon.store.base import (
 )
 
 SCHEMA_VERSION = 1
+# A lost connection is tried again after RETRY_FIRST seconds, then twice as long each
+# time, at most RETRY_MOST apart (PostgresStore.reconnect).
+RETRY_FIRST = 0.05
+RETRY_MOST = 1.0
+CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, at least 2)
+RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
 DEFAULT_BUDGET = 0.05  # seconds a search may take; see HistorySection.query_budget
 # A purge step removes at most this many events, looking at most at PURGE_SCAN
 # conversations (the same bounds as the SQLite store's).
@@ -163,6 +171,33 @@ SENDER: LiteralString = (
     "translate(split_part(h.source, '!', 1),"
     " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 )
+
+# What the shell catches around this module: any error of the database or of psycopg.
+Error = psycopg.Error
+
+
+def conninfo(dsn: str = "", **params: Any) -> str:
+    """A libpq connection string: ``dsn`` (a ``key=value`` string or a URI) with
+    ``params`` added (those that are empty are left out). Raises ValueError for a
+    malformed one."""
+    try:
+        return make_conninfo(dsn, **{k: v for k, v in params.items() if v not in ("", None)})
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(first_line(exc)) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message on one line (libpq's run over several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def connect(dsn: str, timeout: float, **options: Any) -> psycopg.Connection[TupleRow]:
+    """An autocommit connection (a transaction is begun explicitly)."""
+    return psycopg.connect(
+        dsn, autocommit=True, connect_timeout=max(2, math.ceil(timeout)), **options
+    )
+
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: FTS5 unicode61's token characters
 
@@ -420,15 +455,24 @@ class PostgresReader(PostgresReads):
     """A read-only connection of its own, for one reading thread: it never waits for the
     writer, nor makes it wait."""
 
-    def __init__(self, dsn: str, query_budget: float = DEFAULT_BUDGET) -> None:
+    def __init__(
+        self, dsn: str, query_budget: float = DEFAULT_BUDGET, timeout: float = CONNECT_TIMEOUT
+    ) -> None:
+        self.dsn = dsn
         self.query_budget = query_budget
-        self.conn = psycopg.connect(
-            dsn, autocommit=True, options="-c default_transaction_read_only=on"
-        )
+        self.timeout = timeout
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        return connect(self.dsn, self.timeout, options="-c default_transaction_read_only=on")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One snapshot for the reads inside."""
+        """One snapshot for the reads inside. A connection lost since the last read is
+        made anew first (once: if the database is still away, this read fails)."""
+        if self.conn.closed or self.conn.broken:
+            self.conn.close()
+            self.conn = self._connect()
         with self.conn.transaction():
             self._sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             yield
@@ -451,11 +495,20 @@ class PostgresStore(PostgresReads):
         dsn: str,
         query_budget: float = DEFAULT_BUDGET,
         secrets: Mapping[str, bytes] | None = None,
+        *,
+        timeout: float = CONNECT_TIMEOUT,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self.dsn = dsn
         self.query_budget = query_budget
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.conn = connect(dsn, timeout)
         self._depth = 0
+        # The first history row of the transaction in hand (its target and msgid): after a
+        # COMMIT whose answer was lost with the connection, it tells whether the
+        # transaction took effect (committed()).
+        self._first: tuple[str, str] | None = None
         given = dict(secrets or {})
         with self.transaction():
             # Nodes starting together on a new database: one makes the schema at a time.
@@ -493,7 +546,33 @@ class PostgresStore(PostgresReads):
 
     def reader(self) -> PostgresReader:
         """A new reader of this database, for another thread."""
-        return PostgresReader(self.dsn, self.query_budget)
+        return PostgresReader(self.dsn, self.query_budget, self.timeout)
+
+    def reconnect(self, deadline: float) -> bool:
+        """A new connection after the last one was lost, tried again and again (RETRY_FIRST
+        seconds apart, doubling up to RETRY_MOST) until ``deadline`` (time.monotonic());
+        whether one was made."""
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self._depth = 0
+        delay = RETRY_FIRST
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self.conn = connect(self.dsn, min(self.timeout, max(left, 0.0)))
+                return True
+            except psycopg.OperationalError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, RETRY_MOST)
+
+    def committed(self) -> bool:
+        """Whether the last transaction took effect, its COMMIT's answer having been lost
+        with the connection: its first history row is in the database. One without history
+        rows is run again: its other writes (upserts, deletes) come out the same twice."""
+        return self._first is not None and self.find(*self._first) is not None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -505,6 +584,7 @@ class PostgresStore(PostgresReads):
                 self._depth -= 1
             return
         self._depth = 1
+        self._first = None
         try:
             with self.conn.transaction():
                 yield
@@ -665,6 +745,8 @@ class PostgresStore(PostgresReads):
             return
         # Several statements: one transaction (a turn's, or this call's own).
         with self.transaction(), self.conn.cursor() as cur:
+            if self._first is None:
+                self._first = (events[0].target, events[0].msgid)
             with cur.copy(
                 "COPY history (msgid, time, target, command, source, account, params, tags,"
                 " display, party, words) FROM STDIN"

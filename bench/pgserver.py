@@ -1,5 +1,5 @@
-"""A real PostgreSQL for the tests: ``initdb`` in a temporary directory, ``postgres`` on a
-free loopback port, stopped (and its directory removed) at the end.
+"""A real PostgreSQL for the tests and the benchmarks: ``initdb`` in a temporary directory,
+``postgres`` on a free loopback port, stopped (and its directory removed) at the end.
 
 PostgreSQL refuses to run as root, and CI runs as root: there both programs run as the
 ``postgres`` user that Debian's package creates (``subprocess`` switches user in the
@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,12 +39,20 @@ def find_bindir() -> Path | None:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster, for one test session (one per xdist worker)."""
+    """One PostgreSQL cluster: for one test session (one per xdist worker), one test, or
+    one benchmark. ``root``: the directory to keep it in (made if missing; a cluster
+    already there is started as it is), else a new temporary one."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self, bindir: Path, root: Path | None = None, settings: Sequence[str] = ()
+    ) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="salon-pg-"))
+        if root is None:
+            root = Path(tempfile.mkdtemp(prefix="salon-pg-"))
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
         self.data = self.root / "data"
+        self.settings = tuple(settings)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
@@ -55,7 +64,17 @@ class PostgresServer:
             self.user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def start(self, port: int) -> None:
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+        """initdb (unless the cluster exists), then the server on ``port``."""
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        self.port = port
+        self._run()
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+
+    def _initdb(self) -> None:
+        env = self._env()
         log = self.root / "initdb.log"
         initdb = [
             str(self.bindir / "initdb"),
@@ -78,12 +97,13 @@ class PostgresServer:
             )
         if done.returncode:
             raise RuntimeError(f"initdb failed: {log.read_text(errors='replace')}")
-        self.port = port
-        self._log = (self.root / "server.log").open("wb")
+
+    def _run(self) -> None:
+        self._log = (self.root / "server.log").open("ab")
         server = [
             str(self.bindir / "postgres"),
             "-D", str(self.data),
-            "-p", str(port),
+            "-p", str(self.port),
             "-k", str(self.root),  # the unix socket, in our directory
             "-c", "listen_addresses=127.0.0.1",
             # Throwaway data: no durability, small memory.
@@ -94,11 +114,13 @@ class PostgresServer:
             "-c", "max_connections=40",
             "-c", "logging_collector=off",
         ]  # fmt: skip
+        for setting in self.settings:
+            server += ["-c", setting]
         self.proc = subprocess.Popen(
             server,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=env,
+            env=self._env(),
             cwd=self.root,
             start_new_session=True,
             **self.user,
@@ -144,8 +166,21 @@ class PostgresServer:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: clients are disconnected), then the directory goes."""
+    def restart(self, down: float = 0.0) -> None:
+        """Fast shutdown, ``down`` seconds without a server, then the same cluster again
+        on the same port."""
+        self.halt()
+        time.sleep(down)
+        self._run()
+
+    def stop(self, remove: bool = True) -> None:
+        """Fast shutdown, then the directory goes (unless not ``remove``)."""
+        self.halt()
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             # Signalled as the caller (root may signal the postgres user's process).
@@ -157,4 +192,4 @@ class PostgresServer:
                 proc.wait()
         if self._log is not None:
             self._log.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+            self._log = None
