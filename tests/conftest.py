@@ -396,12 +396,10 @@ def make_net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 # ---------------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL per test session (per xdist worker), on a free loopback port,
-    stopped at the end (bench/pgserver.py). Without one installed: a failure when
-    ``CI=true``, a skip otherwise (the package guard above names it first)."""
-    from bench.pgserver import PostgresServer, find_bindir
+def postgres_bindir() -> Path:
+    """Where PostgreSQL's programs are. Without them: a failure when ``CI=true``, a skip
+    otherwise (the package guard above names them first)."""
+    from bench.pgserver import find_bindir
 
     bindir = find_bindir()
     if bindir is None:
@@ -409,12 +407,32 @@ def postgres_server() -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    server = PostgresServer(bindir)
+    return bindir
+
+
+def running_postgres() -> Iterator[Any]:
+    """A real PostgreSQL on a free loopback port (bench/pgserver.py), stopped and removed
+    at the end."""
+    from bench.pgserver import PostgresServer
+
+    server = PostgresServer(postgres_bindir())
     try:
         server.start(free_port())
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL per test session (per xdist worker)."""
+    yield from running_postgres()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Any]:
+    """A PostgreSQL of one test alone (one that stops or restarts it)."""
+    yield from running_postgres()
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -239,3 +242,121 @@ def test_db_import_errors_are_one_line(postgres_dsn: str, tmp_path: Path) -> Non
         assert done.returncode == code, (args, done.stderr)
         assert done.stderr.startswith("salon db import: "), done.stderr
         assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+# ---------------------------------------------------------------------------- lost connections
+
+
+def run_batches(store: Any, batches: list[list[Any]]) -> list[Any]:
+    """Each batch through a real Storage (its storage thread), one after the other; every
+    call's result."""
+    import asyncio
+
+    from storehelpers import until
+
+    from salon.net.storage import Storage
+
+    async def main() -> list[Any]:
+        results: list[Any] = []
+        storage = Storage(store, asyncio.get_running_loop(), lambda c, r: results.append(r))
+        try:
+            done = 0
+            for batch in batches:
+                storage.submit(batch)
+                done += len(batch)
+                await until(lambda n=done: len(results) == n and not storage.busy)
+        finally:
+            storage.stop()
+        return results
+
+    return asyncio.run(main())
+
+
+def test_a_commit_whose_answer_is_lost_is_looked_up_not_stored_twice(postgres_dsn: str) -> None:
+    import contextlib
+
+    import psycopg
+    from storehelpers import append, event
+
+    from salon.store.postgres import PostgresStore
+
+    class LosesAnAnswer(PostgresStore):
+        """Its next COMMIT (``lose``) takes effect, and then the connection goes (the
+        server crashed before it answered)."""
+
+        lose = 0
+
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[None]:
+            with super().transaction():
+                yield
+            if self.lose and not self._depth:
+                self.lose -= 1
+                self.conn.close()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    store = LosesAnAnswer(postgres_dsn, retry_for=5.0)
+    store.lose = 1
+    try:
+        results = run_batches(store, [[append(event(i)) for i in range(3)], [append(event(3))]])
+        assert results == [True] * 4
+        assert store.lose == 0  # it did lose one
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1", "id2", "id3"]
+        row = store.conn.execute("SELECT messages FROM conversations").fetchone()
+        assert row == (4,)
+    finally:
+        store.close()
+
+
+def test_a_batch_whose_connection_dies_before_its_commit_runs_again(postgres_dsn: str) -> None:
+    import psycopg
+    from storehelpers import append, event
+
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn, retry_for=5.0)
+    kills = []
+
+    def kill_my_connection(s: Any) -> bool:
+        # The first time only: the database ends this session (as a restart would).
+        if not kills:
+            pid = s.conn.info.backend_pid
+            with psycopg.connect(postgres_dsn, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            kills.append(pid)
+        return True
+
+    try:
+        batch = [append(event(0)), StoreCall(kill_my_connection), append(event(1))]
+        assert run_batches(store, [batch]) == [True, True, True]
+        assert len(kills) == 1 and store.conn.info.backend_pid != kills[0]
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1"]
+    finally:
+        store.close()
+
+
+def test_a_batch_fails_when_the_database_stays_away_past_retry_for(postgres_server: Any) -> None:
+    from storehelpers import append, event
+
+    from salon.net.storage import StorageFailed
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    name = postgres_server.create_database()
+    store = PostgresStore(postgres_server.dsn(name), retry_for=0.5)
+
+    def drop(s: Any) -> bool:
+        # The database goes away for good: dropped, its sessions ended.
+        postgres_server.drop_database(name)
+        return True
+
+    try:
+        started = time.monotonic()
+        results = run_batches(store, [[StoreCall(drop), append(event(0))]])
+        assert [type(r) for r in results] == [StorageFailed, StorageFailed]
+        assert 0.5 <= time.monotonic() - started < 10
+    finally:
+        store.close()

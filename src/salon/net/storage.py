@@ -160,21 +160,32 @@ class Storage:
                 call = self._reads.get()
                 if call is None:
                     return
-                try:
-                    with reader.transaction():
-                        result = call.call(reader)
-                except QueryTooBroad:
-                    log.info("a history read ran out of its budget")
-                    result = StorageFailed(QueryTooBroad("history"))
-                except Exception as exc:
-                    log.exception("history read failed")
-                    result = StorageFailed(exc)
+                result = self._read_one(reader, call)
                 try:
                     self.loop.call_soon_threadsafe(self.complete, call, result)
                 except RuntimeError:
                     return  # the loop is closed: shutting down
         finally:
             reader.close()
+
+    def _read_one(self, reader: Any, call: StoreCall[Any]) -> Any:
+        """A read's result. One whose connection turns out lost (the database restarted
+        since the last read: ``reader.lost()``) runs once more, on a new connection."""
+        lost: Callable[[], bool] = getattr(reader, "lost", lambda: False)
+        for again in (True, False):
+            try:
+                with reader.transaction():
+                    return call.call(reader)
+            except QueryTooBroad:
+                log.info("a history read ran out of its budget")
+                return StorageFailed(QueryTooBroad("history"))
+            except Exception as exc:
+                if again and isinstance(exc, self._outages) and lost():
+                    log.warning("history reader reconnecting: %s", exc)
+                    continue
+                log.exception("history read failed")
+                return StorageFailed(exc)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _checkpoints(self, checkpoint: Callable[[], None]) -> None:
         """The checkpointing thread: the WAL goes back into the database file beside the

@@ -466,11 +466,15 @@ class PostgresReader(PostgresReads):
     def _connect(self) -> psycopg.Connection[TupleRow]:
         return connect(self.dsn, self.timeout, options="-c default_transaction_read_only=on")
 
+    def lost(self) -> bool:
+        """Whether the connection is gone (the next transaction makes a new one)."""
+        return bool(self.conn.closed or self.conn.broken)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One snapshot for the reads inside. A connection lost since the last read is
         made anew first (once: if the database is still away, this read fails)."""
-        if self.conn.closed or self.conn.broken:
+        if self.lost():
             self.conn.close()
             self.conn = self._connect()
         with self.conn.transaction():
