@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 DEBIAN_BINDIRS = "/usr/lib/postgresql"
 START_TIMEOUT = 30.0  # seconds for initdb's cluster to accept connections
 STOP_TIMEOUT = 10.0  # seconds a fast shutdown may take before SIGKILL
+PORT_ATTEMPTS = 3  # ports tried when the one given is taken meanwhile
 OWNER = "postgres"  # the account Debian's package makes, and the superuser initdb names
 
 
@@ -64,11 +65,28 @@ class PostgresServer:
             self.user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def start(self, port: int) -> None:
-        """initdb (unless the cluster exists), then the server on ``port``."""
+        """initdb (unless the cluster exists), then the server on ``port``, or on another
+        free port when a parallel test or program took that one meanwhile."""
+        from bench.servers import free_port
+
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         self.port = port
-        self._run()
+        for attempt in range(PORT_ATTEMPTS):
+            logged = self._logged()
+            try:
+                self._run()
+                return
+            except RuntimeError:
+                taken = "already in use" in self.log(since=logged)
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
+            self.port = free_port()
+
+    def _logged(self) -> int:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").stat().st_size
+        return 0
 
     def _env(self) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
@@ -104,7 +122,9 @@ class PostgresServer:
             str(self.bindir / "postgres"),
             "-D", str(self.data),
             "-p", str(self.port),
-            "-k", str(self.root),  # the unix socket, in our directory
+            # TCP only: a Unix socket's path is limited to 107 bytes, and a cluster kept in
+            # a deep directory (a benchmark's cache) would not start.
+            "-c", "unix_socket_directories=",
             "-c", "listen_addresses=127.0.0.1",
             # Throwaway data: no durability, small memory.
             "-c", "fsync=off",
@@ -143,9 +163,11 @@ class PostgresServer:
                     raise RuntimeError(f"postgres did not start: {self.log()}") from None
                 time.sleep(0.05)
 
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.root / "server.log").read_text(errors="replace")[-2000:]
+    def log(self, since: int = 0) -> str:
+        """The end of the server's log, from byte ``since`` on."""
+        with contextlib.suppress(OSError), (self.root / "server.log").open("rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")[-2000:]
         return ""
 
     def dsn(self, dbname: str) -> str:

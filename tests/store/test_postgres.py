@@ -360,3 +360,34 @@ def test_a_batch_fails_when_the_database_stays_away_past_retry_for(postgres_serv
         assert 0.5 <= time.monotonic() - started < 10
     finally:
         store.close()
+
+
+def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> None:
+    """Which plan goes first: the words' index for rare words, walking the conversations
+    for common ones (their shares, from what ANALYZE keeps)."""
+    from salon.store.postgres import COMMON_SHARE, PostgresStore
+
+    store = PostgresStore(postgres_dsn, query_budget=30.0)
+    try:
+        texts = [f"the common{i % 2} unique{i}" for i in range(2000)]
+        store.append_history(
+            [
+                HistoryEvent(f"m{i}", 1000.0 + i, "#c", "PRIVMSG", "a!a@h", None, ("#c", t))
+                for i, t in enumerate(texts)
+            ]
+        )
+        assert store.share("the") == 0.0  # no statistics yet: every word is rare
+        store.conn.execute("ANALYZE history")
+        store._common = None  # read them again now
+        assert store.share("the") > 0.9
+        assert 0.4 < store.share("common1") < 0.6
+        assert store.share("comm") > 0.9  # a prefix: every word it starts
+        assert store.share("the unique1999") == store.share("unique1999") < COMMON_SHARE
+        assert store.share("nowhere") == 0.0
+        # Either plan answers alike.
+        found = store.search_history(SearchQuery("the common1", ("#c",), limit=3))
+        assert [e.text for e in found] == texts[-5::2]
+        found = store.search_history(SearchQuery("unique1999", ("#c",), limit=3))
+        assert [e.text for e in found] == ["the common1 unique1999"]
+    finally:
+        store.close()

@@ -60,7 +60,13 @@ RETRY_FIRST = 0.05
 RETRY_MOST = 1.0
 CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, at least 2)
 RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
-DEFAULT_BUDGET = 0.05  # seconds a search may take; see HistorySection.query_budget
+DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
+# A search with words runs the plan that suits them for this share of its budget, then the
+# other with the rest; walking each conversation suits a query whose words are in at least
+# COMMON_SHARE of the rows (PostgresReads.search_history).
+FIRST_SHARE = 0.6
+COMMON_SHARE = 0.01
+STATS_EVERY = 300.0  # seconds between reads of the words' statistics (common_words)
 # A purge step removes at most this many events, looking at most at PURGE_SCAN
 # conversations (the same bounds as the SQLite store's).
 PURGE_CHUNK = 500
@@ -309,6 +315,9 @@ class PostgresReads:
 
     conn: psycopg.Connection[TupleRow]
     query_budget: float = DEFAULT_BUDGET
+    # The commonest words and their shares of the rows (common_words), and when read.
+    _common: dict[str, float] | None = None
+    _common_at = 0.0
 
     def _sql(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         # The statements are made here of fixed parts; values are always bound.
@@ -396,15 +405,17 @@ class PostgresReads:
     # ------------------------------------------------------------------ search
 
     @contextlib.contextmanager
-    def budget(self) -> Iterator[None]:
-        """Run the statements inside under ``query_budget`` (``statement_timeout``, for
-        this transaction or savepoint only); past it, QueryTooBroad."""
+    def budget(self, seconds: float | None = None) -> Iterator[None]:
+        """Run the statements inside for at most ``seconds`` (``query_budget`` by
+        default): ``SET LOCAL statement_timeout``, for this transaction or savepoint only;
+        past it, QueryTooBroad."""
+        limit = self.query_budget if seconds is None else seconds
         nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         try:
             with self.conn.transaction():
                 self._sql(
                     "SELECT set_config('statement_timeout', %s, true)",
-                    (str(max(1, round(self.query_budget * 1000))),),
+                    (str(max(1, round(limit * 1000))),),
                 )
                 yield
                 if nested:
@@ -419,36 +430,92 @@ class PostgresReads:
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         """The newest ``limit`` messages of ``query.targets`` that have every word (the
         last as a prefix), oldest first. A search that runs past the budget raises
-        QueryTooBroad."""
+        QueryTooBroad.
+
+        Two plans, for FIRST_SHARE of the budget the one that suits the words, then the
+        other with the rest: rare words are found through the words' index, whose matches
+        are then sorted by time; a common word has too many matches for that, and each
+        conversation is walked newest first instead, stopping at ``limit`` matches. Which
+        words are common, PostgreSQL's statistics of the words say (common_words)."""
         if not query.targets:
             return []
         filters, args = _search_filters(query)
         targets = list(dict.fromkeys(query.targets))
-        if query.text.strip():
-            match = tsquery(query.text)
-            if match is None:
-                return []
-            # The planner picks: the words' index (rare words), or each conversation's
-            # newest rows (common words, small conversations).
-            sql = (
+        # Each conversation's newest matches, through its index; the newest of them all.
+        walk = (
+            "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
+            f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target"
+            f" AND {{}}{' AND '.join(filters)} ORDER BY h.time DESC, h.id DESC LIMIT %s) h"
+            " ORDER BY h.time DESC, h.id DESC LIMIT %s"
+        )
+        if not query.text.strip():
+            with self.budget():
+                rows = self._sql(walk.format(""), [targets, *args, query.limit, query.limit])
+                found = rows.fetchall()
+            found.reverse()
+            return [_event(r) for r in found]
+        match = tsquery(query.text)
+        if match is None:
+            return []
+        plans = [
+            (
                 f"SELECT {COLUMNS} FROM history h WHERE h.target = ANY(%s)"
                 f" AND h.words @@ %s::tsquery AND {' AND '.join(filters)}"
-                " ORDER BY h.time DESC, h.id DESC LIMIT %s"
-            )
-            values: list[Any] = [targets, match, *args, query.limit]
-        else:
-            # No words: each conversation's newest messages, through its index.
-            sql = (
-                "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
-                f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target"
-                f" AND {' AND '.join(filters)} ORDER BY h.time DESC, h.id DESC LIMIT %s) h"
-                " ORDER BY h.time DESC, h.id DESC LIMIT %s"
-            )
-            values = [targets, *args, query.limit, query.limit]
-        with self.budget():
-            rows = self._sql(sql, values).fetchall()
-        rows.reverse()
-        return [_event(r) for r in rows]
+                " ORDER BY h.time DESC, h.id DESC LIMIT %s",
+                [targets, match, *args, query.limit],
+            ),
+            (
+                walk.format("h.words @@ %s::tsquery AND "),
+                [targets, match, *args, query.limit, query.limit],
+            ),
+        ]
+        if self.share(query.text) >= COMMON_SHARE:
+            plans.reverse()
+        started = time.monotonic()
+        try:
+            with self.budget(self.query_budget * FIRST_SHARE):
+                found = self._sql(*plans[0]).fetchall()
+        except QueryTooBroad:
+            left = self.query_budget - (time.monotonic() - started)
+            if left <= 0:
+                raise
+            with self.budget(left):
+                found = self._sql(*plans[1]).fetchall()
+        found.reverse()
+        return [_event(r) for r in found]
+
+    def share(self, text: str) -> float:
+        """About the share of stored rows that have every word of ``text`` (the last as a
+        prefix): the rarest word's, from the statistics (0 for a word they do not list,
+        which is rarer than any they list)."""
+        common = self.common_words()
+        said = [w for part in text.split() for w in words(part)]
+        if not said:
+            return 0.0
+        shares = [common.get(w, 0.0) for w in said[:-1]]
+        last = said[-1]
+        shares.append(sum(f for w, f in common.items() if w.startswith(last)))
+        return min(shares)
+
+    def common_words(self) -> dict[str, float]:
+        """The commonest words of history and the share of rows that have each (the
+        statistics ANALYZE keeps of the words column), read again every STATS_EVERY
+        seconds; empty before the first ANALYZE."""
+        now = time.monotonic()
+        if self._common is None or now - self._common_at > STATS_EVERY:
+            try:
+                with self.budget():
+                    row = self._sql(
+                        "SELECT most_common_elems::text::text[], most_common_elem_freqs"
+                        " FROM pg_stats WHERE tablename = 'history' AND attname = 'words'"
+                        " AND schemaname = current_schema()"
+                    ).fetchone()
+            except QueryTooBroad:
+                return self._common or {}  # read again next time
+            elems, freqs = row if row is not None else (None, None)
+            self._common = dict(zip(elems, freqs, strict=False)) if elems and freqs else {}
+            self._common_at = now
+        return self._common
 
 
 class PostgresReader(PostgresReads):
@@ -464,7 +531,17 @@ class PostgresReader(PostgresReads):
         self.conn = self._connect()
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
-        return connect(self.dsn, self.timeout, options="-c default_transaction_read_only=on")
+        # Every statement of a reader within the budget, as SQLite's progress handler
+        # bounds its reads: a search narrows it further for a part of its work (budget).
+        budget = max(1, round(self.query_budget * 1000))
+        conn = connect(
+            self.dsn,
+            self.timeout,
+            options=f"-c default_transaction_read_only=on -c statement_timeout={budget}",
+        )
+        # One snapshot for a read's statements: BEGIN says so (no statement of its own).
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        return conn
 
     def lost(self) -> bool:
         """Whether the connection is gone (the next transaction makes a new one)."""
@@ -477,9 +554,11 @@ class PostgresReader(PostgresReads):
         if self.lost():
             self.conn.close()
             self.conn = self._connect()
-        with self.conn.transaction():
-            self._sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield
+        try:
+            with self.conn.transaction():
+                yield
+        except psycopg.errors.QueryCanceled:
+            raise QueryTooBroad("history") from None
 
     def close(self) -> None:
         self.conn.close()
