@@ -391,3 +391,29 @@ def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> N
         assert [e.text for e in found] == ["the common1 unique1999"]
     finally:
         store.close()
+
+
+def test_a_failing_call_leaves_the_others_of_its_batch_stored(postgres_dsn: str) -> None:
+    """PostgreSQL ends a transaction at its first error, and COMMIT then rolls back what
+    went before: the batch runs again without the failing call (never reported stored
+    and lost)."""
+    from storehelpers import append, event
+
+    from salon.net.storage import StorageFailed
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+
+    def divide_by_zero(s: Any) -> bool:
+        s.conn.execute("SELECT 1 / 0")
+        return True
+
+    try:
+        batch = [append(event(0)), StoreCall(divide_by_zero), append(event(1))]
+        first, failed, last = run_batches(store, [batch])
+        assert first is True and last is True and isinstance(failed, StorageFailed)
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1"]
+    finally:
+        store.close()

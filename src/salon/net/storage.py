@@ -56,6 +56,16 @@ class StorageFailed:
         return False
 
 
+class CallAborted(Exception):
+    """A store call failed and ended the store's transaction with it (``index``: its place
+    in the batch): the batch runs again without it."""
+
+    def __init__(self, index: int, exc: Exception) -> None:
+        super().__init__(index)
+        self.index = index
+        self.exc = exc
+
+
 class Outage:
     """Failures of one kind in a row (a full disk fails every transaction until space is
     freed): logged once when they start, with the error, and once when they end, with a
@@ -243,6 +253,8 @@ class Storage:
         # The results of an attempt whose COMMIT was sent but went unanswered: it may have
         # taken effect, and is looked up before the batch runs again.
         unanswered: list[Any] | None = None
+        # Calls that failed and ended the transaction: the batch runs again without them.
+        failed: dict[int, StorageFailed] = {}
         while True:
             try:
                 if unanswered is not None:
@@ -251,9 +263,11 @@ class Storage:
                         return unanswered
                     unanswered = None
                 results: list[Any] = []
-                self._run(batch, results)
+                self._run(batch, results, failed)
                 self.outage.worked()
                 return results
+            except CallAborted as aborted:
+                failed[aborted.index] = StorageFailed(aborted.exc)
             except Exception as exc:
                 self.outage.failed(exc)
                 if reconnect is None or not isinstance(exc, self._outages):
@@ -265,18 +279,32 @@ class Storage:
                 if not reconnect(deadline):
                     return [StorageFailed(exc)] * len(batch)
 
-    def _run(self, batch: list[StoreCall[Any]], results: list[Any] | None = None) -> list[Any]:
+    def _run(
+        self,
+        batch: list[StoreCall[Any]],
+        results: list[Any] | None = None,
+        failed: dict[int, StorageFailed] | None = None,
+    ) -> list[Any]:
+        """Run ``batch`` in one transaction, but the calls in ``failed`` (by index)."""
         if results is None:
             results = []
+        # Whether the store's transaction is over after a call failed: PostgreSQL ends it at
+        # the first error, and COMMIT would then roll back the calls before.
+        aborted: Callable[[], bool] = getattr(self.store, "aborted", lambda: False)
         started = time.perf_counter()
         with self.store.transaction():
-            for call in batch:
+            for i, call in enumerate(batch):
+                if failed and i in failed:
+                    results.append(failed[i])
+                    continue
                 try:
                     results.append(call.call(self.store))
                 except self._outages:
                     raise  # the storage fails (a full disk): the whole batch with it
                 except Exception as exc:
                     log.exception("store call failed")
+                    if aborted():
+                        raise CallAborted(i, exc) from None
                     results.append(StorageFailed(exc))
         elapsed = time.perf_counter() - started
         if elapsed > 0.5:

@@ -651,6 +651,11 @@ class PostgresStore(PostgresReads):
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, RETRY_MOST)
 
+    def aborted(self) -> bool:
+        """Whether the transaction in hand failed (PostgreSQL ends it at an error: what
+        follows would fail, and COMMIT roll back what went before)."""
+        return self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
     def committed(self) -> bool:
         """Whether the last transaction took effect, its COMMIT's answer having been lost
         with the connection: its first history row is in the database. One without history
