@@ -199,25 +199,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_line(exc: BaseException) -> str:
-    """An error's message on one line (libpq's run over several)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _db_import(args: argparse.Namespace) -> int:
     try:
         import psycopg
     except ImportError:
         raise UsageError("PostgreSQL support is not installed: pip install 'salon[postgres]'")
     from salon.store.pgimport import import_data_dir
+    from salon.store.postgres import first_line
 
     try:
         counts = import_data_dir(Path(args.data_dir), args.dsn)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise UsageError(f"--dsn: {_first_line(exc)}") from None
+        raise UsageError(f"--dsn: {first_line(exc)}") from None
     except psycopg.Error as exc:
-        print(f"salon db import: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
+        print(f"salon db import: PostgreSQL: {first_line(exc)}", file=sys.stderr)
         return 1
     print(", ".join(f"{table} {n}" for table, n in counts.items()))
     return 0

@@ -232,6 +232,28 @@ class FilesSection:
 
 
 @dataclass(frozen=True, slots=True)
+class PostgresSection:
+    """Where the store lives when not in the data directory's SQLite file. Either ``dsn``
+    (a libpq connection string or URI) or ``host`` with the other keys."""
+
+    dsn: str = ""
+    host: str = ""
+    port: int = 5432
+    dbname: str = "salon"
+    user: str = "salon"
+    # The password: read from this file (its first line), or this environment variable;
+    # neither: none (trust, peer, or ~/.pgpass).
+    password_file: str = ""
+    password_env: str = ""
+    connect_timeout: float = 5.0
+    # How long a lost connection is retried (messages wait meanwhile) before messages are
+    # refused with MESSAGE_NOT_STORED.
+    retry_for: float = 15.0
+    # Connections (and threads) that serve history reads beside the writer's.
+    readers: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class OperBlock:
     name: str
     password: str
@@ -257,6 +279,8 @@ class Config:
     opers: tuple[OperBlock, ...] = ()
     # None: no [cluster] section, one process (and redis is never imported).
     cluster: ClusterSection | None = None
+    # None: no [postgres] section, the store is the data directory's SQLite file.
+    postgres: PostgresSection | None = None
 
     @property
     def data_path(self) -> Path:
@@ -527,6 +551,8 @@ def validate(cfg: Config) -> None:
     if cfg.cluster is not None:
         _validate_cluster(cfg.cluster)
     _validate_files(cfg)
+    if cfg.postgres is not None:
+        _validate_postgres(cfg.postgres)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -654,6 +680,39 @@ def _validate_cluster(cluster: ClusterSection) -> None:
     _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _validate_postgres(pg: PostgresSection) -> None:
+    if bool(pg.dsn) == bool(pg.host):
+        raise ConfigError("postgres: set either dsn or host (with port, dbname, user)")
+    if pg.dsn and (pg.port != 5432 or pg.dbname != "salon" or pg.user != "salon"):
+        raise ConfigError("postgres: port, dbname and user go with host, not with dsn")
+    for key in ("dsn", "host", "dbname", "user"):
+        if any(ord(ch) < 32 for ch in getattr(pg, key)):
+            raise ConfigError(f"postgres.{key}: must not contain control characters")
+    if pg.host and not (pg.dbname and pg.user):
+        raise ConfigError("postgres: dbname and user must not be empty")
+    if pg.password_file and pg.password_env:
+        raise ConfigError("postgres: set password_file or password_env, not both")
+    if pg.password_file and not Path(pg.password_file).is_file():
+        raise ConfigError(f"postgres.password_file: {pg.password_file} is not a file")
+    if pg.password_env and not _ENV_NAME.fullmatch(pg.password_env):
+        raise ConfigError(
+            f"postgres.password_env: {pg.password_env!r} is not an environment variable name"
+        )
+    _check_ranges(
+        "postgres",
+        pg,
+        {
+            "port": (1, 65535),
+            "connect_timeout": (1, 300),
+            "retry_for": (0, 3600),
+            "readers": (1, 32),
+        },
+    )
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     known = {
         "server",
@@ -671,6 +730,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         "files",
         "oper",
         "cluster",
+        "postgres",
     }
     for key in raw:
         if key not in known:
@@ -691,6 +751,11 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         files=_section(FilesSection, "files", raw.get("files")),
         opers=_opers(raw.get("oper")),
         cluster=(_section(ClusterSection, "cluster", raw["cluster"]) if "cluster" in raw else None),
+        postgres=(
+            None
+            if raw.get("postgres") is None
+            else _section(PostgresSection, "postgres", raw["postgres"])
+        ),
     )
     validate(cfg)
     return cfg
