@@ -143,6 +143,41 @@ def test_a_search_in_a_small_channel_scans_it_not_the_network(tmp_path: Path) ->
     store.close()
 
 
+def test_a_budget_that_ends_in_a_scans_write_leaves_the_reader_working(tmp_path: Path) -> None:
+    """A search scans a small conversation's chunks through a temporary index, which it
+    writes. SQLite rolls back the whole transaction when it interrupts a write inside
+    one: the read's snapshot is gone, and its end must not fail (once, at 10M messages, a
+    search in a small channel answered INTERNAL_ERROR: "cannot commit - no transaction is
+    active")."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    texts = [f"the word {i}" if i % 50 == 0 else f"plain {i}" for i in range(1500)]
+    fill(store, [said(i, "#small", text) for i, text in enumerate(texts)])
+    store.index_pending()
+    reader = store.reader()
+    assert reader is not None
+    statements: list[str] = []
+    reader.conn.set_trace_callback(statements.append)
+    write = "REPLACE INTO 'temp'.'scan_fts_data'"
+
+    def clock() -> float:
+        # The budget runs out as the scan's temporary index writes a segment (the
+        # statements FTS5 runs on its tables are traced too).
+        return math.inf if statements and write in statements[-1] else 0.0
+
+    reader.clock = clock  # type: ignore[method-assign]
+    query = SearchQuery("word", ("#small",), limit=100)
+    assert reader.scan_first(query)
+    with pytest.raises(QueryTooBroad), reader.transaction():
+        reader.search_history(query)
+    assert any(write in s for s in statements)
+    reader.conn.set_trace_callback(None)
+    reader.clock = lambda: 0.0  # type: ignore[method-assign]
+    with reader.transaction():
+        assert len(reader.search_history(query)) == 30
+    reader.close()
+    store.close()
+
+
 # ---------------------------------------------------------------------------- purges
 
 
