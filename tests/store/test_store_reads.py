@@ -207,6 +207,47 @@ def test_purges_go_in_bounded_steps(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_purge_step_gives_way_to_a_waiting_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a call waits for the writer, a step deletes one bite and ends; the steps
+    still remove everything, and the conversations table and the search index stay
+    right (ids deleted in order, across conversations)."""
+    from salon.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "PURGE_BITE", 4)
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(i, f"#c{i % 3}", f"word{i % 5} t{i}") for i in range(60)])
+    store.index_pending()
+    waiting = [False]
+    store.yield_to(lambda: waiting[0])
+    with store.transaction():
+        first = store.purge_step(START + 30, None, ())
+    assert first.removed == 30 and first.next is None  # nothing waits: one step
+    fill(store, [said(i, f"#c{i % 3}", f"word{i % 5} t{i}") for i in range(60, 90)])
+    store.index_pending()
+    waiting[0] = True
+    steps = []
+    after = ""
+    while True:
+        with store.transaction():
+            step = store.purge_step(START + 75, None, (), after)
+        steps.append(step.removed)
+        if step.next is None:
+            break
+        after = step.next
+    assert max(steps) == 4 and sum(steps) == 45
+    left = store.conn.execute("SELECT target, COUNT(*) FROM history GROUP BY target")
+    counts = sorted(tuple(r) for r in left)
+    assert counts == [("#c0", 5), ("#c1", 5), ("#c2", 5)]
+    table = store.conn.execute("SELECT target, messages FROM conversations ORDER BY target")
+    assert [tuple(r) for r in table] == counts
+    store.conn.execute("INSERT INTO history_fts (history_fts) VALUES ('integrity-check')")
+    found = store.search_history(SearchQuery("word1", ("#c0", "#c1", "#c2"), limit=100))
+    assert sorted(e.text for e in found) == ["word1 t76", "word1 t81", "word1 t86"]
+    store.close()
+
+
 # ---------------------------------------------------------------------------- outages
 
 
