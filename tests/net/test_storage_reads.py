@@ -54,6 +54,61 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_background_call_runs_alone_and_sees_the_calls_that_wait(tmp_path: Path) -> None:
+    """A background call (a purge's step) never shares a transaction with a write that
+    waits; while it runs, the store sees that a write waits (and may end it early)."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    inside, release = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def slow_write(s: Any) -> bool:
+        inside.set()
+        assert release.wait(10)
+        return True
+
+    def background(s: Any) -> bool:
+        seen.append(s._waiting())
+        inside.set()
+        assert release.wait(10)
+        seen.append(s._waiting())
+        return True
+
+    results: dict[int, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, result: results.__setitem__(id(call), result))
+        try:
+            first, purge, second = (
+                StoreCall(slow_write),
+                StoreCall(background, background=True),
+                append(event(1)),
+            )
+            storage.submit([first])
+            await until(inside.is_set)
+            inside.clear()
+            storage.submit([purge, second])  # both wait: the write goes first
+            release.set()
+            await until(lambda: id(purge) in results)
+            assert id(second) in results
+            assert storage.transactions == 3
+            release.clear()
+            inside.clear()
+            storage.submit([purge])
+            await until(inside.is_set)
+            storage.submit([second])
+            await asyncio.sleep(0.01)
+            release.set()
+            await until(lambda: storage.transactions == 5)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert seen == [False, False, False, True]
+    store.close()
+
+
 def test_a_full_disk_is_logged_once_and_its_end_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
