@@ -359,6 +359,25 @@ def test_an_accounts_keys_survive_reconnection_and_restart() -> None:
     assert net.store.metadata == {"alice": {"pronouns": "she/her"}}
 
 
+def test_a_registered_channel_keeps_its_keys_across_a_restart() -> None:
+    net = accounts_net()
+    alice = net.register("alice", caps=CAPS)
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    net.run_offloads()
+    alice.send("JOIN #kept")
+    alice.send("CS REGISTER #kept")
+    alice.send("METADATA #kept SET display-name :Kept")
+    alice.send("JOIN #gone")
+    alice.send("METADATA #gone SET display-name :Gone")
+    alice.lines()
+    net = restart(net)
+    assert net.server.channels["#kept"].metadata == {"display-name": "Kept"}
+    assert "#gone" not in net.server.channels
+    bob = net.register("bob", caps=CAPS)
+    bob.send("METADATA #kept GET display-name")
+    assert one(bob.messages(), n.RPL_KEYVALUE).params[-1] == "Kept"
+
+
 def test_metadata_changes_are_events_that_replay() -> None:
     net = Net()
     net.server.event_log = []
