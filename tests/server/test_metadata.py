@@ -171,9 +171,14 @@ def test_monitoring_subscribers_hear_of_changes() -> None:
     net = Net()
     alice = net.register("alice", caps=CAPS)
     bob = net.register("bob", caps=CAPS)
+    alice.send("METADATA * SET status :here")
+    alice.send("METADATA * SET pronouns :she/her")
     bob.send("METADATA * SUB status")
-    bob.send("MONITOR + alice")
     bob.lines()
+    bob.send("MONITOR + alice")  # the current values of the keys subscribed to come along
+    msgs = bob.messages()
+    assert [m.command for m in msgs] == [n.RPL_MONONLINE, n.RPL_KEYVALUE]
+    assert msgs[1].params[1:] == ("alice", "status", "*", "here")
     alice.send("METADATA * SET status :busy")
     assert one(bob.messages(), n.RPL_KEYVALUE).params[1:] == ("alice", "status", "*", "busy")
 
