@@ -764,6 +764,7 @@ class PostgresStore(PostgresReads):
             for key in ("bans", "excepts", "invex"):
                 data[key] = tuple(ListRecord(**entry) for entry in data.get(key, []))
             data["access"] = tuple((a, m) for a, m in data.get("access", []))
+            data["metadata"] = tuple((k, v) for k, v in data.get("metadata", []))
             out.append(ChannelRecord(**data))
         return out
 
@@ -783,6 +784,7 @@ class PostgresStore(PostgresReads):
             "invex": [_list_entry(e) for e in record.invex],
             "access": [list(a) for a in record.access],
             "topiclock": record.topiclock,
+            "metadata": [list(m) for m in record.metadata],
         }
         self._sql(
             "INSERT INTO channels (name_cf, record) VALUES (%s, %s)"

@@ -466,6 +466,7 @@ class SQLiteStore(HistoryReads):
             for key in ("bans", "excepts", "invex"):
                 data[key] = tuple(ListRecord(**entry) for entry in data.get(key, []))
             data["access"] = tuple((a, m) for a, m in data.get("access", []))
+            data["metadata"] = tuple((k, v) for k, v in data.get("metadata", []))
             out.append(ChannelRecord(**data))
         return out
 
