@@ -109,6 +109,59 @@ def test_a_background_call_runs_alone_and_sees_the_calls_that_wait(tmp_path: Pat
     store.close()
 
 
+def test_a_background_call_waits_for_a_quiet_moment_but_not_for_ever(tmp_path: Path) -> None:
+    """Calls that wait go before a background one, unless it has waited
+    BACKGROUND_PATIENCE: under steady traffic (always a call waiting) it would never run."""
+    from salon.net import storage as storage_module
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    now = [0.0]
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def hold(s: Any) -> bool:
+        inside.set()
+        assert release.wait(10)
+        return True
+
+    def named(name: str, call: StoreCall[Any]) -> StoreCall[Any]:
+        names[id(call)] = name
+        return call
+
+    names: dict[int, str] = {}
+    seen: list[bool] = []  # what each step saw: a write waiting for the writer
+
+    def done(name: str, result: Any) -> None:
+        order.append(name)
+        if name == "step":
+            seen.append(result)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(
+            store, loop, lambda call, result: done(names[id(call)], result), clock=lambda: now[0]
+        )
+        try:
+            for late in (0.0, storage_module.BACKGROUND_PATIENCE + 1):
+                inside.clear()
+                release.clear()
+                storage.submit([named("hold", StoreCall(hold))])
+                await until(inside.is_set)
+                step = StoreCall(lambda s: s._waiting(), background=True)
+                storage.submit([named("step", step), named("write", append(event(1)))])
+                now[0] += late
+                release.set()
+                await until(lambda: len(order) % 3 == 0 and not storage.busy)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert order == ["hold", "write", "step", "hold", "step", "write"]
+    assert seen == [False, True]
+    store.close()
+
+
 def test_a_full_disk_is_logged_once_and_its_end_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
