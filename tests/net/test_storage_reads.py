@@ -54,17 +54,25 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
+class Held:
+    """A write that holds the writer inside its transaction until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, s: Any) -> bool:
+        self.inside.set()
+        assert self.release.wait(10)
+        return True
+
+
 def test_a_background_call_runs_alone_and_sees_the_calls_that_wait(tmp_path: Path) -> None:
     """A background call (a purge's step) never shares a transaction with a write that
     waits; while it runs, the store sees that a write waits (and may end it early)."""
     store = SQLiteStore(tmp_path / "salon.db")
-    inside, release = threading.Event(), threading.Event()
+    slow_write = Held()
+    inside, release = slow_write.inside, slow_write.release
     seen: list[bool] = []
-
-    def slow_write(s: Any) -> bool:
-        inside.set()
-        assert release.wait(10)
-        return True
 
     def background(s: Any) -> bool:
         seen.append(s._waiting())
@@ -116,13 +124,9 @@ def test_a_background_call_waits_for_a_quiet_moment_but_not_for_ever(tmp_path: P
 
     store = SQLiteStore(tmp_path / "salon.db")
     now = [0.0]
-    inside, release = threading.Event(), threading.Event()
+    hold = Held()
+    inside, release = hold.inside, hold.release
     order: list[str] = []
-
-    def hold(s: Any) -> bool:
-        inside.set()
-        assert release.wait(10)
-        return True
 
     def named(name: str, call: StoreCall[Any]) -> StoreCall[Any]:
         names[id(call)] = name
