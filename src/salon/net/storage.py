@@ -5,7 +5,8 @@ At most one write transaction is in flight. Calls that arrive meanwhile wait and
 together in the next one, so commits group naturally when the disk is slow ("group
 commit"). A sender whose message waits is blocked by the core (see StoreCall), which
 bounds the queue. Background calls (a purge's steps) run alone, when no other call
-waits, and the store may end one early when a call arrives (``yield_to``).
+waits (or once they have waited BACKGROUND_PATIENCE), and the store may end one early when
+a call arrives (``yield_to``).
 
 Reads (``StoreCall.read``) go to READERS threads, each with a connection of its own
 (``store.reader()``), so that a slow read never delays a commit and the deliveries that
@@ -42,6 +43,9 @@ UPKEEP_SLICE = 1000  # rows indexed at a time while no call waits: a few millise
 FLOOD_ROWS = 2000  # a backlog this large is indexed at once
 CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
 READERS = 2  # reading threads: one slow reader leaves the other to everyone else
+# Seconds a background call waits for a moment when no other call waits; past that it goes
+# next anyway (a store that yields ends it after a bite), or steady traffic would starve it.
+BACKGROUND_PATIENCE = 1.0
 
 
 class StorageFailed:
@@ -115,6 +119,7 @@ class Storage:
         self.waiting: list[StoreCall[Any]] = []
         # Background calls (StoreCall.background): run alone, when nothing else waits.
         self.background: list[StoreCall[Any]] = []
+        self._background_since = 0.0
         self.outage = Outage("storage")
         # What the store raises when its storage fails (a full disk), as opposed to bugs.
         self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
@@ -228,6 +233,8 @@ class Storage:
             if call.read and self._readers:
                 self._reads.put(call)
             elif call.background:
+                if not self.background:
+                    self._background_since = self.clock()
                 self.background.append(call)
             else:
                 self.waiting.append(call)
@@ -235,14 +242,16 @@ class Storage:
             self._start()
 
     def _start(self) -> None:
-        """The calls that wait, in one transaction; when none does, the background ones,
-        in one of their own (a message never waits behind one it was grouped with)."""
-        if self.waiting:
-            batch = self.waiting
-            self.waiting = []
-        elif self.background:
+        """The calls that wait, in one transaction; when none does, or they have waited
+        BACKGROUND_PATIENCE, the background ones, in one of their own (a message never
+        shares a transaction with one)."""
+        late = self.clock() - self._background_since > BACKGROUND_PATIENCE
+        if self.background and (not self.waiting or late):
             batch = self.background
             self.background = []
+        elif self.waiting:
+            batch = self.waiting
+            self.waiting = []
         else:
             return
         self.busy = True
