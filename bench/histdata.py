@@ -644,14 +644,14 @@ class PostgresBackend:
         self.serve_cpus = ""
 
     def code_key(self) -> str:
-        """Of what decides what is written (the schema, the words stored, the writes of
-        history): changing how PostgreSQL is read does not build a cluster again."""
+        """Of what decides what is stored (the schema, the columns and words written):
+        changing how PostgreSQL is read, or how the rows travel, builds no cluster again."""
         import inspect
 
         from salon.store import postgres
 
-        digest = hashlib.sha256(postgres.SCHEMA.encode())
-        for part in (postgres.words, postgres.tsvector, postgres.PostgresStore.append_history):
+        digest = hashlib.sha256((postgres.SCHEMA + postgres.HISTORY_COLUMNS).encode())
+        for part in (postgres.words, postgres.tsvector):
             digest.update(inspect.getsource(part).encode())
         return digest.hexdigest()[:10]
 
