@@ -180,13 +180,15 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
 
 def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
     """Issue 19 point 4, shortened: three senders on each node flood one channel; every
-    recipient on both nodes gets the same msgid sequence, each sender's in order."""
+    recipient on both nodes gets the same msgid sequence, each sender's in order, and
+    CHATHISTORY on each node returns that set."""
     import threading
 
     a, b = cluster("a"), cluster("b")
     caps = "message-tags echo-message"
     senders = [client(a if i % 2 else b, f"s{i}", caps) for i in range(6)]
-    readers = [client(a, "ra", caps), client(b, "rb", caps)]
+    history = caps + " draft/chathistory batch"
+    readers = [client(a, "ra", history), client(b, "rb", history)]
     everyone = senders + readers
     for c in everyone:
         c.send("JOIN #flood")
@@ -224,6 +226,14 @@ def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
         assert [m for m, _s, _t in seen] == first
         for i in range(len(senders)):
             assert [t for _m, s, t in seen if s == f"s{i}"] == [str(n) for n in range(count)]
+    for reader in readers:
+        reader.send(f"CHATHISTORY LATEST #flood * {count * len(senders)}")
+        stored = [
+            "msgid=" + m.tags["msgid"]
+            for m in reader.read_batch("chathistory")
+            if m.command == "PRIVMSG"
+        ]
+        assert sorted(stored) == sorted(first)
 
 
 def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
