@@ -20,8 +20,8 @@ public interface (:mod:`salon.store.base`), so that any store is filled the same
 :class:`StoreBuilder` is the adapter between this data and a store: it takes any object
 with the store's interface (``transaction``, ``append_history``, ``save_account``, and
 ``maintain`` if the store indexes in the background) and writes the data through it in
-commit groups, as the server would. :class:`SQLiteBackend` says how to make, measure and
-serve a SQLite store; another store (PostgreSQL) needs only a backend of its own.
+commit groups, as the server would. :class:`SQLiteBackend` and :class:`PostgresBackend`
+say how to make, measure and serve each store.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ import multiprocessing
 import os
 import random
 import shutil
+import subprocess
+import tempfile
 import time
 from bisect import bisect
 from collections.abc import Callable, Iterator, Sequence
@@ -575,16 +577,24 @@ class Backend(Protocol):
         ``rundir/data``."""
         ...
 
+    def stop(self) -> None:
+        """Stop what serving started beside salon (a database server)."""
+        ...
+
+
+def store_code_key() -> str:
+    """A hash of every module of salon.store: the stores, and the records they keep."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(str(sqlite_store.__file__)).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
 
 class SQLiteBackend:
     name = "sqlite"
 
     def code_key(self) -> str:
-        """Of every module of salon.store: the SQLite store, and the records it keeps."""
-        digest = hashlib.sha256()
-        for path in sorted(Path(str(sqlite_store.__file__)).parent.glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        return digest.hexdigest()[:10]
+        return store_code_key()
 
     def open(self, data: Path) -> Any:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -597,8 +607,122 @@ class SQLiteBackend:
         shutil.copytree(data, rundir / "data")
         return rundir / "data", ""
 
+    def stop(self) -> None:
+        pass
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": SQLiteBackend}
+
+# PostgreSQL's settings beyond bench/pgserver.py's. Building: no durability (a failed
+# build is built again), few checkpoints. Serving: durable as salon's SQLite store is
+# (every page write fsynced and whole after a crash, commits not waiting for fsync:
+# synchronous_commit=off is SQLite's synchronous=NORMAL in WAL mode), memory for the
+# indexes, no JIT (it compiles a plan for milliseconds before a query that takes less).
+PG_COMMON = ("jit=off", "random_page_cost=1.1", "max_wal_size=8GB", "checkpoint_timeout=30min")
+PG_BUILD = (*PG_COMMON, "maintenance_work_mem=512MB", "autovacuum=off")
+PG_SERVE = (
+    *PG_COMMON,
+    "fsync=on",
+    "full_page_writes=on",
+    "synchronous_commit=off",
+    "shared_buffers=1GB",
+    "effective_cache_size=8GB",
+    "work_mem=16MB",
+)
+PG_DATABASE = "salon"
+
+
+class PostgresBackend:
+    """A data set is a whole PostgreSQL cluster (bench/pgserver.py): built in the cache,
+    copied for each run (``cp -a``: its files belong to the postgres user when run as
+    root) and served by a PostgreSQL of its own on a free port."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self._servers: list[Any] = []
+
+    def code_key(self) -> str:
+        """Of what decides what is written (the schema, the words stored, the writes of
+        history): changing how PostgreSQL is read does not build a cluster again."""
+        import inspect
+
+        from salon.store import postgres
+
+        digest = hashlib.sha256(postgres.SCHEMA.encode())
+        for part in (postgres.words, postgres.tsvector, postgres.PostgresStore.append_history):
+            digest.update(inspect.getsource(part).encode())
+        return digest.hexdigest()[:10]
+
+    def _server(self, root: Path, settings: Sequence[str]) -> Any:
+        from bench.pgserver import PostgresServer, find_bindir
+        from bench.servers import free_port
+
+        bindir = find_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
+        reachable(root)
+        server = PostgresServer(bindir, root, settings)
+        server.start(free_port())
+        self._servers.append(server)
+        return server
+
+    def open(self, data: Path) -> Any:
+        import psycopg
+
+        from salon.store.postgres import PostgresStore
+
+        server = self._server(data, PG_BUILD)
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+        backend = self
+
+        class Built(PostgresStore):
+            def close(self) -> None:
+                # Statistics for the planner, and the visibility map for index-only scans,
+                # as autovacuum would leave them on a database that has been running.
+                self.conn.execute("VACUUM (ANALYZE)")
+                self.conn.execute("CHECKPOINT")
+                super().close()
+                backend.stop()
+
+        return Built(server.dsn(PG_DATABASE), query_budget=600.0)
+
+    def disk_bytes(self, data: Path) -> int:
+        """The database's files (``base/``), not the WAL that PostgreSQL keeps in advance."""
+        return sum(p.stat().st_size for p in (data / "data" / "base").rglob("*") if p.is_file())
+
+    def serve(self, data: Path, rundir: Path) -> tuple[Path, str]:
+        copy = rundir / "pg"
+        subprocess.run(["cp", "-a", str(data), str(copy)], check=True)
+        server = self._server(copy, PG_SERVE)
+        return copy, f'[postgres]\ndsn = "{server.dsn(PG_DATABASE)}"\n'
+
+    def stop(self) -> None:
+        """Stop every PostgreSQL this backend started (their directories stay)."""
+        for server in self._servers:
+            server.stop(remove=False)
+        self._servers = []
+
+
+def reachable(path: Path) -> None:
+    """Let the postgres user reach ``path`` (run as root: PostgreSQL runs as that user),
+    or say which directory it cannot pass."""
+    if os.geteuid() != 0:
+        return
+    path = path.resolve()
+    for parent in path.parents:
+        if not parent.stat().st_mode & 0o001:
+            if parent == Path(tempfile.gettempdir()) or str(parent).startswith(
+                tempfile.gettempdir() + "/"
+            ):
+                os.chmod(parent, parent.stat().st_mode | 0o011)  # a run directory of ours
+                continue
+            raise RuntimeError(
+                f"the postgres user cannot reach {path} ({parent} is closed to it):"
+                " give another --cache"
+            )
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": SQLiteBackend, "postgres": PostgresBackend}
 
 
 class StoreBuilder:
@@ -645,7 +769,11 @@ class StoreBuilder:
 # ---------------------------------------------------------------------------- the cache
 
 
-def default_cache() -> Path:
+def default_cache(backend: str = "sqlite") -> Path:
+    """``~/.cache/salon-bench``; for PostgreSQL run as root, ``/var/tmp/salon-bench``
+    (root's home is closed to the postgres user the server runs as)."""
+    if backend == PostgresBackend.name and os.geteuid() == 0:
+        return Path("/var/tmp/salon-bench")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "salon-bench"
 

@@ -629,6 +629,7 @@ async def measure(
         irc.close()
     finally:
         server.stop()
+        backend.stop()
     if not args.keep:
         shutil.rmtree(server.rundir, ignore_errors=True)
     return rows
@@ -673,6 +674,7 @@ async def measure_retention(
         receiver.close()
     finally:
         server.stop()
+        backend.stop()
     text = _read(server.log_path)
     removed = None
     for line in text.splitlines():
@@ -872,12 +874,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--seed", type=int, default=1, help="the data set's seed (default: %(default)s)"
     )
-    ap.add_argument("--backend", default="sqlite", choices=sorted(histdata.BACKENDS))
+    ap.add_argument(
+        "--store",
+        "--backend",
+        dest="backend",
+        default="sqlite",
+        choices=sorted(histdata.BACKENDS),
+        help="the store to build and serve; postgres starts a PostgreSQL of its own"
+        " (bench/pgserver.py) (default: %(default)s)",
+    )
     ap.add_argument(
         "--cache",
         type=Path,
-        default=histdata.default_cache(),
-        help="where built data sets are kept (default: %(default)s)",
+        default=None,
+        help=f"where built data sets are kept (default: {histdata.default_cache()},"
+        f" or {histdata.default_cache('postgres')} for postgres run as root)",
     )
     ap.add_argument("--rebuild", action="store_true", help="build the data set even if cached")
     ap.add_argument(
@@ -946,6 +957,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.messages = histdata.parse_size(args.size)
     except ValueError as e:
         ap.error(f"--size: {e}")
+    if args.cache is None:
+        args.cache = histdata.default_cache(args.backend)
     args.queries = [q.strip() for q in args.queries.split(",") if q.strip()]
     for q in args.queries:
         if q not in QUERIES:
@@ -1018,6 +1031,7 @@ async def run_all(args: argparse.Namespace, meta: dict[str, Any]) -> list[dict[s
                 f"{res['removed']} removed, purge seen after {res['purge_seen_after_s']} s"
             )
     finally:
+        backend.stop()
         if args.keep:
             log(f"run directories kept in {workdir}")
         else:

@@ -45,6 +45,20 @@ def plain_blob(account: str, password: str, authzid: str = "") -> str:
     return base64.b64encode(f"{authzid}\0{account}\0{password}".encode()).decode()
 
 
+def sasl_plain_login(conn: Any, nick: str, account: str, password: str, caps: str = "") -> None:
+    """Register ``nick`` over a real connection (a LineClient), logged in to ``account``
+    (SASL PLAIN), with ``caps`` too."""
+    conn.send("CAP LS 302")
+    conn.send(f"CAP REQ :sasl {caps}".rstrip())
+    conn.send(f"NICK {nick}")
+    conn.send(f"USER {nick} 0 * :{nick}")
+    conn.send("AUTHENTICATE PLAIN")
+    conn.expect(r"AUTHENTICATE \+")
+    conn.send("AUTHENTICATE " + plain_blob(account, password))
+    conn.expect(r" 903 ")
+    conn.send("CAP END")
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

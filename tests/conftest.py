@@ -414,11 +414,37 @@ def engine_server(found: Any, reason: str, make: Callable[[Any], Any]) -> Iterat
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL per test session (per xdist worker) (tests/pgserver.py)."""
-    from pgserver import PostgresServer, find_bindir
+    """One real PostgreSQL per test session (per xdist worker) (bench/pgserver.py)."""
+    yield from running_postgres()
 
-    reason = "PostgreSQL is not installed (Debian package postgresql)"
-    yield from engine_server(find_bindir(), reason, PostgresServer)
+
+@pytest.fixture
+def own_postgres() -> Iterator[Any]:
+    """A PostgreSQL of one test alone (one that stops or restarts it)."""
+    yield from running_postgres()
+
+
+def running_postgres() -> Iterator[Any]:
+    """A real PostgreSQL on a free loopback port, stopped and removed at the end."""
+    from bench.pgserver import PostgresServer, find_bindir
+
+    yield from engine_server(find_bindir(), _NO_POSTGRES, PostgresServer)
+
+
+_NO_POSTGRES = "PostgreSQL is not installed (Debian package postgresql)"
+
+
+def postgres_bindir() -> Path:
+    """Where PostgreSQL's programs are. Without them: a failure when ``CI=true``, a skip
+    otherwise (the package guard above names them first)."""
+    from bench.pgserver import find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(_NO_POSTGRES)
+        pytest.skip(_NO_POSTGRES)
+    return bindir
 
 
 @pytest.fixture

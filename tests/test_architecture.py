@@ -181,8 +181,9 @@ _ACCOUNT_ONLY = "only `salon account` needs the store and the server's account r
 _SERVE_ONLY = "only `salon serve` needs the shell (asyncio, uvloop, the storage threads)"
 _TLS_CHECK = "only `salon check-config` of a config with a certificate loads it"
 _HASH_ONLY = "only `salon hash-password` needs argon2"
-_PSYCOPG = "only `salon db import` loads psycopg (off means off: tests/test_postgres.py)"
+_FILES_ONLY = "only `salon files` needs the file host's blobs and the store"
 _REDIS = "only a [cluster] config loads the bus and redis (off means off: test_loopback.py)"
+_PSYCOPG = "only `salon db import` and a server with [postgres] load psycopg (off means off: tests/store/test_postgres.py)"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
@@ -194,6 +195,8 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.store.pgimport"): _PSYCOPG,
     ("salon.net.runner", "salon.net.bus"): _REDIS,
     ("salon.cli", "salon.net.bus"): _REDIS,
+    ("salon.cli", "salon.store.postgres"): _PSYCOPG,
+    ("salon.net.runner", "salon.store.postgres"): _PSYCOPG,
     ("salon.tui.cli", "salon.client"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.client.commands"): _CHAT_ONLY,
     ("salon.tui.cli", "salon.tui.config"): _CHAT_ONLY,
@@ -207,6 +210,10 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.admin", "salon.server.services"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.base"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.sqlite"): _ACCOUNT_ONLY,
+    ("salon.admin", "salon.server.fileserv"): _ACCOUNT_ONLY,
+    ("salon.filesadmin", "salon.datadir"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.net.filehost"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.store.sqlite"): _FILES_ONLY,
 }
 
 

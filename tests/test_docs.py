@@ -34,6 +34,9 @@ def _sections() -> dict[str, type]:
     sections: dict[str, type] = {}
     for f in dataclasses.fields(config.Config):
         hint = hints[f.name]
+        args = typing.get_args(hint)
+        if type(None) in args:  # an optional section, like postgres: PostgresSection | None
+            (hint,) = (a for a in args if a is not type(None))
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sections[f"[{f.name}]"] = hint
             continue

@@ -37,12 +37,17 @@ def add_account_parser(sub: Any) -> None:
     delete = actions.add_parser("delete", help="delete an account")
     delete.add_argument("name")
     listing = actions.add_parser("list", help="list the accounts")
-    for p in (create, delete, listing):
+    data_options(create, delete, listing)
+
+
+def data_options(*parsers: Any) -> None:
+    """--config and --data-dir, for commands that work on the data directory."""
+    for p in parsers:
         p.add_argument("--config", metavar="FILE", help="TOML config file")
         p.add_argument("--data-dir", metavar="DIR", help="data directory (overrides the config)")
 
 
-def _config(args: argparse.Namespace) -> Config:
+def data_config(args: argparse.Namespace) -> Config:
     return load(getattr(args, "config", None)).with_overrides(
         server__data_dir=getattr(args, "data_dir", None)
     )
@@ -56,12 +61,13 @@ def run_account(args: argparse.Namespace) -> int:
     from salon import datadir
     from salon.proto.casemap import casefold
     from salon.server.accounts import check_password_shape, hash_credentials
+    from salon.server.fileserv import FileServ
     from salon.server.nicks import valid_nick
     from salon.server.services import ChanServ, NickServ
     from salon.store.base import AccountRecord
     from salon.store.sqlite import SQLiteStore
 
-    cfg = _config(args)
+    cfg = data_config(args)
     action = getattr(args, "action", None)
     if action is None:
         raise UsageError("give an action: create, delete or list")
@@ -73,7 +79,7 @@ def run_account(args: argparse.Namespace) -> int:
     if action == "create":
         if not valid_nick(name, cfg.limits.nicklen):
             raise UsageError(f"{name!r} is not a valid nickname")
-        if casefold(name) in {casefold(NickServ.nick), casefold(ChanServ.nick)}:
+        if casefold(name) in {casefold(bot.nick) for bot in (NickServ, ChanServ, FileServ)}:
             raise UsageError(f"{name!r} is the name of a service: choose another")
     elif not db.exists():
         if action == "list":

@@ -1,4 +1,4 @@
-"""The ``salon`` command: serve, check-config, hash-password, chat, account, db.
+"""The ``salon`` command: serve, check-config, hash-password, chat, account, files, db.
 
 Every error is one line on stderr, ``salon <command>: <what went wrong>``: exit code 2 for
 a mistake of the user (a bad argument, a bad config, end of input at a prompt), 1 for a
@@ -18,6 +18,7 @@ from salon import __version__
 from salon.admin import add_account_parser, run_account
 from salon.config import EXAMPLE_PATH, Config, load
 from salon.errors import ConfigError, UsageError
+from salon.filesadmin import add_files_parser, run_files
 from salon.prompt import read_password
 from salon.tui.cli import add_chat_parser, run_chat
 
@@ -109,6 +110,7 @@ def build_parser() -> Parser:
     sub.add_parser("example-config", help="print the commented example config")
     add_chat_parser(sub)
     add_account_parser(sub)
+    add_files_parser(sub)
 
     db = sub.add_parser(
         "db", help="move the store between databases", description="Database tools."
@@ -197,25 +199,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_line(exc: BaseException) -> str:
-    """An error's message on one line (libpq's run over several)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _db_import(args: argparse.Namespace) -> int:
     try:
         import psycopg
     except ImportError:
         raise UsageError("PostgreSQL support is not installed: pip install 'salon[postgres]'")
     from salon.store.pgimport import import_data_dir
+    from salon.store.postgres import first_line
 
     try:
         counts = import_data_dir(Path(args.data_dir), args.dsn)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise UsageError(f"--dsn: {_first_line(exc)}") from None
+        raise UsageError(f"--dsn: {first_line(exc)}") from None
     except psycopg.Error as exc:
-        print(f"salon db import: PostgreSQL: {_first_line(exc)}", file=sys.stderr)
+        print(f"salon db import: PostgreSQL: {first_line(exc)}", file=sys.stderr)
         return 1
     print(", ".join(f"{table} {n}" for table, n in counts.items()))
     return 0
@@ -275,6 +272,8 @@ def _dispatch(parser: Parser, args: argparse.Namespace) -> int:
         return run_chat(args)
     if args.command == "account":
         return run_account(args)
+    if args.command == "files":
+        return run_files(args)
     if args.command == "db":
         return _db_import(args)
     if args.command == "cluster":

@@ -181,6 +181,17 @@ class AccountsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataSection:
+    enabled: bool = True
+    max_subs: int = 50
+    max_keys: int = 20
+    max_value_bytes: int = 300
+    # Changes (SET, CLEAR) a client may make per rate_period seconds.
+    rate_changes: int = 10
+    rate_period: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSection:
     """[cluster]: this server is one node of a network on a Redis bus (issue 19)."""
 
@@ -189,6 +200,57 @@ class ClusterSection:
     prefix: str = "salon"
     node_ttl: float = 3.0
     log_maxlen: int = 1000000
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSection:
+    """The file host (soju.im/FILEHOST) on the HTTP listeners: docs/files.md."""
+
+    enabled: bool = True
+    # Who may upload: "accounts" (logged-in users) or "everyone" (guests too, by token).
+    who: str = "accounts"
+    # The base URL the upload and file URLs start with (scheme://host[:port], no path);
+    # empty: WebSocket clients get the one they connected to, TCP clients none.
+    public_url: str = ""
+    # Who may read a file: "history" (whoever may read a conversation it was posted in;
+    # the link alone for public channels), or "anyone" (every link is enough).
+    link_access: str = "history"
+    max_size: int = 50 << 20
+    quota: int = 1 << 30
+    # Free bytes the data disk keeps; also at least min_free_percent of it.
+    min_free: int = 2 << 30
+    min_free_percent: float = 5.0
+    uploads_per_hour: int = 60
+    bytes_per_day: int = 500 << 20
+    # Hours an upload that no message posted is kept; days any file is kept (0: no cap).
+    unclaimed_hours: float = 24.0
+    max_age_days: float = 0.0
+    strip_metadata: bool = True
+    delete_with_account: bool = True
+    # Web pages (origins) whose scripts may upload here (CORS); [] allows any.
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSection:
+    """Where the store lives when not in the data directory's SQLite file. Either ``dsn``
+    (a libpq connection string or URI) or ``host`` with the other keys."""
+
+    dsn: str = ""
+    host: str = ""
+    port: int = 5432
+    dbname: str = "salon"
+    user: str = "salon"
+    # The password: read from this file (its first line), or this environment variable;
+    # neither: none (trust, peer, or ~/.pgpass).
+    password_file: str = ""
+    password_env: str = ""
+    connect_timeout: float = 5.0
+    # How long a lost connection is retried (messages wait meanwhile) before messages are
+    # refused with MESSAGE_NOT_STORED.
+    retry_for: float = 15.0
+    # Connections (and threads) that serve history reads beside the writer's.
+    readers: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +273,14 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     history: HistorySection = field(default_factory=HistorySection)
     accounts: AccountsSection = field(default_factory=AccountsSection)
+    metadata: MetadataSection = field(default_factory=MetadataSection)
+
+    files: FilesSection = field(default_factory=FilesSection)
     opers: tuple[OperBlock, ...] = ()
     # None: no [cluster] section, one process (and redis is never imported).
     cluster: ClusterSection | None = None
+    # None: no [postgres] section, the store is the data directory's SQLite file.
+    postgres: PostgresSection | None = None
 
     @property
     def data_path(self) -> Path:
@@ -265,7 +332,7 @@ def _section(cls: type[_T], name: str, raw: Any) -> _T:
         if key == "channel_retention":
             values[key] = _retention(f"{name}.{key}", value)
             continue
-        if key == "http_origins":
+        if key in ("http_origins", "allowed_origins"):
             values[key] = _origins(f"{name}.{key}", value)
             continue
         if key == "leave_words":
@@ -468,8 +535,24 @@ def validate(cfg: Config) -> None:
             )
     _validate_accounts(cfg)
     _validate_network(cfg)
+    _check_ranges(
+        "metadata",
+        cfg.metadata,
+        {
+            "max_subs": (1, 1000),
+            "max_keys": (1, 1000),
+            # A value travels in a 761 line with the server name, nick, target and key:
+            # it must leave them room in the 512 bytes of an IRC line.
+            "max_value_bytes": (1, 400),
+            "rate_changes": (1, 1000000),
+            "rate_period": (0.001, 86400),
+        },
+    )
     if cfg.cluster is not None:
         _validate_cluster(cfg.cluster)
+    _validate_files(cfg)
+    if cfg.postgres is not None:
+        _validate_postgres(cfg.postgres)
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: {cfg.log.level!r} is not one of {', '.join(_LEVELS)}")
 
@@ -516,6 +599,32 @@ def _validate_accounts(cfg: Config) -> None:
         raise ConfigError(
             "flood: channel_messages must not be negative, channel_period must be positive"
         )
+
+
+def _validate_files(cfg: Config) -> None:
+    fs = cfg.files
+    if fs.who not in ("accounts", "everyone"):
+        raise ConfigError(f'files.who: {fs.who!r} is not "accounts" or "everyone"')
+    if fs.link_access not in ("history", "anyone"):
+        raise ConfigError(f'files.link_access: {fs.link_access!r} is not "history" or "anyone"')
+    if fs.public_url and not _ORIGIN.fullmatch(fs.public_url):
+        raise ConfigError(
+            f"files.public_url: {fs.public_url!r} must be scheme://host or scheme://host:port"
+        )
+    _check_ranges(
+        "files",
+        fs,
+        {
+            "max_size": (1, 1 << 40),
+            "quota": (0, 1 << 50),
+            "min_free": (0, 1 << 50),
+            "min_free_percent": (0, 99),
+            "uploads_per_hour": (0, 1000000),
+            "bytes_per_day": (0, 1 << 50),
+            "unclaimed_hours": (0.001, 1000000),
+            "max_age_days": (0, 1000000),
+        },
+    )
 
 
 _HOST_LABELS = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
@@ -571,6 +680,39 @@ def _validate_cluster(cluster: ClusterSection) -> None:
     _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _validate_postgres(pg: PostgresSection) -> None:
+    if bool(pg.dsn) == bool(pg.host):
+        raise ConfigError("postgres: set either dsn or host (with port, dbname, user)")
+    if pg.dsn and (pg.port != 5432 or pg.dbname != "salon" or pg.user != "salon"):
+        raise ConfigError("postgres: port, dbname and user go with host, not with dsn")
+    for key in ("dsn", "host", "dbname", "user"):
+        if any(ord(ch) < 32 for ch in getattr(pg, key)):
+            raise ConfigError(f"postgres.{key}: must not contain control characters")
+    if pg.host and not (pg.dbname and pg.user):
+        raise ConfigError("postgres: dbname and user must not be empty")
+    if pg.password_file and pg.password_env:
+        raise ConfigError("postgres: set password_file or password_env, not both")
+    if pg.password_file and not Path(pg.password_file).is_file():
+        raise ConfigError(f"postgres.password_file: {pg.password_file} is not a file")
+    if pg.password_env and not _ENV_NAME.fullmatch(pg.password_env):
+        raise ConfigError(
+            f"postgres.password_env: {pg.password_env!r} is not an environment variable name"
+        )
+    _check_ranges(
+        "postgres",
+        pg,
+        {
+            "port": (1, 65535),
+            "connect_timeout": (1, 300),
+            "retry_for": (0, 3600),
+            "readers": (1, 32),
+        },
+    )
+
+
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     known = {
         "server",
@@ -584,8 +726,11 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         "log",
         "history",
         "accounts",
+        "metadata",
+        "files",
         "oper",
         "cluster",
+        "postgres",
     }
     for key in raw:
         if key not in known:
@@ -602,8 +747,15 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         log=_section(LogSection, "log", raw.get("log")),
         history=_section(HistorySection, "history", raw.get("history")),
         accounts=_section(AccountsSection, "accounts", raw.get("accounts")),
+        metadata=_section(MetadataSection, "metadata", raw.get("metadata")),
+        files=_section(FilesSection, "files", raw.get("files")),
         opers=_opers(raw.get("oper")),
         cluster=(_section(ClusterSection, "cluster", raw["cluster"]) if "cluster" in raw else None),
+        postgres=(
+            None
+            if raw.get("postgres") is None
+            else _section(PostgresSection, "postgres", raw["postgres"])
+        ),
     )
     validate(cfg)
     return cfg

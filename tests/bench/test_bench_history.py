@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import postgres_bindir
 
 from bench import histdata, history
 from salon.store.base import HistoryQuery, dm_key, is_dm, msgid_time
@@ -23,12 +24,16 @@ EXIT_NO_START = 3  # bench/history.py: the server could not be started
 QUERIES = set(history.QUERIES)
 
 
-def test_history_bench_smoke(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_history_bench_smoke(store: str, tmp_path: Path) -> None:
+    if store == "postgres":
+        postgres_bindir()  # installed, or a failure (CI) or a skip
     out = tmp_path / "results"
     cmd = [
         sys.executable,
         "-m",
         "bench.history",
+        *("--store", store),
         *("--size", "2000", "--reps", "2", "--min-reps", "1", "--duration", "0.5"),
         *("--retention", "--retention-timeout", "20"),
         *("--cache", str(tmp_path / "cache"), "--out", str(out)),

@@ -955,3 +955,62 @@ def test_the_link_moves_only_by_its_transition_table() -> None:
     for phase in Phase:
         assert TRANSITIONS[phase, LinkEvent.LOST] is Phase.CLOSED
         assert TRANSITIONS[phase, LinkEvent.CONNECT] is Phase.GREETING
+
+
+# ---------------------------------------------------------------------------- metadata
+
+
+def test_without_before_connect_display_names_are_subscribed_after_the_welcome() -> None:
+    w = make()
+    w.s.connection_made(NOW)
+    w.sent()
+    w.recv(f":{SERVER} CAP * LS :batch draft/metadata-3=max-subs=10")
+    w.sent()
+    w.recv(f":{SERVER} CAP me ACK :batch draft/metadata-3")
+    assert w.sent() == ["CAP END"]
+    w.recv(f":{SERVER} 001 me :Welcome")
+    assert w.sent()[0] == "METADATA * SUB display-name"
+
+
+def test_display_names_follow_nick_changes_quits_and_removal() -> None:
+    w = registered("batch draft/metadata-3")
+    w.recv(f":{SERVER} 761 me bob display-name * :Bob B.")
+    w.recv(":bob!b@h PRIVMSG #lobby :one")
+    assert w.s.buffers["#lobby"].lines[-1].display == "Bob B."
+    w.recv(":bob!b@h NICK robert")
+    w.recv(":robert!b@h PRIVMSG #lobby :two")
+    assert w.s.buffers["#lobby"].lines[-1].display == "Bob B."
+    w.recv(f":{SERVER} 761 me #lobby display-name * :The Lobby")  # a channel's: not a user
+    assert w.s.display_names == {"robert": "Bob B."}
+    w.recv(f":{SERVER} 766 me robert display-name :key not set")
+    assert w.s.display_names == {}
+    w.recv(f":{SERVER} 761 me alice display-name * :Alice")
+    w.recv(":alice!a@h QUIT :bye")
+    assert w.s.display_names == {}
+
+
+def test_sync_later_is_answered_with_sync() -> None:
+    w = registered("batch draft/metadata-3")
+    w.recv(f":{SERVER} 774 me #lobby")
+    assert w.sent() == ["METADATA #lobby SYNC"]
+
+
+def test_displayname_sets_and_clears_the_own_display_name() -> None:
+    w = registered("batch draft/metadata-3")
+    w.input("/displayname Me Myself")
+    assert w.sent() == ["METADATA * SET display-name :Me Myself"]
+    w.recv(f":{SERVER} 761 me me display-name * :Me Myself")
+    assert w.s.buffers["#lobby"].lines[-1].text == "Your display name is now Me Myself"
+    w.input("/displayname")
+    assert w.sent() == ["METADATA * SET display-name"]
+    w.recv(f":{SERVER} 766 me me display-name :key not set")
+    assert w.s.buffers["#lobby"].lines[-1].text == "You have no display name now"
+    w.recv(f":{SERVER} 761 me me display-name * :From the burst")  # not asked: not shown
+    assert w.s.buffers["#lobby"].lines[-1].text == "You have no display name now"
+
+
+def test_displayname_needs_the_capability() -> None:
+    w = registered("batch")
+    w.input("/displayname Me")
+    assert w.sent() == []
+    assert "does not offer display names" in w.s.buffers["#lobby"].lines[-1].text

@@ -11,21 +11,9 @@ from typing import Any
 
 from accounthelpers import (
     plain_blob,
+    sasl_plain_login,
 )
 from conftest import ROOT, LineClient
-
-
-def sasl_plain_login(conn: LineClient, nick: str, account: str, password: str) -> None:
-    """Register ``nick`` over a real connection, logged in to ``account`` (SASL PLAIN)."""
-    conn.send("CAP LS 302")
-    conn.send("CAP REQ :sasl")
-    conn.send(f"NICK {nick}")
-    conn.send(f"USER {nick} 0 * :{nick}")
-    conn.send("AUTHENTICATE PLAIN")
-    conn.expect(r"AUTHENTICATE \+")
-    conn.send("AUTHENTICATE " + plain_blob(account, password))
-    conn.expect(r" 903 ")
-    conn.send("CAP END")
 
 
 def test_database_holds_no_plaintext_password(make_salon: Any, connect: Any) -> None:

@@ -54,14 +54,17 @@ CLIENT_JS = """
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright, for a module's tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+browser = pytest.fixture(scope="module", name="browser")(chromium)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,7 @@ def test_the_web_client_chats_with_an_irc_client(
         page.locator("#log .line", has_text="said before the browser came").wait_for(
             timeout=SLOW * 1000
         )
-        page.locator("#users div", has_text="tcp").wait_for(timeout=SLOW * 1000)
+        page.locator("#user-list button", has_text="tcp").wait_for(timeout=SLOW * 1000)
         # What the browser says reaches the IRC client, markup and all, as plain text.
         page.fill("#input", "hello <b>there</b> ✓")
         page.press("#input", "Enter")
@@ -243,9 +246,10 @@ def test_the_web_client_logs_in_to_an_account(browser: Any, make_salon: Any, con
         page.close()
 
 
-# The client's codec and splitting, run in the page (app.js defines them as globals).
+# The client's codec and splitting, run in the page (imported from its module, irc.js).
 CODEC_JS = """
-() => {
+async () => {
+  const { formatLine, parseLine, splitText } = await import("/irc.js");
   const enc = new TextEncoder();
   const bytes = (s) => enc.encode(s).length;
   const split = (text, limit) => {
@@ -311,9 +315,9 @@ def test_the_web_client_reconnects_after_a_restart(
     try:
         _login(page, s.http_port, "rita", "#a, #b")
         page.locator("#buffers button[data-name='#b']").click(timeout=SLOW * 1000)
-        page.locator("#users div", has_text="rita").wait_for(timeout=SLOW * 1000)
+        page.locator("#user-list button", has_text="rita").wait_for(timeout=SLOW * 1000)
         s.stop()
-        page.locator("#users div").first.wait_for(state="detached", timeout=SLOW * 1000)
+        page.locator("#user-list button").first.wait_for(state="detached", timeout=SLOW * 1000)
         # Typed while disconnected: said so, and kept in the input box.
         page.fill("#input", "typed while the server was down")
         page.press("#input", "Enter")
@@ -321,7 +325,7 @@ def test_the_web_client_reconnects_after_a_restart(
         assert page.input_value("#input") == "typed while the server was down"
         s.start()
         # Back by itself (after 1, then 2 s...), in both channels again.
-        page.locator("#users div", has_text="rita").wait_for(timeout=SLOW * 1000)
+        page.locator("#user-list button", has_text="rita").wait_for(timeout=SLOW * 1000)
         tcp = irc_user(connect, s.irc_port, "tcp")
         tcp.send("JOIN #a,#b")
         tcp.expect(r" 353 tcp = #a :.*rita", timeout=SLOW)

@@ -338,6 +338,21 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[cluster]\nredis = 'redis://h'\nnode_ttl = 0.1\n", "cluster.node_ttl"),
         ("[cluster]\nredis = 'redis://h'\nlog_maxlen = 5\n", "cluster.log_maxlen"),
         ("[cluster]\nredis = 'redis://h'\nttl = 3\n", "cluster.ttl: unknown key"),
+        ("[postgres]\n", "postgres: set either dsn or host"),
+        ("[postgres]\ndsn = 'dbname=a'\nhost = 'b'\n", "postgres: set either dsn or host"),
+        ("[postgres]\ndsn = 'dbname=a'\nport = 5433\n", "go with host, not with dsn"),
+        ("[postgres]\nhost = 'db'\nport = 0\n", "postgres.port: 0 is out of range"),
+        ("[postgres]\nhost = 'db'\nreaders = 0\n", "postgres.readers"),
+        ("[postgres]\nhost = 'db'\nretry_for = -1\n", "postgres.retry_for"),
+        ("[postgres]\nhost = 'db'\nretry_for = 'long'\n", "postgres.retry_for: expected"),
+        ("[postgres]\nhost = 'db'\npassword_file = '/nonexistent'\n", "postgres.password_file"),
+        ("[postgres]\nhost = 'db'\npassword_env = 'A-B'\n", "postgres.password_env"),
+        (
+            "[postgres]\nhost = 'db'\npassword_env = 'A'\npassword_file = '/etc/hostname'\n",
+            "not both",
+        ),
+        ("[postgres]\nhost = 'db'\npool = 3\n", "postgres.pool: unknown key"),
+        ("postgres = 1\n", "[postgres] must be a table"),
     ],
 )
 def test_check_config_bad_one_line_exit_2(text: str, needle: str, tmp_path: Path) -> None:

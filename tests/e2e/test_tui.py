@@ -263,3 +263,22 @@ async def test_disconnect_shows_the_servers_reason(make_salon: Any, tmp_path: Pa
             await until(pilot, lambda: log_text(app).count("You joined #lobby") == 2)
     finally:
         oper.close()
+
+
+async def test_display_names_from_a_real_server(salon: Any, connect: Any, tmp_path: Path) -> None:
+    """draft/metadata-3: bob's display name reaches salon chat as bob joins (the app
+    subscribed to display-name), and again when he changes it."""
+    app = make_app(salon.irc_port, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: in_lobby(app))
+        bob = connect(salon.irc_port)
+        bob.register("bob", "draft/metadata-3 batch")
+        bob.send("METADATA * SET display-name :Bob Builder")
+        await expect(pilot, bob, r" 761 bob bob display-name")
+        bob.send("JOIN #lobby")
+        await expect(pilot, bob, r" 366 ")
+        bob.send("PRIVMSG #lobby :hello")
+        await until(pilot, lambda: "<Bob Builder (bob)> hello" in log_text(app))
+        bob.send("METADATA * SET display-name :The Builder")
+        bob.send("PRIVMSG #lobby :renamed")
+        await until(pilot, lambda: "<The Builder (bob)> renamed" in log_text(app))

@@ -186,13 +186,24 @@ def test_plain_http_gets_a_page_or_an_error(web: Any) -> None:
     # The web client: its page, script and style, under a policy that allows no other
     # script, style or connection than the server's own.
     assert b"Content-Security-Policy: default-src 'none'; script-src 'self'" in head
-    assert b'<script src="/app.js"' in body
-    for path, kind in (("/app.js", b"text/javascript"), ("/app.css", b"text/css")):
+    assert b'<script type="module" src="/app.js"' in body
+    assets = (
+        ("/app.js", b"text/javascript"),
+        ("/irc.js", b"text/javascript"),
+        ("/state.js", b"text/javascript"),
+        ("/view.js", b"text/javascript"),
+        ("/sw.js", b"text/javascript"),
+        ("/app.css", b"text/css"),
+        ("/manifest.webmanifest", b"application/manifest+json"),
+        ("/icon-192.png", b"image/png"),
+        ("/icon-512.png", b"image/png"),
+    )
+    for path, kind in assets:
         asset = http(web.http_port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         asset_head, _, asset_body = asset.partition(b"\r\n\r\n")
         assert asset_head.startswith(b"HTTP/1.1 200 OK") and kind in asset_head, path
         assert b"X-Content-Type-Options: nosniff" in asset_head
-        assert len(asset_body) > 1000
+        assert len(asset_body) > 500, path
     assert http(web.http_port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
         b"HTTP/1.1 404 "
     )

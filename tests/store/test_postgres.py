@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +40,7 @@ WITHOUT_POSTGRES = (
 )
 
 
-# A real PostgreSQL server (tests/pgserver.py): not part of the in-process suite.
+# A real PostgreSQL server (bench/pgserver.py): not part of the in-process suite.
 pytestmark = pytest.mark.e2e
 
 
@@ -239,3 +242,178 @@ def test_db_import_errors_are_one_line(postgres_dsn: str, tmp_path: Path) -> Non
         assert done.returncode == code, (args, done.stderr)
         assert done.stderr.startswith("salon db import: "), done.stderr
         assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+# ---------------------------------------------------------------------------- lost connections
+
+
+def run_batches(store: Any, batches: list[list[Any]]) -> list[Any]:
+    """Each batch through a real Storage (its storage thread), one after the other; every
+    call's result."""
+    import asyncio
+
+    from storehelpers import until
+
+    from salon.net.storage import Storage
+
+    async def main() -> list[Any]:
+        results: list[Any] = []
+        storage = Storage(store, asyncio.get_running_loop(), lambda c, r: results.append(r))
+        try:
+            done = 0
+            for batch in batches:
+                storage.submit(batch)
+                done += len(batch)
+                await until(lambda n=done: len(results) == n and not storage.busy)
+        finally:
+            storage.stop()
+        return results
+
+    return asyncio.run(main())
+
+
+def test_a_commit_whose_answer_is_lost_is_looked_up_not_stored_twice(postgres_dsn: str) -> None:
+    import contextlib
+
+    import psycopg
+    from storehelpers import append, event
+
+    from salon.store.postgres import PostgresStore
+
+    class LosesAnAnswer(PostgresStore):
+        """Its next COMMIT (``lose``) takes effect, and then the connection goes (the
+        server crashed before it answered)."""
+
+        lose = 0
+
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[None]:
+            with super().transaction():
+                yield
+            if self.lose and not self._depth:
+                self.lose -= 1
+                self.conn.close()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    store = LosesAnAnswer(postgres_dsn, retry_for=5.0)
+    store.lose = 1
+    try:
+        results = run_batches(store, [[append(event(i)) for i in range(3)], [append(event(3))]])
+        assert results == [True] * 4
+        assert store.lose == 0  # it did lose one
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1", "id2", "id3"]
+        row = store.conn.execute("SELECT messages FROM conversations").fetchone()
+        assert row == (4,)
+    finally:
+        store.close()
+
+
+def test_a_batch_whose_connection_dies_before_its_commit_runs_again(postgres_dsn: str) -> None:
+    import psycopg
+    from storehelpers import append, event
+
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn, retry_for=5.0)
+    kills = []
+
+    def kill_my_connection(s: Any) -> bool:
+        # The first time only: the database ends this session (as a restart would).
+        if not kills:
+            pid = s.conn.info.backend_pid
+            with psycopg.connect(postgres_dsn, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            kills.append(pid)
+        return True
+
+    try:
+        batch = [append(event(0)), StoreCall(kill_my_connection), append(event(1))]
+        assert run_batches(store, [batch]) == [True, True, True]
+        assert len(kills) == 1 and store.conn.info.backend_pid != kills[0]
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1"]
+    finally:
+        store.close()
+
+
+def test_a_batch_fails_when_the_database_stays_away_past_retry_for(postgres_server: Any) -> None:
+    from storehelpers import append, event
+
+    from salon.net.storage import StorageFailed
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    name = postgres_server.create_database()
+    store = PostgresStore(postgres_server.dsn(name), retry_for=0.5)
+
+    def drop(s: Any) -> bool:
+        # The database goes away for good: dropped, its sessions ended.
+        postgres_server.drop_database(name)
+        return True
+
+    try:
+        started = time.monotonic()
+        results = run_batches(store, [[StoreCall(drop), append(event(0))]])
+        assert [type(r) for r in results] == [StorageFailed, StorageFailed]
+        assert 0.5 <= time.monotonic() - started < 10
+    finally:
+        store.close()
+
+
+def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> None:
+    """Which plan goes first: the words' index for rare words, walking the conversations
+    for common ones (their shares, from what ANALYZE keeps)."""
+    from salon.store.postgres import COMMON_SHARE, PostgresStore
+
+    store = PostgresStore(postgres_dsn, query_budget=30.0)
+    try:
+        texts = [f"the common{i % 2} unique{i}" for i in range(2000)]
+        store.append_history(
+            [
+                HistoryEvent(f"m{i}", 1000.0 + i, "#c", "PRIVMSG", "a!a@h", None, ("#c", t))
+                for i, t in enumerate(texts)
+            ]
+        )
+        assert store.share("the") == 0.0  # no statistics yet: every word is rare
+        store.conn.execute("ANALYZE history")
+        store._common = None  # read them again now
+        assert store.share("the") > 0.9
+        assert 0.4 < store.share("common1") < 0.6
+        assert store.share("comm") > 0.9  # a prefix: every word it starts
+        assert store.share("the unique1999") == store.share("unique1999") < COMMON_SHARE
+        assert store.share("nowhere") == 0.0
+        # Either plan answers alike.
+        found = store.search_history(SearchQuery("the common1", ("#c",), limit=3))
+        assert [e.text for e in found] == texts[-5::2]
+        found = store.search_history(SearchQuery("unique1999", ("#c",), limit=3))
+        assert [e.text for e in found] == ["the common1 unique1999"]
+    finally:
+        store.close()
+
+
+def test_a_failing_call_leaves_the_others_of_its_batch_stored(postgres_dsn: str) -> None:
+    """PostgreSQL ends a transaction at its first error, and COMMIT then rolls back what
+    went before: the batch runs again without the failing call (never reported stored
+    and lost)."""
+    from storehelpers import append, event
+
+    from salon.net.storage import StorageFailed
+    from salon.server.effects import StoreCall
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+
+    def divide_by_zero(s: Any) -> bool:
+        s.conn.execute("SELECT 1 / 0")
+        return True
+
+    try:
+        batch = [append(event(0)), StoreCall(divide_by_zero), append(event(1))]
+        first, failed, last = run_batches(store, [batch])
+        assert first is True and last is True and isinstance(failed, StorageFailed)
+        rows = store.conn.execute("SELECT msgid FROM history ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["id0", "id1"]
+    finally:
+        store.close()

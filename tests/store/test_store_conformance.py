@@ -23,6 +23,8 @@ import pytest
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     HistoryReader,
@@ -237,6 +239,40 @@ def test_server_bans(store: Store) -> None:
     assert sorted(store.load_server_bans(), key=key) == sorted([longer, d], key=key)
 
 
+def test_files_and_their_references(store: Store) -> None:
+    one = FileRecord("a" * 26, "f" * 64, 12, "text/plain; charset=utf-8", "é.txt", "alice", 1.5)
+    two = FileRecord("b" * 26, "f" * 64, 12, "image/png", "x.png", "", 2.5, owner_nick="bob")
+    with store.transaction():
+        store.save_file(one)
+        store.save_file(two)
+        store.add_file_refs(
+            [
+                FileRef(one.id, "#lobby", "m1", 3.0),
+                FileRef(one.id, "#lobby", "m2", 4.0),
+                FileRef(two.id, "~alice ~bob", "m3", 5.0),
+            ]
+        )
+    assert sorted(store.load_files(), key=lambda r: r.id) == [one, two]
+    with store.transaction():
+        store.save_file(FileRecord(**{**_fields(one), "deleted": 9.0}))
+        store.delete_file_refs("#lobby", "m1")
+    assert {r.id: r.deleted for r in store.load_files()} == {one.id: 9.0, two.id: 0.0}
+    assert sorted(store.load_file_refs()) == [
+        FileRef(one.id, "#lobby", "m2", 4.0),
+        FileRef(two.id, "~alice ~bob", "m3", 5.0),
+    ]
+    with store.transaction():
+        store.delete_refs_of_file(one.id)
+        store.delete_file_refs("~alice ~bob")
+        store.forget_file(two.id)
+    assert store.load_file_refs() == []
+    assert [r.id for r in store.load_files()] == [one.id]
+
+
+def _fields(record: FileRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in FileRecord.__slots__}
+
+
 def test_read_markers(store: Store) -> None:
     store.set_read_marker("alice", "#c", 1.5)
     store.set_read_marker("alice", "alice bob", 2.5)
@@ -267,6 +303,34 @@ def test_rejoins(store: Store) -> None:
     store.set_rejoin("bob", [])  # an empty list forgets the account
     store.set_rejoin("carol", [])
     assert store.load_rejoins() == [("alice", ["#z", "#b", "#a"])]
+
+
+def test_metadata(store: Store) -> None:
+    store.set_metadata("alice", "display-name", "Alice A.")
+    store.set_metadata("alice", "color", "#c90076")
+    store.set_metadata("bob", "avatar", "https://example.com/b.png")
+    store.set_metadata("alice", "display-name", "Alice \u2764 B.")  # replaced
+    assert sorted(store.load_metadata()) == [
+        ("alice", "color", "#c90076"),
+        ("alice", "display-name", "Alice \u2764 B."),
+        ("bob", "avatar", "https://example.com/b.png"),
+    ]
+    store.set_metadata("alice", "color", None)  # None removes the key
+    store.set_metadata("carol", "color", None)  # removing what is not there is no error
+    store.set_metadata("bob", "status", "")  # the empty string is a value
+    assert sorted(store.load_metadata()) == [
+        ("alice", "display-name", "Alice \u2764 B."),
+        ("bob", "avatar", "https://example.com/b.png"),
+        ("bob", "status", ""),
+    ]
+
+
+def test_deleting_an_account_forgets_its_metadata(store: Store) -> None:
+    store.save_account(AccountRecord("alice", "h"))
+    store.set_metadata("alice", "display-name", "Alice")
+    store.set_metadata("bob", "display-name", "Bob")
+    store.delete_account("Alice")
+    assert store.load_metadata() == [("bob", "display-name", "Bob")]
 
 
 def test_transactions_nest_and_commit(store: Store) -> None:
@@ -761,6 +825,24 @@ def test_purge_steps(store: Store, indexed: bool) -> None:
     assert store.purge_step(at(1000), target="#a", most=5) == (0, None)
     assert store.purge_step(at(1000), exclude=["#keep"], most=5) == (0, None)
     assert left(store)["#keep"] == ["k1", "k2"]
+
+
+def test_purge_steps_out_of_time_still_finish(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that runs out of its time slice at once (a loaded machine) still moves on:
+    a conversation it has finished is never named again as the place to go on from."""
+    monkeypatch.setattr("salon.store.sqlite.PURGE_SECONDS", 0.0)
+    purge_fixture(store)
+    after: str | None = ""
+    removed = 0
+    for _ in range(20):
+        step = store.purge_step(at(35), exclude=["#keep"], after=after or "", most=1000)
+        removed += step.removed
+        after = step.next
+        if after is None:
+            break
+    assert after is None and removed == 3 + 3 + 2
 
 
 def test_purged_conversations_leave_targets(store: Store) -> None:

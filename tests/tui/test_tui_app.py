@@ -19,7 +19,7 @@ from salon.tui.app import (
     wrap_fingerprint,
 )
 from salon.tui.config import ChatConfig
-from salon.tui.format import render
+from salon.tui.format import plain, render
 
 pytestmark = pytest.mark.asyncio
 
@@ -131,3 +131,39 @@ async def test_certificate_fingerprint_wraps_between_bytes(tmp_path: Path) -> No
         ]
         hex_lines = [s for s in shown if re.fullmatch(r"[0-9A-F:]{20,}", s)]
         assert hex_lines == wrap_fingerprint(fp).split("\n"), shown
+
+
+async def test_display_names_are_shown_next_to_nicks(tmp_path: Path) -> None:
+    """draft/metadata-3: the client subscribes to display-name before registering (the
+    server offers before-connect) and shows "Display Name (nick)"."""
+    session = Session(Settings(nick="ada"))
+    app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
+    caps = "batch server-time draft/metadata-3"
+    async with app.run_test(size=SIZE) as pilot:
+        session.connection_made(time.time())
+        session.data_to_send()
+        app.feed(":s CAP * LS :batch server-time draft/metadata-3=before-connect,max-subs=5")
+        app.feed(f":s CAP ada ACK :{caps}")
+        assert b"METADATA * SUB display-name\r\n" in session.data_to_send()
+        app.feed(":s 001 ada :hi", ":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
+        app.feed(
+            "BATCH +m metadata #lobby",
+            "@batch=m :s 761 ada bob display-name * :Bob Builder",
+            "BATCH -m",
+        )
+        app.feed(":bob!b@h PRIVMSG #lobby :hello")
+        app.feed(":carol!c@h PRIVMSG #lobby :no name")
+        app.feed(":s 766 ada bob display-name :key not set")
+        app.feed(":bob!b@h PRIVMSG #lobby :plain again")
+        await pilot.pause()
+        text = log_text(app)
+        assert "<Bob Builder (bob)> hello" in text
+        assert "<carol> no name" in text
+        assert "<bob> plain again" in text
+    named = session.buffers["#lobby"].lines[-3]
+    line = render(named)
+    styles = {line.plain[span.start : span.end]: str(span.style) for span in line.spans}
+    assert styles["Bob Builder"].startswith("bold")
+    # --plain shows it the same way.
+    assert plain(named).endswith("<Bob Builder (bob)> hello")
+    assert "\x1b[" in plain(named, colour=True)

@@ -97,10 +97,21 @@ COMMANDS: dict[str, Command] = {
         "show or change channel or user modes",
         slash.mode,
     ),
+    "displayname": Command(
+        "/displayname [name]",
+        "the name shown next to your nick (where the server offers it); alone: none",
+        slash.displayname,
+    ),
     "register": Command(
         "/register [email] password",
         "create an account (where the server offers it)",
         slash.register,
+    ),
+    "upload": Command(
+        "/upload PATH [text]",
+        "share a file: upload it to the server and post its link (and the text);"
+        ' quote a path with spaces: /upload "my file.png"',
+        slash.upload,
     ),
     "close": Command(
         "/close",

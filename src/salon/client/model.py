@@ -40,6 +40,8 @@ class Line:
     msgid: str = ""
     highlight: bool = False
     own: bool = False
+    # The sender's draft/metadata-3 display-name when the line arrived ("" when none).
+    display: str = ""
 
     def key(self) -> tuple[str, ...]:
         """What makes two lines the same message (for merging history)."""
@@ -202,3 +204,15 @@ class LocalCommand(Event):
 
     name: str
     args: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequested(Event):
+    """/upload: the front end sends ``path`` to the file host (``url``, with the
+    ``authorization`` header value), then posts ``text`` and the file's URL to ``target``."""
+
+    path: str
+    text: str
+    url: str
+    target: str
+    authorization: str

@@ -7,7 +7,8 @@ typed (:meth:`Session.input`), each with the current time, and answers with even
 
 It speaks IRCv3 capability negotiation (CAP LS 302), SASL (PLAIN, SCRAM-SHA-256), batch,
 server-time, echo-message, multi-prefix, away-notify, draft/chathistory (LATEST on join and
-after a reconnect, BEFORE for scrolling back), draft/multiline and draft/account-registration.
+after a reconnect, BEFORE for scrolling back), draft/multiline, draft/account-registration
+and draft/metadata-3 (it subscribes to display-name: lines carry the sender's display name).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from salon.client.model import (
     Registered,
     TimedOut,
     Unsent,
+    UploadRequested,
 )
 from salon.client.sasl import ChunkReader, SaslError, ScramSha256, encode_chunks, plain_payload
 from salon.client.text import (
@@ -83,7 +85,10 @@ WANTED_CAPS = (
     "draft/chathistory",
     "draft/multiline",
     "draft/account-registration",
+    "draft/metadata-3",
 )
+# draft/metadata-3 keys the client shows (it subscribes to them).
+METADATA_KEYS = ("display-name",)
 
 REGISTER_TIMEOUT = 30.0  # seconds from connecting to the welcome (001) before giving up
 PING_IDLE = 60.0  # seconds of silence before we PING the server
@@ -91,7 +96,7 @@ PING_TIMEOUT = 60.0  # seconds to wait for the answer before calling the link de
 MAX_NICK_RETRIES = 3
 
 WHOIS = {"311", "312", "313", "317", "318", "319", "301", "330", "338", "671", "276", "378"}
-WHOIS |= {"379", "307", "320", "335", "369", "314"}
+WHOIS |= {"379", "307", "320", "335", "369", "314", "760"}
 SERVER_INFO = {"001", "002", "003", "004", "251", "252", "253", "254", "255", "265", "266"}
 SERVER_INFO |= {"375", "372", "376", "422", "250", "396", "900", "901", "903"}
 
@@ -139,6 +144,8 @@ class Session:
         self.autojoined = False  # the first channels were joined (AutoJoin emitted)
         self._await_default = False  # for the end of the MOTD, for the server's default
         self.quitting = False
+        # /upload requests waiting for their TOKEN GENERATE FILEHOST answer (slash.upload).
+        self.uploads_waiting: list[UploadRequested] = []
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._batch_counter = 0
@@ -338,6 +345,11 @@ class Session:
         self._focus_joins: set[str] = set()
         self._names_building: set[str] = set()
         self._names_show: set[str] = set()
+        # draft/metadata-3: display names of users (casefolded nick -> name), and whether
+        # this link subscribed to the keys shown.
+        self.display_names: dict[str, str] = {}
+        self._meta_subscribed = False
+        self._display_pending = False  # /displayname waits for the server's answer
 
     @property
     def registered(self) -> bool:
@@ -529,6 +541,11 @@ class Session:
                     self.caps.discard(name[1:])
                 else:
                     self.caps.add(name)
+            before = "before-connect" in _cap_values(self.offered.get("draft/metadata-3", ""))
+            if before or self.registered:
+                # Subscribed before registering when the server allows it: the join
+                # bursts (and the rejoin after a reconnect) then carry the names.
+                self._subscribe_metadata()
             self._cap_answered()
         elif sub == "NAK":
             if len(names) > 1 and not self.registered:
@@ -769,6 +786,7 @@ class Session:
         first = not self.ever_registered
         self.ever_registered = True
         self._emit(Registered(self.nick))
+        self._subscribe_metadata()
         if msg.params[1:]:
             self._info(msg.params[-1], now, self.server)
         if not self.autojoined:
@@ -786,6 +804,36 @@ class Session:
             for buf in self.buffers.values():
                 if buf.kind == "query":
                     self._history.request(self, buf, "LATEST")
+
+    def _subscribe_metadata(self) -> None:
+        if "draft/metadata-3" in self.caps and not self._meta_subscribed:
+            self._meta_subscribed = True
+            self._send("METADATA", "*", "SUB", *METADATA_KEYS)
+
+    def _keyvalue(self, msg: Message, now: float) -> bool:
+        """RPL_KEYVALUE / RPL_KEYNOTSET (draft/metadata-3): a user's display name, as
+        the server told it (on joining, on a change, or answering GET)."""
+        if len(msg.params) < 4 or self.is_channel(msg.params[1]):
+            return True
+        target, key = msg.params[1], msg.params[2]
+        if key != "display-name" or target == "*":
+            return True
+        name = msg.params[4].strip() if msg.command == "761" and len(msg.params) > 4 else ""
+        if name:
+            self.display_names[self._key(target)] = name
+        else:
+            self.display_names.pop(self._key(target), None)
+        if self._display_pending and self._key(target) == self._key(self.nick):
+            self._display_pending = False
+            text = f"Your display name is now {name}" if name else "You have no display name now"
+            self._info(text, now)
+        return True
+
+    def _sync_later(self, msg: Message, now: float) -> bool:
+        """RPL_METADATASYNCLATER: ask for the target's keys now (they are few here)."""
+        if len(msg.params) > 1:
+            self._send("METADATA", msg.params[1], "SYNC")
+        return True
 
     def _autojoin(self, channels: list[str], now: float) -> None:
         """The first join of the session: what the user asked for, or the server's default."""
@@ -876,6 +924,8 @@ class Session:
             text = f"{who} has been idle {_duration(p[2])}"
         elif code == "330" and len(p) >= 4:
             text = f"{who} is logged in as {p[2]}"
+        elif code == "760" and len(p) >= 5:  # RPL_WHOISKEYVALUE (draft/metadata-3)
+            text = f"{who} has {p[2]}: {p[4]}"
         elif code == "301":
             text = f"{who} is away: {text}"
             buf = self.buffer(who)
@@ -926,7 +976,8 @@ class Session:
             else:
                 kind, text = "info", f"{nick} sent a CTCP {name}"
         highlight = not own and kind != "info" and mentions(text, self.nick)
-        line = Line(when, kind, text, nick, msgid, highlight, own)
+        display = self.display_names.get(self._key(nick), "") if nick else ""
+        line = Line(when, kind, text, nick, msgid, highlight, own, display)
         return buf, line
 
     def _on_privmsg(self, msg: Message, now: float) -> None:
@@ -1024,6 +1075,7 @@ class Session:
         reason = msg.params[0] if msg.params else ""
         when = parse_time(msg.tags.get("time"), utc(now))
         text = f"{nick} quit" + (f" ({reason})" if reason else "")
+        self.display_names.pop(key, None)
         for buf in list(self.buffers.values()):
             if key in buf.members or (buf.kind == "query" and self._key(buf.name) == key):
                 buf.members.pop(key, None)
@@ -1037,6 +1089,9 @@ class Session:
         old_key = self._key(old)
         when = parse_time(msg.tags.get("time"), utc(now))
         mine = old_key == self._key(self.nick)
+        display = self.display_names.pop(old_key, None)
+        if display is not None:
+            self.display_names[self._key(new)] = display
         if mine:
             self.nick = new
             self._emit(NickChanged(new))
@@ -1140,6 +1195,8 @@ class Session:
         text = describe_fail(msg)
         command = msg.params[0] if msg.params else ""
         buf: Buffer | None = None
+        if command == "METADATA":
+            self._display_pending = False
         if command == "CHATHISTORY":
             for p in msg.params[2:-1]:
                 buf = self.buffer(p)
@@ -1148,6 +1205,8 @@ class Session:
                     if msg.params[1:2] == ("INVALID_TARGET",):
                         buf.history_exhausted = True
                     break
+        if command == "TOKEN" and msg.command == "FAIL":
+            self.uploads_waiting.clear()  # no token: the uploads cannot go
         if msg.command == "FAIL":
             self._error(text, now, buf or self._buffer_for_params(msg.params[2:-1]))
         else:
@@ -1311,6 +1370,7 @@ _INBOUND: dict[str, Callable[[Session, Message, float], None]] = {
     "NOTE": Session._on_fail,
     "REGISTER": Session._on_register,
     "VERIFY": Session._on_register,
+    "TOKEN": slash.on_token,
 }
 
 
@@ -1350,6 +1410,12 @@ _NUMERICS: dict[str, Callable[[Session, Message, float], bool]] = {
     "324": Session._modes_reply,
     "329": _ignored,
     "341": Session._inviting,
+    "761": Session._keyvalue,
+    "766": Session._keyvalue,
+    "770": _ignored,
+    "771": _ignored,
+    "772": _ignored,
+    "774": Session._sync_later,
     **dict.fromkeys(WHOIS, _handled(Session._whois)),
 }
 

@@ -7,10 +7,12 @@ session's model and link through the session itself, as ergo's handlers reach th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from salon.client.model import Buffer, Focus, LocalCommand
+from salon.client.model import Buffer, Focus, LocalCommand, UploadRequested
+from salon.proto import Message
 
 if TYPE_CHECKING:
     from salon.client.session import Session
@@ -198,6 +200,56 @@ def register(s: Session, c: Call) -> None:
         return
     email = words[0] if len(words) == 2 else "*"
     s._send("REGISTER", "*", email, words[-1])
+
+
+def displayname(s: Session, c: Call) -> None:
+    if "draft/metadata-3" not in s.caps:
+        s._error("This server does not offer display names (draft/metadata-3)", c.now)
+        return
+    s._display_pending = True
+    s._send("METADATA", "*", "SET", "display-name", *([c.args] if c.args else []))
+
+
+def upload(s: Session, c: Call) -> None:
+    """soju.im/FILEHOST: the front end uploads (salon.tui.upload), with a token from
+    ``TOKEN GENERATE FILEHOST`` (draft/authtoken), or Basic with the SASL password when the
+    session logged in with one (servers without tokens, like soju)."""
+    args = c.args.strip()
+    quote = args[:1]
+    if quote in ("'", '"') and args.find(quote, 1) > 0:  # a path with spaces, quoted
+        end = args.find(quote, 1)
+        path, text = args[1:end], args[end + 1 :]
+    else:
+        path, _, text = args.partition(" ")
+    if not path:
+        _usage(s, c)
+        return
+    url = s.isupport.get("soju.im/FILEHOST") or s.isupport.get("draft/FILEHOST") or ""
+    if not url:
+        s._error("This server does not host files (it advertises no FILEHOST)", c.now)
+        return
+    if s.tls and not url.startswith("https://"):
+        s._error(f"Not uploading over TLS-less {url}: this connection is TLS", c.now)
+        return
+    if c.buf.kind == "server":
+        s._error("Upload from a channel or a private chat: the link is posted there", c.now)
+        return
+    request = UploadRequested(path, text.strip(), url, c.buf.name, "")
+    settings = s.settings
+    if settings.sasl_account and settings.sasl_password:
+        creds = f"{settings.sasl_account}:{settings.sasl_password}".encode()
+        s._emit(replace(request, authorization="Basic " + base64.b64encode(creds).decode()))
+        return
+    s.uploads_waiting.append(request)
+    s._send("TOKEN", "GENERATE", "FILEHOST")
+
+
+def on_token(s: Session, msg: Message, now: float) -> None:
+    """``TOKEN GENERATE FILEHOST <token>``: the upload waiting for it can go."""
+    params = msg.params
+    if len(params) >= 3 and params[0] == "GENERATE" and s.uploads_waiting:
+        request = s.uploads_waiting.pop(0)
+        s._emit(replace(request, authorization="Bearer " + params[-1]))
 
 
 def quote(s: Session, c: Call) -> None:

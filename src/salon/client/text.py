@@ -293,3 +293,29 @@ def format_spans(text: str) -> list[tuple[str, Format]]:
     if pos < len(text):
         spans.append((text[pos:], fmt))
     return spans
+
+
+# A file host link (soju.im/FILEHOST as salon serves it): .../f/<id>/<name>.
+_FILE_LINK = re.compile(r"https?://[^\s/]+/f/[a-z2-7]{26}/([^\s/?#]+)")
+_AFTER_LINKS = ".,;:!?)]'\""  # punctuation that ends a sentence, not a link
+_FILE_KINDS = {
+    "image": ("png", "jpg", "jpeg", "gif", "webp", "avif"),
+    "video": ("mp4", "webm", "ogv"),
+    "audio": ("mp3", "ogg", "flac", "wav", "m4a", "opus"),
+}
+
+
+def file_links(text: str) -> str:
+    """Each file host link preceded by what it is and its name: ``[image] cat.png URL``."""
+
+    def label(found: re.Match[str]) -> str:
+        from urllib.parse import unquote
+
+        link = found.group(0).rstrip(_AFTER_LINKS)
+        tail = found.group(0)[len(link) :]
+        name = visible(unquote(link.rsplit("/", 1)[1]))
+        ext = name.rpartition(".")[2].lower()
+        kind = next((k for k, exts in _FILE_KINDS.items() if ext in exts), "file")
+        return f"[{kind}] {name} {link}{tail}"
+
+    return _FILE_LINK.sub(label, text) if "/f/" in text else text

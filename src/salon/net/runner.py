@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from salon import datadir
-from salon.config import PORT_KEYS, Config
+from salon.config import PORT_KEYS, Config, PostgresSection
 from salon.net import tls
 from salon.net.connection import ClientProtocol, Refusal
+from salon.net.filehost import FileHost
 from salon.net.limits import ConnectionLimits, Key, RequestBudget
-from salon.net.storage import Storage
+from salon.net.storage import READERS, Storage
 from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
 from salon.server.core import Server
@@ -54,6 +55,28 @@ CLOAK_KEY = "cloak.key"
 
 class StartupError(Exception):
     """The server cannot start (port in use, unwritable data directory): one line for the user."""
+
+
+def _postgres_password(pg: PostgresSection) -> str:
+    """[postgres]'s password, from its file's first line or its environment variable."""
+    if pg.password_file:
+        try:
+            lines = Path(pg.password_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = _reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
+            raise StartupError(f"postgres.password_file: cannot read: {reason}") from None
+        return lines[0] if lines else ""
+    if pg.password_env:
+        value = os.environ.get(pg.password_env)
+        if value is None:
+            raise StartupError(f"postgres.password_env: {pg.password_env} is not set")
+        return value
+    return ""
+
+
+def _where(info: Any) -> str:
+    """Where a connection goes (psycopg's ConnectionInfo), without its password."""
+    return f"{info.dbname} on {info.host}:{info.port} as {info.user}"
 
 
 def _address(sockname: Any) -> str:
@@ -158,6 +181,8 @@ class Shell:
         self.fenced = False
         # Set by serve(): stops the server (used when the cluster fences this node).
         self.on_stop: Callable[[], None] | None = None
+        # The file host on the HTTP listeners (None: off, or no HTTP listener).
+        self.filehost: FileHost | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -390,6 +415,8 @@ class Shell:
             if now - self._last_timeout_check >= 1.0:
                 self._last_timeout_check = now
                 server.check_timeouts(now)
+                if self.filehost is not None:
+                    self.filehost.collect()
                 if now - self._last_prune >= 60.0:
                     self._last_prune = now
                     self.limits.prune(now)
@@ -419,14 +446,27 @@ class Shell:
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._lock = datadir.lock(data)
             self._secrets(data)
-            store = SQLiteStore(data / "salon.db", self.config.history.query_budget)
-            for path, private in ((data, "700"), (store.path, "600")):
-                if path.stat().st_mode & 0o077:
-                    log.warning("%s can be read by other users: chmod %s it", path, private)
+            pg = self.config.postgres
+            store: Any
+            if pg is None:
+                store = SQLiteStore(data / "salon.db", self.config.history.query_budget)
+                for path, private in ((data, "700"), (store.path, "600")):
+                    if path.stat().st_mode & 0o077:
+                        log.warning("%s can be read by other users: chmod %s it", path, private)
+                readers = READERS
+            else:
+                if data.stat().st_mode & 0o077:
+                    log.warning("%s can be read by other users: chmod 700 it", data)
+                store = self._open_postgres(pg)
+                readers = pg.readers
             self.server.load(store)
-            self.storage = Storage(store, self.loop, self._store_done)
+            self.storage = Storage(store, self.loop, self._store_done, readers=readers)
             if self.config.cluster is not None:
                 await self._join_cluster()
+
+            listen = self.config.listen
+            if self.config.files.enabled and (listen.http_port or listen.https_port):
+                self.filehost = FileHost(self)
         except StartupError:
             raise
         except datadir.DataDirBusy as exc:
@@ -474,10 +514,46 @@ class Shell:
             log.info("listening for %s on %s", listener.name, where or f"{host}:{listener.port}")
         self._timer = self.loop.call_later(TICK, self._tick)
 
+    def _open_postgres(self, pg: PostgresSection) -> Any:
+        """The PostgreSQL store of [postgres], whose shared secrets (cloaking key, the key
+        of unknown-user SCRAM exchanges) every node uses (raises StartupError). psycopg is
+        imported here only: a server without [postgres] never loads it."""
+        try:
+            from salon.store import postgres
+        except ImportError:
+            raise StartupError(
+                "PostgreSQL support is not installed: pip install 'salon[postgres]'"
+            ) from None
+        password = _postgres_password(pg)
+        try:
+            if pg.dsn:
+                dsn = postgres.conninfo(pg.dsn, password=password)
+            else:
+                dsn = postgres.conninfo(
+                    host=pg.host, port=pg.port, dbname=pg.dbname, user=pg.user, password=password
+                )
+        except ValueError as exc:
+            raise StartupError(f"postgres.dsn: {exc}") from None
+        try:
+            store = postgres.PostgresStore(
+                dsn,
+                self.config.history.query_budget,
+                timeout=pg.connect_timeout,
+                retry_for=pg.retry_for,
+            )
+            if self.config.cloak.enabled:
+                self.server.cloak_key = store.secret(postgres.CLOAK_KEY)
+            self.server.accounts.secret = store.secret(postgres.ACCOUNT_SECRET)
+        except postgres.Error as exc:
+            raise StartupError(f"cannot use PostgreSQL: {postgres.first_line(exc)}") from None
+        log.info("store: PostgreSQL %s", _where(store.conn.info))
+        return store
+
     def _secrets(self, data: Path) -> None:
-        """The cloaking key and the TLS context (raises StartupError or OSError)."""
+        """The cloaking key (with PostgreSQL: from the database, see _open_postgres) and
+        the TLS context (raises StartupError or OSError)."""
         cfg = self.config
-        if cfg.cloak.enabled:
+        if cfg.cloak.enabled and cfg.postgres is None:
             try:
                 self.server.cloak_key = tls.load_secret(data / CLOAK_KEY)
             except tls.TlsError as exc:
@@ -502,6 +578,9 @@ class Shell:
             raise StartupError(f"TLS: {exc}") from None
 
     def _close_db(self) -> None:
+        if self.filehost is not None:
+            self.filehost.close()
+            self.filehost = None
         if self.storage is not None:
             with contextlib.suppress(Exception):
                 self.storage.drain()

@@ -11,6 +11,12 @@ Reads (``StoreCall.read``) go to READERS threads, each with a connection of its 
 wait for it. A client has at most one read in flight (its input waits for the answer), so
 the read queue is bounded by the number of clients. A store without readers (in memory)
 runs reads on the writer.
+
+A store whose connection can be lost (PostgreSQL: ``reconnect`` and ``committed``) gets a
+failed batch run again on a new connection, for ``store.retry_for`` seconds; calls that
+arrive meanwhile wait. A batch whose COMMIT was sent but not answered is looked up
+first, so that it is never stored twice: each message is stored once and delivered, or
+refused when the time is up.
 """
 
 from __future__ import annotations
@@ -50,6 +56,16 @@ class StorageFailed:
         return False
 
 
+class CallAborted(Exception):
+    """A store call failed and ended the store's transaction with it (``index``: its place
+    in the batch): the batch runs again without it."""
+
+    def __init__(self, index: int, exc: Exception) -> None:
+        super().__init__(index)
+        self.index = index
+        self.exc = exc
+
+
 class Outage:
     """Failures of one kind in a row (a full disk fails every transaction until space is
     freed): logged once when they start, with the error, and once when they end, with a
@@ -84,6 +100,7 @@ class Storage:
         loop: asyncio.AbstractEventLoop,
         complete: Callable[[StoreCall[Any], Any], None],
         clock: Callable[[], float] = time.monotonic,
+        readers: int = READERS,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -104,7 +121,7 @@ class Storage:
         open_reader: Callable[[], Any] | None = getattr(store, "reader", None)
         first = open_reader() if open_reader is not None else None
         if open_reader is not None and first is not None:
-            for i in range(READERS):
+            for i in range(readers):
                 reader = first if i == 0 else open_reader()
                 thread = threading.Thread(
                     target=self._read, args=(reader,), name=f"salon-read-{i}", daemon=True
@@ -153,21 +170,32 @@ class Storage:
                 call = self._reads.get()
                 if call is None:
                     return
-                try:
-                    with reader.transaction():
-                        result = call.call(reader)
-                except QueryTooBroad:
-                    log.info("a history read ran out of its budget")
-                    result = StorageFailed(QueryTooBroad("history"))
-                except Exception as exc:
-                    log.exception("history read failed")
-                    result = StorageFailed(exc)
+                result = self._read_one(reader, call)
                 try:
                     self.loop.call_soon_threadsafe(self.complete, call, result)
                 except RuntimeError:
                     return  # the loop is closed: shutting down
         finally:
             reader.close()
+
+    def _read_one(self, reader: Any, call: StoreCall[Any]) -> Any:
+        """A read's result. One whose connection turns out lost (the database restarted
+        since the last read: ``reader.lost()``) runs once more, on a new connection."""
+        lost: Callable[[], bool] = getattr(reader, "lost", lambda: False)
+        for again in (True, False):
+            try:
+                with reader.transaction():
+                    return call.call(reader)
+            except QueryTooBroad:
+                log.info("a history read ran out of its budget")
+                return StorageFailed(QueryTooBroad("history"))
+            except Exception as exc:
+                if again and isinstance(exc, self._outages) and lost():
+                    log.warning("history reader reconnecting: %s", exc)
+                    continue
+                log.exception("history read failed")
+                return StorageFailed(exc)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _checkpoints(self, checkpoint: Callable[[], None]) -> None:
         """The checkpointing thread: the WAL goes back into the database file beside the
@@ -209,30 +237,74 @@ class Storage:
 
     def _run_and_report(self, batch: list[StoreCall[Any]]) -> None:
         """On the storage thread: run a batch, hand the results to the loop."""
-        try:
-            results: list[Any] = self._run(batch)
-        except Exception as exc:
-            # The transaction itself failed (disk full, I/O error): nothing was committed.
-            self.outage.failed(exc)
-            results = [StorageFailed(exc)] * len(batch)
-        else:
-            self.outage.worked()
+        results = self._attempt(batch)
         try:
             self.loop.call_soon_threadsafe(self._finished, batch, results)
         except RuntimeError:
             pass  # the loop is closed: shutting down, drain() takes over
 
-    def _run(self, batch: list[StoreCall[Any]]) -> list[Any]:
-        results: list[Any] = []
+    def _attempt(self, batch: list[StoreCall[Any]]) -> list[Any]:
+        """The results of a batch, run again on a new connection while the store can make
+        one (within its ``retry_for``); each call's StorageFailed when the transaction
+        failed (disk full, I/O error, the database away): nothing was committed then."""
+        reconnect: Callable[[float], bool] | None = getattr(self.store, "reconnect", None)
+        committed: Callable[[], bool] = getattr(self.store, "committed", lambda: False)
+        deadline: float | None = None
+        # The results of an attempt whose COMMIT was sent but went unanswered: it may have
+        # taken effect, and is looked up before the batch runs again.
+        unanswered: list[Any] | None = None
+        # Calls that failed and ended the transaction: the batch runs again without them.
+        failed: dict[int, StorageFailed] = {}
+        while True:
+            try:
+                if unanswered is not None:
+                    if committed():
+                        self.outage.worked()
+                        return unanswered
+                    unanswered = None
+                results: list[Any] = []
+                self._run(batch, results, failed)
+                self.outage.worked()
+                return results
+            except CallAborted as aborted:
+                failed[aborted.index] = StorageFailed(aborted.exc)
+            except Exception as exc:
+                self.outage.failed(exc)
+                if reconnect is None or not isinstance(exc, self._outages):
+                    return [StorageFailed(exc)] * len(batch)
+                if unanswered is None and len(results) == len(batch):
+                    unanswered = results
+                if deadline is None:
+                    deadline = time.monotonic() + float(getattr(self.store, "retry_for", 0.0))
+                if not reconnect(deadline):
+                    return [StorageFailed(exc)] * len(batch)
+
+    def _run(
+        self,
+        batch: list[StoreCall[Any]],
+        results: list[Any] | None = None,
+        failed: dict[int, StorageFailed] | None = None,
+    ) -> list[Any]:
+        """Run ``batch`` in one transaction, but the calls in ``failed`` (by index)."""
+        if results is None:
+            results = []
+        # Whether the store's transaction is over after a call failed: PostgreSQL ends it at
+        # the first error, and COMMIT would then roll back the calls before.
+        aborted: Callable[[], bool] = getattr(self.store, "aborted", lambda: False)
         started = time.perf_counter()
         with self.store.transaction():
-            for call in batch:
+            for i, call in enumerate(batch):
+                if failed and i in failed:
+                    results.append(failed[i])
+                    continue
                 try:
                     results.append(call.call(self.store))
                 except self._outages:
                     raise  # the storage fails (a full disk): the whole batch with it
                 except Exception as exc:
                     log.exception("store call failed")
+                    if aborted():
+                        raise CallAborted(i, exc) from None
                     results.append(StorageFailed(exc))
         elapsed = time.perf_counter() - started
         if elapsed > 0.5:
@@ -307,7 +379,7 @@ class Storage:
         self.stop()
         if self.waiting:
             batch, self.waiting = self.waiting, []
-            for call, result in zip(batch, self._run(batch), strict=True):
+            for call, result in zip(batch, self._attempt(batch), strict=True):
                 self.complete(call, result)
 
     def close(self) -> None:

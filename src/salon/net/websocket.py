@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 from websockets.datastructures import Headers
@@ -36,9 +36,11 @@ from websockets.typing import Origin, Subprotocol
 
 from salon import web
 from salon.net.connection import ClientProtocol, peer_ip
+from salon.net.filehost import Exchange
 from salon.net.limits import Key
 from salon.proto.limits import MAX_CLIENT_TAGS
 from salon.server.client import Kind
+from salon.server.filepolicy import HOST_HEADER
 
 if TYPE_CHECKING:
     from salon.net.runner import Shell
@@ -62,6 +64,11 @@ MAX_MESSAGE = MAX_CLIENT_TAGS + 2 + 510 + 2
 # Seconds for an HTTP request to arrive, whole; and for the next one on a kept-alive
 # connection.
 HANDSHAKE_TIMEOUT = 15.0
+# Seconds a file host transfer may go without progress (an upload's body, a download's
+# reader) before the connection is cut.
+TRANSFER_IDLE = 30.0
+# Bytes of a streamed answer read from disk and written at once.
+STREAM_CHUNK = 65536
 # Requests on one connection; the last one's answer says "Connection: close".
 MAX_REQUESTS = 100
 # Bytes of a request body read and dropped (no path takes one yet) before a 413.
@@ -104,6 +111,13 @@ def http_response(
         ]
     )
     return Response(status, http.HTTPStatus(status).phrase, headers, data)
+
+
+class Source(Protocol):
+    """The bytes of a streamed answer (salon.net.filehost.FileReader)."""
+
+    def read(self, count: int) -> bytes: ...
+    def close(self) -> None: ...
 
 
 class WebSocketSink(asyncio.Transport):
@@ -203,6 +217,14 @@ class WebSocketProtocol(asyncio.Protocol):
         self.limit_key: Key | None = None
         self.done = False  # answered for the last time, or refused: nothing more is read
         self.lingering = 0  # its key in the shell's transports while its answer goes out
+        # The file host's handling of the request being read (None: a page or a refusal).
+        self.exchange: Exchange | None = None
+        self.request: h11.Request | None = None
+        self._held = False  # the exchange waits for something: the input waits too
+        # A streamed answer: gives the next bytes of the file; what remains to send.
+        self._source: Source | None = None
+        self._remaining = 0
+        self._writing_paused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -222,10 +244,10 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._arm()
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float = HANDSHAKE_TIMEOUT) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.shell.loop.call_later(HANDSHAKE_TIMEOUT, self._timeout)
+        self._timer = self.shell.loop.call_later(seconds, self._timeout)
 
     def _timeout(self) -> None:
         self._timer = None
@@ -286,6 +308,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self.limit_key = None
         if self.lingering:
             self.shell.transports.pop(self.lingering, None)
+        self._close_source()
+        if self.exchange is not None:
+            self.exchange.abort()
+            self.exchange = None
         if self.irc is not None:
             self.irc.connection_lost(exc)
 
@@ -297,6 +323,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _end(self) -> None:
         self.done = True
+        if self._held:
+            self._held = False
+            self.transport.resume_reading()  # the lingering close reads what comes
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -309,7 +338,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _http_input(self) -> None:
         """Read what h11 makes of the bytes received so far, and answer each request."""
         conn = self.http
-        while conn is not None and not self.done:
+        while conn is not None and not self.done and not self._held:
             if conn.their_state is h11.IDLE:
                 # The next request's head, or its start: what h11 would take but a proxy
                 # in front might read otherwise is refused.
@@ -337,11 +366,18 @@ class WebSocketProtocol(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self._begin(event)
             elif isinstance(event, h11.Data):
+                if self.exchange is not None:
+                    self._arm(TRANSFER_IDLE)
+                    self.exchange.data(event.data)
+                    continue
                 self._body += len(event.data)
                 if self._body > MAX_DISCARDED_BODY:
                     self._refuse(413, "Request body too large")
             elif isinstance(event, h11.EndOfMessage):
-                self._finish()
+                if self.exchange is not None:
+                    self.exchange.end()
+                else:
+                    self._finish()
             elif isinstance(event, h11.ConnectionClosed):
                 self.done = True
                 self.transport.close()
@@ -368,6 +404,13 @@ class WebSocketProtocol(asyncio.Protocol):
             if wait:
                 retry = str(max(1, math.ceil(wait)))
                 self._refuse(429, "Too many requests from your address\n", [("Retry-After", retry)])
+                return
+        host = self.shell.filehost
+        if host is not None and host.handles(request.target):
+            self.request = request
+            self.exchange = host.exchange(self, request)
+            self._arm(TRANSFER_IDLE)
+            self.exchange.begin()
 
     def _finish(self) -> None:
         """The whole request is read: answer it, and wait for the next one."""
@@ -415,6 +458,128 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.write(b"".join(part for part in parts if part))
         if close:
             self._end()
+
+    # ------------------------------------------------------------------ for the file host
+
+    def hold(self) -> None:
+        """The exchange waits for work off the loop: read nothing more meanwhile."""
+        self._held = True
+        self.transport.pause_reading()
+
+    def release(self) -> None:
+        """The exchange may go on: read what came meanwhile, and more."""
+        if not self._held or self.done:
+            return
+        self._held = False
+        self.transport.resume_reading()
+        self._http_input()
+
+    def send_continue(self) -> None:
+        """RFC 9110 10.1.1: a client that sent "Expect: 100-continue" waits for this before
+        it sends the body (given once the upload may go ahead)."""
+        conn = self.http
+        if conn is not None and conn.they_are_waiting_for_100_continue:
+            self.transport.write(
+                conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
+
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = TEXT_PLAIN,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """The exchange's answer once the whole request is read; then the next request."""
+        self.exchange = None
+        self._served += 1
+        self._respond(status, body, content_type, headers, close=self._served >= MAX_REQUESTS)
+        self._next()
+
+    def stream(
+        self, status: int, headers: Sequence[tuple[str, str]], length: int, source: Source | None
+    ) -> None:
+        """An answer of ``length`` bytes that ``source.read(n)`` gives a piece at a time,
+        written as the peer takes them (pause_writing); then the next request."""
+        conn = self.http
+        assert conn is not None
+        self.exchange = None
+        self._served += 1
+        fields = [("Date", email.utils.formatdate(usegmt=True)), *headers]
+        close = self._served >= MAX_REQUESTS
+        if close:
+            fields.append(("Connection", "close"))
+        reason = http_status_phrase(status)
+        head = conn.send(h11.Response(status_code=status, headers=fields, reason=reason))
+        self.transport.write(head or b"")
+        self._close_source()
+        self._source = source
+        self._remaining = length if self._method != b"HEAD" and source is not None else 0
+        self._pump()
+
+    def _close_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def _pump(self) -> None:
+        conn = self.http
+        source = self._source
+        if conn is None or self.done:
+            return
+        transport = self.transport
+        while self._remaining > 0 and not self._writing_paused and source is not None:
+            if transport.is_closing():
+                self._close_source()
+                return
+            chunk = source.read(min(STREAM_CHUNK, self._remaining))
+            if not chunk:
+                # The file is shorter than it was said to be: the answer cannot be completed.
+                log.warning("file ended early while being sent ip=%s", self.ip)
+                self._close_source()
+                transport.abort()
+                return
+            self._remaining -= len(chunk)
+            transport.write(conn.send(h11.Data(data=chunk)) or b"")
+        if self._remaining > 0:
+            self._arm(TRANSFER_IDLE)
+            return
+        self._close_source()
+        transport.write(conn.send(h11.EndOfMessage()) or b"")
+        if self._served >= MAX_REQUESTS:
+            self._end()
+            return
+        self._next()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._source is not None:
+            self._pump()
+
+    def _next(self) -> None:
+        """After an answer: wait for the next request on the connection."""
+        conn = self.http
+        if self.done or conn is None:
+            return
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+            self._end()
+            return
+        conn.start_next_cycle()
+        self._method = self._target = b""
+        self.request = None
+        self._arm()
+        if self._held:
+            self._held = False
+            self.transport.resume_reading()
+        self.shell.loop.call_soon(self._http_input)
+
+    def refuse(self, status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """The exchange's refusal: an answer, after which the connection closes."""
+        self.exchange = None
+        self._refuse(status, text, headers)
 
     def _refuse(self, status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         """An error answer, after which the connection closes."""
@@ -490,6 +655,12 @@ class WebSocketProtocol(asyncio.Protocol):
         irc.counted = self.ip  # limited from the accept on (a proxy's address is not)
         self.irc = irc
         irc.connection_made(WebSocketSink(self, ws.subprotocol != BINARY, peer))
+        client = irc.client
+        host = request.headers.get("Host", "")
+        if client is not None and host and HOST_HEADER.fullmatch(host):
+            # Where its uploads go (FILEHOST), when no files.public_url says otherwise.
+            scheme = "https" if self.secure or forwarded_secure else "http"
+            self.shell.server.files.web_base[client.id] = f"{scheme}://{host}"
 
     def _forwarded(self, request: Request) -> tuple[Any, bool]:
         """The client's address and whether its connection is TLS: what a trusted

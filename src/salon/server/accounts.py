@@ -248,6 +248,7 @@ class Accounts:
         stored_name = record.name
         self.server.store(lambda store: store.delete_account(stored_name))
         self.server.services.account_dropped(record.name)
+        self.server.files.account_dropped(cf)
         # Whoever holds the nick now holds an unregistered one.
         holder = self.server.nicks.get(cf)
         if holder is not None:
@@ -293,6 +294,7 @@ class Accounts:
         log.info("login id=%d nick=%s account=%s", client.id, client.nick, record.name)
         if client.registered and not again:
             self.check_nick(client, rb)
+            self.server.files.advertise(client, rb)
 
     def logout(
         self,
@@ -584,6 +586,7 @@ def admit(server: Server, client: Client, rb: ResponseBuffer) -> bool:
 def welcomed(server: Server, client: Client, rb: ResponseBuffer) -> None:
     """Just after the welcome burst (in ``rb``)."""
     server.accounts.check_nick(client, rb)
+    server.files.advertise(client, rb)
 
 
 def set_account(accounts: Accounts, client: Client, name: str | None) -> bool:

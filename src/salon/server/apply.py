@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
-from salon.server import caps, history, monitor
+from salon.server import caps, history, metadata, monitor
 from salon.server.abuse import describe
 from salon.server.accounts import set_account
 from salon.server.channel import LIST_MODES, PREFIX_MODES, Channel, ListEntry
@@ -35,6 +35,7 @@ from salon.server.events import (
     Join,
     Kick,
     Kill,
+    Metadata,
     Nick,
     Part,
     Quit,
@@ -198,6 +199,7 @@ def apply_join(server: Server, ev: Join, rb: ResponseBuffer | None) -> None:
     if client.away is not None:
         away = Message("AWAY", (client.away,), client.prefix)
         server.deliver([m for m in others if m.capmask & caps.AWAY_NOTIFY], away)
+    metadata.joined(server, client, chan)
 
 
 def leave(server: Server, client: Client, chan: Channel) -> None:
@@ -360,6 +362,7 @@ def apply_account(server: Server, ev: Account, rb: ResponseBuffer | None) -> Non
     client = user(server, ev.uid)
     if not set_account(server.accounts, client, ev.account):
         server.accounts.notify(client, ev.account or "*")
+        metadata.logged_in(server, client)
 
 
 def apply_rename(server: Server, ev: Rename, rb: ResponseBuffer | None) -> None:
@@ -396,6 +399,21 @@ def apply_rename(server: Server, ev: Rename, rb: ResponseBuffer | None) -> None:
         send_names(server, member, chan, out)
         if out is not own:
             out.flush()
+
+
+def apply_metadata(server: Server, ev: Metadata, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    chan = server.channels[casefold(ev.channel)] if ev.channel is not None else None
+    keys = chan.metadata if chan is not None else client.metadata
+    if ev.value is None:
+        keys.pop(ev.key, None)
+    else:
+        keys[ev.key] = ev.value
+    if chan is None:
+        metadata.remember(server, client, ev.key, ev.value)
+        metadata.user_changed(server, client, ev.key, ev.value)
+    else:
+        metadata.channel_changed(server, chan, client, ev.key, ev.value)
 
 
 def apply_ban(server: Server, ev: Ban, rb: ResponseBuffer | None) -> None:
@@ -457,6 +475,7 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Setname: apply_setname,
     Account: apply_account,
     Rename: apply_rename,
+    Metadata: apply_metadata,
     Ban: apply_ban,
     Unban: apply_unban,
     Kill: apply_kill,

@@ -33,6 +33,7 @@ MESSAGE_REDACTION: Final = 1 << 26
 SEARCH: Final = 1 << 27
 SASL: Final = 1 << 28
 ACCOUNT_REGISTRATION: Final = 1 << 29
+METADATA: Final = 1 << 30
 
 # The part of a client's capability mask that selects its serialization variant.
 VARIANT_MASK: Final = MESSAGE_TAGS | SERVER_TIME | ACCOUNT_TAG | BATCH
@@ -55,6 +56,7 @@ CAPABILITIES: Final[dict[str, int]] = {
     "draft/event-playback": EVENT_PLAYBACK,
     "draft/extended-monitor": EXTENDED_MONITOR,
     "draft/message-redaction": MESSAGE_REDACTION,
+    "draft/metadata-3": METADATA,
     "draft/multiline": MULTILINE,
     "draft/read-marker": READ_MARKER,
     "extended-monitor": EXTENDED_MONITOR,

@@ -82,6 +82,7 @@ class Channel:
         "key",
         "limit",
         "members",
+        "metadata",
         "modes",
         "name",
         "topic",
@@ -95,6 +96,8 @@ class Channel:
         self.created = int(now)
         # member -> prefix modes held, highest first ("ov", "o", "v" or "").
         self.members: dict[Client, str] = {}
+        # draft/metadata-3 keys (salon.server.metadata).
+        self.metadata: dict[str, str] = {}
         self.topic = ""
         self.topic_by = ""
         self.topic_time = 0

@@ -12,7 +12,7 @@ from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.names import valid_channel
-from salon.server import caps, history
+from salon.server import caps, history, metadata
 from salon.server.channel import Channel
 from salon.server.client import Client
 from salon.server.events import Join, Kick, Part
@@ -107,6 +107,7 @@ def _joined(
             history.marker_message(server, chan.name, history.marker_for(server, client, chan.cf))
         )
     send_names(server, client, chan, out)
+    metadata.join_burst(server, client, chan, out)
     if rb is None:
         out.flush()
     history.replay_on_join(server, client, chan)

@@ -46,6 +46,8 @@ class Client:
         "kind",
         "last_active",
         "last_message",
+        "meta",
+        "metadata",
         "modes",
         "monitoring",
         "multiline",
@@ -113,6 +115,10 @@ class Client:
         self.oper: str | None = None
         self.channels: dict[str, Channel] = {}
         self.monitoring: set[str] = set()
+        # draft/metadata-3: this user's keys, and (made on first use) its subscriptions
+        # and recent changes (salon.server.metadata.MetaState).
+        self.metadata: dict[str, str] = {}
+        self.meta: Any = None
         # An open draft/multiline batch (salon.server.handlers.batch.Multiline).
         self.multiline: Any = None
         self.outbox: list[bytes] = []

@@ -20,6 +20,7 @@ from salon.errors import (
     ProtocolError,
 )
 from salon.proto import numerics as n
+from salon.server import files
 from salon.server.handlers import (
     accounts,
     bans,
@@ -27,6 +28,7 @@ from salon.server.handlers import (
     channels,
     history,
     messaging,
+    metadata,
     modes,
     oper,
     queries,
@@ -68,6 +70,7 @@ COMMANDS: dict[str, Command] = {
     "QUIT": Command(registration.cmd_quit, 0, prereg=True),
     # Accounts (SASL, draft/account-registration) and services
     "AUTHENTICATE": Command(sasl.cmd_authenticate, 1, prereg=True),
+    "TOKEN": Command(files.cmd_token, 1),
     "REGISTER": Command(accounts.cmd_register, 3, prereg=True),
     "VERIFY": Command(accounts.cmd_verify, 2, prereg=True),
     "ACCEPT": Command(accounts.cmd_accept, 1),
@@ -91,6 +94,8 @@ COMMANDS: dict[str, Command] = {
     "TAGMSG": Command(messaging.cmd_tagmsg, 1),
     "AWAY": Command(messaging.cmd_away, 0),
     "SETNAME": Command(messaging.cmd_setname, 1),
+    # draft/metadata-3 (before registration too: the before-connect token)
+    "METADATA": Command(metadata.cmd_metadata, 0, prereg=True),
     # History (draft/chathistory and friends)
     "CHATHISTORY": Command(history.cmd_chathistory, 1),
     "MARKREAD": Command(history.cmd_markread, 0),

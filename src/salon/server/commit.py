@@ -32,19 +32,23 @@ Finisher = Callable[["Server", Client, bool, "Held | None", Any], None]
 class CommitGroup:
     """Messages of one event-loop turn waiting for one commit (see :func:`commit_group`)."""
 
-    __slots__ = ("events", "senders", "server", "waiting")
+    __slots__ = ("events", "refs", "senders", "server", "waiting")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.events: list[Any] = []
         self.waiting: list[tuple[Client, Held | None, Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
+        # References to uploaded files in these messages (server.files.observe).
+        self.refs: list[Any] = []
         # No reference back from the group to its GroupDone: a cycle would leave each
         # group, and every message it holds, to the cyclic garbage collector (see
         # docs/BENCHMARKS.md, "History of speed", 11:04).
 
     def write(self, store: Any) -> bool:
         store.append_history(self.events)
+        if self.refs:
+            store.add_file_refs(self.refs)
         return True
 
     def clients(self) -> list[Client]:
@@ -54,6 +58,8 @@ class CommitGroup:
         ok = result is True
         server = self.server
         server.uncommitted -= 1
+        if ok and self.refs:
+            server.files.committed(self.refs)
         for client, held, finisher, arg in self.waiting:
             client.pending_commits -= 1
             if client.pending_commits == 0 and client.blocked:
@@ -116,6 +122,8 @@ def hold(
     if group is None:
         group = commit_group(server)
     group.events += events
+    if server.files.watching:
+        server.files.observe(client, events, group)
     group.waiting.append((client, held, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1
@@ -128,6 +136,9 @@ def hold_one(server: Server, client: Client, event: Any, finish: Finisher, arg: 
     if group is None:
         group = commit_group(server)
     group.events.append(event)
+    files = server.files
+    if files.watching and "/f/" in event.params[-1]:
+        files.observe(client, (event,), group)
     group.waiting.append((client, None, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1

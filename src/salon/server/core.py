@@ -34,6 +34,8 @@ from salon.server.cluster import NODE_SHIFT, Cluster, msgid_prefix
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
+from salon.server.files import Files
+from salon.server.fileserv import FileServ
 from salon.server.flood import Flood
 from salon.server.personality import IRC, Personality, wire_bytes
 from salon.server.responsebuffer import ResponseBuffer, answer
@@ -144,6 +146,8 @@ class Server:
         self.later: deque[Callable[[], None]] = deque()
         # account (casefolded) -> channels its last session was in, for accounts.rejoin
         self.rejoin: dict[str, list[str]] = {}
+        # account (casefolded) -> its draft/metadata-3 keys (salon.server.metadata)
+        self.account_metadata: dict[str, dict[str, str]] = {}
         # Private conversation key -> (recipient, sender) names last stored for it.
         self.dm_names: dict[str, tuple[str, str]] = {}
         self.isupport_lines = welcome.isupport(config)
@@ -151,14 +155,20 @@ class Server:
         # Accounts, services and bans: see salon.server.accounts, .services, .abuse.
         self.accounts = Accounts(self)
         self.services = Services(self)
+        self.files = Files(self)
+        if self.files.enabled:
+            self.services.add(FileServ(self, -3))
         self.abuse = Abuse(self)
 
     def load(self, store: Any) -> None:
         """Take the persistent state from the store at start (the shell calls this once)."""
         self.read_markers = {(a, t): ts for a, t, ts in store.load_read_markers()}
         self.rejoin = dict(store.load_rejoins())
+        for account, key, value in store.load_metadata():
+            self.account_metadata.setdefault(account, {})[key] = value
         self.accounts.load(store)
         self.services.load(store)
+        self.files.load(store)
         history.forget_left_behind(self, store)
         self.abuse.load(store)
 
@@ -447,6 +457,7 @@ class Server:
                 client.personality.keepalive(self, client)
         self.accounts.tick(now)
         self.abuse.tick(now)
+        self.files.tick(now)
         self.settle()
 
     # ------------------------------------------------------------------ output

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,17 @@ class Rename:
 
 
 @dataclass(frozen=True, slots=True)
+class Metadata:
+    """draft/metadata-3: ``uid`` sets ``key`` to ``value`` (None: removes it) on itself,
+    or on ``channel`` when one is named."""
+
+    uid: int
+    channel: str | None
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ban:
     """A server ban (not a channel's ``+b``): a K-line (``kind`` "K", a ``user@host``
     mask) or a D-line ("D", an IP address or CIDR network). ``setter`` is the operator
@@ -200,19 +211,15 @@ Event = (
     | Setname
     | Account
     | Rename
+    | Metadata
     | Ban
     | Unban
     | Kill
     | Wallops
 )
 
-KINDS: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (
-        Intro, Nick, Quit, Join, Part, Kick, Topic, ChannelMode, UserMode, Invite, Away,
-        Setname, Account, Rename, Ban, Unban, Kill, Wallops,
-    )
-}  # fmt: skip
+# Every kind of the union, by name: a kind added to ``Event`` is one the bus carries.
+KINDS: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Event)}
 
 
 def encode(event: Event) -> list[Any]:

@@ -14,13 +14,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import caps
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import HistoryEvent, HistoryQuery, PurgeProgress, Store
+from salon.store.base import FileRef, HistoryEvent, HistoryQuery, PurgeProgress, Store
 
 log = logging.getLogger("salon.history")
 
@@ -147,6 +148,8 @@ def forget_channel(server: Server, cf: str) -> None:
     if not enabled(server):
         return
 
+    server.files.drop_refs(lambda ref: ref.target == cf)
+
     def done(count: int) -> None:
         server.store(lambda store: store.set_private_channel(cf, False))
         if count:
@@ -268,12 +271,22 @@ def purge_expired(server: Server) -> None:
             jobs.append((now - days * 86400, chan, ()))
     if not jobs:
         return
+    for job in jobs:
+        server.files.drop_refs(partial(_expired_ref, job))
 
     def done(count: int) -> None:
         if count:
             log.info("history retention: removed %d old events", count)
 
     purge(server, jobs, done)
+
+
+def _expired_ref(job: PurgeJob, ref: FileRef) -> bool:
+    """Whether a job of the retention purge removes the message of a file reference."""
+    before, target, exclude = job
+    if ref.time >= before:
+        return False
+    return ref.target == target if target is not None else ref.target not in exclude
 
 
 def replay_on_join(server: Server, client: Client, chan: Channel) -> None:

@@ -723,6 +723,12 @@ class Services:
     def load(self, store: Store) -> None:
         self.chanserv.load(store)
 
+    def add(self, bot: Bot) -> None:
+        """Another service (FileServ), answered like NickServ and ChanServ."""
+        self.bots[bot.client.nick_cf] = bot
+        self.by_id[bot.client.id] = bot.client
+        self.server.nicks[bot.client.nick_cf] = bot.client
+
     def nickserv_notice(self, client: Client, text: str, rb: ResponseBuffer | None = None) -> None:
         out = rb if rb is not None else ResponseBuffer(self.server, client, None)
         self.nickserv.say(out, text)

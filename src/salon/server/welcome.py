@@ -20,6 +20,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import NAME as CASEMAPPING
 from salon.proto.isupport import DEFAULT_CHANNEL, escape_value
 from salon.proto.message import Message
+from salon.server import metadata
 from salon.server.apply import intro
 from salon.server.channel import (
     FLAG_MODES,
@@ -30,6 +31,7 @@ from salon.server.channel import (
     SET_PARAM_MODES,
 )
 from salon.server.client import Client, Kind
+from salon.server.events import Metadata
 from salon.server.responsebuffer import ResponseBuffer
 
 if TYPE_CHECKING:
@@ -179,9 +181,9 @@ def welcome(
     rb: ResponseBuffer,
     then: Callable[[ResponseBuffer], None] | None = None,
 ) -> None:
-    """Complete registration: 001 to 005, LUSERS and MOTD, then ``then(rb)``. (In a
-    cluster, once the Intro event had its turn: a nick claimed on two nodes at once is
-    the first one's.)"""
+    """Complete registration: 001 to 005, LUSERS and MOTD (the client's draft/metadata-3
+    keys in a batch before the MOTD), then ``then(rb)``. (In a cluster, once the Intro
+    event had its turn: a nick claimed on two nodes at once is the first one's.)"""
     server.emit(intro(client), rb, partial(_welcome, server, client, rb, then))
 
 
@@ -194,12 +196,16 @@ def _welcome(
 ) -> None:
     if out is not None:
         rb = out
-    _burst(server, client, rb)
+    keys = metadata.registered(server, client)
+    for key, value in keys.items():
+        server.emit(Metadata(client.id, None, key, value))
+    # From ``keys``, not the client: in a cluster the Metadata events above apply later.
+    _burst(server, client, rb, metadata.own_batch(server, client, keys))
     if then is not None:
         then(rb)
 
 
-def _burst(server: Server, client: Client, rb: ResponseBuffer) -> None:
+def _burst(server: Server, client: Client, rb: ResponseBuffer, own: list[Message]) -> None:
     client.last_active = server.now
     client.token_time = server.now  # the flood budget refills from registration on
     nick = client.nick
@@ -220,6 +226,7 @@ def _burst(server: Server, client: Client, rb: ResponseBuffer) -> None:
             f":{name} 001 {nick} :{text}\r\n".encode(),
             nick_bytes.join(statics),
             counts.encode(),
+            *(client.personality.render(server, client, msg) or b"" for msg in own),
             nick_bytes.join(motd),
         )
         server.write(client, b"".join(burst))
@@ -228,6 +235,7 @@ def _burst(server: Server, client: Client, rb: ResponseBuffer) -> None:
     rb.numeric(n.RPL_WELCOME, text)
     _static(server, nick, rb)
     send_lusers(server, rb)
+    rb.messages += own
     send_motd(server, rb)
     _after(server, client, rb)
 

@@ -75,6 +75,30 @@ class ServerBan:
     expires: float | None = None  # unix time, None = permanent
 
 
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """An uploaded file (docs/files.md): its bytes are the blob named by their sha256."""
+
+    id: str  # 128 random bits, lowercase base32: the URL's, unrelated to the content
+    blob: str  # sha256, hex
+    size: int
+    type: str  # the Content-Type sniffed from the bytes
+    name: str  # the sanitized file name
+    owner: str  # the uploader's account, casefolded ("" for a guest)
+    created: float
+    deleted: float = 0.0  # when it was deleted (0: it is not): it answers 410 from then on
+    owner_nick: str = ""
+
+
+class FileRef(NamedTuple):
+    """A message that posted a file's URL in a conversation (files follow history)."""
+
+    file: str
+    target: str  # the conversation key, as HistoryEvent.target
+    msgid: str
+    time: float
+
+
 class HistoryEvent(NamedTuple):
     """One stored event of a conversation (a named tuple: one is made per message, and
     tuples are the cheapest immutable records Python has).
@@ -182,6 +206,26 @@ class RejoinStore(Protocol):
     def set_rejoin(self, account: str, channels: Sequence[str]) -> None: ...
 
 
+class MetadataStore(Protocol):
+    """draft/metadata-3 keys of accounts (casefolded names): what a user set comes back
+    when it logs in again."""
+
+    def load_metadata(self) -> list[tuple[str, str, str]]: ...
+    def set_metadata(self, account: str, key: str, value: str | None) -> None: ...
+
+
+class FileStore(Protocol):
+    """The file host's metadata; the blobs live under the data directory (net.filehost)."""
+
+    def load_files(self) -> list[FileRecord]: ...
+    def load_file_refs(self) -> list[FileRef]: ...
+    def save_file(self, record: FileRecord) -> None: ...
+    def forget_file(self, file_id: str) -> None: ...
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None: ...
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None: ...
+    def delete_refs_of_file(self, file_id: str) -> None: ...
+
+
 class HistoryReader(Protocol):
     """The history reads: what a store answers, and each of its readers (``reader()``,
     when it has them) too."""
@@ -225,7 +269,9 @@ class Store(
     BanStore,
     MarkerStore,
     RejoinStore,
+    MetadataStore,
     PrivateChannelStore,
+    FileStore,
     HistoryStore,
     Protocol,
 ):

@@ -18,6 +18,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     PurgeProgress,
@@ -101,6 +103,7 @@ class MemoryStore:
         self.bans: dict[tuple[str, str], ServerBan] = {}
         self.markers: dict[tuple[str, str], float] = {}
         self.rejoins: dict[str, list[str]] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
         self.private_channels: set[str] = set()
         self.events: dict[str, list[HistoryEvent]] = {}
         # Each event's position (history_position), beside it: the order it was stored in,
@@ -109,6 +112,8 @@ class MemoryStore:
         self.stored = 0
         self.partners: dict[tuple[str, str], str] = {}
         self.commits = 0
+        self.files: dict[str, FileRecord] = {}
+        self.file_refs: list[FileRef] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -127,6 +132,7 @@ class MemoryStore:
 
     def delete_account(self, name: str) -> None:
         self.accounts.pop(casefold(name), None)
+        self.metadata.pop(casefold(name), None)
 
     # channels
     def load_channels(self) -> list[ChannelRecord]:
@@ -165,6 +171,18 @@ class MemoryStore:
         else:
             self.private_channels.discard(cf)
 
+    # metadata (a value of None removes the key)
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        return [(a, k, v) for a, keys in self.metadata.items() for k, v in keys.items()]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self.metadata.setdefault(account, {})[key] = value
+        elif key in self.metadata.get(account, {}):
+            del self.metadata[account][key]
+            if not self.metadata[account]:
+                del self.metadata[account]
+
     # rejoin (an empty list forgets the account)
     def load_rejoins(self) -> list[tuple[str, list[str]]]:
         return [(a, list(names)) for a, names in self.rejoins.items()]
@@ -174,6 +192,33 @@ class MemoryStore:
             self.rejoins[account] = list(channels)
         else:
             self.rejoins.pop(account, None)
+
+    # files
+    def load_files(self) -> list[FileRecord]:
+        return list(self.files.values())
+
+    def load_file_refs(self) -> list[FileRef]:
+        return list(self.file_refs)
+
+    def save_file(self, record: FileRecord) -> None:
+        self.files[record.id] = record
+
+    def forget_file(self, file_id: str) -> None:
+        self.files.pop(file_id, None)
+        self.file_refs = [r for r in self.file_refs if r.file != file_id]
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        self.file_refs.extend(refs)
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        self.file_refs = [
+            r
+            for r in self.file_refs
+            if not (r.target == target and (msgid is None or r.msgid == msgid))
+        ]
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self.file_refs = [r for r in self.file_refs if r.file != file_id]
 
     # history
     def append_history(self, events: Sequence[HistoryEvent]) -> None:

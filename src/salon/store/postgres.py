@@ -21,6 +21,7 @@ with a GIN index, and a search is a ``tsquery`` of every word, the last as a pre
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import time
@@ -29,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, LiteralString
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
@@ -38,6 +40,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     HistoryQuery,
     ListRecord,
@@ -52,7 +56,19 @@ from salon.store.base import (
 )
 
 SCHEMA_VERSION = 1
-DEFAULT_BUDGET = 0.05  # seconds a search may take; see HistorySection.query_budget
+# A lost connection is tried again after RETRY_FIRST seconds, then twice as long each
+# time, at most RETRY_MOST apart (PostgresStore.reconnect).
+RETRY_FIRST = 0.05
+RETRY_MOST = 1.0
+CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, at least 2)
+RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
+DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
+# A search with words runs the plan that suits them for this share of its budget, then the
+# other with the rest; walking each conversation suits a query whose words are in at least
+# COMMON_SHARE of the rows (PostgresReads.search_history).
+FIRST_SHARE = 0.6
+COMMON_SHARE = 0.01
+STATS_EVERY = 300.0  # seconds between reads of the words' statistics (common_words)
 # A purge step removes at most this many events, looking at most at PURGE_SCAN
 # conversations (the same bounds as the SQLite store's).
 PURGE_CHUNK = 500
@@ -115,6 +131,31 @@ CREATE TABLE IF NOT EXISTS rejoin (
     account text PRIMARY KEY,
     channels text[] NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    account text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (account, key)
+);
+CREATE TABLE IF NOT EXISTS files (
+    id text PRIMARY KEY,
+    blob text NOT NULL,
+    size bigint NOT NULL,
+    type text NOT NULL,
+    name text NOT NULL,
+    owner text NOT NULL,
+    owner_nick text NOT NULL,
+    created double precision NOT NULL,
+    deleted double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS file_refs (
+    file text NOT NULL,
+    target text NOT NULL,
+    msgid text NOT NULL,
+    time double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_refs_target ON file_refs (target, time);
+CREATE INDEX IF NOT EXISTS file_refs_file ON file_refs (file);
 -- params and tags whole (tags as key, value, key, value...); words: the tsvector of a
 -- PRIVMSG's or NOTICE's text (module note), NULL for the other events.
 CREATE TABLE IF NOT EXISTS history (
@@ -163,6 +204,33 @@ SENDER: LiteralString = (
     "translate(split_part(h.source, '!', 1),"
     " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 )
+
+# What the shell catches around this module: any error of the database or of psycopg.
+Error = psycopg.Error
+
+
+def conninfo(dsn: str = "", **params: Any) -> str:
+    """A libpq connection string: ``dsn`` (a ``key=value`` string or a URI) with
+    ``params`` added (those that are empty are left out). Raises ValueError for a
+    malformed one."""
+    try:
+        return make_conninfo(dsn, **{k: v for k, v in params.items() if v not in ("", None)})
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(first_line(exc)) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message on one line (libpq's run over several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def connect(dsn: str, timeout: float, **options: Any) -> psycopg.Connection[TupleRow]:
+    """An autocommit connection (a transaction is begun explicitly)."""
+    return psycopg.connect(
+        dsn, autocommit=True, connect_timeout=max(2, math.ceil(timeout)), **options
+    )
+
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: FTS5 unicode61's token characters
 
@@ -274,6 +342,9 @@ class PostgresReads:
 
     conn: psycopg.Connection[TupleRow]
     query_budget: float = DEFAULT_BUDGET
+    # The commonest words and their shares of the rows (common_words), and when read.
+    _common: dict[str, float] | None = None
+    _common_at = 0.0
 
     def _sql(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         # The statements are made here of fixed parts; values are always bound.
@@ -361,15 +432,17 @@ class PostgresReads:
     # ------------------------------------------------------------------ search
 
     @contextlib.contextmanager
-    def budget(self) -> Iterator[None]:
-        """Run the statements inside under ``query_budget`` (``statement_timeout``, for
-        this transaction or savepoint only); past it, QueryTooBroad."""
+    def budget(self, seconds: float | None = None) -> Iterator[None]:
+        """Run the statements inside for at most ``seconds`` (``query_budget`` by
+        default): ``SET LOCAL statement_timeout``, for this transaction or savepoint only;
+        past it, QueryTooBroad."""
+        limit = self.query_budget if seconds is None else seconds
         nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         try:
             with self.conn.transaction():
                 self._sql(
                     "SELECT set_config('statement_timeout', %s, true)",
-                    (str(max(1, round(self.query_budget * 1000))),),
+                    (str(max(1, round(limit * 1000))),),
                 )
                 yield
                 if nested:
@@ -384,54 +457,135 @@ class PostgresReads:
     def search_history(self, query: SearchQuery) -> list[HistoryEvent]:
         """The newest ``limit`` messages of ``query.targets`` that have every word (the
         last as a prefix), oldest first. A search that runs past the budget raises
-        QueryTooBroad."""
+        QueryTooBroad.
+
+        Two plans, for FIRST_SHARE of the budget the one that suits the words, then the
+        other with the rest: rare words are found through the words' index, whose matches
+        are then sorted by time; a common word has too many matches for that, and each
+        conversation is walked newest first instead, stopping at ``limit`` matches. Which
+        words are common, PostgreSQL's statistics of the words say (common_words)."""
         if not query.targets:
             return []
         filters, args = _search_filters(query)
         targets = list(dict.fromkeys(query.targets))
-        if query.text.strip():
-            match = tsquery(query.text)
-            if match is None:
-                return []
-            # The planner picks: the words' index (rare words), or each conversation's
-            # newest rows (common words, small conversations).
-            sql = (
+        # Each conversation's newest matches, through its index; the newest of them all.
+        walk = (
+            "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
+            f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target"
+            f" AND {{}}{' AND '.join(filters)} ORDER BY h.time DESC, h.id DESC LIMIT %s) h"
+            " ORDER BY h.time DESC, h.id DESC LIMIT %s"
+        )
+        if not query.text.strip():
+            with self.budget():
+                rows = self._sql(walk.format(""), [targets, *args, query.limit, query.limit])
+                found = rows.fetchall()
+            found.reverse()
+            return [_event(r) for r in found]
+        match = tsquery(query.text)
+        if match is None:
+            return []
+        plans = [
+            (
                 f"SELECT {COLUMNS} FROM history h WHERE h.target = ANY(%s)"
                 f" AND h.words @@ %s::tsquery AND {' AND '.join(filters)}"
-                " ORDER BY h.time DESC, h.id DESC LIMIT %s"
-            )
-            values: list[Any] = [targets, match, *args, query.limit]
-        else:
-            # No words: each conversation's newest messages, through its index.
-            sql = (
-                "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
-                f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target"
-                f" AND {' AND '.join(filters)} ORDER BY h.time DESC, h.id DESC LIMIT %s) h"
-                " ORDER BY h.time DESC, h.id DESC LIMIT %s"
-            )
-            values = [targets, *args, query.limit, query.limit]
-        with self.budget():
-            rows = self._sql(sql, values).fetchall()
-        rows.reverse()
-        return [_event(r) for r in rows]
+                " ORDER BY h.time DESC, h.id DESC LIMIT %s",
+                [targets, match, *args, query.limit],
+            ),
+            (
+                walk.format("h.words @@ %s::tsquery AND "),
+                [targets, match, *args, query.limit, query.limit],
+            ),
+        ]
+        if self.share(query.text) >= COMMON_SHARE:
+            plans.reverse()
+        started = time.monotonic()
+        try:
+            with self.budget(self.query_budget * FIRST_SHARE):
+                found = self._sql(*plans[0]).fetchall()
+        except QueryTooBroad:
+            left = self.query_budget - (time.monotonic() - started)
+            if left <= 0:
+                raise
+            with self.budget(left):
+                found = self._sql(*plans[1]).fetchall()
+        found.reverse()
+        return [_event(r) for r in found]
+
+    def share(self, text: str) -> float:
+        """About the share of stored rows that have every word of ``text`` (the last as a
+        prefix): the rarest word's, from the statistics (0 for a word they do not list,
+        which is rarer than any they list)."""
+        common = self.common_words()
+        said = [w for part in text.split() for w in words(part)]
+        if not said:
+            return 0.0
+        shares = [common.get(w, 0.0) for w in said[:-1]]
+        last = said[-1]
+        shares.append(sum(f for w, f in common.items() if w.startswith(last)))
+        return min(shares)
+
+    def common_words(self) -> dict[str, float]:
+        """The commonest words of history and the share of rows that have each (the
+        statistics ANALYZE keeps of the words column), read again every STATS_EVERY
+        seconds; empty before the first ANALYZE."""
+        now = time.monotonic()
+        if self._common is None or now - self._common_at > STATS_EVERY:
+            try:
+                with self.budget():
+                    row = self._sql(
+                        "SELECT most_common_elems::text::text[], most_common_elem_freqs"
+                        " FROM pg_stats WHERE tablename = 'history' AND attname = 'words'"
+                        " AND schemaname = current_schema()"
+                    ).fetchone()
+            except QueryTooBroad:
+                return self._common or {}  # read again next time
+            elems, freqs = row if row is not None else (None, None)
+            self._common = dict(zip(elems, freqs, strict=False)) if elems and freqs else {}
+            self._common_at = now
+        return self._common
 
 
 class PostgresReader(PostgresReads):
     """A read-only connection of its own, for one reading thread: it never waits for the
     writer, nor makes it wait."""
 
-    def __init__(self, dsn: str, query_budget: float = DEFAULT_BUDGET) -> None:
+    def __init__(
+        self, dsn: str, query_budget: float = DEFAULT_BUDGET, timeout: float = CONNECT_TIMEOUT
+    ) -> None:
+        self.dsn = dsn
         self.query_budget = query_budget
-        self.conn = psycopg.connect(
-            dsn, autocommit=True, options="-c default_transaction_read_only=on"
+        self.timeout = timeout
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        # Every statement of a reader within the budget, as SQLite's progress handler
+        # bounds its reads: a search narrows it further for a part of its work (budget).
+        budget = max(1, round(self.query_budget * 1000))
+        conn = connect(
+            self.dsn,
+            self.timeout,
+            options=f"-c default_transaction_read_only=on -c statement_timeout={budget}",
         )
+        # One snapshot for a read's statements: BEGIN says so (no statement of its own).
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        return conn
+
+    def lost(self) -> bool:
+        """Whether the connection is gone (the next transaction makes a new one)."""
+        return bool(self.conn.closed or self.conn.broken)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One snapshot for the reads inside."""
-        with self.conn.transaction():
-            self._sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield
+        """One snapshot for the reads inside. A connection lost since the last read is
+        made anew first (once: if the database is still away, this read fails)."""
+        if self.lost():
+            self.conn.close()
+            self.conn = self._connect()
+        try:
+            with self.conn.transaction():
+                yield
+        except psycopg.errors.QueryCanceled:
+            raise QueryTooBroad("history") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -451,11 +605,20 @@ class PostgresStore(PostgresReads):
         dsn: str,
         query_budget: float = DEFAULT_BUDGET,
         secrets: Mapping[str, bytes] | None = None,
+        *,
+        timeout: float = CONNECT_TIMEOUT,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self.dsn = dsn
         self.query_budget = query_budget
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.conn = connect(dsn, timeout)
         self._depth = 0
+        # The first history row of the transaction in hand (its target and msgid): after a
+        # COMMIT whose answer was lost with the connection, it tells whether the
+        # transaction took effect (committed()).
+        self._first: tuple[str, str] | None = None
         given = dict(secrets or {})
         with self.transaction():
             # Nodes starting together on a new database: one makes the schema at a time.
@@ -493,7 +656,38 @@ class PostgresStore(PostgresReads):
 
     def reader(self) -> PostgresReader:
         """A new reader of this database, for another thread."""
-        return PostgresReader(self.dsn, self.query_budget)
+        return PostgresReader(self.dsn, self.query_budget, self.timeout)
+
+    def reconnect(self, deadline: float) -> bool:
+        """A new connection after the last one was lost, tried again and again (RETRY_FIRST
+        seconds apart, doubling up to RETRY_MOST) until ``deadline`` (time.monotonic());
+        whether one was made."""
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self._depth = 0
+        delay = RETRY_FIRST
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                self.conn = connect(self.dsn, min(self.timeout, max(left, 0.0)))
+                return True
+            except psycopg.OperationalError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, RETRY_MOST)
+
+    def aborted(self) -> bool:
+        """Whether the transaction in hand failed (PostgreSQL ends it at an error: what
+        follows would fail, and COMMIT roll back what went before)."""
+        return self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
+    def committed(self) -> bool:
+        """Whether the last transaction took effect, its COMMIT's answer having been lost
+        with the connection: its first history row is in the database. One without history
+        rows is run again: its other writes (upserts, deletes) come out the same twice."""
+        return self._first is not None and self.find(*self._first) is not None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -505,6 +699,7 @@ class PostgresStore(PostgresReads):
                 self._depth -= 1
             return
         self._depth = 1
+        self._first = None
         try:
             with self.conn.transaction():
                 yield
@@ -559,6 +754,7 @@ class PostgresStore(PostgresReads):
 
     def delete_account(self, name: str) -> None:
         self._sql("DELETE FROM accounts WHERE name_cf = %s", (casefold(name),))
+        self._sql("DELETE FROM metadata WHERE account = %s", (casefold(name),))
 
     # ------------------------------------------------------------------ channels
 
@@ -658,6 +854,61 @@ class PostgresStore(PostgresReads):
         else:
             self._sql("DELETE FROM rejoin WHERE account = %s", (account,))
 
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        rows = self._sql("SELECT account, key, value FROM metadata").fetchall()
+        return [(str(a), str(k), str(v)) for a, k, v in rows]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self._sql(
+                "INSERT INTO metadata (account, key, value) VALUES (%s, %s, %s)"
+                " ON CONFLICT (account, key) DO UPDATE SET value = excluded.value",
+                (account, key, value),
+            )
+        else:
+            self._sql("DELETE FROM metadata WHERE account = %s AND key = %s", (account, key))
+
+    # ------------------------------------------------------------------ files
+
+    def load_files(self) -> list[FileRecord]:
+        rows = self._sql(
+            "SELECT id, blob, size, type, name, owner, created, deleted, owner_nick FROM files"
+        ).fetchall()
+        return [FileRecord(*row) for row in rows]
+
+    def load_file_refs(self) -> list[FileRef]:
+        rows = self._sql("SELECT file, target, msgid, time FROM file_refs").fetchall()
+        return [FileRef(*row) for row in rows]
+
+    def save_file(self, record: FileRecord) -> None:
+        r = record
+        self._sql(
+            "INSERT INTO files (id, blob, size, type, name, owner, created, deleted, owner_nick)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " deleted = excluded.deleted",
+            (r.id, r.blob, r.size, r.type, r.name, r.owner, r.created, r.deleted, r.owner_nick),
+        )
+
+    def forget_file(self, file_id: str) -> None:
+        self._sql("DELETE FROM files WHERE id = %s", (file_id,))
+        self._sql("DELETE FROM file_refs WHERE file = %s", (file_id,))
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        for ref in refs:
+            self._sql(
+                "INSERT INTO file_refs (file, target, msgid, time) VALUES (%s, %s, %s, %s)",
+                tuple(ref),
+            )
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        if msgid is None:
+            self._sql("DELETE FROM file_refs WHERE target = %s", (target,))
+        else:
+            self._sql("DELETE FROM file_refs WHERE target = %s AND msgid = %s", (target, msgid))
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self._sql("DELETE FROM file_refs WHERE file = %s", (file_id,))
+
     # ------------------------------------------------------------------ history
 
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
@@ -665,6 +916,8 @@ class PostgresStore(PostgresReads):
             return
         # Several statements: one transaction (a turn's, or this call's own).
         with self.transaction(), self.conn.cursor() as cur:
+            if self._first is None:
+                self._first = (events[0].target, events[0].msgid)
             with cur.copy(
                 "COPY history (msgid, time, target, command, source, account, params, tags,"
                 " display, party, words) FROM STDIN"

@@ -23,6 +23,8 @@ from salon.proto.casemap import casefold
 from salon.store.base import (
     AccountRecord,
     ChannelRecord,
+    FileRecord,
+    FileRef,
     HistoryEvent,
     ListRecord,
     PurgeProgress,
@@ -88,6 +90,31 @@ CREATE TABLE IF NOT EXISTS rejoin (
     account TEXT PRIMARY KEY,
     channels TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    owner_nick TEXT NOT NULL,
+    created REAL NOT NULL,
+    deleted REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS file_refs (
+    file TEXT NOT NULL,
+    target TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_refs_target ON file_refs (target, time);
+CREATE INDEX IF NOT EXISTS file_refs_file ON file_refs (file);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     msgid TEXT NOT NULL,
@@ -416,6 +443,7 @@ class SQLiteStore(HistoryReads):
 
     def delete_account(self, name: str) -> None:
         self.conn.execute("DELETE FROM accounts WHERE name_cf = ?", (casefold(name),))
+        self.conn.execute("DELETE FROM metadata WHERE account = ?", (casefold(name),))
 
     # ------------------------------------------------------------------ channels
 
@@ -488,6 +516,23 @@ class SQLiteStore(HistoryReads):
         else:
             self.conn.execute("DELETE FROM private_channels WHERE name_cf = ?", (cf,))
 
+    # ------------------------------------------------------------------ metadata
+
+    def load_metadata(self) -> list[tuple[str, str, str]]:
+        return [
+            (row["account"], row["key"], row["value"])
+            for row in self.conn.execute("SELECT account, key, value FROM metadata")
+        ]
+
+    def set_metadata(self, account: str, key: str, value: str | None) -> None:
+        if value is not None:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO metadata (account, key, value) VALUES (?, ?, ?)",
+                (account, key, value),
+            )
+        else:
+            self.conn.execute("DELETE FROM metadata WHERE account = ? AND key = ?", (account, key))
+
     # ------------------------------------------------------------------ rejoin
 
     def load_rejoins(self) -> list[tuple[str, list[str]]]:
@@ -504,6 +549,46 @@ class SQLiteStore(HistoryReads):
             )
         else:
             self.conn.execute("DELETE FROM rejoin WHERE account = ?", (account,))
+
+    # ------------------------------------------------------------------ files
+
+    def load_files(self) -> list[FileRecord]:
+        rows = self.conn.execute(
+            "SELECT id, blob, size, type, name, owner, created, deleted, owner_nick FROM files"
+        )
+        return [FileRecord(*row) for row in rows]
+
+    def load_file_refs(self) -> list[FileRef]:
+        rows = self.conn.execute("SELECT file, target, msgid, time FROM file_refs")
+        return [FileRef(*row) for row in rows]
+
+    def save_file(self, record: FileRecord) -> None:
+        r = record
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files (id, blob, size, type, name, owner, created, "
+            "deleted, owner_nick) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.id, r.blob, r.size, r.type, r.name, r.owner, r.created, r.deleted, r.owner_nick),
+        )
+
+    def forget_file(self, file_id: str) -> None:
+        self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        self.conn.execute("DELETE FROM file_refs WHERE file = ?", (file_id,))
+
+    def add_file_refs(self, refs: Sequence[FileRef]) -> None:
+        self.conn.executemany(
+            "INSERT INTO file_refs (file, target, msgid, time) VALUES (?, ?, ?, ?)", refs
+        )
+
+    def delete_file_refs(self, target: str, msgid: str | None = None) -> None:
+        if msgid is None:
+            self.conn.execute("DELETE FROM file_refs WHERE target = ?", (target,))
+        else:
+            self.conn.execute(
+                "DELETE FROM file_refs WHERE target = ? AND msgid = ?", (target, msgid)
+            )
+
+    def delete_refs_of_file(self, file_id: str) -> None:
+        self.conn.execute("DELETE FROM file_refs WHERE file = ?", (file_id,))
 
     # ------------------------------------------------------------------ history
 
@@ -680,15 +765,19 @@ class SQLiteStore(HistoryReads):
                 )
                 gone += cur.rowcount
                 removed += cur.rowcount
-                if cur.rowcount < bite or removed >= most or time.monotonic() > deadline:
+                full = cur.rowcount == bite
+                if not full or removed >= most or time.monotonic() > deadline:
                     break
             if gone:
                 self.conn.execute(
                     "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
                     (gone, key),
                 )
-            if removed >= most or time.monotonic() > deadline:
-                return PurgeProgress(removed, key)  # this one may hold more
+            if full:
+                # Stopped by ``most`` or the clock with a full last bite: this one may
+                # hold more. (Returning here after a short bite could name the same
+                # conversation again and again on a machine slow enough, never ending.)
+                return PurgeProgress(removed, key)
             if gone:
                 # Every message before ``before`` is gone: a last one older is no more.
                 self.conn.execute(
@@ -699,6 +788,8 @@ class SQLiteStore(HistoryReads):
                 "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
             ).fetchone():
                 self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
+            if target is None and (removed >= most or time.monotonic() > deadline):
+                return PurgeProgress(removed, key + "\0")  # this one is done
         if target is not None or len(keys) < PURGE_SCAN:
             return PurgeProgress(removed, None)
         return PurgeProgress(removed, keys[-1] + "\0")

@@ -8,9 +8,11 @@ hands its events to :meth:`ChatApp.apply`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import tzinfo
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -40,12 +42,16 @@ from salon.client.model import (
     NickChanged,
     Registered,
     Unsent,
+    UploadRequested,
 )
 from salon.tui.config import ChatConfig
 from salon.tui.connection import Connection, Target
 from salon.tui.format import irc_text, nick_colour, render
+from salon.tui.upload import UploadError, send_file
+from salon.units import size_text
 
 HISTORY_SIZE = 200
+UPLOAD_PROGRESS = 0.25  # seconds between progress updates of an /upload
 
 # Textual reads ESC+digit (how most terminals send Alt+digit) as the character macOS types
 # for Option+digit, so Alt+1..9,0 arrive as these keys.
@@ -420,8 +426,40 @@ class ChatApp(App[int]):
                     box.value = event.text
             elif isinstance(event, LocalCommand) and event.name == "joins":
                 self._toggle_joins(event.args)
+            elif isinstance(event, UploadRequested):
+                self.run_worker(self._upload(event))
         if sidebar:
             self._rebuild_sidebar()
+
+    async def _upload(self, request: UploadRequested) -> None:
+        """/upload: the file goes in a worker thread, its progress in the topic bar (every
+        UPLOAD_PROGRESS seconds); then its link, after the text, waits in the input line."""
+        name = Path(request.path).name
+        shown = [0.0]
+
+        def progress(sent: int, total: int) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= UPLOAD_PROGRESS or sent >= total:
+                shown[0] = now
+                self.call_from_thread(self._upload_progress, name, sent, total)
+
+        try:
+            url, size = await asyncio.to_thread(send_file, request, progress)
+        except UploadError as exc:
+            self.apply(self.session.note(f"upload: {exc}", self.clock(), error=True))
+            return
+        finally:
+            self._update_topic()
+        box = self.query_one(ChatInput)
+        text = f"{request.text} {url}" if request.text else url
+        box.value = f"{box.value} {text}" if box.value else text
+        box.cursor_position = len(box.value)
+        self.apply(self.session.note(f"uploaded {name} ({size_text(size)})", self.clock()))
+
+    def _upload_progress(self, name: str, sent: int, total: int) -> None:
+        percent = sent * 100 // total if total else 100
+        done = f"{size_text(sent)} of {size_text(total)}"
+        self.query_one("#topic", Static).update(f"uploading {name}: {percent}% ({done})")
 
     def _neighbour(self, gone: Buffer) -> Buffer:
         keys = [k for k in self.order if k in self.session.buffers]

@@ -8,7 +8,7 @@ from datetime import tzinfo
 from rich.text import Text
 
 from salon.client.model import EVENT_KINDS, Line
-from salon.client.text import Format, format_spans
+from salon.client.text import Format, file_links, format_spans
 from salon.proto.formatting import strip_formatting
 
 # Readable on dark and light backgrounds; a nick always gets the same one.
@@ -56,6 +56,9 @@ def _style(base: str, fmt: Format) -> str:
     return " ".join(p for p in parts if p)
 
 
+_SAID = ("message", "action", "notice")  # lines whose file links get a label
+
+
 def irc_text(text: str, style: str = "") -> Text:
     """IRC text with its formatting codes (bold, colours...) shown as Rich styles."""
     out = Text()
@@ -64,19 +67,35 @@ def irc_text(text: str, style: str = "") -> Text:
     return out
 
 
+def shown_display(line: Line) -> str:
+    """The sender's display name when it says more than the nick ("" otherwise)."""
+    display = line.display
+    return display if display and display != line.nick else ""
+
+
+def _sender(out: Text, line: Line, colour: str) -> None:
+    """``Display Name (nick)``, or the nick alone."""
+    display = shown_display(line)
+    if display:
+        out.append(display, style=f"bold {colour}")
+        out.append(f" ({line.nick})", style=colour)
+    else:
+        out.append(line.nick, style=f"bold {colour}")
+
+
 def render(line: Line, tz: tzinfo | None = None) -> Text:
     """One line for the message pane."""
     out = Text(stamp(line, tz) + " ", style="dim")
     colour = nick_colour(line.nick) if line.nick else ""
-    body = line.text
+    body = file_links(line.text) if line.kind in _SAID else line.text
     if line.kind == "message":
         out.append("<", style="dim")
-        out.append(line.nick, style=f"bold {colour}")
+        _sender(out, line, colour)
         out.append("> ", style="dim")
         out.append_text(irc_text(body, "bold" if line.highlight else ""))
     elif line.kind == "action":
         out.append("* ", style=colour)
-        out.append(line.nick, style=f"bold {colour}")
+        _sender(out, line, colour)
         out.append(" ")
         out.append_text(irc_text(body, "italic" + (" bold" if line.highlight else "")))
     elif line.kind == "notice":
@@ -104,8 +123,10 @@ def plain(line: Line, tz: tzinfo | None = None, *, colour: bool = False, where: 
     def c(text: str, code: int) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if colour else text
 
-    nick = c(line.nick, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
-    body = strip_formatting(line.text).replace("\n", "\n" + " " * len(prefix))
+    who = f"{shown_display(line)} ({line.nick})" if shown_display(line) else line.nick
+    nick = c(who, ANSI_COLOURS[colour_index(line.nick)]) if line.nick else ""
+    text = file_links(line.text) if line.kind in _SAID else line.text
+    body = strip_formatting(text).replace("\n", "\n" + " " * len(prefix))
     if line.kind == "message":
         text = f"<{nick}> {body}"
     elif line.kind == "action":

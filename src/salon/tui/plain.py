@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.parse
 from datetime import tzinfo
 from typing import TextIO
 
@@ -28,13 +29,17 @@ from salon.client.model import (
     Line,
     LineAdded,
     QuitRequested,
+    UploadRequested,
 )
 from salon.client.text import utc
 from salon.tui.connection import AskTrust, Connection, Target
 from salon.tui.format import plain
+from salon.tui.upload import UploadError, send_file
+from salon.units import size_text
 
 _EOF = None
 SWITCH_WAIT = 10.0  # seconds to wait for a typed /join (/part) before going on
+TOKEN_WAIT = 10.0  # seconds to wait for the token an /upload asked for
 
 
 class PlainClient:
@@ -69,6 +74,9 @@ class PlainClient:
         # the command takes us.
         self.switching: set[str] = set()
         self.switched = asyncio.Event()
+        # /upload transfers under way: typed lines (and the end of input) wait for them,
+        # as in a pipe what comes next is meant to come after the link.
+        self.uploads: set[asyncio.Task[None]] = set()
         self._reader: threading.Thread | None = None
         self.connection = Connection(
             session,
@@ -113,6 +121,7 @@ class PlainClient:
             self._reader.start()
         while True:
             line = await lines.get()
+            await self._uploaded()
             if line is _EOF:
                 self.connection.quit()
                 return
@@ -179,8 +188,36 @@ class PlainClient:
                     self._talk_in(rest[-1] if rest else None)
             elif isinstance(event, QuitRequested):
                 self.ready.set()
+            elif isinstance(event, UploadRequested):
+                task = asyncio.get_running_loop().create_task(self._upload(event))
+                self.uploads.add(task)
+                task.add_done_callback(self.uploads.discard)
             # A Fatal leaves ``ready`` unset: nothing typed is sent (or said to be unsent);
             # run() returns as soon as the connection gives up.
+
+    async def _uploaded(self) -> None:
+        """Wait for the uploads under way, and for the tokens they asked for."""
+        waited = 0.0
+        while self.session.uploads_waiting and waited < TOKEN_WAIT and self.connection.connected:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        while self.uploads:
+            await asyncio.wait(set(self.uploads))
+
+    async def _upload(self, request: UploadRequested) -> None:
+        """Send the file, say so, and post its link (after the text) where /upload was typed."""
+        now = utc(self.connection.clock())
+        try:
+            url, size = await asyncio.to_thread(send_file, request)
+        except UploadError as exc:
+            self._print(self.session.server, Line(now, "error", f"upload: {exc}"), always=True)
+            return
+        name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+        said = f"uploaded {name} ({size_text(size)}): {url}"
+        self._print(self.session.server, Line(now, "info", said), always=True)
+        self.connection.input(
+            "/say " + (f"{request.text} {url}" if request.text else url), request.target
+        )
 
     def _talk_in(self, buf: Buffer | None) -> None:
         """Typed lines go to ``buf`` from now on; said when it changes after the start."""

@@ -1,6 +1,7 @@
-"""The web client: a page, a script and a style sheet, served by the HTTP listener
-(salon.net.websocket) at ``/``, ``/app.js`` and ``/app.css``. The script speaks IRC over
-WebSocket to the server that served it; see docs/web.md."""
+"""The web client: a page, its ES modules (app.js, irc.js, state.js, view.js), a style
+sheet, a service worker, a manifest and icons, served by the HTTP listener
+(salon.net.websocket) as they are, no build step. The script speaks IRC over WebSocket to
+the server that served it; see docs/web.md."""
 
 from __future__ import annotations
 
@@ -14,14 +15,24 @@ FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/irc.js": ("irc.js", "text/javascript; charset=utf-8"),
+    "/state.js": ("state.js", "text/javascript; charset=utf-8"),
+    "/view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "/sw.js": ("sw.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
+    "/icon-192.png": ("icon-192.png", "image/png"),
+    "/icon-512.png": ("icon-512.png", "image/png"),
 }
 
 # What the page may do: its own script and style, WebSocket and fetches to its own origin
-# ("'self'" covers ws: and wss: to the same host and port), nothing else; and no framing.
+# ("'self'" covers ws: and wss: to the same host and port), its own manifest and service
+# worker, images from itself and https (the avatars users set, draft/metadata-3), nothing
+# else; and no framing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "img-src 'self' data: https:; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
 )
 
 # The fields of index.html that page() fills in.

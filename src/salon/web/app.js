@@ -1,284 +1,32 @@
 // salon's web client: IRC over WebSocket (IRCv3 "websocket", text.ircv3.net) to the
-// server that served this page. Everything received is shown with textContent, never
-// as HTML; links are made only for http and https URLs.
-"use strict";
+// server that served this page. This module speaks the protocol and takes what the user
+// types; view.js shows it, irc.js is the line codec, state.js the shared state.
+
+import { byteLength, escapeTag, formatLine, formatTagged, nickOf, parseLine, splitText } from "./irc.js";
+import { $, bareChannel, fold, isChannel, isMe, prefixes, state } from "./state.js";
+import {
+  add, buffer, clear, focusLine, historyStart, hooks, info, joinPart, loading, problem, reaction, redacted,
+  renderBuffers, renderIdentity, renderReply, renderTopic, renderTyping, renderUsers, serverBuffer,
+  setUp, show,
+} from "./view.js";
 
 const CAPS_WANTED = [
-  "message-tags", "server-time", "echo-message", "batch", "multi-prefix",
-  "draft/chathistory", "away-notify", "soju.im/search",
+  "message-tags", "server-time", "echo-message", "batch", "multi-prefix", "away-notify",
+  "draft/chathistory", "draft/event-playback", "draft/read-marker", "draft/message-redaction",
+  "draft/multiline", "draft/metadata-3", "soju.im/search",
 ];
-const HISTORY_LINES = 100;
+// The draft/metadata-3 keys shown: next to messages and in the list of people.
+const META_KEYS = ["display-name", "avatar"];
+const HISTORY_LINES = 100; // lines asked for at once: at a join, and for each page
 // A relayed line is at most 512 bytes with CR LF, the sender's prefix and the command; the
 // server refuses longer ones (417). Until our own prefix is known (from our JOIN), a host of
 // 63 bytes and a user of 10 are assumed.
 const LINE_BYTES = 510;
 const SASL_CHUNK = 400; // AUTHENTICATE payloads are sent in pieces of 400 bytes
-const encoder = new TextEncoder();
-
-// ------------------------------------------------------------------ the IRC codec
-
-// The inverse, for a value sent in tag syntax (SEARCH attributes).
-const escapeTag = (value) => value.replace(/[\\; \r\n]/g, (c) => ({ "\\": "\\\\", ";": "\\:", " ": "\\s", "\r": "\\r", "\n": "\\n" })[c]);
-
-// message-tags: "\:" is ";", "\s" a space, "\\" a backslash, "\r" and "\n" CR and LF;
-// a backslash before any other character is dropped, a trailing one too.
-function unescapeTag(value) {
-  return value.replace(/\\(.?)/gs, (_, c) => ({ ":": ";", s: " ", "\\": "\\", r: "\r", n: "\n" })[c] ?? c);
-}
-
-function parseLine(line) {
-  const msg = { tags: {}, source: "", command: "", params: [] };
-  let rest = line;
-  const word = () => {
-    const sp = rest.indexOf(" ");
-    const w = sp < 0 ? rest : rest.slice(0, sp);
-    rest = sp < 0 ? "" : rest.slice(sp + 1).replace(/^ +/, "");
-    return w;
-  };
-  if (rest.startsWith("@")) {
-    for (const item of word().slice(1).split(";")) {
-      if (!item) continue;
-      const eq = item.indexOf("=");
-      if (eq < 0) msg.tags[item] = "";
-      else msg.tags[item.slice(0, eq)] = unescapeTag(item.slice(eq + 1));
-    }
-  }
-  if (rest.startsWith(":")) msg.source = word().slice(1);
-  msg.command = word().toUpperCase();
-  while (rest) {
-    if (rest.startsWith(":")) { msg.params.push(rest.slice(1)); break; }
-    msg.params.push(word());
-  }
-  return msg;
-}
-
-const nickOf = (source) => source.split("!")[0];
-
-// One line from parameters: the last one as a trailing parameter when it must be. CR, LF
-// and NUL cannot be sent (they would end the line): each becomes a space.
-function formatLine(command, params) {
-  const clean = params.map((p) => String(p).replace(/[\r\n\0]/g, " "));
-  const last = clean.length - 1;
-  if (last >= 0 && (clean[last] === "" || clean[last].includes(" ") || clean[last].startsWith(":"))) {
-    clean[last] = ":" + clean[last];
-  }
-  return [command, ...clean].join(" ");
-}
-
-// Splits text into pieces of at most `limit` UTF-8 bytes (limit >= 4: one code point always
-// fits), at a space when there is one; no piece is empty.
-function splitText(text, limit) {
-  const pieces = [];
-  while (encoder.encode(text).length > limit) {
-    let cut = 0, bytes = 0;
-    for (const ch of text) {
-      const size = encoder.encode(ch).length;
-      if (bytes + size > limit) break;
-      bytes += size;
-      cut += ch.length;
-    }
-    const space = text.lastIndexOf(" ", cut);
-    if (space > cut / 2) cut = space;
-    if (cut > 0) pieces.push(text.slice(0, cut));
-    text = text.slice(cut).replace(/^ /, "");
-  }
-  if (text) pieces.push(text);
-  return pieces;
-}
-
-// mIRC formatting (bold, colours, italics...) is removed, not rendered.
-const stripFormatting = (text) => text.replace(/\x03(\d{1,2}(,\d{1,2})?)?|\x04([0-9a-fA-F]{6}(,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]/g, "");
-
-// ------------------------------------------------------------------ state
-
-const state = {
-  ws: null,
-  nick: "", // the nickname in use
-  wanted: "", // the nickname asked for (at login or with /nick): what a reconnect asks for
-  account: "", // the nickname given with the password at login: the SASL account name
-  password: "",
-  prefix: "", // our own nick!user@host, from our JOIN
-  versionAt: 0, // when CTCP VERSION was last answered
-  registered: false,
-  quitting: false,
-  retry: 0,
-  caps: new Set(),
-  capsOffered: new Map(),
-  isupport: { CHANTYPES: "#&", PREFIX: "(ov)@+", CASEMAPPING: "ascii" },
-  buffers: new Map(), // folded name -> buffer
-  current: null,
-  batches: new Map(), // batch id -> {type, params}
-  firstChannels: [], // from the login form
-  rejoin: null, // the channels joined when the connection was lost
-  pendingShow: "", // the channel a /join asked for: shown once joined
-  registering: "", // the password of a /register in flight
-  sent: [], // input history
-  sentAt: 0,
-};
-
-function fold(name) {
-  let s = name.replace(/[A-Z]/g, (c) => c.toLowerCase());
-  if (state.isupport.CASEMAPPING === "rfc1459") {
-    s = s.replace(/[[\]\\~]/g, (c) => ({ "[": "{", "]": "}", "\\": "|", "~": "^" })[c]);
-  }
-  return s;
-}
-
-const isChannel = (name) => name !== "" && state.isupport.CHANTYPES.includes(name[0]);
-// "@#chan" (a message to the channel's operators) is shown in #chan.
-const bareChannel = (target) => {
-  let i = 0;
-  while (i < target.length - 1 && prefixes().includes(target[i]) && !isChannel(target[i])) i++;
-  return target.slice(i);
-};
-const prefixes = () => {
-  const m = /^\((.*)\)(.*)$/.exec(state.isupport.PREFIX);
-  return m ? m[2] : "@+";
-};
-
-// ------------------------------------------------------------------ buffers and rendering
-
-const el = (tag, cls, text) => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
-
-function buffer(name, kind) {
-  // (keys no nickname or channel can have for the server's and the search's buffers)
-  const key = kind === "server" ? "" : kind === "search" ? "\0search" : fold(name);
-  let b = state.buffers.get(key);
-  if (!b) {
-    b = { key, name, kind, log: el("div"), users: new Map(), topic: "", unread: 0, mention: false,
-          joined: false, seen: new Set(), button: el("button") };
-    b.button.type = "button";
-    b.button.addEventListener("click", () => show(b));
-    state.buffers.set(key, b);
-    renderBuffers();
-  }
-  return b;
-}
-
-const serverBuffer = () => buffer("server", "server");
-
-function renderBuffers() {
-  const nav = document.getElementById("buffers");
-  const order = { server: 0, channel: 1, query: 2, search: 3 };
-  const list = [...state.buffers.values()].sort((a, b) =>
-    order[a.kind] - order[b.kind] || fold(a.name).localeCompare(fold(b.name)));
-  nav.replaceChildren(...list.map((b) => {
-    b.button.className = [b === state.current && "current", b.unread && "unread",
-                          b.mention && "mention"].filter(Boolean).join(" ");
-    b.button.dataset.name = b.name;
-    const label = b.kind === "server" ? location.hostname || "server" : b.kind === "search" ? "Search" : b.name;
-    b.button.replaceChildren(el("span", "name", label));
-    if (b.unread && b !== state.current) b.button.append(el("span", "count", String(b.unread)));
-    return b.button;
-  }));
-  const unread = list.reduce((n, b) => n + (b === state.current ? 0 : b.unread), 0);
-  document.title = (unread ? `(${unread}) ` : "") + (state.current ? state.current.name + " · " : "") + serverName;
-}
-
-function show(b) {
-  state.current = b;
-  b.unread = 0;
-  b.mention = false;
-  const log = document.getElementById("log");
-  log.replaceChildren(b.log);
-  log.scrollTop = log.scrollHeight;
-  renderTopic();
-  renderUsers();
-  renderBuffers();
-  document.getElementById("input").focus();
-}
-
-function renderTopic() {
-  const b = state.current;
-  const header = document.getElementById("topic");
-  header.replaceChildren(el("b", "", b.kind === "server" ? "" : b.name));
-  if (b.topic) header.append(linkified(stripFormatting(b.topic)));
-  header.title = b.topic;
-}
-
-function renderUsers() {
-  const b = state.current;
-  const aside = document.getElementById("users");
-  const ranks = prefixes();
-  const rank = (p) => (p ? ranks.indexOf(p[0]) : ranks.length);
-  const users = [...b.users.entries()].sort(([a, pa], [c, pc]) => rank(pa) - rank(pc) || fold(a).localeCompare(fold(c)));
-  aside.replaceChildren(...users.map(([nick, p]) => el("div", "", (p ? p[0] : "") + nick)));
-}
-
-function linkified(text) {
-  const span = el("span", "text");
-  let last = 0;
-  for (const m of text.matchAll(/\bhttps?:\/\/[^\s<>"]+[^\s<>".,;:!?)\]'}]/g)) {
-    span.append(text.slice(last, m.index));
-    const a = el("a", "", m[0]);
-    a.href = m[0];
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    span.append(a);
-    last = m.index + m[0].length;
-  }
-  span.append(text.slice(last));
-  return span;
-}
-
-function nickColour(nick) {
-  let h = 0;
-  for (const c of fold(nick)) h = (h * 31 + c.charCodeAt(0)) % 360;
-  return `hsl(${h}, 55%, 45%)`;
-}
-
-function timeOf(tags) {
-  const t = tags && tags.time ? new Date(tags.time) : new Date();
-  return isNaN(t) ? new Date() : t;
-}
-
-// Adds a line to a buffer, in time order (history arrives after live lines may have),
-// once per msgid.
-function add(b, kind, who, text, tags = {}, history = false) {
-  if (tags.msgid) {
-    if (b.seen.has(tags.msgid)) return;
-    b.seen.add(tags.msgid);
-  }
-  const when = timeOf(tags);
-  const line = el("div", "line " + kind);
-  line.dataset.time = String(when.getTime());
-  const today = when.toDateString() === new Date().toDateString();
-  const day = today ? "" : when.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " ";
-  const stamp = el("time", "", day + when.toTimeString().slice(0, 5));
-  stamp.dateTime = when.toISOString();
-  stamp.title = when.toLocaleString();
-  line.append(stamp);
-  if (who) {
-    const w = el("span", "who", who);
-    w.style.color = nickColour(who);
-    line.append(w);
-  }
-  line.append(linkified(stripFormatting(text)));
-  const mine = who && fold(who) === fold(state.nick);
-  const mention = !history && !mine && state.nick && (kind === "message" || kind === "action") &&
-    new RegExp(`(^|\\W)${state.nick.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(\\W|$)`, "i").test(text);
-  if (mention) line.classList.add("mention");
-  const log = document.getElementById("log");
-  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  let after = b.log.lastElementChild;
-  while (after && Number(after.dataset.time) > when.getTime()) after = after.previousElementSibling;
-  after ? after.after(line) : b.log.prepend(line);
-  if (b === state.current) {
-    if (atBottom || mine) log.scrollTop = log.scrollHeight;
-  } else if (!history && (kind === "message" || kind === "action" || kind === "notice")) {
-    b.unread += 1;
-    b.mention ||= mention || b.kind === "query";
-    renderBuffers();
-  }
-}
-
-const info = (text, b = state.current || serverBuffer()) => add(b, "info", "", text);
-const problem = (text, b = state.current || serverBuffer()) => add(b, "error", "", text);
+// typing: "clients SHOULD NOT send the active notification more than once every 3
+// seconds"; a received one lasts 6 s ("active") or 30 s ("paused").
+const TYPING_EVERY = 3000;
+const TYPING_FOR = { active: 6000, paused: 30000 };
 
 // ------------------------------------------------------------------ the connection
 
@@ -293,7 +41,17 @@ function send(command, ...params) {
   if (connected()) state.ws.send(formatLine(command, params));
 }
 
+function sendTagged(tags, command, ...params) {
+  if (connected()) state.ws.send(formatTagged(tags, command, params));
+}
+
+function status(text) {
+  $("status").textContent = text;
+  $("status").hidden = !text;
+}
+
 function connect() {
+  clearTimeout(state.retryTimer);
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
   const ws = new WebSocket(url, ["text.ircv3.net"]);
   state.ws = ws;
@@ -315,23 +73,28 @@ function connect() {
   };
   ws.onclose = () => {
     if (state.ws !== ws) return;
-    for (const b of state.buffers.values()) { b.users.clear(); b.joined = false; }
+    for (const b of state.buffers.values()) { b.users.clear(); b.joined = false; loading(b, ""); b.typing.clear(); }
     if (state.current) renderUsers();
     if (state.quitting) return;
-    if (!state.registered && document.getElementById("app").hidden) {
-      loginFailed(document.getElementById("login-error").textContent || "Could not connect.");
+    if (!state.registered && $("app").hidden) {
+      loginFailed(navigator.onLine ? $("login-error").textContent || "Could not connect." : "You are offline.");
       return;
     }
     const wait = Math.min(30, 2 ** state.retry++);
-    problem(`Disconnected. Reconnecting in ${wait} s…`, serverBuffer());
-    setTimeout(() => { if (!state.quitting) connect(); }, wait * 1000);
+    if (navigator.onLine) {
+      status(`Disconnected. Reconnecting in ${wait} s…`);
+      problem(`Disconnected. Reconnecting in ${wait} s…`, serverBuffer());
+    } else {
+      status("Offline: waiting for the network.");
+    }
+    state.retryTimer = setTimeout(() => { if (!state.quitting) connect(); }, wait * 1000);
   };
 }
 
 // A login refused: on the form the first time; once chatting (a reconnect), in the server's
 // buffer, and the reconnects go on.
 function loginFailed(reason) {
-  if (!document.getElementById("app").hidden) {
+  if (!$("app").hidden) {
     problem(reason, serverBuffer());
     if (state.ws) state.ws.close();
     return;
@@ -339,8 +102,8 @@ function loginFailed(reason) {
   state.quitting = true;
   if (state.ws) state.ws.close();
   state.ws = null;
-  document.getElementById("login-error").textContent = reason;
-  document.getElementById("connect").disabled = false;
+  $("login-error").textContent = reason;
+  $("connect").disabled = false;
 }
 
 function requestCaps() {
@@ -357,6 +120,8 @@ function requestCaps() {
 }
 
 function joinSaved() {
+  // Subscribed before joining: each join brings the members' keys (a "metadata" batch).
+  if (state.caps.has("draft/metadata-3")) send("METADATA", "*", "SUB", ...META_KEYS);
   const wanted = state.rejoin || state.firstChannels;
   if (wanted.length) send("JOIN", wanted.join(","));
   if (state.caps.has("draft/chathistory")) {
@@ -365,8 +130,155 @@ function joinSaved() {
   }
 }
 
+// ------------------------------------------------------------------ history
+
 function fetchHistory(b) {
-  if (state.caps.has("draft/chathistory")) send("CHATHISTORY", "LATEST", b.name, "*", String(HISTORY_LINES));
+  if (!state.caps.has("draft/chathistory")) return;
+  loading(b, "latest");
+  send("CHATHISTORY", "LATEST", b.name, "*", String(HISTORY_LINES));
+}
+
+// A reference to the first (or last) line of a buffer that came from the server.
+function edge(b, last) {
+  const lines = b.log.querySelectorAll(".line[data-msgid]");
+  const line = last ? lines[lines.length - 1] : lines[0];
+  return line ? `msgid=${line.dataset.msgid}` : "";
+}
+
+hooks.loadOlder = (b) => {
+  if (!state.caps.has("draft/chathistory") || b.kind === "server" || b.kind === "search") return;
+  const ref = edge(b, false);
+  if (!ref) { b.hasOlder = false; return; }
+  loading(b, "before");
+  b.cursor = null;
+  send("CHATHISTORY", "BEFORE", b.name, ref, String(HISTORY_LINES));
+};
+
+hooks.loadNewer = (b) => {
+  const ref = edge(b, true);
+  if (!ref) return hooks.toLatest(b);
+  loading(b, "after");
+  send("CHATHISTORY", "AFTER", b.name, ref, String(HISTORY_LINES));
+};
+
+hooks.toLatest = (b) => {
+  clear(b);
+  b.hasOlder = true;
+  b.hasLatest = true;
+  fetchHistory(b);
+};
+
+// A search result, or a quoted message no longer in the page: the conversation around it.
+hooks.jump = (target, msgid) => {
+  const b = buffer(target, isChannel(target) ? "channel" : "query");
+  b.focusId = msgid;
+  if (b.byId.has(msgid)) { show(b); focusLine(b, msgid); return; }
+  clear(b);
+  b.hasOlder = true;
+  b.hasLatest = false;
+  loading(b, "around");
+  send("CHATHISTORY", "AROUND", target, `msgid=${msgid}`, String(HISTORY_LINES));
+  show(b);
+};
+
+// The end of a chathistory batch: what it says of the conversation's ends.
+function historyDone(b, count) {
+  const was = b.loading;
+  loading(b, "");
+  b.cursor = null;
+  if (was === "latest" || was === "before") {
+    if (count < HISTORY_LINES) { b.hasOlder = false; historyStart(b); }
+    if (was === "latest") { b.hasLatest = true; countUnread(b); }
+  } else if (was === "after") {
+    if (count < HISTORY_LINES) b.hasLatest = true;
+  } else if (was === "around" && b === state.current && b.focusId) {
+    focusLine(b, b.focusId);
+  }
+  if (b === state.current) hooks.markRead(b);
+}
+
+// ------------------------------------------------------------------ read markers
+
+// The messages of b after its read marker, not ours, are unread (after its history came).
+function countUnread(b) {
+  if (!b.readAt || b === state.current) return;
+  let n = 0;
+  for (const line of b.log.querySelectorAll(".line.message, .line.action, .line.notice")) {
+    if (Number(line.dataset.time) > b.readAt && !isMe(line.dataset.nick)) n++;
+  }
+  b.unread = n;
+  if (!n) b.mention = false;
+  renderBuffers();
+}
+
+let markTimer = 0;
+hooks.markRead = (b) => {
+  clearTimeout(markTimer);
+  markTimer = setTimeout(() => {
+    if (b !== state.current || document.hidden || !state.caps.has("draft/read-marker")) return;
+    if (b.kind !== "channel" && b.kind !== "query") return;
+    const log = $("log");
+    if (log.scrollHeight - log.scrollTop - log.clientHeight > 40 || !b.hasLatest) return;
+    const last = b.log.lastElementChild;
+    const newest = last ? Number(last.dataset.time) : 0;
+    if (newest > b.readAt) {
+      b.readAt = newest;
+      send("MARKREAD", b.name, `timestamp=${new Date(newest).toISOString()}`);
+    }
+  }, 300);
+};
+
+function marker(p) {
+  const b = state.buffers.get(fold(p[0]));
+  if (!b || !p[1] || !p[1].startsWith("timestamp=")) return;
+  const at = Date.parse(p[1].slice(10));
+  if (isNaN(at) || at <= b.readAt) return;
+  b.readAt = at;
+  // Read on another device: what came before the marker is no longer unread here.
+  if (b !== state.current) countUnread(b);
+}
+
+// ------------------------------------------------------------------ notifications
+
+hooks.notify = (b, who, text) => {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const n = new Notification(b.kind === "query" ? who : `${who} in ${b.name}`, { body: text, tag: b.key });
+  n.onclick = () => { window.focus(); show(b); n.close(); };
+};
+
+// The profile in the settings: one's display name and avatar (draft/metadata-3).
+function saveProfile() {
+  const mine = state.meta.get(fold(state.nick)) || {};
+  const fields = { "display-name": $("display-name").value.trim(), avatar: $("avatar-url").value.trim() };
+  let changed = false;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === (mine[key] || "")) continue;
+    changed = true;
+    if (value) send("METADATA", "*", "SET", key, value);
+    else send("METADATA", "*", "SET", key);
+  }
+  $("profile-state").textContent = changed ? "Saving…" : "Nothing changed.";
+}
+
+function renderSettings() {
+  const mine = state.meta.get(fold(state.nick)) || {};
+  $("profile").hidden = !state.caps.has("draft/metadata-3");
+  $("display-name").value = mine["display-name"] || "";
+  $("avatar-url").value = mine.avatar || "";
+  $("profile-state").textContent = "";
+  renderNotifications();
+}
+
+function renderNotifications() {
+  const supported = "Notification" in window;
+  const permission = supported ? Notification.permission : "unsupported";
+  $("notify-state").textContent = {
+    granted: "On: mentions and private messages are notified while this page is hidden.",
+    denied: "Blocked in the browser's site settings.",
+    default: "Off.",
+    unsupported: "This browser has no notifications.",
+  }[permission];
+  $("notify-on").hidden = permission !== "default";
 }
 
 // ------------------------------------------------------------------ what the server sends
@@ -374,110 +286,109 @@ function fetchHistory(b) {
 function receive(msg) {
   const p = msg.params;
   const batch = msg.tags.batch ? state.batches.get(msg.tags.batch) : undefined;
+  if (batch && batch.type === "draft/multiline") { batch.lines.push(msg); return; }
   const history = Boolean(batch && batch.type === "chathistory");
+  if (history) batch.count++;
   switch (msg.command) {
     case "PING": send("PONG", ...p); return;
     case "CAP": return cap(p);
     case "AUTHENTICATE":
       if (p[0] === "+") {
-        const bytes = encoder.encode(`\0${state.account}\0${state.password}`);
+        const bytes = new TextEncoder().encode(`\0${state.account}\0${state.password}`);
         const data = btoa(String.fromCharCode(...bytes));
         for (let i = 0; i < data.length; i += SASL_CHUNK) send("AUTHENTICATE", data.slice(i, i + SASL_CHUNK));
         if (data.length % SASL_CHUNK === 0) send("AUTHENTICATE", "+");
       }
       return;
-    case "BATCH": {
-      const id = p[0].slice(1);
-      if (p[0][0] === "+") {
-        state.batches.set(id, { type: p[1], params: p.slice(2) });
-      } else {
-        const ended = state.batches.get(id);
-        state.batches.delete(id);
-        if (ended && ended.type === "soju.im/search" && !ended.found) info("No messages found.", buffer("search", "search"));
-      }
+    case "BATCH": return batchLine(msg, batch);
+    case "PRIVMSG": case "NOTICE": return message(msg, history, batch);
+    case "TAGMSG": return tagmsg(msg, history, batch);
+    case "REDACT": {
+      const b = conversationOf(msg, batch);
+      if (b) redacted(b, p[1]);
       return;
     }
-    case "PRIVMSG": case "NOTICE": return message(msg, history, batch);
-    case "JOIN": return joined(msg);
+    case "MARKREAD": return marker(p);
+    case "JOIN":
+      // (In history, our own arrivals are left out: they are not news, and whether the
+      // join that fetched the history is in it depends on when the store wrote it.)
+      if (history && isMe(nickOf(msg.source))) return;
+      if (history) return joinPart(buffer(p[0], "channel"), "join", nickOf(msg.source), "", msg.tags, true);
+      return joined(msg);
     case "PART": {
-      const mine = fold(nickOf(msg.source)) === fold(state.nick);
-      const b = mine ? state.buffers.get(fold(p[0])) : buffer(p[0], "channel");
+      const nick = nickOf(msg.source);
+      if (history) return joinPart(buffer(p[0], "channel"), "part", nick, p[1], msg.tags, true);
+      const b = isMe(nick) ? state.buffers.get(fold(p[0])) : buffer(p[0], "channel");
       if (!b) { saveChannels(); return; } // closed with /close
-      if (fold(nickOf(msg.source)) === fold(state.nick)) {
+      if (isMe(nick)) {
         b.joined = false;
         b.users.clear();
         saveChannels();
         add(b, "event", "", "You left.");
+      } else {
+        b.users.delete(nick);
+        joinPart(b, "part", nick, p[1] || "", msg.tags, false);
       }
-      else { b.users.delete(nickOf(msg.source)); add(b, "event", "", `← ${nickOf(msg.source)} left${p[1] ? ": " + p[1] : ""}`, msg.tags); }
       if (b === state.current) renderUsers();
       return;
     }
     case "KICK": {
       const b = state.buffers.get(fold(p[0]));
       if (!b) return;
+      add(b, "event", "", `${p[1]} was kicked by ${nickOf(msg.source)}${p[2] ? ": " + p[2] : ""}`, msg.tags, history);
+      if (history) return;
       b.users.delete(p[1]);
-      add(b, "event", "", `${p[1]} was kicked by ${nickOf(msg.source)}${p[2] ? ": " + p[2] : ""}`, msg.tags);
-      if (fold(p[1]) === fold(state.nick)) { b.joined = false; b.users.clear(); saveChannels(); }
+      if (isMe(p[1])) { b.joined = false; b.users.clear(); saveChannels(); }
       if (b === state.current) renderUsers();
       return;
     }
     case "QUIT": {
       const nick = nickOf(msg.source);
+      if (history) {
+        const b = batch.params[0] && state.buffers.get(fold(batch.params[0]));
+        if (b) joinPart(b, "part", nick, p[0] ? `quit: ${p[0]}` : "quit", msg.tags, true);
+        return;
+      }
+      state.away.delete(fold(nick));
       for (const b of state.buffers.values()) {
-        if (b.users.delete(nick)) add(b, "event", "", `← ${nick} quit${p[0] ? ": " + p[0] : ""}`, msg.tags);
+        if (b.users.delete(nick)) joinPart(b, "part", nick, p[0] ? `quit: ${p[0]}` : "quit", msg.tags, false);
       }
       if (state.current) renderUsers();
       return;
     }
-    case "NICK": {
-      const old = nickOf(msg.source), nick = p[0];
-      if (fold(old) === fold(state.nick)) {
-        state.nick = state.wanted = nick;
-        localStorage.setItem("salon.nick", nick);
-      }
-      const query = state.buffers.get(fold(old));
-      if (query && query.kind === "query" && !state.buffers.has(fold(nick))) {
-        state.buffers.delete(fold(old));
-        query.name = nick;
-        query.key = fold(nick);
-        state.buffers.set(query.key, query);
-        add(query, "event", "", `${old} is now ${nick}`, msg.tags);
-        renderBuffers();
-        if (query === state.current) renderTopic();
-      }
-      for (const b of state.buffers.values()) {
-        if (b.users.has(old)) {
-          b.users.set(nick, b.users.get(old));
-          b.users.delete(old);
-          add(b, "event", "", `${old} is now ${nick}`, msg.tags);
-        }
-      }
-      if (state.current) renderUsers();
-      return;
-    }
+    case "NICK": return nickChange(msg, history);
     case "TOPIC": {
       const b = buffer(p[0], "channel");
+      add(b, "event", "", `${nickOf(msg.source)} set the topic: ${p[1] || ""}`, msg.tags, history);
+      if (history) return;
       b.topic = p[1] || "";
-      add(b, "event", "", `${nickOf(msg.source)} set the topic: ${b.topic}`, msg.tags);
       if (b === state.current) renderTopic();
       return;
     }
     case "MODE":
       if (isChannel(p[0])) {
         const b = buffer(p[0], "channel");
-        add(b, "event", "", `${nickOf(msg.source)} sets mode ${p.slice(1).join(" ")}`, msg.tags);
-        applyModes(b, p[1] || "", p.slice(2));
+        add(b, "event", "", `${nickOf(msg.source)} sets mode ${p.slice(1).join(" ")}`, msg.tags, history);
+        if (!history) applyModes(b, p[1] || "", p.slice(2));
       }
       return;
     case "ERROR": problem(p[0] || "The server closed the connection.", serverBuffer());
-      if (!state.registered) document.getElementById("login-error").textContent = p[0] || "";
+      if (!state.registered) $("login-error").textContent = p[0] || "";
       return;
     case "FAIL": case "WARN": case "NOTE":
+      if (p[0] === "METADATA" && !$("settings").open) return; // (a join burst's refusals)
+      if (p[0] === "METADATA") { $("profile-state").textContent = `Not saved: ${p[p.length - 1]}.`; return; }
+      if (p[0] === "CHATHISTORY") for (const b of state.buffers.values()) loading(b, "");
       if (p[0] === "CHATHISTORY" && p[1] === "INVALID_TARGET") return;
       (msg.command === "NOTE" ? info : problem)(`${p[0]} ${p[1]}: ${p[p.length - 1]}`);
       return;
-    case "AWAY": return;
+    case "AWAY": {
+      const nick = nickOf(msg.source);
+      if (p[0]) state.away.set(fold(nick), p[0]);
+      else state.away.delete(fold(nick));
+      if (state.current && state.current.users.has(nick)) renderUsers();
+      return;
+    }
     case "REGISTER":
       if (p[0] === "SUCCESS") {
         // Logged in now; a reconnect logs in with the same password.
@@ -498,6 +409,36 @@ function receive(msg) {
   }
 }
 
+function batchLine(msg, outer) {
+  const p = msg.params;
+  const id = p[0].slice(1);
+  if (p[0][0] === "+") {
+    state.batches.set(id, { type: p[1], params: p.slice(2), tags: msg.tags, lines: [], count: 0, outer });
+    return;
+  }
+  const ended = state.batches.get(id);
+  state.batches.delete(id);
+  if (!ended) return;
+  if (ended.type === "soju.im/search" && !ended.found) info("No messages found.", buffer("search", "search"));
+  if (ended.type === "chathistory") {
+    const b = ended.params[0] && state.buffers.get(fold(ended.params[0]));
+    if (b) historyDone(b, ended.count);
+  }
+  if (ended.type === "draft/multiline" && ended.lines.length) {
+    // One message: the lines joined by line feeds, or directly where multiline-concat says.
+    let text = "";
+    ended.lines.forEach((line, i) => {
+      if (i && !("draft/multiline-concat" in line.tags)) text += "\n";
+      text += line.params[1] || "";
+    });
+    const first = ended.lines[0];
+    const tags = { ...ended.tags };
+    if (ended.outer) { tags.batch = ended.tags.batch; ended.outer.count++; }
+    message({ tags, source: first.source, command: first.command, params: [ended.params[0], text] },
+            Boolean(ended.outer && ended.outer.type === "chathistory"), ended.outer);
+  }
+}
+
 function cap(p) {
   const sub = p[1], more = p[2] === "*";
   const list = (more ? p[3] : p[2]) || "";
@@ -514,6 +455,17 @@ function cap(p) {
   } else if (sub === "NAK") {
     send("CAP", "END");
   }
+}
+
+// The buffer a message to `target` from `source` belongs to (in a history batch: the
+// conversation asked for, whatever my nick was then).
+function conversationOf(msg, batch, create = true) {
+  const target = msg.params[0];
+  const from = nickOf(msg.source);
+  if (isChannel(bareChannel(target))) return create ? buffer(bareChannel(target), "channel") : state.buffers.get(fold(bareChannel(target)));
+  if (batch && batch.type === "chathistory" && batch.params[0]) return buffer(batch.params[0], "query");
+  const other = isMe(from) ? target : from;
+  return create ? buffer(other, "query") : state.buffers.get(fold(other));
 }
 
 function message(msg, history, batch) {
@@ -536,35 +488,60 @@ function message(msg, history, batch) {
     text = sp < 0 ? "" : body.slice(sp + 1);
     kind = "action";
   }
-  let b;
   if (batch && batch.type === "soju.im/search") {
-    // A search result: shown in the search buffer, with the conversation it comes from.
-    const mineLine = fold(from) === fold(state.nick);
-    const where = isChannel(bareChannel(target)) ? bareChannel(target) : mineLine ? target : from;
+    // A search result: shown in the search buffer, with the conversation it comes from;
+    // a click (or Enter) goes to it in its conversation.
+    const where = isChannel(bareChannel(target)) ? bareChannel(target) : isMe(from) ? target : from;
     batch.found = (batch.found || 0) + 1;
     const results = buffer("search", "search");
     const line = kind === "action" ? `* ${from} ${text}` : text;
-    add(results, kind, kind === "action" ? "" : from, `[${where}] ${line}`, msg.tags, true);
+    const shown = add(results, kind, kind === "action" ? "" : from, `[${where}] ${line}`, msg.tags, true);
+    if (shown && msg.tags.msgid) {
+      shown.dataset.found = msg.tags.msgid;
+      shown.dataset.target = where;
+      shown.title = "Show it in its conversation";
+    }
     return;
   }
+  let b;
   if (!msg.source.includes("!") || (notice && !state.registered)) b = serverBuffer(); // the server's own
-  else if (isChannel(bareChannel(target))) b = buffer(bareChannel(target), "channel");
-  else if (history && batch.params[0]) {
-    b = buffer(batch.params[0], "query"); // the conversation asked for: my lines too, whatever my nick was
-  } else {
-    const other = fold(from) === fold(state.nick) ? target : from; // echo of my own
-    const fresh = !state.buffers.has(fold(other));
-    b = buffer(other, "query");
+  else {
+    const fresh = !isChannel(bareChannel(target)) && !history && !state.buffers.has(fold(isMe(from) ? target : from));
+    b = conversationOf(msg, history ? batch : undefined);
     if (fresh) fetchHistory(b); // what was said before this message
   }
   if (kind === "action") add(b, kind, "", `* ${from} ${text}`, msg.tags, history);
   else add(b, kind, from, text, msg.tags, history);
 }
 
+// TAGMSG: typing notifications and reactions.
+function tagmsg(msg, history, batch) {
+  const from = nickOf(msg.source);
+  const typing = msg.tags["+typing"];
+  if (typing !== undefined) {
+    if (history || isMe(from)) return;
+    const b = conversationOf(msg, batch, false);
+    if (!b) return;
+    if (TYPING_FOR[typing]) b.typing.set(from, Date.now() + TYPING_FOR[typing]);
+    else b.typing.delete(from);
+    if (b === state.current) renderTyping();
+    return;
+  }
+  const emoji = msg.tags["+draft/react"];
+  const to = msg.tags["+draft/reply"];
+  if (emoji && to) {
+    const b = conversationOf(msg, batch, false);
+    if (b) reaction(b, to, emoji, from);
+  }
+}
+
+hooks.react = (b, msgid, emoji) => sendTagged({ "+draft/react": emoji, "+draft/reply": msgid }, "TAGMSG", b.name);
+hooks.redact = (b, msgid) => send("REDACT", b.name, msgid);
+
 function joined(msg) {
   const nick = nickOf(msg.source);
   const b = buffer(msg.params[0], "channel");
-  if (fold(nick) === fold(state.nick)) {
+  if (isMe(nick)) {
     state.prefix = msg.source;
     b.joined = true;
     b.name = msg.params[0];
@@ -574,13 +551,48 @@ function joined(msg) {
       state.pendingShow = "";
       show(b);
     }
-    fetchHistory(b);
+    if (b.hasLatest) {
+      b.hasOlder = true;
+      fetchHistory(b);
+    }
   } else {
     b.users.set(nick, "");
-    add(b, "event", "", `→ ${nick} joined`, msg.tags);
+    state.away.delete(fold(nick));
+    joinPart(b, "join", nick, "", msg.tags, false);
     if (b === state.current) renderUsers();
   }
 }
+
+function nickChange(msg, history) {
+  const old = nickOf(msg.source), nick = msg.params[0];
+  if (history) return;
+  if (isMe(old)) {
+    state.nick = state.wanted = nick;
+    localStorage.setItem("salon.nick", nick);
+  }
+  const query = state.buffers.get(fold(old));
+  if (query && query.kind === "query" && !state.buffers.has(fold(nick))) {
+    state.buffers.delete(fold(old));
+    query.name = nick;
+    query.key = fold(nick);
+    state.buffers.set(query.key, query);
+    add(query, "event", "", `${old} is now ${nick}`, msg.tags);
+    renderBuffers();
+    if (query === state.current) renderTopic();
+  }
+  if (state.meta.has(fold(old))) { state.meta.set(fold(nick), state.meta.get(fold(old))); state.meta.delete(fold(old)); }
+  if (state.away.has(fold(old))) { state.away.set(fold(nick), state.away.get(fold(old))); state.away.delete(fold(old)); }
+  for (const b of state.buffers.values()) {
+    if (b.users.has(old)) {
+      b.users.set(nick, b.users.get(old));
+      b.users.delete(old);
+      add(b, "event", "", `${old} is now ${nick}`, msg.tags);
+    }
+  }
+  if (state.current) renderUsers();
+}
+
+const whoAsked = new Set(); // channels whose WHO replies (away flags) are read quietly
 
 function numeric(msg) {
   const p = msg.params.slice(1); // the first is my nick
@@ -590,8 +602,10 @@ function numeric(msg) {
       state.registered = true;
       state.retry = 0;
       state.nick = msg.params[0];
-      document.getElementById("login").hidden = true;
-      document.getElementById("app").hidden = false;
+      status("");
+      $("login-view").hidden = true;
+      $("app").hidden = false;
+      if (!state.password) localStorage.setItem("salon.auto", "1");
       if (!state.current) show(serverBuffer());
       info(text, serverBuffer());
       joinSaved();
@@ -616,7 +630,35 @@ function numeric(msg) {
       }
       return;
     }
-    case "366": { const b = buffer(p[0], "channel"); b.namesFresh = false; if (b === state.current) renderUsers(); return; }
+    case "366": {
+      const b = buffer(p[0], "channel");
+      b.namesFresh = false;
+      if (b === state.current) renderUsers();
+      // Who is away now (WHO's H/G flags); away-notify tells what changes later.
+      if (b.joined && state.caps.has("away-notify")) { whoAsked.add(fold(b.name)); send("WHO", b.name); }
+      return;
+    }
+    case "352": // RPL_WHOREPLY: channel user host server nick flags :hops realname
+      if (!whoAsked.has(fold(p[0]))) break;
+      if (p[5].startsWith("G")) state.away.set(fold(p[4]), state.away.get(fold(p[4])) || "");
+      else state.away.delete(fold(p[4]));
+      return;
+    case "315": // RPL_ENDOFWHO
+      if (!whoAsked.delete(fold(p[0]))) break;
+      if (state.current && fold(state.current.name) === fold(p[0])) renderUsers();
+      return;
+    case "761": case "766": { // RPL_KEYVALUE target key visibility :value; RPL_KEYNOTSET
+      const [target, key] = p;
+      if (!META_KEYS.includes(key) || isChannel(target)) return;
+      const meta = state.meta.get(fold(target)) || {};
+      if (msg.command === "761") meta[key] = p[3];
+      else delete meta[key];
+      state.meta.set(fold(target), meta);
+      renderIdentity(target);
+      if (isMe(target) && $("settings").open) $("profile-state").textContent = "Saved.";
+      return;
+    }
+    case "770": case "771": case "772": case "774": return; // SUBOK, UNSUBOK, SUBS, SYNCLATER
     case "433":
       if (!state.registered) { state.nick += "_"; send("NICK", state.nick); return; }
       break;
@@ -676,8 +718,21 @@ function saveChannels() {
 // target :" as others will receive it.
 function textBudget(target) {
   const prefix = state.prefix || `${state.nick}!~xxxxxxxxx@${"x".repeat(63)}`;
-  return LINE_BYTES - encoder.encode(`:${prefix} PRIVMSG ${target} :`).length;
+  return LINE_BYTES - byteLength(`:${prefix} PRIVMSG ${target} :`);
 }
+
+// draft/multiline's limits, from the capability's value ("max-bytes=4096,max-lines=100").
+function multilineLimits() {
+  if (!state.caps.has("draft/multiline")) return null;
+  const limits = { "max-bytes": 4096, "max-lines": 100 };
+  for (const item of (state.capsOffered.get("draft/multiline") || "").split(",")) {
+    const [k, v] = item.split("=");
+    if (k in limits && Number(v) > 0) limits[k] = Number(v);
+  }
+  return limits;
+}
+
+let batchCount = 0;
 
 function say(text, action = false) {
   const b = state.current;
@@ -687,15 +742,58 @@ function say(text, action = false) {
   }
   const budget = textBudget(b.name) - (action ? 9 : 0); // "\x01ACTION " and "\x01"
   if (budget < 32) { problem("That name is too long to send messages to."); return; }
-  for (const line of text.split(/\r?\n/)) {
+  if (!b.hasLatest) hooks.toLatest(b); // what is said shows at the end of the conversation
+  const tags = state.replyTo && state.caps.has("message-tags") ? { "+draft/reply": state.replyTo.msgid } : {};
+  state.replyTo = null;
+  renderReply();
+  typingSent = 0;
+  const lines = text.split(/\r?\n/);
+  const limits = multilineLimits();
+  if (!action && lines.length > 1 && limits && lines.length <= limits["max-lines"] && byteLength(text) <= limits["max-bytes"]) {
+    // One message of several lines: a draft/multiline batch, long lines cut and marked
+    // to be joined again (draft/multiline-concat).
+    const ref = `m${Date.now().toString(36)}${batchCount++}`;
+    sendTagged(tags, "BATCH", `+${ref}`, "draft/multiline", b.name);
+    for (const line of lines) {
+      const pieces = line ? splitText(line, budget) : [""];
+      pieces.forEach((piece, i) => sendTagged(i ? { batch: ref, "draft/multiline-concat": "" } : { batch: ref }, "PRIVMSG", b.name, piece));
+    }
+    send("BATCH", `-${ref}`);
+    return;
+  }
+  for (const line of lines) {
     for (const piece of splitText(line, budget)) {
-      send("PRIVMSG", b.name, action ? `\x01ACTION ${piece}\x01` : piece);
+      sendTagged(tags, "PRIVMSG", b.name, action ? `\x01ACTION ${piece}\x01` : piece);
+      for (const k in tags) delete tags[k]; // the reply tag goes on the first line only
       if (state.caps.has("echo-message")) continue;
       if (action) add(b, "action", "", `* ${state.nick} ${piece}`);
       else add(b, "message", state.nick, piece);
     }
   }
 }
+
+let typingSent = 0;
+
+// typing: "active" while typing (at most every 3 s), "done" when the input is emptied.
+function typed(input) {
+  const b = state.current;
+  if (!b || (b.kind !== "channel" && b.kind !== "query") || !state.caps.has("message-tags")) return;
+  const text = input.value;
+  if (!text || text.startsWith("/")) {
+    if (typingSent) sendTagged({ "+typing": "done" }, "TAGMSG", b.name);
+    typingSent = 0;
+  } else if (Date.now() - typingSent > TYPING_EVERY) {
+    typingSent = Date.now();
+    sendTagged({ "+typing": "active" }, "TAGMSG", b.name);
+  }
+}
+
+hooks.openQuery = (nick) => {
+  const fresh = !state.buffers.has(fold(nick));
+  const q = buffer(nick, "query");
+  show(q);
+  if (fresh) fetchHistory(q);
+};
 
 function command(line) {
   const sp = line.indexOf(" ");
@@ -717,9 +815,8 @@ function command(line) {
     case "msg": case "query": {
       if (!words.length) return problem(`Usage: /${verb} nick [text]`);
       const rest = arg.slice(arg.indexOf(words[0]) + words[0].length).trim();
-      const q = isChannel(words[0]) ? buffer(words[0], "channel") : buffer(words[0], "query");
-      show(q);
-      if (!isChannel(words[0])) fetchHistory(q);
+      if (isChannel(words[0])) show(buffer(words[0], "channel"));
+      else hooks.openQuery(words[0]);
       if (rest) say(rest);
       return;
     }
@@ -736,6 +833,7 @@ function command(line) {
       return;
     case "quit":
       state.quitting = true;
+      localStorage.removeItem("salon.auto");
       send("QUIT", arg || "Leaving");
       return;
     case "away": return arg ? send("AWAY", arg) : send("AWAY");
@@ -744,7 +842,7 @@ function command(line) {
       if (!state.caps.has("soju.im/search")) return problem("This server does not offer search.");
       const results = buffer("search", "search");
       results.log.replaceChildren();
-      results.seen.clear();
+      results.byId.clear();
       results.topic = `Messages with: ${arg}`;
       show(results);
       return send("SEARCH", `text=${escapeTag(arg)};limit=100`);
@@ -757,7 +855,8 @@ function command(line) {
     case "help":
       info("/join #channel, /part, /msg nick text, /query nick, /me action, /nick name, " +
            "/topic text, /away [reason], /search words, /register password, /close, /quit, /raw LINE; " +
-           "any other /command is sent as it is.");
+           "any other /command is sent as it is. Enter sends, Shift+Enter starts a new line; " +
+           "a click on a message (or Enter on it in the log) reacts, replies or deletes.");
       return;
     default: // IRC syntax: /kick #chan nick :reason
       sendRaw(`${verb.toUpperCase()} ${arg}`.trim());
@@ -776,35 +875,68 @@ function complete(input) {
   input.value = upto.slice(0, m.index) + match + suffix + input.value.slice(input.selectionStart);
 }
 
+// The input grows with its text, up to a third of the window (then it scrolls).
+function grow(input) {
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight + 2, Math.max(80, innerHeight / 3))}px`;
+}
+
 // ------------------------------------------------------------------ start
 
-let serverName = document.title;
+// The channels of the login form (what was joined last time, or the server's default).
+function wantChannels() {
+  state.firstChannels = $("channels").value.split(/[\s,]+/).filter(Boolean)
+    .map((c) => (isChannel(c) ? c : "#" + c));
+}
 
-document.addEventListener("DOMContentLoaded", () => {
-  serverName = document.title;
-  const nickField = document.getElementById("nick");
+function start() {
+  state.serverName = document.title;
+  setUp();
+  const nickField = $("nick");
   nickField.value = localStorage.getItem("salon.nick") || "";
   // The field's value attribute is the server's default channel (server.default_channel,
   // filled in by the server that serves this page): the place every front door proposes.
-  const channelsField = document.getElementById("channels");
+  const channelsField = $("channels");
   channelsField.value = localStorage.getItem("salon.channels") || channelsField.defaultValue;
-  (nickField.value ? document.getElementById("password") : nickField).focus();
+  (nickField.value ? $("password") : nickField).focus();
 
-  document.getElementById("login").addEventListener("submit", (event) => {
+  const begin = () => {
+    state.quitting = false;
+    $("login-error").textContent = "";
+    $("connect").disabled = true;
+    connect();
+  };
+  $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     state.wanted = state.account = nickField.value.trim().replace(/\s+/g, "_");
-    state.password = document.getElementById("password").value;
+    state.password = $("password").value;
     localStorage.setItem("salon.nick", state.wanted);
-    state.firstChannels = document.getElementById("channels").value.split(/[\s,]+/).filter(Boolean)
-      .map((c) => (isChannel(c) ? c : "#" + c));
-    state.quitting = false;
-    document.getElementById("login-error").textContent = "";
-    document.getElementById("connect").disabled = true;
-    connect();
+    wantChannels();
+    if (!navigator.onLine) { $("login-error").textContent = "You are offline."; return; }
+    begin();
+  });
+  // A nickname without a password that chatted here before comes back by itself (and
+  // the app shows at once, offline too: the service worker keeps the page).
+  if (localStorage.getItem("salon.auto") && nickField.value) {
+    state.wanted = state.account = nickField.value;
+    wantChannels();
+    $("login-view").hidden = true;
+    $("app").hidden = false;
+    show(serverBuffer());
+    if (navigator.onLine) begin();
+    else status("Offline: waiting for the network.");
+  }
+
+  addEventListener("offline", () => status("Offline: waiting for the network."));
+  addEventListener("online", () => {
+    status("");
+    if ($("app").hidden || state.quitting || connected()) return;
+    state.retry = 0;
+    if (!state.ws || state.ws.readyState !== WebSocket.CONNECTING) connect();
   });
 
-  const input = document.getElementById("input");
-  document.getElementById("say").addEventListener("submit", (event) => {
+  const input = $("input");
+  $("say").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
@@ -816,15 +948,34 @@ document.addEventListener("DOMContentLoaded", () => {
     state.sent.push(text);
     state.sentAt = state.sent.length;
     input.value = "";
+    grow(input);
     if (isCommand) command(text);
     else say(text.startsWith("//") ? text.slice(1) : text);
   });
+  input.addEventListener("input", () => { grow(input); typed(input); });
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Tab") { event.preventDefault(); complete(input); }
-    else if (event.key === "ArrowUp" && state.sentAt > 0) { input.value = state.sent[--state.sentAt]; event.preventDefault(); }
-    else if (event.key === "ArrowDown" && state.sentAt < state.sent.length) {
+    const single = !input.value.includes("\n");
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("say").requestSubmit();
+    } else if (event.key === "Tab" && input.value) { event.preventDefault(); complete(input); }
+    else if (event.key === "ArrowUp" && single && state.sentAt > 0) { input.value = state.sent[--state.sentAt]; event.preventDefault(); grow(input); }
+    else if (event.key === "ArrowDown" && single && state.sentAt < state.sent.length) {
       input.value = state.sent[++state.sentAt] ?? "";
       event.preventDefault();
+      grow(input);
     }
   });
-});
+
+  const settings = $("settings");
+  $("open-settings").addEventListener("click", () => { renderSettings(); settings.showModal(); });
+  $("close-settings").addEventListener("click", () => settings.close());
+  // Asked only here, on the user's click: never when the page loads.
+  $("notify-on").addEventListener("click", () => Notification.requestPermission().then(renderNotifications));
+  $("save-profile").addEventListener("click", saveProfile);
+
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();

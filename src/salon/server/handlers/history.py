@@ -335,6 +335,7 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         if result != "ok":
             out.fail("REDACT", "REDACT_FORBIDDEN", target, msgid, "History is unavailable")
             return
+        server.files.drop_refs(lambda ref: ref.target == key and ref.msgid == msgid)
         params = (target, msgid, reason) if reason else (target, msgid)
         redaction = Message("REDACT", params, client.prefix, server.server_tags())
         if chan is not None:

@@ -12,7 +12,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_LINE
 from salon.proto.message import Message
-from salon.server import caps
+from salon.server import caps, metadata
 from salon.server.channel import Channel, mask_matches
 from salon.server.client import Client
 from salon.server.responsebuffer import ResponseBuffer
@@ -341,6 +341,7 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
         )
     if target.away is not None:
         rb.numeric(n.RPL_AWAY, target.nick, target.away)
+    metadata.whois(server, client, target, rb)
     rb.numeric(
         n.RPL_WHOISIDLE,
         target.nick,

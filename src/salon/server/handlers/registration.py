@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from salon.errors import CommandError
 from salon.proto import numerics as n
 from salon.proto.message import Message
-from salon.server import accounts, caps
+from salon.server import accounts, caps, metadata
 from salon.server.client import Client
 from salon.server.nicks import change_nick, valid_nick
 from salon.server.responsebuffer import ResponseBuffer
@@ -36,9 +36,12 @@ def cap_list(server: Server, version: int) -> list[str]:
         "draft/multiline": f"max-bytes={hist.multiline_max_bytes},max-lines={hist.multiline_max_lines}",
     }
     values.update(server.accounts.cap_values())
+    values["draft/metadata-3"] = metadata.cap_value(server.config)
     names = []
     for name in caps.CAPABILITIES:
         if name in HISTORY_CAPS and not hist.enabled:
+            continue
+        if name == "draft/metadata-3" and not server.config.metadata.enabled:
             continue
         if name in server.accounts.hidden_caps:
             continue
@@ -112,7 +115,7 @@ def cmd_cap(server: Server, client: Client, msg: Message, rb: ResponseBuffer) ->
         for item in requested.split():
             name = item[1:] if item.startswith("-") else item
             bit = caps.CAPABILITIES.get(name)
-            if bit is None:
+            if bit is None or (bit == caps.METADATA and not server.config.metadata.enabled):
                 ok = False
                 break
             if item.startswith("-"):

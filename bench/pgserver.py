@@ -1,5 +1,5 @@
-"""A real PostgreSQL for the tests: ``initdb`` in a temporary directory, ``postgres`` on a
-free loopback port, stopped (and its directory removed) at the end.
+"""A real PostgreSQL for the tests and the benchmarks: ``initdb`` in a temporary directory,
+``postgres`` on a free loopback port, stopped (and its directory removed) at the end.
 
 PostgreSQL refuses to run as root, and CI runs as root: there both programs run as the
 ``postgres`` user that Debian's package creates (``subprocess`` switches user in the
@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 DEBIAN_BINDIRS = "/usr/lib/postgresql"
 START_TIMEOUT = 30.0  # seconds for initdb's cluster to accept connections
 STOP_TIMEOUT = 10.0  # seconds a fast shutdown may take before SIGKILL
+PORT_ATTEMPTS = 3  # ports tried when the one given is taken meanwhile
 OWNER = "postgres"  # the account Debian's package makes, and the superuser initdb names
 
 
@@ -38,12 +40,20 @@ def find_bindir() -> Path | None:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster, for one test session (one per xdist worker)."""
+    """One PostgreSQL cluster: for one test session (one per xdist worker), one test, or
+    one benchmark. ``root``: the directory to keep it in (made if missing; a cluster
+    already there is started as it is), else a new temporary one."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self, bindir: Path, root: Path | None = None, settings: Sequence[str] = ()
+    ) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="salon-pg-"))
+        if root is None:
+            root = Path(tempfile.mkdtemp(prefix="salon-pg-"))
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
         self.data = self.root / "data"
+        self.settings = tuple(settings)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
@@ -55,7 +65,34 @@ class PostgresServer:
             self.user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def start(self, port: int) -> None:
-        env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+        """initdb (unless the cluster exists), then the server on ``port``, or on another
+        free port when a parallel test or program took that one meanwhile."""
+        from bench.servers import free_port
+
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        self.port = port
+        for attempt in range(PORT_ATTEMPTS):
+            logged = self._logged()
+            try:
+                self._run()
+                return
+            except RuntimeError:
+                taken = "already in use" in self.log(since=logged)
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
+            self.port = free_port()
+
+    def _logged(self) -> int:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").stat().st_size
+        return 0
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
+
+    def _initdb(self) -> None:
+        env = self._env()
         log = self.root / "initdb.log"
         initdb = [
             str(self.bindir / "initdb"),
@@ -78,13 +115,16 @@ class PostgresServer:
             )
         if done.returncode:
             raise RuntimeError(f"initdb failed: {log.read_text(errors='replace')}")
-        self.port = port
-        self._log = (self.root / "server.log").open("wb")
+
+    def _run(self) -> None:
+        self._log = (self.root / "server.log").open("ab")
         server = [
             str(self.bindir / "postgres"),
             "-D", str(self.data),
-            "-p", str(port),
-            "-k", str(self.root),  # the unix socket, in our directory
+            "-p", str(self.port),
+            # TCP only: a Unix socket's path is limited to 107 bytes, and a cluster kept in
+            # a deep directory (a benchmark's cache) would not start.
+            "-c", "unix_socket_directories=",
             "-c", "listen_addresses=127.0.0.1",
             # Throwaway data: no durability, small memory.
             "-c", "fsync=off",
@@ -94,11 +134,13 @@ class PostgresServer:
             "-c", "max_connections=40",
             "-c", "logging_collector=off",
         ]  # fmt: skip
+        for setting in self.settings:
+            server += ["-c", setting]
         self.proc = subprocess.Popen(
             server,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=env,
+            env=self._env(),
             cwd=self.root,
             start_new_session=True,
             **self.user,
@@ -121,9 +163,11 @@ class PostgresServer:
                     raise RuntimeError(f"postgres did not start: {self.log()}") from None
                 time.sleep(0.05)
 
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.root / "server.log").read_text(errors="replace")[-2000:]
+    def log(self, since: int = 0) -> str:
+        """The end of the server's log, from byte ``since`` on."""
+        with contextlib.suppress(OSError), (self.root / "server.log").open("rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")[-2000:]
         return ""
 
     def dsn(self, dbname: str) -> str:
@@ -144,8 +188,21 @@ class PostgresServer:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: clients are disconnected), then the directory goes."""
+    def restart(self, down: float = 0.0) -> None:
+        """Fast shutdown, ``down`` seconds without a server, then the same cluster again
+        on the same port."""
+        self.halt()
+        time.sleep(down)
+        self._run()
+
+    def stop(self, remove: bool = True) -> None:
+        """Fast shutdown, then the directory goes (unless not ``remove``)."""
+        self.halt()
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def halt(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             # Signalled as the caller (root may signal the postgres user's process).
@@ -157,4 +214,4 @@ class PostgresServer:
                 proc.wait()
         if self._log is not None:
             self._log.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+            self._log = None
