@@ -26,6 +26,7 @@ from corehelpers import START, Conn, Net
 
 from salon.server.client import Client, Kind
 from salon.server.effects import BusOp, Effect
+from salon.store.memory import MemoryStore
 
 
 class MemoryBus:
@@ -44,11 +45,15 @@ class MemoryBus:
 class Node(Net):
     """One node: a Net whose bus ops wait in ``queued`` for the cluster to sequence them."""
 
-    def __init__(self, cluster: ClusterNet, number: int, **sections: Any) -> None:
+    def __init__(
+        self, cluster: ClusterNet, number: int, shared: MemoryStore | None, **sections: Any
+    ) -> None:
         super().__init__(now=cluster.now, **sections)
         self.cluster = cluster
         self.number = number
-        self.server.join_cluster(number)
+        if shared is not None:
+            self.store = shared  # one store for every node, as PostgreSQL is
+        self.server.join_cluster(number, shared_store=shared is not None)
         self.queued: list[BusOp] = []
         self.seen = 0
         self.alive = True
@@ -78,14 +83,19 @@ class Node(Net):
 class ClusterNet:
     """``nodes`` servers on one MemoryBus, with one clock."""
 
-    def __init__(self, nodes: int = 2, now: float = START, **sections: Any) -> None:
+    def __init__(
+        self, nodes: int = 2, now: float = START, shared_store: bool = False, **sections: Any
+    ) -> None:
+        """``shared_store``: every node writes to one store (as with [postgres]), not to a
+        store of its own."""
         self.now = now
         self.bus = MemoryBus()
         self._holding = 0
         self._pumping = False
         self.nodes: list[Node] = []
+        shared = MemoryStore() if shared_store else None
         for number in range(1, nodes + 1):
-            self.nodes.append(Node(self, number, **sections))
+            self.nodes.append(Node(self, number, shared, **sections))
 
     def __getitem__(self, i: int) -> Node:
         return self.nodes[i]

@@ -180,13 +180,15 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
 
 def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
     """Issue 19 point 4, shortened: three senders on each node flood one channel; every
-    recipient on both nodes gets the same msgid sequence, each sender's in order."""
+    recipient on both nodes gets the same msgid sequence, each sender's in order, and
+    CHATHISTORY on each node returns that set."""
     import threading
 
     a, b = cluster("a"), cluster("b")
     caps = "message-tags echo-message"
     senders = [client(a if i % 2 else b, f"s{i}", caps) for i in range(6)]
-    readers = [client(a, "ra", caps), client(b, "rb", caps)]
+    history = caps + " draft/chathistory batch"
+    readers = [client(a, "ra", history), client(b, "rb", history)]
     everyone = senders + readers
     for c in everyone:
         c.send("JOIN #flood")
@@ -224,6 +226,14 @@ def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
         assert [m for m, _s, _t in seen] == first
         for i in range(len(senders)):
             assert [t for _m, s, t in seen if s == f"s{i}"] == [str(n) for n in range(count)]
+    for reader in readers:
+        reader.send(f"CHATHISTORY LATEST #flood * {count * len(senders)}")
+        stored = [
+            "msgid=" + m.tags["msgid"]
+            for m in reader.read_batch("chathistory")
+            if m.command == "PRIVMSG"
+        ]
+        assert sorted(stored) == sorted(first)
 
 
 def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
@@ -479,3 +489,33 @@ def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProce
     friend.expect(r" 73[01] friend third")
     if " 730 " in friend.lines[-1]:
         friend.expect(r" 731 friend third", timeout=10)
+
+
+def test_two_nodes_on_one_postgresql(
+    cluster: Callable[..., SalonProcess], postgres_dsn: str
+) -> None:
+    """Both nodes on one PostgreSQL ([postgres]) and one Redis: CHATHISTORY and SEARCH on
+    B of a message sent on A, each event stored once (by the node it was made on)."""
+    import psycopg
+
+    pg = {"postgres": {"dsn": postgres_dsn, "retry_for": 5.0}}
+    a, b = cluster("a", **pg), cluster("b", **pg)
+    caps = "message-tags server-time draft/chathistory batch soju.im/search"
+    alice = client(a, "alice", caps)
+    bob = client(b, "bob", caps)
+    for c in (alice, bob):
+        c.send("JOIN #pg")
+        c.expect(r" 366 ")
+    alice.send("PRIVMSG #pg :stored once in postgres")
+    got = bob.expect(r"msgid=([^; ]+).* PRIVMSG #pg :stored once in postgres$")
+    bob.send("CHATHISTORY LATEST #pg * 10")
+    replayed = [m for m in bob.read_batch("chathistory") if m.command == "PRIVMSG"]
+    assert [m.tags["msgid"] for m in replayed] == [got.group(1)]
+    bob.send("SEARCH in=#pg;text=postgres")
+    found = [m for m in bob.read_batch("soju.im/search") if m.command == "PRIVMSG"]
+    assert [m.tags["msgid"] for m in found] == [got.group(1)]
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT command, count(*) FROM history WHERE target = '#pg' GROUP BY command"
+        ).fetchall()
+    assert dict(rows) == {"JOIN": 2, "PRIVMSG": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from accounthelpers import PASSWORD, cheap_argon2
 from clusterhelpers import ClusterNet
 from corehelpers import Conn, find, one
@@ -461,3 +462,29 @@ def test_non_ascii_text_crosses_nodes_unchanged() -> None:
         f":alice!alice@127.0.0.1 PRIVMSG #c :{text}",
         f":alice!alice@127.0.0.1 TOPIC #c :{text}",
     ]
+
+
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_history_holds_each_event_once(shared_store: bool) -> None:
+    """With a store per node each node stores what it applies; with one store for all
+    (PostgreSQL), only the node where a change or message was made stores it."""
+    net = ClusterNet(2, shared_store=shared_store)
+    wanted = ["draft/chathistory", "batch", "message-tags", "server-time", "draft/event-playback"]
+    alice = net.register(0, "alice", caps=wanted)
+    bob = net.register(1, "bob", caps=wanted)
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    alice.send("PRIVMSG #c :from a")
+    bob.send("PRIVMSG #c :from b")
+    alice.send("TOPIC #c :a topic")
+    for c in (alice, bob):
+        c.lines()
+        c.send("CHATHISTORY LATEST #c * 50")
+        got = [(m.command, m.source.split("!")[0]) for m in c.messages() if m.command != "BATCH"]
+        assert got == [
+            ("JOIN", "alice"),
+            ("JOIN", "bob"),
+            ("PRIVMSG", "alice"),
+            ("PRIVMSG", "bob"),
+            ("TOPIC", "alice"),
+        ]

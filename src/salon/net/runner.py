@@ -359,7 +359,7 @@ class Shell:
         )
         try:
             node = await self.bus.connect()
-            self.server.join_cluster(node)
+            self.server.join_cluster(node, shared_store=self.config.postgres is not None)
             entries = await self.bus.replay()
         except BusError as exc:
             raise StartupError(str(exc)) from None

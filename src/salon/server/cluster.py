@@ -44,7 +44,7 @@ from salon.server.channel import PREFIX_MODES
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
 from salon.server.delivery import Delivery, body_bytes, deliver_message
-from salon.server.effects import BusOp
+from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
     ChannelMode,
     Event,
@@ -101,9 +101,13 @@ class Step:
 class Cluster:
     """This server's side of the bus (``Server.cluster``; None when clustering is off)."""
 
-    def __init__(self, server: Server, node: int) -> None:
+    def __init__(self, server: Server, node: int, shared_store: bool = False) -> None:
         self.server = server
         self.node = node
+        # Whether every node writes to one store (PostgreSQL): then only the node where
+        # a change or a message was made stores it; with a store per node (SQLite), each
+        # node stores what it applies.
+        self.shared_store = shared_store
         self.steps: dict[int, Step] = {}
         # token -> (sender, echo, held replies) of a local message waiting for its turn.
         self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
@@ -257,7 +261,12 @@ class Cluster:
         step = self.steps.pop(token, None) if node == self.node else None
         rb = step.rb if step is not None else None
         out = ResponseBuffer(server, rb.client, None, rb.command) if rb is not None else None
-        ok = self._apply(event, node, time, base, out)
+        if self.shared_store and node != self.node:
+            mark = len(server.effects)
+            ok = self._apply(event, node, time, base, out)
+            self._unstore(mark)
+        else:
+            ok = self._apply(event, node, time, base, out)
         if node == self.node:
             self._own_event(event, ok, out)
         if ok and step is not None and step.then is not None:
@@ -278,6 +287,13 @@ class Cluster:
         if step is not None and step.rb is not None:
             rb = step.rb
             self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
+
+    def _unstore(self, mark: int) -> None:
+        """Drop the store calls made since ``server.effects[mark]``: the one store is
+        written by the node where the change was made."""
+        effects = self.server.effects
+        if len(effects) > mark:
+            effects[mark:] = [e for e in effects[mark:] if not isinstance(e, StoreCall)]
 
     def _own_event(self, event: Event, ok: bool, out: ResponseBuffer | None) -> None:
         """What only the origin does when its event had its turn."""
@@ -338,7 +354,7 @@ class Cluster:
             deliveries.append((out, wire, chan, other, status))
         deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
         if node != self.node:
-            if len(entry) > 9 and entry[9]:
+            if len(entry) > 9 and entry[9] and not self.shared_store:
                 history.record(server, [_history_event(row) for row in entry[9]])
             return
         waiting = self.messages.pop(token, None)
@@ -365,8 +381,12 @@ class Cluster:
             return  # the shell closes this node's clients (fenced)
         server = self.server
         gone = sorted(uid for uid in server.remote if node_of(uid) == dead)
+        mark = len(server.effects)
         for i, uid in enumerate(gone):
             self._apply(Quit(uid, SPLIT_REASON), dead, time, (1 << 30) + i * MSGIDS_PER_ENTRY, None)
+        if self.shared_store:
+            # (no node made these QUITs: the one store does not get them from every node)
+            self._unstore(mark)
         server.settle()
 
 

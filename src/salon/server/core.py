@@ -652,10 +652,11 @@ class Server:
 
     # ------------------------------------------------------------------ cluster
 
-    def join_cluster(self, node: int) -> None:
+    def join_cluster(self, node: int, shared_store: bool = False) -> None:
         """Become node ``node`` of a cluster (before any connection): user ids and msgids
-        are made unique across the network, and state changes go through the bus."""
-        self.cluster = Cluster(self, node)
+        are made unique across the network, and state changes go through the bus.
+        ``shared_store``: every node uses one store (PostgreSQL)."""
+        self.cluster = Cluster(self, node, shared_store)
         self._next_id = max(self._next_id, node << NODE_SHIFT)
         self._msgid_prefix = msgid_prefix(node, False)
         self._msgid_ms = -1
