@@ -180,6 +180,7 @@ _PSYCOPG = "only `salon db import` loads psycopg (off means off: tests/test_post
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
 # listing one here hides no cycle.
+_FILES_ONLY = "only `salon files` needs the store and the blobs"
 LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.net.runner"): _SERVE_ONLY,
     ("salon.cli", "salon.net.tls"): _TLS_CHECK,
@@ -198,6 +199,10 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.admin", "salon.server.services"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.base"): _ACCOUNT_ONLY,
     ("salon.admin", "salon.store.sqlite"): _ACCOUNT_ONLY,
+    ("salon.admin", "salon.server.fileserv"): _ACCOUNT_ONLY,
+    ("salon.filesadmin", "salon.datadir"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.net.filehost"): _FILES_ONLY,
+    ("salon.filesadmin", "salon.store.sqlite"): _FILES_ONLY,
 }
 
 
