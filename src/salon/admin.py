@@ -71,6 +71,12 @@ def run_account(args: argparse.Namespace) -> int:
     action = getattr(args, "action", None)
     if action is None:
         raise UsageError("give an action: create, delete or list")
+    if cfg.postgres is not None:
+        # Servers on the database keep accounts in memory, and no lock keeps them away.
+        raise UsageError(
+            "the store is PostgreSQL ([postgres]): manage accounts online (REGISTER,"
+            " NickServ); this command works on a data directory's SQLite store"
+        )
     data = cfg.data_path
     if data.exists() and not data.is_dir():
         raise UsageError(f"the data directory {data} is not a directory")

@@ -303,3 +303,19 @@ def test_messages_are_refused_when_postgresql_stays_away_past_retry_for(
         assert stored_texts(dsn, "#r") == ["said before", "said after"]
     finally:
         s.stop()
+
+
+def test_account_commands_refuse_a_postgresql_store(tmp_path: Path) -> None:
+    conf = tmp_path / "salon.toml"
+    conf.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n[postgres]\nhost = "db"\n')
+    for action in (["list"], ["create", "alice", "sesame-long"], ["delete", "alice"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "salon", "account", *action, "--config", str(conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        err = done.stderr.strip()
+        assert "\n" not in err and "the store is PostgreSQL" in err, err
+    assert not (tmp_path / "data").exists()  # nothing made in the data directory

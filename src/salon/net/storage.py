@@ -123,6 +123,13 @@ class Storage:
         self.outage = Outage("storage")
         # What the store raises when its storage fails (a full disk), as opposed to bugs.
         self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
+        # A store whose connection can be lost (PostgreSQL): a new one until a deadline,
+        # and whether the last transaction took effect after its COMMIT went unanswered.
+        self._reconnect: Callable[[float], bool] | None = getattr(store, "reconnect", None)
+        self._committed: Callable[[], bool] = getattr(store, "committed", lambda: False)
+        # Whether the store's transaction is over after a call failed: PostgreSQL ends it at
+        # the first error, and COMMIT would then roll back the calls before.
+        self._aborted: Callable[[], bool] = getattr(store, "aborted", lambda: False)
         self._reads: queue.SimpleQueue[StoreCall[Any] | None] = queue.SimpleQueue()
         self._readers: list[threading.Thread] = []
         # Each reader opened here (None: the store has none), then used by its thread alone.
@@ -269,8 +276,7 @@ class Storage:
         """The results of a batch, run again on a new connection while the store can make
         one (within its ``retry_for``); each call's StorageFailed when the transaction
         failed (disk full, I/O error, the database away): nothing was committed then."""
-        reconnect: Callable[[float], bool] | None = getattr(self.store, "reconnect", None)
-        committed: Callable[[], bool] = getattr(self.store, "committed", lambda: False)
+        reconnect, committed = self._reconnect, self._committed
         deadline: float | None = None
         # The results of an attempt whose COMMIT was sent but went unanswered: it may have
         # taken effect, and is looked up before the batch runs again.
@@ -310,9 +316,7 @@ class Storage:
         """Run ``batch`` in one transaction, but the calls in ``failed`` (by index)."""
         if results is None:
             results = []
-        # Whether the store's transaction is over after a call failed: PostgreSQL ends it at
-        # the first error, and COMMIT would then roll back the calls before.
-        aborted: Callable[[], bool] = getattr(self.store, "aborted", lambda: False)
+        aborted = self._aborted
         started = time.perf_counter()
         with self.store.transaction():
             for i, call in enumerate(batch):
