@@ -639,20 +639,23 @@ class PostgresBackend:
 
     def __init__(self) -> None:
         self._servers: list[Any] = []
+        # The CPUs PostgreSQL runs on (taskset): set by bench.history to the server's CPU
+        # when it pins, so that the store's work shares salon's core as SQLite's does.
+        self.serve_cpus = ""
 
     def code_key(self) -> str:
-        """Of what decides what is written (the schema, the words stored, the writes of
-        history): changing how PostgreSQL is read does not build a cluster again."""
+        """Of what decides what is stored (the schema, the columns and words written):
+        changing how PostgreSQL is read, or how the rows travel, builds no cluster again."""
         import inspect
 
         from salon.store import postgres
 
-        digest = hashlib.sha256(postgres.SCHEMA.encode())
-        for part in (postgres.words, postgres.tsvector, postgres.PostgresStore.append_history):
+        digest = hashlib.sha256((postgres.SCHEMA + postgres.HISTORY_COLUMNS).encode())
+        for part in (postgres.words, postgres.tsvector):
             digest.update(inspect.getsource(part).encode())
         return digest.hexdigest()[:10]
 
-    def _server(self, root: Path, settings: Sequence[str]) -> Any:
+    def _server(self, root: Path, settings: Sequence[str], cpus: str = "") -> Any:
         from bench.pgserver import PostgresServer, find_bindir
         from bench.servers import free_port
 
@@ -660,7 +663,7 @@ class PostgresBackend:
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
         reachable(root)
-        server = PostgresServer(bindir, root, settings)
+        server = PostgresServer(bindir, root, settings, cpus)
         server.start(free_port())
         self._servers.append(server)
         return server
@@ -670,7 +673,8 @@ class PostgresBackend:
 
         from salon.store.postgres import PostgresStore
 
-        server = self._server(data, PG_BUILD)
+        # Every CPU: not only the generator's, where this process may be pinned.
+        server = self._server(data, PG_BUILD, f"0-{(os.cpu_count() or 1) - 1}")
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {PG_DATABASE}")
         backend = self
@@ -693,7 +697,7 @@ class PostgresBackend:
     def serve(self, data: Path, rundir: Path) -> tuple[Path, str]:
         copy = rundir / "pg"
         subprocess.run(["cp", "-a", str(data), str(copy)], check=True)
-        server = self._server(copy, PG_SERVE)
+        server = self._server(copy, PG_SERVE, self.serve_cpus)
         return copy, f'[postgres]\ndsn = "{server.dsn(PG_DATABASE)}"\n'
 
     def stop(self) -> None:

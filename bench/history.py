@@ -970,6 +970,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run_all(args: argparse.Namespace, meta: dict[str, Any]) -> list[dict[str, Any]]:
     backend = histdata.BACKENDS[args.backend]()
+    if args.pin and isinstance(backend, histdata.PostgresBackend):
+        backend.serve_cpus = str(servers.SERVER_CPU)
     entry, manifest, built = await asyncio.to_thread(
         histdata.cached,
         backend,

@@ -45,7 +45,11 @@ class PostgresServer:
     already there is started as it is), else a new temporary one."""
 
     def __init__(
-        self, bindir: Path, root: Path | None = None, settings: Sequence[str] = ()
+        self,
+        bindir: Path,
+        root: Path | None = None,
+        settings: Sequence[str] = (),
+        cpus: str = "",
     ) -> None:
         self.bindir = bindir
         if root is None:
@@ -54,6 +58,7 @@ class PostgresServer:
         self.root = root
         self.data = self.root / "data"
         self.settings = tuple(settings)
+        self.cpus = cpus  # taskset's list of CPUs the server runs on; empty: as its parent
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
@@ -136,6 +141,8 @@ class PostgresServer:
         ]  # fmt: skip
         for setting in self.settings:
             server += ["-c", setting]
+        if self.cpus:
+            server = ["taskset", "-c", self.cpus, *server]
         self.proc = subprocess.Popen(
             server,
             stdout=subprocess.DEVNULL,

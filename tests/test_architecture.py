@@ -188,6 +188,7 @@ _PSYCOPG = "only `salon db import` and a server with [postgres] load psycopg (of
 # Imports inside functions kept on purpose, so that a command loads only what it uses
 # (`cli` imports `admin` and `tui.cli` for their parsers). They are edges like any other:
 # listing one here hides no cycle.
+_FILES_ONLY = "only `salon files` needs the store and the blobs"
 LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.net.runner"): _SERVE_ONLY,
     ("salon.cli", "salon.net.tls"): _TLS_CHECK,

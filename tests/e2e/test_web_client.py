@@ -872,6 +872,8 @@ def test_lean_and_text_only(browser: Any, make_salon: Any, connect: Any) -> None
         "Network.loadingFinished",
         lambda e: sizes.__setitem__(e["requestId"], int(e["encodedDataLength"])),
     )
+    worker: list[str] = []  # what the service worker fetches (it caches the shell)
+    context.on("request", lambda r: worker.append(r.url) if r.service_worker else None)
     frames: list[int] = []
     for event in ("Network.webSocketFrameReceived", "Network.webSocketFrameSent"):
         cdp.on(event, lambda e: frames.append(len(e["response"]["payloadData"].encode()) + 2))
@@ -882,6 +884,7 @@ def test_lean_and_text_only(browser: Any, make_salon: Any, connect: Any) -> None
         line(page, "the first message").wait_for(timeout=SLOW * 1000)
         http_bytes, ws_bytes = sum(sizes.values()), sum(frames)
         print(f"before the first message: {http_bytes} B over HTTP, {ws_bytes} B of frames")
+        assert worker == []  # (installed later: nothing the page's session does not see)
         assert http_bytes + ws_bytes <= 150_000
         assert http_bytes > 50_000  # (the page and its modules were counted)
         # What others send is text: markup in a message, the topic, a reaction, a reply

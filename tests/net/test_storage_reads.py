@@ -54,6 +54,118 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
+class Held:
+    """A write that holds the writer inside its transaction until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, s: Any) -> bool:
+        self.inside.set()
+        assert self.release.wait(10)
+        return True
+
+
+def test_a_background_call_runs_alone_and_sees_the_calls_that_wait(tmp_path: Path) -> None:
+    """A background call (a purge's step) never shares a transaction with a write that
+    waits; while it runs, the store sees that a write waits (and may end it early)."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    slow_write = Held()
+    inside, release = slow_write.inside, slow_write.release
+    seen: list[bool] = []
+
+    def background(s: Any) -> bool:
+        seen.append(s._waiting())
+        inside.set()
+        assert release.wait(10)
+        seen.append(s._waiting())
+        return True
+
+    results: dict[int, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, result: results.__setitem__(id(call), result))
+        try:
+            first, purge, second = (
+                StoreCall(slow_write),
+                StoreCall(background, background=True),
+                append(event(1)),
+            )
+            storage.submit([first])
+            await until(inside.is_set)
+            inside.clear()
+            storage.submit([purge, second])  # both wait: the write goes first
+            release.set()
+            await until(lambda: id(purge) in results)
+            assert id(second) in results
+            assert storage.transactions == 3
+            release.clear()
+            inside.clear()
+            storage.submit([purge])
+            await until(inside.is_set)
+            storage.submit([second])
+            await asyncio.sleep(0.01)
+            release.set()
+            await until(lambda: storage.transactions == 5)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert seen == [False, False, False, True]
+    store.close()
+
+
+def test_a_background_call_waits_for_a_quiet_moment_but_not_for_ever(tmp_path: Path) -> None:
+    """Calls that wait go before a background one, unless it has waited
+    BACKGROUND_PATIENCE: under steady traffic (always a call waiting) it would never run."""
+    from salon.net import storage as storage_module
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    now = [0.0]
+    hold = Held()
+    inside, release = hold.inside, hold.release
+    order: list[str] = []
+
+    def named(name: str, call: StoreCall[Any]) -> StoreCall[Any]:
+        names[id(call)] = name
+        return call
+
+    names: dict[int, str] = {}
+    seen: list[bool] = []  # what each step saw: a write waiting for the writer
+
+    def done(name: str, result: Any) -> None:
+        order.append(name)
+        if name == "step":
+            seen.append(result)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(
+            store, loop, lambda call, result: done(names[id(call)], result), clock=lambda: now[0]
+        )
+        try:
+            for late in (0.0, storage_module.BACKGROUND_PATIENCE + 1):
+                inside.clear()
+                release.clear()
+                storage.submit([named("hold", StoreCall(hold))])
+                await until(inside.is_set)
+                step = StoreCall(lambda s: s._waiting(), background=True)
+                storage.submit([named("step", step), named("write", append(event(1)))])
+                now[0] += late
+                release.set()
+                await until(lambda: len(order) % 3 == 0 and not storage.busy)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert order == ["hold", "write", "step", "hold", "step", "write"]
+    assert seen == [False, True]
+    store.close()
+
+
 def test_a_full_disk_is_logged_once_and_its_end_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

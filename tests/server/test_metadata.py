@@ -171,9 +171,14 @@ def test_monitoring_subscribers_hear_of_changes() -> None:
     net = Net()
     alice = net.register("alice", caps=CAPS)
     bob = net.register("bob", caps=CAPS)
+    alice.send("METADATA * SET status :here")
+    alice.send("METADATA * SET pronouns :she/her")
     bob.send("METADATA * SUB status")
-    bob.send("MONITOR + alice")
     bob.lines()
+    bob.send("MONITOR + alice")  # the current values of the keys subscribed to come along
+    msgs = bob.messages()
+    assert [m.command for m in msgs] == [n.RPL_MONONLINE, n.RPL_KEYVALUE]
+    assert msgs[1].params[1:] == ("alice", "status", "*", "here")
     alice.send("METADATA * SET status :busy")
     assert one(bob.messages(), n.RPL_KEYVALUE).params[1:] == ("alice", "status", "*", "busy")
 
@@ -357,6 +362,25 @@ def test_an_accounts_keys_survive_reconnection_and_restart() -> None:
     assert other.client.metadata == {"pronouns": "she/her", "display-name": "Alice A."}
     other.send("METADATA * SET display-name")
     assert net.store.metadata == {"alice": {"pronouns": "she/her"}}
+
+
+def test_a_registered_channel_keeps_its_keys_across_a_restart() -> None:
+    net = accounts_net()
+    alice = net.register("alice", caps=CAPS)
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    net.run_offloads()
+    alice.send("JOIN #kept")
+    alice.send("CS REGISTER #kept")
+    alice.send("METADATA #kept SET display-name :Kept")
+    alice.send("JOIN #gone")
+    alice.send("METADATA #gone SET display-name :Gone")
+    alice.lines()
+    net = restart(net)
+    assert net.server.channels["#kept"].metadata == {"display-name": "Kept"}
+    assert "#gone" not in net.server.channels
+    bob = net.register("bob", caps=CAPS)
+    bob.send("METADATA #kept GET display-name")
+    assert one(bob.messages(), n.RPL_KEYVALUE).params[-1] == "Kept"
 
 
 def test_metadata_changes_are_events_that_replay() -> None:

@@ -199,6 +199,7 @@ def test_channels_round_trip_with_their_lists(store: Store) -> None:
         invex=(ListRecord("$a:bob", "alice", 4),),
         access=(("bob", "o"), ("carol", "v")),
         topiclock=True,
+        metadata=(("avatar", "https://example.com/s.png"), ("display-name", "Le Salon ☕")),
     )
     bare = ChannelRecord("#other", "bob", 1.0)
     store.save_channel(full)

@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,6 +46,8 @@ log = logging.getLogger("salon.files")
 FILES_DIR = "files"
 TMP_DIR = "tmp"
 READ_CHUNK = 1 << 20  # bytes read at once when hashing
+# Bytes of an upload received and not yet on disk before reading waits for the disk.
+WRITE_AHEAD = 4 << 20
 # A Basic login that succeeded is believed again for this long (the argon2 check costs
 # tens of milliseconds and megabytes each time): keyed by an HMAC of the credentials.
 BASIC_CACHE_SECONDS = 600.0
@@ -189,6 +191,75 @@ class FileReader:
         return data
 
     def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _write_all(fd: int, pieces: list[bytes]) -> int:
+    """(off the loop) Write pieces to a file, whole; the bytes written."""
+    total = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+            total += written
+    return total
+
+
+class TempWriter:
+    """An upload's temp file, written on the file pool, in order, one batch at a time: a
+    disk that stalls (writeback throttling) stalls that thread, never the event loop."""
+
+    def __init__(self, host: FileHost, fd: int, progress: Callable[[], None]) -> None:
+        self.host = host
+        self.fd = fd
+        self.progress = progress  # called after each batch (or failure)
+        self.pending: list[bytes] = []
+        self.queued = 0  # bytes handed over and not written yet
+        self.busy = False
+        self.error: OSError | None = None
+        self._close_when_idle = False
+
+    def write(self, piece: bytes) -> None:
+        if self.error is not None or self.fd < 0:
+            return
+        self.pending.append(piece)
+        self.queued += len(piece)
+        if not self.busy:
+            self._start()
+
+    def _start(self) -> None:
+        batch, self.pending = self.pending, []
+        self.busy = True
+        future = self.host.shell.loop.run_in_executor(self.host.pool, _write_all, self.fd, batch)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[int]) -> None:
+        self.busy = False
+        try:
+            self.queued -= future.result()
+        except OSError as exc:
+            self.error = exc
+            self.pending.clear()
+            self.queued = 0
+        if self._close_when_idle:
+            self.close()
+            return
+        if self.pending and self.error is None:
+            self._start()
+        self.progress()
+
+    @property
+    def drained(self) -> bool:
+        return not self.busy and not self.pending
+
+    def close(self) -> None:
+        """Close the file now, or once the batch being written is done."""
+        if self.busy:
+            self._close_when_idle = True
+            return
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -393,7 +464,9 @@ class Exchange:
         self.aborted = False
         self.body_ended = False
         # An upload under way: its temp file, what it may still take, and its owner.
-        self.fd = -1
+        self.writer: TempWriter | None = None
+        self.disk_wait = False  # reading waits for the writer
+        self.drained: asyncio.Future[None] | None = None  # the body is all on disk
         self.temp: Path | None = None
         self.size = 0
         self.limit = 0
@@ -410,22 +483,39 @@ class Exchange:
             self._run(self._upload_begin())
 
     def data(self, chunk: bytes) -> None:
-        if self.fd < 0:
+        if self.writer is None:
             return  # a body nobody asked for (GET, OPTIONS...): dropped
         self.size += len(chunk)
         if self.size > self.limit:
             self._fail(413, f"Over the size limit of {size_text(self.host.config.max_size)}",
                        self._limit_header())  # fmt: skip
             return
-        view = memoryview(chunk)
-        try:
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
-        except OSError as exc:
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            log.warning("upload failed: %s", exc)
-            self._fail(507 if full else 500, "The server could not store the file")
+        writer = self.writer
+        if writer is None:
+            return
+        writer.write(chunk)
+        if writer.queued > WRITE_AHEAD and not self.disk_wait:
+            self.disk_wait = True  # the disk is behind: read no more until it catches up
+            self.http.hold()
+
+    def _written(self) -> None:
+        """A batch of the upload is on disk (or failed)."""
+        writer = self.writer
+        if writer is None or self.aborted:
+            return
+        if writer.error is not None:
+            self._disk_failed(writer.error)
+            return
+        if self.disk_wait and writer.queued <= WRITE_AHEAD // 2 and not self.body_ended:
+            self.disk_wait = False
+            self.http.release()
+        if self.body_ended and writer.drained and self.drained is not None:
+            self.drained.set_result(None)
+
+    def _disk_failed(self, exc: OSError) -> None:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        log.warning("upload failed: %s", exc)
+        self._fail(507 if full else 500, "The server could not store the file")
 
     def end(self) -> None:
         self.body_ended = True
@@ -462,6 +552,8 @@ class Exchange:
     def abort(self) -> None:
         """The connection is gone."""
         self.aborted = True
+        if self.drained is not None and not self.drained.done():
+            self.drained.cancel()  # _upload_end waits for it no more
         self._cleanup()
 
     # ------------------------------------------------------------------ answers
@@ -494,9 +586,9 @@ class Exchange:
         self.http.refuse(status, text, [*SECURITY_HEADERS, *self.cors, *headers])
 
     def _cleanup(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
         if self.temp is not None:
             with contextlib.suppress(OSError):
                 self.temp.unlink()
@@ -538,16 +630,23 @@ class Exchange:
         self.who = who
         host.reserve(who, declared)
         self.reserved = declared
-        self.fd, self.temp = host.blobs.new_temp()
+        fd, self.temp = host.blobs.new_temp()
+        self.writer = TempWriter(host, fd, self._written)
         self.http.send_continue()
         self.http.release()
 
     async def _upload_end(self) -> None:
-        host, who, temp = self.host, self.who, self.temp
-        if who is None or temp is None:
+        host, who, temp, writer = self.host, self.who, self.temp, self.writer
+        if who is None or temp is None or writer is None:
             return  # refused already
-        os.close(self.fd)
-        self.fd = -1
+        if not writer.drained:
+            self.drained = host.shell.loop.create_future()
+            await self.drained
+        if writer.error is not None:
+            self._disk_failed(writer.error)
+            return
+        writer.close()
+        self.writer = None
         try:
             blob, kind, size = await host.shell.loop.run_in_executor(
                 host.pool, host.blobs.settle, temp, host.config.strip_metadata

@@ -4,7 +4,9 @@ batch; readers run its history reads beside it.
 At most one write transaction is in flight. Calls that arrive meanwhile wait and go
 together in the next one, so commits group naturally when the disk is slow ("group
 commit"). A sender whose message waits is blocked by the core (see StoreCall), which
-bounds the queue.
+bounds the queue. Background calls (a purge's steps) run alone, when no other call
+waits (or once they have waited BACKGROUND_PATIENCE), and the store may end one early when
+a call arrives (``yield_to``).
 
 Reads (``StoreCall.read``) go to READERS threads, each with a connection of its own
 (``store.reader()``), so that a slow read never delays a commit and the deliveries that
@@ -41,6 +43,9 @@ UPKEEP_SLICE = 1000  # rows indexed at a time while no call waits: a few millise
 FLOOD_ROWS = 2000  # a backlog this large is indexed at once
 CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints, on a thread of their own
 READERS = 2  # reading threads: one slow reader leaves the other to everyone else
+# Seconds a background call waits for a moment when no other call waits; past that it goes
+# next anyway (a store that yields ends it after a bite), or steady traffic would starve it.
+BACKGROUND_PATIENCE = 1.0
 
 
 class StorageFailed:
@@ -112,6 +117,9 @@ class Storage:
         self._worker = threading.Thread(target=self._work, name="salon-store", daemon=True)
         self._worker.start()
         self.waiting: list[StoreCall[Any]] = []
+        # Background calls (StoreCall.background): run alone, when nothing else waits.
+        self.background: list[StoreCall[Any]] = []
+        self._background_since = 0.0
         self.outage = Outage("storage")
         # What the store raises when its storage fails (a full disk), as opposed to bugs.
         self._outages: tuple[type[BaseException], ...] = getattr(store, "OUTAGES", ())
@@ -138,6 +146,11 @@ class Storage:
         self._checkpointer: threading.Thread | None = None
         elsewhere = getattr(store, "checkpoints_elsewhere", None)
         checkpoint = getattr(store, "checkpoint", None)
+        yield_to = getattr(store, "yield_to", None)
+        if yield_to is not None:
+            # Read on the storage thread, set on the loop's: a background call sees the
+            # calls that wait for it (a list's truth is read atomically).
+            yield_to(lambda: bool(self.waiting))
         if elsewhere is not None and checkpoint is not None:
             elsewhere()
             self._checkpointer = threading.Thread(
@@ -216,21 +229,30 @@ class Storage:
             self._checkpointer = None
 
     def submit(self, calls: list[StoreCall[Any]]) -> None:
-        if self._readers:
-            for call in calls:
-                if call.read:
-                    self._reads.put(call)
-                else:
-                    self.waiting.append(call)
-        else:
-            self.waiting.extend(calls)
+        for call in calls:
+            if call.read and self._readers:
+                self._reads.put(call)
+            elif call.background:
+                if not self.background:
+                    self._background_since = self.clock()
+                self.background.append(call)
+            else:
+                self.waiting.append(call)
         if not self.busy:
             self._start()
 
     def _start(self) -> None:
-        batch = self.waiting
-        self.waiting = []
-        if not batch:
+        """The calls that wait, in one transaction; when none does, or they have waited
+        BACKGROUND_PATIENCE, the background ones, in one of their own (a message never
+        shares a transaction with one)."""
+        late = self.clock() - self._background_since > BACKGROUND_PATIENCE
+        if self.background and (not self.waiting or late):
+            batch = self.background
+            self.background = []
+        elif self.waiting:
+            batch = self.waiting
+            self.waiting = []
+        else:
             return
         self.busy = True
         self._jobs.put(lambda: self._run_and_report(batch))
@@ -342,8 +364,7 @@ class Storage:
 
     def _upkept(self) -> None:
         self.busy = False
-        if self.waiting:
-            self._start()
+        self._start()
 
     def _upkeep(self) -> None:
         """Index what was stored since the last upkeep (on the storage thread).
@@ -377,8 +398,8 @@ class Storage:
     def drain(self, timeout: float = 5.0) -> None:
         """Run what is still waiting, synchronously (at shutdown)."""
         self.stop()
-        if self.waiting:
-            batch, self.waiting = self.waiting, []
+        if self.waiting or self.background:
+            batch, self.waiting, self.background = self.waiting + self.background, [], []
             for call, result in zip(batch, self._attempt(batch), strict=True):
                 self.complete(call, result)
 

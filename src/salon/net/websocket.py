@@ -69,6 +69,8 @@ HANDSHAKE_TIMEOUT = 15.0
 TRANSFER_IDLE = 30.0
 # Bytes of a streamed answer read from disk and written at once.
 STREAM_CHUNK = 65536
+# Bytes of it written in one event-loop turn at most.
+STREAM_TURN = 1 << 20
 # Requests on one connection; the last one's answer says "Connection: close".
 MAX_REQUESTS = 100
 # Bytes of a request body read and dropped (no path takes one yet) before a 413.
@@ -263,6 +265,12 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.http is not None:
             self.http.receive_data(data)
             self._http_input()
+            if self.exchange is not None and not self._held and not self.done:
+                # A body streaming in (an upload): one read per loop turn. The event loop
+                # would otherwise read this socket many times in a row before it looks at
+                # any other connection, and everyone else's lines would wait.
+                self.transport.pause_reading()
+                self.shell.loop.call_soon(self._read_more)
         else:
             self._ws_input(data)
         if self.transport.get_write_buffer_size() > self.shell.server.sendq:
@@ -287,6 +295,10 @@ class WebSocketProtocol(asyncio.Protocol):
             elif isinstance(event, Request):
                 self._request(event)
         self.send_pending()
+
+    def _read_more(self) -> None:
+        if not self._held and not self.done and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         if self.done:
@@ -528,7 +540,14 @@ class WebSocketProtocol(asyncio.Protocol):
         if conn is None or self.done:
             return
         transport = self.transport
+        budget = STREAM_TURN
         while self._remaining > 0 and not self._writing_paused and source is not None:
+            if budget <= 0:
+                # A fast reader takes everything at once: the rest waits for the next loop
+                # turn, so that other connections are served meanwhile.
+                self._arm(TRANSFER_IDLE)
+                self.shell.loop.call_soon(self._pump)
+                return
             if transport.is_closing():
                 self._close_source()
                 return
@@ -540,6 +559,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 transport.abort()
                 return
             self._remaining -= len(chunk)
+            budget -= len(chunk)
             transport.write(conn.send(h11.Data(data=chunk)) or b"")
         if self._remaining > 0:
             self._arm(TRANSFER_IDLE)

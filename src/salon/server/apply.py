@@ -414,6 +414,7 @@ def apply_metadata(server: Server, ev: Metadata, rb: ResponseBuffer | None) -> N
         metadata.user_changed(server, client, ev.key, ev.value)
     else:
         metadata.channel_changed(server, chan, client, ev.key, ev.value)
+        server.services.channel_changed(chan)  # a registered channel keeps its keys
 
 
 def apply_ban(server: Server, ev: Ban, rb: ResponseBuffer | None) -> None:

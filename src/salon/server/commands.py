@@ -20,7 +20,6 @@ from salon.errors import (
     ProtocolError,
 )
 from salon.proto import numerics as n
-from salon.server import files
 from salon.server.handlers import (
     accounts,
     bans,
@@ -34,6 +33,7 @@ from salon.server.handlers import (
     queries,
     registration,
     sasl,
+    tokens,
 )
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ COMMANDS: dict[str, Command] = {
     "QUIT": Command(registration.cmd_quit, 0, prereg=True),
     # Accounts (SASL, draft/account-registration) and services
     "AUTHENTICATE": Command(sasl.cmd_authenticate, 1, prereg=True),
-    "TOKEN": Command(files.cmd_token, 1),
+    "TOKEN": Command(tokens.cmd_token, 1),
     "REGISTER": Command(accounts.cmd_register, 3, prereg=True),
     "VERIFY": Command(accounts.cmd_verify, 2, prereg=True),
     "ACCEPT": Command(accounts.cmd_accept, 1),

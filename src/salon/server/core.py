@@ -365,11 +365,12 @@ class Server:
         client: Client | None = None,
         *,
         read: bool = False,
+        background: bool = False,
     ) -> None:
         """Ask the shell to run ``call(store)``; see :class:`StoreCall`."""
         if client is not None:
             client.blocked = True
-        self.effects.append(StoreCall(call, done, client, read))
+        self.effects.append(StoreCall(call, done, client, read, background))
 
     def complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""

@@ -47,12 +47,17 @@ class StoreCall(Generic[T]):
     With ``read`` set, the call only reads history: the shell runs it on a reader of its
     own, beside the writer, so that no read delays a commit (and the deliveries behind it).
     It sees every transaction committed before it was asked for.
+
+    With ``background`` set, the call is upkeep that nobody waits for (a purge's step):
+    the shell runs it in a transaction of its own when no other call waits, and a store
+    that can (``yield_to``) cuts it short when one arrives meanwhile.
     """
 
     call: Callable[[Store], T]
     done: Callable[[T], None] | None = None
     client: Client | None = None
     read: bool = False
+    background: bool = False
 
 
 @dataclass(slots=True)

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
-from salon.proto.message import Message
-from salon.server import caps
 from salon.server.filepolicy import FILE_PATH
 from salon.server.history import is_private
 from salon.store.base import FileRecord, FileRef, FileStore, dm_other, is_dm
@@ -342,32 +340,3 @@ class Files:
         for ref in refs:
             if ref.file in self.records:
                 self.refs.setdefault(ref.file, []).append(ref)
-
-
-def cmd_token(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
-    """draft/authtoken: ``TOKEN GENERATE FILEHOST`` gives a short-lived upload token, in
-    a ``draft/authtoken`` batch for clients with batch."""
-    files: Files = server.files
-    sub = msg.params[0].upper()
-    if sub == "SERVICELIST":
-        rb.add(Message("TOKEN", ("SERVICELIST", "FILEHOST" if files.enabled else ""), server.name))
-        return
-    if sub != "GENERATE":
-        rb.fail("TOKEN", "INVALID_PARAMS", "Unknown TOKEN subcommand")
-        return
-    service = msg.params[1].upper() if len(msg.params) > 1 else ""
-    if service != "FILEHOST" or not files.enabled:
-        rb.fail("TOKEN", "UNKNOWN_SERVICE", service or "*", "No such service")
-        return
-    if not files.may_upload(client):
-        rb.fail("TOKEN", "ACCOUNT_REQUIRED", "FILEHOST", "Log in to share files")
-        return
-    token = files.new_token(client)
-    line = Message("TOKEN", ("GENERATE", "FILEHOST", token), server.name)
-    if client.capmask & caps.BATCH:
-        ref = server.new_batch_id()
-        rb.add(Message("BATCH", (f"+{ref}", "draft/authtoken", "FILEHOST"), server.name))
-        rb.add(Message(line.command, line.params, line.source, {"batch": ref}))
-        rb.add(Message("BATCH", (f"-{ref}",), server.name))
-    else:
-        rb.add(line)

@@ -162,10 +162,10 @@ PurgeJob = tuple[float, str | None, tuple[str, ...]]  # before, conversation or 
 
 
 def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None]) -> None:
-    """Remove old events in steps (``store.purge_step``), one store call each, one per
-    tick: the commits that deliveries wait for go between them, so a purge of millions of
-    events never holds up a message for longer than one step. ``done(count)`` once all
-    are removed."""
+    """Remove old events in steps (``store.purge_step``), one background store call each
+    (run alone, when no other call waits, and cut short by the store when one arrives),
+    one per tick: a purge of millions of events never holds up a message for longer than
+    a part of a step. ``done(count)`` once all are removed."""
     removed = 0
 
     def step(job: int, after: str) -> None:
@@ -186,7 +186,9 @@ def purge(server: Server, jobs: Sequence[PurgeJob], done: Callable[[int], None])
             else:
                 done(removed)
 
-        server.store(lambda store: store.purge_step(before, target, exclude, after), went)
+        server.store(
+            lambda store: store.purge_step(before, target, exclude, after), went, background=True
+        )
 
     if jobs:
         step(0, "")

@@ -264,6 +264,13 @@ def joined(server: Server, client: Client, chan: Channel) -> None:
             server.send(member, line)
 
 
+def monitored(server: Server, client: Client, user: Client, rb: ResponseBuffer) -> None:
+    """Spec: "Clients SHOULD receive the current values of keys they are subscribed to
+    when they MONITOR a user"."""
+    for line in subscribed_lines(server, client, user.nick, user.metadata):
+        rb.add(line)
+
+
 def whois(server: Server, asker: Client, target: Client, rb: ResponseBuffer) -> None:
     """RPL_WHOISKEYVALUE for each key of ``target``, to a client with the capability."""
     if asker.capmask & caps.METADATA:

@@ -492,6 +492,7 @@ class ChanServ(Bot):
             invex=entries(chan.invex),
             access=tuple(sorted(reg.access.items())),
             topiclock=reg.topiclock,
+            metadata=tuple(sorted(chan.metadata.items())),
         )
 
     def save(self, chan: Channel) -> None:
@@ -518,6 +519,7 @@ class ChanServ(Bot):
             chan.bans = [ListEntry(e.mask, e.setter, e.time) for e in rec.bans]
             chan.excepts = [ListEntry(e.mask, e.setter, e.time) for e in rec.excepts]
             chan.invex = [ListEntry(e.mask, e.setter, e.time) for e in rec.invex]
+            chan.metadata = dict(rec.metadata)
             self.regs[cf] = ChanReg(
                 rec.name, rec.founder, rec.created, dict(rec.access), rec.topiclock
             )

@@ -61,6 +61,8 @@ class ChannelRecord:
     # account (casefolded) -> access level: "o" (AMODE op) or "v" (voice)
     access: tuple[tuple[str, str], ...] = ()
     topiclock: bool = False
+    # draft/metadata-3 keys (key, value), sorted by key
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

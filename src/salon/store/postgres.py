@@ -63,9 +63,9 @@ RETRY_MOST = 1.0
 CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, at least 2)
 RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
 DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
-# A search with words runs the plan that suits them for this share of its budget, then the
-# other with the rest; walking each conversation suits a query whose words are in at least
-# COMMON_SHARE of the rows (PostgresReads.search_history).
+# Walking each conversation suits a search whose words are in at least COMMON_SHARE of the
+# rows; without statistics, the words' index runs for FIRST_SHARE of the budget, then the
+# walk with the rest (PostgresReads.search_history).
 FIRST_SHARE = 0.6
 COMMON_SHARE = 0.01
 STATS_EVERY = 300.0  # seconds between reads of the words' statistics (common_words)
@@ -192,6 +192,13 @@ CREATE TABLE IF NOT EXISTS dm_partners (
 );
 """
 
+# The columns a history row is written with (append_history).
+HISTORY_COLUMNS: LiteralString = (
+    "msgid, time, target, command, source, account, params, tags, display, party, words"
+)
+# A commit group of more rows than this is written with COPY (faster for many rows);
+# fewer go with the group's other statements in one round trip (append_history).
+COPY_ROWS = 200
 COLUMNS: LiteralString = (
     "id, msgid, time, target, command, source, account, params, tags, display, party"
 )
@@ -459,11 +466,12 @@ class PostgresReads:
         last as a prefix), oldest first. A search that runs past the budget raises
         QueryTooBroad.
 
-        Two plans, for FIRST_SHARE of the budget the one that suits the words, then the
-        other with the rest: rare words are found through the words' index, whose matches
-        are then sorted by time; a common word has too many matches for that, and each
-        conversation is walked newest first instead, stopping at ``limit`` matches. Which
-        words are common, PostgreSQL's statistics of the words say (common_words)."""
+        Two plans: rare words are found through the words' index, whose matches are then
+        sorted by time; a common word has too many matches for that, and each conversation
+        is walked newest first instead, stopping at ``limit`` matches. Which words are
+        common, PostgreSQL's statistics of the words say (common_words), and the plan
+        that suits them has the whole budget. Before the first ANALYZE (no statistics),
+        the index runs for FIRST_SHARE of the budget, then the walk with the rest."""
         if not query.targets:
             return []
         filters, args = _search_filters(query)
@@ -496,8 +504,17 @@ class PostgresReads:
                 [targets, match, *args, query.limit, query.limit],
             ),
         ]
+        common = self.common_words()
         if self.share(query.text) >= COMMON_SHARE:
             plans.reverse()
+        if common:
+            # Known words: the other plan would only be slower (a walk finds a rare word's
+            # matches after some 1 / share rows of each conversation; sorting every match
+            # of a common one costs more than the walk).
+            with self.budget():
+                found = self._sql(*plans[0]).fetchall()
+            found.reverse()
+            return [_event(r) for r in found]
         started = time.monotonic()
         try:
             with self.budget(self.query_budget * FIRST_SHARE):
@@ -764,6 +781,7 @@ class PostgresStore(PostgresReads):
             for key in ("bans", "excepts", "invex"):
                 data[key] = tuple(ListRecord(**entry) for entry in data.get(key, []))
             data["access"] = tuple((a, m) for a, m in data.get("access", []))
+            data["metadata"] = tuple((k, v) for k, v in data.get("metadata", []))
             out.append(ChannelRecord(**data))
         return out
 
@@ -783,6 +801,7 @@ class PostgresStore(PostgresReads):
             "invex": [_list_entry(e) for e in record.invex],
             "access": [list(a) for a in record.access],
             "topiclock": record.topiclock,
+            "metadata": [list(m) for m in record.metadata],
         }
         self._sql(
             "INSERT INTO channels (name_cf, record) VALUES (%s, %s)"
@@ -914,51 +933,61 @@ class PostgresStore(PostgresReads):
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         if not events:
             return
+        rows = []
+        counts: dict[str, list[float]] = {}
+        partners = []
+        for e in events:
+            msgid, when, target, command, source, account, params, tags, display, party = e
+            said = None
+            if command == "PRIVMSG" or command == "NOTICE":
+                said = tsvector(params[-1] if params else "")
+            flat = [part for tag in tags for part in tag]
+            rows.append(
+                (msgid, when, target, command, source, account, list(params), flat, display,
+                 party, said)
+            )  # fmt: skip
+            last = counts.setdefault(target, [-1.0, 0])
+            if command in ACTIVITY:
+                last[0] = max(last[0], when)
+                last[1] += 1
+            # display is set only on the private messages that (re)name a conversation.
+            if display and party and is_dm(target):
+                partners.append((party, target, display))
+                partners.append((dm_other(target, party), target, source.split("!", 1)[0]))
         # Several statements: one transaction (a turn's, or this call's own).
         with self.transaction(), self.conn.cursor() as cur:
             if self._first is None:
                 self._first = (events[0].target, events[0].msgid)
-            with cur.copy(
-                "COPY history (msgid, time, target, command, source, account, params, tags,"
-                " display, party, words) FROM STDIN"
-            ) as copy:
-                for e in events:
-                    msgid, when, target, command, source, account, params, tags, display, party = e
-                    said = None
-                    if command == "PRIVMSG" or command == "NOTICE":
-                        said = tsvector(params[-1] if params else "")
-                    flat = [part for tag in tags for part in tag]
-                    copy.write_row(
-                        (msgid, when, target, command, source, account, list(params), flat,
-                         display, party, said)
-                    )  # fmt: skip
-            counts: dict[str, list[float]] = {}
-            for e in events:
-                last = counts.setdefault(e.target, [-1.0, 0])
-                if e.command in ACTIVITY:
-                    last[0] = max(last[0], e.time)
-                    last[1] += 1
-            # In key order: two nodes writing the same conversations lock them alike.
-            cur.executemany(
-                "INSERT INTO conversations (target, last, messages) VALUES (%s, %s, %s)"
-                " ON CONFLICT (target) DO UPDATE SET"
-                " last = GREATEST(conversations.last, excluded.last),"
-                " messages = conversations.messages + excluded.messages",
-                [(t, c[0], int(c[1])) for t, c in sorted(counts.items())],
-            )
-            partners = []
-            for e in events:
-                # display is set only on the private messages that (re)name a conversation.
-                if e.display and e.party and is_dm(e.target):
-                    partners.append((e.party, e.target, e.display))
-                    other = dm_other(e.target, e.party)
-                    partners.append((other, e.target, e.source.split("!", 1)[0]))
-            if partners:
+            if len(rows) > COPY_ROWS:
+                with cur.copy(f"COPY history ({HISTORY_COLUMNS}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            # Pipeline mode: the statements go together, their results come back together
+            # (one round trip, with the rows' INSERT when there are few; COPY cannot be in
+            # a pipeline). A round trip waits for the database's process to be scheduled:
+            # on a busy machine, each costs a delivery more than the work.
+            with self.conn.pipeline():
+                if len(rows) <= COPY_ROWS:
+                    cur.executemany(
+                        f"INSERT INTO history ({HISTORY_COLUMNS}) VALUES (%s, %s, %s, %s, %s,"
+                        " %s, %s::text[], %s::text[], %s, %s, %s::tsvector)",
+                        rows,
+                    )
+                # In key order: two nodes writing the same conversations lock them alike.
                 cur.executemany(
-                    "INSERT INTO dm_partners (party, conversation, partner) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (party, conversation) DO UPDATE SET partner = excluded.partner",
-                    partners,
+                    "INSERT INTO conversations (target, last, messages) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (target) DO UPDATE SET"
+                    " last = GREATEST(conversations.last, excluded.last),"
+                    " messages = conversations.messages + excluded.messages",
+                    [(t, c[0], int(c[1])) for t, c in sorted(counts.items())],
                 )
+                if partners:
+                    cur.executemany(
+                        "INSERT INTO dm_partners (party, conversation, partner)"
+                        " VALUES (%s, %s, %s) ON CONFLICT (party, conversation)"
+                        " DO UPDATE SET partner = excluded.partner",
+                        partners,
+                    )
 
     def rename_history(self, old: str, new: str) -> None:
         if old == new:

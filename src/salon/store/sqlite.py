@@ -6,6 +6,7 @@ event-loop turn are grouped in one transaction by :meth:`SQLiteStore.transaction
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import itertools
@@ -13,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,12 @@ from salon.store.sqlite_queries import ACTIVITY, DEFAULT_BUDGET, HistoryReads, S
 
 SCHEMA_VERSION = 1
 INDEX_SLICE = 1000  # rows indexed per maintain() call by default
-# A purge step removes at most this many events (one transaction that delivery may wait
-# behind), looking at most at PURGE_SCAN conversations.
+# A purge step removes at most this many events (one transaction of its own), looking at
+# most at PURGE_SCAN conversations.
 WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
 PURGE_CHUNK = 500
-PURGE_BITE = 50  # events per DELETE statement inside a step
-PURGE_SECONDS = 0.02  # a step stops after this long (the next conversation waits)
+PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
+PURGE_SECONDS = 0.02  # a step stops looking for events after this long
 PURGE_SCAN = 2000
 
 SCHEMA = """
@@ -200,6 +201,11 @@ END;
 _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 
 
+def _nobody() -> bool:
+    """No call waits for the writer (a store that no storage thread runs)."""
+    return False
+
+
 def _row(e: HistoryEvent) -> tuple[Any, ...]:
     """The values of an event's row; how many there are tells which columns the INSERT
     writes as literals (``_TEMPLATES``)."""
@@ -275,6 +281,7 @@ class SQLiteStore(HistoryReads):
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._ckpt: sqlite3.Connection | None = None
+        self._waiting: Callable[[], bool] = _nobody
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed transaction survives a crash of the process.
@@ -363,6 +370,11 @@ class SQLiteStore(HistoryReads):
             self.conn.execute("COMMIT")
         finally:
             self._depth = 0
+
+    def yield_to(self, waiting: Callable[[], bool]) -> None:
+        """Let a long write (a purge's step) end early when ``waiting()`` says that a call
+        waits for the writer (the storage thread's queue)."""
+        self._waiting = waiting
 
     def checkpoints_elsewhere(self) -> None:
         """Stop checkpointing on commit: :meth:`checkpoint` is called by another thread.
@@ -454,6 +466,7 @@ class SQLiteStore(HistoryReads):
             for key in ("bans", "excepts", "invex"):
                 data[key] = tuple(ListRecord(**entry) for entry in data.get(key, []))
             data["access"] = tuple((a, m) for a, m in data.get("access", []))
+            data["metadata"] = tuple((k, v) for k, v in data.get("metadata", []))
             out.append(ChannelRecord(**data))
         return out
 
@@ -696,6 +709,20 @@ class SQLiteStore(HistoryReads):
             (done, top),
         )
 
+    def _index_older(self, before: float) -> None:
+        """Index the rows stored since the last indexing if any is older than ``before``
+        (a purge finds rows through the conversation index). A retention purge's rows are
+        a year old: indexing the new ones in its step would make the search index write a
+        segment of its own when the step's deletes begin (see purge_step)."""
+        done, top = self._marks()
+        if (
+            top > done
+            and self.conn.execute(
+                "SELECT 1 FROM history WHERE id > ? AND time < ? LIMIT 1", (done, before)
+            ).fetchone()
+        ):
+            self._index(done, top)
+
     def index_pending(self) -> None:
         """Index every row stored since the last call (before a write that finds rows
         through the indexes; reads read the tail instead)."""
@@ -715,6 +742,13 @@ class SQLiteStore(HistoryReads):
         """Everything :meth:`purge_step` removes, at once (at start, and in tests)."""
         return purge_all(self, before, target, exclude)
 
+    def _forget_if_empty(self, key: str) -> None:
+        """A conversation whose every event is gone leaves the conversations table."""
+        if not self.conn.execute(
+            "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
+        ).fetchone():
+            self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
+
     def _wal_bytes(self) -> int:
         try:
             return os.path.getsize(f"{self.path}-wal")
@@ -732,14 +766,14 @@ class SQLiteStore(HistoryReads):
         """Remove at most ``most`` events older than ``before``, for at most PURGE_SECONDS:
         of ``target``, or of every conversation from ``after`` on (in key order) but those
         in ``exclude``. Each conversation's old events are found through the conversation
-        index, and deleted PURGE_BITE at a time (deleting a row costs its search index
-        entries, so the time limit is checked between bites)."""
+        index (the time limit is checked between conversations), then deleted PURGE_BITE
+        at a time."""
         if self._wal_bytes() > WAL_LIMIT:
             # Deleting rows rewrites the search index's segments: let the checkpoints
             # catch up (the WAL is reset, and truncated, once they do) before going on.
             return PurgeProgress(0, after)
         deadline = time.monotonic() + PURGE_SECONDS
-        self.index_pending()
+        self._index_older(before)
         if target is not None:
             keys: list[str] = [target]
         else:
@@ -751,45 +785,64 @@ class SQLiteStore(HistoryReads):
                 )
             ]
         skip = set(exclude)
-        removed = 0
+        # The events go in two passes: found conversation by conversation, then deleted in
+        # the order of their ids. Each deleted message leaves a delete marker in the search
+        # index's pending data, and FTS5 writes that data out as a new segment (and merges
+        # segments) whenever a row id comes lower than the one before: deleting conversation
+        # by conversation did that at every conversation, in the middle of the step.
+        #
+        # A call that arrives meanwhile for the writer (a message to store) ends the step
+        # early, after the bite in hand: it waits for one bite and the commit, no more.
+        found: list[tuple[int, str]] = []
+        finished: list[str] = []  # conversations whose every event older than ``before`` is found
+        stop: str | None = None
         for key in keys:
             if key in skip:
                 continue
-            gone = 0
-            while True:
-                bite = min(PURGE_BITE, most - removed)
-                cur = self.conn.execute(
-                    "DELETE FROM history WHERE id IN (SELECT id FROM history_by_target"
-                    " WHERE target = ? AND time < ? ORDER BY time LIMIT ?)",
-                    (key, before, bite),
-                )
-                gone += cur.rowcount
-                removed += cur.rowcount
-                full = cur.rowcount == bite
-                if not full or removed >= most or time.monotonic() > deadline:
-                    break
-            if gone:
-                self.conn.execute(
-                    "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
-                    (gone, key),
-                )
-            if full:
-                # Stopped by ``most`` or the clock with a full last bite: this one may
-                # hold more. (Returning here after a short bite could name the same
-                # conversation again and again on a machine slow enough, never ending.)
-                return PurgeProgress(removed, key)
-            if gone:
-                # Every message before ``before`` is gone: a last one older is no more.
-                self.conn.execute(
-                    "UPDATE conversations SET last = -1 WHERE target = ? AND last < ?",
-                    (key, before),
-                )
-            if not self.conn.execute(
-                "SELECT 1 FROM history_by_target WHERE target = ? LIMIT 1", (key,)
-            ).fetchone():
-                self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
-            if target is None and (removed >= most or time.monotonic() > deadline):
-                return PurgeProgress(removed, key + "\0")  # this one is done
+            want = most - len(found)
+            rows = self.conn.execute(
+                "SELECT id FROM history_by_target WHERE target = ? AND time < ?"
+                " ORDER BY time LIMIT ?",
+                (key, before, want),
+            ).fetchall()
+            found += [(row[0], key) for row in rows]
+            if rows and len(rows) < want:
+                finished.append(key)
+            elif not rows:
+                self._forget_if_empty(key)
+            if len(found) >= most or time.monotonic() > deadline or self._waiting():
+                # On from this one if it may hold more, else from the next.
+                stop = key if len(rows) >= want else key + "\0"
+                break
+        found.sort()
+        gone = 0
+        while gone < len(found):
+            if gone and self._waiting():
+                break
+            bite = ",".join(str(i) for i, _ in found[gone : gone + PURGE_BITE])
+            self.conn.execute(f"DELETE FROM history WHERE id IN ({bite})")
+            gone += PURGE_BITE
+        left = {key for _, key in found[gone:]}
+        if left:
+            # Conversations from the first one with events left on are looked at again.
+            stop = min(left) if stop is None else min(stop, *left)
+        counts = collections.Counter(key for _, key in found[:gone])
+        self.conn.executemany(
+            "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
+            [(n, key) for key, n in counts.items()],
+        )
+        for key in finished:
+            if key in left:
+                continue
+            # Every message before ``before`` is gone: a last one older is no more.
+            self.conn.execute(
+                "UPDATE conversations SET last = -1 WHERE target = ? AND last < ?",
+                (key, before),
+            )
+            self._forget_if_empty(key)
+        removed = min(gone, len(found))
+        if stop is not None:
+            return PurgeProgress(removed, stop)
         if target is not None or len(keys) < PURGE_SCAN:
             return PurgeProgress(removed, None)
         return PurgeProgress(removed, keys[-1] + "\0")

@@ -472,7 +472,10 @@ class SQLiteReader(HistoryReads):
         try:
             yield
         finally:
-            self.conn.execute("COMMIT")
+            # A search writes its temporary indexes, and when the budget interrupts one of
+            # those writes SQLite rolls back the whole transaction itself.
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()

@@ -195,6 +195,7 @@ function historyDone(b, count) {
     focusLine(b, b.focusId);
   }
   if (b === state.current) hooks.markRead(b);
+  if (was === "latest") setTimeout(installWorker, 3000);
 }
 
 // ------------------------------------------------------------------ read markers
@@ -883,6 +884,14 @@ function grow(input) {
 
 // ------------------------------------------------------------------ start
 
+let workerAsked = false;
+
+function installWorker() {
+  if (workerAsked || !("serviceWorker" in navigator)) return;
+  workerAsked = true;
+  navigator.serviceWorker.register("/sw.js").catch(() => {});
+}
+
 // The channels of the login form (what was joined last time, or the server's default).
 function wantChannels() {
   state.firstChannels = $("channels").value.split(/[\s,]+/).filter(Boolean)
@@ -974,7 +983,11 @@ function start() {
   $("notify-on").addEventListener("click", () => Notification.requestPermission().then(renderNotifications));
   $("save-profile").addEventListener("click", saveProfile);
 
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  // An installed service worker is checked for an update at once; a first one waits until
+  // 3 s after the first conversation showed (or 8 s), so that filling its cache (the
+  // whole shell again) does not compete with the first visit's own requests.
+  if (navigator.serviceWorker?.controller) installWorker();
+  else setTimeout(installWorker, 8000);
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

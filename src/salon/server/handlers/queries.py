@@ -394,6 +394,7 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
             return
         online: list[str] = []
         offline: list[str] = []
+        found: list[Client] = []
         for i, nick in enumerate(targets):
             cf = casefold(nick)
             if cf in client.monitoring:
@@ -408,9 +409,12 @@ def cmd_monitor(server: Server, client: Client, msg: Message, rb: ResponseBuffer
             other = server.nicks.get(cf)
             if other is not None and other.registered:
                 online.append(other.prefix)
+                found.append(other)
             else:
                 offline.append(nick)
         _monitor_status(rb, online, offline)
+        for other in found:
+            metadata.monitored(server, client, other, rb)
     elif sub in ("C", "c"):
         server.unmonitor(client, list(client.monitoring))
     elif sub in ("L", "l"):

@@ -1,0 +1,120 @@
+"""How long a message's commit waits during a retention purge, in-process (issue 17, point 5).
+
+``python -m bench.purge_latency --db DIR/salon.db`` runs salon's storage threads
+(``salon.net.storage.Storage``, with its checkpointer) on a copy of a data set (the database
+is modified: purge a copy, e.g. of a ``bench.history`` data set), submits one private
+message every ``1/--rate`` s and one purge step of ``retention_days = --days`` every
+``--tick`` s as ``Server.later`` does, and prints the time from each message's submission
+to its commit (p50, p90, p99, max) and the events removed. No sockets and no event loop of
+the server's: only what the storage thread makes a message wait for. With code from before
+background store calls (``StoreCall.background``) the step goes in with the messages, as
+the server then did; run the two alternately (``PYTHONPATH=<other>/src``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from salon.net.storage import Storage
+from salon.server.effects import StoreCall
+from salon.store.base import HistoryEvent, dm_key
+from salon.store.sqlite import SQLiteStore
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+async def drive(
+    store: SQLiteStore, seconds: float, rate: float, tick: float, days: float
+) -> tuple[list[float], int]:
+    loop = asyncio.get_running_loop()
+    background = "background" in {f.name for f in dataclasses.fields(StoreCall)}
+    before = time.time() - days * 86400
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    state: dict[str, Any] = {"after": "", "busy": False, "removed": 0}
+    keep: list[StoreCall[Any]] = []
+
+    def done(call: StoreCall[Any], result: Any) -> None:
+        if id(call) in sent:
+            latencies.append(time.perf_counter() - sent.pop(id(call)))
+            return
+        state["busy"] = False
+        if hasattr(result, "removed"):
+            state["removed"] += result.removed
+            state["after"] = result.next or ""
+
+    storage = Storage(store, loop, done)
+    key = dm_key("lat_a", "lat_b")
+    n = 0
+    end = time.perf_counter() + seconds
+    next_message = next_tick = time.perf_counter()
+    try:
+        while time.perf_counter() < end:
+            now = time.perf_counter()
+            if now >= next_message:
+                n += 1
+                event = HistoryEvent(
+                    f"{int(time.time() * 1000):011x}beef{n:x}", time.time(), key, "PRIVMSG",
+                    "lat_a!~a@host", None, ("lat_b", f"message {n} of the conversation"),
+                    (), "", "lat_a",
+                )  # fmt: skip
+                call: StoreCall[Any] = StoreCall(lambda s, e=event: s.append_history([e]))
+                keep.append(call)
+                sent[id(call)] = now
+                storage.submit([call])
+                next_message += 1 / rate
+            if now >= next_tick:
+                next_tick += tick
+                if not state["busy"]:
+                    state["busy"] = True
+                    after = state["after"]
+                    options = {"background": True} if background else {}
+                    step = StoreCall(
+                        lambda s, a=after: s.purge_step(before, None, (), a), **options
+                    )
+                    storage.submit([step])
+            await asyncio.sleep(max(0.0, min(next_message, next_tick) - time.perf_counter()))
+        while sent:
+            await asyncio.sleep(0.01)
+    finally:
+        storage.stop()
+    return latencies, int(state["removed"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.purge_latency", description=__doc__)
+    ap.add_argument("--db", type=Path, required=True, help="a copy of a data set's salon.db")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--rate", type=float, default=100.0, help="messages a second (100)")
+    ap.add_argument("--tick", type=float, default=0.1, help="seconds between steps (0.1)")
+    ap.add_argument("--days", type=float, default=365.0, help="retention_days (365)")
+    args = ap.parse_args(argv)
+    if not args.db.exists():
+        ap.error(f"--db: no such file: {args.db}")
+    store = SQLiteStore(args.db)
+    try:
+        latencies, removed = asyncio.run(
+            drive(store, args.seconds, args.rate, args.tick, args.days)
+        )
+    finally:
+        store.close()
+    ms = [v * 1000 for v in latencies]
+    print(
+        f"{len(ms)} messages: p50 {quantile(ms, 0.5):.2f} ms, p90 {quantile(ms, 0.9):.2f}, "
+        f"p99 {quantile(ms, 0.99):.2f}, max {max(ms):.1f}; {removed} events removed; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

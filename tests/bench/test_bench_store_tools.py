@@ -1,0 +1,53 @@
+"""Smoke tests of the store's measuring tools (bench.write_floor, bench.purge_latency): they
+run on a tiny input and report what they did. No timing assertion."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from storehelpers import fill
+
+from bench import purge_latency, write_floor
+from salon.store.base import HistoryEvent, dm_key
+from salon.store.sqlite import SQLiteStore
+
+
+def test_write_floor_measures_every_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    assert write_floor.main(["--rows", "600", "--group", "50", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in write_floor.LAYOUTS:
+        line = next(line for line in out.splitlines() if line.split()[:1] == [name])
+        assert float(line.split()[1]) > 0
+
+
+def test_write_floor_refuses_an_unknown_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        write_floor.main(["--layouts", "table,nosuch"])
+    assert exc.value.code == 2
+    assert "unknown layout 'nosuch'" in capsys.readouterr().err
+
+
+def test_purge_latency_commits_every_message_and_purges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SQLiteStore(tmp_path / "salon.db")
+    old = time.time() - 400 * 86400
+    key = dm_key("a", "b")
+    fill(
+        store,
+        [
+            HistoryEvent(f"{i:011x}abcd{i:x}", old + i, key, "PRIVMSG", "a!~a@h", None,
+                         ("b", f"old {i}"), (), "", "a")
+            for i in range(300)
+        ],
+    )  # fmt: skip
+    store.index_pending()
+    store.close()
+    assert purge_latency.main(["--db", str(tmp_path / "salon.db"), "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    found = re.match(r"(\d+) messages: .* (\d+) events removed", out)
+    assert found is not None, out
+    assert int(found[1]) >= 50 and int(found[2]) == 300
