@@ -495,7 +495,10 @@ def test_two_nodes_on_one_postgresql(
     cluster: Callable[..., SalonProcess], postgres_dsn: str
 ) -> None:
     """Both nodes on one PostgreSQL ([postgres]) and one Redis: CHATHISTORY and SEARCH on
-    B of a message sent on A, each event stored once (by the node it was made on)."""
+    B of a message sent on A, each event stored once (by the node it was made on); an
+    account registered on A logs in on B."""
+    import base64
+
     import psycopg
 
     pg = {"postgres": {"dsn": postgres_dsn, "retry_for": 5.0}}
@@ -519,3 +522,13 @@ def test_two_nodes_on_one_postgresql(
             "SELECT command, count(*) FROM history WHERE target = '#pg' GROUP BY command"
         ).fetchall()
     assert dict(rows) == {"JOIN": 2, "PRIVMSG": 1}
+    # An account registered on A logs in with SASL PLAIN on B.
+    alice.send("REGISTER * * :correct horse battery")
+    alice.expect(r"REGISTER SUCCESS")
+    c = LineClient(b.irc_port)
+    c.send("CAP REQ :sasl")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect(r"AUTHENTICATE \+")
+    plain = base64.b64encode(b"alice\0alice\0correct horse battery").decode()
+    c.send("AUTHENTICATE " + plain)
+    c.expect(r" 903 ")

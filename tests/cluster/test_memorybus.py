@@ -488,3 +488,24 @@ def test_history_holds_each_event_once(shared_store: bool) -> None:
             ("PRIVMSG", "bob"),
             ("TOPIC", "alice"),
         ]
+
+
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_an_account_registered_on_one_node_logs_in_on_the_other(shared_store: bool) -> None:
+    import base64
+
+    net = ClusterNet(2, shared_store=shared_store, accounts={"registration_throttle": 0})
+    alice = net.register(0, "alice")
+    alice.send("REGISTER * * :" + PASSWORD)
+    net[0].run_offloads()
+    assert "REGISTER" in alice.numerics()
+    conn = net.connect(1)
+    conn.send("CAP REQ :sasl")
+    conn.send("AUTHENTICATE PLAIN")
+    plain = base64.b64encode(f"alice\0alice\0{PASSWORD}".encode()).decode()
+    conn.send("AUTHENTICATE " + plain)
+    net[1].run_offloads()
+    assert "903" in conn.numerics()
+    # Stored once per store: the node's own, or the one they share.
+    for node in net.nodes:
+        assert [r.name for r in node.store.load_accounts()] == ["alice"]

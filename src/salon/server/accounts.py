@@ -221,12 +221,16 @@ class Accounts:
     def save(self, record: AccountRecord, client: Client | None = None) -> None:
         """Keep ``record`` and write it to the store."""
         self._index(record)
+        if self.server.cluster is not None:
+            self.server.cluster.submit_account(record)
         self.server.store(lambda store: store.save_account(record), None, client)
 
     def save_call(self, record: AccountRecord) -> Callable[[Any], Any]:
         """Keep ``record``; return the store call that writes it (True once written), for
         :meth:`Server.defer` when the reply must wait for the write."""
         self._index(record)
+        if self.server.cluster is not None:
+            self.server.cluster.submit_account(record)
 
         def call(store: AccountStore) -> bool:
             store.save_account(record)
@@ -246,6 +250,9 @@ class Accounts:
             self.logout(client, "Your account was dropped")
         self.sessions.pop(cf, None)
         stored_name = record.name
+        cluster = self.server.cluster
+        if cluster is not None and not cluster.applying_account:
+            cluster.submit_account_gone(stored_name)
         self.server.store(lambda store: store.delete_account(stored_name))
         self.server.services.account_dropped(record.name)
         self.server.files.account_dropped(cf)

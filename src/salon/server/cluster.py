@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,7 @@ from salon.server.events import (
 from salon.server.events import decode as decode_event
 from salon.server.events import encode as encode_event
 from salon.server.responsebuffer import Held, ResponseBuffer
-from salon.store.base import HistoryEvent
+from salon.store.base import AccountRecord, HistoryEvent, ScramCredentials
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -113,6 +114,8 @@ class Cluster:
         self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
         # uids of local clients whose Intro is on its way (a drop then needs a Quit).
         self.introducing: set[int] = set()
+        # True while another node's account deletion is applied here (not sent again).
+        self.applying_account = False
         self._token = 0
         self._reserved = 0
         self.op: BusOp | None = None
@@ -169,6 +172,14 @@ class Cluster:
         rb.client.blocked = True
         self.steps[token] = step
 
+    def submit_account(self, record: AccountRecord) -> None:
+        """An account made or changed here: every node keeps the record (the last in the
+        order wins everywhere, this node's own included)."""
+        self._publish([self.node, 0, self.server.now, 0, "A", _account_data(record)])
+
+    def submit_account_gone(self, name: str) -> None:
+        self._publish([self.node, 0, self.server.now, 0, "a", name])
+
     def submit_message(
         self,
         client: Client,
@@ -219,6 +230,10 @@ class Cluster:
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
                     self._fence_passed(entry)
+                elif kind == "A":
+                    self._account(int(entry[0]), entry[5])
+                elif kind == "a":
+                    self._account_gone(int(entry[0]), str(entry[5]))
                 else:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:
@@ -287,6 +302,26 @@ class Cluster:
         if step is not None and step.rb is not None:
             rb = step.rb
             self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
+
+    def _account(self, node: int, data: dict[str, Any]) -> None:
+        record = _account_record(data)
+        server = self.server
+        server.accounts._index(record)  # (again on its own node: the order decides)
+        if node != self.node and not self.shared_store:
+            server.store(lambda store: store.save_account(record))
+
+    def _account_gone(self, node: int, name: str) -> None:
+        if node == self.node:
+            return
+        server = self.server
+        mark = len(server.effects)
+        self.applying_account = True
+        try:
+            server.accounts.delete(name)
+        finally:
+            self.applying_account = False
+        if self.shared_store:
+            self._unstore(mark)
 
     def _unstore(self, mark: int) -> None:
         """Drop the store calls made since ``server.effects[mark]``: the one store is
@@ -388,6 +423,39 @@ class Cluster:
             # (no node made these QUITs: the one store does not get them from every node)
             self._unstore(mark)
         server.settle()
+
+
+def _account_data(record: AccountRecord) -> dict[str, Any]:
+    scram = record.scram
+    return {
+        "name": record.name,
+        "password_hash": record.password_hash,
+        "scram": None
+        if scram is None
+        else [b64encode(scram.salt).decode(), scram.iterations,
+              b64encode(scram.stored_key).decode(), b64encode(scram.server_key).decode()],
+        "email": record.email,
+        "verified": record.verified,
+        "created": record.created,
+        "certfps": list(record.certfps),
+    }  # fmt: skip
+
+
+def _account_record(data: dict[str, Any]) -> AccountRecord:
+    scram = data["scram"]
+    return AccountRecord(
+        str(data["name"]),
+        str(data["password_hash"]),
+        None
+        if scram is None
+        else ScramCredentials(
+            b64decode(scram[0]), int(scram[1]), b64decode(scram[2]), b64decode(scram[3])
+        ),
+        str(data["email"]),
+        bool(data["verified"]),
+        float(data["created"]),
+        tuple(str(fp) for fp in data["certfps"]),
+    )
 
 
 def _history_event(row: list[Any]) -> HistoryEvent:
