@@ -295,7 +295,7 @@ def test_path_traversal_is_not_found(make_salon: Any, connect: Any, target: str)
         line = f"GET {target.format(id=file_id)} HTTP/1.1\r\nHost: x\r\n\r\n"
         sock.sendall(line.encode())
         answer = sock.recv(65536)
-    assert re.match(rb"HTTP/1.1 (404|400) ", answer), answer
+    assert answer.startswith(b"HTTP/1.1 404 "), answer
 
 
 @pytest.mark.parametrize(

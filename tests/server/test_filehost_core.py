@@ -161,3 +161,17 @@ def test_tokens() -> None:
     alice.send("QUIT")
     net.collect_effects()
     assert files.use_token(other, net.now) is None
+
+
+def test_a_guests_upload_is_its_own_whatever_the_case_of_its_nick() -> None:
+    net = accounts_net(files={"who": "everyone"})
+    guest = net.register("Visitor")
+    files = net.server.files
+    who = files.principal_of(guest.client)
+    record = FileRecord(
+        "a" * 26, "b" * 64, 1, "text/plain", "x.txt", "", net.now, owner_nick=who.nick
+    )
+    files.add(record)
+    net.collect_effects()
+    assert files.access(record, who) is Access.ALLOWED
+    assert files.access(record, Principal(None, 999, "other")) is Access.FORBIDDEN

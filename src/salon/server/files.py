@@ -52,7 +52,7 @@ class Principal:
 
     account: str | None  # casefolded
     client_id: int | None = None
-    nick: str = ""
+    nick: str = ""  # a guest's, casefolded (FileRecord.owner_nick)
 
 
 @dataclass(slots=True)
@@ -230,7 +230,7 @@ class Files:
     def principal_of(self, client: Client) -> Principal:
         if client.account is not None:
             return Principal(casefold(client.account))
-        return Principal(None, client.id, client.nick)
+        return Principal(None, client.id, client.nick_cf)
 
     def new_token(self, client: Client) -> str:
         token = secrets.token_urlsafe(32)
