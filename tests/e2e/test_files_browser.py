@@ -15,7 +15,7 @@ from filehelpers import account, basic, files_salon, upload
 
 pytestmark = pytest.mark.timeout(90)
 # Debian's Chromium, launched once for the module (the fixture of test_browser.py).
-chromium = test_browser.browser
+chromium = pytest.fixture(scope="module", name="chromium")(test_browser.chromium)
 
 SCRIPT = b"<script>document.title='PWNED';fetch('/pwned')</script>"
 ACTIVE = {
