@@ -316,3 +316,35 @@ def test_a_picture_in_a_page_gets_no_login_prompt(make_salon: Any, connect: Any)
     opened = request(s, "GET", where, headers={"Sec-Fetch-Mode": "navigate"})
     assert opened.status == 401 and opened.header("WWW-Authenticate").startswith("Basic")
     assert request(s, "GET", where).header("WWW-Authenticate").startswith("Basic")
+
+
+def test_a_restricted_picture_previews_with_a_token(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    """A picture sent in a private message: the recipient's page fetches it with its token
+    and shows it from a blob: URL; no 401 reaches its console."""
+    s = files_salon(make_salon)
+    owner(connect, s, "cy")
+    alice = account(connect, s, "alice")
+    alice.send("TOKEN GENERATE FILEHOST")
+    token = alice.expect(r"TOKEN GENERATE FILEHOST (\S+)").group(1)
+    up = request(s, "POST", "/upload", png(7, 5), {"Authorization": f"Bearer {token}"})
+    url = up.header("Location")
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    errors = watch(page)
+    try:
+        log_in(page, s, "cy", PASSWORD)
+        alice.send(f"PRIVMSG cy :secret {url}")
+        assert request(s, "GET", path_of(url)).status == 401  # (not public)
+        page.locator("#buffers button[data-name='alice']").click()
+        shown = line(page, "secret").locator(".preview img")
+        shown.wait_for(timeout=SLOW * 1000)
+        page.wait_for_function(
+            "() => document.querySelector('#log .preview img')?.naturalWidth === 7",
+            timeout=SLOW * 1000,
+        )
+        assert (shown.get_attribute("src") or "").startswith("blob:")
+        assert errors == []
+    finally:
+        context.close()

@@ -67,17 +67,15 @@ function newToken() {
   });
 }
 
-// A token for reading restricted files, kept a while; none for a guest.
-async function readToken() {
-  if (!state.account || !state.password) return "";
+// A token for reading restricted files, kept a while (one request at a time); none for a
+// guest.
+function readToken() {
+  if (!state.account || !state.password) return Promise.resolve("");
   if (cached && cached.ws === state.ws && Date.now() - cached.at < TOKEN_FOR) return cached.token;
   const ws = state.ws;
-  try {
-    cached = { token: await newToken(), at: Date.now(), ws };
-  } catch {
-    cached = { token: "", at: Date.now(), ws };
-  }
-  return cached.token;
+  const token = newToken().catch(() => "");
+  cached = { token, at: Date.now(), ws };
+  return token;
 }
 
 // ------------------------------------------------------------------ uploads
@@ -223,14 +221,13 @@ async function show(line, a, kind) {
     box.append(media);
   };
   try {
-    let answer = await fetch(href, { method: "HEAD", credentials: "omit" });
-    if (answer.ok) { put(href); return; }
-    if (answer.status !== 401 && answer.status !== 403) { box.remove(); return; }
+    // (With a token at once: a restricted file's 401 would be an error in the console.)
     const token = await readToken();
-    if (!token) { box.remove(); return; }
-    const auth = { Authorization: `Bearer ${token}` };
-    answer = await fetch(href, { method: "HEAD", credentials: "omit", headers: auth });
-    if (!answer.ok || Number(answer.headers.get("Content-Length")) > FETCH_MAX) { box.remove(); return; }
+    const auth = token ? { Authorization: `Bearer ${token}` } : {};
+    let answer = await fetch(href, { method: "HEAD", credentials: "omit", headers: auth });
+    if (!answer.ok) { box.remove(); return; }
+    if (!token || /\bpublic\b/.test(answer.headers.get("Cache-Control") || "")) { put(href); return; }
+    if (Number(answer.headers.get("Content-Length")) > FETCH_MAX) { box.remove(); return; }
     answer = await fetch(href, { credentials: "omit", headers: auth });
     if (!answer.ok) { box.remove(); return; }
     const blob = await answer.blob();
