@@ -348,3 +348,29 @@ def test_a_restricted_picture_previews_with_a_token(
         assert errors == []
     finally:
         context.close()
+
+
+def test_only_its_owners_avatar_makes_a_file_public(make_salon: Any, connect: Any) -> None:
+    s = files_salon(make_salon)
+    users = {}
+    for nick in ("alice", "mallory"):
+        c = connect(s.irc_port)
+        c.register(nick, "draft/metadata-3")
+        c.send(f"REGISTER * * :{PASSWORD}")
+        c.expect(rf"REGISTER SUCCESS {nick}")
+        users[nick] = c
+    alice, mallory = users["alice"], users["mallory"]
+    alice.send("TOKEN GENERATE FILEHOST")
+    token = alice.expect(r"TOKEN GENERATE FILEHOST (\S+)").group(1)
+    url = request(s, "POST", "/upload", png(), {"Authorization": f"Bearer {token}"}).header(
+        "Location"
+    )
+    mallory.send(f"METADATA * SET avatar :{url}")
+    mallory.expect(r" 761 mallory mallory avatar ")
+    assert request(s, "GET", path_of(url)).status == 401
+    alice.send(f"METADATA * SET avatar :{url}")
+    alice.expect(r" 761 alice alice avatar ")
+    assert request(s, "GET", path_of(url)).status == 200
+    alice.send("METADATA * SET avatar")
+    alice.expect(r" 766 alice alice avatar | 761 alice alice avatar")
+    assert request(s, "GET", path_of(url)).status == 401
