@@ -17,7 +17,7 @@ from conftest import free_port
 from filehelpers import PASSWORD, account, file_rows, files_salon, path_of, request, stored_blobs
 from test_browser import SLOW, chromium
 from test_files_browser import png
-from test_web_client import DESKTOP, PHONE, axe_problems, line, watch
+from test_web_client import DESKTOP, PHONE, axe_problems, line, overflow, watch
 
 pytestmark = pytest.mark.timeout(120)
 browser = pytest.fixture(scope="module", name="browser")(chromium)
@@ -71,13 +71,13 @@ def sent_url(page: Any) -> str:
 def test_a_png_uploaded_posted_seen_and_downloaded(
     browser: Any, make_salon: Any, connect: Any
 ) -> None:
-    """Browser A uploads a PNG with the attach button and posts it; browser B (a guest)
+    """Browser A (a phone) uploads a PNG with the attach button and posts it; browser B (a guest)
     shows the picture; a TCP client downloads the same bytes. No console or CSP error."""
     s = files_salon(make_salon)
     owner(connect, s, "ana")
     picture = png(40, 30)
-    a_context = browser.new_context(**DESKTOP)
-    b_context = browser.new_context(**PHONE)
+    a_context = browser.new_context(**PHONE)
+    b_context = browser.new_context(**DESKTOP)
     a, b = a_context.new_page(), b_context.new_page()
     errors = watch(a)
     b_errors = watch(b)
@@ -100,6 +100,7 @@ def test_a_png_uploaded_posted_seen_and_downloaded(
             timeout=SLOW * 1000,
         )
         assert line(a, "look").locator(".preview img").count() == 1
+        assert overflow(a) == []  # (a phone, with the paperclip and a preview)
         got = request(s, "GET", path_of(url))
         assert got.status == 200
         assert hashlib.sha256(got.body).hexdigest() == hashlib.sha256(picture).hexdigest()
@@ -270,6 +271,7 @@ def test_an_avatar_uploaded_from_the_settings(browser: Any, make_salon: Any, con
             [{"name": "me.png", "mimeType": "image/png", "buffer": png(16, 16)}]
         )
         page.locator("#profile-state", has_text="Saved").wait_for(timeout=SLOW * 1000)
+        assert axe_problems(page, "settings with an uploaded avatar") == []
         url = page.input_value("#avatar-url")
         assert "/f/" in url and url.endswith("/me.png")
         # Its owner's avatar: readable with the link alone (it was never posted).
