@@ -708,7 +708,11 @@ class Exchange:
                 return
             access = host.files.access(record, who)
             if access is Access.LOGIN:
-                raise Refused(401, "Log in to see this file", _challenge())
+                # A browser asks for a login only where one can be given: on a page it
+                # opens, not for a picture or a video in another page (where the prompt
+                # would stop that page; salon's client fetches such files with a token).
+                navigating = self.headers.get("sec-fetch-mode", "navigate") == "navigate"
+                raise Refused(401, "Log in to see this file", _challenge() if navigating else [])
             if access is Access.FORBIDDEN:
                 raise Refused(403, "You may not see this file")
         self._send(record, public)

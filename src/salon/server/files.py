@@ -185,10 +185,24 @@ class Files:
         for record in list(self.records.values()):
             if record.deleted:
                 continue
-            if record.created < unclaimed and not self.refs.get(record.id):
+            if (
+                record.created < unclaimed
+                and not self.refs.get(record.id)
+                and not self.is_avatar(record)
+            ):
                 self.forget(record)
             elif oldest is not None and record.created < oldest:
                 self.delete(record, now)
+
+    def is_avatar(self, record: FileRecord) -> bool:
+        """Whether the file is its owner's avatar (draft/metadata-3, the account's keys):
+        a picture everyone is shown, so readable with the link alone and never unclaimed.
+        Only the owner's own avatar counts: nobody makes another's file public."""
+        if not record.owner:
+            return False
+        avatar = self.server.account_metadata.get(record.owner, {}).get("avatar", "")
+        found = FILE_PATH.search(avatar) if "/f/" in avatar else None
+        return found is not None and found.group(1) == record.id
 
     def blob_in_use(self, blob: str) -> bool:
         return self.blob_users.get(blob, 0) > 0
@@ -273,7 +287,7 @@ class Files:
         references it (or link_access = "anyone"); else its owner, and whoever may read a
         conversation that references it: a member of the channel now, a side of the
         private conversation."""
-        if self.config.link_access == "anyone":
+        if self.config.link_access == "anyone" or self.is_avatar(record):
             return Access.ALLOWED
         refs = self.refs.get(record.id, ())
         channels = self.server.channels

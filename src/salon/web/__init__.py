@@ -18,6 +18,7 @@ FILES = {
     "/irc.js": ("irc.js", "text/javascript; charset=utf-8"),
     "/state.js": ("state.js", "text/javascript; charset=utf-8"),
     "/view.js": ("view.js", "text/javascript; charset=utf-8"),
+    "/files.js": ("files.js", "text/javascript; charset=utf-8"),
     "/sw.js": ("sw.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     "/manifest.webmanifest": ("manifest.webmanifest", "application/manifest+json"),
@@ -27,11 +28,13 @@ FILES = {
 
 # What the page may do: its own script and style, WebSocket and fetches to its own origin
 # ("'self'" covers ws: and wss: to the same host and port), its own manifest and service
-# worker, images from itself and https (the avatars users set, draft/metadata-3), nothing
-# else; and no framing.
+# worker, images from itself and https (the avatars users set, draft/metadata-3), its own
+# audio and video (previews of shared files), blob: URLs for the restricted files it fetched
+# with a token, nothing else; and no framing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data: https:; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
+    "img-src 'self' data: blob: https:; media-src 'self' blob:; manifest-src 'self'; "
+    "worker-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 

@@ -2,6 +2,7 @@
 // server that served this page. This module speaks the protocol and takes what the user
 // types; view.js shows it, irc.js is the line codec, state.js the shared state.
 
+import { link, tokenArrived, tokenRefused, upload, uploadUrl } from "./files.js";
 import { byteLength, escapeTag, formatLine, formatTagged, nickOf, parseLine, splitText } from "./irc.js";
 import { $, bareChannel, fold, isChannel, isMe, prefixes, state } from "./state.js";
 import {
@@ -261,9 +262,19 @@ function saveProfile() {
   $("profile-state").textContent = changed ? "Saving…" : "Nothing changed.";
 }
 
+// An avatar picture sent to the file host: its URL becomes the avatar, saved at once.
+function uploadAvatar(file) {
+  $("profile-state").textContent = "";
+  upload(file, $("avatar-uploads")).then((url) => {
+    $("avatar-url").value = url;
+    saveProfile();
+  }, () => {});
+}
+
 function renderSettings() {
   const mine = state.meta.get(fold(state.nick)) || {};
   $("profile").hidden = !state.caps.has("draft/metadata-3");
+  $("avatar-upload").hidden = !uploadUrl();
   $("display-name").value = mine["display-name"] || "";
   $("avatar-url").value = mine.avatar || "";
   $("profile-state").textContent = "";
@@ -376,7 +387,11 @@ function receive(msg) {
     case "ERROR": problem(p[0] || "The server closed the connection.", serverBuffer());
       if (!state.registered) $("login-error").textContent = p[0] || "";
       return;
+    case "TOKEN":
+      if (p[0] === "GENERATE" && p[1] === "FILEHOST") tokenArrived(p[2]);
+      return;
     case "FAIL": case "WARN": case "NOTE":
+      if (p[0] === "TOKEN") { tokenRefused(p[p.length - 1]); return; }
       if (p[0] === "METADATA" && !$("settings").open) return; // (a join burst's refusals)
       if (p[0] === "METADATA") { $("profile-state").textContent = `Not saved: ${p[p.length - 1]}.`; return; }
       if (p[0] === "CHATHISTORY") for (const b of state.buffers.values()) loading(b, "");
@@ -616,6 +631,7 @@ function numeric(msg) {
         const eq = token.indexOf("=");
         state.isupport[eq < 0 ? token : token.slice(0, eq)] = eq < 0 ? "" : token.slice(eq + 1);
       }
+      $("attach").hidden = !uploadUrl();
       return;
     case "332": { const b = buffer(p[0], "channel"); b.topic = p[1]; if (b === state.current) renderTopic(); return; }
     case "331": return;
@@ -975,6 +991,47 @@ function start() {
       grow(input);
     }
   });
+
+  // Files: the attach button, a drop on the conversation, a paste in the input. Each link
+  // is added to what is typed, to be sent with it (as salon chat's /upload does).
+  link.send = send;
+  const share = (list) => {
+    if (!uploadUrl()) return;
+    for (const file of list) {
+      upload(file).then((url) => {
+        input.value = input.value && !/\s$/.test(input.value) ? `${input.value} ${url}` : input.value + url;
+        grow(input);
+        input.focus();
+      }, () => {});
+    }
+  };
+  const picker = $("file");
+  $("attach").addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => { share([...picker.files]); picker.value = ""; });
+  const chat = $("chat");
+  const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  chat.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event) || !uploadUrl()) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+    chat.classList.add("dropping");
+  });
+  chat.addEventListener("dragleave", (event) => { if (!chat.contains(event.relatedTarget)) chat.classList.remove("dropping"); });
+  chat.addEventListener("drop", (event) => {
+    chat.classList.remove("dropping");
+    if (!carriesFiles(event) || !uploadUrl()) return;
+    event.preventDefault();
+    share([...event.dataTransfer.files]);
+  });
+  input.addEventListener("paste", (event) => {
+    const pasted = [...(event.clipboardData?.files || [])];
+    if (!pasted.length || !uploadUrl()) return;
+    event.preventDefault();
+    share(pasted);
+  });
+  const avatarFile = $("avatar-file");
+  $("avatar-upload").addEventListener("click", () => avatarFile.click());
+  avatarFile.addEventListener("change", () => { if (avatarFile.files[0]) uploadAvatar(avatarFile.files[0]); avatarFile.value = ""; });
 
   const settings = $("settings");
   $("open-settings").addEventListener("click", () => { renderSettings(); settings.showModal(); });

@@ -3,8 +3,8 @@
 // server that is reachable always serves its current files; the copy is for when it is not.
 "use strict";
 
-const CACHE = "salon-shell-1";
-const SHELL = ["/", "/app.js", "/irc.js", "/state.js", "/view.js", "/app.css", "/manifest.webmanifest",
+const CACHE = "salon-shell-2";
+const SHELL = ["/", "/app.js", "/irc.js", "/state.js", "/view.js", "/files.js", "/app.css", "/manifest.webmanifest",
                "/icon-192.png", "/icon-512.png"];
 
 self.addEventListener("install", (event) => {

@@ -3,6 +3,7 @@
 // page with textContent, never as HTML; links are made only for http and https URLs.
 // What a click asks of the server goes through `hooks`, which app.js fills in.
 
+import { previews, release } from "./files.js";
 import { stripFormatting } from "./irc.js";
 import { $, el, fold, isMe, prefixes, state } from "./state.js";
 
@@ -293,6 +294,7 @@ export function add(b, kind, who, text, tags = {}, history = false) {
   if (replyTo) body.append(quote(b, replyTo));
   body.append(linkified(stripFormatting(text)));
   line.append(body);
+  if (MESSAGE_KINDS.has(kind)) previews(line);
   const mention = !history && !mine && (kind === "message" || kind === "action") && mentions(text);
   if (mention) line.classList.add("mention");
   place(b, line, when.getTime());
@@ -346,6 +348,7 @@ function trim(b, end) {
 }
 
 function forget(b, line) {
+  release(line);
   for (const [id, known] of b.byId) if (known === line) b.byId.delete(id);
   if (b.cursor === line) b.cursor = null;
 }
@@ -359,6 +362,7 @@ export function loading(b, what) {
 
 // Empties a buffer's log (before a jump into its history).
 export function clear(b) {
+  for (const line of b.log.children) release(line);
   b.log.replaceChildren();
   b.byId.clear();
   b.eventIds.clear();
@@ -426,6 +430,7 @@ export function redacted(b, msgid) {
   const line = b.byId.get(msgid);
   if (!line) return;
   line.classList.add("redacted");
+  release(line);
   line.querySelector(".body").replaceChildren(el("span", "text", "message deleted"));
   if ($("actions").parentElement === line) hideActions();
 }
