@@ -481,3 +481,16 @@ def test_cors_for_allowed_origins_only(make_salon: Any, connect: Any) -> None:
     account(connect, s, "alice")
     up = upload(s, b"x\n", "x.txt", {**basic("alice"), "Origin": good})
     assert up.status == 201 and "Location" in up.header("Access-Control-Expose-Headers")
+
+
+def test_even_a_refusal_on_a_file_url_is_inert(make_salon: Any, connect: Any) -> None:
+    s = files_salon(
+        make_salon,
+        listen={"http_request_burst": 1, "http_request_rate": 0.01},
+        connections={"exempt": []},
+    )
+    assert request(s, "GET", "/f/" + "a" * 26).status == 404
+    refused = request(s, "GET", "/f/" + "a" * 26)
+    assert refused.status == 429
+    assert refused.header("X-Content-Type-Options") == "nosniff"
+    assert "sandbox" in refused.header("Content-Security-Policy")

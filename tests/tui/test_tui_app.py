@@ -167,3 +167,58 @@ async def test_display_names_are_shown_next_to_nicks(tmp_path: Path) -> None:
     # --plain shows it the same way.
     assert plain(named).endswith("<Bob Builder (bob)> hello")
     assert "\x1b[" in plain(named, colour=True)
+
+
+async def test_upload_shows_progress_and_leaves_the_link_in_the_input(tmp_path: Path) -> None:
+    """Offline, with a file host of our own on loopback (it answers a second after the
+    body is in, so the progress is seen): /upload asks for a token, sends the file with it,
+    and leaves the text and the link in the input line."""
+    import http.server
+    import threading
+
+    got: list[tuple[str, bytes]] = []
+
+    class Host(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.headers["Authorization"], body))
+            time.sleep(1.0)
+            self.send_response(201)
+            self.send_header("Location", "http://files.test/f/abcdefghijklmnopqrstuvwxyz/f.bin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upload_url = f"http://127.0.0.1:{server.server_address[1]}/upload"
+    data = tmp_path / "f.bin"
+    data.write_bytes(b"\0" * 300_000)
+    session = Session(Settings(nick="ada"))
+    app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            session.connection_made(time.time())
+            app.feed(
+                ":s CAP * LS :", ":s 001 ada :hi", f":s 005 ada soju.im/FILEHOST={upload_url} :ok"
+            )
+            app.feed(":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
+            await pilot.pause()
+            session.data_to_send()
+            app.send(f"/upload {data} have a look")
+            assert session.data_to_send() == b"TOKEN GENERATE FILEHOST\r\n"
+            app.feed(":s TOKEN GENERATE FILEHOST t0k3n")
+            topic = app.query_one("#topic", Static)
+            await until(
+                pilot, lambda: "uploading f.bin: 100% (293 kB of 293 kB)" in str(topic.render())
+            )
+            box = app.query_one(ChatInput)
+            await until(pilot, lambda: box.value.endswith("/f.bin"))
+            assert box.value == "have a look http://files.test/f/abcdefghijklmnopqrstuvwxyz/f.bin"
+            assert got == [("Bearer t0k3n", data.read_bytes())]
+            assert "uploading" not in str(topic.render())
+    finally:
+        server.shutdown()
+        server.server_close()

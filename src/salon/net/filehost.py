@@ -301,13 +301,12 @@ class FileHost:
 
     def collect(self) -> None:
         """Unlink the blobs the core let go of (each checked again: an upload of the
-        same bytes may have been kept meanwhile)."""
+        same bytes may have been kept meanwhile). On the loop, not the pool: an upload's
+        record is added on the loop too, right after it checked its blob is there, so no
+        unlink can fall between the two."""
         for blob in self.files.take_unlinks():
             if not self.files.blob_in_use(blob):
-                self.shell.loop.run_in_executor(self.pool, self._unlink, blob)
-
-    def _unlink(self, blob: str) -> None:
-        self.blobs.delete(blob)
+                self.blobs.delete(blob)
 
     # ------------------------------------------------------------------ credentials
 
@@ -659,8 +658,11 @@ class Exchange:
         files = host.files
         if self.aborted:
             if not files.blob_in_use(blob):
-                await host.shell.loop.run_in_executor(host.pool, host.blobs.delete, blob)
+                host.blobs.delete(blob)
             return
+        if not host.blobs.path(blob).exists():
+            # The same bytes' last file was deleted while these were moved into place.
+            raise Refused(503, "The file could not be kept; try again", [("Retry-After", "1")])
         name = filepolicy.clean_name(
             filepolicy.upload_name(self.headers.get("content-disposition", "")), kind
         )

@@ -83,6 +83,11 @@ TEXT_PLAIN = "text/plain; charset=utf-8"
 # Request) ... or replace each received obs-fold with one or more SP octets").
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _OBS_FOLD = re.compile(rb"\r\n[ \t]")
+# What a refusal carries when its caller gave no policy of its own.
+_PLAIN_ANSWER = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; sandbox"),
+)
 
 
 def select_subprotocol(
@@ -602,9 +607,14 @@ class WebSocketProtocol(asyncio.Protocol):
         self._refuse(status, text, headers)
 
     def _refuse(self, status: int, text: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        """An error answer, after which the connection closes."""
+        """An error answer, after which the connection closes. Like every answer on this
+        port it may reach a browser on the file host's URLs: nothing in it is sniffed or
+        run."""
         conn = self.http
         body = text.rstrip("\n").encode() + b"\n"
+        names = {name.lower() for name, _ in headers}
+        if "content-security-policy" not in names:
+            headers = [*headers, *_PLAIN_ANSWER]
         if conn is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._respond(status, body, TEXT_PLAIN, headers, close=True)
         else:
