@@ -376,3 +376,16 @@ def test_only_its_owners_avatar_makes_a_file_public(make_salon: Any, connect: An
     alice.send("METADATA * SET avatar")
     alice.expect(r" 766 alice alice avatar | 761 alice alice avatar")
     assert request(s, "GET", path_of(url)).status == 401
+
+
+def test_a_file_host_on_another_origin_is_in_the_pages_policy(make_salon: Any) -> None:
+    """files.public_url on another host: the page may upload there and preview from there
+    (connect-src, img-src, media-src), and nothing else changes."""
+    from salon import web
+
+    s = files_salon(make_salon, files={"public_url": "https://files.example.org"})
+    csp = request(s, "GET", "/").header("Content-Security-Policy")
+    assert "connect-src 'self' https://files.example.org;" in csp
+    assert "img-src 'self' https://files.example.org data: blob: https:;" in csp
+    assert "media-src 'self' https://files.example.org blob:;" in csp
+    assert csp.replace(" https://files.example.org", "") == web.CONTENT_SECURITY_POLICY

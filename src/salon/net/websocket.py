@@ -751,8 +751,9 @@ class WebSocketProtocol(asyncio.Protocol):
             body = web.page(server.name, listed, server.default_channel)
         else:
             body = web.read(name)
+        files = self.shell.config.files
         headers = [
-            ("Content-Security-Policy", web.CONTENT_SECURITY_POLICY),
+            ("Content-Security-Policy", web.policy(files.public_url if files.enabled else "")),
             ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", "no-referrer"),
             ("Cache-Control", "no-cache"),

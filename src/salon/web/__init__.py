@@ -38,6 +38,20 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'none'; frame-ancestors 'none'"
 )
 
+
+def policy(files_origin: str = "") -> str:
+    """The page's policy; a file host on another origin (files.public_url, an origin
+    already checked) may be reached too: uploads, and previews of its pictures, sound and
+    video."""
+    if not files_origin:
+        return CONTENT_SECURITY_POLICY
+    return (
+        CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {files_origin}")
+        .replace("img-src 'self'", f"img-src 'self' {files_origin}")
+        .replace("media-src 'self'", f"media-src 'self' {files_origin}")
+    )
+
+
 # The fields of index.html that page() fills in.
 _FIELD = re.compile(r"\{\{(name|channel|ports)\}\}")
 

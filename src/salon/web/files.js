@@ -182,11 +182,11 @@ export function upload(file, list = $("uploads")) {
 // ------------------------------------------------------------------ previews
 
 // The kind of preview a link gets: "img", "audio", "video", or "" (a plain link). Only
-// this server's file URLs (the page's origin, where its FILEHOST uploads) are previewed.
+// this server's file URLs (the page's origin, or where its FILEHOST uploads) are previewed.
 export function previewKind(href) {
-  let url;
-  try { url = new URL(href); } catch { return ""; }
-  if (url.origin !== location.origin || url.search || url.hash) return "";
+  let url, host;
+  try { url = new URL(href); host = new URL(uploadUrl() || location.href).origin; } catch { return ""; }
+  if ((url.origin !== location.origin && url.origin !== host) || url.search || url.hash) return "";
   const m = FILE_PATH.exec(url.pathname);
   if (!m) return "";
   const ext = /\.([a-z0-9]+)$/i.exec(m[1]);
