@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +28,21 @@ QUERIES = set(history.QUERIES)
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_history_bench_smoke(store: str, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
     if store == "postgres":
         postgres_bindir()  # installed, or a failure (CI) or a skip
+        # PostgreSQL runs as the postgres user, which pytest's own temporary root (mode
+        # 700, set again by any pytest that starts meanwhile) keeps out.
+        cache = Path(tempfile.mkdtemp(prefix="salon-bench-test-", dir="/var/tmp"))
+        cache.chmod(0o711)
+    try:
+        run_smoke(store, tmp_path, cache)
+    finally:
+        if cache.parent != tmp_path:
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def run_smoke(store: str, tmp_path: Path, cache: Path) -> None:
     out = tmp_path / "results"
     cmd = [
         sys.executable,
@@ -36,7 +51,7 @@ def test_history_bench_smoke(store: str, tmp_path: Path) -> None:
         *("--store", store),
         *("--size", "2000", "--reps", "2", "--min-reps", "1", "--duration", "0.5"),
         *("--retention", "--retention-timeout", "20"),
-        *("--cache", str(tmp_path / "cache"), "--out", str(out)),
+        *("--cache", str(cache), "--out", str(out)),
         *("--salon-cmd", shlex.join([sys.executable, "-m", "salon"])),
         # Other tests run alongside: let the scheduler place the server and the generator,
         # and give searches a budget no load exhausts (the test checks that every query
