@@ -54,6 +54,44 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
+def test_an_ordered_read_waits_for_the_writes_before_it(tmp_path: Path) -> None:
+    """``ordered_reads`` (a cluster node with a store of its own): a read submitted after a
+    write answers once that write is committed, and sees it."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(1, "#c", "before")])
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write(s: Any) -> bool:
+        s.append_history([said(2, "#c", "delivered before its commit")])
+        inside.set()
+        assert release.wait(10)
+        return True
+
+    read = StoreCall(lambda s: s.history(HistoryQuery("#c", limit=10)), read=True)
+    results: dict[int, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = results.__setitem__
+        storage = Storage(store, loop, lambda call, r: done(id(call), r), ordered_reads=True)
+        try:
+            write = StoreCall(slow_write)
+            storage.submit([write])
+            await until(inside.is_set)
+            storage.submit([read])
+            await asyncio.sleep(0.2)
+            assert id(read) not in results  # it waits for the write
+            release.set()
+            await until(lambda: id(read) in results)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    assert [e.text for e in results[id(read)]] == ["before", "delivered before its commit"]
+    store.close()
+
+
 class Held:
     """A write that holds the writer inside its transaction until ``release`` is set."""
 

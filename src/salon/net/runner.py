@@ -460,7 +460,12 @@ class Shell:
                 store = self._open_postgres(pg)
                 readers = pg.readers
             self.server.load(store)
-            self.storage = Storage(store, self.loop, self._store_done, readers=readers)
+            # A cluster node with a store of its own stores other nodes' messages after
+            # their delivery: its reads wait for those writes (see Storage).
+            ordered = self.config.cluster is not None and pg is None
+            self.storage = Storage(
+                store, self.loop, self._store_done, readers=readers, ordered_reads=ordered
+            )
             if self.config.cluster is not None:
                 await self._join_cluster()
 

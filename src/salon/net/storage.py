@@ -24,6 +24,7 @@ refused when the time is up.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
@@ -106,6 +107,7 @@ class Storage:
         complete: Callable[[StoreCall[Any], Any], None],
         clock: Callable[[], float] = time.monotonic,
         readers: int = READERS,
+        ordered_reads: bool = False,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -131,6 +133,15 @@ class Storage:
         # the first error, and COMMIT would then roll back the calls before.
         self._aborted: Callable[[], bool] = getattr(store, "aborted", lambda: False)
         self._reads: queue.SimpleQueue[StoreCall[Any] | None] = queue.SimpleQueue()
+        # ``ordered_reads``: a read sees every write submitted before it. A cluster node
+        # with a store of its own stores another node's message after delivering it, so
+        # what a client was delivered is in the history it asks for next only if its read
+        # waits for those writes (never the other way round, and never for a background
+        # call). Off, reads never wait for the writer at all.
+        self._ordered = ordered_reads
+        self._written = 0  # writes (not background) submitted
+        self._done = 0  # writes finished
+        self._parked: collections.deque[tuple[int, StoreCall[Any]]] = collections.deque()
         self._readers: list[threading.Thread] = []
         # Each reader opened here (None: the store has none), then used by its thread alone.
         open_reader: Callable[[], Any] | None = getattr(store, "reader", None)
@@ -238,13 +249,17 @@ class Storage:
     def submit(self, calls: list[StoreCall[Any]]) -> None:
         for call in calls:
             if call.read and self._readers:
-                self._reads.put(call)
+                if not self._ordered or self._done >= self._written:
+                    self._reads.put(call)
+                else:
+                    self._parked.append((self._written, call))
             elif call.background:
                 if not self.background:
                     self._background_since = self.clock()
                 self.background.append(call)
             else:
                 self.waiting.append(call)
+                self._written += 1
         if not self.busy:
             self._start()
 
@@ -343,6 +358,11 @@ class Storage:
         self.calls += len(batch)
         for call, result in zip(batch, results, strict=True):
             self.complete(call, result)
+        if batch and not batch[0].background:  # (a batch is of one kind: see _start)
+            self._done += len(batch)
+            parked = self._parked
+            while parked and parked[0][0] <= self._done:
+                self._reads.put(parked.popleft()[1])
         if self.clock() - self._maintained > MAINTAIN_EVERY:
             # Upkeep after the batch's results are out (a message never waits for it), and
             # under steady load too, when calls are waiting: they start when it is done.
