@@ -211,14 +211,21 @@ class PostgresServer:
     def halt(self) -> None:
         """Fast shutdown (SIGINT: clients are disconnected)."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            # Signalled as the caller (root may signal the postgres user's process).
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # Signalled as the caller (root may signal the postgres user's process).
+        end_process(proc, signal.SIGINT, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    """Send ``sig`` to a server started in a process group of its own, and SIGKILL the group
+    when it has not exited ``timeout`` seconds later."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

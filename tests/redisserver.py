@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from bench.pgserver import end_process
+
 START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
 STOP_TIMEOUT = 5.0
 
@@ -100,13 +102,7 @@ class RedisServer:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        end_process(proc, signal.SIGTERM, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
         shutil.rmtree(self.root, ignore_errors=True)

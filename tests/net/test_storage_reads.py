@@ -17,9 +17,9 @@ from salon.store.base import HistoryQuery
 from salon.store.sqlite import SQLiteStore
 
 
-def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
-    """A read runs on a reader of its own while the writer is inside a transaction: it
-    answers with what was committed before, and the commit is not held up by it."""
+def write_then_read(tmp_path: Path, ordered_reads: bool) -> tuple[list[str], bool]:
+    """A write held inside its transaction, then a read of the same conversation: what the
+    read found, and whether it answered while the write was still held."""
     store = SQLiteStore(tmp_path / "salon.db")
     fill(store, [said(1, "#c", "before")])
     inside, release = threading.Event(), threading.Event()
@@ -32,64 +32,50 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
 
     read = StoreCall(lambda s: s.history(HistoryQuery("#c", limit=10)), read=True)
     results: dict[int, Any] = {}
+    early: list[bool] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        storage = Storage(store, loop, lambda call, result: results.__setitem__(id(call), result))
+        done = results.__setitem__
+        storage = Storage(
+            store, loop, lambda call, r: done(id(call), r), ordered_reads=ordered_reads
+        )
         try:
             write = StoreCall(slow_write)
             storage.submit([write])
             await until(inside.is_set)
             storage.submit([read])
-            await until(lambda: id(read) in results)  # while the writer still waits
+            if ordered_reads:
+                await asyncio.sleep(0.2)
+            else:
+                await until(lambda: id(read) in results)  # while the writer still waits
+            early.append(id(read) in results)
             assert id(write) not in results
             release.set()
-            await until(lambda: id(write) in results)
+            await until(lambda: id(write) in results and id(read) in results)
         finally:
             release.set()
             storage.stop()
 
     asyncio.run(main())
-    assert [e.text for e in results[id(read)]] == ["before"]
     store.close()
+    return [e.text for e in results[id(read)]], early[0]
+
+
+def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
+    """A read runs on a reader of its own while the writer is inside a transaction: it
+    answers with what was committed before, and the commit is not held up by it."""
+    texts, early = write_then_read(tmp_path, ordered_reads=False)
+    assert early
+    assert texts == ["before"]
 
 
 def test_an_ordered_read_waits_for_the_writes_before_it(tmp_path: Path) -> None:
     """``ordered_reads`` (a cluster node with a store of its own): a read submitted after a
     write answers once that write is committed, and sees it."""
-    store = SQLiteStore(tmp_path / "salon.db")
-    fill(store, [said(1, "#c", "before")])
-    inside, release = threading.Event(), threading.Event()
-
-    def slow_write(s: Any) -> bool:
-        s.append_history([said(2, "#c", "delivered before its commit")])
-        inside.set()
-        assert release.wait(10)
-        return True
-
-    read = StoreCall(lambda s: s.history(HistoryQuery("#c", limit=10)), read=True)
-    results: dict[int, Any] = {}
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        done = results.__setitem__
-        storage = Storage(store, loop, lambda call, r: done(id(call), r), ordered_reads=True)
-        try:
-            write = StoreCall(slow_write)
-            storage.submit([write])
-            await until(inside.is_set)
-            storage.submit([read])
-            await asyncio.sleep(0.2)
-            assert id(read) not in results  # it waits for the write
-            release.set()
-            await until(lambda: id(read) in results)
-        finally:
-            release.set()
-            storage.stop()
-
-    asyncio.run(main())
-    assert [e.text for e in results[id(read)]] == ["before", "delivered before its commit"]
-    store.close()
+    texts, early = write_then_read(tmp_path, ordered_reads=True)
+    assert not early  # it waits for the write
+    assert texts == ["before", "uncommitted"]
 
 
 class Held:
