@@ -30,7 +30,7 @@ from salon.server.accounts import Accounts
 from salon.server.channel import Channel
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
-from salon.server.cluster import NODE_SHIFT, Cluster, msgid_prefix
+from salon.server.cluster import MAX_WAITING, NODE_SHIFT, Cluster, msgid_prefix
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
@@ -656,7 +656,10 @@ class Server:
         """Become node ``node`` of a cluster (before any connection): user ids and msgids
         are made unique across the network, and state changes go through the bus.
         ``shared_store``: every node uses one store (PostgreSQL)."""
-        self.cluster = Cluster(self, node, shared_store)
+        section = self.config.cluster
+        self.cluster = Cluster(
+            self, node, shared_store, section.max_waiting if section is not None else MAX_WAITING
+        )
         self._next_id = max(self._next_id, node << NODE_SHIFT)
         self._msgid_prefix = msgid_prefix(node, False)
         self._msgid_ms = -1
