@@ -261,13 +261,15 @@ class RedisBus:
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
-        next_beat = loop.time() + BEAT_EVERY
+        # (a short node_ttl needs beats closer together than it: three per TTL at least)
+        every = min(BEAT_EVERY, self.cfg.node_ttl / 3)
+        next_beat = loop.time() + every
         while not self.fenced and not self.closing:
-            await asyncio.sleep(REAP_EVERY)
+            await asyncio.sleep(min(REAP_EVERY, every))
             await self._healthy.wait()
             try:
                 if loop.time() >= next_beat:
-                    next_beat = loop.time() + BEAT_EVERY
+                    next_beat = loop.time() + every
                     alive = await self._beater.fcall(
                         "salon_beat",
                         2,
