@@ -176,7 +176,8 @@ class Cluster:
     ) -> None:
         """Send ``event`` to the network's order (see :func:`salon.server.apply.emit`)."""
         server = self.server
-        if rb is not None and not isinstance(event, Quit):
+        if rb is not None and not isinstance(event, (Quit, Intro)):
+            # (a QUIT always goes; a registration is not cut in the middle of its burst)
             self.room(rb.command or "*")
         token = self._next_token()
         base = self._reserved
