@@ -550,7 +550,10 @@ class Server:
     def take_effects(self) -> list[Effect]:
         effects = self.effects
         self.effects = []
-        self._group = None  # the turn's commit group is sealed: it is on its way
+        group = self._group
+        if group is not None:
+            self._group = None  # the turn's commit group is sealed: it is on its way
+            self.files.observe(group)
         if self.cluster is not None:
             self.cluster.op = None  # and so are the turn's bus entries
         return effects

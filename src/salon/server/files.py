@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -330,12 +330,16 @@ class Files:
 
     # ------------------------------------------------------------------ references
 
-    def observe(self, client: Client, events: Iterable[Any], group: Any) -> None:
-        """Messages about to be committed: each URL of a known file its sender may read
-        becomes a reference in the same commit (an ex-member of a secret channel pasting
-        its files' URLs elsewhere makes nothing readable)."""
-        for event in events:
-            if event.command not in _FILE_COMMANDS:
+    def observe(self, group: Any) -> None:
+        """A commit group is sealed (the end of the core's turn): each URL of a known file in
+        its messages becomes a reference in the same commit, if the message's sender may
+        read the file (an ex-member of a secret channel pasting its files' URLs elsewhere
+        makes nothing readable). Done once per group rather than once per message: the
+        messages of a server without live files, and nearly every message, pay nothing."""
+        if not self.watching or not self.blob_users:
+            return  # no live file: no link can name one
+        for event in group.events:
+            if event.command not in _FILE_COMMANDS or not event.params:
                 continue
             text = event.params[-1]
             if "/f/" not in text:
@@ -347,8 +351,20 @@ class Files:
                 if record is None or record.deleted or file_id in seen:
                     continue
                 seen.add(file_id)
-                if self.access(record, self.principal_of(client)) is Access.ALLOWED:
+                if self.access(record, self._sender(event)) is Access.ALLOWED:
                     group.refs.append(FileRef(file_id, event.target, event.msgid, event.time))
+
+    def _sender(self, event: Any) -> Principal:
+        """Who sent a message about to be committed: its account; for a guest, its
+        connection (still there: a client's other commands wait for its messages'
+        commit, so it has neither left nor changed nick) and nick."""
+        if event.account is not None:
+            return Principal(casefold(event.account))
+        nick_cf = casefold(event.source.split("!", 1)[0])
+        client = self.server.nicks.get(nick_cf)
+        if client is None or client.account is not None:
+            return Principal(None, None, nick_cf)
+        return Principal(None, client.id, nick_cf)
 
     def committed(self, refs: Sequence[FileRef]) -> None:
         for ref in refs:
