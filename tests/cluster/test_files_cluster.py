@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import LineClient, SalonProcess, free_port
-from filehelpers import PASSWORD, basic, path_of, request, upload
-from test_loopback import client, cluster  # noqa: F401 - the fixture
+from filehelpers import account, basic, path_of, request, upload
+from test_loopback import cluster  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -39,16 +39,6 @@ def _node(
     )
 
 
-def _account(node: SalonProcess, nick: str, *channels: str) -> LineClient:
-    c = client(node, nick)
-    c.send(f"REGISTER * * :{PASSWORD}")
-    c.expect(rf"REGISTER SUCCESS {nick}")
-    for chan in channels:
-        c.send(f"JOIN {chan}")
-        c.expect(rf" 366 {nick} {chan} ")
-    return c
-
-
 def _until(check: Callable[[], bool]) -> None:
     """The other node hears of a change through the bus, a few milliseconds later."""
     deadline = time.monotonic() + 5
@@ -67,11 +57,11 @@ def test_files_across_two_nodes(
     blobs = tmp_path / "shared-files"
     a = _node(cluster, "a", postgres_dsn, blobs)
     b = _node(cluster, "b", postgres_dsn, blobs)
-    alice = _account(a, "alice", "#secret")
+    alice = account(LineClient, a, "alice", "#secret")
     alice.send("MODE #secret +s")
     alice.expect(r"MODE #secret \+s")
-    bob = _account(b, "bob", "#secret")
-    _account(b, "carol")
+    bob = account(LineClient, b, "bob", "#secret")
+    account(LineClient, b, "carol")
     # Uploaded on A, posted in a +s channel: on B, whoever may read #secret's history.
     data = b"plans made on node a\n"
     up = upload(a, data, "plans.txt", basic("alice"))
