@@ -101,3 +101,33 @@ def test_files_across_two_nodes(
     assert refs == (0,)  # the deleted file's reference went with it
     # Both blobs are still there: a blob no file uses goes only after UNLINK_GRACE.
     assert len([p for p in blobs.rglob("*") if p.is_file() and len(p.name) == 64]) == 2
+
+
+def test_a_shared_blob_directory_keeps_what_other_nodes_are_writing(tmp_path: Path) -> None:
+    """A node starting sweeps only dead uploads' temp files, and unlinks a blob no file uses
+    only once nobody has stored those bytes again for the grace period."""
+    import os
+
+    from salon.net.filehost import STALE_TEMP, UNLINK_GRACE, Blobs
+
+    blobs = Blobs(tmp_path)
+    blobs.create()
+    live, dead = blobs.tmp / "live", blobs.tmp / "dead"
+    live.write_bytes(b"another node's upload under way")
+    dead.write_bytes(b"a dead node's upload")
+    old = time.time() - STALE_TEMP - 1
+    os.utime(dead, (old, old))
+    blobs.create(shared=True)
+    assert live.exists() and not dead.exists()
+    blob = hashlib.sha256(b"x").hexdigest()
+    path = blobs.path(blob)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")  # just stored (again)
+    blobs.delete(blob, UNLINK_GRACE)
+    assert path.exists()
+    old = time.time() - UNLINK_GRACE - 1
+    os.utime(path, (old, old))
+    blobs.delete(blob, UNLINK_GRACE)
+    assert not path.exists()
+    blobs.create()  # one process (and salon files gc): every leftover goes
+    assert not live.exists()
