@@ -23,9 +23,10 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
-waits for it), ``"S"`` a node's restatement of its users and their channels (sent when
-Redis lost the log: :meth:`Cluster.restate`).
+commit), ``"f"`` a change to the file host's records (Files.apply), ``"D"`` a node declared
+dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"S"`` a
+node's restatement of its users and their channels (sent when Redis lost the log:
+:meth:`Cluster.restate`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
@@ -250,6 +251,10 @@ class Cluster:
         if echo or (held is not None and not held.empty()):
             self.messages[token] = (client, echo, held)
 
+    def submit_files(self, op: list[Any]) -> None:
+        """A change to the file host's state (Files.apply on the other nodes)."""
+        self._publish([self.node, 0, self.server.now, 0, "f", op])
+
     # ------------------------------------------------------------------ in
 
     def entries(self, entries: Sequence[str]) -> None:
@@ -279,6 +284,9 @@ class Cluster:
                     self._account_gone(int(entry[0]), str(entry[5]))
                 elif kind == "S":
                     self._restated(entry)
+                elif kind == "f":
+                    if int(entry[0]) != self.node:
+                        self.server.files.apply(entry[5])
                 else:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:

@@ -576,6 +576,7 @@ class Server:
         if group is not None:
             group.upto = self._msgid_counter
             self._group = None  # the turn's commit group is sealed: it is on its way
+            self.files.observe(group)
         if self.cluster is not None:
             self.cluster.op = None  # and so are the turn's bus entries
         return effects
