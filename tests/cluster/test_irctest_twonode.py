@@ -18,3 +18,56 @@ def test_lusers_max_counts_the_peak_of_users_on_the_other_node() -> None:
     msgs = bar.messages()
     assert one(msgs, "265").params[1:3] == ("1", "2")
     assert one(msgs, "266").params[1:3] == ("1", "2")
+
+
+def test_a_pong_follows_what_the_other_node_had_before_the_ping() -> None:
+    """irctest websocket testSendTruncation and others: bob on B sends, alice on A sends a
+    PING at once; her PONG must come after bob's message even when her PING's fence is
+    ordered before it, since B had the message first: B acknowledges the fence only after
+    sending what it had."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    with net.hold():
+        bob.send("PRIVMSG alice :hello")
+        alice.send("PING sync")
+    net.release(order=[0, 1])  # alice's fence first in the order, then bob's message
+    assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PRIVMSG", "PONG"]
+
+
+def test_a_pong_waits_for_every_node_but_not_for_a_dead_one() -> None:
+    net = ClusterNet(3)
+    alice = net.register(0, "alice")
+    net.register(1, "bob")
+    net.register(2, "carol")
+    with net.hold():
+        alice.send("PING one")
+    net.nodes[2].alive = False  # carol's node reads nothing more and acknowledges nothing
+    net.release()
+    assert alice.lines() == []
+    net.kill(2)  # declared dead: the PONG waits no more for it
+    assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]
+
+
+def test_a_state_change_synced_on_one_node_is_seen_by_the_next_command_on_the_other() -> None:
+    """irctest chmodes limit testLimitRemoval: MODE -l on A, PING/PONG on A, then a JOIN
+    on B must not be refused by B's replica from before the MODE."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    alice.send("JOIN #c")
+    alice.send("MODE #c +l 1")
+    alice.lines()
+    with net.hold():
+        alice.send("MODE #c -l")
+        alice.send("PING sync")
+    # Node B reads the order only when the test lets it (the other node is a turn behind).
+    b = net.nodes[1]
+    b.alive = False
+    net.release()
+    assert [line.split(" ", 2)[1] for line in alice.lines()] == ["MODE"]  # no PONG yet
+    b.alive = True
+    net.pump()
+    assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]
+    bob.send("JOIN #c")
+    assert bob.numerics()[0] == "JOIN"

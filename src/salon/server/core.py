@@ -421,6 +421,8 @@ class Server:
         self.now = now
         if self.later:
             self.later.popleft()()
+        if self.cluster is not None:
+            self.cluster.tick(now)
         if self.throttled:
             for client in list(self.throttled):
                 if client.closed:
