@@ -71,3 +71,37 @@ def test_a_state_change_synced_on_one_node_is_seen_by_the_next_command_on_the_ot
     assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]
     bob.send("JOIN #c")
     assert bob.numerics()[0] == "JOIN"
+
+
+def test_lusers_counts_the_unregistered_connections_of_every_node() -> None:
+    """irctest lusers.py LusersUnregisteredTestCase: qux connects to B and stays
+    unregistered; bar's LUSERS on A counts it (253), and no longer once it registered."""
+    net = ClusterNet(2)
+    bar = net.register(0, "bar")
+    qux = net.connect(1)
+    qux.send("NICK qux")
+    bar.send("LUSERS")
+    msgs = bar.messages()
+    assert one(msgs, "253").params[1] == "1"
+    assert one(msgs, "266").params[1] == "1"
+    qux.send("USER u s e r")
+    assert "001" in qux.numerics()
+    bar.send("LUSERS")
+    msgs = bar.messages()
+    assert one(msgs, "253").params[1] == "0"
+    assert one(msgs, "266").params[1] == "2"
+
+
+def test_a_query_waits_until_its_node_applied_what_another_node_answered() -> None:
+    """irctest away.py testAway: bob's AWAY was answered on B while A had not read it yet;
+    alice's WHOIS on A must still show it (a read fence)."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    a = net.nodes[0]
+    a.alive = False  # A is a turn behind: it has not read bob's AWAY yet
+    bob.send("AWAY :gone fishing")
+    assert bob.numerics() == ["306"]
+    a.alive = True
+    alice.send("WHOIS bob")
+    assert one(alice.messages(), "301").params[-1] == "gone fishing"

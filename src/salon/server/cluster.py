@@ -24,7 +24,8 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
 commit), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
-waits for it), ``"K"`` another node's acknowledgement of a fence.
+waits for it), ``"K"`` another node's acknowledgement of a fence, ``"N"`` a node that started
+(the nodes a PONG waits for are those seen in the order and not declared dead).
 
 A PONG is a barrier for the whole network, as a PING is for one process: its fence goes in
 the order after this node's earlier messages (once they are committed), every other node
@@ -149,9 +150,13 @@ class Cluster:
         # (a fence or its acknowledgement must follow this node's earlier messages):
         # (the number of groups finished by then, entry). Groups finish in order.
         self.after_commits: list[tuple[int, list[Any]]] = []
+        # Each other node's unregistered connections (LUSERS 253), as of its last fence or
+        # acknowledgement: right after a barrier, every node's count.
+        self.unknown: dict[int, int] = {}
         self.commits_done = 0
         cfg = server.config.cluster
         self.fence_wait = cfg.node_ttl if cfg is not None else FENCE_WAIT
+        self._publish([node, 0, server.now, 0, "N"])
 
     # ------------------------------------------------------------------ out
 
@@ -191,13 +196,17 @@ class Cluster:
         elif then is not None:
             self.steps[token] = Step(None, then, 0)
 
-    def fence(self, rb: ResponseBuffer) -> None:
+    def fence(
+        self, rb: ResponseBuffer, then: Callable[[ResponseBuffer | None], None] | None = None
+    ) -> None:
         """Hold what ``rb`` answers until every node has applied everything the network
         ordered before now: a PONG then follows every message and change sent before its
-        PING, on any node (one-process salon promises that within the process)."""
+        PING, on any node (one-process salon promises that within the process). ``then``:
+        the query to answer at that point (a read fence)."""
         token = self._next_token()
-        self._publish_after_commits([self.node, token, self.server.now, 0, "F"])
-        step = Step(rb, None, len(rb.messages))
+        server = self.server
+        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
+        step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
@@ -285,7 +294,11 @@ class Cluster:
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
                     self._fence_passed(entry)
+                elif kind == "N":
+                    pass  # (the node is known now: see above)
                 elif kind == "K":
+                    if len(entry) > 7:
+                        self.unknown[int(entry[0])] = int(entry[7])
                     self._acknowledged(int(entry[0]), int(entry[5]), int(entry[6]))
                 elif kind == "A":
                     self._account(int(entry[0]), entry[5])
@@ -356,10 +369,14 @@ class Cluster:
         server = self.server
         origin, token = int(entry[0]), int(entry[1])
         if origin != self.node:
+            if len(entry) > 5:
+                self.unknown[origin] = int(entry[5])
             # Acknowledged once what this node had is sent; not for a fence long over (this
             # node replaying the log at its start).
             if server.now - float(entry[2]) < self.fence_wait:
-                self._publish_after_commits([self.node, 0, server.now, 0, "K", origin, token])
+                self._publish_after_commits(
+                    [self.node, 0, server.now, 0, "K", origin, token, server.unregistered]
+                )
             return
         step = self.steps.pop(token, None)
         if step is None:
@@ -388,9 +405,26 @@ class Cluster:
             self._pong(barrier.step)
 
     def _pong(self, step: Step) -> None:
-        if step.rb is not None:
-            rb = step.rb
-            self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
+        rb = step.rb
+        if rb is None:
+            return
+        out = ResponseBuffer(self.server, rb.client, None, rb.command)
+        if step.then is not None and not rb.client.closed:
+            try:
+                step.then(out)
+            except CommandError as exc:
+                out.numeric(exc.numeric, *exc.params)
+            except FailError as exc:
+                out.fail(exc.command, exc.code, *exc.context)
+            except Exception:
+                log.exception("bug answering %s after its read fence", rb.command)
+                out.numeric(n.ERR_UNKNOWNERROR, rb.command, "Internal error")
+        self._finish_step(rb, step, out)
+
+    def unregistered_elsewhere(self) -> int:
+        """The other nodes' unregistered connections, as of their last fence or
+        acknowledgement (a fenced LUSERS asks them all)."""
+        return sum(self.unknown.values())
 
     def _account(self, node: int, data: dict[str, Any]) -> None:
         record = _account_record(data)
@@ -506,6 +540,7 @@ class Cluster:
         server = self.server
         self.nodes.discard(dead)
         self.dead.add(dead)
+        self.unknown.pop(dead, None)
         for token, barrier in list(self.barriers.items()):
             barrier.nodes.discard(dead)
             if not barrier.nodes:

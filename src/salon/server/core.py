@@ -342,6 +342,14 @@ class Server:
             raise CommandError(n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
         if cmd.idle:
             client.last_message = self.now
+        if cmd.fenced and self.cluster is not None:
+            handler = cmd.handler
+
+            def query(out: ResponseBuffer | None) -> None:
+                handler(self, client, msg, out or rb)
+
+            self.cluster.fence(rb, query)
+            return
         cmd.handler(self, client, msg, rb)
         if (
             (client.pending_commits or self.uncommitted)
