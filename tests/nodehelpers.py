@@ -28,6 +28,27 @@ def on_nodes(*nodes: SalonProcess) -> Connect:
     return connect
 
 
+def quits_after(kill: Callable[[], None], watcher: LineClient, nicks: list[str]) -> float:
+    """Call ``kill()`` (a node or a worker dies), then read ``watcher``'s lines until each
+    of ``nicks`` has quit; how long the latest QUIT took."""
+    watcher.read_all(0.2)
+    kill()
+    killed = time.monotonic()
+    quits: dict[str, float] = {}
+    # node_ttl (3 s) and the 0.5 s look for dead nodes make it about 3.5 s; how long it
+    # takes is a figure for docs/BENCHMARKS.md (test_kill_9_under_traffic prints it), and
+    # the deadline here only ends a test that would otherwise hang.
+    while len(quits) < len(nicks) and time.monotonic() - killed < 30:
+        try:
+            line = watcher.readline(0.5)
+        except TimeoutError:
+            continue
+        if " QUIT " in line:
+            quits[line[1:].split("!")[0]] = time.monotonic() - killed
+    assert sorted(quits) == sorted(nicks)
+    return max(quits.values())
+
+
 def opers() -> list[dict[str, Any]]:
     """The [[oper]] block :func:`modes_and_operators_across` logs in with."""
     from salon.passwords import hash_password

@@ -657,7 +657,14 @@ async def serve(config: Config, ready: Any = None, worker: int = 0) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     shell.on_stop = stop.set
-    await shell.start()
+    try:
+        await shell.start()
+    except StartupError:
+        # A node that joined the cluster and then could not listen leaves it at once; its
+        # bus tasks would otherwise keep the loop, and the process, running.
+        if shell.bus is not None:
+            await shell.bus.close()
+        raise
     # Everything loaded at start lives as long as the process: keep it out of the cyclic
     # GC's scans, and collect the young generation rarely. A chat server allocates many
     # short-lived objects and few cycles, and the young generation's count is objects made
