@@ -291,6 +291,12 @@ def test_a_killed_or_fenced_worker_is_started_again(workers: Callable[..., Worke
     while w.pids()[1] == first or w.log().count("worker 1 is listening") < 2:
         assert time.monotonic() < deadline, w.log()
         time.sleep(0.1)
+    # Dying again soon after its start: the next delay is twice the first.
+    os.kill(w.pids()[1], signal.SIGKILL)
+    w.proc.wait_log("starting it again in 1.0 s", 10)
+    while w.log().count("worker 1 is listening") < 3:
+        assert time.monotonic() < deadline + START_TIMEOUT, w.log()
+        time.sleep(0.1)
     again = w.connect(0, None)  # on the new worker 1, which knows the network
     again.send("NICK gone0")
     again.send("USER x 0 * :x")
@@ -353,5 +359,50 @@ def test_workers_on_cluster_and_postgresql(
         assert "2 workers on the Redis of [cluster]" in w.log()
         join_and_messages_across(w.connect)
         assert sorted(name for name, _users in w.status()) == ["box/1", "box/2"]
+    finally:
+        w.stop()
+
+
+def test_the_private_redis_dies_and_everything_starts_again(
+    workers: Callable[..., Workers],
+) -> None:
+    """Without its Redis no worker can order anything, and a new Redis has an empty log:
+    the supervisor stops every worker, starts Redis and the workers again; users
+    reconnect to a network that works."""
+    w = workers(2)
+    before = w.pids()
+    alice = w.connect(0, "alice")
+    redis_pid = int(re.findall(r"private redis-server on \S+ \(pid (\d+)\)", w.log())[-1])
+    os.kill(redis_pid, signal.SIGKILL)
+    w.proc.wait_log("the private redis-server exited (was killed by SIGKILL)", 10)
+    alice.expect(r"^ERROR ", timeout=30)
+    deadline = time.monotonic() + START_TIMEOUT
+    while w.log().count(" is listening") < 4:  # each worker's second "worker N is listening"
+        assert time.monotonic() < deadline, w.log()
+        time.sleep(0.1)
+    after = w.pids()
+    assert not set(before.values()) & set(after.values())
+    nick_held_on_the_other_side_is_433(w.connect)
+
+
+def test_a_one_process_store_carries_over_to_the_workers(tmp_path: Path) -> None:
+    """An account made in the data directory before the first --workers start logs in on
+    every worker: each worker's first store is a copy of DATA/salon.db."""
+    from accounthelpers import sasl_plain_login
+
+    w = Workers(tmp_path, 2)
+    args = ["account", "create", "carol", "long enough pw", "--config", str(w.proc.config_path)]
+    made = subprocess.run(
+        [sys.executable, "-m", "salon", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        w.start()
+        assert w.log().count("store copied from") == 2
+        for side in (0, 1):
+            sasl_plain_login(w.connect(side, None), f"carol{side}", "carol", "long enough pw")
     finally:
         w.stop()
