@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import logging
 import os
 import select
@@ -145,9 +146,7 @@ class Supervisor:
                 "--workers without a [cluster] section runs a private redis-server:"
                 " install it (Debian: apt-get install redis-server) or configure [cluster]"
             )
-        try:
-            import redis  # noqa: F401 - only whether the workers will find it
-        except ImportError:
+        if importlib.util.find_spec("redis") is None:  # the workers' (not loaded here)
             raise UsageError("cluster support is not installed: pip install 'salon[cluster]'")
         if cfg.cluster is None and len(str(redis_socket(data))) + 1 > SOCKET_PATH_MAX:
             raise UsageError(
