@@ -23,8 +23,8 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
-waits for it).
+commit), ``"B"`` a draft/multiline batch (after its commit), ``"D"`` a node declared dead
+by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it).
 """
 
 from __future__ import annotations
@@ -41,10 +41,17 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import apply, history
-from salon.server.channel import PREFIX_MODES
+from salon.server.channel import PREFIX_MODES, Channel
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
-from salon.server.delivery import Delivery, body_bytes, deliver_message
+from salon.server.delivery import (
+    Delivery,
+    Line,
+    body_bytes,
+    deliver_message,
+    deliver_multiline,
+    multiline_batch,
+)
 from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
     ChannelMode,
@@ -214,6 +221,34 @@ class Cluster:
         if echo or (held is not None and not held.empty()):
             self.messages[token] = (client, echo, held)
 
+    def submit_multiline(
+        self,
+        client: Client,
+        target: str,
+        chan: Channel | None,
+        other: Client | None,
+        head_tags: dict[str, str],
+        lines: Sequence[Line],
+        fallback: Sequence[Message],
+        echo: bool,
+        held: Held | None,
+        events: Sequence[HistoryEvent],
+    ) -> None:
+        """Send a committed draft/multiline batch to the network's order (as
+        :meth:`submit_message` does a message)."""
+        token = self._next_token()
+        self._publish(
+            [
+                self.node, token, self.server.now, 0, "B", client.id, client.prefix, target,
+                chan.cf if chan is not None else None, other.id if other is not None else None,
+                head_tags, [list(line) for line in lines],
+                [[m.command, m.params[1], m.tags] for m in fallback],
+                [list(event) for event in events],
+            ]
+        )  # fmt: skip
+        if echo or (held is not None and not held.empty()):
+            self.messages[token] = (client, echo, held)
+
     # ------------------------------------------------------------------ in
 
     def entries(self, entries: Sequence[str]) -> None:
@@ -226,6 +261,8 @@ class Cluster:
                     self._event(entry)
                 elif kind == "M":
                     self._message(entry)
+                elif kind == "B":
+                    self._multiline(entry)
                 elif kind == "D":
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
@@ -389,6 +426,8 @@ class Cluster:
             deliveries.append((out, wire, chan, other, status))
         deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
         if node != self.node:
+            if sender is not None and command != "TAGMSG":
+                sender.last_message = float(entry[2])  # (WHOIS idle)
             if len(entry) > 9 and entry[9] and not self.shared_store:
                 history.record(server, [_history_event(row) for row in entry[9]])
             return
@@ -406,6 +445,41 @@ class Cluster:
             for out, *_ in deliveries:
                 out_rb.add(out)
         out_rb.flush()
+
+    def _multiline(self, entry: list[Any]) -> None:
+        server = self.server
+        node, token, time = int(entry[0]), int(entry[1]), float(entry[2])
+        sender_id, source, target, cf, uid = entry[5:10]
+        head_tags, lines, fallback, rows = entry[10:14]
+        try:
+            sender = apply.user(server, int(sender_id))
+        except KeyError:
+            sender = _NOBODY
+        batch_lines: list[Line] = [(str(c), str(t), bool(concat)) for c, t, concat in lines]
+        recipients: Sequence[Client] = ()
+        if cf is not None:
+            chan = server.channels.get(cf)
+            recipients = list(chan.members) if chan is not None else ()
+        elif uid is not None and uid in server.clients:
+            recipients = (server.clients[uid],)
+        singles = [Message(c, (target, text), source, tags) for c, text, tags in fallback]
+        deliver_multiline(
+            server, sender, recipients, source, target, head_tags, batch_lines, singles
+        )
+        if node != self.node:
+            sender.last_message = time  # (WHOIS idle)
+            if rows and not self.shared_store:
+                history.record(server, [_history_event(row) for row in rows])
+            return
+        waiting = self.messages.pop(token, None)
+        if waiting is None:
+            return
+        client, echo, held = waiting
+        out = held.resume() if held is not None else ResponseBuffer(server, client, None)
+        if echo:
+            for message in multiline_batch(server, target, source, head_tags, batch_lines):
+                out.add(message)
+        out.flush()
 
     # ------------------------------------------------------------------ deaths
 
@@ -511,7 +585,7 @@ def check(server: Server, event: Event) -> None:
                 raise CommandError(
                     n.ERR_USERONCHANNEL, client.nick, chan.name, "is already on channel"
                 )
-            admit(chan, client, None, check_key=False)
+            admit(chan, client, event.key)
         return
     if isinstance(event, Part):
         client = _known(server, event.uid)
