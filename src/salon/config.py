@@ -191,6 +191,13 @@ class MetadataSection:
     rate_period: float = 10.0
 
 
+# Seconds between a cluster node's heartbeats (salon.net.bus). node_ttl must outlast a few:
+# a beat goes out late by up to the bus's look for dead nodes, and a busy event loop or a
+# slow Redis delays one more; a TTL as short as the interval was seen to fence healthy nodes.
+HEARTBEAT_EVERY = 1.0
+MIN_NODE_TTL = 3 * HEARTBEAT_EVERY
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSection:
     """[cluster]: this server is one node of a network on a Redis bus (issue 19)."""
@@ -677,7 +684,13 @@ def _validate_cluster(cluster: ClusterSection) -> None:
         raise ConfigError(
             f"cluster.prefix: {cluster.prefix!r} must be 1 to 64 letters, digits and _.:-"
         )
-    _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
+    if not MIN_NODE_TTL <= cluster.node_ttl <= 60:
+        raise ConfigError(
+            f"cluster.node_ttl: {cluster.node_ttl} is out of range ({MIN_NODE_TTL:g} to 60): "
+            f"a node renews its heartbeat every {HEARTBEAT_EVERY:g} s, and a shorter TTL "
+            "lets a healthy node's heartbeat expire (it is then fenced)"
+        )
+    _check_ranges("cluster", cluster, {"log_maxlen": (1000, 100000000)})
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

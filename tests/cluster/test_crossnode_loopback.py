@@ -213,3 +213,38 @@ def test_a_key_set_on_one_node_decides_a_racing_join_in_its_turn(
         alice.expect(r" MODE #k -k")
         synced(bob)
     print(f"+k race: the JOIN first in {sum(outcomes)} of {len(outcomes)} rounds")
+
+
+def test_a_node_refuses_a_log_trimmed_past_what_the_network_holds(
+    cluster: Callable[..., SalonProcess],
+) -> None:
+    """Issue 19 point 11: with ``log_maxlen`` too short for alice (connected since before
+    the log's oldest entry), a starting node stops with one line instead of rebuilding a
+    network without her; once she and the others of that time have gone, a node starts."""
+    short = {"cluster": {"log_maxlen": 1000}}
+    a = cluster("a", **short)
+    alice = client(a, "alice")
+    alice.send("JOIN #old")
+    alice.expect(r" 366 ")
+    talker = client(a, "talker")
+    talker.send("JOIN #spam")
+    talker.expect(r" 366 ")
+    for i in range(1300):
+        talker.send(f"PRIVMSG #spam :line {i}")
+    synced(talker)
+    time.sleep(1.6)  # a heartbeat reports what A's replica holds
+    with pytest.raises(RuntimeError, match="no longer reaches back to what the running nodes"):
+        cluster("b", **short)
+    for c in (alice, talker):
+        c.send("QUIT")
+        c.expect(r"^ERROR ")
+    carol = client(a, "carol")
+    carol.send("JOIN #new")
+    carol.expect(r" 366 ")
+    time.sleep(1.6)
+    b = cluster("b2", **short)
+    bob = client(b, "bob")
+    bob.send("WHOIS carol")
+    bob.expect(r" 319 bob carol :?@#new")
+    bob.send("WHOIS alice")
+    bob.expect(r" 401 bob alice ")

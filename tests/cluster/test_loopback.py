@@ -155,7 +155,9 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
     cluster: Callable[..., SalonProcess],
 ) -> None:
     """SIGSTOP past node_ttl: its users quit on the other node, their nicks are taken
-    there, and the node, woken, is refused by Redis and closes its clients with ERROR."""
+    there, and the node, woken, is refused by Redis and closes its clients with ERROR,
+    answering nothing from its stale copy of the network before (where sleeper would
+    still hold the nick that taker holds on B)."""
     a, b = cluster("a"), cluster("b")
     sleeper = client(a, "sleeper")
     bob = client(b, "bob")
@@ -171,8 +173,10 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
         print(f"SIGSTOP: the QUIT seen on the other node after {time.monotonic() - stopped:.2f} s")
         taker = client(b, "sleeper")  # free on the live node
     finally:
+        sleeper.send("WHOIS sleeper")  # read by the node as soon as it wakes
         a.proc.send_signal(signal.SIGCONT)
     sleeper.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=10)
+    assert [line for line in sleeper.lines if " 311 " in line] == []
     assert a.proc.wait(10) == 3
     taker.send("WHOIS sleeper")
     taker.expect(r" 311 sleeper sleeper sleeper 127\.0\.0\.1 ")

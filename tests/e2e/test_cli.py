@@ -336,6 +336,7 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[cluster]\nredis = 'redis://h'\nnode = 'a b'\n", "cluster.node"),
         ("[cluster]\nredis = 'redis://h'\nprefix = 'a b'\n", "cluster.prefix"),
         ("[cluster]\nredis = 'redis://h'\nnode_ttl = 0.1\n", "cluster.node_ttl"),
+        ("[cluster]\nredis = 'redis://h'\nnode_ttl = 1\n", "heartbeat every 1 s"),
         ("[cluster]\nredis = 'redis://h'\nlog_maxlen = 5\n", "cluster.log_maxlen"),
         ("[cluster]\nredis = 'redis://h'\nttl = 3\n", "cluster.ttl: unknown key"),
         ("[postgres]\n", "postgres: set either dsn or host"),

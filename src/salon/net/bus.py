@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -32,11 +34,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from salon.config import ClusterSection
+from salon.config import HEARTBEAT_EVERY, ClusterSection
 
 log = logging.getLogger("salon.net.bus")
 
-BEAT_EVERY = 1.0  # seconds between heartbeats (the key lives node_ttl)
+BEAT_EVERY = HEARTBEAT_EVERY  # seconds between heartbeats (the key lives node_ttl)
 REAP_EVERY = 0.5  # seconds between looks for dead nodes
 READ_BLOCK_MS = 1000
 READ_COUNT = 2000
@@ -63,6 +65,7 @@ class RedisBus:
         on_entries: Callable[[list[str]], None],
         on_fenced: Callable[[str], None],
         users: Callable[[], int] = lambda: 0,
+        needs: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
@@ -70,10 +73,15 @@ class RedisBus:
         self.on_entries = on_entries
         self.on_fenced = on_fenced
         self.users = users
+        self.needs = needs
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
         self.closing = False
+        # time.monotonic() until which this node is surely alive (see alive()).
+        self.alive_until = 0.0
+        self._confirmed: list[Callable[[], None]] = []
+        self._confirming: asyncio.Task[None] | None = None
         self._queue: list[str] = []
         self._sender: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,6 +102,7 @@ class RedisBus:
             self._reader = aioredis.from_url(url, decode_responses=True)
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
+            sent = time.monotonic()
             node = await self._calls.fcall(
                 "salon_join",
                 2,
@@ -107,10 +116,42 @@ class RedisBus:
             await self.close(clean=False)
             raise BusError(f"cannot use Redis at {url}: {exc}") from None
         self.node = int(node)
+        self.alive_until = sent + self.cfg.node_ttl
         log.info(
             "cluster node %d (%s) on %s, prefix %s", self.node, self.name, url, self.cfg.prefix
         )
         return self.node
+
+    async def check_log(self) -> None:
+        """Raise BusError when the log was trimmed (``log_maxlen``) past what the running
+        nodes' replicas depend on (the oldest live user's introduction, the oldest channel's
+        creation, as their heartbeats report it): a replay would build a different network,
+        and nothing later would tell."""
+        try:
+            info = await self._calls.xinfo_stream(self.key("log"))
+            states = await self._calls.hgetall(self.key("state"))
+        except ResponseError:
+            return  # no log yet
+        except (RedisError, OSError) as exc:
+            raise BusError(f"cannot use Redis at {self.cfg.redis}: {exc}") from None
+        added = info.get("entries-added")  # (Redis 7 and later)
+        first = info.get("first-entry")
+        if added is None or added <= info["length"] or not first:
+            return  # nothing trimmed yet
+        first_time = float(json.loads(first[1]["e"])[2])
+        needed = [
+            float(parts[2])
+            for number, text in states.items()
+            if int(number) != self.node and len(parts := text.split()) > 2
+        ]
+        if needed and min(needed) < first_time:
+            await self.close()
+            raise BusError(
+                f"cannot join the network: its log (cluster.log_maxlen {self.cfg.log_maxlen}) "
+                "no longer reaches back to what the running nodes hold (a user or channel "
+                f"made {first_time - min(needed):.1f} s before its oldest entry); raise "
+                "log_maxlen on every node, or stop every node and start them again"
+            )
 
     async def replay(self) -> list[str]:
         """Every entry of the log so far (a new node rebuilds the network's state from
@@ -209,24 +250,59 @@ class RedisBus:
             try:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + BEAT_EVERY
-                    alive = await self._beater.fcall(
-                        "salon_beat",
-                        2,
-                        self.key("node", self.node),
-                        self.key("state"),
-                        self.name,
-                        self.ttl_ms,
-                        self.node,
-                        f"{self.last_id} {self.users()}",
-                    )
-                    if not int(alive):
-                        self._fence("heartbeat refused: this node was declared dead")
+                    if not await self._heartbeat():
                         return
                 await self._reap()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("bus heartbeat: %s", exc)
+
+    async def _heartbeat(self) -> bool:
+        """Renew this node's heartbeat key; False (and fenced) when it was gone."""
+        sent = time.monotonic()
+        alive = await self._beater.fcall(
+            "salon_beat",
+            2,
+            self.key("node", self.node),
+            self.key("state"),
+            self.name,
+            self.ttl_ms,
+            self.node,
+            f"{self.last_id} {self.users()} {self.needs():.3f}",
+        )
+        if not int(alive):
+            self._fence("heartbeat refused: this node was declared dead")
+            return False
+        self.alive_until = max(self.alive_until, sent + self.cfg.node_ttl)
+        for then in self._confirmed:
+            then()
+        self._confirmed = []
+        return True
+
+    def alive(self) -> bool:
+        """Whether this node is surely still part of the network: its heartbeat key, last
+        renewed before ``alive_until - node_ttl``, cannot have expired yet. After a pause
+        or a stall longer than that, the other nodes may have declared it dead and given
+        its users' nicks to others: its copy of the network is not to be trusted until
+        :meth:`confirm` has heard from Redis."""
+        return time.monotonic() < self.alive_until
+
+    def confirm(self, then: Callable[[], None]) -> None:
+        """Renew the heartbeat now; ``then()`` once Redis took it (never when it refused:
+        this node is fenced then)."""
+        self._confirmed.append(then)
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.get_running_loop().create_task(self._confirm())
+
+    async def _confirm(self) -> None:
+        while not self.fenced and not self.closing:
+            try:
+                await self._heartbeat()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("bus heartbeat: %s", exc)
+                await asyncio.sleep(RETRY_EVERY)
 
     async def _reap(self) -> None:
         nodes = await self._beater.hgetall(self.key("nodes"))
@@ -273,7 +349,7 @@ class RedisBus:
                     self.cfg.log_maxlen,
                 )
         self.closing = True
-        tasks = [t for t in (*self._tasks, self._sender) if t is not None]
+        tasks = [t for t in (*self._tasks, self._sender, self._confirming) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -309,7 +385,7 @@ async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:
         found = []
         for number, name in sorted(nodes.items(), key=lambda item: int(item[0])):
             ttl_ms = int(await conn.pttl(f"{prefix}:node:{number}"))
-            last_id, _, users = state.get(number, "0-0 0").partition(" ")
+            last_id, users, *_needs = state.get(number, "0-0 0").split()
             later = await conn.xrange(f"{prefix}:log", "(" + last_id, "+", count=LAG_LIMIT)
             found.append(
                 NodeStatus(int(number), name, ttl_ms / 1000, int(users or 0), len(later or ()))

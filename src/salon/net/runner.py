@@ -356,10 +356,12 @@ class Shell:
             self._bus_entries,
             self._fenced,
             lambda: len(server.clients) - server.unregistered,
+            lambda: server.cluster.needs() if server.cluster is not None else time.time(),
         )
         try:
             node = await self.bus.connect()
             self.server.join_cluster(node, shared_store=self.config.postgres is not None)
+            await self.bus.check_log()
             entries = await self.bus.replay()
         except BusError as exc:
             raise StartupError(str(exc)) from None
@@ -375,6 +377,29 @@ class Shell:
         for client in list(self.paused):
             self._resume(client)
         self.after()
+
+    def hold_input(self, conn: ClientProtocol, data: bytes) -> bool:
+        """Whether ``data`` must wait (kept in ``conn.waiting``): this node has not heard
+        from Redis for longer than node_ttl (it was paused, or stalled), so the other
+        nodes may have declared it dead and given its users' nicks to others. Answering
+        from its copy of the network then could show two users holding one nick, so no
+        input is read until a heartbeat confirms the node, or Redis refuses it (fenced)."""
+        if self.bus.alive() and not conn.waiting:
+            return False
+        if not conn.waiting and conn.client is not None and conn.client.sink is not None:
+            conn.client.sink.pause_reading()
+        conn.waiting += data
+        self.bus.confirm(functools.partial(self._confirmed, conn))
+        return True
+
+    def _confirmed(self, conn: ClientProtocol) -> None:
+        data, conn.waiting = conn.waiting, b""
+        client = conn.client
+        if not data or client is None or client.closed:
+            return
+        if client.sink is not None and not client.reading_paused:
+            client.sink.resume_reading()
+        conn.data_received(data)
 
     def _fenced(self, reason: str) -> None:
         """Redis declared this node dead (a pause, a cut link): its users have quit on

@@ -123,6 +123,10 @@ class Cluster:
         self.introducing: set[int] = set()
         # True while another node's account deletion is applied here (not sent again).
         self.applying_account = False
+        # The times of the entries that introduced each user (by uid) and created each
+        # channel (by casefolded name; dropped lazily once gone): see needs().
+        self.introduced: dict[int, float] = {}
+        self.created: dict[str, float] = {}
         self._token = 0
         self._reserved = 0
         self.op: BusOp | None = None
@@ -249,6 +253,18 @@ class Cluster:
         if echo or (held is not None and not held.empty()):
             self.messages[token] = (client, echo, held)
 
+    def needs(self) -> float:
+        """The time of the oldest entry this replica still depends on: the introduction of
+        the longest-connected user, or the JOIN that made the oldest channel (registered
+        channels come from the store). A node that starts on a log trimmed past this
+        would rebuild a different network (salon.net.bus refuses it)."""
+        channels = self.server.channels
+        for cf in [cf for cf in self.created if cf not in channels]:
+            del self.created[cf]
+        kept = self.server.services.keeps
+        made = [t for cf, t in self.created.items() if not kept(channels[cf])]
+        return min([*self.introduced.values(), *made, self.server.now])
+
     # ------------------------------------------------------------------ in
 
     def entries(self, entries: Sequence[str]) -> None:
@@ -300,7 +316,15 @@ class Cluster:
                 return False
             if server.event_log is not None:
                 server.event_log.append(event)
+            if isinstance(event, Join) and casefold(event.channel) not in server.channels:
+                self.created[casefold(event.channel)] = time
+            elif isinstance(event, Rename) and casefold(event.channel) in self.created:
+                self.created[casefold(event.new)] = self.created.pop(casefold(event.channel))
             apply.APPLY[type(event)](server, event, out)
+            if isinstance(event, Intro):
+                self.introduced[event.uid] = time
+            elif isinstance(event, Quit):
+                self.introduced.pop(event.uid, None)
             return True
         finally:
             server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms = saved
