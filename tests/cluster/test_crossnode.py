@@ -91,8 +91,9 @@ def test_two_nodes_register_one_channel_at_once_one_founder() -> None:
     assert regs(net, 0) == regs(net, 1) == {"#c": ("bob", [], False)}
 
 
-def test_redact_reaches_the_other_node_and_its_history() -> None:
-    net = ClusterNet(2)
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_redact_reaches_the_other_node_and_its_history(shared_store: bool) -> None:
+    net = ClusterNet(2, shared_store=shared_store)
     wanted = [
         "draft/message-redaction", "message-tags", "draft/chathistory", "batch",
         "echo-message", "server-time",
@@ -125,8 +126,9 @@ def test_redact_reaches_the_other_node_and_its_history() -> None:
     assert find(alice.messages(), "PRIVMSG") == []
 
 
-def test_markread_reaches_the_account_s_sessions_on_the_other_node() -> None:
-    net = ClusterNet(2, accounts={"registration_throttle": 0})
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_markread_reaches_the_account_s_sessions_on_the_other_node(shared_store: bool) -> None:
+    net = ClusterNet(2, shared_store=shared_store, accounts={"registration_throttle": 0})
     register_account(net[0], "alice").send("QUIT")
     wanted = "sasl draft/read-marker"
     here = sasl_connect(net[0], "alice", "alice", caps=wanted)
