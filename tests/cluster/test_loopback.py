@@ -172,11 +172,17 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
         bob.expect(r"^:sleeper!\S+ QUIT :\*\.net \*\.split$", timeout=30)
         print(f"SIGSTOP: the QUIT seen on the other node after {time.monotonic() - stopped:.2f} s")
         taker = client(b, "sleeper")  # free on the live node
+        taker.send("JOIN #c")
+        taker.expect(r" 366 ")
+        taker.send("PRIVMSG #c :the nick is mine now")
+        bob.expect(r"PRIVMSG #c :the nick is mine now$")
     finally:
         sleeper.send("WHOIS sleeper")  # read by the node as soon as it wakes
         a.proc.send_signal(signal.SIGCONT)
     sleeper.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=10)
-    assert [line for line in sleeper.lines if " 311 " in line] == []
+    # Woken, it showed nothing of the network after its death: no answer from its copy
+    # (in which sleeper still held the nick), no line of the other user by that nick.
+    assert [line for line in sleeper.lines if " 311 " in line or "mine now" in line] == []
     assert a.proc.wait(10) == 3
     taker.send("WHOIS sleeper")
     taker.expect(r" 311 sleeper sleeper sleeper 127\.0\.0\.1 ")

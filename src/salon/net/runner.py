@@ -179,6 +179,8 @@ class Shell:
         # module, and redis with it, is imported only then.
         self.bus: Any = None
         self.fenced = False
+        # Bus entries read while this node was unsure it is still part of the network.
+        self.later_entries: list[str] = []
         # Set by serve(): stops the server (used when the cluster fences this node).
         self.on_stop: Callable[[], None] | None = None
         # The file host on the HTTP listeners (None: off, or no HTTP listener).
@@ -375,6 +377,14 @@ class Shell:
         self.bus.start()
 
     def _bus_entries(self, entries: list[str]) -> None:
+        if self.later_entries or not self.bus.alive():
+            # As for input (hold_input): the entries that followed this node's death
+            # (another user given its user's nick, speaking in its channels) are not shown
+            # to its clients; they wait until a heartbeat confirms the node.
+            if not self.later_entries:
+                self.bus.confirm(self._entries_confirmed)
+            self.later_entries += entries
+            return
         self.server.bus_entries(entries, time.time())
         for client in list(self.paused):
             self._resume(client)
@@ -402,6 +412,11 @@ class Shell:
         if client.sink is not None and not client.reading_paused:
             client.sink.resume_reading()
         conn.data_received(data)
+
+    def _entries_confirmed(self) -> None:
+        entries, self.later_entries = self.later_entries, []
+        if entries:
+            self._bus_entries(entries)
 
     def _recover(self, sent: list[str], read: str) -> list[str]:
         """Redis lost data: what this node sends first (see Cluster.recover)."""
