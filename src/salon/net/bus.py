@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -93,6 +94,7 @@ class RedisBus:
         users: Callable[[], int] = lambda: 0,
         on_lost: Callable[[list[str], str], list[str]] = lambda sent, read: sent,
         highest: Callable[[], int] = lambda: 0,
+        needs: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
@@ -102,10 +104,15 @@ class RedisBus:
         self.users = users
         self.on_lost = on_lost
         self.highest = highest
+        self.needs = needs
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
         self.closing = False
+        # time.monotonic() until which this node is surely alive (see alive()).
+        self.alive_until = 0.0
+        self._confirmed: list[Callable[[], None]] = []
+        self._confirming: asyncio.Task[None] | None = None
         # What this node knows of Redis: its process (INFO run_id) and its data (P:run).
         self.run_id = ""
         self.run = ""
@@ -138,6 +145,7 @@ class RedisBus:
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
             self.run_id = str((await self._calls.info("server"))["run_id"])
+            sent = time.monotonic()
             node, run = await self._calls.fcall(
                 "salon_join",
                 3,
@@ -154,10 +162,42 @@ class RedisBus:
             raise BusError(f"cannot use Redis at {url}: {exc}") from None
         self.node = int(node)
         self.run = str(run)
+        self.alive_until = sent + self.cfg.node_ttl
         log.info(
             "cluster node %d (%s) on %s, prefix %s", self.node, self.name, url, self.cfg.prefix
         )
         return self.node
+
+    async def check_log(self) -> None:
+        """Raise BusError when the log was trimmed (``log_maxlen``) past what the running
+        nodes' replicas depend on (the oldest live user's introduction, the oldest channel's
+        creation, as their heartbeats report it): a replay would build a different network,
+        and nothing later would tell."""
+        try:
+            info = await self._calls.xinfo_stream(self.key("log"))
+            states = await self._calls.hgetall(self.key("state"))
+        except ResponseError:
+            return  # no log yet
+        except (RedisError, OSError) as exc:
+            raise BusError(f"cannot use Redis at {self.cfg.redis}: {exc}") from None
+        added = info.get("entries-added")  # (Redis 7 and later)
+        first = info.get("first-entry")
+        if added is None or added <= info["length"] or not first:
+            return  # nothing trimmed yet
+        first_time = float(json.loads(first[1]["e"])[2])
+        needed = [
+            float(parts[2])
+            for number, text in states.items()
+            if int(number) != self.node and len(parts := text.split()) > 2
+        ]
+        if needed and min(needed) < first_time:
+            await self.close()
+            raise BusError(
+                f"cannot join the network: its log (cluster.log_maxlen {self.cfg.log_maxlen}) "
+                "no longer reaches back to what the running nodes hold (a user or channel "
+                f"made {first_time - min(needed):.1f} s before its oldest entry); raise "
+                "log_maxlen on every node, or stop every node and start them again"
+            )
 
     async def replay(self) -> list[str]:
         """Every entry of the log so far (a new node rebuilds the network's state from
@@ -270,21 +310,60 @@ class RedisBus:
             try:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + every
-                    alive = await self._beater.fcall(
-                        "salon_beat",
-                        2,
-                        self.key("node", self.node),
-                        self.key("state"),
-                        self.name,
-                        self.ttl_ms,
-                        self.node,
-                        f"{self.last_id} {self.users()}",
-                    )
-                    if not int(alive):
-                        self._trouble("heartbeat refused: this node's key is gone")
+                    if not await self._heartbeat():
                         continue
-                    self._trouble_since = None
                 await self._reap()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._trouble(f"heartbeat: {exc}")
+
+    async def _heartbeat(self) -> bool:
+        """Renew this node's heartbeat key; False (and recovery under way) when it was
+        gone. Raises RedisError while Redis cannot be used."""
+        sent = time.monotonic()
+        alive = await self._beater.fcall(
+            "salon_beat",
+            2,
+            self.key("node", self.node),
+            self.key("state"),
+            self.name,
+            self.ttl_ms,
+            self.node,
+            f"{self.last_id} {self.users()} {self.needs():.3f}",
+        )
+        if not int(alive):
+            self._trouble("heartbeat refused: this node's key is gone")
+            return False
+        self._trouble_since = None
+        self.alive_until = max(self.alive_until, sent + self.cfg.node_ttl)
+        confirmed, self._confirmed = self._confirmed, []
+        for then in confirmed:
+            then()
+        return True
+
+    def alive(self) -> bool:
+        """Whether this node is surely still part of the network: its heartbeat key, last
+        renewed before ``alive_until - node_ttl``, cannot have expired yet. After a pause
+        or a stall longer than that, the other nodes may have declared it dead and given
+        its users' nicks to others: its copy of the network is not to be trusted until
+        :meth:`confirm` has heard from Redis."""
+        return time.monotonic() < self.alive_until
+
+    def confirm(self, then: Callable[[], None]) -> None:
+        """Renew the heartbeat now; ``then()`` once Redis took it (never when this node
+        is fenced instead)."""
+        self._confirmed.append(then)
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.get_running_loop().create_task(self._confirm())
+
+    async def _confirm(self) -> None:
+        while self._confirmed and not self.fenced and not self.closing:
+            await self._healthy.wait()
+            if self.fenced or self.closing:
+                return
+            try:
+                await self._heartbeat()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -438,7 +517,11 @@ class RedisBus:
                 )
         self.closing = True
         self._healthy.set()  # (what waits for it sees closing and ends)
-        tasks = [t for t in (*self._tasks, self._sender, self._recovery) if t is not None]
+        tasks = [
+            t
+            for t in (*self._tasks, self._sender, self._recovery, self._confirming)
+            if t is not None
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -474,7 +557,7 @@ async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:
         found = []
         for number, name in sorted(nodes.items(), key=lambda item: int(item[0])):
             ttl_ms = int(await conn.pttl(f"{prefix}:node:{number}"))
-            last_id, _, users = state.get(number, "0-0 0").partition(" ")
+            last_id, users, *_needs = state.get(number, "0-0 0").split()
             later = await conn.xrange(f"{prefix}:log", "(" + last_id, "+", count=LAG_LIMIT)
             found.append(
                 NodeStatus(int(number), name, ttl_ms / 1000, int(users or 0), len(later or ()))

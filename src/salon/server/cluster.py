@@ -23,11 +23,12 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"f"`` a change to the file host's records (Files.apply), ``"D"`` a node declared
-dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"``
-another node's acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG
-waits for are those seen in the order and not declared dead), ``"S"`` a node's restatement
-of its users and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
+commit), ``"B"`` a draft/multiline batch (after its commit), ``"f"`` a change to the file
+host's records (Files.apply), ``"D"`` a node declared dead by the bus (its users quit),
+``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's acknowledgement of a
+fence, ``"N"`` a node that started (the nodes a PONG waits for are those seen in the order
+and not declared dead), ``"S"`` a node's restatement of its users and their channels (sent
+when Redis lost the log: :meth:`Cluster.restate`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
@@ -56,10 +57,17 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import apply, history
-from salon.server.channel import PREFIX_MODES, ListEntry
+from salon.server.channel import PREFIX_MODES, Channel, ListEntry
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
-from salon.server.delivery import Delivery, body_bytes, deliver_message
+from salon.server.delivery import (
+    Delivery,
+    Line,
+    body_bytes,
+    deliver_message,
+    deliver_multiline,
+    multiline_batch,
+)
 from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
     ChannelMode,
@@ -159,6 +167,10 @@ class Cluster:
         self.introducing: set[int] = set()
         # True while another node's account deletion is applied here (not sent again).
         self.applying_account = False
+        # The times of the entries that introduced each user (by uid) and created each
+        # channel (by casefolded name; dropped lazily once gone): see needs().
+        self.introduced: dict[int, float] = {}
+        self.created: dict[str, float] = {}
         self._token = 0
         self._reserved = 0
         self.op: BusOp | None = None
@@ -312,6 +324,46 @@ class Cluster:
         if echo or (held is not None and not held.empty()):
             self.messages[token] = (client, echo, held)
 
+    def submit_multiline(
+        self,
+        client: Client,
+        target: str,
+        chan: Channel | None,
+        other: Client | None,
+        head_tags: dict[str, str],
+        lines: Sequence[Line],
+        fallback: Sequence[Message],
+        echo: bool,
+        held: Held | None,
+        events: Sequence[HistoryEvent],
+    ) -> None:
+        """Send a committed draft/multiline batch to the network's order (as
+        :meth:`submit_message` does a message)."""
+        token = self._next_token()
+        self._publish(
+            [
+                self.node, token, self.server.now, 0, "B", client.id, client.prefix, target,
+                chan.cf if chan is not None else None, other.id if other is not None else None,
+                head_tags, [list(line) for line in lines],
+                [[m.command, m.params[1], m.tags] for m in fallback],
+                [list(event) for event in events],
+            ]
+        )  # fmt: skip
+        if echo or (held is not None and not held.empty()):
+            self.messages[token] = (client, echo, held)
+
+    def needs(self) -> float:
+        """The time of the oldest entry this replica still depends on: the introduction of
+        the longest-connected user, or the JOIN that made the oldest channel (registered
+        channels come from the store). A node that starts on a log trimmed past this
+        would rebuild a different network (salon.net.bus refuses it)."""
+        channels = self.server.channels
+        for cf in [cf for cf in self.created if cf not in channels]:
+            del self.created[cf]
+        kept = self.server.services.keeps
+        made = [t for cf, t in self.created.items() if not kept(channels[cf])]
+        return min([*self.introduced.values(), *made, self.server.now])
+
     def submit_files(self, op: list[Any]) -> None:
         """A change to the file host's state (Files.apply on the other nodes)."""
         self._publish([self.node, 0, self.server.now, 0, "f", op])
@@ -337,6 +389,8 @@ class Cluster:
                     self._event(entry)
                 elif kind == "M":
                     self._message(entry)
+                elif kind == "B":
+                    self._multiline(entry)
                 elif kind == "D":
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
@@ -393,7 +447,15 @@ class Cluster:
                 return False
             if server.event_log is not None:
                 server.event_log.append(event)
+            if isinstance(event, Join) and casefold(event.channel) not in server.channels:
+                self.created[casefold(event.channel)] = time
+            elif isinstance(event, Rename) and casefold(event.channel) in self.created:
+                self.created[casefold(event.new)] = self.created.pop(casefold(event.channel))
             apply.APPLY[type(event)](server, event, out)
+            if isinstance(event, Intro):
+                self.introduced[event.uid] = time
+            elif isinstance(event, Quit):
+                self.introduced.pop(event.uid, None)
             return True
         finally:
             server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms = saved
@@ -572,6 +634,8 @@ class Cluster:
             deliveries.append((out, wire, chan, other, status))
         deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
         if node != self.node:
+            if sender is not None and command != "TAGMSG":
+                sender.last_message = float(entry[2])  # (WHOIS idle)
             if len(entry) > 9 and entry[9] and not self.shared_store:
                 history.record(server, [_history_event(row) for row in entry[9]])
             return
@@ -589,6 +653,41 @@ class Cluster:
             for out, *_ in deliveries:
                 out_rb.add(out)
         out_rb.flush()
+
+    def _multiline(self, entry: list[Any]) -> None:
+        server = self.server
+        node, token, time = int(entry[0]), int(entry[1]), float(entry[2])
+        sender_id, source, target, cf, uid = entry[5:10]
+        head_tags, lines, fallback, rows = entry[10:14]
+        try:
+            sender = apply.user(server, int(sender_id))
+        except KeyError:
+            sender = _NOBODY
+        batch_lines: list[Line] = [(str(c), str(t), bool(concat)) for c, t, concat in lines]
+        recipients: Sequence[Client] = ()
+        if cf is not None:
+            chan = server.channels.get(cf)
+            recipients = list(chan.members) if chan is not None else ()
+        elif uid is not None and uid in server.clients:
+            recipients = (server.clients[uid],)
+        singles = [Message(c, (target, text), source, tags) for c, text, tags in fallback]
+        deliver_multiline(
+            server, sender, recipients, source, target, head_tags, batch_lines, singles
+        )
+        if node != self.node:
+            sender.last_message = time  # (WHOIS idle)
+            if rows and not self.shared_store:
+                history.record(server, [_history_event(row) for row in rows])
+            return
+        waiting = self.messages.pop(token, None)
+        if waiting is None:
+            return
+        client, echo, held = waiting
+        out = held.resume() if held is not None else ResponseBuffer(server, client, None)
+        if echo:
+            for message in multiline_batch(server, target, source, head_tags, batch_lines):
+                out.add(message)
+        out.flush()
 
     # ------------------------------------------------------------------ restatement
 
@@ -841,7 +940,7 @@ def check(server: Server, event: Event) -> None:
                 raise CommandError(
                     n.ERR_USERONCHANNEL, client.nick, chan.name, "is already on channel"
                 )
-            admit(chan, client, None, check_key=False)
+            admit(chan, client, event.key)
         return
     if isinstance(event, Part):
         client = _known(server, event.uid)
