@@ -127,7 +127,14 @@ def test_redis_restarted_under_traffic(
     talker.start()
     time.sleep(1.0)
     own_redis.halt()
-    time.sleep(OUTAGE)
+    time.sleep(OUTAGE / 2)
+    # A change, and a user who registers and joins, while Redis is away: they wait.
+    topic = "set while Redis was away"
+    clients["a1"].send(f"TOPIC #r :{topic}")
+    newcomer = LineClient(a.irc_port)
+    for line in ("NICK a3", "USER a3 0 * :a3", "JOIN #r"):
+        newcomer.send(line)
+    time.sleep(OUTAGE / 2)
     own_redis.start(own_redis.port)
     back = time.monotonic()
     waited = list(sent)  # (sent while Redis was away)
@@ -162,12 +169,15 @@ def test_redis_restarted_under_traffic(
     for r in readers.values():
         r.done.set()
         r.join(2)
+    newcomer.expect(r" 366 a3 #r ", timeout=RECOVERY)
     # Nobody was disconnected, and both replicas hold the truth.
-    truth = "@a1 a2 b1 b2"
+    truth = "@a1 a2 a3 b1 b2"
     for nick, c in clients.items():
         c.send("NAMES #r")
         listed = c.expect(r" 353 \S+ = #r :(.*)$").group(1)
         assert " ".join(sorted(listed.split(), key=lambda n: n.lstrip("@"))) == truth, nick
+        c.send("TOPIC #r")
+        assert c.expect(r" 332 \S+ #r :(.*)$").group(1) == topic
     if not own_redis.persist:
         # A node started now rebuilds the network from what the nodes restated.
         third = nodes("c")
@@ -176,6 +186,8 @@ def test_redis_restarted_under_traffic(
         c.send("NAMES #r")
         listed = c.expect(r" 353 \S+ = #r :(.*)$").group(1)
         assert " ".join(sorted(listed.split(), key=lambda n: n.lstrip("@"))) == truth
+        c.send("TOPIC #r")
+        assert c.expect(r" 332 c1 #r :(.*)$").group(1) == topic
         c.send("NICK a1")
         c.expect(r" 433 c1 a1 ")
     # Everything anyone saw is in history, on both nodes.
