@@ -22,12 +22,12 @@ Redis declared dead while Redis stayed up (the same ``run_id``) is fenced. A Red
 restarted (a new ``run_id``) is no verdict on the node: it takes its place again under
 its own number (``salon_rejoin``, refused if it was reaped). If Redis lost data (the
 ``run`` key gone or another, the log shorter than what this node read), the node sends
-again its entries of the last ``RESEND_FOR`` seconds (every node applies an entry once:
+again its messages of the last ``RESEND_FOR`` seconds (every node applies an entry once:
 salon.server.cluster drops repeats) and then its restatement (an ``S`` entry: its users,
 their channels and those channels' modes), so that every replica, and a node that starts
-later and replays the log, holds the network again. Entries made meanwhile wait, in
-order, and go after those. After ``redis_grace`` seconds of failure the node gives up
-as if fenced: no client waits without a bound.
+later and replays the log, holds the network again. Everything else waits, in order,
+until every node has restated (or 2 x ``node_ttl``). After ``redis_grace`` seconds of
+failure the node gives up as if fenced: no client waits without a bound.
 """
 
 from __future__ import annotations
@@ -425,9 +425,10 @@ class RedisBus:
         if _id(tail_id) < _id(self.last_id):
             self.last_id = tail_id
         log.warning(
-            "bus: Redis lost data; node %d sends %d entries first (its restatement)",
+            "bus: Redis lost data; node %d restates (%d entries before the round, %d after)",
             self.node,
             len(first),
+            len(later),
         )
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())
