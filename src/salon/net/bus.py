@@ -60,7 +60,7 @@ REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
-RESEND_MAX = 100000  # entries kept for that, at most
+RESEND_MAX = 20000  # entries kept for that, at most
 ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 
