@@ -235,6 +235,9 @@ class FilesSection:
     delete_with_account: bool = True
     # Web pages (origins) whose scripts may upload here (CORS); [] allows any.
     allowed_origins: tuple[str, ...] = ()
+    # Where the files' bytes live; empty: data_dir/files. The nodes of a cluster share
+    # one: a directory every node mounts (docs/files.md, "Across cluster nodes").
+    dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,11 @@ class Config:
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir)
+
+    @property
+    def files_path(self) -> Path:
+        """Where the file host keeps its blobs (files.dir, relative to data_dir)."""
+        return self.data_path / (self.files.dir or "files")
 
     def motd_lines(self) -> list[str]:
         """The MOTD text, read from motd_file when set, else the inline text."""

@@ -39,7 +39,8 @@ class CommitGroup:
         self.events: list[Any] = []
         self.waiting: list[tuple[Client, Held | None, Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
-        # References to uploaded files in these messages (server.files.observe).
+        # References to uploaded files in these messages: server.files.observe adds them
+        # when the group is sealed (Server.take_effects), once for all its messages.
         self.refs: list[Any] = []
         # The msgid counter when the group was sealed (Server.take_effects): every msgid
         # made before then is delivered once the group is (see history.replay_on_join).
@@ -74,6 +75,8 @@ class CommitGroup:
                 finisher(server, client, ok, held, arg)
             except Exception:
                 log.exception("bug delivering a committed message")
+        if server.cluster is not None:
+            server.cluster.committed()
 
 
 class GroupDone:
@@ -126,8 +129,6 @@ def hold(
     if group is None:
         group = commit_group(server)
     group.events += events
-    if server.files.watching:
-        server.files.observe(client, events, group)
     group.waiting.append((client, held, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1
@@ -140,9 +141,6 @@ def hold_one(server: Server, client: Client, event: Any, finish: Finisher, arg: 
     if group is None:
         group = commit_group(server)
     group.events.append(event)
-    # The text first: a message without a file link, nearly every one, pays one search.
-    if "/f/" in event.params[-1] and server.files.watching:
-        server.files.observe(client, (event,), group)
     group.waiting.append((client, None, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1
