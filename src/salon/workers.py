@@ -85,7 +85,7 @@ def private_cluster(data: Path) -> ClusterSection:
 
 def worker_config(cfg: Config, number: int) -> Config:
     """Worker ``number``'s config: a node of [cluster] (or of the private Redis) named after
-    its number, with its own data directory, the supervisor's certificate, no file host."""
+    its number, with its own data directory, the supervisor's certificate and blobs."""
     data = cfg.data_path
     cluster = cfg.cluster or private_cluster(data)
     base = cluster.node or socket.gethostname()
@@ -97,9 +97,9 @@ def worker_config(cfg: Config, number: int) -> Config:
         cert, key = data / tls.SELF_SIGNED_CERT, data / tls.SELF_SIGNED_KEY
         tls_section = replace(tls_section, cert=str(cert), key=str(key), sts=False)
     server = replace(cfg.server, data_dir=str(worker_dir(data, number)))
-    # Uploads are files in one worker's data directory and rows in its store, and the next
-    # request may land on another worker: the file host stays off (docs/cluster.md).
-    files = replace(cfg.files, enabled=False)
+    # One blob directory for every worker, as for the nodes of a cluster (docs/files.md,
+    # "Across cluster nodes"): the supervisor's, not one in each worker's data directory.
+    files = replace(cfg.files, dir=str(cfg.files_path.absolute()))
     out = replace(cfg, server=server, cluster=cluster, tls=tls_section, files=files)
     validate(out)
     return out

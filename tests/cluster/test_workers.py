@@ -10,6 +10,8 @@ opens connections until one lands on worker ``side + 1``."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
 import re
 import signal
@@ -69,12 +71,13 @@ class Workers:
             for n, pid in re.findall(r"worker (\d+) started, pid (\d+)", self.log())
         }
 
-    def worker_of(self, c: LineClient, timeout: float = 10.0) -> int:
-        """The number of the worker whose process holds the server's end of ``c``."""
-        client_port = c.sock.getsockname()[1]
+    def worker_of(self, sock: socket.socket, port: int = 0, timeout: float = 10.0) -> int:
+        """The number of the worker whose process holds the server's end of ``sock``, a
+        connection to ``port`` (default: the IRC port)."""
+        client_port = sock.getsockname()[1]
         deadline = time.monotonic() + timeout
         while True:
-            inode = _server_inode(self.port, client_port)
+            inode = _server_inode(port or self.port, client_port)
             if inode:
                 for number, pid in self.pids().items():
                     if _holds(pid, inode):
@@ -87,11 +90,23 @@ class Workers:
         """A client on worker ``side + 1``, registered as ``nick`` unless None."""
         for _ in range(200):
             c = LineClient(self.port)
-            if self.worker_of(c) == side + 1:
+            if self.worker_of(c.sock) == side + 1:
                 if nick is not None:
                     c.register(nick, caps)
                 return c
             c.sock.close()
+        raise AssertionError(f"200 connections, none on worker {side + 1}")
+
+    def http(self, side: int) -> http.client.HTTPConnection:
+        """An HTTP connection to worker ``side + 1``."""
+        port = self.proc.http_port
+        for _ in range(200):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.connect()
+            assert conn.sock is not None
+            if self.worker_of(conn.sock, port) == side + 1:
+                return conn
+            conn.close()
         raise AssertionError(f"200 connections, none on worker {side + 1}")
 
     def status(self) -> list[tuple[str, int]]:
@@ -240,7 +255,7 @@ def test_200_connections_land_on_every_worker(workers: Callable[..., Workers]) -
         clients.append(c)
     by_proc = {n: 0 for n in range(1, 4)}
     for c in clients:
-        by_proc[w.worker_of(c)] += 1
+        by_proc[w.worker_of(c.sock)] += 1
     # The same count from the nodes' heartbeats (renewed every second).
     deadline = time.monotonic() + 10
     while True:
@@ -406,3 +421,51 @@ def test_a_one_process_store_carries_over_to_the_workers(tmp_path: Path) -> None
             sasl_plain_login(w.connect(side, None), f"carol{side}", "carol", "long enough pw")
     finally:
         w.stop()
+
+
+def test_a_file_uploaded_on_one_worker_is_served_by_the_other(
+    workers: Callable[..., Workers],
+) -> None:
+    """The file host under --workers: every worker keeps its blobs in the supervisor's
+    files directory, and the files' records travel on the bus as between nodes."""
+    from filehelpers import PASSWORD, Answer, basic, path_of
+
+    port = free_port()
+    w = workers(
+        2,
+        listen={"http_port": port},
+        accounts={"password_min_length": 4},
+        files={"public_url": f"http://127.0.0.1:{port}", "min_free": 0, "min_free_percent": 0.0},
+    )
+
+    def ask(side: int, method: str, path: str, **options: Any) -> Answer:
+        conn = w.http(side)
+        try:
+            conn.request(method, path, **options)
+            return Answer(conn.getresponse())
+        finally:
+            conn.close()
+
+    alice = w.connect(0, "alice")
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    alice.expect(r"REGISTER SUCCESS alice")
+    data = b"uploaded to worker 1\n"
+    headers = {
+        **basic("alice"),
+        "Content-Type": "text/plain",
+        "Content-Disposition": "attachment; filename=notes.txt",
+    }
+    up = ask(0, "POST", "/upload", body=data, headers=headers)
+    assert up.status == 201, up.body
+    path = path_of(up.header("Location"))
+    got = ask(1, "GET", path, headers=basic("alice"))
+    assert (got.status, got.body) == (200, data)
+    assert ask(1, "DELETE", path, headers=basic("alice")).status == 204
+    deadline = time.monotonic() + 5
+    while ask(0, "GET", path, headers=basic("alice")).status != 410:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    blobs = w.proc.data_dir / "files"
+    assert [p.name for p in blobs.rglob("*") if p.is_file() and len(p.name) == 64] == [
+        hashlib.sha256(data).hexdigest()
+    ]
