@@ -475,3 +475,18 @@ def test_a_file_uploaded_on_one_worker_is_served_by_the_other(
     assert [p.name for p in blobs.rglob("*") if p.is_file() and len(p.name) == 64] == [
         hashlib.sha256(data).hexdigest()
     ]
+
+
+def test_nothing_outlives_a_killed_supervisor(workers: Callable[..., Workers]) -> None:
+    """kill -9 of the supervisor: its workers and its Redis get SIGTERM from the kernel
+    (the parent-death signal) and end; none is left serving without a supervisor."""
+    w = workers(2)
+    redis_pid = int(re.findall(r"private redis-server on \S+ \(pid (\d+)\)", w.log())[-1])
+    children = [*w.pids().values(), redis_pid]
+    assert w.proc.proc is not None
+    w.proc.proc.kill()
+    w.proc.proc.wait()
+    deadline = time.monotonic() + 30
+    while not all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in children):
+        assert time.monotonic() < deadline, children
+        time.sleep(0.1)
