@@ -31,6 +31,7 @@ from nodehelpers import (
     nick_held_on_the_other_side_is_433,
     one_order,
     opers,
+    plain_irc_and_web_across,
     quits_after,
     races,
 )
@@ -86,28 +87,41 @@ class Workers:
             assert time.monotonic() < deadline, f"no worker holds the connection from {client_port}"
             time.sleep(0.01)
 
+    def socket_on(self, side: int, port: int = 0) -> socket.socket:
+        """A TCP connection to ``port`` (default: IRC) that landed on worker ``side + 1``."""
+        port = port or self.port
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if self.worker_of(sock, port) == side + 1:
+                return sock
+            sock.close()
+        raise AssertionError(f"200 connections, none on worker {side + 1}")
+
     def connect(self, side: int, nick: str | None, caps: str = "") -> LineClient:
         """A client on worker ``side + 1``, registered as ``nick`` unless None."""
-        for _ in range(200):
-            c = LineClient(self.port)
-            if self.worker_of(c.sock) == side + 1:
-                if nick is not None:
-                    c.register(nick, caps)
-                return c
-            c.sock.close()
-        raise AssertionError(f"200 connections, none on worker {side + 1}")
+        c = LineClient(self.port, sock=self.socket_on(side))
+        if nick is not None:
+            c.register(nick, caps)
+        return c
+
+    def plain(self, side: int) -> LineClient:
+        """A client of the plain-text port on worker ``side + 1``."""
+        return LineClient(self.proc.plain_port, sock=self.socket_on(side, self.proc.plain_port))
+
+    def web(self, side: int) -> Any:
+        """A WebSocket client on worker ``side + 1``."""
+        from websockets.sync.client import connect as ws_connect
+
+        port = self.proc.http_port
+        sock = self.socket_on(side, port)
+        return ws_connect(f"ws://127.0.0.1:{port}/", sock=sock, open_timeout=5)
 
     def http(self, side: int) -> http.client.HTTPConnection:
         """An HTTP connection to worker ``side + 1``."""
         port = self.proc.http_port
-        for _ in range(200):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.connect()
-            assert conn.sock is not None
-            if self.worker_of(conn.sock, port) == side + 1:
-                return conn
-            conn.close()
-        raise AssertionError(f"200 connections, none on worker {side + 1}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.sock = self.socket_on(side, port)
+        return conn
 
     def status(self) -> list[tuple[str, int]]:
         """``salon cluster status`` of the private Redis: (node name, users) per node."""
@@ -360,6 +374,15 @@ def test_behaviour_between_clients_of_different_workers(
     SQLite store: the same checks as between two nodes (tests/nodehelpers.py)."""
     w = workers(2)
     check(w.connect)
+
+
+def test_plain_irc_and_web_users_of_different_workers(
+    workers: Callable[..., Workers],
+) -> None:
+    """Point 3's last item between workers: the text port and the WebSocket listener are
+    shared by the workers too."""
+    w = workers(2, listen={"http_port": free_port()})
+    plain_irc_and_web_across(w.connect, w.plain, w.web)
 
 
 def test_workers_on_cluster_and_postgresql(
