@@ -189,7 +189,7 @@ class Cluster:
         # Entries that go out once the commit groups started before them are committed
         # (a fence or its acknowledgement must follow this node's earlier messages):
         # (the number of groups finished by then, entry). Groups finish in order.
-        self.after_commits: list[tuple[int, list[Any]]] = []
+        self.after_commits: list[tuple[int, list[Any], Step | None]] = []
         # Each other node's unregistered connections (LUSERS 253), as of its last fence or
         # acknowledgement: right after a barrier, every node's count.
         self.unknown: dict[int, int] = {}
@@ -259,29 +259,38 @@ class Cluster:
         ordered before now: a PONG then follows every message and change sent before its
         PING, on any node (one-process salon promises that within the process). ``then``:
         the query to answer at that point (a read fence)."""
-        token = self._next_token()
         server = self.server
-        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
         step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
         rb.client.blocked = True
-        self.steps[token] = step
+        self._publish_after_commits([self.node, 0, server.now, 0, "F", server.unregistered], step)
 
-    def _publish_after_commits(self, entry: list[Any]) -> None:
+    def _publish_after_commits(self, entry: list[Any], step: Step | None = None) -> None:
+        """Publish ``entry`` once the commit groups started so far are done; with ``step``,
+        it is a fence whose token is drawn then (tokens go out in increasing order: a
+        lower one after a higher one would be taken for a repeat)."""
         pending = self.server.uncommitted
         if pending == 0 and not self.after_commits:
-            self._publish(entry)
+            self._publish_now(entry, step)
         else:
-            self.after_commits.append((self.commits_done + pending, entry))
+            self.after_commits.append((self.commits_done + pending, entry, step))
+
+    def _publish_now(self, entry: list[Any], step: Step | None) -> None:
+        if step is not None:
+            token = entry[1] = self._next_token()
+            entry[2] = self.server.now
+            self.steps[token] = step
+        self._publish(entry)
 
     def committed(self) -> None:
         """A commit group finished (its messages went out): send what waited for it."""
         self.commits_done += 1
         waiting = self.after_commits
         while waiting and waiting[0][0] <= self.commits_done:
-            self._publish(waiting.pop(0)[1])
+            _done, entry, step = waiting.pop(0)
+            self._publish_now(entry, step)
 
     def tick(self, now: float) -> None:
         """A PONG whose acknowledgements are overdue goes without them."""
