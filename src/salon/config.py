@@ -200,6 +200,12 @@ class ClusterSection:
     prefix: str = "salon"
     node_ttl: float = 3.0
     log_maxlen: int = 1000000
+    # Seconds a node keeps its clients while Redis cannot be reached (or while it comes
+    # back after a restart); then it closes them with an ERROR line and exits 3.
+    redis_grace: float = 30.0
+    # Entries of this node that may wait for their turn (Redis away); beyond, commands
+    # that change something are refused with FAIL ... TEMPORARILY_UNAVAILABLE.
+    max_waiting: int = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,7 +691,16 @@ def _validate_cluster(cluster: ClusterSection) -> None:
         raise ConfigError(
             f"cluster.prefix: {cluster.prefix!r} must be 1 to 64 letters, digits and _.:-"
         )
-    _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
+    _check_ranges(
+        "cluster",
+        cluster,
+        {
+            "node_ttl": (1, 60),
+            "log_maxlen": (1000, 100000000),
+            "redis_grace": (1, 3600),
+            "max_waiting": (100, 10000000),
+        },
+    )
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -356,6 +356,8 @@ class Shell:
             self._bus_entries,
             self._fenced,
             lambda: len(server.clients) - server.unregistered,
+            self._recover,
+            lambda: server.cluster.highest_node() if server.cluster is not None else 0,
         )
         try:
             node = await self.bus.connect()
@@ -375,6 +377,11 @@ class Shell:
         for client in list(self.paused):
             self._resume(client)
         self.after()
+
+    def _recover(self, sent: list[str], read: str) -> list[str]:
+        """Redis lost data: what this node sends first (see Cluster.recover)."""
+        cluster = self.server.cluster
+        return cluster.recover(sent, read) if cluster is not None else []
 
     def _fenced(self, reason: str) -> None:
         """Redis declared this node dead (a pause, a cut link): its users have quit on

@@ -24,7 +24,13 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
 commit), ``"f"`` a change to the file host's records (Files.apply), ``"D"`` a node declared
-dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it).
+dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"S"`` a
+node's restatement of its users and their channels (sent when Redis lost the log:
+:meth:`Cluster.restate`).
+
+Every node applies an entry once: an origin's entries carry increasing tokens, and one
+whose token is not above the last applied of its origin is a repeat (the bus sends again
+what Redis may have lost) and is dropped.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import apply, history
-from salon.server.channel import PREFIX_MODES
+from salon.server.channel import PREFIX_MODES, ListEntry
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
 from salon.server.delivery import Delivery, body_bytes, deliver_message
@@ -76,6 +82,10 @@ NODE_SHIFT = 40
 MSGIDS_PER_ENTRY = 16
 # The reason other nodes' users see when a node dies: clients show it as a netsplit.
 SPLIT_REASON = "*.net *.split"
+# Entries this node may have waiting for their turn (while Redis is away) by default.
+MAX_WAITING = 20000
+# Quits a restatement may make (of users its origin no longer has), msgids reserved for.
+RESTATE_QUITS = 4096
 
 
 def node_of(uid: int) -> int:
@@ -102,9 +112,20 @@ class Step:
 class Cluster:
     """This server's side of the bus (``Server.cluster``; None when clustering is off)."""
 
-    def __init__(self, server: Server, node: int, shared_store: bool = False) -> None:
+    def __init__(
+        self,
+        server: Server,
+        node: int,
+        shared_store: bool = False,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
         self.server = server
         self.node = node
+        self.max_waiting = max_waiting
+        # origin node -> the last token of its entries applied here (repeats are dropped)
+        self.seen: dict[int, int] = {}
+        # The furthest log position read by the origin of a restatement applied here.
+        self.read_furthest: tuple[int, ...] = (0, 0)
         # Whether every node writes to one store (PostgreSQL): then only the node where
         # a change or a message was made stores it; with a store per node (SQLite), each
         # node stores what it applies.
@@ -135,6 +156,19 @@ class Cluster:
         self._token += 1
         return self._token
 
+    @property
+    def waiting(self) -> int:
+        """This node's entries sent and not yet back (all of them while Redis is away)."""
+        return self._token - self.seen.get(self.node, 0)
+
+    def room(self, command: str) -> None:
+        """Refuse a command that would add an entry when too many wait already: a client
+        gets an answer, never a wait without a bound (issue 19 point 7)."""
+        if self.waiting >= self.max_waiting:
+            raise FailError(
+                command, "TEMPORARILY_UNAVAILABLE", "The network is unavailable; try again later"
+            )
+
     def submit(
         self,
         event: Event,
@@ -143,6 +177,9 @@ class Cluster:
     ) -> None:
         """Send ``event`` to the network's order (see :func:`salon.server.apply.emit`)."""
         server = self.server
+        if rb is not None and not isinstance(event, (Quit, Intro)):
+            # (a QUIT always goes; a registration is not cut in the middle of its burst)
+            self.room(rb.command or "*")
         token = self._next_token()
         base = self._reserved
         self._reserved += MSGIDS_PER_ENTRY
@@ -222,10 +259,17 @@ class Cluster:
 
     def entries(self, entries: Sequence[str]) -> None:
         """Apply entries of the network's order (see ``Server.bus_entries``)."""
+        seen = self.seen
         for text in entries:
             try:
                 entry = json.loads(text)
                 kind = entry[4]
+                token = entry[1]
+                if token:
+                    origin = entry[0]
+                    if token <= seen.get(origin, 0):
+                        continue  # a repeat: applied here already
+                    seen[origin] = token
                 if kind == "E":
                     self._event(entry)
                 elif kind == "M":
@@ -241,6 +285,8 @@ class Cluster:
                 elif kind == "f":
                     if int(entry[0]) != self.node:
                         self.server.files.apply(entry[5])
+                elif kind == "S":
+                    self._restated(entry)
                 else:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:
@@ -248,9 +294,16 @@ class Cluster:
             self.applied += 1
 
     def _apply(
-        self, event: Event, node: int, time: float, base: int, out: ResponseBuffer | None
+        self,
+        event: Event,
+        node: int,
+        time: float,
+        base: int,
+        out: ResponseBuffer | None,
+        checked: bool = True,
     ) -> bool:
-        """Check and apply ``event`` as its origin made it (its clock, its msgids)."""
+        """Check and apply ``event`` as its origin made it (its clock, its msgids);
+        ``checked`` False: the caller knows it applies (a restatement)."""
         server = self.server
         saved = server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms
         server.now = time
@@ -259,7 +312,8 @@ class Cluster:
         server._msgid_ms = -1
         try:
             try:
-                check(server, event)
+                if checked:
+                    check(server, event)
             except CommandError as exc:
                 if out is not None:
                     out.numeric(exc.numeric, *exc.params)
@@ -413,6 +467,146 @@ class Cluster:
             for out, *_ in deliveries:
                 out_rb.add(out)
         out_rb.flush()
+
+    # ------------------------------------------------------------------ restatement
+
+    def highest_node(self) -> int:
+        """The highest node number this node has heard of (a Redis that lost its data
+        must not give it to a new node)."""
+        nodes = [self.node, *self.seen]
+        if self.server.remote:
+            nodes.append(node_of(max(self.server.remote)))
+        return max(nodes)
+
+    def recover(self, sent: Sequence[str], read: str) -> list[str]:
+        """Redis lost data (the end of the log, or all of it): what this node sends
+        first, in this order. ``sent``: its entries Redis took lately, in order;
+        ``read``: the id of the last log entry it read.
+
+        - Its messages again: a node that had not read them delivers them, the others
+          drop the repeats.
+        - Its restatement (:meth:`restate`).
+        - Its changes that it had not read back yet (a command waits for them): after
+          the restatement, which does not hold them."""
+        own = self.seen.get(self.node, 0)
+        messages: list[str] = []
+        changes: list[str] = []
+        for text in sent:
+            entry = json.loads(text)
+            if entry[4] == "M":
+                messages.append(text)
+            elif entry[1] > own:
+                changes.append(text)
+        return [*messages, self.restate(read), *changes]
+
+    def restate(self, read: str = "0-0") -> str:
+        """The entry that restates this node's part of the network: its users, the
+        channels they are in, and those channels' modes, topics and members' status as
+        this node holds them; ``read``: the id of the last log entry it read (who read
+        further holds more of what was lost). Every node applies it (:meth:`_restated`),
+        and so does a node that starts later and replays the log."""
+        server = self.server
+        local = sorted(
+            (c for c in server.clients.values() if c.registered and not c.closed),
+            key=lambda c: c.id,
+        )
+        users = [[encode_event(apply.intro(c)), c.away] for c in local]
+        members: list[list[Any]] = []
+        channels: dict[str, list[Any]] = {}
+        for client in local:
+            for chan in client.channels.values():
+                members.append([chan.name, chan.created, client.id])
+                if chan.cf not in channels:
+                    channels[chan.cf] = [
+                        chan.name, "".join(sorted(chan.modes)), chan.key, chan.limit, chan.topic,
+                        chan.topic_by, chan.topic_time,
+                        [[m.id, status] for m, status in chan.members.items()],
+                        [[e.mask, e.setter, e.time] for e in chan.bans],
+                        [[e.mask, e.setter, e.time] for e in chan.excepts],
+                        [[e.mask, e.setter, e.time] for e in chan.invex],
+                    ]  # fmt: skip
+        base = self._reserved
+        self._reserved += MSGIDS_PER_ENTRY * (len(users) + 2 * len(members) + RESTATE_QUITS)
+        ms, _, seq = read.partition("-")
+        data = {
+            "read": [int(ms), int(seq or 0)],
+            "users": users,
+            "members": members,
+            "channels": list(channels.values()),
+        }
+        return json.dumps([self.node, 0, server.now, base, "S", data], separators=(",", ":"))
+
+    def _restated(self, entry: list[Any]) -> None:
+        """Make this replica hold what node ``entry[0]`` restated. Its users are what it
+        says: those it no longer has quit, those missing are introduced and put in their
+        channels, and they leave the channels it does not list. A channel's modes,
+        topic and members' status are taken from the restatement of the node that had
+        read furthest (the order of the restatements decides between equals), so every
+        replica ends alike. Where the replica held it already nobody is told."""
+        node, time, base, data = int(entry[0]), float(entry[2]), int(entry[3]), entry[5]
+        read = tuple(data["read"])
+        furthest = read >= self.read_furthest
+        if furthest:
+            self.read_furthest = read
+        if node == self.node:
+            return
+        server = self.server
+        mark = len(server.effects)
+        turn = [0]
+
+        def step(event: Event, checked: bool = False) -> bool:
+            turn[0] += 1
+            return self._apply(event, node, time, base + turn[0] * MSGIDS_PER_ENTRY, None, checked)
+
+        intros = [
+            (ev, away)
+            for ev, away in ((decode_event(i), a) for i, a in data["users"])
+            if isinstance(ev, Intro)
+        ]
+        listed = {ev.uid for ev, _away in intros}
+        gone = sorted(u for u in server.remote if node_of(u) == node and u not in listed)
+        for i, uid in enumerate(gone[:RESTATE_QUITS]):
+            quit_base = base + MSGIDS_PER_ENTRY * (len(intros) + 2 * len(data["members"]) + i)
+            self._apply(Quit(uid, SPLIT_REASON), node, time, quit_base, None, False)
+        for ev, away in intros:
+            if ev.uid not in server.remote:
+                step(ev, checked=True)  # (a nick taken meanwhile: refused, as in its turn)
+            if ev.uid in server.remote:
+                server.remote[ev.uid].away = away
+        wanted = {(casefold(name), int(uid)) for name, _created, uid in data["members"]}
+        for uid in sorted(u for u in server.remote if node_of(u) == node):
+            client = server.remote[uid]
+            for cf, joined in list(client.channels.items()):
+                if (cf, uid) not in wanted:
+                    step(Part(uid, joined.name, ""))
+        made: set[str] = set()  # channels this restatement made here
+        for name, created, uid in data["members"]:
+            member = server.remote.get(int(uid))
+            if member is None:
+                continue
+            chan = server.channels.get(casefold(name))
+            if chan is not None and member in chan.members:
+                continue
+            if chan is None:
+                made.add(casefold(name))
+            step(Join(member.id, name, float(created)))
+        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in data[
+            "channels"
+        ]:
+            held = server.channels.get(casefold(name))
+            if held is None or not (furthest or held.cf in made):
+                continue
+            held.modes = set(modes)
+            held.key, held.limit = key, limit
+            held.topic, held.topic_by, held.topic_time = topic, topic_by, int(topic_time)
+            for uid, letters in status:
+                member = server.remote.get(int(uid)) or server.clients.get(int(uid))
+                if member is not None and member in held.members:
+                    held.members[member] = letters
+            for target, entries in zip((held.bans, held.excepts, held.invex), lists, strict=False):
+                target[:] = [ListEntry(str(m), str(by), int(at)) for m, by, at in entries]
+        if self.shared_store:
+            self._unstore(mark)  # (its origin's store has it all)
 
     # ------------------------------------------------------------------ deaths
 

@@ -32,7 +32,7 @@ Finisher = Callable[["Server", Client, bool, "Held | None", Any], None]
 class CommitGroup:
     """Messages of one event-loop turn waiting for one commit (see :func:`commit_group`)."""
 
-    __slots__ = ("events", "refs", "senders", "server", "waiting")
+    __slots__ = ("events", "refs", "senders", "server", "upto", "waiting")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -42,6 +42,9 @@ class CommitGroup:
         # References to uploaded files in these messages: server.files.observe adds them
         # when the group is sealed (Server.take_effects), once for all its messages.
         self.refs: list[Any] = []
+        # The msgid counter when the group was sealed (Server.take_effects): every msgid
+        # made before then is delivered once the group is (see history.replay_on_join).
+        self.upto = 0
         # No reference back from the group to its GroupDone: a cycle would leave each
         # group, and every message it holds, to the cyclic garbage collector (see
         # docs/BENCHMARKS.md, "History of speed", 11:04).
@@ -59,6 +62,7 @@ class CommitGroup:
         ok = result is True
         server = self.server
         server.uncommitted -= 1
+        server.delivered_upto = self.upto
         if ok and self.refs:
             server.files.committed(self.refs)
         for client, held, finisher, arg in self.waiting:
