@@ -131,3 +131,25 @@ def test_a_shared_blob_directory_keeps_what_other_nodes_are_writing(tmp_path: Pa
     assert not path.exists()
     blobs.create()  # one process (and salon files gc): every leftover goes
     assert not live.exists()
+
+
+def test_the_files_command_leaves_a_clusters_files_alone(tmp_path: Path) -> None:
+    """``salon files`` works on one data directory's SQLite store; on PostgreSQL, or with a
+    blob directory other nodes use, it refuses in one line (FileServ works online)."""
+    import subprocess
+    import sys
+
+    for section in ('[postgres]\nhost = "db"\n', '[cluster]\nredis = "redis://127.0.0.1:1"\n'):
+        conf = tmp_path / "salon.toml"
+        conf.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n{section}')
+        for action in ("list", "gc", "verify"):
+            done = subprocess.run(
+                [sys.executable, "-m", "salon", "files", action, "--config", str(conf)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            err = done.stderr.strip()
+            assert "\n" not in err and "manage files online (FileServ)" in err, err
+    assert not (tmp_path / "data").exists()
