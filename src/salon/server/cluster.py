@@ -25,12 +25,22 @@ Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an eve
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
 commit), ``"B"`` a draft/multiline batch (after its commit), ``"f"`` a change to the file
 host's records (Files.apply), ``"D"`` a node declared dead by the bus (its users quit),
-``"F"`` a fence (a PING's PONG waits for it), ``"S"`` a node's restatement of its users and
-their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
+``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's acknowledgement of a
+fence, ``"N"`` a node that started (the nodes a PONG waits for are those seen in the order
+and not declared dead), ``"S"`` a node's restatement of its users and their channels (sent
+when Redis lost the log: :meth:`Cluster.restate`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
 what Redis may have lost) and is dropped.
+
+A PONG is a barrier for the whole network, as a PING is for one process: its fence goes in
+the order after this node's earlier messages (once they are committed), every other node
+acknowledges it once it has applied everything before it and sent what it had (its own
+messages still being committed included), and the PONG goes when every live node has. So a
+client that saw its PONG can act on another node, which then knows everything the network
+ordered before that PING: irctest synchronizes every step of its tests so, and a
+conversation between users of two nodes keeps the order one process gives it.
 """
 
 from __future__ import annotations
@@ -93,6 +103,9 @@ SPLIT_REASON = "*.net *.split"
 MAX_WAITING = 20000
 # Quits a restatement may make (of users its origin no longer has), msgids reserved for.
 RESTATE_QUITS = 4096
+# Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
+# default: a node silent for longer is being declared dead anyway).
+FENCE_WAIT = 3.0
 
 
 def node_of(uid: int) -> int:
@@ -114,6 +127,16 @@ class Step:
     rb: ResponseBuffer | None
     then: Callable[[ResponseBuffer | None], None] | None
     index: int
+
+
+@dataclass(slots=True)
+class Barrier:
+    """A PING's fence that had its turn here, waiting for the other nodes to acknowledge
+    it (until ``deadline``)."""
+
+    step: Step
+    nodes: set[int]
+    deadline: float
 
 
 class Cluster:
@@ -152,6 +175,21 @@ class Cluster:
         self._reserved = 0
         self.op: BusOp | None = None
         self.applied = 0
+        # The other nodes seen in the order and not declared dead: the ones a PONG waits for.
+        self.nodes: set[int] = set()
+        self.dead: set[int] = set()
+        self.barriers: dict[int, Barrier] = {}
+        # Entries that go out once the commit groups started before them are committed
+        # (a fence or its acknowledgement must follow this node's earlier messages):
+        # (the number of groups finished by then, entry). Groups finish in order.
+        self.after_commits: list[tuple[int, list[Any]]] = []
+        # Each other node's unregistered connections (LUSERS 253), as of its last fence or
+        # acknowledgement: right after a barrier, every node's count.
+        self.unknown: dict[int, int] = {}
+        self.commits_done = 0
+        cfg = server.config.cluster
+        self.fence_wait = cfg.node_ttl if cfg is not None else FENCE_WAIT
+        self._publish([node, 0, server.now, 0, "N"])
 
     # ------------------------------------------------------------------ out
 
@@ -207,18 +245,42 @@ class Cluster:
         elif then is not None:
             self.steps[token] = Step(None, then, 0)
 
-    def fence(self, rb: ResponseBuffer) -> None:
-        """Hold what ``rb`` answers until this node has applied everything the network
+    def fence(
+        self, rb: ResponseBuffer, then: Callable[[ResponseBuffer | None], None] | None = None
+    ) -> None:
+        """Hold what ``rb`` answers until every node has applied everything the network
         ordered before now: a PONG then follows every message and change sent before its
-        PING, on any node (one-process salon promises that within the process)."""
+        PING, on any node (one-process salon promises that within the process). ``then``:
+        the query to answer at that point (a read fence)."""
         token = self._next_token()
-        self._publish([self.node, token, self.server.now, 0, "F"])
-        step = Step(rb, None, len(rb.messages))
+        server = self.server
+        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
+        step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
         rb.client.blocked = True
         self.steps[token] = step
+
+    def _publish_after_commits(self, entry: list[Any]) -> None:
+        pending = self.server.uncommitted
+        if pending == 0 and not self.after_commits:
+            self._publish(entry)
+        else:
+            self.after_commits.append((self.commits_done + pending, entry))
+
+    def committed(self) -> None:
+        """A commit group finished (its messages went out): send what waited for it."""
+        self.commits_done += 1
+        waiting = self.after_commits
+        while waiting and waiting[0][0] <= self.commits_done:
+            self._publish(waiting.pop(0)[1])
+
+    def tick(self, now: float) -> None:
+        """A PONG whose acknowledgements are overdue goes without them."""
+        for token, barrier in list(self.barriers.items()):
+            if now >= barrier.deadline:
+                self._barrier_passed(token)
 
     def submit_account(self, record: AccountRecord) -> None:
         """An account made or changed here: every node keeps the record (the last in the
@@ -314,10 +376,12 @@ class Cluster:
         for text in entries:
             try:
                 entry = json.loads(text)
+                origin = entry[0]  # (0: an entry of the bus itself)
+                if origin and origin != self.node and origin not in self.nodes:
+                    self._seen(origin)
                 kind = entry[4]
                 token = entry[1]
                 if token:
-                    origin = entry[0]
                     if token <= seen.get(origin, 0):
                         continue  # a repeat: applied here already
                     seen[origin] = token
@@ -331,6 +395,12 @@ class Cluster:
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
                     self._fence_passed(entry)
+                elif kind == "N":
+                    pass  # (the node is known now: see above)
+                elif kind == "K":
+                    if len(entry) > 7:
+                        self.unknown[int(entry[0])] = int(entry[7])
+                    self._acknowledged(int(entry[0]), int(entry[5]), int(entry[6]))
                 elif kind == "A":
                     self._account(int(entry[0]), entry[5])
                 elif kind == "a":
@@ -418,12 +488,65 @@ class Cluster:
             self._finish_step(rb, step, out)
 
     def _fence_passed(self, entry: list[Any]) -> None:
-        if int(entry[0]) != self.node:
+        server = self.server
+        origin, token = int(entry[0]), int(entry[1])
+        if origin != self.node:
+            if len(entry) > 5:
+                self.unknown[origin] = int(entry[5])
+            # Acknowledged once what this node had is sent; not for a fence long over (this
+            # node replaying the log at its start).
+            if server.now - float(entry[2]) < self.fence_wait:
+                self._publish_after_commits(
+                    [self.node, 0, server.now, 0, "K", origin, token, server.unregistered]
+                )
             return
-        step = self.steps.pop(int(entry[1]), None)
-        if step is not None and step.rb is not None:
-            rb = step.rb
-            self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
+        step = self.steps.pop(token, None)
+        if step is None:
+            return
+        if self.nodes:
+            self.barriers[token] = Barrier(step, set(self.nodes), server.now + self.fence_wait)
+            return
+        self._pong(step)
+
+    def _seen(self, node: int) -> None:
+        if node not in self.dead:
+            self.nodes.add(node)
+
+    def _acknowledged(self, node: int, origin: int, token: int) -> None:
+        if origin != self.node:
+            return
+        barrier = self.barriers.get(token)
+        if barrier is not None:
+            barrier.nodes.discard(node)
+            if not barrier.nodes:
+                self._barrier_passed(token)
+
+    def _barrier_passed(self, token: int) -> None:
+        barrier = self.barriers.pop(token, None)
+        if barrier is not None:
+            self._pong(barrier.step)
+
+    def _pong(self, step: Step) -> None:
+        rb = step.rb
+        if rb is None:
+            return
+        out = ResponseBuffer(self.server, rb.client, None, rb.command)
+        if step.then is not None and not rb.client.closed:
+            try:
+                step.then(out)
+            except CommandError as exc:
+                out.numeric(exc.numeric, *exc.params)
+            except FailError as exc:
+                out.fail(exc.command, exc.code, *exc.context)
+            except Exception:
+                log.exception("bug answering %s after its read fence", rb.command)
+                out.numeric(n.ERR_UNKNOWNERROR, rb.command, "Internal error")
+        self._finish_step(rb, step, out)
+
+    def unregistered_elsewhere(self) -> int:
+        """The other nodes' unregistered connections, as of their last fence or
+        acknowledgement (a fenced LUSERS asks them all)."""
+        return sum(self.unknown.values())
 
     def _account(self, node: int, data: dict[str, Any]) -> None:
         record = _account_record(data)
@@ -714,6 +837,13 @@ class Cluster:
         if dead == self.node:
             return  # the shell closes this node's clients (fenced)
         server = self.server
+        self.nodes.discard(dead)
+        self.dead.add(dead)
+        self.unknown.pop(dead, None)
+        for token, barrier in list(self.barriers.items()):
+            barrier.nodes.discard(dead)
+            if not barrier.nodes:
+                self._barrier_passed(token)
         gone = sorted(uid for uid in server.remote if node_of(uid) == dead)
         mark = len(server.effects)
         for i, uid in enumerate(gone):

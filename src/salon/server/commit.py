@@ -75,6 +75,8 @@ class CommitGroup:
                 finisher(server, client, ok, held, arg)
             except Exception:
                 log.exception("bug delivering a committed message")
+        if server.cluster is not None:
+            server.cluster.committed()
 
 
 class GroupDone:

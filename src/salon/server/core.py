@@ -364,6 +364,14 @@ class Server:
             raise CommandError(n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
         if cmd.idle:
             client.last_message = self.now
+        if cmd.fenced and self.cluster is not None:
+            handler = cmd.handler
+
+            def query(out: ResponseBuffer | None) -> None:
+                handler(self, client, msg, out or rb)
+
+            self.cluster.fence(rb, query)
+            return
         cmd.handler(self, client, msg, rb)
         if (
             (client.pending_commits or self.uncommitted)
@@ -443,6 +451,8 @@ class Server:
         self.now = now
         if self.later:
             self.later.popleft()()
+        if self.cluster is not None:
+            self.cluster.tick(now)
         if self.throttled:
             for client in list(self.throttled):
                 if client.closed:
