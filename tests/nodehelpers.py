@@ -262,3 +262,32 @@ def modes_and_operators_across(connect: Connect) -> None:
     friend.expect(r" 73[01] friend third")
     if " 730 " in friend.lines[-1]:
         friend.expect(r" 731 friend third", timeout=10)
+
+
+def plain_irc_and_web_across(
+    connect: Connect, plain: Callable[[int], LineClient], web: Callable[[int], Any]
+) -> None:
+    """A plain-text user on side 0 talks with an IRC user and a web-client user on side 1.
+    ``plain(side)``: a client of the text port; ``web(side)``: a WebSocket client."""
+    irc = connect(1, "ircuser")
+    irc.send("JOIN #lobby")
+    irc.expect(r" 366 ")
+    with web(1) as ws:
+        ws.send("NICK webuser")
+        ws.send("USER webuser 0 * :web user")
+        ws.send("JOIN #lobby")
+        while " 366 " not in str(ws.recv(timeout=5)):
+            pass
+        pat = plain(0)
+        pat.expect(r"Your name:")
+        pat.send("pat")
+        pat.expect(r"^\* In #lobby: ")
+        irc.expect(r"^:pat!plain@127\.0\.0\.1 JOIN #lobby$")
+        pat.send("hello from the plain port")
+        irc.expect(r"^:pat!plain@\S+ PRIVMSG #lobby :hello from the plain port$")
+        while "hello from the plain port" not in str(ws.recv(timeout=5)):
+            pass
+        irc.send("PRIVMSG #lobby :hi pat, from irc")
+        pat.expect(r"^ircuser: hi pat, from irc$")
+        ws.send("PRIVMSG #lobby :hi pat, from the web")
+        pat.expect(r"^webuser: hi pat, from the web$")

@@ -21,6 +21,7 @@ from nodehelpers import (
     on_nodes,
     one_order,
     opers,
+    plain_irc_and_web_across,
     quits_after,
     races,
 )
@@ -295,30 +296,12 @@ def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
     from conftest import free_port
     from websockets.sync.client import connect as ws_connect
 
-    a = cluster("a")
-    b = cluster("b", listen={"http_port": free_port()})
-    irc = client(b, "ircuser")
-    irc.send("JOIN #lobby")
-    irc.expect(r" 366 ")
-    with ws_connect(f"ws://127.0.0.1:{b.http_port}/", open_timeout=5) as web:
-        web.send("NICK webuser")
-        web.send("USER webuser 0 * :web user")
-        web.send("JOIN #lobby")
-        while " 366 " not in str(web.recv(timeout=5)):
-            pass
-        pat = LineClient(a.plain_port)
-        pat.expect(r"Your name:")
-        pat.send("pat")
-        pat.expect(r"^\* In #lobby: ")
-        irc.expect(r"^:pat!plain@127\.0\.0\.1 JOIN #lobby$")
-        pat.send("hello from the plain port")
-        irc.expect(r"^:pat!plain@\S+ PRIVMSG #lobby :hello from the plain port$")
-        while "hello from the plain port" not in str(web.recv(timeout=5)):
-            pass
-        irc.send("PRIVMSG #lobby :hi pat, from irc")
-        pat.expect(r"^ircuser: hi pat, from irc$")
-        web.send("PRIVMSG #lobby :hi pat, from the web")
-        pat.expect(r"^webuser: hi pat, from the web$")
+    nodes = cluster("a"), cluster("b", listen={"http_port": free_port()})
+    plain_irc_and_web_across(
+        on_nodes(*nodes),
+        lambda side: LineClient(nodes[side].plain_port),
+        lambda side: ws_connect(f"ws://127.0.0.1:{nodes[side].http_port}/", open_timeout=5),
+    )
 
 
 def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProcess]) -> None:

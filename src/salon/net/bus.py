@@ -22,12 +22,12 @@ Redis declared dead while Redis stayed up (the same ``run_id``) is fenced. A Red
 restarted (a new ``run_id``) is no verdict on the node: it takes its place again under
 its own number (``salon_rejoin``, refused if it was reaped). If Redis lost data (the
 ``run`` key gone or another, the log shorter than what this node read), the node sends
-again its entries of the last ``RESEND_FOR`` seconds (every node applies an entry once:
+again its messages of the last ``RESEND_FOR`` seconds (every node applies an entry once:
 salon.server.cluster drops repeats) and then its restatement (an ``S`` entry: its users,
 their channels and those channels' modes), so that every replica, and a node that starts
-later and replays the log, holds the network again. Entries made meanwhile wait, in
-order, and go after those. After ``redis_grace`` seconds of failure the node gives up
-as if fenced: no client waits without a bound.
+later and replays the log, holds the network again. Everything else waits, in order,
+until every node has restated (or 2 x ``node_ttl``). After ``redis_grace`` seconds of
+failure the node gives up as if fenced: no client waits without a bound.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
-RESEND_MAX = 100000  # entries kept for that, at most
+RESEND_MAX = 20000  # entries kept for that, at most
+ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 
 
@@ -82,9 +83,10 @@ class RedisBus:
     """This node's link to the bus; ``on_entries(entries)`` gets the log's entries in
     order, ``on_fenced(reason)`` is called once if Redis declares this node dead (or
     stays away past ``redis_grace``). ``on_lost(sent, read)`` gives what to send first
-    when Redis lost data, from the entries Redis took lately and the id of the last entry
-    read (salon.server.cluster.Cluster.recover); ``highest()`` the highest node number
-    this node knows."""
+    when Redis lost data, and what to send once ``round_done()`` (every node restated,
+    or 2 x ``node_ttl`` passed), from the entries Redis took lately and the id of the
+    last entry read (salon.server.cluster.Cluster.recover); ``highest()`` the highest
+    node number this node knows."""
 
     def __init__(
         self,
@@ -92,9 +94,10 @@ class RedisBus:
         on_entries: Callable[[list[str]], None],
         on_fenced: Callable[[str], None],
         users: Callable[[], int] = lambda: 0,
-        on_lost: Callable[[list[str], str], list[str]] = lambda sent, read: sent,
+        on_lost: Callable[[list[str], str], tuple[list[str], list[str]]] = lambda s, r: (s, []),
         highest: Callable[[], int] = lambda: 0,
         needs: Callable[[], float] = lambda: 0.0,
+        round_done: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
@@ -105,6 +108,11 @@ class RedisBus:
         self.on_lost = on_lost
         self.highest = highest
         self.needs = needs
+        self.round_done = round_done
+        # After Redis lost data: entries at the queue's front to send before the rest
+        # waits for the round of restatements (0: none), and until when it waits.
+        self._gate = 0
+        self._gate_until = 0.0
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
@@ -234,7 +242,8 @@ class RedisBus:
                 return
             # (the batch leaves the queue only once Redis took it: after a failure it is
             # sent again, after what recovery puts in front of it)
-            batch = self._queue[:]
+            gate = self._gate
+            batch = self._queue[:gate] if gate else self._queue[:]
             try:
                 await self._calls.fcall(
                     "salon_turn",
@@ -256,6 +265,16 @@ class RedisBus:
             del self._queue[: len(batch)]
             self._trouble_since = None
             self._keep(batch)
+            if gate:
+                self._gate = 0
+                await self._round()
+
+    async def _round(self) -> None:
+        """Hold what waits until every node's restatement is in the log (or until
+        ``_gate_until``): no change lands among them."""
+        loop = asyncio.get_running_loop()
+        while not self.closing and loop.time() < self._gate_until and not self.round_done():
+            await asyncio.sleep(ROUND_POLL)
 
     def _keep(self, batch: list[str]) -> None:
         now = time.monotonic()
@@ -477,15 +496,18 @@ class RedisBus:
             return True
         sent = [entry for _t, entry in self._sent]
         self._sent.clear()
-        first = self.on_lost(sent, self.last_id)
-        self._queue[:0] = first
+        first, later = self.on_lost(sent, self.last_id)
+        self._queue[:0] = [*first, *later]
+        self._gate = len(first)
+        self._gate_until = asyncio.get_running_loop().time() + 2 * self.cfg.node_ttl
         # (entries after what Redis kept are read again: every node drops repeats)
         if _id(tail_id) < _id(self.last_id):
             self.last_id = tail_id
         log.warning(
-            "bus: Redis lost data; node %d sends %d entries first (its restatement)",
+            "bus: Redis lost data; node %d restates (%d entries before the round, %d after)",
             self.node,
             len(first),
+            len(later),
         )
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())

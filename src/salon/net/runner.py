@@ -365,6 +365,7 @@ class Shell:
             self._recover,
             lambda: server.cluster.highest_node() if server.cluster is not None else 0,
             lambda: server.cluster.needs() if server.cluster is not None else time.time(),
+            self._round_done,
         )
         try:
             node = await self.bus.connect()
@@ -422,10 +423,15 @@ class Shell:
         if entries:
             self._bus_entries(entries)
 
-    def _recover(self, sent: list[str], read: str) -> list[str]:
-        """Redis lost data: what this node sends first (see Cluster.recover)."""
+    def _recover(self, sent: list[str], read: str) -> tuple[list[str], list[str]]:
+        """Redis lost data: what this node sends first, and after every node's
+        restatement (see Cluster.recover)."""
         cluster = self.server.cluster
-        return cluster.recover(sent, read) if cluster is not None else []
+        return cluster.recover(sent, read) if cluster is not None else ([], [])
+
+    def _round_done(self) -> bool:
+        cluster = self.server.cluster
+        return cluster is None or cluster.round_done()
 
     def _fenced(self, reason: str) -> None:
         """Redis declared this node dead (a pause, a cut link): its users have quit on

@@ -103,6 +103,9 @@ SPLIT_REASON = "*.net *.split"
 MAX_WAITING = 20000
 # Quits a restatement may make (of users its origin no longer has), msgids reserved for.
 RESTATE_QUITS = 4096
+# Seconds before a node found Redis lost data in which another node's restatement counts
+# for this round (it may have read the new log before its own call failed).
+RESEND_WINDOW = 10.0
 # Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
 # default: a node silent for longer is being declared dead anyway).
 FENCE_WAIT = 3.0
@@ -156,6 +159,10 @@ class Cluster:
         self.seen: dict[int, int] = {}
         # The furthest log position read by the origin of a restatement applied here.
         self.read_furthest: tuple[int, ...] = (0, 0)
+        # Nodes whose restatement this node waits for, and those it applied (recover()).
+        self.awaited: set[int] = set()
+        self.restated: dict[int, float] = {}  # node -> when its last restatement came
+        self.round_start = 0.0
         # Whether every node writes to one store (PostgreSQL): then only the node where
         # a change or a message was made stores it; with a store per node (SQLite), each
         # node stores what it applies.
@@ -182,7 +189,7 @@ class Cluster:
         # Entries that go out once the commit groups started before them are committed
         # (a fence or its acknowledgement must follow this node's earlier messages):
         # (the number of groups finished by then, entry). Groups finish in order.
-        self.after_commits: list[tuple[int, list[Any]]] = []
+        self.after_commits: list[tuple[int, list[Any], Step | None]] = []
         # Each other node's unregistered connections (LUSERS 253), as of its last fence or
         # acknowledgement: right after a barrier, every node's count.
         self.unknown: dict[int, int] = {}
@@ -252,29 +259,38 @@ class Cluster:
         ordered before now: a PONG then follows every message and change sent before its
         PING, on any node (one-process salon promises that within the process). ``then``:
         the query to answer at that point (a read fence)."""
-        token = self._next_token()
         server = self.server
-        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
         step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
         rb.client.blocked = True
-        self.steps[token] = step
+        self._publish_after_commits([self.node, 0, server.now, 0, "F", server.unregistered], step)
 
-    def _publish_after_commits(self, entry: list[Any]) -> None:
+    def _publish_after_commits(self, entry: list[Any], step: Step | None = None) -> None:
+        """Publish ``entry`` once the commit groups started so far are done; with ``step``,
+        it is a fence whose token is drawn then (tokens go out in increasing order: a
+        lower one after a higher one would be taken for a repeat)."""
         pending = self.server.uncommitted
         if pending == 0 and not self.after_commits:
-            self._publish(entry)
+            self._publish_now(entry, step)
         else:
-            self.after_commits.append((self.commits_done + pending, entry))
+            self.after_commits.append((self.commits_done + pending, entry, step))
+
+    def _publish_now(self, entry: list[Any], step: Step | None) -> None:
+        if step is not None:
+            token = entry[1] = self._next_token()
+            entry[2] = self.server.now
+            self.steps[token] = step
+        self._publish(entry)
 
     def committed(self) -> None:
         """A commit group finished (its messages went out): send what waited for it."""
         self.commits_done += 1
         waiting = self.after_commits
         while waiting and waiting[0][0] <= self.commits_done:
-            self._publish(waiting.pop(0)[1])
+            _done, entry, step = waiting.pop(0)
+            self._publish_now(entry, step)
 
     def tick(self, now: float) -> None:
         """A PONG whose acknowledgements are overdue goes without them."""
@@ -376,12 +392,21 @@ class Cluster:
         for text in entries:
             try:
                 entry = json.loads(text)
+                kind = entry[4]
+                again = kind == "R"
+                if again:
+                    # A change sent again after a restatement round: applied where it
+                    # was already too (checked again, it changes nothing there; a
+                    # restatement may have undone it where it had been applied).
+                    entry = json.loads(entry[5])
+                    kind = entry[4]
                 origin = entry[0]  # (0: an entry of the bus itself)
                 if origin and origin != self.node and origin not in self.nodes:
                     self._seen(origin)
-                kind = entry[4]
                 token = entry[1]
-                if token:
+                if again:
+                    seen[origin] = max(seen.get(origin, 0), token)
+                elif token:
                     if token <= seen.get(origin, 0):
                         continue  # a repeat: applied here already
                     seen[origin] = token
@@ -699,16 +724,17 @@ class Cluster:
             nodes.append(node_of(max(self.server.remote)))
         return max(nodes)
 
-    def recover(self, sent: Sequence[str], read: str) -> list[str]:
+    def recover(self, sent: Sequence[str], read: str) -> tuple[list[str], list[str]]:
         """Redis lost data (the end of the log, or all of it): what this node sends
-        first, in this order. ``sent``: its entries Redis took lately, in order;
-        ``read``: the id of the last log entry it read.
+        first, and what it sends once every node's restatement is in the log (the bus
+        holds everything else until then: no new change lands among the restatements).
+        ``sent``: its entries Redis took lately, in order; ``read``: the id of the last
+        log entry it read.
 
-        - Its messages again: a node that had not read them delivers them, the others
-          drop the repeats.
-        - Its restatement (:meth:`restate`).
-        - Its changes that it had not read back yet (a command waits for them): after
-          the restatement, which does not hold them."""
+        First: its messages again (a node that had not read them delivers them, the
+        others drop the repeats), then its restatement (:meth:`restate`). After the
+        round: its changes that it had not read back (a command waits for them), as
+        ``R`` entries, which every node applies, checked again."""
         own = self.seen.get(self.node, 0)
         messages: list[str] = []
         changes: list[str] = []
@@ -717,8 +743,18 @@ class Cluster:
             if entry[4] == "M":
                 messages.append(text)
             elif entry[1] > own:
-                changes.append(text)
-        return [*messages, self.restate(read), *changes]
+                changes.append(json.dumps([self.node, 0, entry[2], 0, "R", text]))
+        self.awaited = {node_of(uid) for uid in self.server.remote} - {self.node}
+        # (a restatement read before this node found out is counted: its bus may have
+        # read the new log before its own call failed)
+        self.round_start = self.server.now - RESEND_WINDOW
+        return [*messages, self.restate(read)], changes
+
+    def round_done(self) -> bool:
+        """Whether every node this node knew users of has restated since
+        :meth:`recover` (the bus then sends what it held)."""
+        start = self.round_start
+        return all(self.restated.get(node, start - 1) >= start for node in self.awaited)
 
     def restate(self, read: str = "0-0") -> str:
         """The entry that restates this node's part of the network: its users, the
@@ -769,9 +805,14 @@ class Cluster:
         furthest = read >= self.read_furthest
         if furthest:
             self.read_furthest = read
-        if node == self.node:
-            return
+        self.restated[node] = self.server.now
         server = self.server
+        if node == self.node:
+            # (its own users are what it holds; the channels take what the furthest
+            # restatement says, here as on every node)
+            if furthest:
+                self._restate_channels(data["channels"])
+            return
         mark = len(server.effects)
         turn = [0]
 
@@ -811,11 +852,16 @@ class Cluster:
             if chan is None:
                 made.add(casefold(name))
             step(Join(member.id, name, float(created)))
-        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in data[
-            "channels"
-        ]:
+        self._restate_channels([c for c in data["channels"] if furthest or casefold(c[0]) in made])
+        if self.shared_store:
+            self._unstore(mark)  # (its origin's store has it all)
+
+    def _restate_channels(self, channels: list[list[Any]]) -> None:
+        """Channels' modes, topics and members' status, as a restatement gives them."""
+        server = self.server
+        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in channels:
             held = server.channels.get(casefold(name))
-            if held is None or not (furthest or held.cf in made):
+            if held is None:
                 continue
             held.modes = set(modes)
             held.key, held.limit = key, limit
@@ -826,8 +872,6 @@ class Cluster:
                     held.members[member] = letters
             for target, entries in zip((held.bans, held.excepts, held.invex), lists, strict=False):
                 target[:] = [ListEntry(str(m), str(by), int(at)) for m, by, at in entries]
-        if self.shared_store:
-            self._unstore(mark)  # (its origin's store has it all)
 
     # ------------------------------------------------------------------ deaths
 
