@@ -217,6 +217,8 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     if not deliveries:
         return
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
+    if server.cluster is not None:
+        server.cluster.room(command)  # (before the commit: refused, never stored)
     if events:
         # Durability: committed to the database before it is echoed or delivered.
         server.hold_for_commit(rb, events, _committed, (command, echo, deliveries, events))
