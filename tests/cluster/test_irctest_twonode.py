@@ -140,3 +140,21 @@ def test_a_fence_that_waited_for_a_commit_is_not_taken_for_a_repeat() -> None:
     a.collect_effects()
     assert bob.lines() == [":carol!carol@127.0.0.1 PRIVMSG bob first"]
     assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]
+
+
+def test_a_quitting_connection_closes_once_every_node_applied_its_quit() -> None:
+    """irctest chathistory testChathistoryDMs: c3 QUITs on A, and as soon as its
+    connection is closed registers the same nick on B; B must have applied the QUIT by
+    then, or the nick is still in use there."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    net.register(1, "bob")
+    a, b = net.nodes
+    b.alive = False  # B is behind: it has not read alice's QUIT yet
+    alice.send("QUIT :bye")
+    assert alice.client not in a.closed
+    b.alive = True
+    net.pump()
+    assert alice.client in a.closed
+    assert "alice" not in net.users(1)
+    net.register(1, "alice")

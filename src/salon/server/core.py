@@ -654,7 +654,12 @@ class Server:
         self.unmonitor(client, list(client.monitoring))
         self.accounts.client_gone(client)
         self.abuse.client_gone(client)
-        self.effects.append(Close(client))
+        if self.cluster is not None and client.id in self.leaving and not self.shutting_down:
+            # Closed once every node has applied its Quit: what its user does next, on any
+            # node (take the nick again), comes after it everywhere.
+            self.cluster.after_barrier(lambda: self.effects.append(Close(client)))
+        else:
+            self.effects.append(Close(client))
 
     def remove_channel(self, chan: Channel) -> None:
         if self.services.keeps(chan):
