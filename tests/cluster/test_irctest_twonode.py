@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from accounthelpers import cheap_argon2, register_account, sasl_connect
 from clusterhelpers import ClusterNet
 from corehelpers import one
 
 from salon.server.effects import Effect, StoreCall
+
+__all__ = ["cheap_argon2"]
 
 
 def test_lusers_max_counts_the_peak_of_users_on_the_other_node() -> None:
@@ -158,3 +162,19 @@ def test_a_quitting_connection_closes_once_every_node_applied_its_quit() -> None
     assert alice.client in a.closed
     assert "alice" not in net.users(1)
     net.register(1, "alice")
+
+
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_an_account_back_on_the_other_node_is_put_back_in_its_channels(
+    shared_store: bool,
+) -> None:
+    """irctest read_marker testReadMarkerPersistsAcrossReconnect ([accounts] rejoin):
+    alice leaves A with #c and comes back on B, which must know her channels too."""
+    net = ClusterNet(2, shared_store=shared_store, accounts={"registration_throttle": 0})
+    alice = register_account(net[0], "alice")
+    alice.send("JOIN #c")
+    alice.lines()
+    alice.send("QUIT")
+    again = sasl_connect(net[1], "alice", "alice")
+    assert list(again.client.channels) == ["#c"]
+    assert [c.nick for c in net[0].server.channels["#c"].members] == ["alice"]
