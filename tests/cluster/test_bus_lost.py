@@ -25,14 +25,19 @@ def lose(net: ClusterNet, keep: int = 0) -> tuple[list[str], dict[int, str]]:
     return lost, read
 
 
-def recover(net: ClusterNet, lost: tuple[list[str], dict[int, str]], resend: bool = True) -> None:
+def recover(
+    net: ClusterNet,
+    lost: tuple[list[str], dict[int, str]],
+    resend: bool = True,
+    order: list[int] | None = None,
+) -> None:
     """What each node's bus does once Redis answers again after losing data: it sends
     first what Cluster.recover gives for its own lost entries (``resend`` False: the
     bus no longer had them), and the rest once every node has restated; then what
-    waited meanwhile."""
+    waited meanwhile. ``order``: the node numbers in the order their entries go first."""
     entries, read = lost
     later: list[str] = []
-    for node in net.nodes:
+    for node in sorted(net.nodes, key=lambda n: order.index(n.number)) if order else net.nodes:
         cluster = node.server.cluster
         assert cluster is not None
         mine = [e for e in entries if json.loads(e)[0] == node.number] if resend else []
@@ -236,3 +241,20 @@ def test_changes_made_while_redis_was_away_follow_the_restatements() -> None:
         assert node.server.channels["#c"].topic == "while Redis was away"
     assert state(net[0].server) == state(net[1].server)
     assert start_node(net, 3).server.channels["#c"].topic == "while Redis was away"
+
+
+def test_a_later_node_gives_each_member_the_status_its_node_stated() -> None:
+    """The restatement of the node that had read less comes first and makes the channel
+    on a node started afterwards; the founder's, which comes later, is not the furthest
+    read: the founder keeps @ there all the same."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    alice.send("JOIN #c")
+    bob.send("JOIN #c")
+    alice.send("MODE #c +v bob")
+    before = state(net[0].server)
+    entries, read = lose(net)
+    read[1] = "1-0"  # (node 1, alice's, had read less)
+    recover(net, (entries, read), order=[2, 1])
+    assert state(start_node(net, 3).server) == before == state(net[1].server)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import LineClient, SalonProcess
@@ -110,13 +111,19 @@ def test_chanserv_and_scram_across_nodes_on_one_postgresql(
     assert cs(bob, "INFO #chan") == "#chan is not registered"
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_redact_markread_multiline_across_real_nodes(
-    cluster: Callable[..., SalonProcess],
+    cluster: Callable[..., SalonProcess], store: str, request: pytest.FixtureRequest
 ) -> None:
-    """Each node with its own SQLite store: a REDACT on A reaches B's clients and B's
-    history; a MARKREAD on A reaches the account's session on B; a draft/multiline batch
-    from A arrives whole on B and in B's history; SCRAM on B for an account of A."""
-    a, b = cluster("a", **NO_THROTTLE), cluster("b", **NO_THROTTLE)
+    """Each node with its own SQLite store, or both on one PostgreSQL: a REDACT on A
+    reaches B's clients and B's history; a MARKREAD on A reaches the account's session on
+    B; a draft/multiline batch from A arrives whole on B and in B's history; SCRAM on B
+    for an account of A."""
+    sections: dict[str, Any] = dict(NO_THROTTLE)
+    if store == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        sections["postgres"] = {"dsn": dsn, "retry_for": 5.0}
+    a, b = cluster("a", **sections), cluster("b", **sections)
     caps = (
         "draft/message-redaction message-tags server-time echo-message draft/chathistory "
         "batch draft/multiline draft/read-marker"

@@ -362,7 +362,7 @@ def test_a_killed_or_fenced_worker_is_started_again(workers: Callable[..., Worke
         nick_held_on_the_other_side_is_433,
         join_and_messages_across,
         modes_and_operators_across,
-        lambda connect: one_order(connect, count=100),
+        lambda connect: one_order(connect, seconds=2.0),
         lambda connect: races(connect, rounds=30),
     ],
     ids=["433", "join-messages-names", "modes-operators", "one-order", "races"],

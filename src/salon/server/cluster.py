@@ -860,16 +860,24 @@ class Cluster:
                 if (cf, uid) not in wanted:
                     step(Part(uid, joined.name, ""))
         made: set[str] = set()  # channels this restatement made here
+        # (a member it joins here takes the status its node gives it)
+        stated = {
+            (casefold(c[0]), int(uid)): letters for c in data["channels"] for uid, letters in c[7]
+        }
         for name, created, uid in data["members"]:
             member = server.remote.get(int(uid))
             if member is None:
                 continue
-            chan = server.channels.get(casefold(name))
+            cf = casefold(name)
+            chan = server.channels.get(cf)
             if chan is not None and member in chan.members:
                 continue
             if chan is None:
-                made.add(casefold(name))
+                made.add(cf)
             step(Join(member.id, name, float(created)))
+            chan = server.channels.get(cf)
+            if chan is not None and member in chan.members:
+                chan.members[member] = stated.get((cf, member.id), "")
         self._restate_channels([c for c in data["channels"] if furthest or casefold(c[0]) in made])
         if self.shared_store:
             self._unstore(mark)  # (its origin's store has it all)
