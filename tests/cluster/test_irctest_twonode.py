@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from accounthelpers import cheap_argon2, register_account, sasl_connect
 from clusterhelpers import ClusterNet
 from corehelpers import one
 
 from salon.server.effects import Effect, StoreCall
+
+__all__ = ["cheap_argon2"]
 
 
 def test_lusers_max_counts_the_peak_of_users_on_the_other_node() -> None:
@@ -140,3 +144,37 @@ def test_a_fence_that_waited_for_a_commit_is_not_taken_for_a_repeat() -> None:
     a.collect_effects()
     assert bob.lines() == [":carol!carol@127.0.0.1 PRIVMSG bob first"]
     assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]
+
+
+def test_a_quitting_connection_closes_once_every_node_applied_its_quit() -> None:
+    """irctest chathistory testChathistoryDMs: c3 QUITs on A, and as soon as its
+    connection is closed registers the same nick on B; B must have applied the QUIT by
+    then, or the nick is still in use there."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    net.register(1, "bob")
+    a, b = net.nodes
+    b.alive = False  # B is behind: it has not read alice's QUIT yet
+    alice.send("QUIT :bye")
+    assert alice.client not in a.closed
+    b.alive = True
+    net.pump()
+    assert alice.client in a.closed
+    assert "alice" not in net.users(1)
+    net.register(1, "alice")
+
+
+@pytest.mark.parametrize("shared_store", [False, True], ids=["store per node", "one store"])
+def test_an_account_back_on_the_other_node_is_put_back_in_its_channels(
+    shared_store: bool,
+) -> None:
+    """irctest read_marker testReadMarkerPersistsAcrossReconnect ([accounts] rejoin):
+    alice leaves A with #c and comes back on B, which must know her channels too."""
+    net = ClusterNet(2, shared_store=shared_store, accounts={"registration_throttle": 0})
+    alice = register_account(net[0], "alice")
+    alice.send("JOIN #c")
+    alice.lines()
+    alice.send("QUIT")
+    again = sasl_connect(net[1], "alice", "alice")
+    assert list(again.client.channels) == ["#c"]
+    assert [c.nick for c in net[0].server.channels["#c"].members] == ["alice"]

@@ -144,8 +144,21 @@ def apply_nick(server: Server, ev: Nick, rb: ResponseBuffer | None) -> None:
         server.notify_monitors(client, online=True)
 
 
+def remember_rejoin(server: Server, client: Client) -> None:
+    """A user of an account leaves: its channels are remembered for the account's return
+    (accounts.rejoin), across restarts."""
+    if client.account is not None and client.channels and server.config.accounts.rejoin:
+        account, names = casefold(client.account), [c.name for c in client.channels.values()]
+        server.rejoin[account] = names
+        server.store(lambda store: store.set_rejoin(account, names))
+
+
 def apply_quit(server: Server, ev: Quit, rb: ResponseBuffer | None) -> None:
     client = user(server, ev.uid)
+    if ev.uid in server.remote:
+        # Another node's user: it may come back on this node (the origin remembered it in
+        # Server._remove, before its channels were left).
+        remember_rejoin(server, client)
     server.invisible.discard(client)
     server.opers.discard(client)
     if client.channels:

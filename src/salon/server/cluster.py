@@ -186,6 +186,8 @@ class Cluster:
         self.nodes: set[int] = set()
         self.dead: set[int] = set()
         self.barriers: dict[int, Barrier] = {}
+        # after_barrier()'s steps with their deadlines (a step's index is -1 once done).
+        self.closing: list[tuple[float, Step]] = []
         # Entries that go out once the commit groups started before them are committed
         # (a fence or its acknowledgement must follow this node's earlier messages):
         # (the number of groups finished by then, entry). Groups finish in order.
@@ -292,11 +294,24 @@ class Cluster:
             _done, entry, step = waiting.pop(0)
             self._publish_now(entry, step)
 
+    def after_barrier(self, then: Callable[[], None]) -> None:
+        """Run ``then`` once every node has applied what this node sent so far (a PING's
+        barrier without a client), or after ``fence_wait`` twice at most (Redis away)."""
+        step = Step(None, lambda _out: then(), 0)
+        self.closing.append((self.server.now + 2 * self.fence_wait, step))
+        self._publish_after_commits(
+            [self.node, 0, self.server.now, 0, "F", self.server.unregistered], step
+        )
+
     def tick(self, now: float) -> None:
         """A PONG whose acknowledgements are overdue goes without them."""
         for token, barrier in list(self.barriers.items()):
             if now >= barrier.deadline:
                 self._barrier_passed(token)
+        while self.closing and (self.closing[0][0] <= now or self.closing[0][1].index < 0):
+            _deadline, step = self.closing.pop(0)
+            if step.index >= 0:
+                self._pong(step)
 
     def submit_account(self, record: AccountRecord) -> None:
         """An account made or changed here: every node keeps the record (the last in the
@@ -554,6 +569,9 @@ class Cluster:
     def _pong(self, step: Step) -> None:
         rb = step.rb
         if rb is None:
+            if step.index >= 0 and step.then is not None:
+                step.index = -1  # (done: not again at its deadline)
+                step.then(None)
             return
         out = ResponseBuffer(self.server, rb.client, None, rb.command)
         if step.then is not None and not rb.client.closed:

@@ -21,7 +21,6 @@ from typing import Any
 from salon.config import Config
 from salon.errors import CommandError, LineTooLong, ProtocolError
 from salon.proto import numerics as n
-from salon.proto.casemap import casefold
 from salon.proto.limits import MAX_INPUT
 from salon.proto.message import Message, encode_tags
 from salon.server import apply, caps, commit, history, monitor, welcome, whowas
@@ -622,14 +621,7 @@ class Server:
             return
         self.throttled.discard(client)
         if client.registered:
-            if client.account is not None and client.channels and self.config.accounts.rejoin:
-                # Remembered for the account's return (accounts.rejoin), across restarts.
-                account, names = (
-                    casefold(client.account),
-                    [c.name for c in client.channels.values()],
-                )
-                self.rejoin[account] = names
-                self.store(lambda store: store.set_rejoin(account, names))
+            apply.remember_rejoin(self, client)
             if self.cluster is not None:
                 self.leaving[client.id] = client  # until its Quit has its turn
             self.emit(Quit(client.id, reason))
@@ -654,7 +646,12 @@ class Server:
         self.unmonitor(client, list(client.monitoring))
         self.accounts.client_gone(client)
         self.abuse.client_gone(client)
-        self.effects.append(Close(client))
+        if self.cluster is not None and client.id in self.leaving and not self.shutting_down:
+            # Closed once every node has applied its Quit: what its user does next, on any
+            # node (take the nick again), comes after it everywhere.
+            self.cluster.after_barrier(lambda: self.effects.append(Close(client)))
+        else:
+            self.effects.append(Close(client))
 
     def remove_channel(self, chan: Channel) -> None:
         if self.services.keeps(chan):
