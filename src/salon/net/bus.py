@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from salon.config import ClusterSection
+from salon.net.resp import Link
 
 log = logging.getLogger("salon.net.bus")
 
@@ -78,7 +79,8 @@ class RedisBus:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: Any = None
-        self._reader: Any = None
+        self._turns: Link | None = None
+        self._reader: Link | None = None
         self._beater: Any = None
 
     def key(self, *parts: str | int) -> str:
@@ -91,7 +93,10 @@ class RedisBus:
         url = self.cfg.redis
         try:
             self._calls = aioredis.from_url(url, decode_responses=True)
-            self._reader = aioredis.from_url(url, decode_responses=True)
+            # The two calls made every turn on a connection of their own, without redis-py
+            # (salon.net.resp): the turns and the reader.
+            self._turns = Link(url)
+            self._reader = Link(url)
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
             node = await self._calls.fcall(
@@ -146,7 +151,9 @@ class RedisBus:
             self._queue = []
             while True:
                 try:
-                    await self._calls.fcall(
+                    assert self._turns is not None
+                    await self._turns.call(
+                        "FCALL",
                         "salon_turn",
                         2,
                         self.key("node", self.node),
@@ -177,11 +184,15 @@ class RedisBus:
 
     async def _read(self) -> None:
         stream = self.key("log")
+        reader = self._reader
+        assert reader is not None
         while not self.closing:
             try:
-                answer = await self._reader.xread(
-                    {stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
+                # [[stream, [[id, [field, value, ...]], ...]]], or None when the block ran out
+                answer = await reader.call(
+                    "XREAD", "COUNT", READ_COUNT, "BLOCK", READ_BLOCK_MS,
+                    "STREAMS", stream, self.last_id,
+                )  # fmt: skip
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -195,7 +206,7 @@ class RedisBus:
                     continue
                 self.last_id = items[-1][0]
                 try:
-                    self.on_entries([fields["e"] for _id, fields in items])
+                    self.on_entries([fields[1] for _id, fields in items])
                 except Exception:
                     log.exception("bug applying bus entries")
 
@@ -280,7 +291,10 @@ class RedisBus:
             # (a cancelled blocking read may take its connection down slowly: not waited for)
             await asyncio.wait(tasks, timeout=1.0)
         self._tasks = []
-        for conn in (self._calls, self._reader, self._beater):
+        for link in (self._turns, self._reader):
+            if link is not None:
+                link.close()
+        for conn in (self._calls, self._beater):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.aclose(), 1.0)
