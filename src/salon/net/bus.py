@@ -4,8 +4,9 @@ The core (salon.server.cluster) makes entries and applies the entries of the net
 one order; this module carries them. Redis holds, under the cluster's key prefix:
 
 - a Function library (``salon.lua``, loaded at start with FUNCTION LOAD REPLACE) whose
-  ``salon_turn`` appends one event-loop turn's entries to the log stream; Redis runs one
-  function at a time, so the log is one total order for every node;
+  ``salon_turn`` appends one event-loop turn's entries to the log stream (as one stream
+  entry: see SEPARATOR); Redis runs one function at a time, so the log is one total order
+  for every node;
 - the log stream itself, read by every node with XREAD BLOCK (its own entries too);
 - each node's heartbeat key (PX ``node_ttl``, renewed every second). A node whose key is
   gone is dead: the first node to see it calls ``salon_reap``, which adds the entry that
@@ -13,8 +14,9 @@ one order; this module carries them. Redis holds, under the cluster's key prefix
   link) is fenced: its turn calls and heartbeats are refused, and it closes its clients.
 
 One ``salon_turn`` call is in flight at a time; entries made meanwhile wait and go in the
-next call (a node's entries keep their order). Three connections: turn calls, the
-blocking reader, and the heartbeat with the reaper.
+next call (a node's entries keep their order). Four connections: turn calls and the
+blocking reader (made every turn, on salon.net.resp's bare connections), the other calls
+(start, replay, leave), and the heartbeat with the reaper.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ READ_COUNT = 2000
 REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds between tries while Redis cannot be reached
 LAG_LIMIT = 100000  # entries counted behind a node, at most
+# Between the entries of one turn, all in one entry of the log stream: Redis then adds one
+# stream entry per turn and not per message, and a reader gets a turn's entries as one
+# string (JSON escapes a newline inside a string, so none is ever in an entry).
+SEPARATOR = "\n"
 
 
 def library() -> str:
@@ -126,7 +132,8 @@ class RedisBus:
             items = await self._calls.xrange(self.key("log"), start, "+", count=REPLAY_COUNT)
             if not items:
                 break
-            entries.extend(fields["e"] for _id, fields in items)
+            for _id, fields in items:
+                entries.extend(fields["e"].split(SEPARATOR))
             self.last_id = items[-1][0]
             start = "(" + self.last_id
         return entries
@@ -159,7 +166,7 @@ class RedisBus:
                         self.key("node", self.node),
                         self.key("log"),
                         self.cfg.log_maxlen,
-                        *batch,
+                        SEPARATOR.join(batch),
                     )
                     break
                 except ResponseError as exc:
@@ -205,8 +212,11 @@ class RedisBus:
                 if not items:
                     continue
                 self.last_id = items[-1][0]
+                entries = []
+                for _id, fields in items:
+                    entries.extend(fields[1].split(SEPARATOR))
                 try:
-                    self.on_entries([fields[1] for _id, fields in items])
+                    self.on_entries(entries)
                 except Exception:
                     log.exception("bug applying bus entries")
 
@@ -308,7 +318,7 @@ class NodeStatus:
     name: str
     ttl: float  # seconds its heartbeat key has left (negative: gone, not yet reaped)
     users: int
-    lag: int  # entries of the log it had not applied at its last heartbeat
+    lag: int  # entries of the log (turns) it had not applied at its last heartbeat
 
 
 async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:

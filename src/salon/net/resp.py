@@ -30,17 +30,20 @@ READ_SIZE = 1 << 16
 
 
 def pack(args: tuple[str | int, ...]) -> bytes:
-    """A command as a RESP array of bulk strings."""
+    """A command as a RESP array of bulk strings. A lone surrogate (a byte that was no
+    UTF-8, kept by surrogateescape) goes as that byte, and the reader makes it one again."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        data = arg.encode("utf-8", "surrogateescape") if isinstance(arg, str) else b"%d" % arg
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
 
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
-        self.reader = hiredis.Reader(replyError=ResponseError, encoding="utf-8")
+        self.reader = hiredis.Reader(
+            replyError=ResponseError, encoding="utf-8", errors="surrogateescape"
+        )
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
