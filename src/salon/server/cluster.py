@@ -23,7 +23,8 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
+commit; the commonest, one line to one target, is a compact text instead: see
+:func:`_compact_message`), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
 waits for it).
 """
 
@@ -44,7 +45,7 @@ from salon.server import apply, history
 from salon.server.channel import PREFIX_MODES
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
-from salon.server.delivery import Delivery, body_bytes, deliver_message
+from salon.server.delivery import Delivery, body_bytes, deliver_message, new_event, new_message
 from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
     ChannelMode,
@@ -110,8 +111,9 @@ class Cluster:
         # node stores what it applies.
         self.shared_store = shared_store
         self.steps: dict[int, Step] = {}
-        # token -> (sender, echo, held replies) of a local message waiting for its turn.
-        self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
+        # token -> (sender, command, deliveries, echo, held replies) of a local message
+        # waiting for its turn.
+        self.sent: dict[int, tuple[Client, str, Sequence[Delivery], bool, Held | None]] = {}
         # uids of local clients whose Intro is on its way (a drop then needs a Quit).
         self.introducing: set[int] = set()
         # True while another node's account deletion is applied here (not sent again).
@@ -128,8 +130,7 @@ class Cluster:
         if op is None:
             op = self.op = BusOp([])
             self.server.effects.append(op)
-        # ASCII JSON: a lone surrogate (bytes that were no UTF-8) is escaped like the rest.
-        op.entries.append(json.dumps(entry, separators=(",", ":")))
+        op.entries.append(_json(entry))
 
     def _next_token(self) -> int:
         self._token += 1
@@ -192,27 +193,34 @@ class Cluster:
         """Send committed messages (messaging.Delivery values) to the network's order;
         they are delivered, and echoed, when they come back. ``events``: their history
         rows as the origin stored them, which the other nodes store too (each node has a
-        store of its own)."""
+        store of its own). The origin delivers its own from what it keeps here, not from
+        the entry (which only the other nodes decode)."""
         token = self._next_token()
-        targets = [
-            [
-                chan.cf if chan is not None else None,
-                other.id if other is not None else None,
-                status,
-                list(out.params),
-                out.tags,
+        text = _compact_message(self.node, token, client, command, deliveries, events)
+        if text is None:
+            targets = [
+                [
+                    chan.cf if chan is not None else None,
+                    other.id if other is not None else None,
+                    status,
+                    list(out.params),
+                    out.tags,
+                ]
+                for out, _wire, chan, other, status in deliveries
             ]
-            for out, _wire, chan, other, status in deliveries
-        ]
-        rows = [list(event) for event in events] if events else []
-        self._publish(
-            [
-                self.node, token, self.server.now, 0, "M", client.id, command, client.prefix,
-                targets, rows,
-            ]
-        )  # fmt: skip
-        if echo or (held is not None and not held.empty()):
-            self.messages[token] = (client, echo, held)
+            rows = [list(event) for event in events] if events else []
+            text = _json(
+                [
+                    self.node, token, self.server.now, 0, "M", client.id, command,
+                    client.prefix, targets, rows,
+                ]
+            )  # fmt: skip
+        op = self.op
+        if op is None:
+            op = self.op = BusOp([])
+            self.server.effects.append(op)
+        op.entries.append(text)
+        self.sent[token] = (client, command, deliveries, echo, held)
 
     # ------------------------------------------------------------------ in
 
@@ -220,6 +228,9 @@ class Cluster:
         """Apply entries of the network's order (see ``Server.bus_entries``)."""
         for text in entries:
             try:
+                if text[0] == "M":  # (a message, compact: see _compact_message)
+                    self._compact_message(text)
+                    continue
                 entry = json.loads(text)
                 kind = entry[4]
                 if kind == "E":
@@ -238,7 +249,8 @@ class Cluster:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:
                 log.exception("bug applying bus entry %.200s", text)
-            self.applied += 1
+            finally:
+                self.applied += 1
 
     def _apply(
         self, event: Event, node: int, time: float, base: int, out: ResponseBuffer | None
@@ -371,12 +383,10 @@ class Cluster:
     def _message(self, entry: list[Any]) -> None:
         server = self.server
         node, token = int(entry[0]), int(entry[1])
+        if node == self.node:
+            self._own_message(token)
+            return
         sender_id, command, source, targets = int(entry[5]), str(entry[6]), str(entry[7]), entry[8]
-        sender: Client | None = None
-        try:
-            sender = apply.user(server, sender_id)
-        except KeyError:
-            sender = None
         deliveries: list[Delivery] = []
         for cf, uid, status, params, tags in targets:
             out = Message(command, tuple(params), source, tags)
@@ -384,18 +394,55 @@ class Cluster:
             wire = body_bytes(source, command, params[0], text)
             chan = server.channels.get(cf) if cf is not None else None
             other = server.clients.get(uid) if uid is not None else None
-            if uid is not None and node == self.node and other is None:
-                other = server.remote.get(uid)  # for the echo only
             deliveries.append((out, wire, chan, other, status))
-        deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
-        if node != self.node:
-            if len(entry) > 9 and entry[9] and not self.shared_store:
-                history.record(server, [_history_event(row) for row in entry[9]])
+        deliver_message(server, _sender(server, sender_id), command, deliveries)
+        if len(entry) > 9 and entry[9] and not self.shared_store:
+            history.record(server, [_history_event(row) for row in entry[9]])
+
+    def _compact_message(self, text: str) -> None:
+        """Apply an entry of :func:`_compact_message`."""
+        f = text.split("\0")
+        if int(f[1]) == self.node:
+            self._own_message(int(f[2]))
             return
-        waiting = self.messages.pop(token, None)
-        if waiting is None:
+        server = self.server
+        command, source, target, body = f[4], f[5], f[9], f[10]
+        tags = {"time": f[11], "msgid": f[12]}
+        account = f[13] or None
+        if account is not None:
+            tags["account"] = account
+        if f[14]:
+            tags["bot"] = ""
+        params = (target, body)
+        out = new_message((command, params, source, tags))
+        chan = server.channels.get(f[6]) if f[6] else None
+        other = server.clients.get(int(f[7])) if f[7] else None
+        wire = body_bytes(source, command, target, body)
+        deliver_message(
+            server, _sender(server, int(f[3])), command, [(out, wire, chan, other, f[8])]
+        )
+        if f[15] and not self.shared_store:
+            row = (f[12], float(f[15]), f[16], command, source, account, params, (), f[17], f[18])
+            history.record(server, [new_event(row)])
+
+    def _own_message(self, token: int) -> None:
+        """This node's message has its turn: delivered (to this node's users) and echoed
+        from what submit_message kept, the targets looked up again as another node's
+        entry's are (a channel may be gone, a user quit, since)."""
+        sent = self.sent.pop(token, None)
+        if sent is None:
             return
-        client, echo, held = waiting
+        server = self.server
+        client, command, kept, echo, held = sent
+        deliveries: list[Delivery] = []
+        for out, wire, chan, other, status in kept:
+            if chan is not None:
+                chan = server.channels.get(chan.cf)
+            if other is not None:
+                # (a user of another node is kept for the echo only: it is closed)
+                other = server.clients.get(other.id) or server.remote.get(other.id)
+            deliveries.append((out, wire, chan, other, status))
+        deliver_message(server, client, command, deliveries)
         if held is None or held.empty():
             if echo:
                 for out, wire, *_ in deliveries:
@@ -456,6 +503,76 @@ def _account_record(data: dict[str, Any]) -> AccountRecord:
         float(data["created"]),
         tuple(str(fp) for fp in data["certfps"]),
     )
+
+
+def _sender(server: Server, uid: int) -> Client:
+    """The sender of another node's message, or _NOBODY when it quit before its turn."""
+    try:
+        return apply.user(server, uid)
+    except KeyError:
+        return _NOBODY
+
+
+# ASCII JSON (a lone surrogate, from bytes that were no UTF-8, is escaped like the rest),
+# with one encoder made once (json.dumps makes one per call when given separators).
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+# The tags of a message that carries no client tags, in the order relay makes them.
+_PLAIN_TAGS = {
+    (False, False): ("time", "msgid"),
+    (True, False): ("time", "msgid", "account"),
+    (False, True): ("time", "msgid", "bot"),
+    (True, True): ("time", "msgid", "account", "bot"),
+}
+
+
+def _compact_message(
+    node: int,
+    token: int,
+    client: Client,
+    command: str,
+    deliveries: Sequence[Delivery],
+    events: Sequence[HistoryEvent] | None,
+) -> str | None:
+    """The commonest message entry without JSON: one PRIVMSG or NOTICE to one target,
+    with no client tags, and the one history row it makes. Fields joined by NUL, which
+    no IRC line holds (body_bytes refuses it) and JSON never writes: ``M``, node, token,
+    sender, command, source, channel, user, status, target, text, time, msgid, account,
+    bot, and the row's time, conversation, display name and party ("" when not stored).
+    None when the message is any other: it goes as JSON."""
+    if len(deliveries) != 1 or command == "TAGMSG":
+        return None
+    out, _wire, chan, other, status = deliveries[0]
+    params, tags = out.params, out.tags
+    account = tags.get("account")
+    bot = "bot" in tags
+    if len(params) != 2 or tuple(tags) != _PLAIN_TAGS[account is not None, bot]:
+        return None
+    target, text = params
+    if "\0" in text or "\n" in text:
+        return None
+    row: tuple[str, ...] = ("", "", "", "")
+    if events:
+        event = events[0]
+        if (
+            len(events) != 1
+            or event.msgid != tags["msgid"]
+            or event.command != command
+            or event.source != client.prefix
+            or event.account != account
+            or event.params != params
+            or event.tags
+        ):
+            return None
+        row = (repr(event.time), event.target, event.display, event.party)
+    return "\0".join(
+        (
+            "M", str(node), str(token), str(client.id), command, client.prefix,
+            chan.cf if chan is not None else "", str(other.id) if other is not None else "",
+            status, target, text, tags["time"], tags["msgid"], account or "",
+            "1" if bot else "", *row,
+        )
+    )  # fmt: skip
 
 
 def _history_event(row: list[Any]) -> HistoryEvent:
