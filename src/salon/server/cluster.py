@@ -35,6 +35,7 @@ import logging
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from salon.errors import CommandError, FailError
@@ -83,6 +84,7 @@ def node_of(uid: int) -> int:
     return uid >> NODE_SHIFT
 
 
+@cache
 def msgid_prefix(node: int, applied: bool) -> str:
     """The part of a msgid that names its node (16 bits of the node number, then 0 for the
     node's own messages, 1 for lines drawn while applying an entry): msgids stay unique
