@@ -24,8 +24,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from bench.procstat import cpu_seconds
+from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.servers import default_salon_cmd, free_port
 
 # `python -c _PROFILED OUT ARGS...`: `python -m salon ARGS...` under cProfile, on CPU time.
@@ -90,10 +91,20 @@ class Setup:
     """The processes of one side: one salon, or two nodes and a redis-server."""
 
     def __init__(
-        self, root: Path, cluster: bool, profile: Path | None = None, src: Path | None = None
+        self,
+        root: Path,
+        cluster: bool,
+        profile: Path | None = None,
+        src: Path | None = None,
+        store: str = "sqlite",
+        pg: Any = None,
     ) -> None:
         self.root = root
         self.src = src
+        self.store = store
+        # The PostgreSQL server (bench.pgserver.PostgresServer) of --store postgres: its
+        # processes are counted with this side's while the side runs.
+        self.pg = pg
         self.cluster = cluster
         self.profile = profile
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -101,6 +112,10 @@ class Setup:
 
     def start(self) -> None:
         redis_url = ""
+        dsn = ""
+        if self.store == "postgres":
+            # One new database for the side: the one process's, or both nodes' (shared).
+            dsn = self.pg.dsn(self.pg.create_database())
         if self.cluster:
             redis_port = free_port()
             self.procs.append(
@@ -136,6 +151,10 @@ class Setup:
             )
             if self.cluster:
                 text += f"[cluster]\nredis = '{redis_url}'\nnode = 'n{i}'\nprefix = 'bench'\n"
+            if self.store == "off":
+                text += "[history]\nenabled = false\n"
+            elif self.store == "postgres":
+                text += f"[postgres]\ndsn = '{dsn}'\n"
             (data / "salon.toml").write_text(text)
             env = dict(os.environ)
             if self.src is not None:
@@ -162,8 +181,12 @@ class Setup:
         return sum(self.cpus())
 
     def cpus(self) -> list[float]:
-        """CPU seconds of each process: redis-server first in a cluster, then the nodes."""
-        return [cpu_seconds(p.pid, group=False) for p in self.procs]
+        """CPU seconds of each process: redis-server first in a cluster, then the nodes,
+        then every PostgreSQL process together (with --store postgres)."""
+        found = [cpu_seconds(p.pid, group=False) for p in self.procs]
+        if self.pg is not None:
+            found.append(tree_cpu_seconds(self.pg.proc.pid))
+        return found
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -268,10 +291,15 @@ async def churn(s: Setup, count: int) -> Result:
 
 
 async def run_side(
-    args: argparse.Namespace, name: str, cluster: bool, src: Path | None, profile: Path | None
+    args: argparse.Namespace,
+    name: str,
+    cluster: bool,
+    src: Path | None,
+    profile: Path | None,
+    pg: Any = None,
 ) -> Result:
     root = Path(tempfile.mkdtemp(prefix="salon-cluster-bench-"))
-    s = Setup(root, cluster, profile, src)
+    s = Setup(root, cluster, profile, src, getattr(args, "store", "sqlite"), pg)
     try:
         s.start()
         await asyncio.sleep(0.5)
@@ -294,7 +322,30 @@ async def main_async(args: argparse.Namespace) -> None:
     profile = Path(args.profile) if args.profile else None
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    pg = None
+    if args.store == "postgres":
+        from bench.pgserver import PostgresServer, find_bindir
+
+        bindir = find_bindir()
+        if bindir is None:
+            sys.exit("bench.cluster: PostgreSQL is not installed (Debian package postgresql)")
+        pg = PostgresServer(bindir)
+        pg.start(free_port())
+    try:
+        await _scenarios(args, sides, profile, pg)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def _scenarios(
+    args: argparse.Namespace,
+    sides: list[tuple[str, bool, Path | None]],
+    profile: Path | None,
+    pg: Any,
+) -> None:
+    print(f"store {args.store}; load average before: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))  # fmt: skip
     for name in args.scenarios.split(","):
         runs: dict[str, list[Result]] = {label: [] for label, _c, _s in sides}
         for r in range(args.repeat):
@@ -303,7 +354,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 prof = profile / f"{name}-{label}" if profile is not None else None
                 if prof is not None:
                     prof.mkdir(exist_ok=True)
-                runs[label].append(await run_side(args, name, cluster, src, prof))
+                runs[label].append(await run_side(args, name, cluster, src, prof, pg))
         us: dict[str, float] = {}
         for label, results in runs.items():
             per_op = [sum(cpus) / max(got, 1) * 1e6 for cpus, got, _w in results]
@@ -337,6 +388,13 @@ def main() -> None:
         "--before", help="a worktree of another commit: its salon runs too, alternating"
     )
     parser.add_argument("--profile", help="a directory for each salon process's cProfile file")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "off", "postgres"),
+        default="sqlite",
+        help="history in each salon's own SQLite (the default), off, or in one PostgreSQL "
+        "that both nodes share (its CPU counted too)",
+    )
     if shutil.which("redis-server") is None:
         sys.exit("bench.cluster: redis-server is not installed (Debian package redis-server)")
     asyncio.run(main_async(parser.parse_args()))

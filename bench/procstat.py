@@ -36,6 +36,33 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent (field 4 of /proc/<pid>/stat) is ``pid``. PostgreSQL's
+    backends are the postmaster's children, each in a session of its own."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry))[1]) == pid:
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its children, as they are now (a child that
+    exited is not counted)."""
+    total = 0
+    for p in (pid, *child_pids(pid)):
+        try:
+            total += _ticks(_stat_fields(p))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / CLK_TCK
+
+
 def cpu_seconds(pid: int, group: bool = True) -> float:
     """utime + stime of a process, all threads, from /proc/<pid>/stat; with `group`, summed
     over its process group (the server is the leader of its own), should it fork workers."""
