@@ -2,6 +2,8 @@
 # Installs the Debian packages the test suite drives, which scripts/test-packages.txt lists
 # (and nothing else names). Idempotent: does nothing when every package is already present,
 # and runs apt-get update only when one is missing. Needs root (or sudo) on Debian.
+# One of them is also a runtime need: redis-server, for `salon serve --workers N` without a
+# [cluster] section (docs/cluster.md); a server that runs it installs just that package.
 #
 #   scripts/install-deps.sh             install the missing packages
 #   scripts/install-deps.sh --list      print the list's packages, one a line

@@ -166,6 +166,9 @@ class SalonProcess:
         self.opers = opers
         write_config(self.config_path, sections, opers)  # type: ignore[arg-type]
         self.proc: subprocess.Popen[bytes] | None = None
+        # More arguments of salon serve (--workers N), and how long its ports may take.
+        self.args: tuple[str, ...] = ()
+        self.start_timeout = 10.0
 
     def start(self) -> SalonProcess:
         """Start (or restart, on the same data directory) the server. A free port picked
@@ -173,17 +176,21 @@ class SalonProcess:
         for attempt in range(3):
             self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "salon", "serve", "--config", str(self.config_path)],
+                [
+                    *(sys.executable, "-m", "salon", "serve"),
+                    *("--config", str(self.config_path), *self.args),
+                ],
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 cwd=self.tmp,
             )
+            timeout = self.start_timeout
             try:
-                wait_port(self.irc_port, proc=self.proc)
-                wait_port(self.plain_port, proc=self.proc)
+                wait_port(self.irc_port, timeout, proc=self.proc)
+                wait_port(self.plain_port, timeout, proc=self.proc)
                 for key in self.WEB_PORTS:
                     if self.sections["listen"].get(key):
-                        wait_port(self.sections["listen"][key], proc=self.proc)
+                        wait_port(self.sections["listen"][key], timeout, proc=self.proc)
                 return self
             except RuntimeError as exc:
                 self._log.close()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import socket
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,47 @@ def stored_blobs(s: Any) -> list[Path]:
 def file_rows(s: Any) -> int:
     with sqlite3.connect(Path(s.data_dir) / "salon.db") as db:
         return int(db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+
+
+class StallingHost:
+    """A file host on loopback that reads the first bytes of one upload, then stops reading,
+    as a stalled transfer does; ``drain()`` then reads on to tell whether the client cut the
+    connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.started = threading.Event()
+        self._drain = threading.Event()
+        self.cut = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            self.started.set()
+            self._drain.wait(30)
+            conn.settimeout(10)
+            try:
+                while conn.recv(1 << 20):
+                    pass
+                self.cut.set()  # the end of the stream
+            except TimeoutError:
+                pass  # the client still holds it open
+            except OSError:
+                self.cut.set()  # reset
+
+    def drain(self) -> bool:
+        """Read what is left: whether the client closed the connection (not a timeout)."""
+        self._drain.set()
+        return self.cut.wait(10)
+
+    def close(self) -> None:
+        self._drain.set()
+        self.sock.close()
+        self.thread.join(15)

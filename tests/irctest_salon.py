@@ -8,6 +8,13 @@ not collected by salon's pytest run and not type-checked with the package.
 Every test gets a fresh salon process with its own config and data directory in a
 temporary directory; the process (and its whole process group) is killed afterwards.
 
+With ``SALON_IRCTEST_NODES=2`` every test gets two salon nodes instead, A and B, each with
+its own config and data directory (its own SQLite store) and a ``[cluster]`` section on a
+fresh key prefix of one redis-server per irctest process (per xdist worker, started when
+first needed, with tests/redisserver.py). The port irctest connects to is then a
+round-robin forwarder (tests/roundrobin.py): the test's first connection goes to A, the
+second to B, the third to A... so every test that uses two clients has them on two nodes.
+
 The salon interpreter is ``$SALON_PYTHON`` when set, else the repo's ``.venv/bin/python``,
 else the interpreter running irctest (with the repo's ``src`` put on its PYTHONPATH).
 """
@@ -15,11 +22,14 @@ else the interpreter running irctest (with the repo's ``src`` put on its PYTHONP
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +39,14 @@ from irctest.basecontrollers import (
     ProcessStopped,
 )
 from irctest.runner import NotImplementedByController
+from roundrobin import RoundRobin
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+# 1 (the default): one salon per test; 2: two cluster nodes behind a round-robin forwarder.
+NODES_ENV = "SALON_IRCTEST_NODES"
 OPER_NAME = "operuser"
 OPER_PASSWORD = "operpassword"
+NODE_NAMES = ("a", "b")
 
 CONFIG_TEMPLATE = """\
 [server]
@@ -82,6 +96,13 @@ level = {log_level}
 [[oper]]
 name = {oper_name}
 password = {oper_hash}
+"""
+
+CLUSTER_TEMPLATE = """
+[cluster]
+redis = {redis}
+node = {node}
+prefix = {prefix}
 """
 
 _oper_hash: str | None = None
@@ -168,6 +189,90 @@ def _kill_leftovers(keep: SalonController | None = None) -> None:
 atexit.register(_kill_leftovers)
 
 
+def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        # start_new_session=True in execute(): the group id is the leader's pid.
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def node_count() -> int:
+    value = os.environ.get(NODES_ENV, "1")
+    if value not in ("1", "2"):
+        raise RuntimeError(f"{NODES_ENV}={value!r}: give 1 or 2")
+    return int(value)
+
+
+_redis: Any = None
+
+
+def worker_redis() -> Any:
+    """This process's redis-server (one per xdist worker), started when first needed and
+    stopped when the process exits; every start of a pair of nodes takes a fresh prefix."""
+    global _redis
+    if _redis is not None and _redis.proc is not None and _redis.proc.poll() is None:
+        return _redis
+    if str(REPO_DIR) not in sys.path:
+        sys.path.append(str(REPO_DIR))  # tests/redisserver.py uses bench/pgserver.py
+    from redisserver import RedisServer, find_redis
+
+    program = find_redis()
+    if program is None:
+        raise RuntimeError(f"{NODES_ENV}=2 needs redis-server (Debian package redis-server)")
+    server = RedisServer(program)
+    for _attempt in range(3):  # a free port may be taken before redis-server binds it
+        try:
+            server.start(free_port())
+            break
+        except RuntimeError:
+            server.stop()
+            server = RedisServer(program)
+    else:
+        raise RuntimeError("cannot start redis-server for the two-node mode")
+    _redis = server
+
+    def stop() -> None:
+        _kill_leftovers()  # nodes first: they leave the cluster through this Redis
+        server.stop()
+
+    atexit.register(stop)
+    return server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_node(proc: subprocess.Popen[bytes], hostname: str, port: int) -> None:
+    """Wait until a node answers on ``port``, with irctest's own probe (an unregistered
+    connection that QUITs, so it counts nowhere)."""
+    started = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise ProcessStopped(f"process returned {proc.returncode}")
+        try:
+            with socket.create_connection((hostname, port), timeout=1.0) as c:
+                c.sendall(b"QUIT :chkport\r\n")
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"chkport" not in data and b"ERROR" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() - started > 60:
+                raise
+            time.sleep(0.05)
+
+
 class SalonController(BaseServerController, DirectoryBasedController):
     software_name = "salon"
     supported_sasl_mechanisms = {"PLAIN", "SCRAM-SHA-256"}
@@ -214,31 +319,125 @@ class SalonController(BaseServerController, DirectoryBasedController):
             # the listener on `port` speaks TLS, and there is no plain-text one.
             self.gen_ssl()
             cert, key = str(self.pem_path), str(self.key_path)
+        self._faketime_cmd = (
+            ["faketime", "-f", faketime] if faketime and shutil.which("faketime") else []
+        )
+        self.faketime_enabled = bool(self._faketime_cmd)
+        common = {
+            "password": toml_str(password or ""),
+            "hostname": toml_str(hostname),
+            "tls_cert": toml_str(cert),
+            "tls_key": toml_str(key),
+            "log_level": toml_str("debug" if self.debug_mode else "info"),
+            "oper_name": toml_str(OPER_NAME),
+            "oper_hash": toml_str(oper_password_hash()),
+            "before_connect": toml_bool(self.test_config.account_registration_before_connect),
+            "requires_email": toml_bool(self.test_config.account_registration_requires_email),
+        }
+        if node_count() == 2:
+            self._run_two_nodes(common, ssl, websocket_port)
+            return
         config_path = self.directory / "salon.toml"
         with self.open_file("salon.toml", "w") as fd:
             fd.write(
                 CONFIG_TEMPLATE.format(
                     data_dir=toml_str(str(self.directory / "data")),
-                    password=toml_str(password or ""),
-                    hostname=toml_str(hostname),
                     irc_port=0 if ssl else port,
                     tls_port=port if ssl else 0,
                     http_port=websocket_port or 0,
-                    tls_cert=toml_str(cert),
-                    tls_key=toml_str(key),
-                    log_level=toml_str("debug" if self.debug_mode else "info"),
-                    oper_name=toml_str(OPER_NAME),
-                    oper_hash=toml_str(oper_password_hash()),
-                    before_connect=toml_bool(self.test_config.account_registration_before_connect),
-                    requires_email=toml_bool(self.test_config.account_registration_requires_email),
+                    **common,
                 )
             )
         self._config_path = config_path
-        self._faketime_cmd = (
-            ["faketime", "-f", faketime] if faketime and shutil.which("faketime") else []
-        )
-        self.faketime_enabled = bool(self._faketime_cmd)
         self._start()
+
+    # ------------------------------------------------------------ two nodes
+
+    def _run_two_nodes(self, common: dict[str, str], ssl: bool, websocket_port: int | None) -> None:
+        """Write node A's and node B's configs, each on ports of its own (reserved with
+        irctest's, released by kill()), and start them behind the forwarder."""
+        assert self.directory is not None
+        self._node_configs = []
+        self._node_ports: list[tuple[int, int]] = []  # (IRC or TLS port, WebSocket port)
+        for name in NODE_NAMES:
+            irc = self.get_hostname_and_port()[1]
+            ws = self.get_hostname_and_port()[1] if websocket_port else 0
+            self._node_ports.append((irc, ws))
+            (self.directory / name).mkdir()
+            config = CONFIG_TEMPLATE.format(
+                data_dir=toml_str(str(self.directory / name / "data")),
+                irc_port=0 if ssl else irc,
+                tls_port=irc if ssl else 0,
+                http_port=ws,
+                **common,
+            )
+            self._node_configs.append((name, self.directory / name / "salon.toml", config))
+        self._websocket_port = websocket_port
+        self._start_two()
+
+    def _start_two(self) -> None:
+        """Start both nodes on a fresh key prefix, wait until each has joined the cluster
+        (a node opens its listeners only once it has joined and replayed the log), then
+        put the forwarder on the port irctest connects to."""
+        assert self.directory is not None
+        redis = worker_redis()
+        prefix = redis.prefix()
+        python, env = salon_python()
+        self._node_procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        for name, path, config in self._node_configs:
+            path.write_text(
+                config
+                + CLUSTER_TEMPLATE.format(
+                    redis=toml_str(redis.url), node=toml_str(name), prefix=toml_str(prefix)
+                )
+            )
+            log_path = self.directory / name / "salon.log"
+            output: dict[str, Any] = {}
+            if not self.debug_mode:
+                log_fd = log_path.open("ab")
+                output = {"stdout": log_fd, "stderr": log_fd}
+            try:
+                proc = self.execute(
+                    [*self._faketime_cmd, python, "-m", "salon", "serve", "--config", path],
+                    proc_name=f"salon-{name}",
+                    cwd=self.directory / name,
+                    env=env,
+                    **output,
+                )
+            finally:
+                if output:
+                    log_fd.close()
+            self._node_procs.append((name, proc, log_path))
+            if self.proc is None:
+                self.proc = proc  # irctest's own checks look at self.proc
+        _running.add(self)
+        try:
+            for (name, proc, log_path), (irc, _ws) in zip(
+                self._node_procs, self._node_ports, strict=True
+            ):
+                try:
+                    wait_for_node(proc, self.hostname, irc)
+                except ProcessStopped as e:
+                    tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+                    raise ProcessStopped(
+                        f"salon node {name} did not start ({e}); its output:\n{tail}"
+                    ) from None
+            listens = [
+                (self.hostname, self.port, [(self.hostname, irc) for irc, _ws in self._node_ports])
+            ]
+            if self._websocket_port:
+                listens.append(
+                    (
+                        self.hostname,
+                        self._websocket_port,
+                        [(self.hostname, ws) for _irc, ws in self._node_ports],
+                    )
+                )
+            self._forwarder: RoundRobin | None = RoundRobin(listens).start()
+            self.port_open = True
+        except BaseException:
+            self.kill()  # setUp() fails, so tearDown() will not run
+            raise
 
     def _start(self) -> None:
         """Start salon on the config written by run(), and wait for its port."""
@@ -320,41 +519,46 @@ class SalonController(BaseServerController, DirectoryBasedController):
         assert self.proc is not None and self.directory is not None
         self.terminate()
         python, env = salon_python()
-        res = subprocess.run(
-            [
-                python,
-                "-m",
-                "salon",
-                "account",
-                "create",
-                username,
-                "--config",
-                str(self._config_path),
-            ],
-            input=password + "\n",
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=self.directory,
-            timeout=60,
+        two = node_count() == 2
+        # Two nodes: each has a store of its own, so the account goes in each.
+        configs = (
+            [path for _name, path, _text in self._node_configs] if two else [self._config_path]
         )
-        assert res.returncode == 0, res.stderr
-        self._start()
+        for config in configs:
+            res = subprocess.run(
+                [
+                    python,
+                    "-m",
+                    "salon",
+                    "account",
+                    "create",
+                    username,
+                    "--config",
+                    str(config),
+                ],
+                input=password + "\n",
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=self.directory,
+                timeout=60,
+            )
+            assert res.returncode == 0, res.stderr
+        if two:
+            self._start_two()
+        else:
+            self._start()
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.proc is not None
-        try:
-            # start_new_session=True in execute(): the group id is the leader's pid.
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                self.proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
+        signal_group(self.proc, sig)
 
     def _stop(self, grace: float) -> None:
         """SIGTERM the server's process group, SIGKILL it after `grace` seconds."""
         assert self.proc is not None
+        if getattr(self, "_node_procs", None):
+            self._stop_two(grace)
+            return
         self._signal_group(signal.SIGTERM)
         try:
             self.proc.wait(grace)
@@ -365,6 +569,32 @@ class SalonController(BaseServerController, DirectoryBasedController):
         self._signal_group(signal.SIGKILL)
         self.proc = None
         _running.discard(self)
+
+    def _stop_two(self, grace: float) -> None:
+        """Stop the forwarder, then both nodes together (each leaves the cluster)."""
+        forwarder = getattr(self, "_forwarder", None)
+        if forwarder is not None:
+            forwarder.stop()
+            self._forwarder = None
+        procs = [proc for _name, proc, _log in self._node_procs]
+        for proc in procs:
+            signal_group(proc, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                signal_group(proc, signal.SIGKILL)
+                proc.wait(10)
+            signal_group(proc, signal.SIGKILL)
+        self._node_procs = []
+        self.proc = None
+        _running.discard(self)
+
+    def check_is_alive(self) -> None:
+        for name, proc, _log in getattr(self, "_node_procs", None) or []:
+            if proc.poll() is not None:
+                raise ProcessStopped(f"salon node {name} returned {proc.returncode}")
+        super().check_is_alive()
 
     def kill_proc(self) -> None:
         self._stop(grace=5)

@@ -1,7 +1,8 @@
 """A real Redis for the tests: ``redis-server`` on a free loopback port, with nothing
 written to disk, stopped (and its directory removed) at the end. One per test session,
 so one per xdist worker; each test takes a fresh key prefix (:meth:`RedisServer.prefix`)
-whose keys are deleted after it."""
+whose keys are deleted after it. A test that restarts Redis starts one of its own
+(``persist``: with an append-only file, so that a restart keeps the data)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def find_redis() -> str | None:
 
 
 class RedisServer:
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, persist: bool = False) -> None:
         self.program = program
+        self.persist = persist
         self.root = Path(tempfile.mkdtemp(prefix="salon-redis-"))
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,7 +41,7 @@ class RedisServer:
 
     def start(self, port: int) -> None:
         self.port = port
-        self._log = (self.root / "server.log").open("wb")
+        self._log = (self.root / "server.log").open("ab")
         self.proc = subprocess.Popen(
             [
                 self.program,
@@ -50,7 +52,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
                 "--dir",
                 str(self.root),
                 "--daemonize",
@@ -100,9 +102,15 @@ class RedisServer:
             return (self.root / "server.log").read_text(errors="replace")[-2000:]
         return ""
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server (SIGTERM: a clean shutdown), keeping its directory: start()
+        runs it again, with its data when ``persist``."""
         proc, self.proc = self.proc, None
         end_process(proc, signal.SIGTERM, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
+            self._log = None
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)

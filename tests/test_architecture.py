@@ -183,6 +183,7 @@ _TLS_CHECK = "only `salon check-config` of a config with a certificate loads it"
 _HASH_ONLY = "only `salon hash-password` needs argon2"
 _FILES_ONLY = "only `salon files` needs the file host's blobs and the store"
 _REDIS = "only a [cluster] config loads the bus and redis (off means off: test_loopback.py)"
+_WORKERS = "only `salon serve --workers` (and its workers, and `cluster status` of one) need the supervisor"
 _PSYCOPG = "only `salon db import` and a server with [postgres] load psycopg (off means off: tests/store/test_postgres.py)"
 
 # Imports inside functions kept on purpose, so that a command loads only what it uses
@@ -196,6 +197,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("salon.cli", "salon.store.pgimport"): _PSYCOPG,
     ("salon.net.runner", "salon.net.bus"): _REDIS,
     ("salon.cli", "salon.net.bus"): _REDIS,
+    ("salon.cli", "salon.workers"): _WORKERS,
     ("salon.cli", "salon.store.postgres"): _PSYCOPG,
     ("salon.net.runner", "salon.store.postgres"): _PSYCOPG,
     ("salon.tui.cli", "salon.client"): _CHAT_ONLY,

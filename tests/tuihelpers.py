@@ -39,3 +39,11 @@ def app_with(port: int, tmp: Path, **settings: Any) -> ChatApp:
         ChatConfig(tmp / "chat.toml"),
         connection_options={"backoff": (0.1, 0.3), "connect_timeout": 2.0},
     )
+
+
+def welcome_with_filehost(app: ChatApp, upload_url: str) -> None:
+    """An offline app's session (no Target) welcomed by a server that hosts files at
+    ``upload_url``, in #lobby."""
+    app.session.connection_made(time.time())
+    app.feed(":s CAP * LS :", ":s 001 ada :hi", f":s 005 ada soju.im/FILEHOST={upload_url} :ok")
+    app.feed(":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")

@@ -8,9 +8,11 @@ failure at run time (``salon chat`` could not connect or log in), 130 for Ctrl-C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -69,6 +71,22 @@ def _port(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    from salon.workers import worker_count
+
+    try:
+        return worker_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# The serve options a worker is given again by its supervisor.
+SERVE_OPTIONS = (
+    "config", "host", "irc_port", "tls_port", "plain_port", "http_port", "https_port",
+    "data_dir", "server_name",
+)  # fmt: skip
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="salon", description="salon: a self-hosted chat server that speaks IRC.")
     parser.add_argument("--version", action="version", version=f"salon {__version__}")
@@ -94,6 +112,16 @@ def build_parser() -> Parser:
     )
     serve.add_argument("--data-dir", metavar="DIR", help="data directory (default ./salon-data)")
     serve.add_argument("--server-name", metavar="NAME", help="server name (default salon.local)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="run N processes on the same ports under a supervisor (docs/cluster.md)",
+    )
+    # Given by the supervisor to each worker it starts: its number, and the pipe it writes
+    # a byte to once it is listening.
+    serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, default=-1, help=argparse.SUPPRESS)
 
     check = sub.add_parser(
         "check-config", help="validate a config file", description="Validate a config file."
@@ -142,14 +170,27 @@ def build_parser() -> Parser:
         help="the nodes on the config's Redis, their users and how far behind the log they are",
         description="Show the nodes of the network that the config's [cluster] section joins.",
     )
-    st.add_argument("--config", metavar="FILE", required=True, help="a config with [cluster]")
+    st.add_argument(
+        "--config", metavar="FILE", help="a config with [cluster], or of salon serve --workers"
+    )
+    st.add_argument("--data-dir", metavar="DIR", help="the data directory of salon serve --workers")
     return parser
 
 
 def _cluster_status(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
-    if cfg.cluster is None:
-        raise UsageError(f"{args.config} has no [cluster] section")
+    cfg = load(args.config).with_overrides(server__data_dir=args.data_dir)
+    cluster = cfg.cluster
+    if cluster is None:
+        # The private Redis of salon serve --workers, while it runs.
+        from salon.workers import private_cluster, redis_socket
+
+        if not redis_socket(cfg.data_path).exists():
+            where = args.config or "the default config"
+            raise UsageError(
+                f"{where} has no [cluster] section, and no salon serve --workers runs"
+                f" on {cfg.data_path}"
+            )
+        cluster = private_cluster(cfg.data_path)
     try:
         from salon.net.bus import BusError, status
     except ImportError:
@@ -157,11 +198,11 @@ def _cluster_status(args: argparse.Namespace) -> int:
     import asyncio
 
     try:
-        nodes, length = asyncio.run(status(cfg.cluster))
+        nodes, length = asyncio.run(status(cluster))
     except BusError as exc:
         print(f"salon cluster status: {exc}", file=sys.stderr)
         return 1
-    print(f"log {cfg.cluster.prefix}:log: {length} entries; {len(nodes)} node(s)")
+    print(f"log {cluster.prefix}:log: {length} entries; {len(nodes)} node(s)")
     for node in nodes:
         alive = f"heartbeat {node.ttl:.1f} s left" if node.ttl > 0 else "dead, not yet reaped"
         print(
@@ -184,19 +225,55 @@ def _serve(args: argparse.Namespace) -> int:
         server__data_dir=args.data_dir,
         server__name=args.server_name,
     )
-    logging.basicConfig(
-        level=getattr(logging, cfg.log.level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.workers:
+        from salon.workers import supervise
+
+        _log_to_stderr(cfg, "supervisor ")
+        argv: list[str] = []
+        for name in SERVE_OPTIONS:
+            value = getattr(args, name)
+            if value is not None:
+                argv += ["--" + name.replace("_", "-"), str(value)]
+        return supervise(cfg, args.workers, argv)
+    ready = None
+    prog = "salon serve"
+    if args.worker:
+        from salon.workers import worker_config
+
+        cfg = worker_config(cfg, args.worker)
+        prog = f"salon serve: worker {args.worker}"
+        ready = _ready_pipe(args.ready_fd)
+    _log_to_stderr(cfg, f"worker {args.worker} " if args.worker else "")
     try:
-        run(cfg)
+        run(cfg, ready, args.worker)
     except StartupError as exc:
-        print(f"salon serve: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _log_to_stderr(cfg: Config, source: str) -> None:
+    """The log on stderr; ``source`` ("worker 2 ", "supervisor ") says which process."""
+    logging.basicConfig(
+        level=getattr(logging, cfg.log.level.upper()),
+        format=f"%(asctime)s %(levelname)s {source}%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ready_pipe(fd: int) -> Callable[[object], None] | None:
+    """What tells the supervisor that this worker listens: a byte on its pipe."""
+    if fd < 0:
+        return None
+
+    def ready(_shell: object) -> None:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"1")
+            os.close(fd)
+
+    return ready
 
 
 def _db_import(args: argparse.Namespace) -> int:

@@ -200,6 +200,12 @@ class ClusterSection:
     prefix: str = "salon"
     node_ttl: float = 3.0
     log_maxlen: int = 1000000
+    # Seconds a node keeps its clients while Redis cannot be reached (or while it comes
+    # back after a restart); then it closes them with an ERROR line and exits 3.
+    redis_grace: float = 30.0
+    # Entries of this node that may wait for their turn (Redis away); beyond, commands
+    # that change something are refused with FAIL ... TEMPORARILY_UNAVAILABLE.
+    max_waiting: int = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +235,9 @@ class FilesSection:
     delete_with_account: bool = True
     # Web pages (origins) whose scripts may upload here (CORS); [] allows any.
     allowed_origins: tuple[str, ...] = ()
+    # Where the files' bytes live; empty: data_dir/files. The nodes of a cluster share
+    # one: a directory every node mounts (docs/files.md, "Across cluster nodes").
+    dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +294,11 @@ class Config:
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir)
+
+    @property
+    def files_path(self) -> Path:
+        """Where the file host keeps its blobs (files.dir, relative to data_dir)."""
+        return self.data_path / (self.files.dir or "files")
 
     def motd_lines(self) -> list[str]:
         """The MOTD text, read from motd_file when set, else the inline text."""
@@ -677,7 +691,16 @@ def _validate_cluster(cluster: ClusterSection) -> None:
         raise ConfigError(
             f"cluster.prefix: {cluster.prefix!r} must be 1 to 64 letters, digits and _.:-"
         )
-    _check_ranges("cluster", cluster, {"node_ttl": (1, 60), "log_maxlen": (1000, 100000000)})
+    _check_ranges(
+        "cluster",
+        cluster,
+        {
+            "node_ttl": (1, 60),
+            "log_maxlen": (1000, 100000000),
+            "redis_grace": (1, 3600),
+            "max_waiting": (100, 10000000),
+        },
+    )
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -45,7 +45,7 @@ def run_files(args: argparse.Namespace) -> int:
     """Mistakes (no such file, a busy data directory) raise UsageError: one line, exit 2.
     ``verify`` exits 1 when a file's bytes are missing or changed."""
     from salon import datadir
-    from salon.net.filehost import FILES_DIR, Blobs
+    from salon.net.filehost import Blobs
     from salon.store.sqlite import SQLiteStore
 
     cfg = data_config(args)
@@ -66,7 +66,7 @@ def run_files(args: argparse.Namespace) -> int:
         store = SQLiteStore(db)
     except Exception as exc:  # sqlite3.Error, OSError
         raise UsageError(f"cannot open the database in {data}: {exc}") from None
-    blobs = Blobs(data / FILES_DIR)
+    blobs = Blobs(cfg.files_path)
     try:
         records = {r.id: r for r in store.load_files()}
         live_blobs = {r.blob for r in records.values() if not r.deleted}

@@ -14,6 +14,16 @@ from typing import Any
 
 import pytest
 from conftest import LineClient, SalonProcess
+from nodehelpers import (
+    join_and_messages_across,
+    modes_and_operators_across,
+    nick_held_on_the_other_side_is_433,
+    on_nodes,
+    one_order,
+    opers,
+    quits_after,
+    races,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,67 +48,17 @@ def cluster(tmp_path: Path, redis_server: Any, redis_prefix: str) -> Iterator[An
 
 
 def client(node: SalonProcess, nick: str, caps: str = "") -> LineClient:
-    c = LineClient(node.irc_port)
-    c.register(nick, caps)
-    return c
+    return on_nodes(node)(0, nick, caps)
 
 
 def test_a_nick_held_on_the_other_node_is_433(cluster: Callable[..., SalonProcess]) -> None:
     a, b = cluster("a"), cluster("b")
-    alice = client(a, "alice")
-    c = LineClient(b.irc_port)
-    # Refused at once when b has read alice's Intro, else when c's own Intro has its turn.
-    c.send("NICK alice")
-    c.send("USER bob 0 * :Bob")
-    c.expect(r" 433 \* alice ")
-    c.send("NICK bob")
-    c.expect(r" 001 bob ")
-    c.send("NICK ALICE")
-    c.expect(r" 433 bob ALICE ")
-    alice.send("QUIT")
-    # Once alice's QUIT had its turn, her nick is free on the other node too.
-    deadline = time.monotonic() + 5
-    while True:
-        c.send("NICK alice")
-        line = c.expect(r" 433 bob alice | NICK alice$").string
-        if line.endswith("NICK alice") or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert line == ":bob!bob@127.0.0.1 NICK alice"
+    nick_held_on_the_other_side_is_433(on_nodes(a, b))
 
 
 def test_join_and_messages_cross_nodes(cluster: Callable[..., SalonProcess]) -> None:
     a, b = cluster("a"), cluster("b")
-    caps = "message-tags server-time echo-message draft/chathistory batch labeled-response"
-    alice = client(a, "alice", caps)
-    bob = client(b, "bob", caps)
-    alice.send("JOIN #c")
-    alice.expect(r" 366 ")
-    bob.send("JOIN #c")
-    bob.expect(r" 353 bob = #c :@alice bob")
-    alice.expect(r":bob!bob@127\.0\.0\.1 JOIN #c")
-    alice.send("PRIVMSG #c :hello from a")
-    got = bob.expect(r"^@(\S+) :alice!alice@127\.0\.0\.1 PRIVMSG #c :hello from a$")
-    echo = alice.expect(r"^@(\S+) :alice!alice@127\.0\.0\.1 PRIVMSG #c :hello from a$")
-    assert sorted(got.group(1).split(";")) == sorted(echo.group(1).split(";"))
-    # In bob's node's history right after its delivery (each node has its own store).
-    msgid = next(t for t in got.group(1).split(";") if t.startswith("msgid="))
-    bob.send("CHATHISTORY LATEST #c * 10")
-    replayed = [m for m in bob.read_batch("chathistory") if m.command == "PRIVMSG"]
-    assert [("msgid=" + m.tags["msgid"], m.params) for m in replayed] == [
-        (msgid, ("#c", "hello from a"))
-    ]
-    # labeled-response across nodes: the echo carries the label.
-    alice.send("@label=L1 PRIVMSG #c :a labeled line")
-    alice.expect(r"^@\S*label=L1\S* :alice!\S+ PRIVMSG #c :a labeled line$")
-    bob.expect(r"PRIVMSG #c :a labeled line$")
-    bob.send("PRIVMSG alice :psst, alice")
-    alice.expect(r":bob!bob@127\.0\.0\.1 PRIVMSG alice :psst, alice$")
-    bob.send("NAMES #c")
-    names_b = bob.expect(r" 353 ").string.split(" ", 3)[3]
-    alice.send("NAMES #c")
-    names_a = alice.expect(r" 353 ").string.split(" ", 3)[3]
-    assert names_a.replace("alice =", "X =") == names_b.replace("bob =", "X =")
+    join_and_messages_across(on_nodes(a, b))
 
 
 def test_kill_9_of_a_node_quits_its_users_within_5_s(
@@ -111,23 +71,10 @@ def test_kill_9_of_a_node_quits_its_users_within_5_s(
         c.send("JOIN #c")
         c.expect(r" 366 ")
     time.sleep(0.3)
-    bob.read_all(0.2)
     assert a.proc is not None
-    a.proc.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    quits: dict[str, float] = {}
-    # node_ttl (3 s) and the 0.5 s look for dead nodes make it about 3.5 s; how long it
-    # takes is a figure for docs/BENCHMARKS.md (test_kill_9_under_traffic prints it), and
-    # the deadline here only ends a test that would otherwise hang.
-    while len(quits) < 5 and time.monotonic() - killed < 30:
-        try:
-            line = bob.readline(0.5)
-        except TimeoutError:
-            continue
-        if " QUIT " in line:
-            quits[line[1:].split("!")[0]] = time.monotonic() - killed
-    assert sorted(quits) == [f"a{i}" for i in range(5)]
-    print(f"kill -9: every QUIT seen on the other node within {max(quits.values()):.2f} s")
+    proc = a.proc
+    worst = quits_after(lambda: proc.send_signal(signal.SIGKILL), bob, [f"a{i}" for i in range(5)])
+    print(f"kill -9: every QUIT seen on the other node within {worst:.2f} s")
     # Their nicks are free at once.
     again = LineClient(b.irc_port)
     again.register("a0")
@@ -179,91 +126,13 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
 
 
 def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
-    """Issue 19 point 4, shortened: three senders on each node flood one channel; every
-    recipient on both nodes gets the same msgid sequence, each sender's in order, and
-    CHATHISTORY on each node returns that set."""
-    import threading
-
     a, b = cluster("a"), cluster("b")
-    caps = "message-tags echo-message"
-    senders = [client(a if i % 2 else b, f"s{i}", caps) for i in range(6)]
-    history = caps + " draft/chathistory batch"
-    readers = [client(a, "ra", history), client(b, "rb", history)]
-    everyone = senders + readers
-    for c in everyone:
-        c.send("JOIN #flood")
-        c.expect(r" 366 ")
-    time.sleep(0.3)
-    for c in everyone:
-        c.read_all(0.1)
-    count = 150
-    got: dict[str, list[tuple[str, str, str]]] = {}
-
-    def read(c: LineClient, key: str) -> None:
-        seen: list[tuple[str, str, str]] = []
-        while len(seen) < count * len(senders):
-            line = c.readline(15)
-            if " PRIVMSG #flood " not in line:
-                continue
-            tags, source, _cmd, _target, text = line.split(" ", 4)
-            msgid = next(t for t in tags[1:].split(";") if t.startswith("msgid="))
-            seen.append((msgid, source[1:].split("!")[0], text.lstrip(":")))
-        got[key] = seen
-
-    threads = [threading.Thread(target=read, args=(c, str(i))) for i, c in enumerate(everyone)]
-    for t in threads:
-        t.start()
-    for n in range(count):
-        for s in senders:
-            s.send(f"PRIVMSG #flood :{n}")
-        time.sleep(0.002)
-    for t in threads:
-        t.join(30)
-    assert len(got) == len(everyone)
-    first = [m for m, _s, _t in got["0"]]
-    assert len(set(first)) == count * len(senders)  # none lost, none twice
-    for seen in got.values():
-        assert [m for m, _s, _t in seen] == first
-        for i in range(len(senders)):
-            assert [t for _m, s, t in seen if s == f"s{i}"] == [str(n) for n in range(count)]
-    for reader in readers:
-        reader.send(f"CHATHISTORY LATEST #flood * {count * len(senders)}")
-        stored = [
-            "msgid=" + m.tags["msgid"]
-            for m in reader.read_batch("chathistory")
-            if m.command == "PRIVMSG"
-        ]
-        assert sorted(stored) == sorted(first)
+    one_order(on_nodes(a, b))
 
 
 def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
-    """Issue 19 point 5 between processes: four clients (two per node) claim one nick at
-    once, exactly one wins; two nodes create one channel at once, exactly one founder."""
     a, b = cluster("a"), cluster("b")
-    clients = [client(a if i % 2 else b, f"c{i}") for i in range(4)]
-    rounds = 50
-    for r in range(rounds):
-        wanted = f"x{r}"
-        for c in clients:
-            c.send(f"NICK {wanted}")
-        outcomes = [
-            c.expect(rf" 433 c{i} {wanted} |^:c{i}!\S+ NICK {wanted}$").string
-            for i, c in enumerate(clients)
-        ]
-        winners = [i for i, line in enumerate(outcomes) if " NICK " in line]
-        assert len(winners) == 1, outcomes
-        clients[winners[0]].send(f"NICK c{winners[0]}")
-        clients[winners[0]].expect(rf" NICK c{winners[0]}$")
-    first, second = clients[0], clients[1]  # on b and on a
-    for r in range(rounds):
-        name = f"#new{r}"
-        first.send(f"JOIN {name}")
-        second.send(f"JOIN {name}")
-        names = [c.expect(rf" 353 \S+ = {name} :?(.*)$").group(1) for c in (first, second)]
-        ops = {n for listed in names for n in listed.split() if n.startswith("@")}
-        assert len(ops) == 1, names
-        for c in (first, second):
-            c.send(f"PART {name}")
+    races(on_nodes(a, b))
 
 
 def test_a_node_stopped_cleanly_quits_its_users_at_once(
@@ -442,53 +311,8 @@ def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
 
 
 def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProcess]) -> None:
-    """+l counts both nodes' members, +b blocks joining, +i yields to an INVITE from the
-    other node; KILL and WALLOPS from an operator on A reach B."""
-    from salon.passwords import hash_password
-
-    opers = [{"name": "root", "password": hash_password("pw")}]
-    a, b = cluster("a", opers=opers), cluster("b", opers=opers)
-    op = client(a, "op")
-    friend = client(b, "friend")
-    op.send("JOIN #m")
-    op.expect(r" 366 ")
-    op.send("MODE #m +l 2")
-    op.expect(r" MODE #m \+l 2")
-    friend.send("JOIN #m")
-    friend.expect(r" 366 ")
-    op.expect(r":friend!\S+ JOIN #m")
-    third = client(b, "third")
-    third.send("JOIN #m")
-    third.expect(r" 471 third #m ")
-    op.send("MODE #m -l+i")
-    op.expect(r" MODE #m -l\+i")
-    friend.expect(r" MODE #m -l\+i")  # (applied on B: a node reads the order a bit later)
-    third.send("JOIN #m")
-    third.expect(r" 473 third #m ")
-    op.send("INVITE third #m")
-    third.expect(r":op!\S+ INVITE third #m")
-    third.send("JOIN #m")
-    third.expect(r" 366 ")
-    op.send("MODE #m -i+b third!*@*")
-    op.expect(r" MODE #m -i\+b third!\*@\*")
-    friend.expect(r" MODE #m -i\+b third!\*@\*")
-    third.send("PART #m")
-    third.expect(r" PART #m")
-    third.send("JOIN #m")
-    third.expect(r" 474 third #m ")
-    op.send("OPER root pw")
-    op.expect(r" 381 ")
-    friend.send("MODE friend +w")
-    friend.expect(r" MODE friend \+w")
-    op.send("WALLOPS :network notice")
-    friend.expect(r"^:op!\S+ WALLOPS :network notice$")
-    op.send("KILL third :enough")
-    third.expect(r"^ERROR :Closing Link: test\.salon \(Killed \(op \(enough\)\)\)")
-    # Gone once its QUIT had its turn: a watcher on B is told so.
-    friend.send("MONITOR + third")
-    friend.expect(r" 73[01] friend third")
-    if " 730 " in friend.lines[-1]:
-        friend.expect(r" 731 friend third", timeout=10)
+    a, b = cluster("a", opers=opers()), cluster("b", opers=opers())
+    modes_and_operators_across(on_nodes(a, b))
 
 
 def test_two_nodes_on_one_postgresql(

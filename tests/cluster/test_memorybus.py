@@ -539,8 +539,10 @@ def test_either_form_of_a_message_entry_gives_the_same_lines_and_history() -> No
         echoed = alice.lines()
         assert len(echoed) == 1 and "account=alice" in echoed[0] and ";bot" in echoed[0]
         assert far.lines() == near.lines() == echoed, line
-        assert far_plain.lines() == near_plain.lines() == (
-            [] if "TAGMSG" in line else [echoed[0].split(" ", 1)[1]]
+        assert (
+            far_plain.lines()
+            == near_plain.lines()
+            == ([] if "TAGMSG" in line else [echoed[0].split(" ", 1)[1]])
         ), line
     alice.send("PRIVMSG far :compact, private")
     echoed = alice.lines()

@@ -337,6 +337,8 @@ def test_check_config_minimal_ok(tmp_path: Path) -> None:
         ("[cluster]\nredis = 'redis://h'\nprefix = 'a b'\n", "cluster.prefix"),
         ("[cluster]\nredis = 'redis://h'\nnode_ttl = 0.1\n", "cluster.node_ttl"),
         ("[cluster]\nredis = 'redis://h'\nlog_maxlen = 5\n", "cluster.log_maxlen"),
+        ("[cluster]\nredis = 'redis://h'\nredis_grace = 0\n", "cluster.redis_grace"),
+        ("[cluster]\nredis = 'redis://h'\nmax_waiting = 5\n", "cluster.max_waiting"),
         ("[cluster]\nredis = 'redis://h'\nttl = 3\n", "cluster.ttl: unknown key"),
         ("[postgres]\n", "postgres: set either dsn or host"),
         ("[postgres]\ndsn = 'dbname=a'\nhost = 'b'\n", "postgres: set either dsn or host"),

@@ -848,6 +848,27 @@ def test_replay_on_join_without_chathistory(
     assert all(m.command == "PRIVMSG" and not m.tags for m in after)
 
 
+def test_replay_on_join_never_repeats_a_live_message() -> None:
+    """A message whose commit is still on its way when someone joins is delivered to the
+    new member live; the replay, read once it is stored, must not show it again. Nor
+    must a message of the join's own millisecond, said after it."""
+    net = HeldStoreNet()
+    alice = net.register("alice", ALL)
+    alice.send("JOIN #c")
+    alice.send("PRIVMSG #c :before")
+    net.run_store_until_idle()
+    alice.send("PRIVMSG #c :in flight")  # its commit group is held: not yet delivered
+    net.collect_effects()
+    bob = net.register("bob")  # no chathistory: replay on join
+    bob.send("JOIN #c")
+    alice.send("PRIVMSG #c :same millisecond")  # the clock has not moved since the join
+    net.run_store_until_idle()
+    got = texts(bob.messages())
+    # Each once. The message in flight may come before the replay, which is read after it.
+    assert sorted(got) == sorted(["before", "in flight", "same millisecond"])
+    assert got.index("in flight") < got.index("same millisecond")
+
+
 def test_no_replay_for_chathistory_clients(make_net: MakeNet) -> None:
     net = make_net()
     alice = net.register("alice", ALL)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Static
-from tuihelpers import SIZE, app_with, log_text, until
+from tuihelpers import SIZE, app_with, log_text, until, welcome_with_filehost
 
 from salon.client import Session, Settings
 from salon.tui.app import (
@@ -200,11 +200,7 @@ async def test_upload_shows_progress_and_leaves_the_link_in_the_input(tmp_path: 
     app = ChatApp(session, None, ChatConfig(tmp_path / "chat.toml"))
     try:
         async with app.run_test(size=SIZE) as pilot:
-            session.connection_made(time.time())
-            app.feed(
-                ":s CAP * LS :", ":s 001 ada :hi", f":s 005 ada soju.im/FILEHOST={upload_url} :ok"
-            )
-            app.feed(":ada!a@h JOIN #lobby", ":s 366 ada #lobby :end")
+            welcome_with_filehost(app, upload_url)
             await pilot.pause()
             session.data_to_send()
             app.send(f"/upload {data} have a look")

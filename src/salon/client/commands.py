@@ -108,9 +108,10 @@ COMMANDS: dict[str, Command] = {
         slash.register,
     ),
     "upload": Command(
-        "/upload PATH [text]",
+        "/upload PATH [text] | cancel",
         "share a file: upload it to the server and post its link (and the text);"
-        ' quote a path with spaces: /upload "my file.png"',
+        ' quote a path with spaces: /upload "my file.png"; /upload cancel stops the uploads'
+        " under way",
         slash.upload,
     ),
     "close": Command(

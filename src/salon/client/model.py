@@ -216,3 +216,11 @@ class UploadRequested(Event):
     url: str
     target: str
     authorization: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadCancelRequested(Event):
+    """/upload cancel: the front end stops its transfers under way. ``waiting``: how many
+    uploads the session dropped that were still waiting for their token."""
+
+    waiting: int

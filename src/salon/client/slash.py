@@ -11,11 +11,20 @@ import base64
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from salon.client.model import Buffer, Focus, LocalCommand, UploadRequested
+from salon.client.model import (
+    Buffer,
+    Focus,
+    LocalCommand,
+    UploadCancelRequested,
+    UploadRequested,
+)
 from salon.proto import Message
 
 if TYPE_CHECKING:
     from salon.client.session import Session
+
+# /upload cancel stops the uploads under way (a file of that name: /upload ./cancel).
+UPLOAD_CANCEL = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +224,11 @@ def upload(s: Session, c: Call) -> None:
     ``TOKEN GENERATE FILEHOST`` (draft/authtoken), or Basic with the SASL password when the
     session logged in with one (servers without tokens, like soju)."""
     args = c.args.strip()
+    if args == UPLOAD_CANCEL:
+        waiting = len(s.uploads_waiting)
+        s.uploads_waiting.clear()  # their token, when it comes, goes unused
+        s._emit(UploadCancelRequested(waiting))
+        return
     quote = args[:1]
     if quote in ("'", '"') and args.find(quote, 1) > 0:  # a path with spaces, quoted
         end = args.find(quote, 1)

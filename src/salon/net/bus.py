@@ -16,7 +16,20 @@ one order; this module carries them. Redis holds, under the cluster's key prefix
 One ``salon_turn`` call is in flight at a time; entries made meanwhile wait and go in the
 next call (a node's entries keep their order). Four connections: turn calls and the
 blocking reader (made every turn, on salon.net.resp's bare connections), the other calls
-(start, replay, leave), and the heartbeat with the reaper.
+(start, replay, recovery, leave), and the heartbeat with the reaper.
+
+Any failure (Redis unreachable, a turn or heartbeat refused, the library missing) stops
+the three until :meth:`RedisBus._recover` finds out what Redis still holds. A node that
+Redis declared dead while Redis stayed up (the same ``run_id``) is fenced. A Redis that
+restarted (a new ``run_id``) is no verdict on the node: it takes its place again under
+its own number (``salon_rejoin``, refused if it was reaped). If Redis lost data (the
+``run`` key gone or another, the log shorter than what this node read), the node sends
+again its entries of the last ``RESEND_FOR`` seconds (every node applies an entry once:
+salon.server.cluster drops repeats) and then its restatement (an ``S`` entry: its users,
+their channels and those channels' modes), so that every replica, and a node that starts
+later and replays the log, holds the network again. Entries made meanwhile wait, in
+order, and go after those. After ``redis_grace`` seconds of failure the node gives up
+as if fenced: no client waits without a bound.
 """
 
 from __future__ import annotations
@@ -25,7 +38,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -44,11 +60,14 @@ REAP_EVERY = 0.5  # seconds between looks for dead nodes
 READ_BLOCK_MS = 1000
 READ_COUNT = 2000
 REPLAY_COUNT = 10000
-RETRY_EVERY = 0.2  # seconds between tries while Redis cannot be reached
+RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
+RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
+RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
+RESEND_MAX = 100000  # entries kept for that, at most
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 # Between the entries of one turn, all in one entry of the log stream: Redis then adds one
 # stream entry per turn and not per message, and a reader gets a turn's entries as one
-# string (JSON escapes a newline inside a string, so none is ever in an entry).
+# string (JSON escapes a newline inside a string, and a compact message entry holds none).
 SEPARATOR = "\n"
 
 
@@ -60,9 +79,18 @@ class BusError(Exception):
     """Redis cannot be used (unreachable, refused the library): one line for the user."""
 
 
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisBus:
     """This node's link to the bus; ``on_entries(entries)`` gets the log's entries in
-    order, ``on_fenced(reason)`` is called once if Redis declares this node dead."""
+    order, ``on_fenced(reason)`` is called once if Redis declares this node dead (or
+    stays away past ``redis_grace``). ``on_lost(sent, read)`` gives what to send first
+    when Redis lost data, from the entries Redis took lately and the id of the last entry
+    read (salon.server.cluster.Cluster.recover); ``highest()`` the highest node number
+    this node knows."""
 
     def __init__(
         self,
@@ -70,6 +98,8 @@ class RedisBus:
         on_entries: Callable[[list[str]], None],
         on_fenced: Callable[[str], None],
         users: Callable[[], int] = lambda: 0,
+        on_lost: Callable[[list[str], str], list[str]] = lambda sent, read: sent,
+        highest: Callable[[], int] = lambda: 0,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
@@ -77,11 +107,24 @@ class RedisBus:
         self.on_entries = on_entries
         self.on_fenced = on_fenced
         self.users = users
+        self.on_lost = on_lost
+        self.highest = highest
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
         self.closing = False
+        # What this node knows of Redis: its process (INFO run_id) and its data (P:run).
+        self.run_id = ""
+        self.run = ""
         self._queue: list[str] = []
+        # Entries Redis took, with when: sent again if Redis loses them.
+        self._sent: deque[tuple[float, str]] = deque()
+        # Cleared while Redis fails this node; the sender, reader and heartbeat wait.
+        self._healthy = asyncio.Event()
+        self._healthy.set()
+        self._recovery: asyncio.Task[None] | None = None
+        self._trouble_since: float | None = None
+        self.recoveries = 0
         self._sender: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: Any = None
@@ -105,19 +148,23 @@ class RedisBus:
             self._reader = Link(url)
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
-            node = await self._calls.fcall(
+            self.run_id = str((await self._calls.info("server"))["run_id"])
+            node, run = await self._calls.fcall(
                 "salon_join",
-                2,
+                3,
                 self.key("epoch"),
                 self.key("nodes"),
+                self.key("run"),
                 self.name,
                 self.ttl_ms,
                 self.cfg.prefix,
+                secrets.token_hex(8),
             )
         except (RedisError, OSError) as exc:
             await self.close(clean=False)
             raise BusError(f"cannot use Redis at {url}: {exc}") from None
         self.node = int(node)
+        self.run = str(run)
         log.info(
             "cluster node %d (%s) on %s, prefix %s", self.node, self.name, url, self.cfg.prefix
         )
@@ -153,34 +200,43 @@ class RedisBus:
             self._sender = asyncio.get_running_loop().create_task(self._send())
 
     async def _send(self) -> None:
-        while self._queue and not self.fenced:
-            batch = self._queue
-            self._queue = []
-            while True:
-                try:
-                    assert self._turns is not None
-                    await self._turns.call(
-                        "FCALL",
-                        "salon_turn",
-                        2,
-                        self.key("node", self.node),
-                        self.key("log"),
-                        self.cfg.log_maxlen,
-                        SEPARATOR.join(batch),
-                    )
-                    break
-                except ResponseError as exc:
-                    if "FENCED" in str(exc):
-                        self._fence(str(exc))
-                        return
-                    log.error("the bus refused a turn: %s", exc)
-                    break
-                except (RedisError, OSError) as exc:
-                    log.warning("bus unreachable, turn waits: %s", exc)
-                    await asyncio.sleep(RETRY_EVERY)
-                except Exception:
-                    log.exception("bug sending a turn to the bus")
-                    break
+        while self._queue and not self.fenced and not self.closing:
+            await self._healthy.wait()
+            if self.fenced or self.closing:
+                return
+            # (the batch leaves the queue only once Redis took it: after a failure it is
+            # sent again, after what recovery puts in front of it)
+            batch = self._queue[:]
+            assert self._turns is not None
+            try:
+                await self._turns.call(
+                    "FCALL",
+                    "salon_turn",
+                    2,
+                    self.key("node", self.node),
+                    self.key("log"),
+                    self.cfg.log_maxlen,
+                    SEPARATOR.join(batch),
+                )
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._trouble(f"turn: {exc}")
+                continue
+            except Exception:
+                log.exception("bug sending a turn to the bus")
+                self._trouble("turn: a bug")
+                continue
+            del self._queue[: len(batch)]
+            self._trouble_since = None
+            self._keep(batch)
+
+    def _keep(self, batch: list[str]) -> None:
+        now = time.monotonic()
+        sent = self._sent
+        sent.extend((now, entry) for entry in batch)
+        while sent and (len(sent) > RESEND_MAX or sent[0][0] < now - RESEND_FOR):
+            sent.popleft()
 
     async def flush(self) -> None:
         """Wait until every entry handed to :meth:`send` is in the log."""
@@ -194,6 +250,7 @@ class RedisBus:
         reader = self._reader
         assert reader is not None
         while not self.closing:
+            await self._healthy.wait()
             try:
                 # [[stream, [[id, [field, value, ...]], ...]]], or None when the block ran out
                 answer = await reader.call(
@@ -205,9 +262,10 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 if self.closing:
                     return
-                log.warning("bus reader: %s", exc)
-                await asyncio.sleep(RETRY_EVERY)
+                self._trouble(f"reader: {exc}")
                 continue
+            if not self._healthy.is_set():
+                continue  # (recovery may move the reading position: read again from it)
             for _name, items in answer or ():
                 if not items:
                     continue
@@ -224,12 +282,15 @@ class RedisBus:
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
-        next_beat = loop.time() + BEAT_EVERY
+        # (a short node_ttl needs beats closer together than it: three per TTL at least)
+        every = min(BEAT_EVERY, self.cfg.node_ttl / 3)
+        next_beat = loop.time() + every
         while not self.fenced and not self.closing:
-            await asyncio.sleep(REAP_EVERY)
+            await asyncio.sleep(min(REAP_EVERY, every))
+            await self._healthy.wait()
             try:
                 if loop.time() >= next_beat:
-                    next_beat = loop.time() + BEAT_EVERY
+                    next_beat = loop.time() + every
                     alive = await self._beater.fcall(
                         "salon_beat",
                         2,
@@ -241,13 +302,14 @@ class RedisBus:
                         f"{self.last_id} {self.users()}",
                     )
                     if not int(alive):
-                        self._fence("heartbeat refused: this node was declared dead")
-                        return
+                        self._trouble("heartbeat refused: this node's key is gone")
+                        continue
+                    self._trouble_since = None
                 await self._reap()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("bus heartbeat: %s", exc)
+                self._trouble(f"heartbeat: {exc}")
 
     async def _reap(self) -> None:
         nodes = await self._beater.hgetall(self.key("nodes"))
@@ -256,18 +318,120 @@ class RedisBus:
                 continue
             if await self._beater.exists(self.key("node", number)):
                 continue
+            if not self._healthy.is_set():
+                return
+            # A heartbeat gone because Redis restarted is no death: look first.
+            run_id = str((await self._beater.info("server"))["run_id"])
+            if run_id != self.run_id:
+                self._trouble("Redis restarted")
+                return
             reaped = await self._beater.fcall(
                 "salon_reap",
-                4,
+                5,
                 self.key("nodes"),
                 self.key("node", number),
                 self.key("log"),
                 self.key("state"),
+                self.key("calm"),
                 number,
                 self.cfg.log_maxlen,
             )
             if int(reaped):
                 log.warning("cluster node %s is dead: its users quit", number)
+
+    # ------------------------------------------------------------------ recovery
+
+    def _trouble(self, what: str) -> None:
+        """Redis failed this node: stop using it until :meth:`_recover` has looked."""
+        if self.fenced or self.closing:
+            return
+        loop = asyncio.get_running_loop()
+        if self._trouble_since is None:
+            self._trouble_since = loop.time()
+        self._healthy.clear()
+        if self._recovery is None or self._recovery.done():
+            log.warning("bus: %s; waiting for Redis", what)
+            self._recovery = loop.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = RETRY_EVERY
+        while not self.fenced and not self.closing:
+            await asyncio.sleep(delay)
+            since = self._trouble_since if self._trouble_since is not None else loop.time()
+            if loop.time() - since > self.cfg.redis_grace:
+                self._fence(f"Redis failed for more than redis_grace ({self.cfg.redis_grace:g} s)")
+                return
+            try:
+                if await self._look():
+                    break
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "FENCED" in str(exc):
+                    self._fence(str(exc))
+                    return
+                log.warning("bus recovery: %s", exc)
+            except (RedisError, OSError) as exc:
+                log.debug("bus recovery: %s", exc)
+            delay = min(delay * 2, RETRY_MAX)
+        if not self.fenced:
+            self._healthy.set()
+
+    async def _look(self) -> bool:
+        """Redis answers again: find out what it kept and take this node's place again
+        (False: fenced). Raises RedisError while it cannot be used."""
+        conn = self._calls
+        run_id = str((await conn.info("server"))["run_id"])
+        # (cheap, and the only cure for a Redis that lost its functions)
+        await conn.function_load(library(), replace=True)
+        run = await conn.get(self.key("run"))
+        tail = await conn.xrevrange(self.key("log"), "+", "-", count=1)
+        tail_id = tail[0][0] if tail else "0-0"
+        lost = run != self.run or _id(tail_id) < _id(self.last_id)
+        restarted = run_id != self.run_id
+        if not restarted and not lost:
+            if await conn.exists(self.key("node", self.node)):
+                log.warning("bus: Redis answers again")
+                return True
+            self._fence("heartbeat refused: this node was declared dead")
+            return False
+        new_run = await conn.fcall(
+            "salon_rejoin",
+            5,
+            self.key("nodes"),
+            self.key("node", self.node),
+            self.key("epoch"),
+            self.key("run"),
+            self.key("calm"),
+            self.node,
+            self.name,
+            self.ttl_ms,
+            secrets.token_hex(8),
+            max(self.highest(), self.node),
+            self.run,
+        )
+        self.run_id = run_id
+        self.run = str(new_run)
+        self.recoveries += 1
+        if not lost:
+            log.warning("bus: Redis restarted with its data; node %d carries on", self.node)
+            return True
+        sent = [entry for _t, entry in self._sent]
+        self._sent.clear()
+        first = self.on_lost(sent, self.last_id)
+        self._queue[:0] = first
+        # (entries after what Redis kept are read again: every node drops repeats)
+        if _id(tail_id) < _id(self.last_id):
+            self.last_id = tail_id
+        log.warning(
+            "bus: Redis lost data; node %d sends %d entries first (its restatement)",
+            self.node,
+            len(first),
+        )
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        return True
 
     def _fence(self, reason: str) -> None:
         if self.fenced:
@@ -294,7 +458,8 @@ class RedisBus:
                     self.cfg.log_maxlen,
                 )
         self.closing = True
-        tasks = [t for t in (*self._tasks, self._sender) if t is not None]
+        self._healthy.set()  # (what waits for it sees closing and ends)
+        tasks = [t for t in (*self._tasks, self._sender, self._recovery) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:

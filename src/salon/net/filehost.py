@@ -43,8 +43,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("salon.files")
 
-FILES_DIR = "files"
 TMP_DIR = "tmp"
+# On a directory the nodes of a cluster share, an upload's temp file that was not written
+# for this long is one whose node died (a live upload writes more often, or is aborted).
+STALE_TEMP = 600.0
+# In a cluster, a blob no file uses is unlinked only once it has been unused, and
+# untouched, this long: another node may have just finished an upload of the same bytes
+# that this node has not heard of yet (docs/files.md, "Across cluster nodes").
+UNLINK_GRACE = 60.0
 READ_CHUNK = 1 << 20  # bytes read at once when hashing
 # Bytes of an upload received and not yet on disk before reading waits for the disk.
 WRITE_AHEAD = 4 << 20
@@ -108,13 +114,16 @@ class Blobs:
         self.root = root
         self.tmp = root / TMP_DIR
 
-    def create(self) -> None:
+    def create(self, shared: bool = False) -> None:
         """Make the folders, and empty tmp/ of the uploads a server died in the middle of
-        (the server at start, and ``salon files gc``: never while uploads may run)."""
+        (the server at start, and ``salon files gc``: never while uploads may run).
+        ``shared``: other nodes upload into this tmp/ too; only their dead uploads go."""
         self.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stale = time.time() - STALE_TEMP
         for leftover in self.tmp.iterdir():
             with contextlib.suppress(OSError):
-                leftover.unlink()
+                if not shared or leftover.stat().st_mtime < stale:
+                    leftover.unlink()
 
     def stored(self) -> list[str]:
         """Every blob on disk, by name."""
@@ -159,6 +168,8 @@ class Blobs:
         final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if final.exists():
             temp.unlink()  # the same bytes are there already
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(final)  # used again: see UNLINK_GRACE
         else:
             os.replace(temp, final)
             fd = os.open(final.parent, os.O_RDONLY)
@@ -168,9 +179,13 @@ class Blobs:
                 os.close(fd)
         return blob, kind, size
 
-    def delete(self, blob: str) -> None:
+    def delete(self, blob: str, untouched_for: float = 0.0) -> None:
+        """Unlink a blob; with ``untouched_for``, only one not stored again for that long."""
+        path = self.path(blob)
         with contextlib.suppress(FileNotFoundError):
-            self.path(blob).unlink()
+            if untouched_for and path.stat().st_mtime > time.time() - untouched_for:
+                return
+            path.unlink()
 
     def free(self) -> tuple[int, int]:
         """(free bytes for us, size of the disk)."""
@@ -272,8 +287,11 @@ class FileHost:
         self.shell = shell
         self.config = shell.config.files
         self.files: Files = shell.server.files
-        self.blobs = Blobs(shell.config.data_path / FILES_DIR)
-        self.blobs.create()
+        self.blobs = Blobs(shell.config.files_path)
+        # A cluster's nodes share the blobs' directory (files.dir).
+        self.clustered = shell.config.cluster is not None
+        self.blobs.create(shared=self.clustered)
+        self.unlink_due: dict[str, float] = {}  # blob -> when to look at it again (cluster)
         # Blob work (hashing, fsync, unlink) never runs on the store's thread, which
         # carries the message commits.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="salon-files")
@@ -304,9 +322,17 @@ class FileHost:
         same bytes may have been kept meanwhile). On the loop, not the pool: an upload's
         record is added on the loop too, right after it checked its blob is there, so no
         unlink can fall between the two."""
-        for blob in self.files.take_unlinks():
+        blobs = self.files.take_unlinks()
+        if self.clustered:
+            now = time.monotonic()
+            for blob in blobs:
+                self.unlink_due.setdefault(blob, now + UNLINK_GRACE)
+            blobs = [blob for blob, due in self.unlink_due.items() if due <= now]
+            for blob in blobs:
+                del self.unlink_due[blob]
+        for blob in blobs:
             if not self.files.blob_in_use(blob):
-                self.blobs.delete(blob)
+                self.blobs.delete(blob, UNLINK_GRACE if self.clustered else 0.0)
 
     # ------------------------------------------------------------------ credentials
 

@@ -110,8 +110,9 @@ class Journal:
     """Writes the core's server-log lines, formatted like the logging module would, with
     one write and one flush per JOURNAL_EVERY seconds instead of a logging call per event."""
 
-    def __init__(self, name: str = "salon.server") -> None:
+    def __init__(self, name: str = "salon.server", source: str = "") -> None:
         self.name = name
+        self.source = source or name  # what the line names (a worker's number, then name)
         self._second = -1
         self._stamp = ""
 
@@ -123,7 +124,7 @@ class Journal:
         return f"{self._stamp},{int((when - second) * 1000):03d}"
 
     def write(self, notes: list[tuple[float, str]]) -> None:
-        data = "".join(f"{self._asctime(t)} INFO {self.name}: {text}\n" for t, text in notes)
+        data = "".join(f"{self._asctime(t)} INFO {self.source}: {text}\n" for t, text in notes)
         handlers = logging.getLogger(self.name).handlers or logging.getLogger().handlers
         for handler in handlers:
             if isinstance(handler, logging.StreamHandler):
@@ -140,9 +141,12 @@ class Journal:
 class Shell:
     """Runs a :class:`Server` core on an event loop."""
 
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, worker: int = 0) -> None:
         self.config = config
         self.loop = loop
+        # Worker ``worker`` of ``salon serve --workers``: every listener is shared with the
+        # other workers (SO_REUSEPORT), and log lines name the worker.
+        self.worker = worker
         self.server = Server(config, time.time())
         self.transports: dict[int, asyncio.Transport] = {}
         self.listeners: list[Listener] = []
@@ -161,7 +165,7 @@ class Shell:
         self.tls_context: ssl.SSLContext | None = None
         # Logged once every listener is bound, so that a failed start prints one line.
         self._notes: list[str] = []
-        self.journal = Journal()
+        self.journal = Journal(source=f"worker {worker} salon.server" if worker else "")
         self._journal_timer: asyncio.TimerHandle | None = None
         # Connections the server closed, as (deadline, client id or refused key) in the
         # order of closing, so the first to expire is first: _tick closes the lingering ones
@@ -356,6 +360,8 @@ class Shell:
             self._bus_entries,
             self._fenced,
             lambda: len(server.clients) - server.unregistered,
+            self._recover,
+            lambda: server.cluster.highest_node() if server.cluster is not None else 0,
         )
         try:
             node = await self.bus.connect()
@@ -375,6 +381,11 @@ class Shell:
         for client in list(self.paused):
             self._resume(client)
         self.after()
+
+    def _recover(self, sent: list[str], read: str) -> list[str]:
+        """Redis lost data: what this node sends first (see Cluster.recover)."""
+        cluster = self.server.cluster
+        return cluster.recover(sent, read) if cluster is not None else []
 
     def _fenced(self, reason: str) -> None:
         """Redis declared this node dead (a pause, a cut link): its users have quit on
@@ -499,6 +510,7 @@ class Shell:
                     hosts,
                     listener.port,
                     reuse_address=True,
+                    reuse_port=bool(self.worker) or None,
                     backlog=4096,
                     **extra,
                 )
@@ -641,17 +653,25 @@ class Shell:
         self.stopped.set()
 
 
-async def serve(config: Config, ready: Any = None) -> None:
-    """Run until SIGINT or SIGTERM. ``ready(shell)`` is called once listening."""
+async def serve(config: Config, ready: Any = None, worker: int = 0) -> None:
+    """Run until SIGINT or SIGTERM. ``ready(shell)`` is called once listening. ``worker``:
+    this process's number under ``salon serve --workers`` (0: not a worker)."""
     loop = asyncio.get_running_loop()
-    shell = Shell(config, loop)
+    shell = Shell(config, loop, worker)
     stop = asyncio.Event()
     # Installed before starting, so that a signal during start-up still ends in shutdown().
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     shell.on_stop = stop.set
-    await shell.start()
+    try:
+        await shell.start()
+    except StartupError:
+        # A node that joined the cluster and then could not listen leaves it at once; its
+        # bus tasks would otherwise keep the loop, and the process, running.
+        if shell.bus is not None:
+            await shell.bus.close()
+        raise
     # Everything loaded at start lives as long as the process: keep it out of the cyclic
     # GC's scans, and collect the young generation rarely. A chat server allocates many
     # short-lived objects and few cycles, and the young generation's count is objects made
@@ -676,11 +696,11 @@ async def serve(config: Config, ready: Any = None) -> None:
         raise SystemExit(3)
 
 
-def run(config: Config) -> None:
+def run(config: Config, ready: Any = None, worker: int = 0) -> None:
     """Run the server on uvloop (when available) until a signal stops it."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, ready, worker))
     else:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, ready, worker))

@@ -9,13 +9,42 @@
 --   P:node:<n>  node n's heartbeat, with a TTL; gone = node n is dead
 --   P:log       the stream of entries (field "e": one turn's JSON texts, one a line)
 --   P:state     hash: node number -> "<last entry id applied> <users>", for salon cluster status
+--   P:run       a random text the first node to join (or to rejoin after Redis lost its data)
+--               sets: a node that finds another one, or none, knows Redis lost the data
+--   P:calm      set for a while when a node rejoins after a Redis restart: no node is
+--               reaped meanwhile (every heartbeat may have expired while Redis was away)
 
--- salon_join(KEYS epoch nodes, ARGV name ttl_ms prefix) -> the new node's number
+-- salon_join(KEYS epoch nodes run, ARGV name ttl_ms prefix run) -> {the new node's number, run}
 local function join(keys, args)
   local n = redis.call('INCR', keys[1])
   redis.call('SET', args[3] .. ':node:' .. n, args[1], 'PX', args[2])
   redis.call('HSET', keys[2], n, args[1])
-  return n
+  redis.call('SET', keys[3], args[4], 'NX')
+  return {n, redis.call('GET', keys[3])}
+end
+
+-- salon_rejoin(KEYS nodes node epoch run calm, ARGV n name ttl_ms new_run highest run)
+-- -> the run. A node that was alive when Redis went away takes its place again, under its
+-- own number. Refused (fenced) when Redis kept its data (the run the node knew) and the
+-- node was reaped meanwhile. When Redis lost its data, the first node back sets a new
+-- run, and the node numbers go on after the highest the node knew (no new node takes a
+-- number still in use).
+local function rejoin(keys, args)
+  local run = redis.call('GET', keys[4])
+  if run == args[6] and redis.call('HEXISTS', keys[1], args[1]) == 0 then
+    return redis.error_reply('FENCED this node was declared dead')
+  end
+  if not run then
+    run = args[4]
+    redis.call('SET', keys[4], run)
+  end
+  redis.call('SET', keys[2], args[2], 'PX', args[3])
+  redis.call('HSET', keys[1], args[1], args[2])
+  if tonumber(redis.call('GET', keys[3]) or '0') < tonumber(args[5]) then
+    redis.call('SET', keys[3], args[5])
+  end
+  redis.call('SET', keys[5], args[1], 'PX', 2 * tonumber(args[3]))
+  return run
 end
 
 -- salon_turn(KEYS node log, ARGV maxlen entry...) -> the id of the last entry added
@@ -42,11 +71,14 @@ local function beat(keys, args)
   return 0
 end
 
--- salon_reap(KEYS nodes node log state, ARGV n maxlen) -> 1 when this call declared node n dead
--- Only once: the first node to see the heartbeat gone removes n from P:nodes and adds the
--- entry that makes every node quit n's users.
+-- salon_reap(KEYS nodes node log state calm, ARGV n maxlen) -> 1 when this call declared node
+-- n dead. Only once: the first node to see the heartbeat gone removes n from P:nodes and
+-- adds the entry that makes every node quit n's users. Not while P:calm is set.
 local function reap(keys, args)
   if redis.call('EXISTS', keys[2]) == 1 then
+    return 0
+  end
+  if keys[5] and redis.call('EXISTS', keys[5]) == 1 then
     return 0
   end
   if redis.call('HDEL', keys[1], args[1]) == 0 then
@@ -69,6 +101,7 @@ local function leave(keys, args)
 end
 
 redis.register_function('salon_join', join)
+redis.register_function('salon_rejoin', rejoin)
 redis.register_function('salon_turn', turn)
 redis.register_function('salon_beat', beat)
 redis.register_function('salon_reap', reap)

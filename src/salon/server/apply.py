@@ -109,6 +109,9 @@ def apply_intro(server: Server, ev: Intro, rb: ResponseBuffer | None) -> None:
     client.registered = True
     client.update_prefix()
     server.nicks[cf] = client
+    # The most users at once (LUSERS 265/266), counted as each arrives on any node: a
+    # count taken only when LUSERS is asked misses the other nodes' peaks.
+    server.max_local = max(server.max_local, server.user_count())
     for mode in ev.modes:
         server.set_user_mode(client, mode, True)
     server.notify_monitors(client, online=True)

@@ -24,8 +24,23 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
 commit; the commonest, one line to one target, is a compact text instead: see
-:func:`_compact_message`), ``"D"`` a node declared dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG
-waits for it).
+:func:`_compact_message`), ``"f"`` a change to the file host's records (Files.apply), ``"D"`` a node declared
+dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"``
+another node's acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG
+waits for are those seen in the order and not declared dead), ``"S"`` a node's restatement
+of its users and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
+
+Every node applies an entry once: an origin's entries carry increasing tokens, and one
+whose token is not above the last applied of its origin is a repeat (the bus sends again
+what Redis may have lost) and is dropped.
+
+A PONG is a barrier for the whole network, as a PING is for one process: its fence goes in
+the order after this node's earlier messages (once they are committed), every other node
+acknowledges it once it has applied everything before it and sent what it had (its own
+messages still being committed included), and the PONG goes when every live node has. So a
+client that saw its PONG can act on another node, which then knows everything the network
+ordered before that PING: irctest synchronizes every step of its tests so, and a
+conversation between users of two nodes keeps the order one process gives it.
 """
 
 from __future__ import annotations
@@ -36,14 +51,14 @@ from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import apply, history
-from salon.server.channel import PREFIX_MODES
+from salon.server.channel import PREFIX_MODES, ListEntry
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
 from salon.server.delivery import Delivery, body_bytes, deliver_message, new_event, new_message
@@ -78,6 +93,13 @@ NODE_SHIFT = 40
 MSGIDS_PER_ENTRY = 16
 # The reason other nodes' users see when a node dies: clients show it as a netsplit.
 SPLIT_REASON = "*.net *.split"
+# Entries this node may have waiting for their turn (while Redis is away) by default.
+MAX_WAITING = 20000
+# Quits a restatement may make (of users its origin no longer has), msgids reserved for.
+RESTATE_QUITS = 4096
+# Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
+# default: a node silent for longer is being declared dead anyway).
+FENCE_WAIT = 3.0
 
 
 def node_of(uid: int) -> int:
@@ -102,12 +124,33 @@ class Step:
     index: int
 
 
+@dataclass(slots=True)
+class Barrier:
+    """A PING's fence that had its turn here, waiting for the other nodes to acknowledge
+    it (until ``deadline``)."""
+
+    step: Step
+    nodes: set[int]
+    deadline: float
+
+
 class Cluster:
     """This server's side of the bus (``Server.cluster``; None when clustering is off)."""
 
-    def __init__(self, server: Server, node: int, shared_store: bool = False) -> None:
+    def __init__(
+        self,
+        server: Server,
+        node: int,
+        shared_store: bool = False,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
         self.server = server
         self.node = node
+        self.max_waiting = max_waiting
+        # origin node -> the last token of its entries applied here (repeats are dropped)
+        self.seen: dict[int, int] = {}
+        # The furthest log position read by the origin of a restatement applied here.
+        self.read_furthest: tuple[int, ...] = (0, 0)
         # Whether every node writes to one store (PostgreSQL): then only the node where
         # a change or a message was made stores it; with a store per node (SQLite), each
         # node stores what it applies.
@@ -124,6 +167,21 @@ class Cluster:
         self._reserved = 0
         self.op: BusOp | None = None
         self.applied = 0
+        # The other nodes seen in the order and not declared dead: the ones a PONG waits for.
+        self.nodes: set[int] = set()
+        self.dead: set[int] = set()
+        self.barriers: dict[int, Barrier] = {}
+        # Entries that go out once the commit groups started before them are committed
+        # (a fence or its acknowledgement must follow this node's earlier messages):
+        # (the number of groups finished by then, entry). Groups finish in order.
+        self.after_commits: list[tuple[int, list[Any]]] = []
+        # Each other node's unregistered connections (LUSERS 253), as of its last fence or
+        # acknowledgement: right after a barrier, every node's count.
+        self.unknown: dict[int, int] = {}
+        self.commits_done = 0
+        cfg = server.config.cluster
+        self.fence_wait = cfg.node_ttl if cfg is not None else FENCE_WAIT
+        self._publish([node, 0, server.now, 0, "N"])
 
     # ------------------------------------------------------------------ out
 
@@ -138,6 +196,19 @@ class Cluster:
         self._token += 1
         return self._token
 
+    @property
+    def waiting(self) -> int:
+        """This node's entries sent and not yet back (all of them while Redis is away)."""
+        return self._token - self.seen.get(self.node, 0)
+
+    def room(self, command: str) -> None:
+        """Refuse a command that would add an entry when too many wait already: a client
+        gets an answer, never a wait without a bound (issue 19 point 7)."""
+        if self.waiting >= self.max_waiting:
+            raise FailError(
+                command, "TEMPORARILY_UNAVAILABLE", "The network is unavailable; try again later"
+            )
+
     def submit(
         self,
         event: Event,
@@ -146,6 +217,9 @@ class Cluster:
     ) -> None:
         """Send ``event`` to the network's order (see :func:`salon.server.apply.emit`)."""
         server = self.server
+        if rb is not None and not isinstance(event, (Quit, Intro)):
+            # (a QUIT always goes; a registration is not cut in the middle of its burst)
+            self.room(rb.command or "*")
         token = self._next_token()
         base = self._reserved
         self._reserved += MSGIDS_PER_ENTRY
@@ -162,18 +236,42 @@ class Cluster:
         elif then is not None:
             self.steps[token] = Step(None, then, 0)
 
-    def fence(self, rb: ResponseBuffer) -> None:
-        """Hold what ``rb`` answers until this node has applied everything the network
+    def fence(
+        self, rb: ResponseBuffer, then: Callable[[ResponseBuffer | None], None] | None = None
+    ) -> None:
+        """Hold what ``rb`` answers until every node has applied everything the network
         ordered before now: a PONG then follows every message and change sent before its
-        PING, on any node (one-process salon promises that within the process)."""
+        PING, on any node (one-process salon promises that within the process). ``then``:
+        the query to answer at that point (a read fence)."""
         token = self._next_token()
-        self._publish([self.node, token, self.server.now, 0, "F"])
-        step = Step(rb, None, len(rb.messages))
+        server = self.server
+        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
+        step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
         rb.client.blocked = True
         self.steps[token] = step
+
+    def _publish_after_commits(self, entry: list[Any]) -> None:
+        pending = self.server.uncommitted
+        if pending == 0 and not self.after_commits:
+            self._publish(entry)
+        else:
+            self.after_commits.append((self.commits_done + pending, entry))
+
+    def committed(self) -> None:
+        """A commit group finished (its messages went out): send what waited for it."""
+        self.commits_done += 1
+        waiting = self.after_commits
+        while waiting and waiting[0][0] <= self.commits_done:
+            self._publish(waiting.pop(0)[1])
+
+    def tick(self, now: float) -> None:
+        """A PONG whose acknowledgements are overdue goes without them."""
+        for token, barrier in list(self.barriers.items()):
+            if now >= barrier.deadline:
+                self._barrier_passed(token)
 
     def submit_account(self, record: AccountRecord) -> None:
         """An account made or changed here: every node keeps the record (the last in the
@@ -224,18 +322,33 @@ class Cluster:
         op.entries.append(text)
         self.sent[token] = (client, command, deliveries, echo, held)
 
+    def submit_files(self, op: list[Any]) -> None:
+        """A change to the file host's state (Files.apply on the other nodes)."""
+        self._publish([self.node, 0, self.server.now, 0, "f", op])
+
     # ------------------------------------------------------------------ in
 
     def entries(self, entries: Sequence[str]) -> None:
         """Apply entries of the network's order (see ``Server.bus_entries``)."""
+        seen = self.seen
         for text in entries:
             try:
+                entry: list[Any]
                 if text[0] == "M":  # (a message, compact: see _compact_message)
-                    self._compact_message(text)
-                    continue
-                entry = json.loads(text)
-                kind = entry[4]
-                if kind == "E":
+                    entry = cast("list[Any]", text.split("\0"))
+                    origin, token, kind = int(entry[1]), int(entry[2]), "m"
+                else:
+                    entry = json.loads(text)
+                    origin, token, kind = entry[0], entry[1], entry[4]
+                if origin and origin != self.node and origin not in self.nodes:
+                    self._seen(origin)  # (0: an entry of the bus itself)
+                if token:
+                    if token <= seen.get(origin, 0):
+                        continue  # a repeat: applied here already
+                    seen[origin] = token
+                if kind == "m":
+                    self._compact_message(entry)
+                elif kind == "E":
                     self._event(entry)
                 elif kind == "M":
                     self._message(entry)
@@ -243,21 +356,38 @@ class Cluster:
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
                     self._fence_passed(entry)
+                elif kind == "N":
+                    pass  # (the node is known now: see above)
+                elif kind == "K":
+                    if len(entry) > 7:
+                        self.unknown[int(entry[0])] = int(entry[7])
+                    self._acknowledged(int(entry[0]), int(entry[5]), int(entry[6]))
                 elif kind == "A":
                     self._account(int(entry[0]), entry[5])
                 elif kind == "a":
                     self._account_gone(int(entry[0]), str(entry[5]))
+                elif kind == "S":
+                    self._restated(entry)
+                elif kind == "f":
+                    if int(entry[0]) != self.node:
+                        self.server.files.apply(entry[5])
                 else:
                     log.error("bus entry of unknown kind %r", kind)
             except Exception:
                 log.exception("bug applying bus entry %.200s", text)
-            finally:
-                self.applied += 1
+            self.applied += 1
 
     def _apply(
-        self, event: Event, node: int, time: float, base: int, out: ResponseBuffer | None
+        self,
+        event: Event,
+        node: int,
+        time: float,
+        base: int,
+        out: ResponseBuffer | None,
+        checked: bool = True,
     ) -> bool:
-        """Check and apply ``event`` as its origin made it (its clock, its msgids)."""
+        """Check and apply ``event`` as its origin made it (its clock, its msgids);
+        ``checked`` False: the caller knows it applies (a restatement)."""
         server = self.server
         saved = server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms
         server.now = time
@@ -266,7 +396,8 @@ class Cluster:
         server._msgid_ms = -1
         try:
             try:
-                check(server, event)
+                if checked:
+                    check(server, event)
             except CommandError as exc:
                 if out is not None:
                     out.numeric(exc.numeric, *exc.params)
@@ -310,12 +441,65 @@ class Cluster:
             self._finish_step(rb, step, out)
 
     def _fence_passed(self, entry: list[Any]) -> None:
-        if int(entry[0]) != self.node:
+        server = self.server
+        origin, token = int(entry[0]), int(entry[1])
+        if origin != self.node:
+            if len(entry) > 5:
+                self.unknown[origin] = int(entry[5])
+            # Acknowledged once what this node had is sent; not for a fence long over (this
+            # node replaying the log at its start).
+            if server.now - float(entry[2]) < self.fence_wait:
+                self._publish_after_commits(
+                    [self.node, 0, server.now, 0, "K", origin, token, server.unregistered]
+                )
             return
-        step = self.steps.pop(int(entry[1]), None)
-        if step is not None and step.rb is not None:
-            rb = step.rb
-            self._finish_step(rb, step, ResponseBuffer(self.server, rb.client, None))
+        step = self.steps.pop(token, None)
+        if step is None:
+            return
+        if self.nodes:
+            self.barriers[token] = Barrier(step, set(self.nodes), server.now + self.fence_wait)
+            return
+        self._pong(step)
+
+    def _seen(self, node: int) -> None:
+        if node not in self.dead:
+            self.nodes.add(node)
+
+    def _acknowledged(self, node: int, origin: int, token: int) -> None:
+        if origin != self.node:
+            return
+        barrier = self.barriers.get(token)
+        if barrier is not None:
+            barrier.nodes.discard(node)
+            if not barrier.nodes:
+                self._barrier_passed(token)
+
+    def _barrier_passed(self, token: int) -> None:
+        barrier = self.barriers.pop(token, None)
+        if barrier is not None:
+            self._pong(barrier.step)
+
+    def _pong(self, step: Step) -> None:
+        rb = step.rb
+        if rb is None:
+            return
+        out = ResponseBuffer(self.server, rb.client, None, rb.command)
+        if step.then is not None and not rb.client.closed:
+            try:
+                step.then(out)
+            except CommandError as exc:
+                out.numeric(exc.numeric, *exc.params)
+            except FailError as exc:
+                out.fail(exc.command, exc.code, *exc.context)
+            except Exception:
+                log.exception("bug answering %s after its read fence", rb.command)
+                out.numeric(n.ERR_UNKNOWNERROR, rb.command, "Internal error")
+        self._finish_step(rb, step, out)
+
+    def unregistered_elsewhere(self) -> int:
+        """The other nodes' unregistered connections, as of their last fence or
+        acknowledgement (a fenced LUSERS asks them all)."""
+        return sum(self.unknown.values())
 
     def _account(self, node: int, data: dict[str, Any]) -> None:
         record = _account_record(data)
@@ -401,9 +585,8 @@ class Cluster:
         if len(entry) > 9 and entry[9] and not self.shared_store:
             history.record(server, [_history_event(row) for row in entry[9]])
 
-    def _compact_message(self, text: str) -> None:
-        """Apply an entry of :func:`_compact_message`."""
-        f = text.split("\0")
+    def _compact_message(self, f: list[str]) -> None:
+        """Apply an entry of :func:`_compact_message` (split at its NULs)."""
         if int(f[1]) == self.node:
             self._own_message(int(f[2]))
             return
@@ -456,6 +639,149 @@ class Cluster:
                 out_rb.add(out)
         out_rb.flush()
 
+    # ------------------------------------------------------------------ restatement
+
+    def highest_node(self) -> int:
+        """The highest node number this node has heard of (a Redis that lost its data
+        must not give it to a new node)."""
+        nodes = [self.node, *self.seen]
+        if self.server.remote:
+            nodes.append(node_of(max(self.server.remote)))
+        return max(nodes)
+
+    def recover(self, sent: Sequence[str], read: str) -> list[str]:
+        """Redis lost data (the end of the log, or all of it): what this node sends
+        first, in this order. ``sent``: its entries Redis took lately, in order;
+        ``read``: the id of the last log entry it read.
+
+        - Its messages again: a node that had not read them delivers them, the others
+          drop the repeats.
+        - Its restatement (:meth:`restate`).
+        - Its changes that it had not read back yet (a command waits for them): after
+          the restatement, which does not hold them."""
+        own = self.seen.get(self.node, 0)
+        messages: list[str] = []
+        changes: list[str] = []
+        for text in sent:
+            if text[0] == "M":  # (a compact message)
+                messages.append(text)
+                continue
+            entry = json.loads(text)
+            if entry[4] == "M":
+                messages.append(text)
+            elif entry[1] > own:
+                changes.append(text)
+        return [*messages, self.restate(read), *changes]
+
+    def restate(self, read: str = "0-0") -> str:
+        """The entry that restates this node's part of the network: its users, the
+        channels they are in, and those channels' modes, topics and members' status as
+        this node holds them; ``read``: the id of the last log entry it read (who read
+        further holds more of what was lost). Every node applies it (:meth:`_restated`),
+        and so does a node that starts later and replays the log."""
+        server = self.server
+        local = sorted(
+            (c for c in server.clients.values() if c.registered and not c.closed),
+            key=lambda c: c.id,
+        )
+        users = [[encode_event(apply.intro(c)), c.away] for c in local]
+        members: list[list[Any]] = []
+        channels: dict[str, list[Any]] = {}
+        for client in local:
+            for chan in client.channels.values():
+                members.append([chan.name, chan.created, client.id])
+                if chan.cf not in channels:
+                    channels[chan.cf] = [
+                        chan.name, "".join(sorted(chan.modes)), chan.key, chan.limit, chan.topic,
+                        chan.topic_by, chan.topic_time,
+                        [[m.id, status] for m, status in chan.members.items()],
+                        [[e.mask, e.setter, e.time] for e in chan.bans],
+                        [[e.mask, e.setter, e.time] for e in chan.excepts],
+                        [[e.mask, e.setter, e.time] for e in chan.invex],
+                    ]  # fmt: skip
+        base = self._reserved
+        self._reserved += MSGIDS_PER_ENTRY * (len(users) + 2 * len(members) + RESTATE_QUITS)
+        ms, _, seq = read.partition("-")
+        data = {
+            "read": [int(ms), int(seq or 0)],
+            "users": users,
+            "members": members,
+            "channels": list(channels.values()),
+        }
+        return json.dumps([self.node, 0, server.now, base, "S", data], separators=(",", ":"))
+
+    def _restated(self, entry: list[Any]) -> None:
+        """Make this replica hold what node ``entry[0]`` restated. Its users are what it
+        says: those it no longer has quit, those missing are introduced and put in their
+        channels, and they leave the channels it does not list. A channel's modes,
+        topic and members' status are taken from the restatement of the node that had
+        read furthest (the order of the restatements decides between equals), so every
+        replica ends alike. Where the replica held it already nobody is told."""
+        node, time, base, data = int(entry[0]), float(entry[2]), int(entry[3]), entry[5]
+        read = tuple(data["read"])
+        furthest = read >= self.read_furthest
+        if furthest:
+            self.read_furthest = read
+        if node == self.node:
+            return
+        server = self.server
+        mark = len(server.effects)
+        turn = [0]
+
+        def step(event: Event, checked: bool = False) -> bool:
+            turn[0] += 1
+            return self._apply(event, node, time, base + turn[0] * MSGIDS_PER_ENTRY, None, checked)
+
+        intros = [
+            (ev, away)
+            for ev, away in ((decode_event(i), a) for i, a in data["users"])
+            if isinstance(ev, Intro)
+        ]
+        listed = {ev.uid for ev, _away in intros}
+        gone = sorted(u for u in server.remote if node_of(u) == node and u not in listed)
+        for i, uid in enumerate(gone[:RESTATE_QUITS]):
+            quit_base = base + MSGIDS_PER_ENTRY * (len(intros) + 2 * len(data["members"]) + i)
+            self._apply(Quit(uid, SPLIT_REASON), node, time, quit_base, None, False)
+        for ev, away in intros:
+            if ev.uid not in server.remote:
+                step(ev, checked=True)  # (a nick taken meanwhile: refused, as in its turn)
+            if ev.uid in server.remote:
+                server.remote[ev.uid].away = away
+        wanted = {(casefold(name), int(uid)) for name, _created, uid in data["members"]}
+        for uid in sorted(u for u in server.remote if node_of(u) == node):
+            client = server.remote[uid]
+            for cf, joined in list(client.channels.items()):
+                if (cf, uid) not in wanted:
+                    step(Part(uid, joined.name, ""))
+        made: set[str] = set()  # channels this restatement made here
+        for name, created, uid in data["members"]:
+            member = server.remote.get(int(uid))
+            if member is None:
+                continue
+            chan = server.channels.get(casefold(name))
+            if chan is not None and member in chan.members:
+                continue
+            if chan is None:
+                made.add(casefold(name))
+            step(Join(member.id, name, float(created)))
+        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in data[
+            "channels"
+        ]:
+            held = server.channels.get(casefold(name))
+            if held is None or not (furthest or held.cf in made):
+                continue
+            held.modes = set(modes)
+            held.key, held.limit = key, limit
+            held.topic, held.topic_by, held.topic_time = topic, topic_by, int(topic_time)
+            for uid, letters in status:
+                member = server.remote.get(int(uid)) or server.clients.get(int(uid))
+                if member is not None and member in held.members:
+                    held.members[member] = letters
+            for target, entries in zip((held.bans, held.excepts, held.invex), lists, strict=False):
+                target[:] = [ListEntry(str(m), str(by), int(at)) for m, by, at in entries]
+        if self.shared_store:
+            self._unstore(mark)  # (its origin's store has it all)
+
     # ------------------------------------------------------------------ deaths
 
     def node_down(self, dead: int, time: float) -> None:
@@ -464,6 +790,13 @@ class Cluster:
         if dead == self.node:
             return  # the shell closes this node's clients (fenced)
         server = self.server
+        self.nodes.discard(dead)
+        self.dead.add(dead)
+        self.unknown.pop(dead, None)
+        for token, barrier in list(self.barriers.items()):
+            barrier.nodes.discard(dead)
+            if not barrier.nodes:
+                self._barrier_passed(token)
         gone = sorted(uid for uid in server.remote if node_of(uid) == dead)
         mark = len(server.effects)
         for i, uid in enumerate(gone):
@@ -505,6 +838,13 @@ def _account_record(data: dict[str, Any]) -> AccountRecord:
         float(data["created"]),
         tuple(str(fp) for fp in data["certfps"]),
     )
+
+
+def entry_origin(text: str) -> int:
+    """The number of the node that made an entry, in either form (0: the bus itself)."""
+    if text[0] == "M":
+        return int(text.split("\0", 2)[1])
+    return int(json.loads(text)[0])
 
 
 def _sender(server: Server, uid: int) -> Client:

@@ -2,7 +2,9 @@
 
 Modelled on ergo's irc/commands.go. ``prereg``: usable before registration; ``min_params``:
 fewer parameters get ERR_NEEDMOREPARAMS; ``oper``: operators only; ``idle``: counts as
-activity for WHOIS idle time.
+activity for WHOIS idle time; ``fenced``: a query of the network's state, which in a cluster
+runs once every node has applied what the network ordered before it (a read fence, see
+salon.server.cluster), so it sees what another node already answered.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Command:
     prereg: bool = False
     oper: bool = False
     idle: bool = False
+    fenced: bool = False
 
 
 # The fast path of a plain "PRIVMSG target :text" line (see messaging.relay_line).
@@ -84,8 +87,8 @@ COMMANDS: dict[str, Command] = {
     "KICK": Command(channels.cmd_kick, 2),
     "INVITE": Command(channels.cmd_invite, 0),
     "TOPIC": Command(channels.cmd_topic, 1),
-    "NAMES": Command(channels.cmd_names, 0),
-    "LIST": Command(channels.cmd_list, 0),
+    "NAMES": Command(channels.cmd_names, 0, fenced=True),
+    "LIST": Command(channels.cmd_list, 0, fenced=True),
     "MODE": Command(modes.cmd_mode, 1),
     # Messages
     # (messages to NickServ/ChanServ are answered by the services, the rest relayed)
@@ -104,7 +107,7 @@ COMMANDS: dict[str, Command] = {
     "RENAME": Command(history.cmd_rename, 2),
     "BATCH": Command(batch.cmd_batch, 1),
     # Queries
-    "LUSERS": Command(queries.cmd_lusers),
+    "LUSERS": Command(queries.cmd_lusers, fenced=True),
     "MOTD": Command(queries.cmd_motd),
     "TIME": Command(queries.cmd_time),
     "VERSION": Command(queries.cmd_version),
@@ -113,12 +116,12 @@ COMMANDS: dict[str, Command] = {
     "HELP": Command(queries.cmd_help),
     "HELPOP": Command(queries.cmd_help),
     "LINKS": Command(queries.cmd_links),
-    "USERHOST": Command(queries.cmd_userhost, 1),
-    "ISON": Command(queries.cmd_ison, 1),
-    "WHO": Command(queries.cmd_who, 0),
-    "WHOIS": Command(queries.cmd_whois, 1),
-    "WHOWAS": Command(queries.cmd_whowas, 1),
-    "MONITOR": Command(queries.cmd_monitor, 1),
+    "USERHOST": Command(queries.cmd_userhost, 1, fenced=True),
+    "ISON": Command(queries.cmd_ison, 1, fenced=True),
+    "WHO": Command(queries.cmd_who, 0, fenced=True),
+    "WHOIS": Command(queries.cmd_whois, 1, fenced=True),
+    "WHOWAS": Command(queries.cmd_whowas, 1, fenced=True),
+    "MONITOR": Command(queries.cmd_monitor, 1, fenced=True),
     # Operators
     "OPER": Command(oper.cmd_oper, 2),
     "KILL": Command(oper.cmd_kill, 2, oper=True),

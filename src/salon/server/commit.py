@@ -32,15 +32,19 @@ Finisher = Callable[["Server", Client, bool, "Held | None", Any], None]
 class CommitGroup:
     """Messages of one event-loop turn waiting for one commit (see :func:`commit_group`)."""
 
-    __slots__ = ("events", "refs", "senders", "server", "waiting")
+    __slots__ = ("events", "refs", "senders", "server", "upto", "waiting")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.events: list[Any] = []
         self.waiting: list[tuple[Client, Held | None, Finisher, Any]] = []
         self.senders: dict[Client, None] = {}
-        # References to uploaded files in these messages (server.files.observe).
+        # References to uploaded files in these messages: server.files.observe adds them
+        # when the group is sealed (Server.take_effects), once for all its messages.
         self.refs: list[Any] = []
+        # The msgid counter when the group was sealed (Server.take_effects): every msgid
+        # made before then is delivered once the group is (see history.replay_on_join).
+        self.upto = 0
         # No reference back from the group to its GroupDone: a cycle would leave each
         # group, and every message it holds, to the cyclic garbage collector (see
         # docs/BENCHMARKS.md, "History of speed", 11:04).
@@ -58,6 +62,7 @@ class CommitGroup:
         ok = result is True
         server = self.server
         server.uncommitted -= 1
+        server.delivered_upto = self.upto
         if ok and self.refs:
             server.files.committed(self.refs)
         for client, held, finisher, arg in self.waiting:
@@ -70,6 +75,8 @@ class CommitGroup:
                 finisher(server, client, ok, held, arg)
             except Exception:
                 log.exception("bug delivering a committed message")
+        if server.cluster is not None:
+            server.cluster.committed()
 
 
 class GroupDone:
@@ -122,8 +129,6 @@ def hold(
     if group is None:
         group = commit_group(server)
     group.events += events
-    if server.files.watching:
-        server.files.observe(client, events, group)
     group.waiting.append((client, held, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1
@@ -136,9 +141,6 @@ def hold_one(server: Server, client: Client, event: Any, finish: Finisher, arg: 
     if group is None:
         group = commit_group(server)
     group.events.append(event)
-    # The text first: a message without a file link, nearly every one, pays one search.
-    if "/f/" in event.params[-1] and server.files.watching:
-        server.files.observe(client, (event,), group)
     group.waiting.append((client, None, finish, arg))
     group.senders[client] = None
     client.pending_commits += 1

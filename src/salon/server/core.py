@@ -30,7 +30,7 @@ from salon.server.accounts import Accounts
 from salon.server.channel import Channel
 from salon.server.client import Client, Kind
 from salon.server.cloak import cloak_host
-from salon.server.cluster import NODE_SHIFT, Cluster, msgid_prefix
+from salon.server.cluster import MAX_WAITING, NODE_SHIFT, Cluster, msgid_prefix
 from salon.server.commands import BATCHED_LINE, COMMANDS, FAST_LINE, PARSE_FAILURES, Command
 from salon.server.effects import Close, Effect, Offload, StoreCall
 from salon.server.events import Event, Quit
@@ -115,6 +115,9 @@ class Server:
         self._batch_counter = 0
         self._msgid_prefix = secrets.token_hex(2)
         self._msgid_counter = 0
+        # Commit groups finish in order: every msgid whose counter is at most this one was
+        # delivered (or refused) by now; later ones are on their way or yet to come.
+        self.delivered_upto = 0
         self._msgid_ms = -1
         self._msgid_head = ""
         self.max_local = 0
@@ -195,6 +198,25 @@ class Server:
             self._msgid_ms = ms
             self._msgid_head = f"{ms:011x}{self._msgid_prefix}"
         return f"{self._msgid_head}{self._msgid_counter:x}"
+
+    def delivered_counter(self) -> int:
+        """The msgid counter up to which every message is delivered (or refused): what a
+        member who joins now has not been sent live (see history.replay_on_join)."""
+        return self._msgid_counter if not self.uncommitted else self.delivered_upto
+
+    def made_after(self, msgid: str, counter: int) -> bool:
+        """Whether ``msgid`` is one of this process's, made after its counter was
+        ``counter`` (an earlier process may have drawn the same prefix: its msgids are
+        older than this one's start)."""
+        prefix = self._msgid_prefix
+        if msgid[11 : 11 + len(prefix)] != prefix:
+            return False
+        try:
+            ms = int(msgid[:11], 16)
+            later = int(msgid[11 + len(prefix) :], 16) > counter
+        except ValueError:
+            return False
+        return later and ms >= int(self.started * 1000)
 
     def user_tags(self, client: Client) -> dict[str, str]:
         """:meth:`server_tags` for a message sent by ``client``, with account-tag's
@@ -342,6 +364,14 @@ class Server:
             raise CommandError(n.ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
         if cmd.idle:
             client.last_message = self.now
+        if cmd.fenced and self.cluster is not None:
+            handler = cmd.handler
+
+            def query(out: ResponseBuffer | None) -> None:
+                handler(self, client, msg, out or rb)
+
+            self.cluster.fence(rb, query)
+            return
         cmd.handler(self, client, msg, rb)
         if (
             (client.pending_commits or self.uncommitted)
@@ -421,6 +451,8 @@ class Server:
         self.now = now
         if self.later:
             self.later.popleft()()
+        if self.cluster is not None:
+            self.cluster.tick(now)
         if self.throttled:
             for client in list(self.throttled):
                 if client.closed:
@@ -550,7 +582,11 @@ class Server:
     def take_effects(self) -> list[Effect]:
         effects = self.effects
         self.effects = []
-        self._group = None  # the turn's commit group is sealed: it is on its way
+        group = self._group
+        if group is not None:
+            group.upto = self._msgid_counter
+            self._group = None  # the turn's commit group is sealed: it is on its way
+            self.files.observe(group)
         if self.cluster is not None:
             self.cluster.op = None  # and so are the turn's bus entries
         return effects
@@ -656,7 +692,10 @@ class Server:
         """Become node ``node`` of a cluster (before any connection): user ids and msgids
         are made unique across the network, and state changes go through the bus.
         ``shared_store``: every node uses one store (PostgreSQL)."""
-        self.cluster = Cluster(self, node, shared_store)
+        section = self.config.cluster
+        self.cluster = Cluster(
+            self, node, shared_store, section.max_waiting if section is not None else MAX_WAITING
+        )
         self._next_id = max(self._next_id, node << NODE_SHIFT)
         self._msgid_prefix = msgid_prefix(node, False)
         self._msgid_ms = -1

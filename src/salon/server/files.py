@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,8 @@ class Files:
         # client id -> the scheme://host[:port] it reached the HTTP listener by (a
         # WebSocket client), for its FILEHOST URL when no public_url is configured.
         self.web_base: dict[int, str] = {}
+        # True while another cluster node's change is applied here (see apply).
+        self.applying = False
 
     # ------------------------------------------------------------------ records
 
@@ -100,7 +102,8 @@ class Files:
     def add(self, record: FileRecord) -> None:
         """A new upload: kept in memory now, written to the store (before the 201)."""
         self._index(record)
-        self.server.store(lambda store: store.save_file(record))
+        self._store(lambda store: store.save_file(record))
+        self._share(["add", asdict(record)])
 
     def delete(self, record: FileRecord, now: float) -> None:
         """Delete a file: it answers 410 from now on, its references are forgotten, and
@@ -116,7 +119,8 @@ class Files:
             store.save_file(gone)
             store.delete_refs_of_file(file_id)
 
-        self.server.store(call)
+        self._store(call)
+        self._share(["delete", file_id, now])
         log.info("file deleted id=%s owner=%s", record.id, record.owner)
 
     def forget(self, record: FileRecord) -> None:
@@ -125,7 +129,8 @@ class Files:
         if not record.deleted:
             self._release(record)
         file_id = record.id
-        self.server.store(lambda store: store.forget_file(file_id))
+        self._store(lambda store: store.forget_file(file_id))
+        self._share(["forget", file_id])
         log.info("file expired id=%s owner=%s", record.id, record.owner)
 
     def _release(self, record: FileRecord) -> None:
@@ -168,7 +173,8 @@ class Files:
                 for target, msgid in pairs:
                     store.delete_file_refs(target, msgid)
 
-            self.server.store(call)
+            self._store(call)
+            self._share(["drop", pairs])
 
     def account_dropped(self, account: str) -> None:
         if self.config.delete_with_account:
@@ -248,10 +254,17 @@ class Files:
 
     def new_token(self, client: Client) -> str:
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = Token(
-            self.principal_of(client), client.id, self.server.now + TOKEN_TTL
-        )
+        made = Token(self.principal_of(client), client.id, self.server.now + TOKEN_TTL)
+        self.tokens[token] = made
+        who = made.principal
+        # Any node may get the upload (behind one load balancer): each knows the token.
+        self._share(["token", token, who.account, who.client_id, who.nick, client.id, made.expires])
         return token
+
+    def _connected(self, client_id: int) -> bool:
+        """Whether a connection is still there, on this node or (in a cluster) another."""
+        client = self.server.clients.get(client_id)
+        return (client is not None and not client.closed) or client_id in self.server.remote
 
     def use_token(self, token: str, now: float, spend: bool = True) -> Principal | None:
         """The principal a Bearer token stands for, one upload spent (with ``spend``);
@@ -259,8 +272,7 @@ class Files:
         found = self.tokens.get(token)
         if found is None:
             return None
-        client = self.server.clients.get(found.client_id)
-        if found.expires < now or found.uses <= 0 or client is None or client.closed:
+        if found.expires < now or found.uses <= 0 or not self._connected(found.client_id):
             self.tokens.pop(token, None)
             return None
         if spend:
@@ -275,7 +287,7 @@ class Files:
             self.expire(now)
         clients = self.server.clients
         for key, token in list(self.tokens.items()):
-            if token.expires < now or token.client_id not in clients:
+            if token.expires < now or not self._connected(token.client_id):
                 del self.tokens[key]
         for cid in [cid for cid in self.web_base if cid not in clients]:
             del self.web_base[cid]
@@ -330,12 +342,16 @@ class Files:
 
     # ------------------------------------------------------------------ references
 
-    def observe(self, client: Client, events: Iterable[Any], group: Any) -> None:
-        """Messages about to be committed: each URL of a known file its sender may read
-        becomes a reference in the same commit (an ex-member of a secret channel pasting
-        its files' URLs elsewhere makes nothing readable)."""
-        for event in events:
-            if event.command not in _FILE_COMMANDS:
+    def observe(self, group: Any) -> None:
+        """A commit group is sealed (the end of the core's turn): each URL of a known file in
+        its messages becomes a reference in the same commit, if the message's sender may
+        read the file (an ex-member of a secret channel pasting its files' URLs elsewhere
+        makes nothing readable). Done once per group rather than once per message: the
+        messages of a server without live files, and nearly every message, pay nothing."""
+        if not self.watching or not self.blob_users:
+            return  # no live file: no link can name one
+        for event in group.events:
+            if event.command not in _FILE_COMMANDS or not event.params:
                 continue
             text = event.params[-1]
             if "/f/" not in text:
@@ -347,10 +363,77 @@ class Files:
                 if record is None or record.deleted or file_id in seen:
                     continue
                 seen.add(file_id)
-                if self.access(record, self.principal_of(client)) is Access.ALLOWED:
+                if self.access(record, self._sender(event)) is Access.ALLOWED:
                     group.refs.append(FileRef(file_id, event.target, event.msgid, event.time))
+
+    def _sender(self, event: Any) -> Principal:
+        """Who sent a message about to be committed: its account; for a guest, its
+        connection (still there: a client's other commands wait for its messages'
+        commit, so it has neither left nor changed nick) and nick."""
+        if event.account is not None:
+            return Principal(casefold(event.account))
+        nick_cf = casefold(event.source.split("!", 1)[0])
+        client = self.server.nicks.get(nick_cf)
+        if client is None or client.account is not None:
+            return Principal(None, None, nick_cf)
+        return Principal(None, client.id, nick_cf)
 
     def committed(self, refs: Sequence[FileRef]) -> None:
         for ref in refs:
             if ref.file in self.records:
                 self.refs.setdefault(ref.file, []).append(ref)
+        self._share(["refs", [list(ref) for ref in refs]])
+
+    # ------------------------------------------------------------------ cluster
+
+    def _share(self, op: list[Any]) -> None:
+        """In a cluster, send a change to the other nodes (a bus entry): each node keeps
+        every file's record and references, to answer the HTTP requests it gets."""
+        cluster = self.server.cluster
+        if cluster is not None and not self.applying:
+            cluster.submit_files(op)
+
+    def _store(self, call: Callable[[FileStore], None]) -> None:
+        """A store write; not while another node's change is applied to a store the nodes
+        share (that node wrote it)."""
+        cluster = self.server.cluster
+        if self.applying and cluster is not None and cluster.shared_store:
+            return
+        self.server.store(call)
+
+    def apply(self, op: list[Any]) -> None:
+        """Another cluster node's change to the files (see _share), made here too. Each
+        is idempotent: a node that starts replays the bus's log over what it loaded."""
+        self.applying = True
+        try:
+            kind = op[0]
+            if kind == "add":
+                record = FileRecord(**op[1])
+                if record.id not in self.records:
+                    self.add(record)
+            elif kind in ("delete", "forget"):
+                found = self.records.get(str(op[1]))
+                if found is not None and kind == "delete":
+                    self.delete(found, float(op[2]))
+                elif found is not None:
+                    self.forget(found)
+            elif kind == "refs":
+                new = [
+                    ref
+                    for ref in (FileRef(str(f), str(t), str(m), float(w)) for f, t, m, w in op[1])
+                    if ref not in self.refs.get(ref.file, ())
+                ]
+                if new:
+                    self.committed(new)
+                    self._store(lambda store: store.add_file_refs(new))
+            elif kind == "drop":
+                pairs = {(str(target), str(msgid)) for target, msgid in op[1]}
+                self.drop_refs(lambda ref: (ref.target, ref.msgid) in pairs)
+            elif kind == "token":
+                _, key, account, principal_id, nick, client_id, expires = op
+                who = Principal(account, principal_id, nick)
+                self.tokens[str(key)] = Token(who, int(client_id), float(expires))
+            else:
+                log.error("files change of unknown kind %r from another node", kind)
+        finally:
+            self.applying = False

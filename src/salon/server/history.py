@@ -291,18 +291,27 @@ def _expired_ref(job: PurgeJob, ref: FileRef) -> bool:
     return ref.target == target if target is not None else ref.target not in exclude
 
 
+# Extra rows the replay reads, for the live messages it leaves out.
+REPLAY_SLACK = 16
+
+
 def replay_on_join(server: Server, client: Client, chan: Channel) -> None:
     """A client without draft/chathistory gets the last lines of a channel on join."""
     lines = server.config.history.replay_lines
     if not enabled(server) or lines <= 0 or client.capmask & caps.CHATHISTORY:
         return
-    # Up to the join's millisecond: what is said later is delivered live (the read runs
-    # beside the writer, and may see messages committed after the join).
+    # Up to the join: a message whose commit is still on its way, or said later (in the
+    # same millisecond, too), reaches the new member live. The read runs beside the writer
+    # and may see such messages stored: they are left out by their msgid.
     until = ms_time(int(server.now * 1000) + 1)
-    query = HistoryQuery(chan.cf, end=until, limit=lines, events=False)
+    upto = server.delivered_counter()
+    query = HistoryQuery(chan.cf, end=until, limit=lines + REPLAY_SLACK, events=False)
 
     def done(events: Any) -> None:
-        if not isinstance(events, list) or not events or client.closed:
+        if not isinstance(events, list) or client.closed:
+            return
+        events = [e for e in events if not server.made_after(e.msgid, upto)][-lines:]
+        if not events:
             return
         if client.personality.replay(server, client, chan, events):
             return  # shown in the personality's own way (the text port's: lines with times)

@@ -93,13 +93,16 @@ def lusers(server: Server) -> list[tuple[str, tuple[str, ...]]]:
     users = server.user_count()
     invisible = len(server.invisible)
     server.max_local = most = max(server.max_local, users)
+    unknown = server.unregistered
+    if server.cluster is not None:
+        unknown += server.cluster.unregistered_elsewhere()
     return [
         (
             n.RPL_LUSERCLIENT,
             (f"There are {users - invisible} users and {invisible} invisible on 1 servers",),
         ),
         (n.RPL_LUSEROP, (str(len(server.opers)), "IRC Operators online")),
-        (n.RPL_LUSERUNKNOWN, (str(server.unregistered), "unknown connection(s)")),
+        (n.RPL_LUSERUNKNOWN, (str(unknown), "unknown connection(s)")),
         (n.RPL_LUSERCHANNELS, (str(len(server.channels)), "channels formed")),
         (n.RPL_LUSERME, (f"I have {users} clients and 0 servers",)),
         (

@@ -64,8 +64,8 @@ CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, 
 RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
 DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
 # Walking each conversation suits a search whose words are in at least COMMON_SHARE of the
-# rows; without statistics, the words' index runs for FIRST_SHARE of the budget, then the
-# walk with the rest (PostgresReads.search_history).
+# rows; any other search has the words' index for FIRST_SHARE of the budget, then the walk
+# with the rest (PostgresReads.search_history).
 FIRST_SHARE = 0.6
 COMMON_SHARE = 0.01
 STATS_EVERY = 300.0  # seconds between reads of the words' statistics (common_words)
@@ -469,9 +469,9 @@ class PostgresReads:
         Two plans: rare words are found through the words' index, whose matches are then
         sorted by time; a common word has too many matches for that, and each conversation
         is walked newest first instead, stopping at ``limit`` matches. Which words are
-        common, PostgreSQL's statistics of the words say (common_words), and the plan
-        that suits them has the whole budget. Before the first ANALYZE (no statistics),
-        the index runs for FIRST_SHARE of the budget, then the walk with the rest."""
+        common, PostgreSQL's statistics of the words say (common_words): their walk has
+        the whole budget. Otherwise the index runs for FIRST_SHARE of the budget, then the
+        walk with the rest."""
         if not query.targets:
             return []
         filters, args = _search_filters(query)
@@ -504,17 +504,16 @@ class PostgresReads:
                 [targets, match, *args, query.limit, query.limit],
             ),
         ]
-        common = self.common_words()
-        if self.share(query.text) >= COMMON_SHARE:
-            plans.reverse()
-        if common:
-            # Known words: the other plan would only be slower (a walk finds a rare word's
-            # matches after some 1 / share rows of each conversation; sorting every match
-            # of a common one costs more than the walk).
+        if self.common_words() and self.share(query.text) >= COMMON_SHARE:
+            # Known common words: the index would only be slower (sorting every match of a
+            # common word costs more than walking each conversation to ``limit`` matches).
             with self.budget():
-                found = self._sql(*plans[0]).fetchall()
+                found = self._sql(*plans[1]).fetchall()
             found.reverse()
             return [_event(r) for r in found]
+        # Rare words, or words the statistics do not know: the index first. A prefix may
+        # stand for many words each too rare to be listed, together too many to sort, so
+        # the index has FIRST_SHARE of the budget and the walk the rest.
         started = time.monotonic()
         try:
             with self.budget(self.query_budget * FIRST_SHARE):

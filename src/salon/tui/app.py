@@ -42,12 +42,13 @@ from salon.client.model import (
     NickChanged,
     Registered,
     Unsent,
+    UploadCancelRequested,
     UploadRequested,
 )
 from salon.tui.config import ChatConfig
 from salon.tui.connection import Connection, Target
 from salon.tui.format import irc_text, nick_colour, render
-from salon.tui.upload import UploadError, send_file
+from salon.tui.upload import Cancel, UploadError, send_file
 from salon.units import size_text
 
 HISTORY_SIZE = 200
@@ -296,6 +297,7 @@ class ChatApp(App[int]):
         self.fatal = ""
         self.hide_joins = config.hide_joins
         self.order: list[str] = []  # buffer keys in sidebar order
+        self.uploading: set[Cancel] = set()  # /upload transfers under way
         self.current = session.server
         self._rendered: set[int] = set()  # id() of the current buffer's lines on screen
         self._ctrl_c_at = -1e9  # time.monotonic() of the last Ctrl+C
@@ -427,11 +429,16 @@ class ChatApp(App[int]):
             elif isinstance(event, LocalCommand) and event.name == "joins":
                 self._toggle_joins(event.args)
             elif isinstance(event, UploadRequested):
-                self.run_worker(self._upload(event))
+                # Under way from now on: an /upload cancel typed at once stops it too.
+                cancel = Cancel()
+                self.uploading.add(cancel)
+                self.run_worker(self._upload(event, cancel))
+            elif isinstance(event, UploadCancelRequested):
+                self._cancel_uploads(event.waiting)
         if sidebar:
             self._rebuild_sidebar()
 
-    async def _upload(self, request: UploadRequested) -> None:
+    async def _upload(self, request: UploadRequested, cancel: Cancel) -> None:
         """/upload: the file goes in a worker thread, its progress in the topic bar (every
         UPLOAD_PROGRESS seconds); then its link, after the text, waits in the input line."""
         name = Path(request.path).name
@@ -444,17 +451,27 @@ class ChatApp(App[int]):
                 self.call_from_thread(self._upload_progress, name, sent, total)
 
         try:
-            url, size = await asyncio.to_thread(send_file, request, progress)
+            url, size = await asyncio.to_thread(send_file, request, progress, cancel)
         except UploadError as exc:
             self.apply(self.session.note(f"upload: {exc}", self.clock(), error=True))
             return
         finally:
+            self.uploading.discard(cancel)
             self._update_topic()
         box = self.query_one(ChatInput)
         text = f"{request.text} {url}" if request.text else url
         box.value = f"{box.value} {text}" if box.value else text
         box.cursor_position = len(box.value)
         self.apply(self.session.note(f"uploaded {name} ({size_text(size)})", self.clock()))
+
+    def _cancel_uploads(self, waiting: int) -> None:
+        """/upload cancel: each transfer under way stops (and says so)."""
+        for cancel in self.uploading:
+            cancel.set()
+        if waiting:
+            self.apply(self.session.note("upload cancelled", self.clock(), error=True))
+        elif not self.uploading:
+            self.apply(self.session.note("upload: nothing to cancel", self.clock(), error=True))
 
     def _upload_progress(self, name: str, sent: int, total: int) -> None:
         percent = sent * 100 // total if total else 100

@@ -29,12 +29,14 @@ from salon.client.model import (
     Line,
     LineAdded,
     QuitRequested,
+    UploadCancelRequested,
     UploadRequested,
 )
+from salon.client.slash import UPLOAD_CANCEL
 from salon.client.text import utc
 from salon.tui.connection import AskTrust, Connection, Target
 from salon.tui.format import plain
-from salon.tui.upload import UploadError, send_file
+from salon.tui.upload import Cancel, UploadError, send_file
 from salon.units import size_text
 
 _EOF = None
@@ -77,6 +79,7 @@ class PlainClient:
         # /upload transfers under way: typed lines (and the end of input) wait for them,
         # as in a pipe what comes next is meant to come after the link.
         self.uploads: set[asyncio.Task[None]] = set()
+        self.cancels: set[Cancel] = set()  # of the transfers under way (/upload cancel)
         self._reader: threading.Thread | None = None
         self.connection = Connection(
             session,
@@ -121,6 +124,10 @@ class PlainClient:
             self._reader.start()
         while True:
             line = await lines.get()
+            if line is not _EOF and _cancels_uploads(line):
+                # Meant for the uploads under way: it does not wait for them.
+                self.connection.input(line.rstrip("\r\n"), self.current or self.session.server.name)
+                continue
             await self._uploaded()
             if line is _EOF:
                 self.connection.quit()
@@ -189,9 +196,14 @@ class PlainClient:
             elif isinstance(event, QuitRequested):
                 self.ready.set()
             elif isinstance(event, UploadRequested):
-                task = asyncio.get_running_loop().create_task(self._upload(event))
+                # Under way from now on: an /upload cancel right after it stops it too.
+                cancel = Cancel()
+                self.cancels.add(cancel)
+                task = asyncio.get_running_loop().create_task(self._upload(event, cancel))
                 self.uploads.add(task)
                 task.add_done_callback(self.uploads.discard)
+            elif isinstance(event, UploadCancelRequested):
+                self._cancel_uploads(event.waiting)
             # A Fatal leaves ``ready`` unset: nothing typed is sent (or said to be unsent);
             # run() returns as soon as the connection gives up.
 
@@ -204,20 +216,33 @@ class PlainClient:
         while self.uploads:
             await asyncio.wait(set(self.uploads))
 
-    async def _upload(self, request: UploadRequested) -> None:
+    async def _upload(self, request: UploadRequested, cancel: Cancel) -> None:
         """Send the file, say so, and post its link (after the text) where /upload was typed."""
         now = utc(self.connection.clock())
         try:
-            url, size = await asyncio.to_thread(send_file, request)
+            url, size = await asyncio.to_thread(send_file, request, cancel=cancel)
         except UploadError as exc:
             self._print(self.session.server, Line(now, "error", f"upload: {exc}"), always=True)
             return
+        finally:
+            self.cancels.discard(cancel)
         name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
         said = f"uploaded {name} ({size_text(size)}): {url}"
         self._print(self.session.server, Line(now, "info", said), always=True)
         self.connection.input(
             "/say " + (f"{request.text} {url}" if request.text else url), request.target
         )
+
+    def _cancel_uploads(self, waiting: int) -> None:
+        """/upload cancel: each transfer under way stops (and says so)."""
+        for cancel in self.cancels:
+            cancel.set()
+        now = utc(self.connection.clock())
+        if waiting:
+            self._print(self.session.server, Line(now, "error", "upload cancelled"), always=True)
+        elif not self.cancels:
+            said = Line(now, "error", "upload: nothing to cancel")
+            self._print(self.session.server, said, always=True)
 
     def _talk_in(self, buf: Buffer | None) -> None:
         """Typed lines go to ``buf`` from now on; said when it changes after the start."""
@@ -259,3 +284,9 @@ def is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _cancels_uploads(line: str) -> bool:
+    """Whether a typed line is ``/upload cancel``."""
+    parsed = split_command(line.rstrip("\r\n"))
+    return parsed is not None and parsed[0] == "upload" and parsed[1].strip() == UPLOAD_CANCEL

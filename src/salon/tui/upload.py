@@ -4,10 +4,12 @@ the standard library's HTTP client, in a worker thread, reporting its progress. 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import threading
 import urllib.parse
@@ -31,11 +33,37 @@ class Cancelled(UploadError):
     pass
 
 
+class Cancel:
+    """/upload cancel, from the front end's thread: the transfer reads no further block,
+    and a transfer blocked on its socket (a host that stopped reading, or has not answered
+    yet) is cut at once rather than after TIMEOUT."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def watch(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._conn = conn
+
+
 class _Body:
     """The file, read by http.client block by block: each block reports progress, and a
     cancel stops the transfer."""
 
-    def __init__(self, fh: BinaryIO, total: int, progress: Progress, cancel: threading.Event):
+    def __init__(self, fh: BinaryIO, total: int, progress: Progress, cancel: Cancel):
         self.fh, self.total, self.progress, self.cancel = fh, total, progress, cancel
         self.sent = 0
 
@@ -51,7 +79,7 @@ class _Body:
 def send_file(
     request: UploadRequested,
     progress: Progress = lambda sent, total: None,
-    cancel: threading.Event | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[str, int]:
     """Upload ``request.path``; the file's URL and size, or UploadError."""
     path = Path(os.path.expanduser(request.path))
@@ -77,7 +105,9 @@ def send_file(
             "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
             "Content-Length": str(size),
         }
-        body = _Body(fh, size, progress, cancel or threading.Event())
+        cancel = cancel or Cancel()
+        cancel.watch(conn)
+        body = _Body(fh, size, progress, cancel)
         try:
             conn.request("POST", url.path or "/", body=body, headers=headers)
             response = conn.getresponse()
@@ -85,6 +115,8 @@ def send_file(
         except Cancelled:
             raise
         except (OSError, http.client.HTTPException) as exc:
+            if cancel.is_set():  # the socket cut by Cancel.set
+                raise Cancelled("upload cancelled") from None
             raise UploadError(f"upload failed: {exc}") from None
         finally:
             conn.close()

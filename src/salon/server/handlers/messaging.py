@@ -100,6 +100,9 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     chan: Channel | None = None
     other: Client | None = None
     tagged = True  # whether anyone gets the message with tags (then it needs a Message)
+    cluster = server.cluster
+    if cluster is not None and cluster.waiting >= cluster.max_waiting:
+        return False  # (relay refuses it: Cluster.room)
     if first == "#":
         chan = server.channels.get(casefold(target))
         if chan is None:
@@ -138,7 +141,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             or other.variant < 0
             or bool(other.capmask & caps.TAGGED)
             # (in a cluster the entry carries the tags: the recipient may be elsewhere)
-            or server.cluster is not None
+            or cluster is not None
         )
         msgid = server.new_msgid(ms) if stored or tagged else ""
         if stored:
@@ -161,7 +164,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
         body = b"".join((b":", source.encode(), b" ", line, b"\r\n"))
     else:
         body = body_bytes(source, command, target, text)
-    if server.cluster is not None:
+    if cluster is not None:
         assert out is not None
         _to_cluster(server, client, command, (out, body, chan, other, ""), echo, event)
     elif event is not None:
@@ -241,6 +244,8 @@ def relay(server: Server, client: Client, msg: Message, rb: ResponseBuffer, comm
     if not deliveries:
         return
     echo = bool(client.capmask & caps.ECHO_MESSAGE)
+    if server.cluster is not None:
+        server.cluster.room(command)  # (before the commit: refused, never stored)
     if events:
         # Durability: committed to the database before it is echoed or delivered.
         server.hold_for_commit(rb, events, _committed, (command, echo, deliveries, events))

@@ -1,0 +1,178 @@
+"""Issue 19 point 7, in process: Redis lost the log (restarted without persistence, or from
+an old snapshot). The nodes send again their recent entries, which every node applies
+once, then restate their users and channels (salon.server.cluster's ``S`` entry), so
+that every replica, and a node that starts afterwards and replays the log, holds the
+network again. And while Redis is away, a node's waiting entries have a bound."""
+
+from __future__ import annotations
+
+from clusterhelpers import ClusterNet, Node
+
+from salon.server.cluster import entry_origin
+from tests.server.test_events import state
+
+
+def lose(net: ClusterNet, keep: int = 0) -> tuple[list[str], dict[int, str]]:
+    """Redis comes back with only the first ``keep`` entries of the log (none: it was
+    empty); every node reads on from there. The lost entries, and how far each node
+    had read (as a log id), are returned."""
+    lost = net.bus.log[keep:]
+    read = {node.number: f"{node.seen}-0" for node in net.nodes}
+    net.bus.log = net.bus.log[:keep]
+    for node in net.nodes:
+        node.seen = min(node.seen, keep)
+    return lost, read
+
+
+def recover(net: ClusterNet, lost: tuple[list[str], dict[int, str]], resend: bool = True) -> None:
+    """What each node's bus does once Redis answers again after losing data: it sends
+    first what Cluster.recover gives for its own lost entries (``resend`` False: the
+    bus no longer had them)."""
+    entries, read = lost
+    for node in net.nodes:
+        cluster = node.server.cluster
+        assert cluster is not None
+        mine = [e for e in entries if entry_origin(e) == node.number] if resend else []
+        net.bus.append(cluster.recover(mine, read[node.number]))
+    net.pump()
+
+
+def start_node(net: ClusterNet, number: int) -> Node:
+    """A node that starts now: it replays the whole log."""
+    node = Node(net, number, None)
+    net.nodes.append(node)
+    net.pump()
+    return node
+
+
+def test_a_node_started_after_redis_came_back_empty_holds_the_network() -> None:
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    alice.send("JOIN #c")
+    bob.send("JOIN #c")
+    alice.send("MODE #c +ntk-t sesame")
+    alice.send("MODE #c +v bob")
+    alice.send("MODE #c +b evil!*@*")
+    alice.send("TOPIC #c :before the restart")
+    bob.send("AWAY :lunch")
+    bob.send("JOIN #b")
+    before = state(net[0].server)
+    assert before == state(net[1].server)
+    recover(net, lose(net))
+    assert state(net[0].server) == state(net[1].server) == before
+    third = start_node(net, 3)
+    assert state(third.server) == before
+    carol = net.register(2, "carol")
+    carol.send("NAMES #c")
+    assert any(" 353 carol = #c :@alice +bob" in line for line in carol.lines())
+
+
+def test_entries_sent_again_are_applied_once() -> None:
+    net = ClusterNet(2)
+    wanted = ["message-tags", "echo-message"]
+    alice = net.register(0, "alice", caps=wanted)
+    bob = net.register(1, "bob", caps=wanted)
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    for c in (alice, bob):
+        c.lines()
+    mark = len(net.bus.log)
+    alice.send("PRIVMSG #c :once")
+    bob.send("PRIVMSG #c :and once")
+    assert len(bob.lines()) == 2
+    assert len(alice.lines()) == 2
+    # Redis kept everything, but the turn's answer was lost: the bus sends it again.
+    net.bus.append(net.bus.log[mark:])
+    net.pump()
+    assert bob.lines() == [] and alice.lines() == []
+    recover(net, lose(net, mark))
+    assert bob.lines() == [] and alice.lines() == []
+    assert state(net[0].server) == state(net[1].server)
+
+
+def test_what_one_node_missed_of_the_lost_log_reaches_it_once() -> None:
+    """Redis went away after node 0 read the last entries and before node 1 did; it
+    came back without them. Node 1 gets the message once, the changes take effect
+    there too, and both replicas end equal."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice", caps=["echo-message"])
+    bob = net.register(1, "bob")
+    gone = net.register(0, "gone")
+    for c in (alice, bob, gone):
+        c.send("JOIN #c")
+    for c in (alice, bob, gone):
+        c.lines()
+    mark = len(net.bus.log)
+    net[1].alive = False  # (reads nothing for now)
+    alice.send("PRIVMSG #c :seen by node 0 only")
+    alice.send("JOIN #new")
+    alice.send("TOPIC #c :new topic")
+    gone.send("QUIT :bye")
+    assert "gone" not in net.users(0)
+    lost = lose(net, mark)
+    net[1].alive = True
+    assert "gone" in net.users(1) and not bob.lines()
+    recover(net, lost)
+    got = bob.lines()
+    assert [line for line in got if "PRIVMSG" in line] == [
+        ":alice!alice@127.0.0.1 PRIVMSG #c :seen by node 0 only"
+    ]
+    assert "gone" not in net.users(1)
+    # (node 0 had read further: its topic holds on both)
+    assert state(net[0].server) == state(net[1].server)
+    assert net[1].server.channels["#c"].topic == "new topic"
+
+
+def test_a_restatement_quits_users_the_node_no_longer_has() -> None:
+    """Without the entries sent again (older than the bus keeps them), the restatement
+    alone makes the replicas equal: a user gone meanwhile quits."""
+    net = ClusterNet(2)
+    net.register(0, "alice")
+    bob = net.register(1, "bob")
+    ghost = net.register(0, "ghost")
+    for c in (bob, ghost):
+        c.send("JOIN #c")
+    bob.lines()
+    mark = len(net.bus.log)
+    net[1].alive = False
+    ghost.send("QUIT :bye")
+    lost = lose(net, mark)
+    net[1].alive = True
+    assert "ghost" in net.users(1)
+    recover(net, lost, resend=False)
+    assert "ghost" not in net.users(1)
+    assert [line for line in bob.lines() if " QUIT " in line] == [
+        ":ghost!ghost@127.0.0.1 QUIT :*.net *.split"
+    ]
+    assert state(net[0].server) == state(net[1].server)
+
+
+def test_a_node_refuses_changes_beyond_max_waiting() -> None:
+    """While Redis is away a node's entries wait; past ``max_waiting`` a change or a
+    message is refused at once with FAIL, and a PING still waits for its PONG."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    for c in (alice, bob):
+        c.lines()
+    cluster = net[0].server.cluster
+    assert cluster is not None
+    cluster.max_waiting = 3
+    with net.hold():
+        for i in range(3):
+            alice.send(f"PRIVMSG #c :m{i}")
+        alice.send("PRIVMSG #c :one too many")
+        alice.send("TOPIC #c :too")
+        assert alice.lines() == [
+            ":test.salon FAIL PRIVMSG TEMPORARILY_UNAVAILABLE :The network is unavailable; "
+            "try again later",
+            ":test.salon FAIL TOPIC TEMPORARILY_UNAVAILABLE :The network is unavailable; "
+            "try again later",
+        ]
+    net.release()
+    assert [line.split()[-1].lstrip(":") for line in bob.lines()] == ["m0", "m1", "m2"]
+    alice.send("PRIVMSG #c :after")
+    assert bob.lines() == [":alice!alice@127.0.0.1 PRIVMSG #c after"]
