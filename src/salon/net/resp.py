@@ -39,6 +39,23 @@ def pack(args: tuple[str | int, ...]) -> bytes:
     return b"".join(parts)
 
 
+def _tls(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS settings of a rediss:// URL's query, as redis-py reads them: ssl_ca_certs,
+    ssl_certfile and ssl_keyfile, ssl_cert_reqs (none, optional, required) and
+    ssl_check_hostname."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    reqs = options.get("ssl_cert_reqs", "required")
+    if options.get("ssl_check_hostname") is False or reqs in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+    if reqs in ("none", ssl.CERT_NONE):
+        context.verify_mode = ssl.CERT_NONE
+    elif reqs in ("optional", ssl.CERT_OPTIONAL):
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(
@@ -89,12 +106,7 @@ class Link:
             if "path" in options:
                 _t, protocol = await loop.create_unix_connection(_Protocol, options["path"])
             else:
-                context = None
-                if self.url.startswith("rediss:"):
-                    context = ssl.create_default_context()
-                    if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                        context.check_hostname = False
-                        context.verify_mode = ssl.CERT_NONE
+                context = _tls(options) if self.url.startswith("rediss:") else None
                 _t, protocol = await loop.create_connection(
                     _Protocol,
                     options.get("host", "localhost"),
