@@ -36,8 +36,10 @@ CREATE TABLE history (
 """
 FTS = (
     "CREATE VIRTUAL TABLE history_fts USING fts5(text, content='history', content_rowid='id',"
-    " tokenize='unicode61', columnsize=0);"
+    " tokenize='unicode61', columnsize=0, detail=none);"
 )
+# The search index as it was before it dropped token positions (detail=full, the default).
+FTS_FULL = FTS.replace(", detail=none", "")
 BY_TARGET = (
     "CREATE TABLE history_by_target (target TEXT NOT NULL, time REAL NOT NULL,"
     " id INTEGER NOT NULL, PRIMARY KEY (target, time, id)) WITHOUT ROWID;"
@@ -110,6 +112,8 @@ def layout(name: str, path: Path) -> tuple[Writer, Callable[[], None], Callable[
     schema = CLUSTERED if clustered else TABLE
     if name in ("table+fts", "table+fts+by_target"):
         schema += FTS
+    if name == "table+fts_full":
+        schema += FTS_FULL
     if name == "table+fts+by_target":
         schema += BY_TARGET
     if name == "clustered+id":
@@ -195,6 +199,7 @@ def layout(name: str, path: Path) -> tuple[Writer, Callable[[], None], Callable[
 LAYOUTS = (
     "table",
     "executemany",
+    "table+fts_full",
     "table+fts",
     "table+fts+by_target",
     "store",

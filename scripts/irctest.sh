@@ -4,8 +4,12 @@
 #
 #   scripts/irctest.sh                  # the common selection (see DEFAULT_MARKERS)
 #   scripts/irctest.sh -k Lusers        # any pytest arguments replace the default selection
+#   SALON_IRCTEST_NODES=2 scripts/irctest.sh   # the same against a two-node cluster
 #
 # Environment:
+#   SALON_IRCTEST_NODES  1 (default): one salon per test; 2: two cluster nodes per test on a
+#                 redis-server per pytest worker, behind a round-robin forwarder on irctest's
+#                 port (connection 1 to node A, 2 to B, 3 to A...); needs redis-server
 #   IRCTEST_DIR   irctest checkout (default /work/src-progval+irctest); never copied into the repo
 #   IRCTEST_VENV  virtualenv for irctest (default /work/irctest-venv); created when missing
 #   SALON_PYTHON  interpreter that runs salon (default: the repo's .venv/bin/python)
@@ -49,7 +53,7 @@ trap 'rm -f "$log"' EXIT
 status=${PIPESTATUS[0]}
 
 echo
-echo "==== irctest summary (salon) ===="
+echo "==== irctest summary (salon, ${SALON_IRCTEST_NODES:-1} node(s)) ===="
 # pytest's short test summary (-ra lines) and its final totals line.
 sed -n '/short test summary info/,$p' "$log" | grep -E '^(FAILED|ERROR|SKIPPED|XFAIL|XPASS) ' || true
 grep -E '^=+ .*(passed|failed|skipped|error|no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true

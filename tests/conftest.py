@@ -260,8 +260,12 @@ def make_salon(tmp_path: Path) -> Iterator[Any]:
 class LineClient:
     """A blocking test client for IRC or the plain-text port."""
 
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 5.0, sock: socket.socket | None = None) -> None:
+        """A connection to ``port`` on loopback, or ``sock`` when given (connected)."""
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        sock.settimeout(timeout)
+        self.sock = sock
         self.timeout = timeout
         self.buf = b""
         self.lines: list[str] = []

@@ -376,10 +376,28 @@ class SalonController(BaseServerController, DirectoryBasedController):
         self._start_two()
 
     def _start_two(self) -> None:
-        """Start both nodes on a fresh key prefix, wait until each has joined the cluster
-        (a node opens its listeners only once it has joined and replayed the log), then
-        put the forwarder on the port irctest connects to."""
+        """Put the forwarder on the port irctest connects to, then start both nodes on a
+        fresh key prefix and wait until each has joined the cluster (a node opens its
+        listeners only once it has joined and replayed the log). The forwarder listens
+        first: the port irctest chose is free only until something else takes it (another
+        program's outgoing connection may), and nothing connects before run() returns."""
         assert self.directory is not None
+        listens = [
+            (self.hostname, self.port, [(self.hostname, irc) for irc, _ws in self._node_ports])
+        ]
+        if self._websocket_port:
+            listens.append(
+                (
+                    self.hostname,
+                    self._websocket_port,
+                    [(self.hostname, ws) for _irc, ws in self._node_ports],
+                )
+            )
+        try:
+            self._forwarder: RoundRobin | None = RoundRobin(listens).start()
+        except BaseException:
+            self.kill()  # setUp() fails, so tearDown() will not release irctest's ports
+            raise
         redis = worker_redis()
         prefix = redis.prefix()
         python, env = salon_python()
@@ -422,18 +440,6 @@ class SalonController(BaseServerController, DirectoryBasedController):
                     raise ProcessStopped(
                         f"salon node {name} did not start ({e}); its output:\n{tail}"
                     ) from None
-            listens = [
-                (self.hostname, self.port, [(self.hostname, irc) for irc, _ws in self._node_ports])
-            ]
-            if self._websocket_port:
-                listens.append(
-                    (
-                        self.hostname,
-                        self._websocket_port,
-                        [(self.hostname, ws) for _irc, ws in self._node_ports],
-                    )
-                )
-            self._forwarder: RoundRobin | None = RoundRobin(listens).start()
             self.port_open = True
         except BaseException:
             self.kill()  # setUp() fails, so tearDown() will not run
@@ -606,6 +612,10 @@ class SalonController(BaseServerController, DirectoryBasedController):
     def kill(self) -> None:
         super().kill()
         self.directory = None  # removed by super().kill(); do not remove it twice
+        forwarder = getattr(self, "_forwarder", None)
+        if forwarder is not None:  # (a start that failed before any node ran)
+            forwarder.stop()
+            self._forwarder = None
         _running.discard(self)
 
 

@@ -112,10 +112,11 @@ def join_and_messages_across(connect: Connect) -> None:
     assert names_a.replace("alice =", "X =") == names_b.replace("bob =", "X =")
 
 
-def one_order(connect: Connect, count: int = 150) -> None:
-    """Issue 19 point 4, shortened: three senders on each node flood one channel; every
-    recipient on both nodes gets the same msgid sequence, each sender's in order, and
-    CHATHISTORY on each node returns that set."""
+def one_order(connect: Connect, seconds: float = 10.0) -> None:
+    """Issue 19 point 4: three senders on each side flood one channel for ``seconds``;
+    every recipient on both sides (the senders, by echo-message, and a reader on each
+    side) gets the same msgid sequence, each sender's messages in order, none lost and
+    none twice, and CHATHISTORY on each side returns that set."""
     import threading
 
     caps = "message-tags echo-message"
@@ -133,39 +134,59 @@ def one_order(connect: Connect, count: int = 150) -> None:
 
     def read(c: LineClient, key: str) -> None:
         seen: list[tuple[str, str, str]] = []
-        while len(seen) < count * len(senders):
-            line = c.readline(15)
+        ended = 0  # (each sender's last message is "end")
+        while ended < len(senders):
+            line = c.readline(30)
             if " PRIVMSG #flood " not in line:
                 continue
             tags, source, _cmd, _target, text = line.split(" ", 4)
             msgid = next(t for t in tags[1:].split(";") if t.startswith("msgid="))
             seen.append((msgid, source[1:].split("!")[0], text.lstrip(":")))
+            ended += text == "end"
         got[key] = seen
 
     threads = [threading.Thread(target=read, args=(c, str(i))) for i, c in enumerate(everyone)]
     for t in threads:
         t.start()
-    for n in range(count):
+    started = time.monotonic()
+    count = 0
+    while time.monotonic() - started < seconds:
         for s in senders:
-            s.send(f"PRIVMSG #flood :{n}")
-        time.sleep(0.002)
+            s.send(f"PRIVMSG #flood :{count}")
+        count += 1
+        time.sleep(0.01)
+    for s in senders:
+        s.send("PRIVMSG #flood end")
     for t in threads:
-        t.join(30)
+        t.join(120)
+    total = (count + 1) * len(senders)
+    took = time.monotonic() - started
+    print(f"one order: {total} messages from 6 senders in {seconds:g} s, all read in {took:.1f} s")
     assert len(got) == len(everyone)
     first = [m for m, _s, _t in got["0"]]
-    assert len(set(first)) == count * len(senders)  # none lost, none twice
+    assert len(first) == len(set(first)) == total  # none lost, none twice
     for seen in got.values():
         assert [m for m, _s, _t in seen] == first
         for i in range(len(senders)):
-            assert [t for _m, s, t in seen if s == f"s{i}"] == [str(n) for n in range(count)]
+            mine = [t for _m, s, t in seen if s == f"s{i}"]
+            assert mine == [*(str(n) for n in range(count)), "end"]
     for reader in readers:
-        reader.send(f"CHATHISTORY LATEST #flood * {count * len(senders)}")
-        stored = [
-            "msgid=" + m.tags["msgid"]
-            for m in reader.read_batch("chathistory")
-            if m.command == "PRIVMSG"
-        ]
-        assert sorted(stored) == sorted(first)
+        assert sorted(stored_msgids(reader, "#flood")) == sorted(first)
+
+
+def stored_msgids(reader: LineClient, target: str, page: int = 1000) -> list[str]:
+    """Every message of ``target``'s history as ``msgid=...``, read back page by page
+    (CHATHISTORY LATEST, then BEFORE the oldest of each page: a page is at most the
+    server's limit)."""
+    found: list[str] = []
+    asking = f"LATEST {target} *"
+    while True:
+        reader.send(f"CHATHISTORY {asking} {page}")
+        got = [m for m in reader.read_batch("chathistory") if m.command == "PRIVMSG"]
+        if not got:
+            return found
+        found += ["msgid=" + m.tags["msgid"] for m in got]
+        asking = f"BEFORE {target} msgid={got[0].tags['msgid']}"
 
 
 def races(connect: Connect, rounds: int = 50) -> None:
@@ -241,3 +262,32 @@ def modes_and_operators_across(connect: Connect) -> None:
     friend.expect(r" 73[01] friend third")
     if " 730 " in friend.lines[-1]:
         friend.expect(r" 731 friend third", timeout=10)
+
+
+def plain_irc_and_web_across(
+    connect: Connect, plain: Callable[[int], LineClient], web: Callable[[int], Any]
+) -> None:
+    """A plain-text user on side 0 talks with an IRC user and a web-client user on side 1.
+    ``plain(side)``: a client of the text port; ``web(side)``: a WebSocket client."""
+    irc = connect(1, "ircuser")
+    irc.send("JOIN #lobby")
+    irc.expect(r" 366 ")
+    with web(1) as ws:
+        ws.send("NICK webuser")
+        ws.send("USER webuser 0 * :web user")
+        ws.send("JOIN #lobby")
+        while " 366 " not in str(ws.recv(timeout=5)):
+            pass
+        pat = plain(0)
+        pat.expect(r"Your name:")
+        pat.send("pat")
+        pat.expect(r"^\* In #lobby: ")
+        irc.expect(r"^:pat!plain@127\.0\.0\.1 JOIN #lobby$")
+        pat.send("hello from the plain port")
+        irc.expect(r"^:pat!plain@\S+ PRIVMSG #lobby :hello from the plain port$")
+        while "hello from the plain port" not in str(ws.recv(timeout=5)):
+            pass
+        irc.send("PRIVMSG #lobby :hi pat, from irc")
+        pat.expect(r"^ircuser: hi pat, from irc$")
+        ws.send("PRIVMSG #lobby :hi pat, from the web")
+        pat.expect(r"^webuser: hi pat, from the web$")

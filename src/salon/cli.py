@@ -247,7 +247,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         run(cfg, ready, args.worker)
     except StartupError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        # One write: workers share the supervisor's stderr, and print's two writes (the
+        # text, then the newline) could interleave with another worker's line.
+        sys.stderr.write(f"{prog}: {exc}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
         pass

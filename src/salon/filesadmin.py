@@ -52,6 +52,13 @@ def run_files(args: argparse.Namespace) -> int:
     action = getattr(args, "action", None)
     if action is None:
         raise UsageError("give an action: list, rm, gc or verify")
+    if cfg.postgres is not None or cfg.cluster is not None:
+        # Servers on the database keep the files in memory, and the lock of one data
+        # directory does not keep other nodes off a shared files.dir.
+        raise UsageError(
+            "the store is PostgreSQL ([postgres]) or the files are a cluster's: manage files"
+            " online (FileServ); this command works on a data directory's SQLite store"
+        )
     data = cfg.data_path
     db = data / "salon.db"
     if not db.is_file():

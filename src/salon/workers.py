@@ -85,7 +85,7 @@ def private_cluster(data: Path) -> ClusterSection:
 
 def worker_config(cfg: Config, number: int) -> Config:
     """Worker ``number``'s config: a node of [cluster] (or of the private Redis) named after
-    its number, with its own data directory, the supervisor's certificate, no file host."""
+    its number, with its own data directory, the supervisor's certificate and blobs."""
     data = cfg.data_path
     cluster = cfg.cluster or private_cluster(data)
     base = cluster.node or socket.gethostname()
@@ -97,9 +97,9 @@ def worker_config(cfg: Config, number: int) -> Config:
         cert, key = data / tls.SELF_SIGNED_CERT, data / tls.SELF_SIGNED_KEY
         tls_section = replace(tls_section, cert=str(cert), key=str(key), sts=False)
     server = replace(cfg.server, data_dir=str(worker_dir(data, number)))
-    # Uploads are files in one worker's data directory and rows in its store, and the next
-    # request may land on another worker: the file host stays off (docs/cluster.md).
-    files = replace(cfg.files, enabled=False)
+    # One blob directory for every worker, as for the nodes of a cluster (docs/files.md,
+    # "Across cluster nodes"): the supervisor's, not one in each worker's data directory.
+    files = replace(cfg.files, dir=str(cfg.files_path.absolute()))
     out = replace(cfg, server=server, cluster=cluster, tls=tls_section, files=files)
     validate(out)
     return out
@@ -323,10 +323,11 @@ class Supervisor:
                 if self.stopping:
                     break
                 if self.redis is not None and self.redis.poll() is not None:
-                    # Without Redis no worker can order anything, and a new Redis has no
-                    # log: every worker starts again, on a new one.
-                    log.error("the private redis-server exited (%s)", _how(self.redis.returncode))
-                    self._restart_all()
+                    # The workers keep their clients while Redis is away (redis_grace), and
+                    # restate the network in a new, empty one (docs/cluster.md, "Failures").
+                    how = _how(self.redis.returncode)
+                    log.error("the private redis-server exited (%s); starting it again", how)
+                    self._revive_redis()
                     continue
                 failed = self._reap()
                 if failed is not None:
@@ -345,13 +346,21 @@ class Supervisor:
                 datadir.unlock(self._lock)
                 self._lock = None
 
-    def _restart_all(self) -> None:
-        self.stop_workers()
+    def _revive_redis(self) -> None:
+        """Start the private Redis again, trying with a doubling delay until it starts or
+        the supervisor is told to stop (meanwhile a worker past redis_grace exits 3)."""
         self.stop_redis()
-        time.sleep(FIRST_DELAY)
-        self.start_redis()
-        for worker in self.workers:
-            self.start(worker)
+        delay = FIRST_DELAY
+        while not self.stopping:
+            try:
+                self.start_redis()
+                return
+            except UsageError as exc:
+                log.error("%s; trying again in %.1f s", exc, delay)
+            until = time.monotonic() + delay
+            while not self.stopping and time.monotonic() < until:
+                time.sleep(POLL)
+            delay = min(MAX_DELAY, delay * 2)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True

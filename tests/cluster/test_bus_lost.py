@@ -27,13 +27,23 @@ def lose(net: ClusterNet, keep: int = 0) -> tuple[list[str], dict[int, str]]:
 def recover(net: ClusterNet, lost: tuple[list[str], dict[int, str]], resend: bool = True) -> None:
     """What each node's bus does once Redis answers again after losing data: it sends
     first what Cluster.recover gives for its own lost entries (``resend`` False: the
-    bus no longer had them)."""
+    bus no longer had them), and the rest once every node has restated; then what
+    waited meanwhile."""
     entries, read = lost
+    later: list[str] = []
     for node in net.nodes:
         cluster = node.server.cluster
         assert cluster is not None
         mine = [e for e in entries if entry_origin(e) == node.number] if resend else []
-        net.bus.append(cluster.recover(mine, read[node.number]))
+        first, after = cluster.recover(mine, read[node.number])
+        net.bus.append(first)
+        later += after
+    with net.hold():  # (every node reads the log; what nodes make meanwhile waits)
+        while any([node.receive() for node in net.nodes]):
+            pass
+    for node in net.nodes:
+        assert node.server.cluster is not None and node.server.cluster.round_done()
+    net.bus.append(later)
     net.pump()
 
 
@@ -176,3 +186,52 @@ def test_a_node_refuses_changes_beyond_max_waiting() -> None:
     assert [line.split()[-1].lstrip(":") for line in bob.lines()] == ["m0", "m1", "m2"]
     alice.send("PRIVMSG #c :after")
     assert bob.lines() == [":alice!alice@127.0.0.1 PRIVMSG #c after"]
+
+
+def test_a_change_its_node_had_not_read_back_gets_its_answer() -> None:
+    """Node 1 read alice's TOPIC, node 0 (hers) had not yet when Redis lost it: after
+    the round of restatements it is applied again, alice gets her answer, and both
+    replicas end alike."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    for c in (alice, bob):
+        c.lines()
+    mark = len(net.bus.log)
+    with net.hold():
+        alice.send("TOPIC #c :read by node 1 only")
+        for op in net[0].queued:
+            net.bus.append(op.entries)
+        net[0].queued = []
+        net[1].receive()
+    assert alice.lines() == []
+    assert bob.lines() == [":alice!alice@127.0.0.1 TOPIC #c :read by node 1 only"]
+    assert net[0].server.channels["#c"].topic == ""
+    recover(net, lose(net, mark))
+    assert alice.lines() == [":alice!alice@127.0.0.1 TOPIC #c :read by node 1 only"]
+    assert state(net[0].server) == state(net[1].server)
+    assert net[0].server.channels["#c"].topic == "read by node 1 only"
+
+
+def test_changes_made_while_redis_was_away_follow_the_restatements() -> None:
+    """What waited during the outage goes after every restatement: none undoes it."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    for c in (alice, bob):
+        c.lines()
+    lost = lose(net, len(net.bus.log))
+    with net.hold():
+        alice.send("TOPIC #c :while Redis was away")
+        alice.send("MODE #c +v bob")
+        bob.send("JOIN #d")
+        recover(net, lost)
+    net.release()
+    for node in net.nodes:
+        assert node.server.channels["#c"].topic == "while Redis was away"
+    assert state(net[0].server) == state(net[1].server)
+    assert start_node(net, 3).server.channels["#c"].topic == "while Redis was away"

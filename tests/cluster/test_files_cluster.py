@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import LineClient, SalonProcess, free_port
@@ -18,15 +20,21 @@ from test_loopback import cluster  # noqa: F401 - the fixture
 pytestmark = pytest.mark.e2e
 
 QUOTA = 100
+REFS = "SELECT count(*) FROM file_refs"
 
 
-def _node(
-    start: Callable[..., SalonProcess], name: str, postgres_dsn: str, blobs: Path
-) -> SalonProcess:
+@pytest.fixture(params=["postgres", "sqlite"])
+def store_dsn(request: pytest.FixtureRequest) -> str:
+    """One PostgreSQL for both nodes (its DSN), or a SQLite store per node ("")."""
+    return str(request.getfixturevalue("postgres_dsn")) if request.param == "postgres" else ""
+
+
+def _node(start: Callable[..., SalonProcess], name: str, dsn: str, blobs: Path) -> SalonProcess:
     port = free_port()
+    store = {"postgres": {"dsn": dsn, "retry_for": 5.0}} if dsn else {}
     return start(
         name,
-        postgres={"dsn": postgres_dsn, "retry_for": 5.0},
+        **store,
         listen={"http_port": port},
         accounts={"password_min_length": 4, "registration_throttle": 0},
         files={
@@ -49,14 +57,12 @@ def _until(check: Callable[[], bool]) -> None:
 
 def test_files_across_two_nodes(
     cluster: Callable[..., SalonProcess],  # noqa: F811 - the fixture
-    postgres_dsn: str,
+    store_dsn: str,
     tmp_path: Path,
 ) -> None:
-    import psycopg
-
     blobs = tmp_path / "shared-files"
-    a = _node(cluster, "a", postgres_dsn, blobs)
-    b = _node(cluster, "b", postgres_dsn, blobs)
+    a = _node(cluster, "a", store_dsn, blobs)
+    b = _node(cluster, "b", store_dsn, blobs)
     alice = account(LineClient, a, "alice", "#secret")
     alice.send("MODE #secret +s")
     alice.expect(r"MODE #secret \+s")
@@ -93,12 +99,26 @@ def test_files_across_two_nodes(
     # Deleted on A: 410 on B.
     assert request(a, "DELETE", path, headers=basic("alice")).status == 204
     _until(lambda: request(b, "GET", path, headers=basic("alice")).status == 410)
-    # The metadata is stored once, in the shared store; the bytes once, in the shared dir.
-    with psycopg.connect(postgres_dsn) as conn:
-        rows = conn.execute("SELECT name, deleted > 0 FROM files ORDER BY created").fetchall()
-        refs = conn.execute("SELECT count(*) FROM file_refs").fetchone()
-    assert rows == [("plans.txt", True), ("b.txt", False)]
-    assert refs == (0,)  # the deleted file's reference went with it
+    # The metadata is stored once in the shared store, or by each node in its own; the
+    # bytes once, in the shared directory.
+    query = "SELECT name, deleted > 0 FROM files ORDER BY created"
+    expected = ([("plans.txt", True), ("b.txt", False)], (0,))  # the refs went with the file
+
+    def stored() -> list[tuple[list[tuple[str, bool]], Any]]:
+        if store_dsn:
+            import psycopg
+
+            with psycopg.connect(store_dsn) as conn:
+                return [(conn.execute(query).fetchall(), conn.execute(REFS).fetchone())]
+        found = []
+        for node in (a, b):
+            with sqlite3.connect(Path(node.data_dir) / "salon.db") as db:
+                rows = [(name, bool(gone)) for name, gone in db.execute(query)]
+                found.append((rows, db.execute(REFS).fetchone()))
+        return found
+
+    # (Each node's storage thread writes a moment after the change.)
+    _until(lambda: stored() == [expected] * len(stored()))
     # Both blobs are still there: a blob no file uses goes only after UNLINK_GRACE.
     assert len([p for p in blobs.rglob("*") if p.is_file() and len(p.name) == 64]) == 2
 
@@ -131,3 +151,25 @@ def test_a_shared_blob_directory_keeps_what_other_nodes_are_writing(tmp_path: Pa
     assert not path.exists()
     blobs.create()  # one process (and salon files gc): every leftover goes
     assert not live.exists()
+
+
+def test_the_files_command_leaves_a_clusters_files_alone(tmp_path: Path) -> None:
+    """``salon files`` works on one data directory's SQLite store; on PostgreSQL, or with a
+    blob directory other nodes use, it refuses in one line (FileServ works online)."""
+    import subprocess
+    import sys
+
+    for section in ('[postgres]\nhost = "db"\n', '[cluster]\nredis = "redis://127.0.0.1:1"\n'):
+        conf = tmp_path / "salon.toml"
+        conf.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n{section}')
+        for action in ("list", "gc", "verify"):
+            done = subprocess.run(
+                [sys.executable, "-m", "salon", "files", action, "--config", str(conf)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            err = done.stderr.strip()
+            assert "\n" not in err and "manage files online (FileServ)" in err, err
+    assert not (tmp_path / "data").exists()

@@ -3,8 +3,12 @@ SALON_IRCTEST_NODES=2, docs/CONFORMANCE.md), each reproduced in process on the m
 
 from __future__ import annotations
 
+from typing import Any
+
 from clusterhelpers import ClusterNet
 from corehelpers import one
+
+from salon.server.effects import Effect, StoreCall
 
 
 def test_lusers_max_counts_the_peak_of_users_on_the_other_node() -> None:
@@ -105,3 +109,34 @@ def test_a_query_waits_until_its_node_applied_what_another_node_answered() -> No
     a.alive = True
     alice.send("WHOIS bob")
     assert one(alice.messages(), "301").params[-1] == "gone fishing"
+
+
+def test_a_fence_that_waited_for_a_commit_is_not_taken_for_a_repeat() -> None:
+    """A PING's fence waits for the commit of a message sent before it on its node (carol's);
+    an event sent meanwhile (dave's JOIN) must not leave the fence behind with a lower token,
+    which every node would drop as a repeat (and the PONG would never come)."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    carol = net.register(0, "carol")
+    dave = net.register(0, "dave")
+    a = net.nodes[0]
+    held: list[StoreCall[Any]] = []
+    take = a.server.take_effects
+
+    def holding_store_calls() -> list[Effect]:
+        effects = take()
+        held.extend(e for e in effects if isinstance(e, StoreCall))
+        return [e for e in effects if not isinstance(e, StoreCall)]
+
+    a.server.take_effects = holding_store_calls  # type: ignore[method-assign]
+    carol.send("PRIVMSG bob :first")
+    alice.send("PING sync")
+    dave.send("JOIN #x")
+    assert alice.lines() == []
+    a.server.take_effects = take  # type: ignore[method-assign]
+    for call in held:
+        a.server.complete_store(call, call.call(a.store), a.now)
+    a.collect_effects()
+    assert bob.lines() == [":carol!carol@127.0.0.1 PRIVMSG bob first"]
+    assert [line.split(" ", 2)[1] for line in alice.lines()] == ["PONG"]

@@ -21,6 +21,7 @@ from nodehelpers import (
     on_nodes,
     one_order,
     opers,
+    plain_irc_and_web_across,
     quits_after,
     races,
 )
@@ -102,7 +103,9 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
     cluster: Callable[..., SalonProcess],
 ) -> None:
     """SIGSTOP past node_ttl: its users quit on the other node, their nicks are taken
-    there, and the node, woken, is refused by Redis and closes its clients with ERROR."""
+    there, and the node, woken, is refused by Redis and closes its clients with ERROR,
+    answering nothing from its stale copy of the network before (where sleeper would
+    still hold the nick that taker holds on B)."""
     a, b = cluster("a"), cluster("b")
     sleeper = client(a, "sleeper")
     bob = client(b, "bob")
@@ -117,15 +120,24 @@ def test_a_paused_node_is_fenced_and_closes_its_clients(
         bob.expect(r"^:sleeper!\S+ QUIT :\*\.net \*\.split$", timeout=30)
         print(f"SIGSTOP: the QUIT seen on the other node after {time.monotonic() - stopped:.2f} s")
         taker = client(b, "sleeper")  # free on the live node
+        taker.send("JOIN #c")
+        taker.expect(r" 366 ")
+        taker.send("PRIVMSG #c :the nick is mine now")
+        bob.expect(r"PRIVMSG #c :the nick is mine now$")
     finally:
+        sleeper.send("WHOIS sleeper")  # read by the node as soon as it wakes
         a.proc.send_signal(signal.SIGCONT)
     sleeper.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=10)
+    # Woken, it showed nothing of the network after its death: no answer from its copy
+    # (in which sleeper still held the nick), no line of the other user by that nick.
+    assert [line for line in sleeper.lines if " 311 " in line or "mine now" in line] == []
     assert a.proc.wait(10) == 3
     taker.send("WHOIS sleeper")
     taker.expect(r" 311 sleeper sleeper sleeper 127\.0\.0\.1 ")
 
 
 def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
+    """Issue 19 point 4: three senders on each node flood one channel for 10 s."""
     a, b = cluster("a"), cluster("b")
     one_order(on_nodes(a, b))
 
@@ -284,30 +296,12 @@ def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
     from conftest import free_port
     from websockets.sync.client import connect as ws_connect
 
-    a = cluster("a")
-    b = cluster("b", listen={"http_port": free_port()})
-    irc = client(b, "ircuser")
-    irc.send("JOIN #lobby")
-    irc.expect(r" 366 ")
-    with ws_connect(f"ws://127.0.0.1:{b.http_port}/", open_timeout=5) as web:
-        web.send("NICK webuser")
-        web.send("USER webuser 0 * :web user")
-        web.send("JOIN #lobby")
-        while " 366 " not in str(web.recv(timeout=5)):
-            pass
-        pat = LineClient(a.plain_port)
-        pat.expect(r"Your name:")
-        pat.send("pat")
-        pat.expect(r"^\* In #lobby: ")
-        irc.expect(r"^:pat!plain@127\.0\.0\.1 JOIN #lobby$")
-        pat.send("hello from the plain port")
-        irc.expect(r"^:pat!plain@\S+ PRIVMSG #lobby :hello from the plain port$")
-        while "hello from the plain port" not in str(web.recv(timeout=5)):
-            pass
-        irc.send("PRIVMSG #lobby :hi pat, from irc")
-        pat.expect(r"^ircuser: hi pat, from irc$")
-        web.send("PRIVMSG #lobby :hi pat, from the web")
-        pat.expect(r"^webuser: hi pat, from the web$")
+    nodes = cluster("a"), cluster("b", listen={"http_port": free_port()})
+    plain_irc_and_web_across(
+        on_nodes(*nodes),
+        lambda side: LineClient(nodes[side].plain_port),
+        lambda side: ws_connect(f"ws://127.0.0.1:{nodes[side].http_port}/", open_timeout=5),
+    )
 
 
 def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProcess]) -> None:

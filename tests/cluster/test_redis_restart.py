@@ -4,6 +4,7 @@ nodes on a redis-server of the test's own, each with its own SQLite data directo
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +42,18 @@ def stopped_redis() -> Iterator[Any]:
 
 
 @pytest.fixture
-def nodes(tmp_path: Path, own_redis: Any) -> Iterator[Callable[[str], SalonProcess]]:
+def kept_redis() -> Iterator[Any]:
+    """A redis-server of this test alone, which it restarts with its data."""
+    yield from running_redis(True)
+
+
+def node_factory(tmp_path: Path, redis: Any) -> Iterator[Callable[[str], SalonProcess]]:
     started: list[SalonProcess] = []
 
     def factory(name: str) -> SalonProcess:
         sub = tmp_path / f"{name}{len(started)}"
         sub.mkdir()
-        section = {"redis": own_redis.url, "node": name, "prefix": "r"}
+        section = {"redis": redis.url, "node": name, "prefix": "r"}
         node = SalonProcess(sub, cluster=section).start()
         started.append(node)
         return node
@@ -55,6 +61,16 @@ def nodes(tmp_path: Path, own_redis: Any) -> Iterator[Callable[[str], SalonProce
     yield factory
     for node in started:
         node.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, own_redis: Any) -> Iterator[Callable[[str], SalonProcess]]:
+    yield from node_factory(tmp_path, own_redis)
+
+
+@pytest.fixture
+def kept_nodes(tmp_path: Path, kept_redis: Any) -> Iterator[Callable[[str], SalonProcess]]:
+    yield from node_factory(tmp_path, kept_redis)
 
 
 class Reader(threading.Thread):
@@ -127,7 +143,14 @@ def test_redis_restarted_under_traffic(
     talker.start()
     time.sleep(1.0)
     own_redis.halt()
-    time.sleep(OUTAGE)
+    time.sleep(OUTAGE / 2)
+    # A change, and a user who registers and joins, while Redis is away: they wait.
+    topic = "set while Redis was away"
+    clients["a1"].send(f"TOPIC #r :{topic}")
+    newcomer = LineClient(a.irc_port)
+    for line in ("NICK a3", "USER a3 0 * :a3", "JOIN #r"):
+        newcomer.send(line)
+    time.sleep(OUTAGE / 2)
     own_redis.start(own_redis.port)
     back = time.monotonic()
     waited = list(sent)  # (sent while Redis was away)
@@ -162,12 +185,15 @@ def test_redis_restarted_under_traffic(
     for r in readers.values():
         r.done.set()
         r.join(2)
+    newcomer.expect(r" 366 a3 #r ", timeout=RECOVERY)
     # Nobody was disconnected, and both replicas hold the truth.
-    truth = "@a1 a2 b1 b2"
+    truth = "@a1 a2 a3 b1 b2"
     for nick, c in clients.items():
         c.send("NAMES #r")
         listed = c.expect(r" 353 \S+ = #r :(.*)$").group(1)
         assert " ".join(sorted(listed.split(), key=lambda n: n.lstrip("@"))) == truth, nick
+        c.send("TOPIC #r")
+        assert c.expect(r" 332 \S+ #r :(.*)$").group(1) == topic
     if not own_redis.persist:
         # A node started now rebuilds the network from what the nodes restated.
         third = nodes("c")
@@ -176,6 +202,8 @@ def test_redis_restarted_under_traffic(
         c.send("NAMES #r")
         listed = c.expect(r" 353 \S+ = #r :(.*)$").group(1)
         assert " ".join(sorted(listed.split(), key=lambda n: n.lstrip("@"))) == truth
+        c.send("TOPIC #r")
+        assert c.expect(r" 332 c1 #r :(.*)$").group(1) == topic
         c.send("NICK a1")
         c.expect(r" 433 c1 a1 ")
     # Everything anyone saw is in history, on both nodes.
@@ -204,3 +232,33 @@ def test_a_node_gives_up_after_redis_grace(tmp_path: Path, stopped_redis: Any) -
         assert node.proc.wait(10) == 3
     finally:
         node.stop()
+
+
+def test_a_node_reaped_before_a_restart_is_still_fenced(
+    kept_nodes: Callable[[str], SalonProcess], kept_redis: Any
+) -> None:
+    """A node paused past node_ttl is reaped; Redis then restarts with its data (a new
+    run_id), and the node wakes: taking its place again is refused, it closes its clients
+    with ERROR and exits 3, while the other node's clients stay."""
+    a, b = kept_nodes("a"), kept_nodes("b")
+    sleeper = LineClient(a.irc_port)
+    sleeper.register("sleeper")
+    bob = LineClient(b.irc_port)
+    bob.register("bob")
+    for c in (sleeper, bob):
+        c.send("JOIN #c")
+        c.expect(r" 366 ")
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        bob.expect(r"^:sleeper!\S+ QUIT :\*\.net \*\.split$", timeout=30)
+        kept_redis.halt()
+        kept_redis.start(kept_redis.port)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    sleeper.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=15)
+    assert a.proc.wait(10) == 3
+    taker = LineClient(b.irc_port)
+    taker.register("sleeper")
+    bob.send("PING :still here")
+    bob.expect(r" PONG \S+ :still here$", timeout=10)

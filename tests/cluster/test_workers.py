@@ -10,6 +10,8 @@ opens connections until one lands on worker ``side + 1``."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
 import re
 import signal
@@ -29,6 +31,7 @@ from nodehelpers import (
     nick_held_on_the_other_side_is_433,
     one_order,
     opers,
+    plain_irc_and_web_across,
     quits_after,
     races,
 )
@@ -69,12 +72,13 @@ class Workers:
             for n, pid in re.findall(r"worker (\d+) started, pid (\d+)", self.log())
         }
 
-    def worker_of(self, c: LineClient, timeout: float = 10.0) -> int:
-        """The number of the worker whose process holds the server's end of ``c``."""
-        client_port = c.sock.getsockname()[1]
+    def worker_of(self, sock: socket.socket, port: int = 0, timeout: float = 10.0) -> int:
+        """The number of the worker whose process holds the server's end of ``sock``, a
+        connection to ``port`` (default: the IRC port)."""
+        client_port = sock.getsockname()[1]
         deadline = time.monotonic() + timeout
         while True:
-            inode = _server_inode(self.port, client_port)
+            inode = _server_inode(port or self.port, client_port)
             if inode:
                 for number, pid in self.pids().items():
                     if _holds(pid, inode):
@@ -83,16 +87,41 @@ class Workers:
             assert time.monotonic() < deadline, f"no worker holds the connection from {client_port}"
             time.sleep(0.01)
 
+    def socket_on(self, side: int, port: int = 0) -> socket.socket:
+        """A TCP connection to ``port`` (default: IRC) that landed on worker ``side + 1``."""
+        port = port or self.port
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if self.worker_of(sock, port) == side + 1:
+                return sock
+            sock.close()
+        raise AssertionError(f"200 connections, none on worker {side + 1}")
+
     def connect(self, side: int, nick: str | None, caps: str = "") -> LineClient:
         """A client on worker ``side + 1``, registered as ``nick`` unless None."""
-        for _ in range(200):
-            c = LineClient(self.port)
-            if self.worker_of(c) == side + 1:
-                if nick is not None:
-                    c.register(nick, caps)
-                return c
-            c.sock.close()
-        raise AssertionError(f"200 connections, none on worker {side + 1}")
+        c = LineClient(self.port, sock=self.socket_on(side))
+        if nick is not None:
+            c.register(nick, caps)
+        return c
+
+    def plain(self, side: int) -> LineClient:
+        """A client of the plain-text port on worker ``side + 1``."""
+        return LineClient(self.proc.plain_port, sock=self.socket_on(side, self.proc.plain_port))
+
+    def web(self, side: int) -> Any:
+        """A WebSocket client on worker ``side + 1``."""
+        from websockets.sync.client import connect as ws_connect
+
+        port = self.proc.http_port
+        sock = self.socket_on(side, port)
+        return ws_connect(f"ws://127.0.0.1:{port}/", sock=sock, open_timeout=5)
+
+    def http(self, side: int) -> http.client.HTTPConnection:
+        """An HTTP connection to worker ``side + 1``."""
+        port = self.proc.http_port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.sock = self.socket_on(side, port)
+        return conn
 
     def status(self) -> list[tuple[str, int]]:
         """``salon cluster status`` of the private Redis: (node name, users) per node."""
@@ -240,7 +269,7 @@ def test_200_connections_land_on_every_worker(workers: Callable[..., Workers]) -
         clients.append(c)
     by_proc = {n: 0 for n in range(1, 4)}
     for c in clients:
-        by_proc[w.worker_of(c)] += 1
+        by_proc[w.worker_of(c.sock)] += 1
     # The same count from the nodes' heartbeats (renewed every second).
     deadline = time.monotonic() + 10
     while True:
@@ -333,7 +362,7 @@ def test_a_killed_or_fenced_worker_is_started_again(workers: Callable[..., Worke
         nick_held_on_the_other_side_is_433,
         join_and_messages_across,
         modes_and_operators_across,
-        lambda connect: one_order(connect, count=100),
+        lambda connect: one_order(connect, seconds=2.0),
         lambda connect: races(connect, rounds=30),
     ],
     ids=["433", "join-messages-names", "modes-operators", "one-order", "races"],
@@ -345,6 +374,15 @@ def test_behaviour_between_clients_of_different_workers(
     SQLite store: the same checks as between two nodes (tests/nodehelpers.py)."""
     w = workers(2)
     check(w.connect)
+
+
+def test_plain_irc_and_web_users_of_different_workers(
+    workers: Callable[..., Workers],
+) -> None:
+    """Point 3's last item between workers: the text port and the WebSocket listener are
+    shared by the workers too."""
+    w = workers(2, listen={"http_port": free_port()})
+    plain_irc_and_web_across(w.connect, w.plain, w.web)
 
 
 def test_workers_on_cluster_and_postgresql(
@@ -363,26 +401,32 @@ def test_workers_on_cluster_and_postgresql(
         w.stop()
 
 
-def test_the_private_redis_dies_and_everything_starts_again(
-    workers: Callable[..., Workers],
-) -> None:
-    """Without its Redis no worker can order anything, and a new Redis has an empty log:
-    the supervisor stops every worker, starts Redis and the workers again; users
-    reconnect to a network that works."""
+def test_the_private_redis_killed_is_started_again(workers: Callable[..., Workers]) -> None:
+    """The supervisor starts its Redis again at once; the workers keep their clients, and
+    restate the network in the new, empty Redis: the same workers, no one disconnected, the
+    channel and the nicks work across them again."""
     w = workers(2)
     before = w.pids()
     alice = w.connect(0, "alice")
+    bob = w.connect(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+        c.expect(r" 366 ")
     redis_pid = int(re.findall(r"private redis-server on \S+ \(pid (\d+)\)", w.log())[-1])
     os.kill(redis_pid, signal.SIGKILL)
-    w.proc.wait_log("the private redis-server exited (was killed by SIGKILL)", 10)
-    alice.expect(r"^ERROR ", timeout=30)
+    w.proc.wait_log("the private redis-server exited (was killed by SIGKILL); starting it again")
     deadline = time.monotonic() + START_TIMEOUT
-    while w.log().count(" is listening") < 4:  # each worker's second "worker N is listening"
+    while len(re.findall(r"private redis-server on \S+ \(pid (\d+)\)", w.log())) < 2:
         assert time.monotonic() < deadline, w.log()
         time.sleep(0.1)
-    after = w.pids()
-    assert not set(before.values()) & set(after.values())
-    nick_held_on_the_other_side_is_433(w.connect)
+    alice.send("PRIVMSG #c :after the restart")
+    bob.expect(r"^:alice!\S+ PRIVMSG #c :after the restart$", timeout=30)
+    late = w.connect(1, None)
+    late.send("NICK alice")
+    late.send("USER late 0 * :late")
+    late.expect(r" 433 \* alice ")
+    assert w.pids() == before
+    assert "starting it again in" not in w.log()  # (no worker restarted)
 
 
 def test_a_one_process_store_carries_over_to_the_workers(tmp_path: Path) -> None:
@@ -406,3 +450,66 @@ def test_a_one_process_store_carries_over_to_the_workers(tmp_path: Path) -> None
             sasl_plain_login(w.connect(side, None), f"carol{side}", "carol", "long enough pw")
     finally:
         w.stop()
+
+
+def test_a_file_uploaded_on_one_worker_is_served_by_the_other(
+    workers: Callable[..., Workers],
+) -> None:
+    """The file host under --workers: every worker keeps its blobs in the supervisor's
+    files directory, and the files' records travel on the bus as between nodes."""
+    from filehelpers import PASSWORD, Answer, basic, path_of
+
+    port = free_port()
+    w = workers(
+        2,
+        listen={"http_port": port},
+        accounts={"password_min_length": 4},
+        files={"public_url": f"http://127.0.0.1:{port}", "min_free": 0, "min_free_percent": 0.0},
+    )
+
+    def ask(side: int, method: str, path: str, **options: Any) -> Answer:
+        conn = w.http(side)
+        try:
+            conn.request(method, path, **options)
+            return Answer(conn.getresponse())
+        finally:
+            conn.close()
+
+    alice = w.connect(0, "alice")
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    alice.expect(r"REGISTER SUCCESS alice")
+    data = b"uploaded to worker 1\n"
+    headers = {
+        **basic("alice"),
+        "Content-Type": "text/plain",
+        "Content-Disposition": "attachment; filename=notes.txt",
+    }
+    up = ask(0, "POST", "/upload", body=data, headers=headers)
+    assert up.status == 201, up.body
+    path = path_of(up.header("Location"))
+    got = ask(1, "GET", path, headers=basic("alice"))
+    assert (got.status, got.body) == (200, data)
+    assert ask(1, "DELETE", path, headers=basic("alice")).status == 204
+    deadline = time.monotonic() + 5
+    while ask(0, "GET", path, headers=basic("alice")).status != 410:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    blobs = w.proc.data_dir / "files"
+    assert [p.name for p in blobs.rglob("*") if p.is_file() and len(p.name) == 64] == [
+        hashlib.sha256(data).hexdigest()
+    ]
+
+
+def test_nothing_outlives_a_killed_supervisor(workers: Callable[..., Workers]) -> None:
+    """kill -9 of the supervisor: its workers and its Redis get SIGTERM from the kernel
+    (the parent-death signal) and end; none is left serving without a supervisor."""
+    w = workers(2)
+    redis_pid = int(re.findall(r"private redis-server on \S+ \(pid (\d+)\)", w.log())[-1])
+    children = [*w.pids().values(), redis_pid]
+    assert w.proc.proc is not None
+    w.proc.proc.kill()
+    w.proc.proc.wait()
+    deadline = time.monotonic() + 30
+    while not all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in children):
+        assert time.monotonic() < deadline, children
+        time.sleep(0.1)

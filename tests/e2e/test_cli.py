@@ -404,7 +404,10 @@ def test_cluster_status_needs_a_cluster_section(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[server]\nname = 'a.b'\n")
     err = assert_one_line_error(run_salon("cluster", "status", "--config", str(cfg)))
-    assert err == f"salon cluster status: {cfg} has no [cluster] section"
+    assert err == (
+        f"salon cluster status: {cfg} has no [cluster] section,"
+        " and no salon serve --workers runs on salon-data"
+    )
 
 
 def test_check_config_missing_file(tmp_path: Path) -> None:

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 from conftest import free_port
-from filehelpers import PASSWORD, account, file_rows, files_salon, path_of, request, stored_blobs
+from filehelpers import (
+    PASSWORD,
+    account,
+    basic,
+    file_rows,
+    files_salon,
+    path_of,
+    request,
+    stored_blobs,
+)
 from test_browser import SLOW, chromium
 from test_files_browser import png
 from test_web_client import DESKTOP, PHONE, axe_problems, line, overflow, watch
@@ -389,3 +398,60 @@ def test_a_file_host_on_another_origin_is_in_the_pages_policy(make_salon: Any) -
     assert "img-src 'self' https://files.example.org data: blob: https:;" in csp
     assert "media-src 'self' https://files.example.org blob:;" in csp
     assert csp.replace(" https://files.example.org", "") == web.CONTENT_SECURITY_POLICY
+
+
+def test_a_secret_channels_picture_previews_for_members_only(
+    browser: Any, make_salon: Any, connect: Any
+) -> None:
+    """A picture posted in a +s channel: a member's page shows it from a blob: URL (fetched
+    with its token); a non-member who sees the link (pasted into a public channel by someone
+    who may not read it) gets no preview, and the file stays closed to the link alone."""
+    s = files_salon(make_salon)
+    owner(connect, s, "cy")
+    owner(connect, s, "dee")
+    alice = account(connect, s, "alice", "#secret")
+    alice.send("MODE #secret +s")
+    alice.expect(r"MODE #secret \+s")
+    mallory = account(connect, s, "mallory", "#lobby")
+    alice.send("TOKEN GENERATE FILEHOST")
+    token = alice.expect(r"TOKEN GENERATE FILEHOST (\S+)").group(1)
+    up = request(s, "POST", "/upload", png(9, 4), {"Authorization": f"Bearer {token}"})
+    url = up.header("Location")
+    member = browser.new_context(**DESKTOP)
+    stranger = browser.new_context(**DESKTOP)
+    try:
+        page = member.new_page()
+        errors = watch(page)
+        log_in(page, s, "cy", PASSWORD, channels="#secret")
+        other = stranger.new_page()
+        other_errors = watch(other)
+        answers: list[int] = []
+        other.on("response", lambda r: answers.append(r.status) if r.url == url else None)
+        log_in(other, s, "dee", PASSWORD)
+        alice.send(f"PRIVMSG #secret :plans {url}")
+        shown = line(page, "plans").locator(".preview img")
+        shown.wait_for(timeout=SLOW * 1000)
+        page.wait_for_function(
+            "() => document.querySelector('#log .preview img')?.naturalWidth === 9",
+            timeout=SLOW * 1000,
+        )
+        assert (shown.get_attribute("src") or "").startswith("blob:")
+        assert errors == []
+        mallory.send(f"PRIVMSG #lobby :leaked {url}")
+        link = line(other, "leaked").locator(f".text a[href='{url}']")
+        link.wait_for(timeout=SLOW * 1000)
+        # Its page asks (HEAD, with its token), is refused, and shows no preview.
+        deadline = time.monotonic() + SLOW
+        while 403 not in answers and time.monotonic() < deadline:
+            other.wait_for_timeout(50)
+        assert answers == [403]
+        other.wait_for_function(
+            "() => !document.querySelector('#log .preview')", timeout=SLOW * 1000
+        )
+        assert request(s, "GET", path_of(url)).status == 401
+        assert request(s, "GET", path_of(url), headers=basic("dee")).status == 403
+        # Only the refusal of that HEAD, which the browser itself logs.
+        assert all("403" in e for e in other_errors), other_errors
+    finally:
+        member.close()
+        stranger.close()

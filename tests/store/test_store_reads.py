@@ -106,6 +106,51 @@ def ticking(store: SQLiteStore) -> None:
     store.clock = clock  # type: ignore[method-assign]
 
 
+@pytest.mark.parametrize("detail", ["none", "full"])
+def test_a_word_of_several_tokens_through_the_search_index(tmp_path: Path, detail: str) -> None:
+    """A big conversation is searched through the search index first. That index keeps no
+    token positions (detail=none; a database from before keeps its full one): a word of
+    several tokens ("x-ray") finds the rows with those tokens anywhere, and only those
+    with them one after the other are kept."""
+    store = SQLiteStore(tmp_path / "salon.db", query_budget=3600)  # no walk cut short
+    texts = ["x-ray of a bone", "a ray of x", "an x-rayed bone", "plain text"]
+    fill(store, [said(i, "#big", f"{texts[i % 4]} {i}") for i in range(2400)])
+    if detail == "full":
+        store.conn.executescript(
+            "DROP TABLE history_fts;"
+            " CREATE VIRTUAL TABLE history_fts USING fts5(text, content='history',"
+            " content_rowid='id', tokenize='unicode61', columnsize=0);"
+            " INSERT INTO history_fts (history_fts) VALUES ('rebuild');"
+        )
+    store.index_pending()
+    fts = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'history_fts'")
+    assert ("detail=none" in fts.fetchone()[0]) == (detail == "none")
+    reader = store.reader()
+    assert reader is not None
+    statements: list[str] = []
+    reader.conn.set_trace_callback(statements.append)
+
+    def search(text: str, limit: int = 10) -> list[str]:
+        query = SearchQuery(text, ("#big",), limit=limit)
+        assert not reader.scan_first(query)
+        with reader.transaction():
+            return [e.text for e in reader.search_history(query)]
+
+    # The index's matches are enough (as many as the limit, or every match seen): no
+    # conversation is scanned.
+    newest = [f"{texts[i % 4]} {i}" for i in range(2380, 2400) if i % 4 in (0, 2)]
+    assert search("x-ray") == newest
+    assert search("x-ray bone") == [f"x-ray of a bone {i}" for i in range(2360, 2400, 4)]
+    assert search("ray x", 2) == ["x-ray of a bone 2396", "a ray of x 2397"]  # any order
+    assert search("x-rayed", 2) == ["an x-rayed bone 2394", "an x-rayed bone 2398"]
+    assert search("bone x-ra", 2) == ["x-ray of a bone 2396", "an x-rayed bone 2398"]
+    assert search("ray-x") == []
+    assert search("x-ray -") == []
+    assert not any("history_by_target" in s for s in statements)
+    reader.close()
+    store.close()
+
+
 def test_a_search_that_finds_nothing_in_its_budget_is_too_broad(tmp_path: Path) -> None:
     """Every match of the word is in a conversation the asker may not read, and the
     asker's own conversation is big too: both plans run out of the budget."""
@@ -157,11 +202,10 @@ def test_a_budget_that_ends_in_a_scans_write_leaves_the_reader_working(tmp_path:
     assert reader is not None
     statements: list[str] = []
     reader.conn.set_trace_callback(statements.append)
-    write = "REPLACE INTO 'temp'.'scan_fts_data'"
+    write = "INSERT INTO temp.scan_fts (rowid, text)"
 
     def clock() -> float:
-        # The budget runs out as the scan's temporary index writes a segment (the
-        # statements FTS5 runs on its tables are traced too).
+        # The budget runs out as the scan writes its rows into its temporary index.
         return math.inf if statements and write in statements[-1] else 0.0
 
     reader.clock = clock  # type: ignore[method-assign]

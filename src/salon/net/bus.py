@@ -24,18 +24,19 @@ Redis declared dead while Redis stayed up (the same ``run_id``) is fenced. A Red
 restarted (a new ``run_id``) is no verdict on the node: it takes its place again under
 its own number (``salon_rejoin``, refused if it was reaped). If Redis lost data (the
 ``run`` key gone or another, the log shorter than what this node read), the node sends
-again its entries of the last ``RESEND_FOR`` seconds (every node applies an entry once:
+again its messages of the last ``RESEND_FOR`` seconds (every node applies an entry once:
 salon.server.cluster drops repeats) and then its restatement (an ``S`` entry: its users,
 their channels and those channels' modes), so that every replica, and a node that starts
-later and replays the log, holds the network again. Entries made meanwhile wait, in
-order, and go after those. After ``redis_grace`` seconds of failure the node gives up
-as if fenced: no client waits without a bound.
+later and replays the log, holds the network again. Everything else waits, in order,
+until every node has restated (or 2 x ``node_ttl``). After ``redis_grace`` seconds of
+failure the node gives up as if fenced: no client waits without a bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -63,7 +64,8 @@ REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
-RESEND_MAX = 100000  # entries kept for that, at most
+RESEND_MAX = 20000  # entries kept for that, at most
+ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 # Between the entries of one turn, all in one entry of the log stream: Redis then adds one
 # stream entry per turn and not per message, and a reader gets a turn's entries as one
@@ -88,9 +90,10 @@ class RedisBus:
     """This node's link to the bus; ``on_entries(entries)`` gets the log's entries in
     order, ``on_fenced(reason)`` is called once if Redis declares this node dead (or
     stays away past ``redis_grace``). ``on_lost(sent, read)`` gives what to send first
-    when Redis lost data, from the entries Redis took lately and the id of the last entry
-    read (salon.server.cluster.Cluster.recover); ``highest()`` the highest node number
-    this node knows."""
+    when Redis lost data, and what to send once ``round_done()`` (every node restated,
+    or 2 x ``node_ttl`` passed), from the entries Redis took lately and the id of the
+    last entry read (salon.server.cluster.Cluster.recover); ``highest()`` the highest
+    node number this node knows."""
 
     def __init__(
         self,
@@ -98,8 +101,10 @@ class RedisBus:
         on_entries: Callable[[list[str]], None],
         on_fenced: Callable[[str], None],
         users: Callable[[], int] = lambda: 0,
-        on_lost: Callable[[list[str], str], list[str]] = lambda sent, read: sent,
+        on_lost: Callable[[list[str], str], tuple[list[str], list[str]]] = lambda s, r: (s, []),
         highest: Callable[[], int] = lambda: 0,
+        needs: Callable[[], float] = lambda: 0.0,
+        round_done: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
@@ -109,10 +114,20 @@ class RedisBus:
         self.users = users
         self.on_lost = on_lost
         self.highest = highest
+        self.needs = needs
+        self.round_done = round_done
+        # After Redis lost data: entries at the queue's front to send before the rest
+        # waits for the round of restatements (0: none), and until when it waits.
+        self._gate = 0
+        self._gate_until = 0.0
         self.node = 0
         self.last_id = "0-0"
         self.fenced = False
         self.closing = False
+        # time.monotonic() until which this node is surely alive (see alive()).
+        self.alive_until = 0.0
+        self._confirmed: list[Callable[[], None]] = []
+        self._confirming: asyncio.Task[None] | None = None
         # What this node knows of Redis: its process (INFO run_id) and its data (P:run).
         self.run_id = ""
         self.run = ""
@@ -149,6 +164,7 @@ class RedisBus:
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
             self.run_id = str((await self._calls.info("server"))["run_id"])
+            sent = time.monotonic()
             node, run = await self._calls.fcall(
                 "salon_join",
                 3,
@@ -165,10 +181,45 @@ class RedisBus:
             raise BusError(f"cannot use Redis at {url}: {exc}") from None
         self.node = int(node)
         self.run = str(run)
+        self.alive_until = sent + self.cfg.node_ttl
         log.info(
             "cluster node %d (%s) on %s, prefix %s", self.node, self.name, url, self.cfg.prefix
         )
         return self.node
+
+    async def check_log(self) -> None:
+        """Raise BusError when the log was trimmed (``log_maxlen``) past what the running
+        nodes' replicas depend on (the oldest live user's introduction, the oldest channel's
+        creation, as their heartbeats report it): a replay would build a different network,
+        and nothing later would tell."""
+        try:
+            info = await self._calls.xinfo_stream(self.key("log"))
+            states = await self._calls.hgetall(self.key("state"))
+        except ResponseError:
+            return  # no log yet
+        except (RedisError, OSError) as exc:
+            raise BusError(f"cannot use Redis at {self.cfg.redis}: {exc}") from None
+        added = info.get("entries-added")  # (Redis 7 and later)
+        first = info.get("first-entry")
+        if added is None or added <= info["length"] or not first:
+            return  # nothing trimmed yet
+        # The log's first entry is a turn: its first line's time (a compact message entry,
+        # salon.server.cluster._compact_message, ends with its origin's clock).
+        head = first[1]["e"].split(SEPARATOR, 1)[0]
+        first_time = float(head.rsplit("\0", 1)[1] if head[:1] == "M" else json.loads(head)[2])
+        needed = [
+            float(parts[2])
+            for number, text in states.items()
+            if int(number) != self.node and len(parts := text.split()) > 2
+        ]
+        if needed and min(needed) < first_time:
+            await self.close()
+            raise BusError(
+                f"cannot join the network: its log (cluster.log_maxlen {self.cfg.log_maxlen}) "
+                "no longer reaches back to what the running nodes hold (a user or channel "
+                f"made {first_time - min(needed):.1f} s before its oldest entry); raise "
+                "log_maxlen on every node, or stop every node and start them again"
+            )
 
     async def replay(self) -> list[str]:
         """Every entry of the log so far (a new node rebuilds the network's state from
@@ -206,7 +257,8 @@ class RedisBus:
                 return
             # (the batch leaves the queue only once Redis took it: after a failure it is
             # sent again, after what recovery puts in front of it)
-            batch = self._queue[:]
+            gate = self._gate
+            batch = self._queue[:gate] if gate else self._queue[:]
             assert self._turns is not None
             try:
                 await self._turns.call(
@@ -230,6 +282,16 @@ class RedisBus:
             del self._queue[: len(batch)]
             self._trouble_since = None
             self._keep(batch)
+            if gate:
+                self._gate = 0
+                await self._round()
+
+    async def _round(self) -> None:
+        """Hold what waits until every node's restatement is in the log (or until
+        ``_gate_until``): no change lands among them."""
+        loop = asyncio.get_running_loop()
+        while not self.closing and loop.time() < self._gate_until and not self.round_done():
+            await asyncio.sleep(ROUND_POLL)
 
     def _keep(self, batch: list[str]) -> None:
         now = time.monotonic()
@@ -291,21 +353,60 @@ class RedisBus:
             try:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + every
-                    alive = await self._beater.fcall(
-                        "salon_beat",
-                        2,
-                        self.key("node", self.node),
-                        self.key("state"),
-                        self.name,
-                        self.ttl_ms,
-                        self.node,
-                        f"{self.last_id} {self.users()}",
-                    )
-                    if not int(alive):
-                        self._trouble("heartbeat refused: this node's key is gone")
+                    if not await self._heartbeat():
                         continue
-                    self._trouble_since = None
                 await self._reap()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._trouble(f"heartbeat: {exc}")
+
+    async def _heartbeat(self) -> bool:
+        """Renew this node's heartbeat key; False (and recovery under way) when it was
+        gone. Raises RedisError while Redis cannot be used."""
+        sent = time.monotonic()
+        alive = await self._beater.fcall(
+            "salon_beat",
+            2,
+            self.key("node", self.node),
+            self.key("state"),
+            self.name,
+            self.ttl_ms,
+            self.node,
+            f"{self.last_id} {self.users()} {self.needs():.3f}",
+        )
+        if not int(alive):
+            self._trouble("heartbeat refused: this node's key is gone")
+            return False
+        self._trouble_since = None
+        self.alive_until = max(self.alive_until, sent + self.cfg.node_ttl)
+        confirmed, self._confirmed = self._confirmed, []
+        for then in confirmed:
+            then()
+        return True
+
+    def alive(self) -> bool:
+        """Whether this node is surely still part of the network: its heartbeat key, last
+        renewed before ``alive_until - node_ttl``, cannot have expired yet. After a pause
+        or a stall longer than that, the other nodes may have declared it dead and given
+        its users' nicks to others: its copy of the network is not to be trusted until
+        :meth:`confirm` has heard from Redis."""
+        return time.monotonic() < self.alive_until
+
+    def confirm(self, then: Callable[[], None]) -> None:
+        """Renew the heartbeat now; ``then()`` once Redis took it (never when this node
+        is fenced instead)."""
+        self._confirmed.append(then)
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.get_running_loop().create_task(self._confirm())
+
+    async def _confirm(self) -> None:
+        while self._confirmed and not self.fenced and not self.closing:
+            await self._healthy.wait()
+            if self.fenced or self.closing:
+                return
+            try:
+                await self._heartbeat()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -419,15 +520,18 @@ class RedisBus:
             return True
         sent = [entry for _t, entry in self._sent]
         self._sent.clear()
-        first = self.on_lost(sent, self.last_id)
-        self._queue[:0] = first
+        first, later = self.on_lost(sent, self.last_id)
+        self._queue[:0] = [*first, *later]
+        self._gate = len(first)
+        self._gate_until = asyncio.get_running_loop().time() + 2 * self.cfg.node_ttl
         # (entries after what Redis kept are read again: every node drops repeats)
         if _id(tail_id) < _id(self.last_id):
             self.last_id = tail_id
         log.warning(
-            "bus: Redis lost data; node %d sends %d entries first (its restatement)",
+            "bus: Redis lost data; node %d restates (%d entries before the round, %d after)",
             self.node,
             len(first),
+            len(later),
         )
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())
@@ -459,7 +563,11 @@ class RedisBus:
                 )
         self.closing = True
         self._healthy.set()  # (what waits for it sees closing and ends)
-        tasks = [t for t in (*self._tasks, self._sender, self._recovery) if t is not None]
+        tasks = [
+            t
+            for t in (*self._tasks, self._sender, self._recovery, self._confirming)
+            if t is not None
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -498,7 +606,7 @@ async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:
         found = []
         for number, name in sorted(nodes.items(), key=lambda item: int(item[0])):
             ttl_ms = int(await conn.pttl(f"{prefix}:node:{number}"))
-            last_id, _, users = state.get(number, "0-0 0").partition(" ")
+            last_id, users, *_needs = state.get(number, "0-0 0").split()
             later = await conn.xrange(f"{prefix}:log", "(" + last_id, "+", count=LAG_LIMIT)
             found.append(
                 NodeStatus(int(number), name, ttl_ms / 1000, int(users or 0), len(later or ()))

@@ -73,7 +73,9 @@ class Refusal:
 
 
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("client", "counted", "kind", "limit_key", "partial", "refused", "shell", "tls")
+    __slots__ = (
+        "client", "counted", "kind", "limit_key", "partial", "refused", "shell", "tls", "waiting",
+    )  # fmt: skip
 
     def __init__(self, shell: Shell, kind: Kind, tls: bool = False) -> None:
         self.shell = shell
@@ -90,6 +92,9 @@ class ClientProtocol(asyncio.Protocol):
         # An address whose connection limits were applied already, when the socket was
         # accepted (WebSocketProtocol): not counted twice.
         self.counted: str | None = None
+        # Bytes read while a cluster node was unsure it is still part of the network
+        # (Shell.hold_input): fed once it is sure.
+        self.waiting = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
@@ -119,6 +124,8 @@ class ClientProtocol(asyncio.Protocol):
         if client is None or client.closed:
             return
         shell = self.shell
+        if shell.bus is not None and shell.hold_input(self, data):
+            return
         server = shell.server
         nl = data.rfind(b"\n")
         self.partial = self.partial + len(data) if nl < 0 else len(data) - nl - 1

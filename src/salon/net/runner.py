@@ -183,6 +183,8 @@ class Shell:
         # module, and redis with it, is imported only then.
         self.bus: Any = None
         self.fenced = False
+        # Bus entries read while this node was unsure it is still part of the network.
+        self.later_entries: list[str] = []
         # Set by serve(): stops the server (used when the cluster fences this node).
         self.on_stop: Callable[[], None] | None = None
         # The file host on the HTTP listeners (None: off, or no HTTP listener).
@@ -362,10 +364,13 @@ class Shell:
             lambda: len(server.clients) - server.unregistered,
             self._recover,
             lambda: server.cluster.highest_node() if server.cluster is not None else 0,
+            lambda: server.cluster.needs() if server.cluster is not None else time.time(),
+            self._round_done,
         )
         try:
             node = await self.bus.connect()
             self.server.join_cluster(node, shared_store=self.config.postgres is not None)
+            await self.bus.check_log()
             entries = await self.bus.replay()
         except BusError as exc:
             raise StartupError(str(exc)) from None
@@ -377,15 +382,56 @@ class Shell:
         self.bus.start()
 
     def _bus_entries(self, entries: list[str]) -> None:
+        if self.later_entries or not self.bus.alive():
+            # As for input (hold_input): the entries that followed this node's death
+            # (another user given its user's nick, speaking in its channels) are not shown
+            # to its clients; they wait until a heartbeat confirms the node.
+            if not self.later_entries:
+                self.bus.confirm(self._entries_confirmed)
+            self.later_entries += entries
+            return
         self.server.bus_entries(entries, time.time())
         for client in list(self.paused):
             self._resume(client)
         self.after()
 
-    def _recover(self, sent: list[str], read: str) -> list[str]:
-        """Redis lost data: what this node sends first (see Cluster.recover)."""
+    def hold_input(self, conn: ClientProtocol, data: bytes) -> bool:
+        """Whether ``data`` must wait (kept in ``conn.waiting``): this node has not heard
+        from Redis for longer than node_ttl (it was paused, or stalled), so the other
+        nodes may have declared it dead and given its users' nicks to others. Answering
+        from its copy of the network then could show two users holding one nick, so no
+        input is read until a heartbeat confirms the node, or Redis refuses it (fenced)."""
+        if self.bus.alive() and not conn.waiting:
+            return False
+        if not conn.waiting and conn.client is not None and conn.client.sink is not None:
+            conn.client.sink.pause_reading()
+        conn.waiting += data
+        self.bus.confirm(functools.partial(self._confirmed, conn))
+        return True
+
+    def _confirmed(self, conn: ClientProtocol) -> None:
+        data, conn.waiting = conn.waiting, b""
+        client = conn.client
+        if not data or client is None or client.closed:
+            return
+        if client.sink is not None and not client.reading_paused:
+            client.sink.resume_reading()
+        conn.data_received(data)
+
+    def _entries_confirmed(self) -> None:
+        entries, self.later_entries = self.later_entries, []
+        if entries:
+            self._bus_entries(entries)
+
+    def _recover(self, sent: list[str], read: str) -> tuple[list[str], list[str]]:
+        """Redis lost data: what this node sends first, and after every node's
+        restatement (see Cluster.recover)."""
         cluster = self.server.cluster
-        return cluster.recover(sent, read) if cluster is not None else []
+        return cluster.recover(sent, read) if cluster is not None else ([], [])
+
+    def _round_done(self) -> bool:
+        cluster = self.server.cluster
+        return cluster is None or cluster.round_done()
 
     def _fenced(self, reason: str) -> None:
         """Redis declared this node dead (a pause, a cut link): its users have quit on

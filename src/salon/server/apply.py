@@ -13,7 +13,7 @@ the function; that is the only way these states change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from salon.proto.casemap import casefold
@@ -28,7 +28,9 @@ from salon.server.events import (
     Account,
     Away,
     Ban,
+    ChannelAccess,
     ChannelMode,
+    ChannelReg,
     Event,
     Intro,
     Invite,
@@ -39,9 +41,12 @@ from salon.server.events import (
     Nick,
     Part,
     Quit,
+    ReadMarker,
+    Redact,
     Rename,
     Setname,
     Topic,
+    TopicLock,
     Unban,
     UserMode,
     Wallops,
@@ -464,6 +469,65 @@ def apply_wallops(server: Server, ev: Wallops, rb: ResponseBuffer | None) -> Non
     server.deliver(recipients, wallops)
 
 
+def apply_channel_reg(server: Server, ev: ChannelReg, rb: ResponseBuffer | None) -> None:
+    chanserv = server.services.chanserv
+    if ev.founder is None:
+        chanserv.unregister(casefold(ev.channel))
+    else:
+        chanserv.register(ev.channel, ev.founder, ev.time)
+
+
+def apply_channel_access(server: Server, ev: ChannelAccess, rb: ResponseBuffer | None) -> None:
+    server.services.chanserv.set_access(ev.channel, ev.account, ev.level)
+
+
+def apply_topic_lock(server: Server, ev: TopicLock, rb: ResponseBuffer | None) -> None:
+    server.services.chanserv.set_topiclock(ev.channel, ev.on)
+
+
+def apply_redact(server: Server, ev: Redact, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    key, msgid = ev.key, ev.msgid
+    if rb is None and history.enabled(server):
+        # Made on another node, which redacted its store: this node's store too (with one
+        # store for every node, the cluster keeps only the origin's write).
+        server.store(lambda store: store.redact_history(key, msgid))
+    server.files.drop_refs(lambda ref: ref.target == key and ref.msgid == msgid)
+    params = (ev.target, msgid, ev.reason) if ev.reason else (ev.target, msgid)
+    redaction = Message("REDACT", params, client.prefix, server.server_tags())
+    seen: Iterable[Client] = ()
+    if ev.target.startswith("#"):
+        chan = server.channels.get(casefold(ev.target))
+        seen = chan.members if chan is not None else ()
+    else:
+        other = server.nicks.get(casefold(ev.target))
+        seen = (other,) if other is not None else ()
+    recipients = [m for m in seen if m.capmask & caps.MESSAGE_REDACTION]
+    server.deliver(recipients, redaction, skip=client)
+    if rb is not None and client.capmask & caps.MESSAGE_REDACTION:
+        rb.add(redaction)
+
+
+def apply_read_marker(server: Server, ev: ReadMarker, rb: ResponseBuffer | None) -> None:
+    client = user(server, ev.uid)
+    me, cf = history.party(server, client), casefold(ev.target)
+    current = server.read_markers.get((me, cf))
+    if current is not None and ev.time <= current:
+        return
+    server.read_markers[(me, cf)] = stamp = ev.time
+    server.store(lambda store: store.set_read_marker(me, cf, stamp))
+    # read-marker: the server "SHOULD" tell the user's other sessions too.
+    others = [
+        c
+        for c in server.clients.values()
+        if c is not client
+        and c.registered
+        and c.capmask & caps.READ_MARKER
+        and history.party(server, c) == me
+    ]
+    server.deliver(others, history.marker_message(server, ev.target, stamp))
+
+
 APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Intro: apply_intro,
     Nick: apply_nick,
@@ -484,6 +548,11 @@ APPLY: dict[type[Any], Callable[[Server, Any, ResponseBuffer | None], None]] = {
     Unban: apply_unban,
     Kill: apply_kill,
     Wallops: apply_wallops,
+    ChannelReg: apply_channel_reg,
+    ChannelAccess: apply_channel_access,
+    TopicLock: apply_topic_lock,
+    Redact: apply_redact,
+    ReadMarker: apply_read_marker,
 }
 
 

@@ -56,23 +56,17 @@ def join(
     if chan is not None:
         admit(chan, client, key)
     out = rb if rb is not None else ResponseBuffer(server, client, None)
-    server.emit(Join(client.id, name, server.now), out, partial(_joined, server, client, cf, rb))
+    joining = Join(client.id, name, server.now, key)
+    server.emit(joining, out, partial(_joined, server, client, cf, rb))
     return server.channels.get(cf)
 
 
-def admit(chan: Channel, client: Client, key: str | None, *, check_key: bool = True) -> None:
-    """Raise the error that keeps ``client`` out of ``chan`` (+i, +k, +l, +b, +R), if any.
-    ``check_key`` False: the key is not known (a cluster's second look at a JOIN that
-    passed it when asked)."""
+def admit(chan: Channel, client: Client, key: str | None) -> None:
+    """Raise the error that keeps ``client`` out of ``chan`` (+i, +k, +l, +b, +R), if any."""
     invited = chan.is_invex(client)
     if "i" in chan.modes and not invited:
         raise CommandError(n.ERR_INVITEONLYCHAN, chan.name, "Cannot join channel (+i)")
-    if (
-        check_key
-        and chan.key is not None
-        and key != chan.key
-        and client.nick_cf not in chan.invited
-    ):
+    if chan.key is not None and key != chan.key and client.nick_cf not in chan.invited:
         raise CommandError(n.ERR_BADCHANNELKEY, chan.name, "Cannot join channel (+k)")
     if chan.limit is not None and len(chan.members) >= chan.limit and not invited:
         raise CommandError(n.ERR_CHANNELISFULL, chan.name, "Cannot join channel (+l)")

@@ -24,11 +24,12 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
 commit; the commonest, one line to one target, is a compact text instead: see
-:func:`_compact_message`), ``"f"`` a change to the file host's records (Files.apply), ``"D"`` a node declared
-dead by the bus (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"``
-another node's acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG
-waits for are those seen in the order and not declared dead), ``"S"`` a node's restatement
-of its users and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
+:func:`_compact_message`), ``"B"`` a draft/multiline batch (after its commit), ``"f"`` a
+change to the file host's records (Files.apply), ``"D"`` a node declared dead by the bus
+(its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's
+acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG waits for are
+those seen in the order and not declared dead), ``"S"`` a node's restatement of its users
+and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
@@ -58,10 +59,19 @@ from salon.proto import numerics as n
 from salon.proto.casemap import casefold
 from salon.proto.message import Message
 from salon.server import apply, history
-from salon.server.channel import PREFIX_MODES, ListEntry
+from salon.server.channel import PREFIX_MODES, Channel, ListEntry
 from salon.server.channels import admit, get_channel
 from salon.server.client import Client, Kind
-from salon.server.delivery import Delivery, body_bytes, deliver_message, new_event, new_message
+from salon.server.delivery import (
+    Delivery,
+    Line,
+    body_bytes,
+    deliver_message,
+    deliver_multiline,
+    multiline_batch,
+    new_event,
+    new_message,
+)
 from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
     ChannelMode,
@@ -97,6 +107,9 @@ SPLIT_REASON = "*.net *.split"
 MAX_WAITING = 20000
 # Quits a restatement may make (of users its origin no longer has), msgids reserved for.
 RESTATE_QUITS = 4096
+# Seconds before a node found Redis lost data in which another node's restatement counts
+# for this round (it may have read the new log before its own call failed).
+RESEND_WINDOW = 10.0
 # Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
 # default: a node silent for longer is being declared dead anyway).
 FENCE_WAIT = 3.0
@@ -151,6 +164,10 @@ class Cluster:
         self.seen: dict[int, int] = {}
         # The furthest log position read by the origin of a restatement applied here.
         self.read_furthest: tuple[int, ...] = (0, 0)
+        # Nodes whose restatement this node waits for, and those it applied (recover()).
+        self.awaited: set[int] = set()
+        self.restated: dict[int, float] = {}  # node -> when its last restatement came
+        self.round_start = 0.0
         # Whether every node writes to one store (PostgreSQL): then only the node where
         # a change or a message was made stores it; with a store per node (SQLite), each
         # node stores what it applies.
@@ -159,10 +176,17 @@ class Cluster:
         # token -> (sender, command, deliveries, echo, held replies) of a local message
         # waiting for its turn.
         self.sent: dict[int, tuple[Client, str, Sequence[Delivery], bool, Held | None]] = {}
+        # token -> (sender, echo, held replies) of a local multiline batch waiting for its
+        # turn.
+        self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
         # uids of local clients whose Intro is on its way (a drop then needs a Quit).
         self.introducing: set[int] = set()
         # True while another node's account deletion is applied here (not sent again).
         self.applying_account = False
+        # The times of the entries that introduced each user (by uid) and created each
+        # channel (by casefolded name; dropped lazily once gone): see needs().
+        self.introduced: dict[int, float] = {}
+        self.created: dict[str, float] = {}
         self._token = 0
         self._reserved = 0
         self.op: BusOp | None = None
@@ -174,7 +198,7 @@ class Cluster:
         # Entries that go out once the commit groups started before them are committed
         # (a fence or its acknowledgement must follow this node's earlier messages):
         # (the number of groups finished by then, entry). Groups finish in order.
-        self.after_commits: list[tuple[int, list[Any]]] = []
+        self.after_commits: list[tuple[int, list[Any], Step | None]] = []
         # Each other node's unregistered connections (LUSERS 253), as of its last fence or
         # acknowledgement: right after a barrier, every node's count.
         self.unknown: dict[int, int] = {}
@@ -243,29 +267,38 @@ class Cluster:
         ordered before now: a PONG then follows every message and change sent before its
         PING, on any node (one-process salon promises that within the process). ``then``:
         the query to answer at that point (a read fence)."""
-        token = self._next_token()
         server = self.server
-        self._publish_after_commits([self.node, token, server.now, 0, "F", server.unregistered])
         step = Step(rb, then, len(rb.messages))
         if rb.steps is None:
             rb.steps = []
         rb.steps.append(step)
         rb.client.blocked = True
-        self.steps[token] = step
+        self._publish_after_commits([self.node, 0, server.now, 0, "F", server.unregistered], step)
 
-    def _publish_after_commits(self, entry: list[Any]) -> None:
+    def _publish_after_commits(self, entry: list[Any], step: Step | None = None) -> None:
+        """Publish ``entry`` once the commit groups started so far are done; with ``step``,
+        it is a fence whose token is drawn then (tokens go out in increasing order: a
+        lower one after a higher one would be taken for a repeat)."""
         pending = self.server.uncommitted
         if pending == 0 and not self.after_commits:
-            self._publish(entry)
+            self._publish_now(entry, step)
         else:
-            self.after_commits.append((self.commits_done + pending, entry))
+            self.after_commits.append((self.commits_done + pending, entry, step))
+
+    def _publish_now(self, entry: list[Any], step: Step | None) -> None:
+        if step is not None:
+            token = entry[1] = self._next_token()
+            entry[2] = self.server.now
+            self.steps[token] = step
+        self._publish(entry)
 
     def committed(self) -> None:
         """A commit group finished (its messages went out): send what waited for it."""
         self.commits_done += 1
         waiting = self.after_commits
         while waiting and waiting[0][0] <= self.commits_done:
-            self._publish(waiting.pop(0)[1])
+            _done, entry, step = waiting.pop(0)
+            self._publish_now(entry, step)
 
     def tick(self, now: float) -> None:
         """A PONG whose acknowledgements are overdue goes without them."""
@@ -296,7 +329,8 @@ class Cluster:
         store of its own). The origin delivers its own from what it keeps here, not from
         the entry (which only the other nodes decode)."""
         token = self._next_token()
-        text = _compact_message(self.node, token, client, command, deliveries, events)
+        now = self.server.now
+        text = _compact_message(self.node, token, client, command, deliveries, events, now)
         if text is None:
             targets = [
                 [
@@ -311,7 +345,7 @@ class Cluster:
             rows = [list(event) for event in events] if events else []
             text = _json(
                 [
-                    self.node, token, self.server.now, 0, "M", client.id, command,
+                    self.node, token, now, 0, "M", client.id, command,
                     client.prefix, targets, rows,
                 ]
             )  # fmt: skip
@@ -321,6 +355,46 @@ class Cluster:
             self.server.effects.append(op)
         op.entries.append(text)
         self.sent[token] = (client, command, deliveries, echo, held)
+
+    def submit_multiline(
+        self,
+        client: Client,
+        target: str,
+        chan: Channel | None,
+        other: Client | None,
+        head_tags: dict[str, str],
+        lines: Sequence[Line],
+        fallback: Sequence[Message],
+        echo: bool,
+        held: Held | None,
+        events: Sequence[HistoryEvent],
+    ) -> None:
+        """Send a committed draft/multiline batch to the network's order (as
+        :meth:`submit_message` does a message)."""
+        token = self._next_token()
+        self._publish(
+            [
+                self.node, token, self.server.now, 0, "B", client.id, client.prefix, target,
+                chan.cf if chan is not None else None, other.id if other is not None else None,
+                head_tags, [list(line) for line in lines],
+                [[m.command, m.params[1], m.tags] for m in fallback],
+                [list(event) for event in events],
+            ]
+        )  # fmt: skip
+        if echo or (held is not None and not held.empty()):
+            self.messages[token] = (client, echo, held)
+
+    def needs(self) -> float:
+        """The time of the oldest entry this replica still depends on: the introduction of
+        the longest-connected user, or the JOIN that made the oldest channel (registered
+        channels come from the store). A node that starts on a log trimmed past this
+        would rebuild a different network (salon.net.bus refuses it)."""
+        channels = self.server.channels
+        for cf in [cf for cf in self.created if cf not in channels]:
+            del self.created[cf]
+        kept = self.server.services.keeps
+        made = [t for cf, t in self.created.items() if not kept(channels[cf])]
+        return min([*self.introduced.values(), *made, self.server.now])
 
     def submit_files(self, op: list[Any]) -> None:
         """A change to the file host's state (Files.apply on the other nodes)."""
@@ -334,15 +408,28 @@ class Cluster:
         for text in entries:
             try:
                 entry: list[Any]
+                again = False
                 if text[0] == "M":  # (a message, compact: see _compact_message)
                     entry = cast("list[Any]", text.split("\0"))
-                    origin, token, kind = int(entry[1]), int(entry[2]), "m"
+                    kind = "m"
+                    origin, token = int(entry[1]), int(entry[2])
                 else:
                     entry = json.loads(text)
-                    origin, token, kind = entry[0], entry[1], entry[4]
+                    kind = entry[4]
+                    again = kind == "R"
+                    if again:
+                        # A change sent again after a restatement round: applied where it
+                        # was already too (checked again, it changes nothing there; a
+                        # restatement may have undone it where it had been applied).
+                        entry = json.loads(entry[5])
+                        kind = entry[4]
+                    origin = entry[0]  # (0: an entry of the bus itself)
+                    token = entry[1]
                 if origin and origin != self.node and origin not in self.nodes:
-                    self._seen(origin)  # (0: an entry of the bus itself)
-                if token:
+                    self._seen(origin)
+                if again:
+                    seen[origin] = max(seen.get(origin, 0), token)
+                elif token:
                     if token <= seen.get(origin, 0):
                         continue  # a repeat: applied here already
                     seen[origin] = token
@@ -352,6 +439,8 @@ class Cluster:
                     self._event(entry)
                 elif kind == "M":
                     self._message(entry)
+                elif kind == "B":
+                    self._multiline(entry)
                 elif kind == "D":
                     self.node_down(int(entry[5]), float(entry[2]))
                 elif kind == "F":
@@ -408,7 +497,15 @@ class Cluster:
                 return False
             if server.event_log is not None:
                 server.event_log.append(event)
+            if isinstance(event, Join) and casefold(event.channel) not in server.channels:
+                self.created[casefold(event.channel)] = time
+            elif isinstance(event, Rename) and casefold(event.channel) in self.created:
+                self.created[casefold(event.new)] = self.created.pop(casefold(event.channel))
             apply.APPLY[type(event)](server, event, out)
+            if isinstance(event, Intro):
+                self.introduced[event.uid] = time
+            elif isinstance(event, Quit):
+                self.introduced.pop(event.uid, None)
             return True
         finally:
             server.now, server._msgid_prefix, server._msgid_counter, server._msgid_ms = saved
@@ -581,7 +678,10 @@ class Cluster:
             chan = server.channels.get(cf) if cf is not None else None
             other = server.clients.get(uid) if uid is not None else None
             deliveries.append((out, wire, chan, other, status))
-        deliver_message(server, _sender(server, sender_id), command, deliveries)
+        sender = _sender(server, sender_id)
+        deliver_message(server, sender, command, deliveries)
+        if sender is not _NOBODY and command != "TAGMSG":
+            sender.last_message = float(entry[2])  # (WHOIS idle)
         if len(entry) > 9 and entry[9] and not self.shared_store:
             history.record(server, [_history_event(row) for row in entry[9]])
 
@@ -603,9 +703,10 @@ class Cluster:
         chan = server.channels.get(f[6]) if f[6] else None
         other = server.clients.get(int(f[7])) if f[7] else None
         wire = body_bytes(source, command, target, body)
-        deliver_message(
-            server, _sender(server, int(f[3])), command, [(out, wire, chan, other, f[8])]
-        )
+        sender = _sender(server, int(f[3]))
+        deliver_message(server, sender, command, [(out, wire, chan, other, f[8])])
+        if sender is not _NOBODY:
+            sender.last_message = float(f[19])  # (WHOIS idle)
         if f[15] and not self.shared_store:
             row = (f[12], float(f[15]), f[16], command, source, account, params, (), f[17], f[18])
             history.record(server, [new_event(row)])
@@ -639,6 +740,41 @@ class Cluster:
                 out_rb.add(out)
         out_rb.flush()
 
+    def _multiline(self, entry: list[Any]) -> None:
+        server = self.server
+        node, token, time = int(entry[0]), int(entry[1]), float(entry[2])
+        sender_id, source, target, cf, uid = entry[5:10]
+        head_tags, lines, fallback, rows = entry[10:14]
+        try:
+            sender = apply.user(server, int(sender_id))
+        except KeyError:
+            sender = _NOBODY
+        batch_lines: list[Line] = [(str(c), str(t), bool(concat)) for c, t, concat in lines]
+        recipients: Sequence[Client] = ()
+        if cf is not None:
+            chan = server.channels.get(cf)
+            recipients = list(chan.members) if chan is not None else ()
+        elif uid is not None and uid in server.clients:
+            recipients = (server.clients[uid],)
+        singles = [Message(c, (target, text), source, tags) for c, text, tags in fallback]
+        deliver_multiline(
+            server, sender, recipients, source, target, head_tags, batch_lines, singles
+        )
+        if node != self.node:
+            sender.last_message = time  # (WHOIS idle)
+            if rows and not self.shared_store:
+                history.record(server, [_history_event(row) for row in rows])
+            return
+        waiting = self.messages.pop(token, None)
+        if waiting is None:
+            return
+        client, echo, held = waiting
+        out = held.resume() if held is not None else ResponseBuffer(server, client, None)
+        if echo:
+            for message in multiline_batch(server, target, source, head_tags, batch_lines):
+                out.add(message)
+        out.flush()
+
     # ------------------------------------------------------------------ restatement
 
     def highest_node(self) -> int:
@@ -649,16 +785,17 @@ class Cluster:
             nodes.append(node_of(max(self.server.remote)))
         return max(nodes)
 
-    def recover(self, sent: Sequence[str], read: str) -> list[str]:
+    def recover(self, sent: Sequence[str], read: str) -> tuple[list[str], list[str]]:
         """Redis lost data (the end of the log, or all of it): what this node sends
-        first, in this order. ``sent``: its entries Redis took lately, in order;
-        ``read``: the id of the last log entry it read.
+        first, and what it sends once every node's restatement is in the log (the bus
+        holds everything else until then: no new change lands among the restatements).
+        ``sent``: its entries Redis took lately, in order; ``read``: the id of the last
+        log entry it read.
 
-        - Its messages again: a node that had not read them delivers them, the others
-          drop the repeats.
-        - Its restatement (:meth:`restate`).
-        - Its changes that it had not read back yet (a command waits for them): after
-          the restatement, which does not hold them."""
+        First: its messages again (a node that had not read them delivers them, the
+        others drop the repeats), then its restatement (:meth:`restate`). After the
+        round: its changes that it had not read back (a command waits for them), as
+        ``R`` entries, which every node applies, checked again."""
         own = self.seen.get(self.node, 0)
         messages: list[str] = []
         changes: list[str] = []
@@ -670,8 +807,18 @@ class Cluster:
             if entry[4] == "M":
                 messages.append(text)
             elif entry[1] > own:
-                changes.append(text)
-        return [*messages, self.restate(read), *changes]
+                changes.append(json.dumps([self.node, 0, entry[2], 0, "R", text]))
+        self.awaited = {node_of(uid) for uid in self.server.remote} - {self.node}
+        # (a restatement read before this node found out is counted: its bus may have
+        # read the new log before its own call failed)
+        self.round_start = self.server.now - RESEND_WINDOW
+        return [*messages, self.restate(read)], changes
+
+    def round_done(self) -> bool:
+        """Whether every node this node knew users of has restated since
+        :meth:`recover` (the bus then sends what it held)."""
+        start = self.round_start
+        return all(self.restated.get(node, start - 1) >= start for node in self.awaited)
 
     def restate(self, read: str = "0-0") -> str:
         """The entry that restates this node's part of the network: its users, the
@@ -722,9 +869,14 @@ class Cluster:
         furthest = read >= self.read_furthest
         if furthest:
             self.read_furthest = read
-        if node == self.node:
-            return
+        self.restated[node] = self.server.now
         server = self.server
+        if node == self.node:
+            # (its own users are what it holds; the channels take what the furthest
+            # restatement says, here as on every node)
+            if furthest:
+                self._restate_channels(data["channels"])
+            return
         mark = len(server.effects)
         turn = [0]
 
@@ -764,11 +916,16 @@ class Cluster:
             if chan is None:
                 made.add(casefold(name))
             step(Join(member.id, name, float(created)))
-        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in data[
-            "channels"
-        ]:
+        self._restate_channels([c for c in data["channels"] if furthest or casefold(c[0]) in made])
+        if self.shared_store:
+            self._unstore(mark)  # (its origin's store has it all)
+
+    def _restate_channels(self, channels: list[list[Any]]) -> None:
+        """Channels' modes, topics and members' status, as a restatement gives them."""
+        server = self.server
+        for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in channels:
             held = server.channels.get(casefold(name))
-            if held is None or not (furthest or held.cf in made):
+            if held is None:
                 continue
             held.modes = set(modes)
             held.key, held.limit = key, limit
@@ -779,8 +936,6 @@ class Cluster:
                     held.members[member] = letters
             for target, entries in zip((held.bans, held.excepts, held.invex), lists, strict=False):
                 target[:] = [ListEntry(str(m), str(by), int(at)) for m, by, at in entries]
-        if self.shared_store:
-            self._unstore(mark)  # (its origin's store has it all)
 
     # ------------------------------------------------------------------ deaths
 
@@ -875,12 +1030,14 @@ def _compact_message(
     command: str,
     deliveries: Sequence[Delivery],
     events: Sequence[HistoryEvent] | None,
+    now: float,
 ) -> str | None:
     """The commonest message entry without JSON: one PRIVMSG or NOTICE to one target,
     with no client tags, and the one history row it makes. Fields joined by NUL, which
     no IRC line holds (body_bytes refuses it) and JSON never writes: ``M``, node, token,
     sender, command, source, channel, user, status, target, text, time, msgid, account,
-    bot, and the row's time, conversation, display name and party ("" when not stored).
+    bot, the row's time, conversation, display name and party ("" when not stored), and
+    the origin's clock (WHOIS idle).
     None when the message is any other: it goes as JSON."""
     if len(deliveries) != 1 or command == "TAGMSG":
         return None
@@ -912,7 +1069,7 @@ def _compact_message(
             "M", str(node), str(token), str(client.id), command, client.prefix,
             chan.cf if chan is not None else "", str(other.id) if other is not None else "",
             status, target, text, tags["time"], tags["msgid"], account or "",
-            "1" if bot else "", *row,
+            "1" if bot else "", *row, repr(now),
         )
     )  # fmt: skip
 
@@ -970,7 +1127,7 @@ def check(server: Server, event: Event) -> None:
                 raise CommandError(
                     n.ERR_USERONCHANNEL, client.nick, chan.name, "is already on channel"
                 )
-            admit(chan, client, None, check_key=False)
+            admit(chan, client, event.key)
         return
     if isinstance(event, Part):
         client = _known(server, event.uid)

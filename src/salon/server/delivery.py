@@ -1,6 +1,6 @@
-"""Delivering a relayed message (PRIVMSG, NOTICE, TAGMSG) to its targets' members and users:
-after its commit (salon.server.handlers.messaging), or when it has its turn in a cluster's
-order (salon.server.cluster)."""
+"""Delivering a relayed message (PRIVMSG, NOTICE, TAGMSG, a draft/multiline batch) to its
+targets' members and users: after its commit (salon.server.handlers.messaging and .batch),
+or when it has its turn in a cluster's order (salon.server.cluster)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ new_event: Callable[[tuple[Any, ...]], HistoryEvent] = partial(tuple.__new__, Hi
 # One target's delivery, decided before the commit and run after it: (message, its body
 # serialized, channel or None, user or None, status prefix such as "@" or "").
 Delivery = tuple[Message, bytes, Channel | None, Client | None, str]
+
+# A line of a draft/multiline batch: command, text, and whether it continues the line
+# before it (draft/multiline-concat).
+Line = tuple[str, str, bool]
 
 
 def deliver_message(
@@ -67,3 +71,41 @@ def body_bytes(source: str, command: str, target: str, text: str | None) -> byte
     if "\0" in line or "\n" in line[:-1] or "\r" in line[:-2]:
         raise SerializationError(f"CR, LF or NUL in {command}")
     return line.encode("utf-8", "surrogateescape")
+
+
+def multiline_batch(
+    server: Server, target: str, source: str, head_tags: dict[str, str], lines: Iterable[Line]
+) -> list[Message]:
+    """A draft/multiline batch as one recipient (or the echo) gets it, under a new reference."""
+    ref = server.new_batch_id()
+    out = [Message("BATCH", ("+" + ref, "draft/multiline", target), server.name, head_tags)]
+    for command, text, concat in lines:
+        tags = {"batch": ref}
+        if concat:
+            tags["draft/multiline-concat"] = ""
+        out.append(Message(command, (target, text), source, tags))
+    out.append(Message("BATCH", ("-" + ref,), server.name))
+    return out
+
+
+def deliver_multiline(
+    server: Server,
+    sender: Client,
+    recipients: Iterable[Client],
+    source: str,
+    target: str,
+    head_tags: dict[str, str],
+    lines: list[Line],
+    fallback: list[Message],
+) -> None:
+    """The batch to recipients with draft/multiline and batch, its lines one by one (the
+    ``fallback`` messages) to the others."""
+    for member in recipients:
+        if member is sender or member.closed:
+            continue
+        if member.capmask & caps.MULTILINE and member.capmask & caps.BATCH:
+            for message in multiline_batch(server, target, source, head_tags, lines):
+                server.send(member, message)
+        else:
+            for message in fallback:
+                server.send(member, message)

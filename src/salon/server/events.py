@@ -52,11 +52,14 @@ class Quit:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """``uid`` joins ``channel``; it is created (the joiner its operator) when missing."""
+    """``uid`` joins ``channel``; it is created (the joiner its operator) when missing.
+    ``key``: the key the JOIN gave, checked again in the event's turn (a ``+k`` set on
+    another node just before must refuse it on every node alike)."""
 
     uid: int
     channel: str
     time: float
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,57 @@ class Wallops:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelReg:
+    """ChanServ REGISTER (``founder`` the founder's account) or DROP (``founder`` None)."""
+
+    uid: int
+    channel: str
+    founder: str | None
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAccess:
+    """ChanServ AMODE: ``account``'s access level in ``channel`` ("o" or "v"; "" removes it)."""
+
+    uid: int
+    channel: str
+    account: str
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLock:
+    """ChanServ TOPICLOCK."""
+
+    uid: int
+    channel: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Redact:
+    """draft/message-redaction: ``uid`` redacted ``msgid`` of the conversation ``key``
+    (the history key: a channel's casefolded name, or a private conversation's), shown as
+    ``target``. Its origin checked the right and redacted its store first."""
+
+    uid: int
+    target: str
+    key: str
+    msgid: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """draft/read-marker: ``uid``'s party has read ``target`` up to ``time``."""
+
+    uid: int
+    target: str
+    time: float
+
+
 Event = (
     Intro
     | Nick
@@ -216,6 +270,11 @@ Event = (
     | Unban
     | Kill
     | Wallops
+    | ChannelReg
+    | ChannelAccess
+    | TopicLock
+    | Redact
+    | ReadMarker
 )
 
 # Every kind of the union, by name: a kind added to ``Event`` is one the bus carries.

@@ -36,7 +36,7 @@ from salon.server.accounts import (
 from salon.server.channel import Channel, ListEntry
 from salon.server.client import Client, Kind
 from salon.server.effects import Offload
-from salon.server.events import ChannelMode
+from salon.server.events import ChannelAccess, ChannelMode, ChannelReg, TopicLock
 from salon.server.nicks import change_nick
 from salon.server.responsebuffer import ResponseBuffer
 from salon.store.base import AccountRecord, ChannelRecord, ListRecord, Store
@@ -81,6 +81,15 @@ class Bot:
 
     def say(self, rb: ResponseBuffer, text: str) -> None:
         rb.add(Message("NOTICE", (rb.client.nick, text), self.client.prefix))
+
+    def saying(self, text: str) -> Callable[[ResponseBuffer | None], None]:
+        """An event's ``then`` that says ``text`` once the event had its turn."""
+
+        def then(out: ResponseBuffer | None) -> None:
+            if out is not None:
+                self.say(out, text)
+
+        return then
 
     def handle(self, client: Client, text: str, rb: ResponseBuffer) -> None:
         if text.startswith("\x01"):
@@ -592,10 +601,50 @@ class ChanServ(Bot):
         if owned >= MAX_CHANNELS_PER_ACCOUNT:
             self.say(rb, f"You may register at most {MAX_CHANNELS_PER_ACCOUNT} channels")
             return
-        self.regs[cf] = ChanReg(chan.name, client.account, self.server.now)
+        account = client.account
+        registering = ChannelReg(client.id, chan.name, account, self.server.now)
+        self.server.emit(registering, rb, partial(self._registered, cf, account))
+
+    def _registered(self, cf: str, account: str, out: ResponseBuffer | None) -> None:
+        """After the ChannelReg's turn: whether this REGISTER made it (in a cluster, another
+        node's REGISTER of the channel may have come first)."""
+        if out is None:
+            return
+        reg = self.regs.get(cf)
+        if reg is None or casefold(reg.founder) != casefold(account):
+            self.say(out, "That channel is already registered" if reg else "No such channel")
+            return
+        self.say(out, f"Channel {reg.name} is now registered to {reg.founder}")
+
+    # -------------------------------------------------------------- events (salon.server.apply)
+
+    def register(self, name: str, founder: str, created: float) -> None:
+        cf = casefold(name)
+        chan = self.server.channels.get(cf)
+        if chan is None or cf in self.regs:
+            return
+        self.regs[cf] = ChanReg(chan.name, founder, created)
         self.save(chan)
-        log.info("channel registered %s founder=%s", chan.name, client.account)
-        self.say(rb, f"Channel {chan.name} is now registered to {client.account}")
+        log.info("channel registered %s founder=%s", chan.name, founder)
+
+    def set_access(self, name: str, account: str, level: str) -> None:
+        cf = casefold(name)
+        reg, chan = self.regs.get(cf), self.server.channels.get(cf)
+        if reg is None or chan is None:
+            return
+        if level:
+            reg.access[casefold(account)] = level
+        else:
+            reg.access.pop(casefold(account), None)
+        self.save(chan)
+
+    def set_topiclock(self, name: str, on: bool) -> None:
+        cf = casefold(name)
+        reg, chan = self.regs.get(cf), self.server.channels.get(cf)
+        if reg is None or chan is None:
+            return
+        reg.topiclock = on
+        self.save(chan)
 
     def unregister(self, cf: str) -> None:
         reg = self.regs.pop(cf, None)
@@ -614,9 +663,10 @@ class ChanServ(Bot):
         chan, reg = self._reg(client, args[0])
         if client.oper is None:
             self._need(client, reg, "F")
-        self.unregister(chan.cf)
         log.info("channel dropped %s by=%s", chan.name, client.nick)
-        self.say(rb, f"Channel {chan.name} is no longer registered")
+        name = chan.name
+        dropping = ChannelReg(client.id, name, None, self.server.now)
+        self.server.emit(dropping, rb, self.saying(f"Channel {name} is no longer registered"))
 
     def cmd_info(self, client: Client, args: list[str], rb: ResponseBuffer) -> None:
         if not args:
@@ -678,15 +728,21 @@ class ChanServ(Bot):
             if acf not in reg.access and len(reg.access) >= MAX_ACCESS_ENTRIES:
                 self.say(rb, f"The access list is full ({MAX_ACCESS_ENTRIES} entries)")
                 return
-            reg.access[acf] = change[1]
-        elif reg.access.get(acf) == change[1]:
-            del reg.access[acf]
-        else:
+        elif reg.access.get(acf) != change[1]:
             self.say(rb, f"{record.name} does not have +{change[1]} in {chan.name}")
             return
-        self.save(chan)
-        self.say(rb, f"{chan.name}: {change} {record.name}")
-        for session in list(accounts.sessions.get(acf, ())):
+        level = change[1] if change[0] == "+" else ""
+        amode = ChannelAccess(client.id, chan.name, record.name, level)
+        self.server.emit(amode, rb, partial(self._access_changed, chan, change, record.name))
+
+    def _access_changed(
+        self, chan: Channel, change: str, account: str, out: ResponseBuffer | None
+    ) -> None:
+        """After the ChannelAccess's turn: tell the asker; the account's sessions in the
+        channel get or lose the mode."""
+        if out is not None:
+            self.say(out, f"{chan.name}: {change} {account}")
+        for session in list(self.server.accounts.sessions.get(casefold(account), ())):
             if session in chan.members:
                 if change[0] == "+":
                     self.apply_access(chan, session)
@@ -699,9 +755,10 @@ class ChanServ(Bot):
             return
         chan, reg = self._reg(client, args[0])
         self._need(client, reg, "Fo")
-        reg.topiclock = args[1].upper() == "ON"
-        self.save(chan)
-        self.say(rb, f"Topic lock for {chan.name} is {'on' if reg.topiclock else 'off'}")
+        on = args[1].upper() == "ON"
+        name = chan.name
+        said = f"Topic lock for {name} is {'on' if on else 'off'}"
+        self.server.emit(TopicLock(client.id, name, on), rb, self.saying(said))
 
 
 # ---------------------------------------------------------------------------------- glue

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import itertools
 import json
 import os
 import sqlite3
@@ -162,10 +161,13 @@ CREATE TABLE IF NOT EXISTS dm_partners (
 -- message is found through history_by_target. Databases from before keep their
 -- history_msgid index for the msgids they hold (see HistoryReads.find).
 -- columnsize=0: no per-row token counts (only bm25 ranking needs them, and search
--- orders by time); that halves the cost of indexing a row. Databases from before keep
--- their table as it was.
+-- orders by time); that halves the cost of indexing a row. detail=none: no token
+-- positions, only which rows hold a token, which is all a search of words needs; a word
+-- of several tokens (a phrase) is matched exactly on the rows found (see
+-- HistoryReads._search_index). Databases from before keep their table as it was.
 CREATE VIRTUAL TABLE IF NOT EXISTS history_fts USING fts5(
-    text, content='history', content_rowid='id', tokenize='unicode61', columnsize=0
+    text, content='history', content_rowid='id', tokenize='unicode61', columnsize=0,
+    detail=none
 );
 -- A vocabulary table once planned searches: counting a common word's rows in it reads
 -- the word's whole posting list, which cost more than the search.
@@ -241,8 +243,9 @@ def _row(e: HistoryEvent) -> tuple[Any, ...]:
 # rows, bound in the rare full ones (12 values). Private and channel messages without an
 # account, the bulk of history, bind the fewest: their command is a literal too.
 _COLUMNS = "msgid, time, target, command, source, account, party, text, dest, params, tags, display"
+_FULL = 12  # the values of a row that binds every column
 _TEMPLATES = {
-    12: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    _FULL: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     9: "(?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', '')",  # a message from an account
     8: "(?, ?, ?, ?, ?, NULL, ?, ?, ?, '', '', '')",  # a NOTICE, no account
     7: "(?, ?, ?, 'PRIVMSG', ?, NULL, ?, ?, ?, '', '', '')",  # a private one, no account
@@ -608,17 +611,31 @@ class SQLiteStore(HistoryReads):
     def append_history(self, events: Sequence[HistoryEvent]) -> None:
         # Several rows per INSERT statement: executemany steps once per row, and the
         # sqlite3 module lets go of the GIL around every step, so a batch of rows made as
-        # many GIL hand-overs with the event loop's thread.
-        rows = [_row(e) for e in events]
-        # Runs of rows of one width (short or full), in order: ids follow the events.
-        for width, run in itertools.groupby(rows, len):
-            same = list(run)
-            start = 0
+        # many GIL hand-overs with the event loop's thread. The values of each run of rows
+        # of one width go into one flat list as they are made (ids follow the events).
+        runs: list[tuple[int, list[Any]]] = []
+        values: list[Any] = []
+        width = 0
+        full = False  # a row of every column: it may (re)name a private conversation
+        for e in events:
+            row = _row(e)
+            if len(row) != width:
+                width = len(row)
+                values = []
+                runs.append((width, values))
+                full = full or width == _FULL
+            values += row
+        execute = self.conn.execute
+        for width, values in runs:
+            start, end = 0, len(values)
             for size in _INSERT_SIZES:
-                while len(same) - start >= size:
-                    values = list(itertools.chain.from_iterable(same[start : start + size]))
-                    self.conn.execute(_insert_sql(size, width, self._sender), values)
-                    start += size
+                step = size * width
+                sql = _insert_sql(size, width, self._sender)
+                while end - start >= step:
+                    execute(sql, values[start : start + step])
+                    start += step
+        if not full:
+            return
         partners = []
         for e in events:
             # display is set only on the private messages that (re)name a conversation.

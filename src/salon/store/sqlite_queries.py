@@ -46,6 +46,9 @@ WALK_SHARE = 0.6
 PREFIX_MIN = 4
 EXACT_SHARE = 0.3
 SCAN_CHUNK = 256
+# Rows the search index finds for a word of several tokens are matched exactly this many
+# at first, then twice as many each time up to SCAN_CHUNK (a small LIMIT needs few).
+FIRST_CHUNK = 32
 
 
 def event_from_row(row: sqlite3.Row) -> HistoryEvent:
@@ -297,17 +300,17 @@ class HistoryReads:
                     self._search_conversations(query, match, found)
                     return self._newest(query, found)
             before = len(found)
-            walks = [(match, WALK_SHARE)]
+            walks = [(True, WALK_SHARE)]
             if len(query.text.split()[-1]) < PREFIX_MIN:
                 # A short last word is a prefix of many words ("the": then, there, they...),
                 # whose posting lists FTS5 merges before it yields a first match: its exact
                 # matches are tried first, and are the answer when there are enough.
-                walks.insert(0, (fts_query(query.text, prefix=False), EXACT_SHARE))
-            for words, share in walks:
+                walks.insert(0, (False, EXACT_SHARE))
+            for prefix, share in walks:
                 try:
                     with self.budget(left(share)):
-                        every = self._search_index(query, words, found)
-                    if len(found) - before >= query.limit or (every and words == match):
+                        every = self._search_index(query, prefix, found)
+                    if len(found) - before >= query.limit or (every and prefix):
                         return self._newest(query, found)
                 except QueryTooBroad:
                     pass
@@ -333,33 +336,124 @@ class HistoryReads:
         ).fetchone()[0]
         return int(rows) <= SCAN_FIRST_ROWS
 
-    def _search_index(self, query: SearchQuery, match: str, found: dict[int, sqlite3.Row]) -> bool:
+    def _search_index(
+        self, query: SearchQuery, prefix: bool, found: dict[int, sqlite3.Row]
+    ) -> bool:
         """Walk the matches newest first (by id, which follows time), keeping those of
         the search's conversations, until ``limit`` of them; True when every match was
-        seen (the walk's answer is then complete)."""
+        seen (the walk's answer is then complete). ``prefix``: the last word is a prefix.
+
+        A search index without positions (``detail=none``) finds the rows that have every
+        word's tokens anywhere; when a word is several tokens ("don't", "foo-bar": a
+        phrase), those rows are then matched in chunks, exactly, as the scans do."""
         filters, args = _search_filters(query)
         targets = set(query.targets)
+        match = fts_query(query.text, prefix)
+        coarse = self._coarse_query(query.text, prefix) if self._coarse_index() else None
         rows = self.conn.execute(
             "SELECT h.* FROM history_fts CROSS JOIN history h ON h.id = history_fts.rowid"
             f" WHERE history_fts MATCH ? AND {' AND '.join(filters)}"
             " ORDER BY history_fts.rowid DESC",
-            (match, *args),
+            (match if coarse is None else coarse, *args),
         )
         want = len(found) + query.limit
+        waiting: list[sqlite3.Row] = []
+        chunk = FIRST_CHUNK
         for row in rows:
-            if row["target"] in targets:
-                found[row["id"]] = row
+            if row["target"] not in targets:
+                continue
+            if coarse is not None:
+                waiting.append(row)
+                if len(waiting) < chunk:
+                    continue
+                hits, waiting = self._matching(waiting, match), []
+                chunk = min(2 * chunk, SCAN_CHUNK)
+            else:
+                hits = [row]
+            for hit in hits:
+                found[hit["id"]] = hit
                 if len(found) >= want:
                     return False
+        for hit in self._matching(waiting, match) if waiting else ():
+            found[hit["id"]] = hit
+            if len(found) >= want:
+                return False
         return True
+
+    def _coarse_index(self) -> bool:
+        """Whether the search index keeps no positions (``detail=none``, databases made
+        since; earlier ones keep theirs)."""
+        cached: bool | None = getattr(self, "_coarse", None)
+        if cached is None:
+            row = self.conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'history_fts'"
+            ).fetchone()
+            cached = row is not None and "detail=none" in row[0].replace(" ", "")
+            self._coarse = cached
+        return cached
+
+    def _coarse_query(self, text: str, prefix: bool) -> str | None:
+        """``text`` as a query an index without positions answers: every token of every
+        word, the last as a prefix if ``prefix``; None when every word is one token (the
+        query is then the same). The words are cut by SQLite's own tokenizer."""
+        conn = self.conn
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.words_fts USING fts5(text, tokenize='unicode61')"
+        )
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.words_vocab"
+            " USING fts5vocab(temp, words_fts, 'instance')"
+        )
+        conn.execute("DELETE FROM temp.words_fts")
+        words = text.split()
+        conn.executemany(
+            "INSERT INTO temp.words_fts (rowid, text) VALUES (?, ?)", list(enumerate(words))
+        )
+        tokens: list[list[str]] = [[] for _ in words]
+        for doc, term in conn.execute(
+            "SELECT doc, term FROM temp.words_vocab ORDER BY doc, offset"
+        ):
+            tokens[doc].append(term.replace('"', '""'))
+        if any(not t for t in tokens):
+            return '""'  # a word without letters or digits: nothing matches
+        if all(len(t) == 1 for t in tokens):
+            return None
+        terms = [f'"{t}"' for word in tokens for t in word]
+        if prefix:
+            terms[-1] += "*"
+        return " AND ".join(terms)
+
+    def _matching(self, rows: list[sqlite3.Row], match: str) -> list[sqlite3.Row]:
+        """Those of ``rows`` whose text matches ``match``, through a temporary index of this
+        connection's own (SQLite's own tokenizer, so a row matches here exactly when it
+        would in the search index). The index keeps no copy of the texts (contentless), so
+        it is emptied at once ('delete-all') instead of row by row."""
+        conn = self.conn
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.scan_fts"
+            " USING fts5(text, tokenize='unicode61', content='', columnsize=0)"
+        )
+        conn.execute("INSERT INTO temp.scan_fts (scan_fts) VALUES ('delete-all')")
+        # In the order of their ids: FTS5 writes its pending rows out as a segment of their
+        # own whenever an id comes lower than the one before (rows come newest first).
+        conn.executemany(
+            "INSERT INTO temp.scan_fts (rowid, text) VALUES (?, ?)",
+            sorted([(r["id"], r["text"]) for r in rows]),
+        )
+        ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT rowid FROM temp.scan_fts WHERE scan_fts MATCH ?", (match,)
+            )
+        }
+        return [r for r in rows if r["id"] in ids]
 
     def _search_conversations(
         self, query: SearchQuery, match: str | None, found: dict[int, sqlite3.Row]
     ) -> None:
         """Each conversation newest first through the conversation index, in chunks; with
-        words, each chunk is matched through a temporary index of this connection's own
-        (SQLite's own tokenizer, so a row matches here exactly when it would in the
-        search index). Every conversation gives at most ``limit`` rows."""
+        words, each chunk is matched exactly (:meth:`_matching`). Every conversation gives
+        at most ``limit`` rows."""
         filters, args = _search_filters(query)
         sql = (
             "SELECT h.* FROM history_by_target t CROSS JOIN history h ON h.id = t.id"
@@ -367,11 +461,6 @@ class HistoryReads:
             " ORDER BY t.time DESC, t.id DESC LIMIT ?"
         )
         conn = self.conn
-        if match is not None:
-            conn.execute(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.scan_fts"
-                " USING fts5(text, tokenize='unicode61')"
-            )
         size = query.limit if match is None else SCAN_CHUNK
         for target in query.targets:
             got = 0
@@ -380,21 +469,7 @@ class HistoryReads:
                 chunk = conn.execute(sql, (target, *position, *args, size)).fetchall()
                 if not chunk:
                     break
-                if match is None:
-                    hits = chunk
-                else:
-                    conn.execute("DELETE FROM temp.scan_fts")
-                    conn.executemany(
-                        "INSERT INTO temp.scan_fts (rowid, text) VALUES (?, ?)",
-                        [(r["id"], r["text"]) for r in chunk],
-                    )
-                    ids = {
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT rowid FROM temp.scan_fts WHERE scan_fts MATCH ?", (match,)
-                        )
-                    }
-                    hits = [r for r in chunk if r["id"] in ids]
+                hits = chunk if match is None else self._matching(chunk, match)
                 for row in hits[: query.limit - got]:
                     found[row["id"]] = row
                     got += 1

@@ -19,6 +19,7 @@ from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import Channel
 from salon.server.client import Client
+from salon.server.delivery import Line, deliver_multiline, multiline_batch
 from salon.server.history import party
 from salon.server.responsebuffer import Held, ResponseBuffer
 from salon.server.services import check_private_message
@@ -34,7 +35,7 @@ class Multiline:
     target: str
     held: Held  # the opening BATCH's label: the closing one answers under it
     tags: dict[str, str]
-    lines: list[tuple[str, str, bool]] = field(default_factory=list)  # command, text, concat
+    lines: list[Line] = field(default_factory=list)
     size: int = 0
 
 
@@ -127,16 +128,6 @@ def _deliver_multiline(
         head_tags["account"] = client.account
     source = client.prefix
 
-    def batch_for(ref: str) -> list[Message]:
-        out = [Message("BATCH", ("+" + ref, "draft/multiline", target), server.name, head_tags)]
-        for command, text, concat in batch.lines:
-            tags = {"batch": ref}
-            if concat:
-                tags["draft/multiline-concat"] = ""
-            out.append(Message(command, (target, text), source, tags))
-        out.append(Message("BATCH", ("-" + ref,), server.name))
-        return out
-
     fallback: list[Message] = []
     for command, text, _concat in batch.lines:
         if not text:
@@ -165,22 +156,22 @@ def _deliver_multiline(
             )
 
     def deliver(out: ResponseBuffer) -> None:
+        echo = bool(client.capmask & caps.ECHO_MESSAGE)
+        if server.cluster is not None:
+            # Delivered, and echoed, in its turn in the network's order.
+            server.cluster.submit_multiline(
+                client, target, chan, other, head_tags, batch.lines, fallback, echo,
+                out.detach(), events,
+            )  # fmt: skip
+            return
         recipients: list[Client] = (
-            [m for m in chan.members if m is not client]
-            if chan is not None
-            else ([other] if other is not None and other is not client else [])
+            list(chan.members) if chan is not None else [other] if other is not None else []
         )
-        for member in recipients:
-            if member.closed:
-                continue
-            if member.capmask & caps.MULTILINE and member.capmask & caps.BATCH:
-                for message in batch_for(server.new_batch_id()):
-                    server.send(member, message)
-            else:
-                for message in fallback:
-                    server.send(member, message)
-        if client.capmask & caps.ECHO_MESSAGE:
-            for message in batch_for(server.new_batch_id()):
+        deliver_multiline(
+            server, client, recipients, source, target, head_tags, batch.lines, fallback
+        )
+        if echo:
+            for message in multiline_batch(server, target, source, head_tags, batch.lines):
                 out.add(message)
 
     if events:

@@ -18,7 +18,7 @@ from salon.proto.names import valid_channel
 from salon.server import caps, history
 from salon.server.channel import Channel
 from salon.server.client import Client
-from salon.server.events import Rename
+from salon.server.events import ReadMarker, Redact, Rename
 from salon.server.history import (
     format_ms,
     marker_message,
@@ -265,22 +265,16 @@ def cmd_markread(server: Server, client: Client, msg: Message, rb: ResponseBuffe
     if ref is None or ref.time is None:
         raise FailError("MARKREAD", "INVALID_PARAMS", target, "Invalid timestamp")
     current = server.read_markers.get((me, cf))
+
+    def answer(out: ResponseBuffer | None) -> None:
+        if out is not None:
+            out.add(marker_message(server, target, server.read_markers.get((me, cf))))
+
     if current is None or ref.time > current:
-        server.read_markers[(me, cf)] = ref.time
-        stamp = ref.time
-        server.store(lambda store: store.set_read_marker(me, cf, stamp))
-        update = marker_message(server, target, ref.time)
-        # read-marker: the server "SHOULD" tell the user's other sessions too.
-        others = [
-            c
-            for c in server.clients.values()
-            if c is not client
-            and c.registered
-            and c.capmask & caps.READ_MARKER
-            and party(server, c) == me
-        ]
-        server.deliver(others, update)
-    rb.add(marker_message(server, target, server.read_markers.get((me, cf))))
+        # (in a cluster, the marker may have moved on another node meanwhile: its turn decides)
+        server.emit(ReadMarker(client.id, target, ref.time), rb, answer)
+    else:
+        answer(rb)
 
 
 # ---------------------------------------------------------------------------- REDACT
@@ -335,25 +329,7 @@ def cmd_redact(server: Server, client: Client, msg: Message, rb: ResponseBuffer)
         if result != "ok":
             out.fail("REDACT", "REDACT_FORBIDDEN", target, msgid, "History is unavailable")
             return
-        server.files.drop_refs(lambda ref: ref.target == key and ref.msgid == msgid)
-        params = (target, msgid, reason) if reason else (target, msgid)
-        redaction = Message("REDACT", params, client.prefix, server.server_tags())
-        if chan is not None:
-            recipients: list[Client] = [
-                m for m in chan.members if m.capmask & caps.MESSAGE_REDACTION and m is not client
-            ]
-        else:
-            other = server.nicks.get(casefold(target))
-            recipients = (
-                [other]
-                if other is not None
-                and other is not client
-                and other.capmask & caps.MESSAGE_REDACTION
-                else []
-            )
-        server.deliver(recipients, redaction)
-        if client.capmask & caps.MESSAGE_REDACTION:
-            out.add(redaction)
+        server.emit(Redact(client.id, target, key, msgid, reason), out)
         log.info("redact by=%s target=%s msgid=%s", client.nick, target, msgid)
 
     server.defer(rb, redact, done)

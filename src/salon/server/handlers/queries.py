@@ -214,7 +214,7 @@ def _who_reply(
         elif f == "d":
             values.append("0")
         elif f == "l":
-            values.append(str(int(server.now - target.last_message)))
+            values.append(str(max(0, int(server.now - target.last_message))))
         elif f == "a":
             values.append(target.account or "0")
         elif f == "o":
@@ -345,7 +345,7 @@ def cmd_whois(server: Server, client: Client, msg: Message, rb: ResponseBuffer) 
     rb.numeric(
         n.RPL_WHOISIDLE,
         target.nick,
-        str(int(server.now - target.last_message)),
+        str(max(0, int(server.now - target.last_message))),
         str(int(target.created)),
         "seconds idle, signon time",
     )
