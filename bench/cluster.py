@@ -15,16 +15,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from bench.procstat import cpu_seconds
+from bench.procstat import cpu_seconds, tree_cpu_seconds
 from bench.servers import default_salon_cmd, free_port
+
+# `python -c _PROFILED OUT ARGS...`: `python -m salon ARGS...` under cProfile, on CPU time.
+_PROFILED = (
+    "import cProfile, runpy, sys, time; out = sys.argv.pop(1); sys.argv[0] = 'salon'; "
+    "p = cProfile.Profile(time.process_time); p.enable()\n"
+    "try: runpy.run_module('salon', run_name='__main__')\n"
+    "except SystemExit: pass\n"
+    "finally: p.disable(); p.dump_stats(out)"
+)
 
 
 class Peer:
@@ -78,14 +90,32 @@ class Peer:
 class Setup:
     """The processes of one side: one salon, or two nodes and a redis-server."""
 
-    def __init__(self, root: Path, cluster: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cluster: bool,
+        profile: Path | None = None,
+        src: Path | None = None,
+        store: str = "sqlite",
+        pg: Any = None,
+    ) -> None:
         self.root = root
+        self.src = src
+        self.store = store
+        # The PostgreSQL server (bench.pgserver.PostgresServer) of --store postgres: its
+        # processes are counted with this side's while the side runs.
+        self.pg = pg
         self.cluster = cluster
+        self.profile = profile
         self.procs: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
 
     def start(self) -> None:
         redis_url = ""
+        dsn = ""
+        if self.store == "postgres":
+            # One new database for the side: the one process's, or both nodes' (shared).
+            dsn = self.pg.dsn(self.pg.create_database())
         if self.cluster:
             redis_port = free_port()
             self.procs.append(
@@ -121,19 +151,42 @@ class Setup:
             )
             if self.cluster:
                 text += f"[cluster]\nredis = '{redis_url}'\nnode = 'n{i}'\nprefix = 'bench'\n"
+            if self.store == "off":
+                text += "[history]\nenabled = false\n"
+            elif self.store == "postgres":
+                text += f"[postgres]\ndsn = '{dsn}'\n"
             (data / "salon.toml").write_text(text)
+            env = dict(os.environ)
+            if self.src is not None:
+                env["PYTHONPATH"] = str(self.src)
+            cmd = default_salon_cmd()
+            if self.profile is not None:
+                # cProfile on CPU time (its default clock is the wall's: a node preempted
+                # by another process would seem to spend that time in what it was doing);
+                # the file is written when the node exits (SIGTERM stops it cleanly).
+                out = self.profile / f"{'node' if self.cluster else 'one'}{i}.prof"
+                cmd = [cmd[0], "-c", _PROFILED, str(out)]
             self.procs.append(
                 subprocess.Popen(
-                    [*default_salon_cmd(), "serve", "--config", str(data / "salon.toml")],
+                    [*cmd, "serve", "--config", str(data / "salon.toml")],
                     stdout=subprocess.DEVNULL,
                     stderr=(data / "log").open("wb"),
+                    env=env,
                 )
             )
             self.ports.append(port)
             _wait_port(port)
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(p.pid, group=False) for p in self.procs)
+        return sum(self.cpus())
+
+    def cpus(self) -> list[float]:
+        """CPU seconds of each process: redis-server first in a cluster, then the nodes,
+        then every PostgreSQL process together (with --store postgres)."""
+        found = [cpu_seconds(p.pid, group=False) for p in self.procs]
+        if self.pg is not None:
+            found.append(tree_cpu_seconds(self.pg.proc.pid))
+        return found
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -175,46 +228,53 @@ async def _settle(count: Callable[[], int], want: int, timeout: float = 30) -> i
     return count()
 
 
-async def fanout(s: Setup, members: int, messages: int, rate: float) -> tuple[float, int, int]:
+Result = tuple[list[float], int, int]  # CPU seconds of each process, operations done, wanted
+
+
+def _spent(s: Setup, before: list[float]) -> list[float]:
+    return [b - a for a, b in zip(before, s.cpus(), strict=True)]
+
+
+async def fanout(s: Setup, members: int, messages: int, rate: float) -> Result:
     peers = [Peer(s.ports[i % len(s.ports)], f"f{i}") for i in range(members)]
     for p in peers:
         await p.connect("#bench")
     await asyncio.sleep(0.5)
     sender = peers[0]
-    cpu0 = s.cpu()
+    cpu0 = s.cpus()
     for n in range(messages):
         sender.send(f"PRIVMSG #bench :message {n} of the fan-out")
         if n % 20 == 19:
             await asyncio.sleep(20 / rate)
     want = messages * (members - 1)
     got = await _settle(lambda: sum(p.received for p in peers[1:]), want)
-    cpu = s.cpu() - cpu0
+    cpu = _spent(s, cpu0)
     for p in peers:
         await p.close()
     return cpu, got, want
 
 
-async def dm(s: Setup, pairs: int, messages: int, rate: float) -> tuple[float, int, int]:
+async def dm(s: Setup, pairs: int, messages: int, rate: float) -> Result:
     senders = [Peer(s.ports[0], f"ds{i}") for i in range(pairs)]
     receivers = [Peer(s.ports[-1], f"dr{i}") for i in range(pairs)]
     for p in senders + receivers:
         await p.connect(None)
     await asyncio.sleep(0.5)
-    cpu0 = s.cpu()
+    cpu0 = s.cpus()
     for n in range(messages):
         i = n % pairs
         senders[i].send(f"PRIVMSG dr{i} :private message {n}")
         if n % 20 == 19:
             await asyncio.sleep(20 / rate)
     got = await _settle(lambda: sum(p.received for p in receivers), messages)
-    cpu = s.cpu() - cpu0
+    cpu = _spent(s, cpu0)
     for p in senders + receivers:
         await p.close()
     return cpu, got, messages
 
 
-async def churn(s: Setup, count: int) -> tuple[float, int, int]:
-    cpu0 = s.cpu()
+async def churn(s: Setup, count: int) -> Result:
+    cpu0 = s.cpus()
     done = 0
 
     async def worker(k: int) -> None:
@@ -227,37 +287,93 @@ async def churn(s: Setup, count: int) -> tuple[float, int, int]:
 
     await asyncio.gather(*(worker(k) for k in range(10)))
     await asyncio.sleep(0.5)
-    return s.cpu() - cpu0, done, count
+    return _spent(s, cpu0), done, count
+
+
+async def run_side(
+    args: argparse.Namespace,
+    name: str,
+    cluster: bool,
+    src: Path | None,
+    profile: Path | None,
+    pg: Any = None,
+) -> Result:
+    root = Path(tempfile.mkdtemp(prefix="salon-cluster-bench-"))
+    s = Setup(root, cluster, profile, src, getattr(args, "store", "sqlite"), pg)
+    try:
+        s.start()
+        await asyncio.sleep(0.5)
+        if name == "fanout":
+            return await fanout(s, args.members, args.messages, args.rate)
+        if name == "dm":
+            return await dm(s, 50, args.messages * 2, args.rate * 4)
+        return await churn(s, args.churn)
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    rows = []
+    sides: list[tuple[str, bool, Path | None]] = [("one", False, None), ("two", True, None)]
+    if args.before:
+        before = Path(args.before) / "src"
+        sides = [("one", False, None), ("two", True, None),
+                 ("one-before", False, before), ("two-before", True, before)]  # fmt: skip
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+    pg = None
+    if args.store == "postgres":
+        from bench.pgserver import PostgresServer, find_bindir
+
+        bindir = find_bindir()
+        if bindir is None:
+            sys.exit("bench.cluster: PostgreSQL is not installed (Debian package postgresql)")
+        pg = PostgresServer(bindir)
+        pg.start(free_port())
+    try:
+        await _scenarios(args, sides, profile, pg)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def _scenarios(
+    args: argparse.Namespace,
+    sides: list[tuple[str, bool, Path | None]],
+    profile: Path | None,
+    pg: Any,
+) -> None:
+    print(f"store {args.store}; load average before: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))  # fmt: skip
     for name in args.scenarios.split(","):
-        per: dict[str, tuple[float, int, int]] = {}
-        for cluster in (False, True):
-            root = Path(tempfile.mkdtemp(prefix="salon-cluster-bench-"))
-            s = Setup(root, cluster)
-            try:
-                s.start()
-                await asyncio.sleep(0.5)
-                if name == "fanout":
-                    per[str(cluster)] = await fanout(s, args.members, args.messages, args.rate)
-                elif name == "dm":
-                    per[str(cluster)] = await dm(s, 50, args.messages * 2, args.rate * 4)
-                else:
-                    per[str(cluster)] = await churn(s, args.churn)
-            finally:
-                s.stop()
-                shutil.rmtree(root, ignore_errors=True)
-        single, both = per["False"], per["True"]
-        us1 = single[0] / max(single[1], 1) * 1e6
-        us2 = both[0] / max(both[1], 1) * 1e6
-        rows.append((name, us1, us2, us2 / us1, single[2] - single[1], both[2] - both[1]))
-    print(
-        f"{'scenario':8} {'one µs/op':>10} {'two µs/op':>10} {'ratio':>6} {'lost 1':>7} {'lost 2':>7}"
-    )
-    for name, us1, us2, ratio, lost1, lost2 in rows:
-        print(f"{name:8} {us1:10.2f} {us2:10.2f} {ratio:6.2f} {lost1:7d} {lost2:7d}")
+        runs: dict[str, list[Result]] = {label: [] for label, _c, _s in sides}
+        for r in range(args.repeat):
+            # The sides take turns, in the other order every other round.
+            for label, cluster, src in sides if r % 2 == 0 else sides[::-1]:
+                prof = profile / f"{name}-{label}" if profile is not None else None
+                if prof is not None:
+                    prof.mkdir(exist_ok=True)
+                runs[label].append(await run_side(args, name, cluster, src, prof, pg))
+        us: dict[str, float] = {}
+        for label, results in runs.items():
+            per_op = [sum(cpus) / max(got, 1) * 1e6 for cpus, got, _w in results]
+            us[label] = statistics.median(per_op)
+            lost = [want - got for _c, got, want in results]
+            parts = [statistics.median(c[i] / max(g, 1) * 1e6 for c, g, _w in results)
+                     for i in range(len(results[0][0]))]  # fmt: skip
+            print(
+                f"{name:7} {label:10} µs/op {us[label]:9.2f}  runs "
+                + ", ".join(f"{x:.2f}" for x in per_op)
+                + "  per process "
+                + " ".join(f"{x:.2f}" for x in parts)
+                + f"  lost {lost}"
+            )
+        for suffix in ("", "-before"):
+            if f"one{suffix}" in us:
+                ratio = us[f"two{suffix}"] / us[f"one{suffix}"]
+                print(f"{name:7} ratio{suffix or ' (this tree)'}: {ratio:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
@@ -267,6 +383,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0, help="fan-out messages per second")
     parser.add_argument("--churn", type=int, default=300)
     parser.add_argument("--scenarios", default="fanout,dm,churn")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; medians are shown")
+    parser.add_argument(
+        "--before", help="a worktree of another commit: its salon runs too, alternating"
+    )
+    parser.add_argument("--profile", help="a directory for each salon process's cProfile file")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "off", "postgres"),
+        default="sqlite",
+        help="history in each salon's own SQLite (the default), off, or in one PostgreSQL "
+        "that both nodes share (its CPU counted too)",
+    )
     if shutil.which("redis-server") is None:
         sys.exit("bench.cluster: redis-server is not installed (Debian package redis-server)")
     asyncio.run(main_async(parser.parse_args()))

@@ -22,18 +22,42 @@ def _ticks(fields: list[bytes]) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def group_pids(pgid: int) -> list[int]:
-    """The processes of a process group (field 5 of /proc/<pid>/stat), the leader first."""
-    pids = [pgid]
+def _pids_where(index: int, value: int) -> list[int]:
+    """The processes, other than ``value`` itself, whose stat field ``index`` (of
+    _stat_fields) is ``value``."""
+    found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == pgid:
+        if not entry.isdigit() or int(entry) == value:
             continue
         try:
-            if int(_stat_fields(int(entry))[2]) == pgid:
-                pids.append(int(entry))
+            if int(_stat_fields(int(entry))[index]) == value:
+                found.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue
-    return pids
+    return found
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (field 5 of /proc/<pid>/stat), the leader first."""
+    return [pgid, *_pids_where(2, pgid)]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent (field 4 of /proc/<pid>/stat) is ``pid``. PostgreSQL's
+    backends are the postmaster's children, each in a session of its own."""
+    return _pids_where(1, pid)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its children, as they are now (a child that
+    exited is not counted)."""
+    total = 0
+    for p in (pid, *child_pids(pid)):
+        try:
+            total += _ticks(_stat_fields(p))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / CLK_TCK
 
 
 def cpu_seconds(pid: int, group: bool = True) -> float:

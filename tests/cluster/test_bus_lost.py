@@ -6,10 +6,9 @@ network again. And while Redis is away, a node's waiting entries have a bound.""
 
 from __future__ import annotations
 
-import json
-
 from clusterhelpers import ClusterNet, Node
 
+from salon.server.cluster import entry_origin
 from tests.server.test_events import state
 
 
@@ -40,7 +39,7 @@ def recover(
     for node in sorted(net.nodes, key=lambda n: order.index(n.number)) if order else net.nodes:
         cluster = node.server.cluster
         assert cluster is not None
-        mine = [e for e in entries if json.loads(e)[0] == node.number] if resend else []
+        mine = [e for e in entries if entry_origin(e) == node.number] if resend else []
         first, after = cluster.recover(mine, read[node.number])
         net.bus.append(first)
         later += after

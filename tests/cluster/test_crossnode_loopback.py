@@ -236,9 +236,10 @@ def test_a_node_refuses_a_log_trimmed_past_what_the_network_holds(
     talker = client(a, "talker")
     talker.send("JOIN #spam")
     talker.expect(r" 366 ")
-    for i in range(1300):
+    # (one log entry per turn: each line waits for its PONG, so each is a turn or two)
+    for i in range(700):
         talker.send(f"PRIVMSG #spam :line {i}")
-    synced(talker)
+        synced(talker)
     time.sleep(1.6)  # a heartbeat reports what A's replica holds
     with pytest.raises(RuntimeError, match="no longer reaches back to what the running nodes"):
         cluster("b", **short)

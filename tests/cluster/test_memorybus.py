@@ -509,3 +509,52 @@ def test_an_account_registered_on_one_node_logs_in_on_the_other(shared_store: bo
     # Stored once per store: the node's own, or the one they share.
     for node in net.nodes:
         assert [r.name for r in node.store.load_accounts()] == ["alice"]
+
+
+def test_either_form_of_a_message_entry_gives_the_same_lines_and_history() -> None:
+    """One line to one target without client tags travels as a compact entry, any other
+    message as JSON (salon.server.cluster._compact_message): either way, a recipient gets
+    the same bytes as one on the sender's node with the same capabilities, and each node
+    stores the same history rows."""
+    net = ClusterNet(2, accounts={"registration_throttle": 0})
+    wanted = ["message-tags", "server-time", "account-tag", "echo-message"]
+    alice = net.register(0, "alice", caps=wanted)
+    near, near_plain = net.register(0, "near", caps=wanted), net.register(0, "nearplain")
+    far, far_plain = net.register(1, "far", caps=wanted), net.register(1, "farplain")
+    everyone = (alice, near, near_plain, far, far_plain)
+    alice.send("REGISTER * * :" + PASSWORD)
+    net[0].run_offloads()
+    alice.send("MODE alice +B")  # a bot: one more tag
+    for c in everyone:
+        c.send("JOIN #c")
+    for c in everyone:
+        c.lines()
+    for line in (
+        "PRIVMSG #c :compact, to a channel",
+        "NOTICE #c ::a notice with a colon",
+        "@+draft/react=x PRIVMSG #c :with a client tag",
+        "@+typing=active TAGMSG #c",
+    ):
+        alice.send(line)
+        echoed = alice.lines()
+        assert len(echoed) == 1 and "account=alice" in echoed[0] and ";bot" in echoed[0]
+        assert far.lines() == near.lines() == echoed, line
+        assert (
+            far_plain.lines()
+            == near_plain.lines()
+            == ([] if "TAGMSG" in line else [echoed[0].split(" ", 1)[1]])
+        ), line
+    alice.send("PRIVMSG far :compact, private")
+    echoed = alice.lines()
+    assert far.lines() == echoed and len(echoed) == 1
+    alice.send("PRIVMSG #c,far :two targets")
+    echoed = alice.lines()
+    assert near.lines() == echoed[:1] and far.lines() == echoed and len(echoed) == 2
+    rows = [{k: sorted(v) for k, v in node.store.events.items()} for node in net.nodes]
+    assert rows[0] == rows[1]
+    assert [e.params for e in rows[0]["#c"] if e.command in ("PRIVMSG", "NOTICE")] == [
+        ("#c", "compact, to a channel"),
+        ("#c", ":a notice with a colon"),
+        ("#c", "with a client tag"),
+        ("#c", "two targets"),
+    ]

@@ -4,8 +4,9 @@ The core (salon.server.cluster) makes entries and applies the entries of the net
 one order; this module carries them. Redis holds, under the cluster's key prefix:
 
 - a Function library (``salon.lua``, loaded at start with FUNCTION LOAD REPLACE) whose
-  ``salon_turn`` appends one event-loop turn's entries to the log stream; Redis runs one
-  function at a time, so the log is one total order for every node;
+  ``salon_turn`` appends one event-loop turn's entries to the log stream (as one stream
+  entry: see SEPARATOR); Redis runs one function at a time, so the log is one total order
+  for every node;
 - the log stream itself, read by every node with XREAD BLOCK (its own entries too);
 - each node's heartbeat key (PX ``node_ttl``, renewed every second). A node whose key is
   gone is dead: the first node to see it calls ``salon_reap``, which adds the entry that
@@ -13,8 +14,9 @@ one order; this module carries them. Redis holds, under the cluster's key prefix
   link) is fenced: its turn calls and heartbeats are refused, and it closes its clients.
 
 One ``salon_turn`` call is in flight at a time; entries made meanwhile wait and go in the
-next call (a node's entries keep their order). Three connections: turn calls, the
-blocking reader, and the heartbeat with the reaper.
+next call (a node's entries keep their order). Four connections: turn calls and the
+blocking reader (made every turn, on salon.net.resp's bare connections), the other calls
+(start, replay, recovery, leave), and the heartbeat with the reaper.
 
 Any failure (Redis unreachable, a turn or heartbeat refused, the library missing) stops
 the three until :meth:`RedisBus._recover` finds out what Redis still holds. A node that
@@ -50,6 +52,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from salon.config import ClusterSection
+from salon.net.resp import Link
 
 log = logging.getLogger("salon.net.bus")
 
@@ -64,6 +67,10 @@ RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses 
 RESEND_MAX = 20000  # entries kept for that, at most
 ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
+# Between the entries of one turn, all in one entry of the log stream: Redis then adds one
+# stream entry per turn and not per message, and a reader gets a turn's entries as one
+# string (JSON escapes a newline inside a string, and a compact message entry holds none).
+SEPARATOR = "\n"
 
 
 def library() -> str:
@@ -136,7 +143,8 @@ class RedisBus:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: Any = None
-        self._reader: Any = None
+        self._turns: Link | None = None
+        self._reader: Link | None = None
         self._beater: Any = None
 
     def key(self, *parts: str | int) -> str:
@@ -149,7 +157,10 @@ class RedisBus:
         url = self.cfg.redis
         try:
             self._calls = aioredis.from_url(url, decode_responses=True)
-            self._reader = aioredis.from_url(url, decode_responses=True)
+            # The two calls made every turn on a connection of their own, without redis-py
+            # (salon.net.resp): the turns and the reader.
+            self._turns = Link(url)
+            self._reader = Link(url)
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
             self.run_id = str((await self._calls.info("server"))["run_id"])
@@ -192,7 +203,10 @@ class RedisBus:
         first = info.get("first-entry")
         if added is None or added <= info["length"] or not first:
             return  # nothing trimmed yet
-        first_time = float(json.loads(first[1]["e"])[2])
+        # The log's first entry is a turn: its first line's time (a compact message entry,
+        # salon.server.cluster._compact_message, ends with its origin's clock).
+        head = first[1]["e"].split(SEPARATOR, 1)[0]
+        first_time = float(head.rsplit("\0", 1)[1] if head[:1] == "M" else json.loads(head)[2])
         needed = [
             float(parts[2])
             for number, text in states.items()
@@ -216,7 +230,8 @@ class RedisBus:
             items = await self._calls.xrange(self.key("log"), start, "+", count=REPLAY_COUNT)
             if not items:
                 break
-            entries.extend(fields["e"] for _id, fields in items)
+            for _id, fields in items:
+                entries.extend(fields["e"].split(SEPARATOR))
             self.last_id = items[-1][0]
             start = "(" + self.last_id
         return entries
@@ -244,14 +259,16 @@ class RedisBus:
             # sent again, after what recovery puts in front of it)
             gate = self._gate
             batch = self._queue[:gate] if gate else self._queue[:]
+            assert self._turns is not None
             try:
-                await self._calls.fcall(
+                await self._turns.call(
+                    "FCALL",
                     "salon_turn",
                     2,
                     self.key("node", self.node),
                     self.key("log"),
                     self.cfg.log_maxlen,
-                    *batch,
+                    SEPARATOR.join(batch),
                 )
             except asyncio.CancelledError:
                 raise
@@ -292,12 +309,16 @@ class RedisBus:
 
     async def _read(self) -> None:
         stream = self.key("log")
+        reader = self._reader
+        assert reader is not None
         while not self.closing:
             await self._healthy.wait()
             try:
-                answer = await self._reader.xread(
-                    {stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
+                # [[stream, [[id, [field, value, ...]], ...]]], or None when the block ran out
+                answer = await reader.call(
+                    "XREAD", "COUNT", READ_COUNT, "BLOCK", READ_BLOCK_MS,
+                    "STREAMS", stream, self.last_id,
+                )  # fmt: skip
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -311,8 +332,11 @@ class RedisBus:
                 if not items:
                     continue
                 self.last_id = items[-1][0]
+                entries = []
+                for _id, fields in items:
+                    entries.extend(fields[1].split(SEPARATOR))
                 try:
-                    self.on_entries([fields["e"] for _id, fields in items])
+                    self.on_entries(entries)
                 except Exception:
                     log.exception("bug applying bus entries")
 
@@ -550,7 +574,10 @@ class RedisBus:
             # (a cancelled blocking read may take its connection down slowly: not waited for)
             await asyncio.wait(tasks, timeout=1.0)
         self._tasks = []
-        for conn in (self._calls, self._reader, self._beater):
+        for link in (self._turns, self._reader):
+            if link is not None:
+                link.close()
+        for conn in (self._calls, self._beater):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.aclose(), 1.0)
@@ -564,7 +591,7 @@ class NodeStatus:
     name: str
     ttl: float  # seconds its heartbeat key has left (negative: gone, not yet reaped)
     users: int
-    lag: int  # entries of the log it had not applied at its last heartbeat
+    lag: int  # entries of the log (turns) it had not applied at its last heartbeat
 
 
 async def status(cfg: ClusterSection) -> tuple[list[NodeStatus], int]:

@@ -7,7 +7,7 @@
 --   P:epoch     counter: each node that starts takes the next number (its incarnation)
 --   P:nodes     hash: node number -> node name, the nodes not yet reaped
 --   P:node:<n>  node n's heartbeat, with a TTL; gone = node n is dead
---   P:log       the stream of entries (JSON texts in field "e")
+--   P:log       the stream of entries (field "e": one turn's JSON texts, one a line)
 --   P:state     hash: node number -> "<last entry id applied> <users>", for salon cluster status
 --   P:run       a random text the first node to join (or to rejoin after Redis lost its data)
 --               sets: a node that finds another one, or none, knows Redis lost the data

@@ -23,12 +23,13 @@ the JOIN, QUIT or MODE lines are byte for byte the same on every node.
 
 Entries are JSON arrays ``[node, token, time, base, kind, ...]``: ``"E"`` an event
 (:mod:`salon.server.events`' codec), ``"M"`` a message (PRIVMSG, NOTICE, TAGMSG, after its
-commit), ``"B"`` a draft/multiline batch (after its commit), ``"f"`` a change to the file
-host's records (Files.apply), ``"D"`` a node declared dead by the bus (its users quit),
-``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's acknowledgement of a
-fence, ``"N"`` a node that started (the nodes a PONG waits for are those seen in the order
-and not declared dead), ``"S"`` a node's restatement of its users and their channels (sent
-when Redis lost the log: :meth:`Cluster.restate`).
+commit; the commonest, one line to one target, is a compact text instead: see
+:func:`_compact_message`), ``"B"`` a draft/multiline batch (after its commit), ``"f"`` a
+change to the file host's records (Files.apply), ``"D"`` a node declared dead by the bus
+(its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's
+acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG waits for are
+those seen in the order and not declared dead), ``"S"`` a node's restatement of its users
+and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
@@ -50,7 +51,8 @@ import logging
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, cast
 
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
@@ -67,6 +69,8 @@ from salon.server.delivery import (
     deliver_message,
     deliver_multiline,
     multiline_batch,
+    new_event,
+    new_message,
 )
 from salon.server.effects import BusOp, StoreCall
 from salon.server.events import (
@@ -115,6 +119,7 @@ def node_of(uid: int) -> int:
     return uid >> NODE_SHIFT
 
 
+@cache
 def msgid_prefix(node: int, applied: bool) -> str:
     """The part of a msgid that names its node (16 bits of the node number, then 0 for the
     node's own messages, 1 for lines drawn while applying an entry): msgids stay unique
@@ -168,7 +173,11 @@ class Cluster:
         # node stores what it applies.
         self.shared_store = shared_store
         self.steps: dict[int, Step] = {}
-        # token -> (sender, echo, held replies) of a local message waiting for its turn.
+        # token -> (sender, command, deliveries, echo, held replies) of a local message
+        # waiting for its turn.
+        self.sent: dict[int, tuple[Client, str, Sequence[Delivery], bool, Held | None]] = {}
+        # token -> (sender, echo, held replies) of a local multiline batch waiting for its
+        # turn.
         self.messages: dict[int, tuple[Client, bool, Held | None]] = {}
         # uids of local clients whose Intro is on its way (a drop then needs a Quit).
         self.introducing: set[int] = set()
@@ -207,8 +216,7 @@ class Cluster:
         if op is None:
             op = self.op = BusOp([])
             self.server.effects.append(op)
-        # ASCII JSON: a lone surrogate (bytes that were no UTF-8) is escaped like the rest.
-        op.entries.append(json.dumps(entry, separators=(",", ":")))
+        op.entries.append(_json(entry))
 
     def _next_token(self) -> int:
         self._token += 1
@@ -333,27 +341,35 @@ class Cluster:
         """Send committed messages (messaging.Delivery values) to the network's order;
         they are delivered, and echoed, when they come back. ``events``: their history
         rows as the origin stored them, which the other nodes store too (each node has a
-        store of its own)."""
+        store of its own). The origin delivers its own from what it keeps here, not from
+        the entry (which only the other nodes decode)."""
         token = self._next_token()
-        targets = [
-            [
-                chan.cf if chan is not None else None,
-                other.id if other is not None else None,
-                status,
-                list(out.params),
-                out.tags,
+        now = self.server.now
+        text = _compact_message(self.node, token, client, command, deliveries, events, now)
+        if text is None:
+            targets = [
+                [
+                    chan.cf if chan is not None else None,
+                    other.id if other is not None else None,
+                    status,
+                    list(out.params),
+                    out.tags,
+                ]
+                for out, _wire, chan, other, status in deliveries
             ]
-            for out, _wire, chan, other, status in deliveries
-        ]
-        rows = [list(event) for event in events] if events else []
-        self._publish(
-            [
-                self.node, token, self.server.now, 0, "M", client.id, command, client.prefix,
-                targets, rows,
-            ]
-        )  # fmt: skip
-        if echo or (held is not None and not held.empty()):
-            self.messages[token] = (client, echo, held)
+            rows = [list(event) for event in events] if events else []
+            text = _json(
+                [
+                    self.node, token, now, 0, "M", client.id, command,
+                    client.prefix, targets, rows,
+                ]
+            )  # fmt: skip
+        op = self.op
+        if op is None:
+            op = self.op = BusOp([])
+            self.server.effects.append(op)
+        op.entries.append(text)
+        self.sent[token] = (client, command, deliveries, echo, held)
 
     def submit_multiline(
         self,
@@ -406,26 +422,35 @@ class Cluster:
         seen = self.seen
         for text in entries:
             try:
-                entry = json.loads(text)
-                kind = entry[4]
-                again = kind == "R"
-                if again:
-                    # A change sent again after a restatement round: applied where it
-                    # was already too (checked again, it changes nothing there; a
-                    # restatement may have undone it where it had been applied).
-                    entry = json.loads(entry[5])
+                entry: list[Any]
+                again = False
+                if text[0] == "M":  # (a message, compact: see _compact_message)
+                    entry = cast("list[Any]", text.split("\0"))
+                    kind = "m"
+                    origin, token = int(entry[1]), int(entry[2])
+                else:
+                    entry = json.loads(text)
                     kind = entry[4]
-                origin = entry[0]  # (0: an entry of the bus itself)
+                    again = kind == "R"
+                    if again:
+                        # A change sent again after a restatement round: applied where it
+                        # was already too (checked again, it changes nothing there; a
+                        # restatement may have undone it where it had been applied).
+                        entry = json.loads(entry[5])
+                        kind = entry[4]
+                    origin = entry[0]  # (0: an entry of the bus itself)
+                    token = entry[1]
                 if origin and origin != self.node and origin not in self.nodes:
                     self._seen(origin)
-                token = entry[1]
                 if again:
                     seen[origin] = max(seen.get(origin, 0), token)
                 elif token:
                     if token <= seen.get(origin, 0):
                         continue  # a repeat: applied here already
                     seen[origin] = token
-                if kind == "E":
+                if kind == "m":
+                    self._compact_message(entry)
+                elif kind == "E":
                     self._event(entry)
                 elif kind == "M":
                     self._message(entry)
@@ -659,12 +684,10 @@ class Cluster:
     def _message(self, entry: list[Any]) -> None:
         server = self.server
         node, token = int(entry[0]), int(entry[1])
+        if node == self.node:
+            self._own_message(token)
+            return
         sender_id, command, source, targets = int(entry[5]), str(entry[6]), str(entry[7]), entry[8]
-        sender: Client | None = None
-        try:
-            sender = apply.user(server, sender_id)
-        except KeyError:
-            sender = None
         deliveries: list[Delivery] = []
         for cf, uid, status, params, tags in targets:
             out = Message(command, tuple(params), source, tags)
@@ -672,20 +695,58 @@ class Cluster:
             wire = body_bytes(source, command, params[0], text)
             chan = server.channels.get(cf) if cf is not None else None
             other = server.clients.get(uid) if uid is not None else None
-            if uid is not None and node == self.node and other is None:
-                other = server.remote.get(uid)  # for the echo only
             deliveries.append((out, wire, chan, other, status))
-        deliver_message(server, sender if sender is not None else _NOBODY, command, deliveries)
-        if node != self.node:
-            if sender is not None and command != "TAGMSG":
-                sender.last_message = float(entry[2])  # (WHOIS idle)
-            if len(entry) > 9 and entry[9] and not self.shared_store:
-                history.record(server, [_history_event(row) for row in entry[9]])
+        sender = _sender(server, sender_id)
+        deliver_message(server, sender, command, deliveries)
+        if sender is not _NOBODY and command != "TAGMSG":
+            sender.last_message = float(entry[2])  # (WHOIS idle)
+        if len(entry) > 9 and entry[9] and not self.shared_store:
+            history.record(server, [_history_event(row) for row in entry[9]])
+
+    def _compact_message(self, f: list[str]) -> None:
+        """Apply an entry of :func:`_compact_message` (split at its NULs)."""
+        if int(f[1]) == self.node:
+            self._own_message(int(f[2]))
             return
-        waiting = self.messages.pop(token, None)
-        if waiting is None:
+        server = self.server
+        command, source, target, body = f[4], f[5], f[9], f[10]
+        tags = {"time": f[11], "msgid": f[12]}
+        account = f[13] or None
+        if account is not None:
+            tags["account"] = account
+        if f[14]:
+            tags["bot"] = ""
+        params = (target, body)
+        out = new_message((command, params, source, tags))
+        chan = server.channels.get(f[6]) if f[6] else None
+        other = server.clients.get(int(f[7])) if f[7] else None
+        wire = body_bytes(source, command, target, body)
+        sender = _sender(server, int(f[3]))
+        deliver_message(server, sender, command, [(out, wire, chan, other, f[8])])
+        if sender is not _NOBODY:
+            sender.last_message = float(f[19])  # (WHOIS idle)
+        if f[15] and not self.shared_store:
+            row = (f[12], float(f[15]), f[16], command, source, account, params, (), f[17], f[18])
+            history.record(server, [new_event(row)])
+
+    def _own_message(self, token: int) -> None:
+        """This node's message has its turn: delivered (to this node's users) and echoed
+        from what submit_message kept, the targets looked up again as another node's
+        entry's are (a channel may be gone, a user quit, since)."""
+        sent = self.sent.pop(token, None)
+        if sent is None:
             return
-        client, echo, held = waiting
+        server = self.server
+        client, command, kept, echo, held = sent
+        deliveries: list[Delivery] = []
+        for out, wire, chan, other, status in kept:
+            if chan is not None:
+                chan = server.channels.get(chan.cf)
+            if other is not None:
+                # (a user of another node is kept for the echo only: it is closed)
+                other = server.clients.get(other.id) or server.remote.get(other.id)
+            deliveries.append((out, wire, chan, other, status))
+        deliver_message(server, client, command, deliveries)
         if held is None or held.empty():
             if echo:
                 for out, wire, *_ in deliveries:
@@ -757,6 +818,9 @@ class Cluster:
         messages: list[str] = []
         changes: list[str] = []
         for text in sent:
+            if text[0] == "M":  # (a compact message)
+                messages.append(text)
+                continue
             entry = json.loads(text)
             if entry[4] == "M":
                 messages.append(text)
@@ -955,6 +1019,85 @@ def _account_record(data: dict[str, Any]) -> AccountRecord:
         float(data["created"]),
         tuple(str(fp) for fp in data["certfps"]),
     )
+
+
+def entry_origin(text: str) -> int:
+    """The number of the node that made an entry, in either form (0: the bus itself)."""
+    if text[0] == "M":
+        return int(text.split("\0", 2)[1])
+    return int(json.loads(text)[0])
+
+
+def _sender(server: Server, uid: int) -> Client:
+    """The sender of another node's message, or _NOBODY when it quit before its turn."""
+    try:
+        return apply.user(server, uid)
+    except KeyError:
+        return _NOBODY
+
+
+# ASCII JSON (a lone surrogate, from bytes that were no UTF-8, is escaped like the rest),
+# with one encoder made once (json.dumps makes one per call when given separators).
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+# The tags of a message that carries no client tags, in the order relay makes them.
+_PLAIN_TAGS = {
+    (False, False): ("time", "msgid"),
+    (True, False): ("time", "msgid", "account"),
+    (False, True): ("time", "msgid", "bot"),
+    (True, True): ("time", "msgid", "account", "bot"),
+}
+
+
+def _compact_message(
+    node: int,
+    token: int,
+    client: Client,
+    command: str,
+    deliveries: Sequence[Delivery],
+    events: Sequence[HistoryEvent] | None,
+    now: float,
+) -> str | None:
+    """The commonest message entry without JSON: one PRIVMSG or NOTICE to one target,
+    with no client tags, and the one history row it makes. Fields joined by NUL, which
+    no IRC line holds (body_bytes refuses it) and JSON never writes: ``M``, node, token,
+    sender, command, source, channel, user, status, target, text, time, msgid, account,
+    bot, the row's time, conversation, display name and party ("" when not stored), and
+    the origin's clock (WHOIS idle).
+    None when the message is any other: it goes as JSON."""
+    if len(deliveries) != 1 or command == "TAGMSG":
+        return None
+    out, _wire, chan, other, status = deliveries[0]
+    params, tags = out.params, out.tags
+    account = tags.get("account")
+    bot = "bot" in tags
+    if len(params) != 2 or tuple(tags) != _PLAIN_TAGS[account is not None, bot]:
+        return None
+    target, text = params
+    if "\0" in text or "\n" in text:
+        return None
+    row: tuple[str, ...] = ("", "", "", "")
+    if events:
+        event = events[0]
+        if (
+            len(events) != 1
+            or event.msgid != tags["msgid"]
+            or event.command != command
+            or event.source != client.prefix
+            or event.account != account
+            or event.params != params
+            or event.tags
+        ):
+            return None
+        row = (repr(event.time), event.target, event.display, event.party)
+    return "\0".join(
+        (
+            "M", str(node), str(token), str(client.id), command, client.prefix,
+            chan.cf if chan is not None else "", str(other.id) if other is not None else "",
+            status, target, text, tags["time"], tags["msgid"], account or "",
+            "1" if bot else "", *row, repr(now),
+        )
+    )  # fmt: skip
 
 
 def _history_event(row: list[Any]) -> HistoryEvent:

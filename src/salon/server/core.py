@@ -696,8 +696,6 @@ class Server:
         self._next_id = max(self._next_id, node << NODE_SHIFT)
         self._msgid_prefix = msgid_prefix(node, False)
         self._msgid_ms = -1
-        # Every message goes through the bus: the fast path delivers at once.
-        self.fast_line = None
 
     def bus_entries(self, entries: list[str], now: float) -> None:
         """Entries of the network's order arrived from the bus (see salon.server.cluster)."""

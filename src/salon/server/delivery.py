@@ -4,17 +4,26 @@ or when it has its turn in a cluster's order (salon.server.cluster)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from salon.errors import SerializationError
 from salon.proto.message import Message
 from salon.server import caps
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
+from salon.store.base import HistoryEvent
 
 if TYPE_CHECKING:
     from salon.server.core import Server
+
+# Message(...) and HistoryEvent(...) without the named tuples' Python-level __new__ (one
+# call each per relayed message): every field given, in order.
+new_message: Callable[[tuple[str, tuple[str, ...], str, dict[str, str]]], Message] = partial(
+    tuple.__new__, Message
+)
+new_event: Callable[[tuple[Any, ...]], HistoryEvent] = partial(tuple.__new__, HistoryEvent)
 
 # One target's delivery, decided before the commit and run after it: (message, its body
 # serialized, channel or None, user or None, status prefix such as "@" or "").

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from salon.errors import CommandError, FailError
 from salon.proto import numerics as n
@@ -16,7 +14,13 @@ from salon.proto.message import Message
 from salon.server import caps, history
 from salon.server.channel import PREFIX_TO_MODE, Channel
 from salon.server.client import Client
-from salon.server.delivery import Delivery, body_bytes, deliver_message
+from salon.server.delivery import (
+    Delivery,
+    body_bytes,
+    deliver_message,
+    new_event,
+    new_message,
+)
 from salon.server.events import Away, Setname
 from salon.server.nicks import NICK_FIRST
 from salon.server.responsebuffer import Held, ResponseBuffer
@@ -31,13 +35,6 @@ log = logging.getLogger("salon.messages")
 # message-tags: <key> ::= '+' [ <vendor> '/' ] <key_name>, a key_name of letters, digits and
 # hyphens, a vendor a host name. Client tags with any other key are not relayed.
 _CLIENT_TAG = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
-
-# Message(...) and HistoryEvent(...) without the named tuples' Python-level __new__ (one
-# call each per relayed message): every field given, in order.
-_new_message: Callable[[tuple[str, tuple[str, ...], str, dict[str, str]]], Message] = partial(
-    tuple.__new__, Message
-)
-_new_event: Callable[[tuple[Any, ...]], HistoryEvent] = partial(tuple.__new__, HistoryEvent)
 
 
 def cmd_privmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -103,6 +100,9 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
     chan: Channel | None = None
     other: Client | None = None
     tagged = True  # whether anyone gets the message with tags (then it needs a Message)
+    cluster = server.cluster
+    if cluster is not None and cluster.waiting >= cluster.max_waiting:
+        return False  # (relay refuses it: Cluster.room)
     if first == "#":
         chan = server.channels.get(casefold(target))
         if chan is None:
@@ -119,7 +119,7 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
                 return True
         msgid = server.new_msgid(ms)
         if stored:
-            event = _new_event(
+            event = new_event(
                 (msgid, ms / 1000, chan.cf, command, source, client.account, params, (), "", "")
             )
         if server.log_messages:
@@ -136,7 +136,13 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             return False
         # One recipient: without tag capabilities (and no echo) it gets the bare line, so
         # the tags, and the msgid unless history keeps one, are not made at all.
-        tagged = echo or other.variant < 0 or bool(other.capmask & caps.TAGGED)
+        tagged = (
+            echo
+            or other.variant < 0
+            or bool(other.capmask & caps.TAGGED)
+            # (in a cluster the entry carries the tags: the recipient may be elsewhere)
+            or cluster is not None
+        )
         msgid = server.new_msgid(ms) if stored or tagged else ""
         if stored:
             event = _private_event(server, client, other, command, target, params, msgid, ms, ())
@@ -152,17 +158,38 @@ def relay_line(server: Server, client: Client, line: bytes) -> bool:
             tags["account"] = client.account
         if "B" in client.modes:
             tags["bot"] = ""
-        out = _new_message((command, params, source, tags))
+        out = new_message((command, params, source, tags))
     if text[0] == ":" or " " in text:
         # The line as received is the relayed body: text keeps its colon (Message.body).
         body = b"".join((b":", source.encode(), b" ", line, b"\r\n"))
     else:
         body = body_bytes(source, command, target, text)
-    if event is not None:
+    if cluster is not None:
+        assert out is not None
+        _to_cluster(server, client, command, (out, body, chan, other, ""), echo, event)
+    elif event is not None:
         server.hold_one(client, event, _relayed, (command, out, body, chan, other, echo))
     else:
         _relay_one(server, client, out, body, chan, other, echo)
     return True
+
+
+def _to_cluster(
+    server: Server,
+    client: Client,
+    command: str,
+    delivery: Delivery,
+    echo: bool,
+    event: HistoryEvent | None,
+) -> None:
+    """relay_line's message on a cluster's node: committed first when history keeps it,
+    then sent to the network's order, as relay's are (see _committed)."""
+    cluster = server.cluster
+    assert cluster is not None
+    if event is None:
+        cluster.submit_message(client, command, [delivery], echo, None)
+    else:
+        server.hold_one(client, event, _committed, (command, echo, [delivery], [event]))
 
 
 def cmd_tagmsg(server: Server, client: Client, msg: Message, rb: ResponseBuffer) -> None:
@@ -402,7 +429,7 @@ def _private_event(
     display = target if server.dm_names.get(key) != names else ""
     if display:
         server.dm_names[key] = names
-    return _new_event((
+    return new_event((
         msgid, ms / 1000, key, command, client.prefix, client.account, params,
         client_tags, display, mine,
     ))  # fmt: skip
