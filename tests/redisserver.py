@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from bench.pgserver import end_process
+from bench.pgserver import end_process, parent_death
 
 START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
 STOP_TIMEOUT = 5.0
@@ -62,6 +62,7 @@ class RedisServer:
             stderr=subprocess.STDOUT,
             cwd=self.root,
             start_new_session=True,
+            preexec_fn=parent_death(),
         )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.ping():
