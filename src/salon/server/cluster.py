@@ -66,6 +66,7 @@ from salon.server.delivery import (
     Delivery,
     Line,
     body_bytes,
+    deliver_and_echo,
     deliver_message,
     deliver_multiline,
     multiline_batch,
@@ -746,17 +747,7 @@ class Cluster:
                 # (a user of another node is kept for the echo only: it is closed)
                 other = server.clients.get(other.id) or server.remote.get(other.id)
             deliveries.append((out, wire, chan, other, status))
-        deliver_message(server, client, command, deliveries)
-        if held is None or held.empty():
-            if echo:
-                for out, wire, *_ in deliveries:
-                    server.send(client, out, wire)
-            return
-        out_rb = held.resume()
-        if echo:
-            for out, *_ in deliveries:
-                out_rb.add(out)
-        out_rb.flush()
+        deliver_and_echo(server, client, command, deliveries, echo, held)
 
     def _multiline(self, entry: list[Any]) -> None:
         server = self.server

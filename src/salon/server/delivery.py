@@ -17,6 +17,7 @@ from salon.store.base import HistoryEvent
 
 if TYPE_CHECKING:
     from salon.server.core import Server
+    from salon.server.responsebuffer import Held
 
 # Message(...) and HistoryEvent(...) without the named tuples' Python-level __new__ (one
 # call each per relayed message): every field given, in order.
@@ -56,6 +57,29 @@ def deliver_message(
             and (not tagmsg or other.capmask & caps.MESSAGE_TAGS)
         ):
             server.send(other, out, wire)
+
+
+def deliver_and_echo(
+    server: Server,
+    client: Client,
+    command: str,
+    deliveries: list[Delivery],
+    echo: bool,
+    held: Held | None,
+) -> None:
+    """Deliver a committed message, and echo it to its sender: straight out when the
+    command held nothing back, else after what it held (its label) in its buffer."""
+    deliver_message(server, client, command, deliveries)
+    if held is None or held.empty():
+        if echo:
+            for out, wire, *_ in deliveries:
+                server.send(client, out, wire)
+        return
+    rb = held.resume()
+    if echo:
+        for out, *_ in deliveries:
+            rb.add(out)
+    rb.flush()
 
 
 def body_bytes(source: str, command: str, target: str, text: str | None) -> bytes:

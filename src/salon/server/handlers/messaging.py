@@ -17,6 +17,7 @@ from salon.server.client import Client
 from salon.server.delivery import (
     Delivery,
     body_bytes,
+    deliver_and_echo,
     deliver_message,
     new_event,
     new_message,
@@ -272,19 +273,10 @@ def _committed(
         server.cluster.submit_message(client, command, deliveries, echo, held, events)
         return
     if ok:
-        deliver_message(server, client, command, deliveries)
-        if held is None or held.empty():
-            # Nothing to label or to keep in order with: the echo goes straight out.
-            if echo:
-                for out, wire, *_ in deliveries:
-                    server.send(client, out, wire)
-            return
+        deliver_and_echo(server, client, command, deliveries, echo, held)
+        return
     out_rb = held.resume() if held is not None else ResponseBuffer(server, client, None, command)
-    if not ok:
-        out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
-    elif echo:
-        for out, *_ in deliveries:
-            out_rb.add(out)
+    out_rb.fail(command, "MESSAGE_NOT_STORED", "Your message could not be stored; not sent")
     out_rb.flush()
 
 
