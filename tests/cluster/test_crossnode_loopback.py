@@ -67,6 +67,37 @@ def synced(c: LineClient) -> None:
     c.expect(r" PONG \S+ :?sync$")
 
 
+def register_channel(node: SalonProcess, chan: str) -> LineClient:
+    """On ``node``: accounts alice and bob; alice registers ``chan`` with ChanServ, gives
+    bob access +o and locks the topic. Returns alice's client, still in ``chan``."""
+    alice = register_account(node, "alice")
+    register_account(node, "bob").send("QUIT")
+    alice.send(f"JOIN {chan}")
+    alice.expect(r" 366 ")
+    assert cs(alice, f"REGISTER {chan}") == f"Channel {chan} is now registered to alice"
+    assert cs(alice, f"AMODE {chan} +o bob") == f"{chan}: +o bob"
+    assert cs(alice, f"TOPICLOCK {chan} ON") == f"Topic lock for {chan} is on"
+    return alice
+
+
+def settings_hold(node: SalonProcess, chan: str) -> tuple[LineClient, LineClient]:
+    """On ``node``, what :func:`register_channel` set holds: bob logs in with SCRAM and is
+    opped by ChanServ as he joins; guest, opped by bob, may not change the locked topic;
+    ChanServ INFO names the founder. Returns bob's and guest's clients, in ``chan``."""
+    bob = scram_login(node, "bob", "bob")
+    bob.send(f"JOIN {chan}")
+    bob.expect(rf"^:ChanServ!\S+ MODE {chan} \+o bob$")
+    guest = client(node, "guest")
+    guest.send(f"JOIN {chan}")
+    guest.expect(r" 366 ")
+    bob.send(f"MODE {chan} +o guest")
+    guest.expect(rf" MODE {chan} \+o guest$")
+    guest.send(f"TOPIC {chan} :hijack")
+    guest.expect(rf" 482 guest {chan} :The topic is locked")
+    assert cs(bob, f"INFO {chan}").startswith(f"Channel {chan}, founder alice")
+    return bob, guest
+
+
 def test_chanserv_and_scram_across_nodes_on_one_postgresql(
     cluster: Callable[..., SalonProcess], postgres_dsn: str
 ) -> None:
@@ -76,24 +107,8 @@ def test_chanserv_and_scram_across_nodes_on_one_postgresql(
 
     pg = {"postgres": {"dsn": postgres_dsn, "retry_for": 5.0}, **NO_THROTTLE}
     a, b = cluster("a", **pg), cluster("b", **pg)
-    alice = register_account(a, "alice")
-    register_account(a, "bob").send("QUIT")
-    alice.send("JOIN #chan")
-    alice.expect(r" 366 ")
-    assert cs(alice, "REGISTER #chan") == "Channel #chan is now registered to alice"
-    assert cs(alice, "AMODE #chan +o bob") == "#chan: +o bob"
-    assert cs(alice, "TOPICLOCK #chan ON") == "Topic lock for #chan is on"
-    bob = scram_login(b, "bob", "bob")
-    bob.send("JOIN #chan")
-    bob.expect(r"^:ChanServ!\S+ MODE #chan \+o bob$")
-    guest = client(b, "guest")
-    guest.send("JOIN #chan")
-    guest.expect(r" 366 ")
-    bob.send("MODE #chan +o guest")
-    guest.expect(r" MODE #chan \+o guest$")
-    guest.send("TOPIC #chan :hijack")
-    guest.expect(r" 482 guest #chan :The topic is locked")
-    assert cs(bob, "INFO #chan").startswith("Channel #chan, founder alice")
+    alice = register_channel(a, "#chan")
+    bob, guest = settings_hold(b, "#chan")
     for c in (alice, bob, guest):
         c.send("PART #chan")
         c.expect(r" PART #chan")

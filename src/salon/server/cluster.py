@@ -29,7 +29,9 @@ change to the file host's records (Files.apply), ``"D"`` a node declared dead by
 (its users quit), ``"F"`` a fence (a PING's PONG waits for it), ``"K"`` another node's
 acknowledgement of a fence, ``"N"`` a node that started (the nodes a PONG waits for are
 those seen in the order and not declared dead), ``"S"`` a node's restatement of its users
-and their channels (sent when Redis lost the log: :meth:`Cluster.restate`).
+and their channels (sent when Redis lost the log: :meth:`Cluster.restate`), ``"P"`` with a
+store per node, its restatement of what every store holds (accounts, registered channels,
+K- and D-lines: :meth:`Cluster.restate_durable`).
 
 Every node applies an entry once: an origin's entries carry increasing tokens, and one
 whose token is not above the last applied of its origin is a repeat (the bus sends again
@@ -50,7 +52,7 @@ import json
 import logging
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -91,7 +93,14 @@ from salon.server.events import (
 from salon.server.events import decode as decode_event
 from salon.server.events import encode as encode_event
 from salon.server.responsebuffer import Held, ResponseBuffer
-from salon.store.base import AccountRecord, HistoryEvent, ScramCredentials
+from salon.store.base import (
+    AccountRecord,
+    ChannelRecord,
+    HistoryEvent,
+    ListRecord,
+    ScramCredentials,
+    ServerBan,
+)
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -111,6 +120,8 @@ RESTATE_QUITS = 4096
 # Seconds before a node found Redis lost data in which another node's restatement counts
 # for this round (it may have read the new log before its own call failed).
 RESEND_WINDOW = 10.0
+# Records (accounts, registered channels, server bans) per restatement entry of the stores.
+DURABLE_CHUNK = 500
 # Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
 # default: a node silent for longer is being declared dead anyway).
 FENCE_WAIT = 3.0
@@ -473,6 +484,8 @@ class Cluster:
                     self._account_gone(int(entry[0]), str(entry[5]))
                 elif kind == "S":
                     self._restated(entry)
+                elif kind == "P":
+                    self._restated_durable(entry)
                 elif kind == "f":
                     if int(entry[0]) != self.node:
                         self.server.files.apply(entry[5])
@@ -821,7 +834,8 @@ class Cluster:
         # (a restatement read before this node found out is counted: its bus may have
         # read the new log before its own call failed)
         self.round_start = self.server.now - RESEND_WINDOW
-        return [*messages, self.restate(read)], changes
+        durable = [] if self.shared_store else self.restate_durable(read)
+        return [*messages, self.restate(read), *durable], changes
 
     def round_done(self) -> bool:
         """Whether every node this node knew users of has restated since
@@ -857,9 +871,8 @@ class Cluster:
                     ]  # fmt: skip
         base = self._reserved
         self._reserved += MSGIDS_PER_ENTRY * (len(users) + 2 * len(members) + RESTATE_QUITS)
-        ms, _, seq = read.partition("-")
         data = {
-            "read": [int(ms), int(seq or 0)],
+            "read": _position(read),
             "users": users,
             "members": members,
             "channels": list(channels.values()),
@@ -937,6 +950,60 @@ class Cluster:
         if self.shared_store:
             self._unstore(mark)  # (its origin's store has it all)
 
+    def restate_durable(self, read: str = "0-0") -> list[str]:
+        """With a store per node: entries that restate what every node's store holds of
+        the network (its accounts, registered channels with their ChanServ settings, K-
+        and D-lines). The log that carried them is lost, and a node that starts later on
+        a fresh data directory learns them only from the new one."""
+        server = self.server
+        items: list[list[Any]] = [["a", _account_data(r)] for r in server.accounts.records.values()]
+        chanserv = server.services.chanserv
+        for cf, reg in chanserv.regs.items():
+            chan = server.channels.get(cf)
+            if chan is not None:
+                items.append(["c", astuple(chanserv.record(chan, reg))])
+        abuse = server.abuse
+        bans = [*abuse.klines.values(), *(ban for ban, _net in abuse.dlines.values())]
+        items += [["b", astuple(ban)] for ban in bans]
+        position = _position(read)
+        return [
+            _json([self.node, 0, server.now, 0, "P", {"read": position, "items": chunk}])
+            for chunk in (items[i : i + DURABLE_CHUNK] for i in range(0, len(items), DURABLE_CHUNK))
+        ]
+
+    def _restated_durable(self, entry: list[Any]) -> None:
+        """Hold what node ``entry[0]`` restated of the stores (:meth:`restate_durable`):
+        what this node lacks is added (a node started after Redis lost its data lacks it
+        all), and where this node holds another version, the restatement of the node that
+        had read furthest decides (as for channels' modes). Nothing is removed: a record
+        missing from a restatement may only be one its node never had."""
+        node, data = int(entry[0]), entry[5]
+        if node == self.node:
+            return
+        furthest = tuple(data["read"]) >= self.read_furthest
+        server = self.server
+        chanserv = server.services.chanserv
+        for kind, item in data["items"]:
+            if kind == "a":
+                held_account = server.accounts.get(str(item["name"]))
+                if held_account is None or (furthest and held_account != _account_record(item)):
+                    self._account(node, item)
+            elif kind == "c":
+                rec = _channel_record(item)
+                cf = casefold(rec.name)
+                reg, chan = chanserv.regs.get(cf), server.channels.get(cf)
+                if reg is not None and (
+                    not furthest or chan is None or chanserv.record(chan, reg) == rec
+                ):
+                    continue
+                chan = chanserv.hold(rec)
+                if not self.shared_store:
+                    chanserv.save(chan)
+            elif kind == "b":
+                ban = ServerBan(*item)
+                if server.abuse.find(ban.kind, ban.mask) is None:
+                    server.abuse.add(ban)
+
     def _restate_channels(self, channels: list[list[Any]]) -> None:
         """Channels' modes, topics and members' status, as a restatement gives them."""
         server = self.server
@@ -1010,6 +1077,28 @@ def _account_record(data: dict[str, Any]) -> AccountRecord:
         float(data["created"]),
         tuple(str(fp) for fp in data["certfps"]),
     )
+
+
+def _channel_record(item: list[Any]) -> ChannelRecord:
+    """A registered channel as :meth:`Cluster.restate_durable` gives it (dataclasses.astuple)."""
+    name, founder, created, topic, topic_by, topic_time, modes, key, limit, *rest = item
+    bans, excepts, invex, access, topiclock, metadata = rest
+
+    def entries(items: list[list[Any]]) -> tuple[ListRecord, ...]:
+        return tuple(ListRecord(str(m), str(by), int(at)) for m, by, at in items)
+
+    return ChannelRecord(
+        str(name), str(founder), float(created), str(topic), str(topic_by), int(topic_time),
+        str(modes), key, limit, entries(bans), entries(excepts), entries(invex),
+        tuple((str(a), str(lv)) for a, lv in access), bool(topiclock),
+        tuple((str(k), str(v)) for k, v in metadata),
+    )  # fmt: skip
+
+
+def _position(read: str) -> list[int]:
+    """A log entry's id ("ms-seq") as the restatements compare them."""
+    ms, _, seq = read.partition("-")
+    return [int(ms), int(seq or 0)]
 
 
 def entry_origin(text: str) -> int:

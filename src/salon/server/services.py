@@ -515,13 +515,22 @@ class ChanServ(Bot):
         # At start, the registered channels as they were saved: the state this process
         # starts from, not a change of it, so no events (nobody is connected to be told,
         # and every node of a network loads the same records from the shared store).
-        server = self.server
         for rec in store.load_channels():
-            cf = casefold(rec.name)
-            chan = server.channels.get(cf)
-            if chan is None:
-                chan = Channel(rec.name, cf, rec.created)
-                server.channels[cf] = chan
+            self.hold(rec)
+        if self.regs:
+            log.debug("loaded %d registered channels", len(self.regs))
+
+    def hold(self, rec: ChannelRecord) -> Channel:
+        """Keep the registration ``rec``, its channel made if missing. A channel without
+        members takes the record's topic, modes and lists; one with members keeps its own
+        (what they saw; in a cluster, what the nodes restated: salon.server.cluster)."""
+        server = self.server
+        cf = casefold(rec.name)
+        chan = server.channels.get(cf)
+        if chan is None:
+            chan = Channel(rec.name, cf, rec.created)
+            server.channels[cf] = chan
+        if not chan.members:
             chan.topic, chan.topic_by, chan.topic_time = rec.topic, rec.topic_by, rec.topic_time
             chan.modes = set(rec.modes)
             chan.key, chan.limit = rec.key, rec.limit
@@ -529,11 +538,8 @@ class ChanServ(Bot):
             chan.excepts = [ListEntry(e.mask, e.setter, e.time) for e in rec.excepts]
             chan.invex = [ListEntry(e.mask, e.setter, e.time) for e in rec.invex]
             chan.metadata = dict(rec.metadata)
-            self.regs[cf] = ChanReg(
-                rec.name, rec.founder, rec.created, dict(rec.access), rec.topiclock
-            )
-        if self.regs:
-            log.debug("loaded %d registered channels", len(self.regs))
+        self.regs[cf] = ChanReg(rec.name, rec.founder, rec.created, dict(rec.access), rec.topiclock)
+        return chan
 
     def _reg(self, client: Client, name: str) -> tuple[Channel, ChanReg]:
         cf = casefold(name)
