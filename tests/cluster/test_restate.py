@@ -5,6 +5,9 @@ own that comes back empty."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ def nodes(tmp_path: Path, empty_redis: Any) -> Iterator[Start]:
             sub,
             cluster=cluster,
             accounts={"registration_throttle": 0},
-            opers=opers(),  # type: ignore[arg-type]
+            opers=opers(),
             **sections,
         )
         started.append(node.start())
@@ -86,3 +89,120 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
     root_c.expect(r" 381 ")
     root_c.send("KLINE LIST")
     root_c.expect(r"K-line \*@10\.9\.9\.9 ")
+
+
+def in_channel(node: SalonProcess, nick: str, chan: str = "#c") -> LineClient:
+    c = LineClient(node.irc_port)
+    c.register(nick)
+    c.send(f"JOIN {chan}")
+    c.expect(r" 366 ")
+    return c
+
+
+def pause_and_restart_empty(
+    nodes: Start, redis_server: Any, late: bool
+) -> tuple[dict[str, int], list[SalonProcess], LineClient, LineClient, LineClient | None]:
+    """Nodes a and b, with alice and bob in #c, are paused; Redis comes back empty and a
+    new node c starts first, drawing number 1 from the lost counter, which a holds. a
+    and b wake as c has joined (``late``: once c has settled, with carol registered on
+    it). The node numbers before, the nodes a, b and c, alice, bob and carol."""
+    import redis
+
+    a, b = nodes("a"), nodes("b")
+    alice, bob = in_channel(a, "alice"), in_channel(b, "bob")
+    conn = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    before = numbers(redis_server)
+    assert sorted(before) == ["a", "b"]
+    paused = [node.proc for node in (a, b)]
+    carol = None
+    for proc in paused:
+        assert proc is not None
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        redis_server.halt()
+        redis_server.start(redis_server.port)
+        third: list[SalonProcess] = []
+        starting = threading.Thread(target=lambda: third.append(nodes("c")), daemon=True)
+        starting.start()
+        deadline = time.monotonic() + 15
+        while "c" not in conn.hgetall("p:nodes").values():
+            assert time.monotonic() < deadline, "node c did not join"
+            time.sleep(0.02)
+        if late:
+            starting.join(15)
+            carol = LineClient(third[0].irc_port)
+            carol.register("carol")
+    finally:
+        for proc in paused:
+            assert proc is not None
+            proc.send_signal(signal.SIGCONT)
+        conn.close()
+    starting.join(15)
+    return before, [a, b, third[0]], alice, bob, carol
+
+
+def numbers(redis_server: Any) -> dict[str, int]:
+    import redis
+
+    with redis.Redis.from_url(redis_server.url, decode_responses=True) as conn:
+        return {name: int(number) for number, name in conn.hgetall("p:nodes").items()}
+
+
+def test_a_node_started_on_the_empty_redis_before_the_others_came_back_takes_a_free_number(
+    nodes: Start, empty_redis: Any
+) -> None:
+    """Redis comes back empty while the running nodes are paused, and a new node starts
+    first: it draws number 1 from the lost counter, which node a holds. Node a, woken
+    within the new node's SETTLE_FOR, takes its number again; the new node draws
+    another, and the three nodes see each other's users."""
+    before, (a, b, c_node), alice, bob, _carol = pause_and_restart_empty(
+        nodes, empty_redis, late=False
+    )
+    for node, client in ((a, alice), (b, bob)):
+        node.wait_log("Redis lost data", timeout=15)
+        synced(client)
+    after = numbers(empty_redis)
+    print(f"node numbers before {before}, after {after}")
+    assert sorted(after) == ["a", "b", "c"], "two nodes hold one number"
+    assert after["a"] == before["a"] and after["b"] == before["b"]
+    assert after["c"] not in before.values()
+    assert "drawing again" in c_node.log()
+    # Every node sees every other's users; a nick held elsewhere is refused.
+    carol = LineClient(c_node.irc_port)
+    carol.register("carol")
+    carol.send("JOIN #c")
+    carol.expect(r" 366 ")
+    for c in (alice, bob):
+        c.expect(r"^:carol!\S+ JOIN #c")
+        c.send("WHOIS carol")
+        c.expect(r" 311 \S+ carol ")
+    carol.send("NAMES #c")
+    listed = carol.expect(r" 353 carol = #c :(.*)$").group(1)
+    assert sorted(n.lstrip("@") for n in listed.split()) == ["alice", "bob", "carol"]
+    carol.send("NICK alice")
+    carol.expect(r" 433 carol alice ")
+
+
+def test_a_node_back_after_the_new_one_settled_takes_its_number_back(
+    nodes: Start, empty_redis: Any
+) -> None:
+    """As above, but a and b wake only after c has settled on number 1 and let carol
+    in: a takes its number back (it has users every replica knows under it), and c,
+    whose turns and heartbeats Redis now refuses, closes its clients with ERROR and exits
+    3 (started again, it draws a free number). At no time do two nodes add entries
+    under one number."""
+    before, (a, b, c_node), alice, bob, carol = pause_and_restart_empty(
+        nodes, empty_redis, late=True
+    )
+    assert carol is not None
+    carol.expect(r"^ERROR :Closing Link: node lost its place in the network", timeout=15)
+    assert c_node.proc is not None and c_node.proc.wait(15) == 3
+    assert "another node took its number" in c_node.log()
+    for node, client in ((a, alice), (b, bob)):
+        node.wait_log("Redis lost data", timeout=15)
+        synced(client)
+    assert numbers(empty_redis) == before
+    bob.send("WHOIS alice")
+    bob.expect(r" 311 bob alice ")
+    alice.send("PRIVMSG #c :still here")
+    bob.expect(r"^:alice!\S+ PRIVMSG #c :still here$")

@@ -65,6 +65,11 @@ RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
 RESEND_MAX = 20000  # entries kept for that, at most
+# Seconds a node that found Redis empty waits before it uses the number it drew: the nodes
+# that were running when Redis lost its data take their places again within RETRY_MAX of
+# its return, and one of them may hold that number (see connect).
+SETTLE_FOR = RETRY_MAX + 0.5
+JOIN_TRIES = 5
 ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 # Between the entries of one turn, all in one entry of the log stream: Redis then adds one
@@ -108,6 +113,8 @@ class RedisBus:
     ) -> None:
         self.cfg = cfg
         self.name = cfg.node or f"{socket.gethostname()}/{os.getpid()}"
+        # The value of this node's heartbeat key: which process holds its number.
+        self.ident = f"{self.name} {secrets.token_hex(8)}"
         self.ttl_ms = int(cfg.node_ttl * 1000)
         self.on_entries = on_entries
         self.on_fenced = on_fenced
@@ -164,20 +171,39 @@ class RedisBus:
             self._beater = aioredis.from_url(url, decode_responses=True)
             await self._calls.function_load(library(), replace=True)
             self.run_id = str((await self._calls.info("server"))["run_id"])
-            sent = time.monotonic()
-            node, run = await self._calls.fcall(
-                "salon_join",
-                3,
-                self.key("epoch"),
-                self.key("nodes"),
-                self.key("run"),
-                self.name,
-                self.ttl_ms,
-                self.cfg.prefix,
-                secrets.token_hex(8),
-            )
-        except (RedisError, OSError) as exc:
+            for _try in range(JOIN_TRIES):
+                sent = time.monotonic()
+                fresh = secrets.token_hex(8)
+                node, run = await self._calls.fcall(
+                    "salon_join",
+                    3,
+                    self.key("epoch"),
+                    self.key("nodes"),
+                    self.key("run"),
+                    self.name,
+                    self.ttl_ms,
+                    self.cfg.prefix,
+                    fresh,
+                    self.ident,
+                )
+                # This node found Redis empty (it set the run): the first node of a new
+                # network, or one that started as Redis came back without its data, before
+                # the nodes that were running took their places again. One of them may
+                # hold the number drawn (the counter was lost too): that one keeps it
+                # (salon_rejoin), and this node draws again.
+                if run != fresh:
+                    break
+                held = await self._settle(int(node))
+                if held is not None:
+                    sent = held
+                    break
+                log.warning("cluster node number %s is held by a running node; drawing again", node)
+            else:
+                raise BusError(f"cannot take a node number in Redis at {url}")
+        except (RedisError, OSError, BusError) as exc:
             await self.close(clean=False)
+            if isinstance(exc, BusError):
+                raise
             raise BusError(f"cannot use Redis at {url}: {exc}") from None
         self.node = int(node)
         self.run = str(run)
@@ -186,6 +212,23 @@ class RedisBus:
             "cluster node %d (%s) on %s, prefix %s", self.node, self.name, url, self.cfg.prefix
         )
         return self.node
+
+    async def _settle(self, node: int) -> float | None:
+        """Wait SETTLE_FOR seconds, renewing number ``node``'s heartbeat; None when a
+        running node took the number meanwhile, else when the last renewal was sent."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + SETTLE_FOR
+        sent = time.monotonic()
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, self.cfg.node_ttl / 3))
+            sent = time.monotonic()
+            beat = await self._calls.fcall(
+                "salon_beat", 2, self.key("node", node), self.key("state"),
+                self.ident, self.ttl_ms, node, "0-0 0",
+            )  # fmt: skip
+            if not int(beat):
+                return None
+        return sent
 
     async def check_log(self) -> None:
         """Raise BusError when the log was trimmed (``log_maxlen``) past what the running
@@ -268,6 +311,7 @@ class RedisBus:
                     self.key("node", self.node),
                     self.key("log"),
                     self.cfg.log_maxlen,
+                    self.ident,
                     SEPARATOR.join(batch),
                 )
             except asyncio.CancelledError:
@@ -370,7 +414,7 @@ class RedisBus:
             2,
             self.key("node", self.node),
             self.key("state"),
-            self.name,
+            self.ident,
             self.ttl_ms,
             self.node,
             f"{self.last_id} {self.users()} {self.needs():.3f}",
@@ -492,10 +536,18 @@ class RedisBus:
         lost = run != self.run or _id(tail_id) < _id(self.last_id)
         restarted = run_id != self.run_id
         if not restarted and not lost:
-            if await conn.exists(self.key("node", self.node)):
+            held = await conn.get(self.key("node", self.node))
+            if held == self.ident:
                 log.warning("bus: Redis answers again")
                 return True
-            self._fence("heartbeat refused: this node was declared dead")
+            self._fence(
+                "heartbeat refused: "
+                + (
+                    "this node was declared dead"
+                    if held is None
+                    else "another node took its number"
+                )
+            )
             return False
         new_run = await conn.fcall(
             "salon_rejoin",
@@ -511,6 +563,7 @@ class RedisBus:
             secrets.token_hex(8),
             max(self.highest(), self.node),
             self.run,
+            self.ident,
         )
         self.run_id = run_id
         self.run = str(new_run)
