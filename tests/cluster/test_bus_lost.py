@@ -6,6 +6,7 @@ network again. And while Redis is away, a node's waiting entries have a bound.""
 
 from __future__ import annotations
 
+import pytest
 from accounthelpers import cheap_argon2, register_account, sasl_connect
 from clusterhelpers import ClusterNet, Node
 
@@ -330,3 +331,31 @@ def test_a_setting_one_node_missed_in_the_lost_log_reaches_it() -> None:
         assert (reg.access, reg.topiclock) == ({"bob": "o"}, True)
         assert node.store.channels["#reg"].access == (("bob", "o"),)
     assert stores_hold(net[0]) == stores_hold(net[1])
+
+
+@pytest.mark.parametrize("order", [[1, 2], [2, 1]], ids=["furthest first", "furthest last"])
+def test_a_kick_the_kicked_users_node_had_not_read_holds(order: list[int]) -> None:
+    """Redis lost its log after node 0 read alice's KICK of bob and before bob's node 1
+    did. The KICK is not sent again (its node read it back), and bob's node restates
+    him in #c: the lists of node 0, which read further, decide, whichever restatement
+    comes first. bob is told he is out, and every replica (a node started afterwards
+    too) ends alike."""
+    net = ClusterNet(2)
+    alice, bob, carol = (
+        net.register(i, nick) for i, nick in ((0, "alice"), (1, "bob"), (1, "carol"))
+    )
+    for c in (alice, bob, carol):
+        c.send("JOIN #c")
+    assert [len(c.lines()) for c in (alice, bob, carol)] == [5, 4, 3]  # (JOIN, NAMES, joins)
+    mark = len(net.bus.log)
+    net[1].alive = False
+    alice.send("KICK #c bob :out")
+    assert alice.lines() == [":alice!alice@127.0.0.1 KICK #c bob out"]
+    lost = lose(net, mark)
+    net[1].alive = True
+    assert lost[1] == {1: f"{mark + 1}-0", 2: f"{mark}-0"}  # (node 0 had read further)
+    recover(net, lost, order=order)
+    for node in net.nodes:
+        assert sorted(m.nick for m in node.server.channels["#c"].members) == ["alice", "carol"]
+    assert any(" KICK #c bob " in line for line in bob.lines())
+    assert state(net[0].server) == state(net[1].server) == state(start_node(net, 3).server)

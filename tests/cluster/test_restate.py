@@ -206,3 +206,31 @@ def test_a_node_back_after_the_new_one_settled_takes_its_number_back(
     bob.expect(r" 311 bob alice ")
     alice.send("PRIVMSG #c :still here")
     bob.expect(r"^:alice!\S+ PRIVMSG #c :still here$")
+
+
+def test_a_kick_the_kicked_users_node_had_not_read_holds(nodes: Start, empty_redis: Any) -> None:
+    """Redis loses its data after node a read alice's KICK of bob and before bob's node
+    b did (b paused meanwhile). b restates bob in #c, but a's restatement, which read
+    further, decides: bob is told he is out (a KICK by ChanServ), and NAMES is the same on
+    both nodes, without him."""
+    a, b = nodes("a"), nodes("b")
+    alice = in_channel(a, "alice")
+    bob, carol = in_channel(b, "bob"), in_channel(b, "carol")
+    synced(alice)
+    assert b.proc is not None
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        alice.send("KICK #c bob :out")
+        alice.expect(r"^:alice!\S+ KICK #c bob :?out$")
+        empty_redis.halt()
+        empty_redis.start(empty_redis.port)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    for node, client in ((a, alice), (b, carol)):
+        node.wait_log("Redis lost data", timeout=15)
+        synced(client)
+    bob.expect(r" KICK #c bob ")
+    for c in (alice, carol):
+        c.send("NAMES #c")
+        listed = c.expect(r" 353 \S+ = #c :(.*)$").group(1)
+        assert sorted(n.lstrip("@") for n in listed.split()) == ["alice", "carol"]

@@ -117,6 +117,8 @@ SPLIT_REASON = "*.net *.split"
 MAX_WAITING = 20000
 # Quits a restatement may make (of users its origin no longer has), msgids reserved for.
 RESTATE_QUITS = 4096
+# The reason of a KICK that makes a channel's members those the furthest restatement lists.
+RESTATE_KICK = "Membership restated after the network's log was lost"
 # Seconds before a node found Redis lost data in which another node's restatement counts
 # for this round (it may have read the new log before its own call failed).
 RESEND_WINDOW = 10.0
@@ -174,8 +176,11 @@ class Cluster:
         self.max_waiting = max_waiting
         # origin node -> the last token of its entries applied here (repeats are dropped)
         self.seen: dict[int, int] = {}
-        # The furthest log position read by the origin of a restatement applied here.
+        # The furthest log position read by the origin of a restatement applied here, and
+        # the members (uid -> status) of the channels that restatement listed.
         self.read_furthest: tuple[int, ...] = (0, 0)
+        self.furthest_members: dict[str, dict[int, str]] = {}
+        self.furthest_node = 0
         # Nodes whose restatement this node waits for, and those it applied (recover()).
         self.awaited: set[int] = set()
         self.restated: dict[int, float] = {}  # node -> when its last restatement came
@@ -870,7 +875,13 @@ class Cluster:
                         [[e.mask, e.setter, e.time] for e in chan.invex],
                     ]  # fmt: skip
         base = self._reserved
-        self._reserved += MSGIDS_PER_ENTRY * (len(users) + 2 * len(members) + RESTATE_QUITS)
+        # (and after the quits, the joins and kicks that make the channels' members those
+        # listed: see _restate_channels; a replica holding members unknown here may need
+        # more kicks than this)
+        listed = sum(len(c[7]) for c in channels.values())
+        self._reserved += MSGIDS_PER_ENTRY * (
+            len(users) + 2 * len(members) + RESTATE_QUITS + 2 * listed
+        )
         data = {
             "read": _position(read),
             "users": users,
@@ -884,20 +895,32 @@ class Cluster:
         says: those it no longer has quit, those missing are introduced and put in their
         channels, and they leave the channels it does not list. A channel's modes,
         topic and members' status are taken from the restatement of the node that had
-        read furthest (the order of the restatements decides between equals), so every
+        read furthest (the first of equals), so every
         replica ends alike. Where the replica held it already nobody is told."""
         node, time, base, data = int(entry[0]), float(entry[2]), int(entry[3]), entry[5]
         read = tuple(data["read"])
-        furthest = read >= self.read_furthest
+        # (between equals the first decides: a node that restates late, after changes
+        # made once the round was over, knows nothing of them)
+        furthest = read > self.read_furthest
         if furthest:
             self.read_furthest = read
+            self.furthest_node = node
+            self.furthest_members = {
+                casefold(c[0]): {int(uid): letters for uid, letters in c[7]}
+                for c in data["channels"]
+            }
         self.restated[node] = self.server.now
         server = self.server
+        # (the msgids of the changes that make a channel's members those listed come after
+        # those of the quits: see restate)
+        synced = base + MSGIDS_PER_ENTRY * (
+            len(data["users"]) + 2 * len(data["members"]) + RESTATE_QUITS
+        )
         if node == self.node:
             # (its own users are what it holds; the channels take what the furthest
             # restatement says, here as on every node)
             if furthest:
-                self._restate_channels(data["channels"])
+                self._restate_channels(data["channels"], (node, time, synced))
             return
         mark = len(server.effects)
         turn = [0]
@@ -922,6 +945,13 @@ class Cluster:
             if ev.uid in server.remote:
                 server.remote[ev.uid].away = away
         wanted = {(casefold(name), int(uid)) for name, _created, uid in data["members"]}
+        if not furthest:
+            # In the channels the furthest restatement listed, its lists decide: its node
+            # read all this one had, and a KICK or PART this one had not read yet.
+            decided = self.furthest_members
+            wanted = {(cf, uid) for cf, uid in wanted if cf not in decided} | {
+                (cf, uid) for cf, members in decided.items() for uid in members
+            }
         for uid in sorted(u for u in server.remote if node_of(u) == node):
             client = server.remote[uid]
             for cf, joined in list(client.channels.items()):
@@ -934,7 +964,7 @@ class Cluster:
         }
         for name, created, uid in data["members"]:
             member = server.remote.get(int(uid))
-            if member is None:
+            if member is None or (casefold(name), member.id) not in wanted:
                 continue
             cf = casefold(name)
             chan = server.channels.get(cf)
@@ -946,7 +976,10 @@ class Cluster:
             chan = server.channels.get(cf)
             if chan is not None and member in chan.members:
                 chan.members[member] = stated.get((cf, member.id), "")
-        self._restate_channels([c for c in data["channels"] if furthest or casefold(c[0]) in made])
+        self._restate_channels(
+            [c for c in data["channels"] if furthest or casefold(c[0]) in made],
+            (node, time, synced) if furthest else None,
+        )
         if self.shared_store:
             self._unstore(mark)  # (its origin's store has it all)
 
@@ -980,7 +1013,7 @@ class Cluster:
         node, data = int(entry[0]), entry[5]
         if node == self.node:
             return
-        furthest = tuple(data["read"]) >= self.read_furthest
+        furthest = node == self.furthest_node  # (its S came just before)
         server = self.server
         chanserv = server.services.chanserv
         for kind, item in data["items"]:
@@ -1004,13 +1037,26 @@ class Cluster:
                 if server.abuse.find(ban.kind, ban.mask) is None:
                     server.abuse.add(ban)
 
-    def _restate_channels(self, channels: list[list[Any]]) -> None:
-        """Channels' modes, topics and members' status, as a restatement gives them."""
+    def _restate_channels(
+        self, channels: list[list[Any]], furthest: tuple[int, float, int] | None = None
+    ) -> None:
+        """Channels' modes, topics and members' status, as a restatement gives them;
+        ``furthest`` (its node, time and first msgid): the restatement of the node that had
+        read furthest, whose lists make the channels' members too."""
         server = self.server
+        turn = 0
         for name, modes, key, limit, topic, topic_by, topic_time, status, *lists in channels:
             held = server.channels.get(casefold(name))
             if held is None:
                 continue
+            if furthest is not None:
+                node, time, base = furthest
+                for event in self._restate_members(held, status):
+                    self._apply(event, node, time, base + turn * MSGIDS_PER_ENTRY, None, False)
+                    turn += 1
+                held = server.channels.get(casefold(name))
+                if held is None:
+                    continue
             held.modes = set(modes)
             held.key, held.limit = key, limit
             held.topic, held.topic_by, held.topic_time = topic, topic_by, int(topic_time)
@@ -1020,6 +1066,26 @@ class Cluster:
                     held.members[member] = letters
             for target, entries in zip((held.bans, held.excepts, held.invex), lists, strict=False):
                 target[:] = [ListEntry(str(m), str(by), int(at)) for m, by, at in entries]
+
+    def _restate_members(self, chan: Channel, status: list[list[Any]]) -> list[Event]:
+        """What makes ``chan``'s members those a restatement lists: another node's users
+        join (this node's own are missing only while their JOIN waits to be sent again),
+        and the others are kicked by ChanServ (a KICK or PART their node had not read
+        when Redis lost it; without this, that node's restatement would undo it)."""
+        server = self.server
+        listed = {int(uid) for uid, _letters in status}
+        joins: list[Event] = [
+            Join(member.id, chan.name, chan.created)
+            for uid in sorted(listed)
+            if (member := server.remote.get(uid)) is not None and member not in chan.members
+        ]
+        kicker = server.services.chanserv.client.id
+        kicks: list[Event] = [
+            Kick(kicker, chan.name, member.id, RESTATE_KICK)
+            for member in sorted(chan.members, key=lambda m: m.id)
+            if member.id >= 0 and member.id not in listed
+        ]
+        return [*joins, *kicks]
 
     # ------------------------------------------------------------------ deaths
 
