@@ -6,6 +6,8 @@ network again. And while Redis is away, a node's waiting entries have a bound.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from accounthelpers import cheap_argon2, register_account, sasl_connect
 from clusterhelpers import ClusterNet, Node
@@ -264,18 +266,23 @@ def test_a_later_node_gives_each_member_the_status_its_node_stated() -> None:
     assert state(start_node(net, 3).server) == before == state(net[1].server)
 
 
-def stores_hold(node: Node) -> tuple[list[str], dict[str, tuple[str, bool]], list[str]]:
-    """The accounts, registered channels (founder, topic lock) and K-lines of a node's
-    replica, checked equal to what its own store holds."""
+def stores_hold(node: Node) -> tuple[Any, ...]:
+    """The accounts, registered channels (founder, topic lock), K-lines, account
+    metadata, read markers and channels to rejoin of a node's replica, checked equal to
+    what its own store holds (but the metadata: only the node of the session that set a
+    key stores it)."""
     server = node.server
     accounts = sorted(server.accounts.records)
     regs = {cf: (r.founder, r.topiclock) for cf, r in server.services.chanserv.regs.items()}
     klines = sorted(server.abuse.klines)
+    metadata = {a: keys for a, keys in server.account_metadata.items() if keys}
     store = node.store
     assert sorted(store.accounts) == accounts
     assert {cf: (r.founder, r.topiclock) for cf, r in store.channels.items()} == regs
     assert sorted(b.mask for b in store.bans.values()) == klines
-    return accounts, regs, klines
+    assert store.markers == server.read_markers
+    assert store.rejoins == server.rejoin
+    return accounts, regs, klines, metadata, server.read_markers, server.rejoin
 
 
 def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrations() -> None:
@@ -292,6 +299,12 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
     alice.send("CS REGISTER #reg")
     alice.send("CS TOPICLOCK #reg ON")
     alice.send("PART #reg")  # (a registered channel with no member: in no S entry)
+    caps = "sasl draft/read-marker draft/metadata-3"
+    other = sasl_connect(net[0], "alice2", "alice", caps=caps)
+    other.send("MARKREAD #reg timestamp=2026-01-01T00:00:01.000Z")
+    other.send("METADATA * SET display-name :Alice Liddell")
+    other.send("JOIN #away")
+    other.send("QUIT")  # (its channels are kept for the account's next login)
     root = net.register(1, "root")
     root.send("OPER root pw")
     net[1].run_offloads()
@@ -299,9 +312,15 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
     before = stores_hold(net[0])
     assert before == stores_hold(net[1])
     assert before[1] == {"#reg": ("alice", True)} and before[2] == ["*@10.9.9.9"]
+    assert before[3:] == (
+        {"alice": {"display-name": "Alice Liddell"}},
+        {("~alice", "#reg"): 1767225601.0},
+        {"alice": ["#away"]},
+    )
     recover(net, lose(net))
     third = start_node(net, 3)
     assert stores_hold(third) == before == stores_hold(net[0]) == stores_hold(net[1])
+    assert third.store.metadata == before[3]
     bob = sasl_connect(third, "bob", "alice")
     bob.send("CS INFO #reg")
     info = [m.params[-1] for m in bob.messages() if m.command == "NOTICE"]

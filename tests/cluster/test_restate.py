@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from conftest import LineClient, SalonProcess
 
-from tests.cluster.test_crossnode_loopback import register_channel, settings_hold, synced
+from tests.cluster.test_crossnode_loopback import (
+    register_channel,
+    scram_login,
+    settings_hold,
+    synced,
+)
 from tests.cluster.test_redis_restart import running_redis
 from tests.nodehelpers import opers
 
@@ -66,9 +71,10 @@ def restart_empty(redis: Any, *watchers: tuple[SalonProcess, LineClient]) -> Non
 def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrations(
     nodes: Start, empty_redis: Any
 ) -> None:
-    """An account, a ChanServ registration with its settings (AMODE, TOPICLOCK) and a
-    K-line made before Redis lost its data hold on a node started afterwards on a fresh
-    data directory: SCRAM login, ChanServ INFO, the access list's op, the topic lock."""
+    """An account, a ChanServ registration with its settings (AMODE, TOPICLOCK), a
+    K-line and a read marker made before Redis lost its data hold on a node started
+    afterwards on a fresh data directory: SCRAM login, ChanServ INFO, the access list's
+    op, the topic lock, KLINE LIST, MARKREAD."""
     a, b = nodes("a"), nodes("b")
     alice = register_channel(a, "#reg")
     alice.send("PART #reg")  # (an empty registered channel: no node lists it in its users')
@@ -79,10 +85,17 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
     root.expect(r" 381 ")
     root.send("KLINE *@10.9.9.9 :spam")
     root.expect(r"K-line added")
+    marker = "MARKREAD #reg timestamp=2026-01-01T00:00:01.000Z"
+    reader = scram_login(a, "alice2", "alice", "draft/read-marker")
+    reader.send(marker)
+    reader.expect(marker)
     synced(alice)
     restart_empty(empty_redis, (a, alice), (b, root))
     c = nodes("c")
     settings_hold(c, "#reg")
+    reader = scram_login(c, "alice3", "alice", "draft/read-marker")
+    reader.send("MARKREAD #reg")
+    reader.expect(marker)
     root_c = LineClient(c.irc_port)
     root_c.register("root2")
     root_c.send("OPER root pw")

@@ -53,7 +53,7 @@ import logging
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
 from salon.errors import CommandError, FailError
@@ -985,9 +985,10 @@ class Cluster:
 
     def restate_durable(self, read: str = "0-0") -> list[str]:
         """With a store per node: entries that restate what every node's store holds of
-        the network (its accounts, registered channels with their ChanServ settings, K-
-        and D-lines). The log that carried them is lost, and a node that starts later on
-        a fresh data directory learns them only from the new one."""
+        the network (its accounts with their metadata, read markers and channels to
+        rejoin, registered channels with their ChanServ settings, K- and D-lines). The log
+        that carried them is lost, and a node that starts later on a fresh data directory
+        learns them only from the new one."""
         server = self.server
         items: list[list[Any]] = [["a", _account_data(r)] for r in server.accounts.records.values()]
         chanserv = server.services.chanserv
@@ -998,6 +999,9 @@ class Cluster:
         abuse = server.abuse
         bans = [*abuse.klines.values(), *(ban for ban, _net in abuse.dlines.values())]
         items += [["b", astuple(ban)] for ban in bans]
+        items += [["m", [a, keys]] for a, keys in server.account_metadata.items() if keys]
+        items += [["r", [who, target, at]] for (who, target), at in server.read_markers.items()]
+        items += [["j", [account, names]] for account, names in server.rejoin.items()]
         position = _position(read)
         return [
             _json([self.node, 0, server.now, 0, "P", {"read": position, "items": chunk}])
@@ -1036,6 +1040,38 @@ class Cluster:
                 ban = ServerBan(*item)
                 if server.abuse.find(ban.kind, ban.mask) is None:
                     server.abuse.add(ban)
+            else:
+                self._restated_account_state(kind, item, furthest)
+
+    def _restated_account_state(self, kind: str, item: list[Any], furthest: bool) -> None:
+        """An account's metadata key ("m"), read marker ("r") or channels to rejoin ("j")
+        from a restatement of the stores (see _restated_durable). A read marker only moves
+        forward, as MARKREAD's does."""
+        server = self.server
+        account = str(item[0])
+        write = not self.shared_store
+        if kind == "m":
+            held = server.account_metadata.setdefault(account, {})
+            for key, value in dict(item[1]).items():
+                value = str(value)
+                if key not in held or (furthest and held[key] != value):
+                    held[key] = value
+                    if write:
+                        server.store(partial(_set_metadata, account, key, value))
+        elif kind == "r":
+            target, at = str(item[1]), float(item[2])
+            marker = server.read_markers.get((account, target))
+            if marker is None or at > marker:
+                server.read_markers[(account, target)] = at
+                if write:
+                    server.store(partial(_set_read_marker, account, target, at))
+        elif kind == "j":
+            names = [str(name) for name in item[1]]
+            rejoin = server.rejoin.get(account)
+            if rejoin is None or (furthest and rejoin != names):
+                server.rejoin[account] = names
+                if write:
+                    server.store(partial(_set_rejoin, account, names))
 
     def _restate_channels(
         self, channels: list[list[Any]], furthest: tuple[int, float, int] | None = None
@@ -1159,6 +1195,18 @@ def _channel_record(item: list[Any]) -> ChannelRecord:
         tuple((str(a), str(lv)) for a, lv in access), bool(topiclock),
         tuple((str(k), str(v)) for k, v in metadata),
     )  # fmt: skip
+
+
+def _set_metadata(account: str, key: str, value: str, store: Any) -> None:
+    store.set_metadata(account, key, value)
+
+
+def _set_read_marker(account: str, target: str, at: float, store: Any) -> None:
+    store.set_read_marker(account, target, at)
+
+
+def _set_rejoin(account: str, names: list[str], store: Any) -> None:
+    store.set_rejoin(account, names)
 
 
 def _position(read: str) -> list[int]:
