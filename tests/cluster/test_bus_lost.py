@@ -14,6 +14,7 @@ from clusterhelpers import ClusterNet, Node
 
 from salon.passwords import hash_password
 from salon.server.cluster import entry_origin
+from salon.store.base import FileRecord
 from tests.server.test_events import state
 
 __all__ = ["cheap_argon2"]
@@ -276,13 +277,15 @@ def stores_hold(node: Node) -> tuple[Any, ...]:
     regs = {cf: (r.founder, r.topiclock) for cf, r in server.services.chanserv.regs.items()}
     klines = sorted(server.abuse.klines)
     metadata = {a: keys for a, keys in server.account_metadata.items() if keys}
+    files = {i: r.deleted for i, r in server.files.records.items()}
     store = node.store
+    assert {i: r.deleted for i, r in store.files.items()} == files
     assert sorted(store.accounts) == accounts
     assert {cf: (r.founder, r.topiclock) for cf, r in store.channels.items()} == regs
     assert sorted(b.mask for b in store.bans.values()) == klines
     assert store.markers == server.read_markers
     assert store.rejoins == server.rejoin
-    return accounts, regs, klines, metadata, server.read_markers, server.rejoin
+    return accounts, regs, klines, metadata, server.read_markers, server.rejoin, files
 
 
 def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrations() -> None:
@@ -305,6 +308,12 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
     other.send("METADATA * SET display-name :Alice Liddell")
     other.send("JOIN #away")
     other.send("QUIT")  # (its channels are kept for the account's next login)
+    for name in ("kept", "gone"):  # (two uploads, as the HTTP side makes them)
+        record = FileRecord(name, name * 8, 1, "text/plain", f"{name}.txt", "alice", 1000.0)
+        net[0].server.files.add(record)
+    files = net[0].server.files
+    files.delete(files.records["gone"], 1001.0)
+    net[0].collect_effects()
     root = net.register(1, "root")
     root.send("OPER root pw")
     net[1].run_offloads()
@@ -316,6 +325,7 @@ def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrat
         {"alice": {"display-name": "Alice Liddell"}},
         {("~alice", "#reg"): 1767225601.0},
         {"alice": ["#away"]},
+        {"kept": 0.0, "gone": 1001.0},
     )
     recover(net, lose(net))
     third = start_node(net, 3)

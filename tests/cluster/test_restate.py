@@ -5,6 +5,7 @@ own that comes back empty."""
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LineClient, SalonProcess
+from conftest import LineClient, SalonProcess, free_port
 
 from tests.cluster.test_crossnode_loopback import (
     register_channel,
@@ -46,7 +47,7 @@ def nodes(tmp_path: Path, empty_redis: Any) -> Iterator[Start]:
         node = SalonProcess(
             sub,
             cluster=cluster,
-            accounts={"registration_throttle": 0},
+            accounts={"registration_throttle": 0, **sections.pop("accounts", {})},
             opers=opers(),
             **sections,
         )
@@ -247,3 +248,43 @@ def test_a_kick_the_kicked_users_node_had_not_read_holds(nodes: Start, empty_red
         c.send("NAMES #c")
         listed = c.expect(r" 353 \S+ = #c :(.*)$").group(1)
         assert sorted(n.lstrip("@") for n in listed.split()) == ["alice", "carol"]
+
+
+def test_a_node_started_after_redis_came_back_empty_serves_the_files(
+    nodes: Start, empty_redis: Any, tmp_path: Path
+) -> None:
+    """The file host's records and references, like the accounts, reach a node started
+    after Redis came back empty on a fresh data directory (the blobs are in the directory
+    the nodes share): its owner, and a member of the +s channel it was posted in, read a
+    file uploaded before; nobody else does."""
+    from filehelpers import account, basic, path_of, request, upload
+
+    blobs = tmp_path / "shared-files"
+
+    def with_files(name: str) -> SalonProcess:
+        port = free_port()
+        files = {"public_url": f"http://127.0.0.1:{port}", "min_free": 0, "dir": str(blobs)}
+        accounts = {"password_min_length": 4}  # (filehelpers' password)
+        return nodes(name, listen={"http_port": port}, files=files, accounts=accounts)
+
+    a, b = with_files("a"), with_files("b")
+    alice = account(LineClient, a, "alice", "#secret")
+    alice.send("MODE #secret +s")
+    alice.expect(r"MODE #secret \+s")
+    bob = account(LineClient, b, "bob", "#secret")
+    data = b"plans made before the restart\n"
+    up = upload(a, data, "plans.txt", basic("alice"))
+    assert up.status == 201, up.body
+    url = up.header("Location")
+    alice.send(f"PRIVMSG #secret :look {url}")
+    bob.expect(re.escape(url))
+    synced(alice)
+    restart_empty(empty_redis, (a, alice), (b, bob))
+    c = with_files("c")
+    path = path_of(url)
+    assert request(c, "GET", path).status == 401
+    for who in ("alice", "bob"):
+        got = request(c, "GET", path, headers=basic(who))
+        assert (got.status, got.body) == (200, data), who
+    account(LineClient, c, "carol")
+    assert request(c, "GET", path, headers=basic("carol")).status == 403

@@ -52,7 +52,7 @@ import json
 import logging
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -986,7 +986,8 @@ class Cluster:
     def restate_durable(self, read: str = "0-0") -> list[str]:
         """With a store per node: entries that restate what every node's store holds of
         the network (its accounts with their metadata, read markers and channels to
-        rejoin, registered channels with their ChanServ settings, K- and D-lines). The log
+        rejoin, registered channels with their ChanServ settings, K- and D-lines, the file
+        host's records and references). The log
         that carried them is lost, and a node that starts later on a fresh data directory
         learns them only from the new one."""
         server = self.server
@@ -1002,6 +1003,16 @@ class Cluster:
         items += [["m", [a, keys]] for a, keys in server.account_metadata.items() if keys]
         items += [["r", [who, target, at]] for (who, target), at in server.read_markers.items()]
         items += [["j", [account, names]] for account, names in server.rejoin.items()]
+        # (the file host's records and references, as the changes Files.apply takes)
+        files = server.files
+        for record in files.records.values():
+            items.append(["f", ["add", asdict(record)]])
+            if record.deleted:
+                items.append(["f", ["delete", record.id, record.deleted]])
+        refs = [list(ref) for held in files.refs.values() for ref in held]
+        items += [
+            ["f", ["refs", refs[i : i + DURABLE_CHUNK]]] for i in range(0, len(refs), DURABLE_CHUNK)
+        ]
         position = _position(read)
         return [
             _json([self.node, 0, server.now, 0, "P", {"read": position, "items": chunk}])
@@ -1040,6 +1051,8 @@ class Cluster:
                 ban = ServerBan(*item)
                 if server.abuse.find(ban.kind, ban.mask) is None:
                     server.abuse.add(ban)
+            elif kind == "f":
+                server.files.apply(item)  # (adds what is missing, deletes what was deleted)
             else:
                 self._restated_account_state(kind, item, furthest)
 
