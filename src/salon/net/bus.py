@@ -28,7 +28,10 @@ again its messages of the last ``RESEND_FOR`` seconds (every node applies an ent
 salon.server.cluster drops repeats) and then its restatement (an ``S`` entry: its users,
 their channels and those channels' modes), so that every replica, and a node that starts
 later and replays the log, holds the network again. Everything else waits, in order,
-until every node has restated (or 2 x ``node_ttl``). After ``redis_grace`` seconds of
+until every node has restated (or 2 x ``node_ttl``). The node counter is lost with the
+data: a node that finds Redis empty waits ``SETTLE_FOR`` before it uses the number it drew,
+so that a running node holding it can take it back first (each heartbeat key names the
+process holding the number: ``ident``). After ``redis_grace`` seconds of
 failure the node gives up as if fenced: no client waits without a bound.
 """
 
@@ -69,7 +72,7 @@ RESEND_MAX = 20000  # entries kept for that, at most
 # that were running when Redis lost its data take their places again within RETRY_MAX of
 # its return, and one of them may hold that number (see connect).
 SETTLE_FOR = RETRY_MAX + 0.5
-JOIN_TRIES = 5
+JOIN_TRIES = 5  # numbers drawn at start at most (each taken back by a running node)
 ROUND_POLL = 0.05  # seconds between looks whether every node has restated
 LAG_LIMIT = 100000  # entries counted behind a node, at most
 # Between the entries of one turn, all in one entry of the log stream: Redis then adds one
