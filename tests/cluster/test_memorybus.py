@@ -189,6 +189,44 @@ def test_messages_have_one_msgid_and_time_for_every_recipient() -> None:
     assert t1.tags == t2.tags and t1.tags["+typing"] == "active"
 
 
+def test_channel_messages_reach_the_members_of_the_moment_on_each_node() -> None:
+    """A node delivers a channel's messages to its own members only (a list it keeps
+    between changes): whoever joined since the last message gets the next, whoever left
+    does not, on the sender's node and on the other."""
+    net = ClusterNet(2)
+    alice = net.register(0, "alice")
+    bob = net.register(1, "bob")
+    carol = net.register(0, "carol")
+    dave = net.register(1, "dave")
+    everyone = [alice, bob, carol, dave]
+
+    def then(*lines: tuple[Conn, str]) -> None:
+        for conn, line in lines:
+            conn.send(line)
+        for conn in everyone:
+            conn.lines()
+
+    def reached(text: str) -> dict[str, list[str]]:
+        """Who got ``text`` when alice said it, and when bob did."""
+        got: dict[str, list[str]] = {}
+        for sender in (alice, bob):
+            sender.send(f"PRIVMSG #c :{text} from {sender.nick}")
+            for conn in everyone:
+                if any(line.endswith(f" :{text} from {sender.nick}") for line in conn.lines()):
+                    got.setdefault(sender.nick, []).append(conn.nick)
+        return got
+
+    then((alice, "JOIN #c"), (bob, "JOIN #c"))
+    assert reached("one") == {"alice": ["bob"], "bob": ["alice"]}
+    then((carol, "JOIN #c"), (dave, "JOIN #c"))
+    assert reached("two") == {"alice": ["bob", "carol", "dave"], "bob": ["alice", "carol", "dave"]}
+    then((carol, "PART #c"), (alice, "KICK #c dave"))
+    assert reached("three") == {"alice": ["bob"], "bob": ["alice"]}
+    then((carol, "JOIN #c"), (dave, "JOIN #c"), (dave, "QUIT :bye"))
+    everyone.remove(dave)
+    assert reached("four") == {"alice": ["bob", "carol"], "bob": ["alice", "carol"]}
+
+
 def test_away_monitor_whowas_lusers_across_nodes() -> None:
     net = ClusterNet(2)
     alice = net.register(0, "alice")

@@ -67,7 +67,7 @@ REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
-RESEND_MAX = 20000  # entries kept for that, at most
+RESEND_MAX = 20000  # entries kept for that, at most (but the last turn's, whole)
 # Seconds a node that found Redis empty waits before it uses the number it drew: the nodes
 # that were running when Redis lost its data take their places again within RETRY_MAX of
 # its return, and one of them may hold that number (see connect).
@@ -142,8 +142,10 @@ class RedisBus:
         self.run_id = ""
         self.run = ""
         self._queue: list[str] = []
-        # Entries Redis took, with when: sent again if Redis loses them.
-        self._sent: deque[tuple[float, str]] = deque()
+        # The turns Redis took (each a list of entries), with when: sent again if Redis
+        # loses them; and how many entries they hold.
+        self._sent: deque[tuple[float, list[str]]] = deque()
+        self._kept = 0
         # Cleared while Redis fails this node; the sender, reader and heartbeat wait.
         self._healthy = asyncio.Event()
         self._healthy.set()
@@ -341,11 +343,17 @@ class RedisBus:
             await asyncio.sleep(ROUND_POLL)
 
     def _keep(self, batch: list[str]) -> None:
+        """Keep a turn Redis took (a list no one changes later), as one item: a turn holds
+        many entries under traffic, and this runs once per turn."""
         now = time.monotonic()
         sent = self._sent
-        sent.extend((now, entry) for entry in batch)
-        while sent and (len(sent) > RESEND_MAX or sent[0][0] < now - RESEND_FOR):
-            sent.popleft()
+        sent.append((now, batch))
+        self._kept += len(batch)
+        # (the newest turn stays whole, however many entries it holds)
+        while sent and (
+            sent[0][0] < now - RESEND_FOR or (self._kept > RESEND_MAX and len(sent) > 1)
+        ):
+            self._kept -= len(sent.popleft()[1])
 
     async def flush(self) -> None:
         """Wait until every entry handed to :meth:`send` is in the log."""
@@ -574,8 +582,9 @@ class RedisBus:
         if not lost:
             log.warning("bus: Redis restarted with its data; node %d carries on", self.node)
             return True
-        sent = [entry for _t, entry in self._sent]
+        sent = [entry for _t, batch in self._sent for entry in batch]
         self._sent.clear()
+        self._kept = 0
         first, later = self.on_lost(sent, self.last_id)
         self._queue[:0] = [*first, *later]
         self._gate = len(first)

@@ -104,6 +104,9 @@ class Listener:
 
 
 JOURNAL_EVERY = 0.05  # seconds between writes of the server log
+# Seconds a cluster node's bus entries wait, at most, for the commit group in flight to
+# finish, so that they go together with its messages (Shell._to_bus).
+BUS_HOLD = 0.002
 
 
 class Journal:
@@ -182,6 +185,11 @@ class Shell:
         # The cluster's bus (salon.net.bus.RedisBus) when [cluster] is configured: the
         # module, and redis with it, is imported only then.
         self.bus: Any = None
+        # A cluster node's entries waiting for the commit group in flight (see _to_bus),
+        # and the number of groups finished when they began to wait.
+        self._held: list[str] | None = None
+        self._held_at = 0
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.fenced = False
         # Bus entries read while this node was unsure it is still part of the network.
         self.later_entries: list[str] = []
@@ -233,12 +241,46 @@ class Shell:
             elif isinstance(effect, StoreCall):
                 store_calls.append(effect)
             elif isinstance(effect, BusOp) and self.bus is not None:
-                self.bus.send(effect.entries)
+                self._to_bus(effect.entries)
+        if self._held is not None and (
+            not server.uncommitted or self._commits_done() != self._held_at
+        ):
+            self._release_bus()
         if store_calls:
             self._store(store_calls)
         if server.dirty:
             # Output produced while flushing (SendQ drops): write it on the next turn.
             self.after()
+
+    def _to_bus(self, entries: list[str]) -> None:
+        """Hand a turn's entries to the bus. While a commit group is in flight they wait
+        for it to finish (BUS_HOLD at most), and go with its messages in one call: each
+        call is a Redis function call, a wake-up of every node's reader and a write to
+        each of a node's clients that gets something, which two turns then share. Input
+        that comes in bursts is committed in two or three groups, one after the other;
+        alone, each would cost all that (docs/BENCHMARKS.md, "Scale-out", session 13)."""
+        held = self._held
+        if held is not None:
+            held += entries
+        elif self.server.uncommitted:
+            self._held = list(entries)
+            self._held_at = self._commits_done()
+            self._hold_timer = self.loop.call_later(BUS_HOLD, self._release_bus)
+        else:
+            self.bus.send(entries)
+
+    def _commits_done(self) -> int:
+        cluster = self.server.cluster
+        return cluster.commits_done if cluster is not None else 0
+
+    def _release_bus(self) -> None:
+        """Send the entries that waited for a commit group (see _to_bus)."""
+        held, self._held = self._held, None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if held:
+            self.bus.send(held)
 
     def write_journal(self) -> None:
         """Write the server-log lines noted since the last call."""
@@ -686,6 +728,7 @@ class Shell:
         self.server.shutdown(time.time())
         self.flush()
         if self.bus is not None:
+            self._release_bus()
             await self.bus.close()
         deadline = self.loop.time() + SHUTDOWN_GRACE
         while self.transports and self.loop.time() < deadline:

@@ -176,6 +176,7 @@ def apply_quit(server: Server, ev: Quit, rb: ResponseBuffer | None) -> None:
             log.exception("bug telling the channels of %s that it quit", client.nick)
         for chan in list(client.channels.values()):
             del chan.members[client]
+            chan.local = None
             if not chan.members:
                 server.remove_channel(chan)
         client.channels.clear()
@@ -202,6 +203,7 @@ def apply_join(server: Server, ev: Join, rb: ResponseBuffer | None) -> None:
         chan.members[client] = "o"
     else:
         chan.members[client] = ""
+        chan.local = None
         chan.invited.discard(client.nick_cf)
     client.channels[cf] = chan
     tags = server.user_tags(client)
@@ -225,6 +227,7 @@ def apply_join(server: Server, ev: Join, rb: ResponseBuffer | None) -> None:
 
 def leave(server: Server, client: Client, chan: Channel) -> None:
     del chan.members[client]
+    chan.local = None
     client.channels.pop(chan.cf, None)
     if not chan.members:
         server.remove_channel(chan)

@@ -81,6 +81,7 @@ class Channel:
         "invited",
         "key",
         "limit",
+        "local",
         "members",
         "metadata",
         "modes",
@@ -96,6 +97,9 @@ class Channel:
         self.created = int(now)
         # member -> prefix modes held, highest first ("ov", "o", "v" or "").
         self.members: dict[Client, str] = {}
+        # In a cluster, the members that are this node's users (see local_members): None
+        # until asked for, and again whenever a member joins or leaves.
+        self.local: list[Client] | None = None
         # draft/metadata-3 keys (salon.server.metadata).
         self.metadata: dict[str, str] = {}
         self.topic = ""
@@ -111,6 +115,17 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} ({len(self.members)})>"
+
+    def local_members(self) -> list[Client]:
+        """The members a message is delivered to on a cluster's node: ``members`` holds
+        every node's, and another node's user is a Client that is always closed (nothing
+        is written to it), which every delivery loop would walk past, on every node, for
+        every message. A member closed when the list is made stays closed; one that closes
+        later is skipped as ever."""
+        local = self.local
+        if local is None:
+            local = self.local = [m for m in self.members if not m.closed]
+        return local
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")

@@ -206,6 +206,8 @@ class Cluster:
         self.created: dict[str, float] = {}
         self._token = 0
         self._reserved = 0
+        # How this node's own compact message entries begin (see _compact_message).
+        self._own_prefix = f"M\0{node}\0"
         self.op: BusOp | None = None
         self.applied = 0
         # The other nodes seen in the order and not declared dead: the ones a PONG waits for.
@@ -437,11 +439,20 @@ class Cluster:
     def entries(self, entries: Sequence[str]) -> None:
         """Apply entries of the network's order (see ``Server.bus_entries``)."""
         seen = self.seen
+        own = self._own_prefix
+        skip = len(own)
         for text in entries:
             try:
                 entry: list[Any]
                 again = False
-                if text[0] == "M":  # (a message, compact: see _compact_message)
+                if text.startswith(own):
+                    # This node's own compact message: its token is all it needs (it
+                    # delivers from what it kept: _own_message).
+                    entry = []
+                    kind = "o"
+                    origin = self.node
+                    token = int(text[skip : text.index("\0", skip)])
+                elif text[0] == "M":  # (a message, compact: see _compact_message)
                     entry = cast("list[Any]", text.split("\0"))
                     kind = "m"
                     origin, token = int(entry[1]), int(entry[2])
@@ -465,7 +476,9 @@ class Cluster:
                     if token <= seen.get(origin, 0):
                         continue  # a repeat: applied here already
                     seen[origin] = token
-                if kind == "m":
+                if kind == "o":
+                    self._own_message(token)
+                elif kind == "m":
                     self._compact_message(entry)
                 elif kind == "E":
                     self._event(entry)
@@ -723,10 +736,8 @@ class Cluster:
             history.record(server, [_history_event(row) for row in entry[9]])
 
     def _compact_message(self, f: list[str]) -> None:
-        """Apply an entry of :func:`_compact_message` (split at its NULs)."""
-        if int(f[1]) == self.node:
-            self._own_message(int(f[2]))
-            return
+        """Apply another node's entry of :func:`_compact_message` (split at its NULs; this
+        node's own are recognised by their beginning, in :meth:`entries`)."""
         server = self.server
         command, source, target, body = f[4], f[5], f[9], f[10]
         tags = {"time": f[11], "msgid": f[12]}

@@ -39,9 +39,10 @@ def deliver_message(
     server: Server, client: Client, command: str, deliveries: list[Delivery]
 ) -> None:
     tagmsg = command == "TAGMSG"
+    cluster = server.cluster is not None
     for out, wire, chan, other, status in deliveries:
         if chan is not None:
-            recipients: Iterable[Client] = chan.members
+            recipients: Iterable[Client] = chan.local_members() if cluster else chan.members
             if status:
                 rank = "ov".index(PREFIX_TO_MODE[status])
                 allowed = "ov"[: rank + 1]
