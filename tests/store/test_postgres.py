@@ -114,6 +114,49 @@ def test_a_search_past_its_budget_is_too_broad_and_leaves_the_store_usable(
         store.close()
 
 
+def test_a_readers_window_is_one_statement_outside_any_transaction(postgres_dsn: str) -> None:
+    """A read of a window (CHATHISTORY LATEST) is its statement alone: no BEGIN and COMMIT
+    around it, two more round trips to PostgreSQL's process. A search within the reader's
+    own budget neither; one with a share of it is a transaction that sets the share."""
+    import psycopg
+
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+    store.append_history(
+        [
+            HistoryEvent(f"m{i}", 1000.0 + i, "#c", "PRIVMSG", "a!a@h", None, ("#c", f"word {i}"))
+            for i in range(10)
+        ]
+    )
+    reader = store.reader()
+    idle = psycopg.pq.TransactionStatus.IDLE
+    seen: list[psycopg.pq.TransactionStatus] = []
+    run = reader._sql
+
+    def noting(sql: str, args: Any = ()) -> Any:
+        seen.append(reader.conn.info.transaction_status)
+        return run(sql, args)
+
+    reader._sql = noting  # type: ignore[method-assign]
+    try:
+        with reader.transaction():
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen == [idle]
+        seen.clear()
+        with reader.transaction(), reader.budget():
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen == [idle]
+        seen.clear()
+        with reader.transaction(), reader.budget(reader.query_budget / 2):
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen[0] == psycopg.pq.TransactionStatus.INTRANS  # the share, then the read
+        assert reader.conn.info.transaction_status == idle
+    finally:
+        reader.close()
+        store.close()
+
+
 # ---------------------------------------------------------------------------- import
 
 

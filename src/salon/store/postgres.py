@@ -388,6 +388,7 @@ class PostgresReads:
     _common: dict[str, float] | None = None
     _common_at = 0.0
     _rows = 0.0  # the rows of history ANALYZE counted (common_words)
+    bounded: float | None = None  # the connection's own statement_timeout, in seconds
 
     def _sql(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         # The statements are made here of fixed parts; values are always bound.
@@ -482,6 +483,10 @@ class PostgresReads:
         limit = self.query_budget if seconds is None else seconds
         nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         try:
+            if not nested and self.bounded == limit:
+                # The connection's own limit (a reader's): no transaction to set it in.
+                yield
+                return
             with self.conn.transaction():
                 self._sql(
                     "SELECT set_config('statement_timeout', %s, true)",
@@ -615,14 +620,17 @@ class PostgresReader(PostgresReads):
         # times, and PostgreSQL would then try one generic plan for all values, which for
         # a search is a bitmap of every row of the asker's conversations (seconds).
         budget = max(1, round(self.query_budget * 1000))
+        self.bounded = budget / 1000
         conn = connect(
             self.dsn,
             self.timeout,
             options=f"-c default_transaction_read_only=on -c statement_timeout={budget}"
             " -c plan_cache_mode=force_custom_plan",
         )
-        # One snapshot for a read's statements: BEGIN says so (no statement of its own).
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        # Each statement is its own snapshot (autocommit): a BEGIN and a COMMIT around a
+        # read would be two more round trips, each waiting for PostgreSQL's process to be
+        # scheduled. A search's statement with a budget of its own is a transaction that
+        # sets it (budget).
         return conn
 
     def lost(self) -> bool:
@@ -631,14 +639,16 @@ class PostgresReader(PostgresReads):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One snapshot for the reads inside. A connection lost since the last read is
-        made anew first (once: if the database is still away, this read fails)."""
+        """The reads of one call, each statement a snapshot of its own: a read of several
+        statements (a msgid, then the window around it) may see in its later ones what
+        was committed meanwhile, as it would had it come a moment later. A connection
+        lost since the last read is made anew first (once: if the database is still away,
+        this read fails)."""
         if self.lost():
             self.conn.close()
             self.conn = self._connect()
         try:
-            with self.conn.transaction():
-                yield
+            yield
         except psycopg.errors.QueryCanceled:
             raise QueryTooBroad("history") from None
 
