@@ -24,7 +24,9 @@ from salon.store.base import (
     SearchQuery,
     ServerBan,
     dm_key,
+    dm_other,
 )
+from salon.store.memory import MemoryStore
 from salon.store.sqlite import SQLiteStore
 
 # Everything a server without PostgreSQL loads: none of it may import psycopg.
@@ -107,6 +109,49 @@ def test_a_search_past_its_budget_is_too_broad_and_leaves_the_store_usable(
         store.query_budget = reader.query_budget = 30.0
         for view in (store, reader):
             assert len(view.search_history(SearchQuery("word", ("#c",), limit=many))) == many
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_a_readers_window_is_one_statement_outside_any_transaction(postgres_dsn: str) -> None:
+    """A read of a window (CHATHISTORY LATEST) is its statement alone: no BEGIN and COMMIT
+    around it, two more round trips to PostgreSQL's process. A search within the reader's
+    own budget neither; one with a share of it is a transaction that sets the share."""
+    import psycopg
+
+    from salon.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+    store.append_history(
+        [
+            HistoryEvent(f"m{i}", 1000.0 + i, "#c", "PRIVMSG", "a!a@h", None, ("#c", f"word {i}"))
+            for i in range(10)
+        ]
+    )
+    reader = store.reader()
+    idle = psycopg.pq.TransactionStatus.IDLE
+    seen: list[psycopg.pq.TransactionStatus] = []
+    run = reader._sql
+
+    def noting(sql: str, args: Any = ()) -> Any:
+        seen.append(reader.conn.info.transaction_status)
+        return run(sql, args)
+
+    reader._sql = noting  # type: ignore[method-assign]
+    try:
+        with reader.transaction():
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen == [idle]
+        seen.clear()
+        with reader.transaction(), reader.budget():
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen == [idle]
+        seen.clear()
+        with reader.transaction(), reader.budget(reader.query_budget / 2):
+            assert len(reader.history(HistoryQuery("#c", limit=5))) == 5
+        assert seen[0] == psycopg.pq.TransactionStatus.INTRANS  # the share, then the read
+        assert reader.conn.info.transaction_status == idle
     finally:
         reader.close()
         store.close()
@@ -366,7 +411,7 @@ def test_a_batch_fails_when_the_database_stays_away_past_retry_for(postgres_serv
 def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> None:
     """Which plan goes first: the words' index for rare words, walking the conversations
     for common ones (their shares, from what ANALYZE keeps)."""
-    from salon.store.postgres import COMMON_SHARE, PostgresStore
+    from salon.store.postgres import PostgresStore
 
     store = PostgresStore(postgres_dsn, query_budget=30.0)
     try:
@@ -378,12 +423,15 @@ def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> N
             ]
         )
         assert store.share("the") == 0.0  # no statistics yet: every word is rare
+        assert store.walk_from(3) == 1.0  # and no word common enough for the walk
         store.conn.execute("ANALYZE history")
         store._common = None  # read them again now
         assert store.share("the") > 0.9
         assert 0.4 < store.share("common1") < 0.6
         assert store.share("comm") > 0.9  # a prefix: every word it starts
-        assert store.share("the unique1999") == store.share("unique1999") < COMMON_SHARE
+        # The costs cross at sqrt(3 / 2000) of the rows: about 4%.
+        assert 0.01 < store.walk_from(3) < 0.04 < store.share("common1")
+        assert store.share("the unique1999") == store.share("unique1999") < store.walk_from(3)
         assert store.share("nowhere") == 0.0
         # Either plan answers alike.
         found = store.search_history(SearchQuery("the common1", ("#c",), limit=3))
@@ -392,6 +440,100 @@ def test_a_search_knows_common_words_from_the_statistics(postgres_dsn: str) -> N
         assert [e.text for e in found] == ["the common1 unique1999"]
     finally:
         store.close()
+
+
+# Words of the plan test: a few common ones, and prefixes that stand for many rarer ones.
+PLAN_WORDS = ["the", "a", "stri", "strip", "string", "strong", "gort", "gorta", "rare"]
+PLAN_TEXTS = [
+    "the", "a", "stri", "str", "strong", "the stri", "gort", "gor", "rare", "nowhere", "",
+]  # fmt: skip
+
+
+def plan_history(conversations: int, count: int) -> list[HistoryEvent]:
+    """``count`` messages, newest last, in ``conversations`` channels and private
+    conversations of very different sizes, from three senders."""
+    import random
+
+    rng = random.Random(19)
+    targets = [f"#c{i}" for i in range(conversations - 3)]
+    targets += [dm_key("alice", f"u{i}") for i in range(3)]
+    events = []
+    for i in range(count):
+        # One message in each conversation first, then most in a few.
+        pick = i if i < len(targets) else int(rng.paretovariate(0.8)) - 1
+        target = targets[min(pick, len(targets) - 1)]
+        text = " ".join(rng.choice(PLAN_WORDS) + rng.choice(["", "", "s", "x"]) for _ in "123")
+        nick = ("alice", "bob", "carol")[i % 3]
+        if not target.startswith("#"):
+            nick = ("alice", dm_other(target, "alice"))[i % 2]
+        events.append(
+            HistoryEvent(
+                f"m{i}",
+                1000.0 + i,
+                target,
+                "NOTICE" if i % 7 == 0 else "PRIVMSG",
+                f"{nick}!{nick}@h",
+                None,
+                (target, text),
+                party=nick if not target.startswith("#") else "",
+            )
+        )
+    return events
+
+
+@pytest.mark.parametrize("conversations", [12, 120], ids=["merged", "one-by-one"])
+def test_every_search_plan_answers_as_the_other_stores(
+    postgres_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conversations: int
+) -> None:
+    """The words' index and the walk (merged up to MERGE_MOST conversations, one by one
+    beyond) give what the memory store gives for the same history, whatever the words
+    and filters; and what SQLite's store gives where its answer is exact (it takes the
+    whole-word matches of a last word shorter than PREFIX_MIN when they are enough)."""
+    from salon.store import postgres
+    from salon.store.postgres import MERGE_MOST, PostgresStore
+    from salon.store.sqlite_queries import PREFIX_MIN
+
+    events = plan_history(conversations, 3000)
+    targets = tuple(dict.fromkeys(e.target for e in events))
+    assert (len(targets) > MERGE_MOST) == (conversations > MERGE_MOST)
+    memory = MemoryStore()
+    sqlite = SQLiteStore(tmp_path / "salon.db", query_budget=30.0)
+    store = PostgresStore(postgres_dsn, query_budget=30.0)
+    reader = store.reader()
+    try:
+        memory.append_history(events)
+        sqlite.append_history(events)
+        while sqlite.maintain(1000):
+            pass
+        store.append_history(events)
+        store.conn.execute("ANALYZE history")
+        queries = [
+            SearchQuery(text, targets, limit=limit, **kw)
+            for text in PLAN_TEXTS
+            for limit in (1, 25, 5000)
+            for kw in ({}, {"sender": "bob"}, {"start": 1500.0, "end": 2600.0})
+        ]
+        queries += [
+            SearchQuery("stri", targets[:1]),
+            SearchQuery("the", targets, private_since=2000.0),
+        ]
+        want = [[e.msgid for e in memory.search_history(q)] for q in queries]
+        assert sum(map(len, want)) > 10 * len(queries)  # most find something
+        for query, right in zip(queries, want, strict=True):
+            if len((query.text.split() or [""])[-1]) >= PREFIX_MIN or not query.text:
+                assert [e.msgid for e in sqlite.search_history(query)] == right, query
+        for plan, slack in (("index", 1e9), ("walk", 0.0)):
+            # WALK_SLACK decides: 0, the walk for every search; huge, the index first
+            # (and within this budget only).
+            monkeypatch.setattr(postgres, "WALK_SLACK", slack)
+            with reader.transaction():
+                got = [[e.msgid for e in reader.search_history(q)] for q in queries]
+            for query, mine, right in zip(queries, got, want, strict=True):
+                assert mine == right, (plan, query)
+    finally:
+        reader.close()
+        store.close()
+        sqlite.close()
 
 
 def test_a_failing_call_leaves_the_others_of_its_batch_stored(postgres_dsn: str) -> None:

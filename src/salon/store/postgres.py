@@ -63,11 +63,17 @@ RETRY_MOST = 1.0
 CONNECT_TIMEOUT = 5.0  # seconds (libpq's connect_timeout counts whole seconds, at least 2)
 RETRY_FOR = 15.0  # seconds a lost connection is tried again; see PostgresSection.retry_for
 DEFAULT_BUDGET = 0.05  # seconds a read may take; see HistorySection.query_budget
-# Walking each conversation suits a search whose words are in at least COMMON_SHARE of the
-# rows; any other search has the words' index for FIRST_SHARE of the budget, then the walk
-# with the rest (PostgresReads.search_history).
+# Two plans answer a search (PostgresReads.search_history): the words' index, which fetches
+# every match of every conversation, and the walk of the asker's conversations newest first,
+# which reads about limit / share rows. Their costs cross where the words' share of the rows
+# is sqrt(limit / rows); the statistics undercount a prefix (they list only the commonest
+# words it starts), so the walk goes first from WALK_SLACK of that share on. Any other
+# search has the index for FIRST_SHARE of the budget, then the walk with the rest.
+WALK_SLACK = 0.5
 FIRST_SHARE = 0.6
-COMMON_SHARE = 0.01
+# The walk merges at most this many conversations newest first in one statement (one
+# branch each: planning grows with them); more are walked one by one.
+MERGE_MOST = 100
 STATS_EVERY = 300.0  # seconds between reads of the words' statistics (common_words)
 # A purge step removes at most this many events, looking at most at PURGE_SCAN
 # conversations (the same bounds as the SQLite store's).
@@ -344,6 +350,35 @@ def _search_filters(query: SearchQuery) -> tuple[list[str], list[Any]]:
     return clauses, args
 
 
+def _walk(
+    targets: list[str], match: str, filters: list[str], args: list[Any], limit: int
+) -> tuple[str, list[Any]]:
+    """The walk of a search: each conversation newest first, the newest ``limit`` matches
+    of them all. Up to MERGE_MOST conversations are one branch each of a UNION ALL that
+    PostgreSQL merges by time (Merge Append), so it stops reading at the ``limit``-th match
+    of them all; more are walked one after the other, each to ``limit`` matches. The words
+    are matched by ``ts_match_vq``, the function behind ``@@``: the planner never takes
+    the words' index for a function call, whose matches would all be fetched and sorted."""
+    where = " AND ".join(filters)
+    if match:
+        where = f"ts_match_vq(h.words, %s::tsquery) AND {where}"
+        args = [match, *args]
+    order = "ORDER BY h.time DESC, h.id DESC LIMIT %s"
+    if len(targets) <= MERGE_MOST:
+        branch = f"(SELECT {COLUMNS} FROM history h WHERE h.target = %s AND {where} {order})"
+        sql = " UNION ALL ".join([branch] * len(targets))
+        merged: list[Any] = []
+        for target in targets:
+            merged += [target, *args, limit]
+        return f"SELECT * FROM ({sql}) h ORDER BY time DESC, id DESC LIMIT %s", [*merged, limit]
+    return (
+        "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
+        f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target AND {where} {order}) h"
+        " ORDER BY h.time DESC, h.id DESC LIMIT %s",
+        [targets, *args, limit, limit],
+    )
+
+
 class PostgresReads:
     """The history queries, on ``self.conn``; mixed into the writer and the readers."""
 
@@ -352,6 +387,8 @@ class PostgresReads:
     # The commonest words and their shares of the rows (common_words), and when read.
     _common: dict[str, float] | None = None
     _common_at = 0.0
+    _rows = 0.0  # the rows of history ANALYZE counted (common_words)
+    bounded: float | None = None  # the connection's own statement_timeout, in seconds
 
     def _sql(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[TupleRow]:
         # The statements are made here of fixed parts; values are always bound.
@@ -446,6 +483,10 @@ class PostgresReads:
         limit = self.query_budget if seconds is None else seconds
         nested = self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         try:
+            if not nested and self.bounded == limit:
+                # The connection's own limit (a reader's): no transaction to set it in.
+                yield
+                return
             with self.conn.transaction():
                 self._sql(
                     "SELECT set_config('statement_timeout', %s, true)",
@@ -466,66 +507,61 @@ class PostgresReads:
         last as a prefix), oldest first. A search that runs past the budget raises
         QueryTooBroad.
 
-        Two plans: rare words are found through the words' index, whose matches are then
-        sorted by time; a common word has too many matches for that, and each conversation
-        is walked newest first instead, stopping at ``limit`` matches. Which words are
-        common, PostgreSQL's statistics of the words say (common_words): their walk has
-        the whole budget. Otherwise the index runs for FIRST_SHARE of the budget, then the
-        walk with the rest."""
+        Two plans: the words' index finds every match, which are then sorted by time (the
+        plan for rare words); the walk reads the conversations newest first, merged, and
+        stops at ``limit`` matches (the plan for common words, and for a prefix of many
+        words: their index scan alone takes longer than the budget). Which one goes first,
+        the statistics of the words say (share, walk_from): the walk has the whole budget
+        when it suits; otherwise the index runs for FIRST_SHARE of it, then the walk with
+        the rest."""
         if not query.targets:
             return []
         filters, args = _search_filters(query)
         targets = list(dict.fromkeys(query.targets))
-        # Each conversation's newest matches, through its index; the newest of them all.
-        walk = (
-            "SELECT h.* FROM unnest(%s::text[]) AS t(target) CROSS JOIN LATERAL"
-            f" (SELECT {COLUMNS} FROM history h WHERE h.target = t.target"
-            f" AND {{}}{' AND '.join(filters)} ORDER BY h.time DESC, h.id DESC LIMIT %s) h"
-            " ORDER BY h.time DESC, h.id DESC LIMIT %s"
-        )
         if not query.text.strip():
+            walk = _walk(targets, "", filters, args, query.limit)
             with self.budget():
-                rows = self._sql(walk.format(""), [targets, *args, query.limit, query.limit])
-                found = rows.fetchall()
+                found = self._sql(*walk).fetchall()
             found.reverse()
             return [_event(r) for r in found]
         match = tsquery(query.text)
         if match is None:
             return []
-        plans = [
-            (
-                f"SELECT {COLUMNS} FROM history h WHERE h.target = ANY(%s)"
-                f" AND h.words @@ %s::tsquery AND {' AND '.join(filters)}"
-                " ORDER BY h.time DESC, h.id DESC LIMIT %s",
-                [targets, match, *args, query.limit],
-            ),
-            (
-                walk.format("h.words @@ %s::tsquery AND "),
-                [targets, match, *args, query.limit, query.limit],
-            ),
-        ]
-        if self.common_words() and self.share(query.text) >= COMMON_SHARE:
-            # Known common words: the index would only be slower (sorting every match of a
-            # common word costs more than walking each conversation to ``limit`` matches).
+        walk = _walk(targets, match, filters, args, query.limit)
+        if self.share(query.text) >= self.walk_from(query.limit):
             with self.budget():
-                found = self._sql(*plans[1]).fetchall()
+                found = self._sql(*walk).fetchall()
             found.reverse()
             return [_event(r) for r in found]
         # Rare words, or words the statistics do not know: the index first. A prefix may
         # stand for many words each too rare to be listed, together too many to sort, so
         # the index has FIRST_SHARE of the budget and the walk the rest.
+        index = (
+            f"SELECT {COLUMNS} FROM history h WHERE h.target = ANY(%s)"
+            f" AND h.words @@ %s::tsquery AND {' AND '.join(filters)}"
+            " ORDER BY h.time DESC, h.id DESC LIMIT %s"
+        )
         started = time.monotonic()
         try:
             with self.budget(self.query_budget * FIRST_SHARE):
-                found = self._sql(*plans[0]).fetchall()
+                found = self._sql(index, [targets, match, *args, query.limit]).fetchall()
         except QueryTooBroad:
             left = self.query_budget - (time.monotonic() - started)
             if left <= 0:
                 raise
             with self.budget(left):
-                found = self._sql(*plans[1]).fetchall()
+                found = self._sql(*walk).fetchall()
         found.reverse()
         return [_event(r) for r in found]
+
+    def walk_from(self, limit: int) -> float:
+        """The share of the rows from which the walk suits a search for ``limit`` matches
+        better than the index (WALK_SLACK): the index fetches share * rows matches, the
+        walk reads about limit / share rows. 1 (never) before the first ANALYZE."""
+        self.common_words()
+        if self._rows <= 0:
+            return 1.0
+        return WALK_SLACK * math.sqrt(limit / self._rows)
 
     def share(self, text: str) -> float:
         """About the share of stored rows that have every word of ``text`` (the last as a
@@ -542,21 +578,25 @@ class PostgresReads:
 
     def common_words(self) -> dict[str, float]:
         """The commonest words of history and the share of rows that have each (the
-        statistics ANALYZE keeps of the words column), read again every STATS_EVERY
-        seconds; empty before the first ANALYZE."""
+        statistics ANALYZE keeps of the words column), and the rows it counted
+        (``_rows``), read again every STATS_EVERY seconds; empty before the first
+        ANALYZE."""
         now = time.monotonic()
         if self._common is None or now - self._common_at > STATS_EVERY:
             try:
                 with self.budget():
                     row = self._sql(
-                        "SELECT most_common_elems::text::text[], most_common_elem_freqs"
-                        " FROM pg_stats WHERE tablename = 'history' AND attname = 'words'"
-                        " AND schemaname = current_schema()"
+                        "SELECT c.reltuples, s.most_common_elems::text::text[],"
+                        " s.most_common_elem_freqs FROM pg_class c LEFT JOIN pg_stats s"
+                        " ON s.tablename = 'history' AND s.attname = 'words'"
+                        " AND s.schemaname = current_schema()"
+                        " WHERE c.oid = 'history'::regclass"
                     ).fetchone()
             except QueryTooBroad:
                 return self._common or {}  # read again next time
-            elems, freqs = row if row is not None else (None, None)
+            rows, elems, freqs = row if row is not None else (0, None, None)
             self._common = dict(zip(elems, freqs, strict=False)) if elems and freqs else {}
+            self._rows = float(rows) if self._common else 0.0
             self._common_at = now
         return self._common
 
@@ -576,14 +616,21 @@ class PostgresReader(PostgresReads):
     def _connect(self) -> psycopg.Connection[TupleRow]:
         # Every statement of a reader within the budget, as SQLite's progress handler
         # bounds its reads: a search narrows it further for a part of its work (budget).
+        # A plan for the values at hand every time: psycopg prepares a statement run five
+        # times, and PostgreSQL would then try one generic plan for all values, which for
+        # a search is a bitmap of every row of the asker's conversations (seconds).
         budget = max(1, round(self.query_budget * 1000))
+        self.bounded = budget / 1000
         conn = connect(
             self.dsn,
             self.timeout,
-            options=f"-c default_transaction_read_only=on -c statement_timeout={budget}",
+            options=f"-c default_transaction_read_only=on -c statement_timeout={budget}"
+            " -c plan_cache_mode=force_custom_plan",
         )
-        # One snapshot for a read's statements: BEGIN says so (no statement of its own).
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        # Each statement is its own snapshot (autocommit): a BEGIN and a COMMIT around a
+        # read would be two more round trips, each waiting for PostgreSQL's process to be
+        # scheduled. A search's statement with a budget of its own is a transaction that
+        # sets it (budget).
         return conn
 
     def lost(self) -> bool:
@@ -592,14 +639,16 @@ class PostgresReader(PostgresReads):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One snapshot for the reads inside. A connection lost since the last read is
-        made anew first (once: if the database is still away, this read fails)."""
+        """The reads of one call, each statement a snapshot of its own: a read of several
+        statements (a msgid, then the window around it) may see in its later ones what
+        was committed meanwhile, as it would had it come a moment later. A connection
+        lost since the last read is made anew first (once: if the database is still away,
+        this read fails)."""
         if self.lost():
             self.conn.close()
             self.conn = self._connect()
         try:
-            with self.conn.transaction():
-                yield
+            yield
         except psycopg.errors.QueryCanceled:
             raise QueryTooBroad("history") from None
 
