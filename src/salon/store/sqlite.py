@@ -45,6 +45,10 @@ PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
 PURGE_SECONDS = 0.02  # a step stops looking for events after this long
 PURGE_SCAN = 2000
+# Bytes of pending terms after which FTS5 writes what it has as a new segment of the search
+# index (its default is 1 MiB): a batch of the indexing under load (index_pending, tens of
+# thousands of rows) goes in as one segment instead of several, which merges redo.
+FTS_HASHSIZE = 8 << 20
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -305,6 +309,9 @@ class SQLiteStore(HistoryReads):
         fill = self._migrate()
         conversations = self._has_table("conversations")
         self.conn.executescript(SCHEMA)
+        self.conn.execute(
+            "INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", (FTS_HASHSIZE,)
+        )
         if fill:
             # A database from before the conversation index: index what was indexed.
             with self.transaction():
