@@ -99,3 +99,114 @@ def test_sqlite_rows_of_every_shape_keep_their_order_and_fields(tmp_path: Path) 
     found = store.search_history(SearchQuery("plain", ("#a",), limit=10))
     assert [e.msgid for e in found] == ["m1", "m4", "m6", "m7"]
     store.close()
+
+
+def test_sqlite_conversations_counted_as_stored_match_the_rows(tmp_path: Path) -> None:
+    """The conversations table gets the rows counted as they were stored when an indexing
+    takes exactly those rows, and groups the rows themselves otherwise: either way it holds,
+    after every indexing, what grouping every indexed row gives (a redaction, a rolled back
+    transaction, an indexing in slices, a reopened database and a purge in between)."""
+    from salon.store.sqlite import SQLiteStore
+
+    path = tmp_path / "salon.db"
+    store = SQLiteStore(path)
+    made = 0
+
+    def events(targets: list[str], command: str = "PRIVMSG") -> list[HistoryEvent]:
+        nonlocal made
+        out = []
+        for target in targets:
+            made += 1
+            msgid = f"{int((START + made) * 1000):011x}ab{made:x}"
+            params = (target,) if command in ("JOIN", "TAGMSG") else (target, f"t{made}")
+            tags = (("+react", "x"),) if command == "TAGMSG" else ()
+            out.append(
+                HistoryEvent(msgid, START + made, target, command, "a!a@h", None, params, tags)
+            )
+        return out
+
+    grouped = (
+        "SELECT target, MAX(CASE WHEN command IN ('PRIVMSG', 'NOTICE', 'TAGMSG') THEN time"
+        " ELSE -1 END), SUM(command IN ('PRIVMSG', 'NOTICE', 'TAGMSG')) FROM history"
+        " WHERE id <= (SELECT indexed FROM fts_state) GROUP BY target ORDER BY target"
+    )
+    table = "SELECT target, last, messages FROM conversations ORDER BY target"
+    upserts: list[str] = []
+    store.conn.set_trace_callback(upserts.append)
+
+    def check() -> None:
+        rows = [tuple(r) for r in store.conn.execute(table)]
+        assert rows == [tuple(r) for r in store.conn.execute(grouped)]
+
+    def counted_as_stored() -> bool:
+        taken = any(sql.startswith("INSERT INTO conversations (target, last, messages) VALUES")
+                    for sql in upserts)  # fmt: skip
+        upserts.clear()
+        return taken
+
+    with store.transaction():
+        store.append_history(events(["#a", "#b", "#a"]))
+        store.append_history(events(["#c"], "JOIN") + events(["#a"], "NOTICE"))
+    with store.transaction():
+        store.append_history(events(["#b"], "TAGMSG") + events(["#d"], "JOIN"))
+    store.index_pending()
+    assert counted_as_stored()
+    check()
+    assert (
+        store.conn.execute("SELECT last FROM conversations WHERE target = '#d'").fetchone()[0] == -1
+    )
+    # A transaction that fails: its rows are not stored, nor counted (the next rows are
+    # counted afresh: they take the ids of the rows rolled back).
+    try:
+        with store.transaction():
+            store.append_history(events(["#a", "#e"]))
+            raise RuntimeError("the batch fails")
+    except RuntimeError:
+        pass
+    with store.transaction():
+        store.append_history(events(["#e", "#a"]))
+    store.index_pending()
+    assert counted_as_stored()
+    check()
+    # Counted as stored again from then on; a redacted row not indexed yet is not counted.
+    with store.transaction():
+        store.append_history(events(["#a", "#b", "#b"]))
+    store.index_pending()
+    assert counted_as_stored()
+    with store.transaction():
+        latest = events(["#b", "#f"])
+        store.append_history(latest)
+    assert store.redact_history("#b", latest[0].msgid)
+    store.index_pending()
+    assert not counted_as_stored()
+    check()
+    # Indexed in slices: grouped, and counted as stored once an indexing takes every row.
+    with store.transaction():
+        store.append_history(events(["#a", "#b", "#c", "#a", "#g"]))
+    assert store.maintain(2) == 3
+    store.index_pending()
+    check()
+    with store.transaction():
+        store.append_history(events(["#g", "#a"]))
+    store.index_pending()
+    assert counted_as_stored()
+    check()
+    # The newest rows purged: the ids are used again, and the rows after are grouped.
+    assert store.purge_history(START + made + 1, "#a") == 8
+    with store.transaction():
+        store.append_history(events(["#a", "#h"]))
+    store.index_pending()
+    assert not counted_as_stored()
+    check()
+    store.close()
+    store = SQLiteStore(path)
+    store.conn.set_trace_callback(upserts.append)
+    with store.transaction():
+        store.append_history(events(["#h", "#a"]))
+    store.index_pending()
+    check()
+    with store.transaction():
+        store.append_history(events(["#h"]))
+    store.index_pending()
+    assert counted_as_stored()
+    check()

@@ -45,6 +45,10 @@ PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
 PURGE_SECONDS = 0.02  # a step stops looking for events after this long
 PURGE_SCAN = 2000
+# Bytes of pending terms after which FTS5 writes what it has as a new segment of the search
+# index (its default is 1 MiB): a batch of the indexing under load (index_pending, tens of
+# thousands of rows) goes in as one segment instead of several, which merges redo.
+FTS_HASHSIZE = 8 << 20
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -201,6 +205,12 @@ END;
 """
 
 _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
+_ACTIVE = frozenset(_MESSAGE_COMMANDS)  # the commands sqlite_queries.ACTIVITY names
+_UPSERT_CONVERSATION = (
+    "INSERT INTO conversations (target, last, messages) VALUES (?, ?, ?)"
+    " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
+    " messages = messages + excluded.messages"
+)
 
 
 def _nobody() -> bool:
@@ -299,6 +309,9 @@ class SQLiteStore(HistoryReads):
         fill = self._migrate()
         conversations = self._has_table("conversations")
         self.conn.executescript(SCHEMA)
+        self.conn.execute(
+            "INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", (FTS_HASHSIZE,)
+        )
         if fill:
             # A database from before the conversation index: index what was indexed.
             with self.transaction():
@@ -323,6 +336,13 @@ class SQLiteStore(HistoryReads):
                 (str(SCHEMA_VERSION),),
             )
         self._depth = 0
+        # The conversations table's share of the rows stored since the last indexing,
+        # counted as they are stored: {conversation: [last message's time or -1, messages]}
+        # for rows _tally_from (exclusive) to _tally_top, while _tally_valid. The indexing
+        # adds it to the table instead of grouping those rows again (see _index).
+        self._tally: dict[str, list[Any]] = {}
+        self._tally_from = self._tally_top = 0
+        self._tally_valid = False
 
     def _has_table(self, name: str) -> bool:
         row = self.conn.execute(
@@ -365,6 +385,7 @@ class SQLiteStore(HistoryReads):
         try:
             yield
         except BaseException:
+            self._tally_valid = False  # it may count rows that are not stored
             # Some errors (a full disk, an I/O error) end the transaction themselves.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -613,6 +634,18 @@ class SQLiteStore(HistoryReads):
         # sqlite3 module lets go of the GIL around every step, so a batch of rows made as
         # many GIL hand-overs with the event loop's thread. The values of each run of rows
         # of one width go into one flat list as they are made (ids follow the events).
+        #
+        # Each row is counted in the tally of the conversations table on the way (see
+        # _index). The tally goes on from the last call's when the rows' ids follow its
+        # rows' (the ids of new rows are consecutive: one writer, INTEGER PRIMARY KEY); it
+        # is valid again only once the rows are stored.
+        if not events:
+            return
+        going_on = self._tally_valid
+        self._tally_valid = False
+        tally = self._tally
+        if not going_on:
+            tally.clear()
         runs: list[tuple[int, list[Any]]] = []
         values: list[Any] = []
         width = 0
@@ -625,15 +658,28 @@ class SQLiteStore(HistoryReads):
                 runs.append((width, values))
                 full = full or width == _FULL
             values += row
+            count = tally.get(e[2])
+            if count is None:
+                count = tally[e[2]] = [-1, 0]
+            if e[3] in _ACTIVE:
+                count[1] += 1
+                if e[1] > count[0]:
+                    count[0] = e[1]
         execute = self.conn.execute
+        last = 0
         for width, values in runs:
             start, end = 0, len(values)
             for size in _INSERT_SIZES:
                 step = size * width
                 sql = _insert_sql(size, width, self._sender)
                 while end - start >= step:
-                    execute(sql, values[start : start + step])
+                    last = execute(sql, values[start : start + step]).lastrowid or 0
                     start += step
+        first = last - len(events) + 1
+        if not going_on:
+            self._tally_from, self._tally_top, self._tally_valid = first - 1, last, True
+        elif first == self._tally_top + 1:
+            self._tally_top, self._tally_valid = last, True
         if not full:
             return
         partners = []
@@ -652,6 +698,7 @@ class SQLiteStore(HistoryReads):
 
     def rename_history(self, old: str, new: str) -> None:
         self.index_pending()
+        self._tally_valid = False
         # A message row with an empty dest was addressed to its target (_row): it keeps
         # the name it was sent to.
         self.conn.execute(
@@ -676,6 +723,7 @@ class SQLiteStore(HistoryReads):
         if row is None:
             return False
         counted = row["command"] in _MESSAGE_COMMANDS and row["id"] <= self._marks()[0]
+        self._tally_valid = False  # (it may count the row)
         self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
         if counted:
             # It was counted in the conversations table: the conversation's last message
@@ -711,7 +759,17 @@ class SQLiteStore(HistoryReads):
                 " FROM history WHERE id > ? AND id <= ? ORDER BY target, time, id",
                 (done, top),
             )
-            self._count_conversations(done, top)
+            if self._tally_valid and self._tally_from == done and self._tally_top == top:
+                # The rows counted as they were stored: no second pass over them.
+                self.conn.executemany(
+                    _UPSERT_CONVERSATION, [(k, v[0], v[1]) for k, v in self._tally.items()]
+                )
+                self._tally.clear()
+                self._tally_from = top
+            else:
+                self._count_conversations(done, top)
+                if top > self._tally_from:
+                    self._tally_valid = False  # the rows it counts are counted now
             self.conn.execute("UPDATE fts_state SET indexed = ? WHERE id = 1", (top,))
 
     def _count_conversations(self, done: int, top: int) -> None:
