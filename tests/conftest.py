@@ -71,6 +71,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+# How long a started server may take to open its ports. A server that fails exits, and
+# wait_port sees that at once, so a long wait costs nothing when start-up works; on a
+# 2-core machine running the suite on both cores, a node joining its cluster has taken
+# longer than ten seconds.
+START_WAIT = 30.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,7 +85,7 @@ def free_port() -> int:
 
 
 def wait_port(
-    port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+    port: int, timeout: float = START_WAIT, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,7 +175,7 @@ class SalonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         # More arguments of salon serve (--workers N), and how long its ports may take.
         self.args: tuple[str, ...] = ()
-        self.start_timeout = 10.0
+        self.start_timeout = START_WAIT
 
     def start(self) -> SalonProcess:
         """Start (or restart, on the same data directory) the server. A free port picked

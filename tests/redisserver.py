@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from bench.pgserver import end_process, parent_death
 
-START_TIMEOUT = 10.0  # seconds for redis-server to answer PING
+START_TIMEOUT = 30.0  # seconds for redis-server to answer PING
 STOP_TIMEOUT = 5.0
 
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 
 READ_SIZE = 65536
-START_TIMEOUT = 10.0  # seconds for the listeners to be up
+START_TIMEOUT = 30.0  # seconds for the listeners to be up
 
 
 class RoundRobin:
