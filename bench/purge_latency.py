@@ -6,7 +6,11 @@ is modified: purge a copy, e.g. of a ``bench.history`` data set), submits one pr
 message every ``1/--rate`` s and one purge step of ``retention_days = --days`` every
 ``--tick`` s as ``Server.later`` does, and prints the time from each message's submission
 to its commit (p50, p90, p99, max) and the events removed. No sockets and no event loop of
-the server's: only what the storage thread makes a message wait for. With code from before
+the server's: only what the storage thread makes a message wait for. ``--target CONV``
+deletes that conversation's whole history instead (as an emptied private channel's is:
+``history.forget_channel``). It also prints the WAL file's largest size (looked at every
+step) and the database's pages and free pages before and after: pages the purge frees
+are free pages, which the messages stored after it take before the file grows. With code from before
 background store calls (``StoreCall.background``) the step goes in with the messages, as
 the server then did; run the two alternately (``PYTHONPATH=<other>/src``).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -32,12 +37,33 @@ def quantile(values: Sequence[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
+def pages(store: SQLiteStore) -> tuple[int, int]:
+    """(pages in the database file, free pages among them)."""
+    count = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    free = store.conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(count), int(free)
+
+
+def wal_bytes(db: Path) -> int:
+    try:
+        return os.path.getsize(f"{db}-wal")
+    except OSError:
+        return 0
+
+
 async def drive(
-    store: SQLiteStore, seconds: float, rate: float, tick: float, days: float
-) -> tuple[list[float], int]:
+    store: SQLiteStore,
+    seconds: float,
+    rate: float,
+    tick: float,
+    days: float,
+    target: str | None = None,
+) -> tuple[list[float], int, int]:
+    """(each message's wait in seconds, events removed, the WAL's largest size)."""
     loop = asyncio.get_running_loop()
     background = "background" in {f.name for f in dataclasses.fields(StoreCall)}
-    before = time.time() - days * 86400
+    before = math.inf if target is not None else time.time() - days * 86400
+    wal = 0
     sent: dict[int, float] = {}
     latencies: list[float] = []
     state: dict[str, Any] = {"after": "", "busy": False, "removed": 0}
@@ -50,7 +76,8 @@ async def drive(
         state["busy"] = False
         if hasattr(result, "removed"):
             state["removed"] += result.removed
-            state["after"] = result.next or ""
+            # None: the purge is over (a conversation's history is all gone).
+            state["after"] = result.next if target is not None else result.next or ""
 
     storage = Storage(store, loop, done)
     key = dm_key("lat_a", "lat_b")
@@ -74,12 +101,13 @@ async def drive(
                 next_message += 1 / rate
             if now >= next_tick:
                 next_tick += tick
-                if not state["busy"]:
+                wal = max(wal, wal_bytes(store.path))
+                if not state["busy"] and state["after"] is not None:
                     state["busy"] = True
                     after = state["after"]
                     options = {"background": True} if background else {}
                     step = StoreCall(
-                        lambda s, a=after: s.purge_step(before, None, (), a), **options
+                        lambda s, a=after: s.purge_step(before, target, (), a), **options
                     )
                     storage.submit([step])
             await asyncio.sleep(max(0.0, min(next_message, next_tick) - time.perf_counter()))
@@ -87,7 +115,7 @@ async def drive(
             await asyncio.sleep(0.01)
     finally:
         storage.stop()
-    return latencies, int(state["removed"])
+    return latencies, int(state["removed"]), wal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,21 +125,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="messages a second (100)")
     ap.add_argument("--tick", type=float, default=0.1, help="seconds between steps (0.1)")
     ap.add_argument("--days", type=float, default=365.0, help="retention_days (365)")
+    ap.add_argument("--target", help="delete this conversation's whole history instead")
     args = ap.parse_args(argv)
     if not args.db.exists():
         ap.error(f"--db: no such file: {args.db}")
     store = SQLiteStore(args.db)
     try:
-        latencies, removed = asyncio.run(
-            drive(store, args.seconds, args.rate, args.tick, args.days)
+        first = pages(store)
+        latencies, removed, wal = asyncio.run(
+            drive(store, args.seconds, args.rate, args.tick, args.days, args.target)
         )
+        last = pages(store)
     finally:
         store.close()
     ms = [v * 1000 for v in latencies]
     print(
         f"{len(ms)} messages: p50 {quantile(ms, 0.5):.2f} ms, p90 {quantile(ms, 0.9):.2f}, "
         f"p99 {quantile(ms, 0.99):.2f}, max {max(ms):.1f}; {removed} events removed; "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"WAL at most {wal / 2**20:.1f} MiB; pages {first[0]} ({first[1]} free) before, "
+        f"{last[0]} ({last[1]} free) after; load average {os.getloadavg()[0]:.1f}"
     )
     return 0
 

@@ -51,3 +51,35 @@ def test_purge_latency_commits_every_message_and_purges(
     found = re.match(r"(\d+) messages: .* (\d+) events removed", out)
     assert found is not None, out
     assert int(found[1]) >= 50 and int(found[2]) == 300
+
+
+def test_purge_latency_deletes_one_conversation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--target deletes that conversation's whole history (recent events too), nothing
+    else, and the report says the WAL's largest size and the pages before and after."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    now = time.time()
+    fill(
+        store,
+        [
+            HistoryEvent(f"{i:011x}abcd{i:x}", now - 1000 + i, target, "PRIVMSG", "a!~a@h",
+                         None, (target, f"said {i}"), (), "", "")
+            for i in range(400)
+            for target in ("#busy" if i % 4 else "#other",)
+        ],
+    )  # fmt: skip
+    store.index_pending()
+    store.close()
+    argv = ["--db", str(tmp_path / "salon.db"), "--seconds", "1", "--target", "#busy"]
+    assert purge_latency.main(argv) == 0
+    out = capsys.readouterr().out
+    found = re.match(r"(\d+) messages: .* (\d+) events removed; WAL at most [\d.]+ MiB; pages", out)
+    assert found is not None, out
+    assert int(found[2]) == 300
+    store = SQLiteStore(tmp_path / "salon.db")
+    left = store.conn.execute(
+        "SELECT target, COUNT(*) FROM history WHERE target LIKE '#%' GROUP BY target"
+    )
+    assert [tuple(r) for r in left] == [("#other", 100)]
+    store.close()

@@ -251,6 +251,69 @@ def test_purges_go_in_bounded_steps(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_purge_deletes_in_bites_with_the_search_index_merging_apart(tmp_path: Path) -> None:
+    """A purge is never one big DELETE: each statement that deletes history names at most
+    PURGE_BITE rows. FTS5's automerge is off while they run (its merge work would go into
+    them) and back to what it was after, and the search index stays right."""
+    from salon.store.sqlite import PURGE_BITE
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(i, f"#c{i % 4}", f"word{i % 7} t{i}") for i in range(400)])
+    store.index_pending()
+    store.conn.execute("INSERT INTO history_fts (history_fts, rank) VALUES ('automerge', 7)")
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    with store.transaction():
+        step = store.purge_step(START + 300, None, ())
+    store.conn.set_trace_callback(None)
+    assert step.removed == 300 and step.next is None
+    deletes = [i for i, sql in enumerate(statements) if sql.startswith("DELETE FROM history ")]
+    assert len(deletes) >= 300 // PURGE_BITE
+    for i in deletes:
+        assert statements[i].count(",") < PURGE_BITE
+    config = [(i, sql) for i, sql in enumerate(statements) if "VALUES ('automerge'" in sql]
+    assert [sql.rsplit(",", 1)[1] for _, sql in config] == [" 0)", " 7)"]
+    assert config[0][0] < deletes[0] and deletes[-1] < config[1][0]
+    row = store.conn.execute("SELECT v FROM history_fts_config WHERE k = 'automerge'")
+    assert row.fetchone()[0] == 7
+    store.conn.execute("INSERT INTO history_fts (history_fts) VALUES ('integrity-check')")
+    found = store.search_history(SearchQuery("word3", ("#c0", "#c1", "#c2", "#c3"), limit=100))
+    assert sorted(e.text for e in found) == sorted(
+        f"word3 t{i}" for i in range(300, 400) if i % 7 == 3
+    )
+    store.close()
+
+
+def test_a_purge_step_merges_a_search_index_that_fell_behind(tmp_path: Path) -> None:
+    """With PURGE_MERGE_BEHIND segments or more on a level of the search index, a step
+    only merges (it would otherwise end in FTS5's merge of a whole level in one
+    statement); the next steps delete."""
+    from salon.store.sqlite import PURGE_MERGE_BEHIND, fts_levels
+
+    store = SQLiteStore(tmp_path / "salon.db")
+    store.conn.execute("INSERT INTO history_fts (history_fts, rank) VALUES ('automerge', 0)")
+    for n in range(PURGE_MERGE_BEHIND + 2):
+        fill(store, [said(10 * n + i, "#c", f"word{i} t{n}") for i in range(10)])
+        store.index_pending()  # a transaction, a segment
+
+    def levels() -> list[int]:
+        block = store.conn.execute("SELECT block FROM history_fts_data WHERE id = 10")
+        counted = fts_levels(block.fetchone()[0])
+        assert counted is not None
+        return counted
+
+    assert max(levels()) >= PURGE_MERGE_BEHIND
+    segments = store.conn.execute("SELECT COUNT(DISTINCT segid) FROM history_fts_idx")
+    assert sum(levels()) == segments.fetchone()[0]
+    with store.transaction():
+        assert store.purge_step(START + 50, None, (), "#a") == (0, "#a")
+    assert max(levels()) < PURGE_MERGE_BEHIND
+    with store.transaction():
+        assert store.purge_step(START + 50, None, (), "#a").removed == 50
+    store.conn.execute("INSERT INTO history_fts (history_fts) VALUES ('integrity-check')")
+    store.close()
+
+
 def test_a_purge_step_gives_way_to_a_waiting_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,12 +43,21 @@ INDEX_SLICE = 1000  # rows indexed per maintain() call by default
 WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
 PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
-PURGE_SECONDS = 0.02  # a step stops looking for events after this long
+PURGE_SECONDS = 0.02  # a step stops looking for, and deleting, events after this long
 PURGE_SCAN = 2000
 # Bytes of pending terms after which FTS5 writes what it has as a new segment of the search
 # index (its default is 1 MiB): a batch of the indexing under load (index_pending, tens of
 # thousands of rows) goes in as one segment instead of several, which merges redo.
 FTS_HASHSIZE = 8 << 20
+# Pages of search index a purge step's merge statement writes at most: FTS5 merges its
+# segments in units of pages, and a unit is what a message that arrives may wait for.
+PURGE_MERGE_PAGES = 16
+PURGE_MERGE_SECONDS = 0.01  # a step merges the search index for at most this long
+AUTOMERGE_DEFAULT = 4  # FTS5's automerge when a table sets none
+# Segments on one level of the search index that make a purge step merge instead of
+# deleting: FTS5 merges a whole level at once, in one statement, when it reaches 16
+# (its crisismerge), which in a large index is a long statement.
+PURGE_MERGE_BEHIND = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -211,6 +220,43 @@ _UPSERT_CONVERSATION = (
     " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
     " messages = messages + excluded.messages"
 )
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """SQLite's varint at ``at`` (big-endian groups of 7 bits, the ninth byte whole): its
+    value and where the next one starts."""
+    value = 0
+    for i in range(8):
+        byte = data[at + i]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + i + 1
+    return (value << 8) | data[at + 8], at + 9
+
+
+def fts_levels(structure: bytes) -> list[int] | None:
+    """The number of segments on each level of an FTS5 index, from its structure record
+    (row 10 of the ``_data`` table; fts5_index.c, "Structure record"): a 4-byte cookie,
+    then varints: levels, segments, write counter, and for each level the segments in its
+    merge, its segments, and for each segment its id, first and last page. None for a
+    record of another format (later SQLite versions mark theirs with 0xff after the
+    cookie)."""
+    try:
+        if structure[4] == 0xFF:
+            return None
+        levels, at = _varint(structure, 4)
+        _, at = _varint(structure, at)  # segments
+        _, at = _varint(structure, at)  # write counter
+        counts = []
+        for _ in range(levels):
+            _, at = _varint(structure, at)  # in the merge
+            segments, at = _varint(structure, at)
+            for _ in range(3 * segments):
+                _, at = _varint(structure, at)
+            counts.append(segments)
+    except IndexError:
+        return None
+    return counts if at == len(structure) else None
 
 
 def _nobody() -> bool:
@@ -824,6 +870,41 @@ class SQLiteStore(HistoryReads):
         ).fetchone():
             self.conn.execute("DELETE FROM conversations WHERE target = ?", (key,))
 
+    def _fts_config(self, key: str, default: int) -> int:
+        row = self.conn.execute("SELECT v FROM history_fts_config WHERE k = ?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def _fts_command(self, key: str, value: int) -> None:
+        self.conn.execute("INSERT INTO history_fts (history_fts, rank) VALUES (?, ?)", (key, value))
+
+    def _fts_structure(self) -> bytes | None:
+        row = self.conn.execute("SELECT block FROM history_fts_data WHERE id = 10").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _search_index_behind(self) -> bool:
+        """Whether a level of the search index holds PURGE_MERGE_BEHIND segments or more."""
+        structure = self._fts_structure()
+        levels = None if structure is None else fts_levels(structure)
+        return bool(levels) and max(levels or [0]) >= PURGE_MERGE_BEHIND
+
+    def _merge_search_index(self) -> bool:
+        """Merge work on the search index in units of PURGE_MERGE_PAGES pages, for at most
+        PURGE_MERGE_SECONDS and while no call waits (one unit at least): what automerge
+        would have done in the purge's statements. Segments of delete markers merged with
+        the ones that hold the rows free their pages; segments left to pile up would end
+        in a crisis merge of a whole level (FTS5's crisismerge), in one statement.
+        Whether there was anything to merge."""
+        until = time.monotonic() + PURGE_MERGE_SECONDS
+        merged = False
+        while True:
+            was = self._fts_structure()
+            self._fts_command("merge", PURGE_MERGE_PAGES)
+            if self._fts_structure() == was:
+                return merged  # nothing to merge: no level holds usermerge segments
+            merged = True
+            if self._waiting() or time.monotonic() > until:
+                return merged
+
     def _wal_bytes(self) -> int:
         try:
             return os.path.getsize(f"{self.path}-wal")
@@ -842,10 +923,17 @@ class SQLiteStore(HistoryReads):
         of ``target``, or of every conversation from ``after`` on (in key order) but those
         in ``exclude``. Each conversation's old events are found through the conversation
         index (the time limit is checked between conversations), then deleted PURGE_BITE
-        at a time."""
+        at a time (the time limit is checked between bites) with the search index's
+        automerge off; the index is then merged in units of its own, while no call waits
+        (:meth:`_merge_search_index`). A step only merges while a level of the index holds
+        PURGE_MERGE_BEHIND segments."""
         if self._wal_bytes() > WAL_LIMIT:
             # Deleting rows rewrites the search index's segments: let the checkpoints
             # catch up (the WAL is reset, and truncated, once they do) before going on.
+            return PurgeProgress(0, after)
+        if self._search_index_behind() and self._merge_search_index():
+            # Segments of delete markers came faster than the merges after the steps'
+            # deletes (cut short when messages wait) merged them: this step only merges.
             return PurgeProgress(0, after)
         deadline = time.monotonic() + PURGE_SECONDS
         self._index_older(before)
@@ -891,12 +979,27 @@ class SQLiteStore(HistoryReads):
                 break
         found.sort()
         gone = 0
-        while gone < len(found):
-            if gone and self._waiting():
-                break
-            bite = ",".join(str(i) for i, _ in found[gone : gone + PURGE_BITE])
-            self.conn.execute(f"DELETE FROM history WHERE id IN ({bite})")
-            gone += PURGE_BITE
+        if found:
+            # FTS5 does merge work (automerge) whenever it writes out pending data, in
+            # proportion to what it writes and to the number of levels of the index, in
+            # the statement that writes: in a large index one bite of deletes, or the
+            # commit after it, took tens of milliseconds that way. The step's deletes go
+            # without it, and the step merges in units of its own afterwards.
+            automerge = self._fts_config("automerge", AUTOMERGE_DEFAULT)
+            self._fts_command("automerge", 0)
+            try:
+                while gone < len(found):
+                    if gone and (self._waiting() or time.monotonic() > deadline):
+                        break
+                    bite = ",".join(str(i) for i, _ in found[gone : gone + PURGE_BITE])
+                    self.conn.execute(f"DELETE FROM history WHERE id IN ({bite})")
+                    gone += PURGE_BITE
+            finally:
+                # (Each DELETE wrote its delete markers out as a segment of its own when it
+                # ended, a statement's savepoint being a sync for FTS5: none wait for the
+                # commit, which would do automerge's work for them.)
+                self._fts_command("automerge", automerge)
+            self._merge_search_index()
         left = {key for _, key in found[gone:]}
         if left:
             # Conversations from the first one with events left on are looked at again.
