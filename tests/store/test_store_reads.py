@@ -251,11 +251,29 @@ def test_purges_go_in_bounded_steps(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_purge_counts_off_only_the_messages_it_deletes(tmp_path: Path) -> None:
+    """The conversations table counts PRIVMSG, NOTICE and TAGMSG: a purge that deletes
+    JOINs too takes only its messages off the count."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    joins = [
+        event(i, "#a")._replace(msgid=f"j{i}", command="JOIN", params=("#a",), time=START + i)
+        for i in range(0, 40, 2)
+    ]
+    messages = [said(i, "#a", f"t{i}") for i in range(1, 40, 2)]
+    fill(store, sorted([*joins, *messages], key=lambda e: e.time))
+    store.index_pending()
+    with store.transaction():
+        assert store.purge_step(START + 20, None, ()).removed == 20  # 10 joins, 10 messages
+    row = store.conn.execute("SELECT messages FROM conversations WHERE target = '#a'")
+    assert row.fetchone()[0] == 10
+    store.close()
+
+
 def test_a_purge_deletes_in_bites_with_the_search_index_merging_apart(tmp_path: Path) -> None:
     """A purge is never one big DELETE: each statement that deletes history names at most
     PURGE_BITE rows. FTS5's automerge is off while they run (its merge work would go into
     them) and back to what it was after, and the search index stays right."""
-    from salon.store.sqlite import PURGE_BITE
+    from salon.store.sqlite import AUTOMERGE_DEFAULT, PURGE_BITE
 
     store = SQLiteStore(tmp_path / "salon.db")
     fill(store, [said(i, f"#c{i % 4}", f"word{i % 7} t{i}") for i in range(400)])
@@ -270,12 +288,18 @@ def test_a_purge_deletes_in_bites_with_the_search_index_merging_apart(tmp_path: 
     deletes = [i for i, sql in enumerate(statements) if sql.startswith("DELETE FROM history ")]
     assert len(deletes) >= 300 // PURGE_BITE
     for i in deletes:
-        assert statements[i].count(",") < PURGE_BITE
+        assert statements[i].split("(", 1)[1].split(")", 1)[0].count(",") < PURGE_BITE
     config = [(i, sql) for i, sql in enumerate(statements) if "VALUES ('automerge'" in sql]
     assert [sql.rsplit(",", 1)[1] for _, sql in config] == [" 0)", " 7)"]
     assert config[0][0] < deletes[0] and deletes[-1] < config[1][0]
     row = store.conn.execute("SELECT v FROM history_fts_config WHERE k = 'automerge'")
     assert row.fetchone()[0] == 7
+    # A process that died while it was off: the next open turns it back on.
+    store.conn.execute("INSERT INTO history_fts (history_fts, rank) VALUES ('automerge', 0)")
+    store.close()
+    store = SQLiteStore(tmp_path / "salon.db")
+    row = store.conn.execute("SELECT v FROM history_fts_config WHERE k = 'automerge'")
+    assert row.fetchone()[0] == AUTOMERGE_DEFAULT
     store.conn.execute("INSERT INTO history_fts (history_fts) VALUES ('integrity-check')")
     found = store.search_history(SearchQuery("word3", ("#c0", "#c1", "#c2", "#c3"), limit=100))
     assert sorted(e.text for e in found) == sorted(

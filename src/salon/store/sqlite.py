@@ -215,10 +215,13 @@ END;
 
 _MESSAGE_COMMANDS = ("PRIVMSG", "NOTICE", "TAGMSG")
 _ACTIVE = frozenset(_MESSAGE_COMMANDS)  # the commands sqlite_queries.ACTIVITY names
-_UPSERT_CONVERSATION = (
-    "INSERT INTO conversations (target, last, messages) VALUES (?, ?, ?)"
+# A conversation's rows added to what the table holds of it (a new one is inserted).
+_MERGE_CONVERSATION = (
     " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
     " messages = messages + excluded.messages"
+)
+_UPSERT_CONVERSATION = (
+    "INSERT INTO conversations (target, last, messages) VALUES (?, ?, ?)" + _MERGE_CONVERSATION
 )
 
 
@@ -358,6 +361,11 @@ class SQLiteStore(HistoryReads):
         self.conn.execute(
             "INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", (FTS_HASHSIZE,)
         )
+        if self._fts_config("automerge", AUTOMERGE_DEFAULT) == 0:
+            # A purge step turns automerge off for its deletes and back on after them; a
+            # process that died between the two left it off (a start-up purge runs outside
+            # a transaction).
+            self._fts_command("automerge", AUTOMERGE_DEFAULT)
         if fill:
             # A database from before the conversation index: index what was indexed.
             with self.transaction():
@@ -758,8 +766,7 @@ class SQLiteStore(HistoryReads):
         self.conn.execute(
             "INSERT INTO conversations (target, last, messages)"
             " SELECT ?, last, messages FROM conversations WHERE target = ? AND target != ?"
-            " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
-            " messages = messages + excluded.messages",
+            + _MERGE_CONVERSATION,
             (new, old, new),
         )
         self.conn.execute("DELETE FROM conversations WHERE target = ? AND target != ?", (old, new))
@@ -824,9 +831,7 @@ class SQLiteStore(HistoryReads):
             "INSERT INTO conversations (target, last, messages)"
             f" SELECT target, MAX(CASE WHEN command IN {ACTIVITY} THEN time ELSE -1 END),"
             f" SUM(command IN {ACTIVITY}) FROM history WHERE id > ? AND id <= ?"
-            " GROUP BY target"
-            " ON CONFLICT (target) DO UPDATE SET last = MAX(last, excluded.last),"
-            " messages = messages + excluded.messages",
+            " GROUP BY target" + _MERGE_CONVERSATION,
             (done, top),
         )
 
@@ -979,6 +984,9 @@ class SQLiteStore(HistoryReads):
                 break
         found.sort()
         gone = 0
+        # Messages deleted per conversation: the table counts PRIVMSG, NOTICE and TAGMSG
+        # only, not the JOINs, PARTs and topics deleted with them.
+        counts: collections.Counter[str] = collections.Counter()
         if found:
             # FTS5 does merge work (automerge) whenever it writes out pending data, in
             # proportion to what it writes and to the number of levels of the index, in
@@ -992,7 +1000,10 @@ class SQLiteStore(HistoryReads):
                     if gone and (self._waiting() or time.monotonic() > deadline):
                         break
                     bite = ",".join(str(i) for i, _ in found[gone : gone + PURGE_BITE])
-                    self.conn.execute(f"DELETE FROM history WHERE id IN ({bite})")
+                    deleted = self.conn.execute(
+                        f"DELETE FROM history WHERE id IN ({bite}) RETURNING target, command"
+                    ).fetchall()
+                    counts.update(key for key, command in deleted if command in _ACTIVE)
                     gone += PURGE_BITE
             finally:
                 # (Each DELETE wrote its delete markers out as a segment of its own when it
@@ -1004,7 +1015,6 @@ class SQLiteStore(HistoryReads):
         if left:
             # Conversations from the first one with events left on are looked at again.
             stop = min(left) if stop is None else min(stop, *left)
-        counts = collections.Counter(key for _, key in found[:gone])
         self.conn.executemany(
             "UPDATE conversations SET messages = MAX(0, messages - ?) WHERE target = ?",
             [(n, key) for key, n in counts.items()],
