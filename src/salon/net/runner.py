@@ -482,7 +482,7 @@ class Shell:
         """Redis lost data: what this node sends first, and after every node's
         restatement (see Cluster.recover)."""
         cluster = self.server.cluster
-        return cluster.recover(sent, read) if cluster is not None else ([], [])
+        return cluster.recover(sent, read, self.bus.run) if cluster is not None else ([], [])
 
     def _round_done(self) -> bool:
         cluster = self.server.cluster

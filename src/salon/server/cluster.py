@@ -176,8 +176,10 @@ class Cluster:
         self.max_waiting = max_waiting
         # origin node -> the last token of its entries applied here (repeats are dropped)
         self.seen: dict[int, int] = {}
-        # The furthest log position read by the origin of a restatement applied here, and
-        # the members (uid -> status) of the channels that restatement listed.
+        # The round of restatements applied here (the run of Redis's data they name: a
+        # round per loss of the log), the furthest log position read by the origin of one
+        # of them, and the members (uid -> status) of the channels that one listed.
+        self.round_run = ""
         self.read_furthest: tuple[int, ...] = (0, 0)
         self.furthest_members: dict[str, dict[int, str]] = {}
         self.furthest_node = 0
@@ -823,12 +825,13 @@ class Cluster:
             nodes.append(node_of(max(self.server.remote)))
         return max(nodes)
 
-    def recover(self, sent: Sequence[str], read: str) -> tuple[list[str], list[str]]:
+    def recover(self, sent: Sequence[str], read: str, run: str = "") -> tuple[list[str], list[str]]:
         """Redis lost data (the end of the log, or all of it): what this node sends
         first, and what it sends once every node's restatement is in the log (the bus
         holds everything else until then: no new change lands among the restatements).
         ``sent``: its entries Redis took lately, in order; ``read``: the id of the last
-        log entry it read.
+        log entry it read; ``run``: what names Redis's new data (the bus's ``run``: every
+        node that recovers from one loss gets the same).
 
         First: its messages again (a node that had not read them delivers them, the
         others drop the repeats), then its restatement (:meth:`restate`). After the
@@ -851,7 +854,7 @@ class Cluster:
         # read the new log before its own call failed)
         self.round_start = self.server.now - RESEND_WINDOW
         durable = [] if self.shared_store else self.restate_durable(read)
-        return [*messages, self.restate(read), *durable], changes
+        return [*messages, self.restate(read, run), *durable], changes
 
     def round_done(self) -> bool:
         """Whether every node this node knew users of has restated since
@@ -859,11 +862,12 @@ class Cluster:
         start = self.round_start
         return all(self.restated.get(node, start - 1) >= start for node in self.awaited)
 
-    def restate(self, read: str = "0-0") -> str:
+    def restate(self, read: str = "0-0", run: str = "") -> str:
         """The entry that restates this node's part of the network: its users, the
         channels they are in, and those channels' modes, topics and members' status as
         this node holds them; ``read``: the id of the last log entry it read (who read
-        further holds more of what was lost). Every node applies it (:meth:`_restated`),
+        further holds more of what was lost); ``run``: the round it belongs to (see
+        :meth:`recover`). Every node applies it (:meth:`_restated`),
         and so does a node that starts later and replays the log."""
         server = self.server
         local = sorted(
@@ -894,6 +898,7 @@ class Cluster:
             len(users) + 2 * len(members) + RESTATE_QUITS + 2 * listed
         )
         data = {
+            "run": run,
             "read": _position(read),
             "users": users,
             "members": members,
@@ -910,6 +915,17 @@ class Cluster:
         replica ends alike. Where the replica held it already nobody is told."""
         node, time, base, data = int(entry[0]), float(entry[2]), int(entry[3]), entry[5]
         read = tuple(data["read"])
+        run = str(data.get("run", ""))
+        if run != self.round_run:
+            # The first restatement of a new round (Redis lost its data again): the
+            # positions its restatements compare are in another log, which may have ids
+            # lower than the last one's (another Redis, another clock), so the last
+            # round's furthest decides nothing now. (Keyed to the entry: every replica,
+            # and a node replaying the log, starts the round at the same one.)
+            self.round_run = run
+            self.read_furthest = (0, 0)
+            self.furthest_members = {}
+            self.furthest_node = 0
         # (between equals the first decides: a node that restates late, after changes
         # made once the round was over, knows nothing of them)
         furthest = read > self.read_furthest
