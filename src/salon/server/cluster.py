@@ -177,9 +177,11 @@ class Cluster:
         # origin node -> the last token of its entries applied here (repeats are dropped)
         self.seen: dict[int, int] = {}
         # The round of restatements applied here (the run of Redis's data they name: a
-        # round per loss of the log), the furthest log position read by the origin of one
-        # of them, and the members (uid -> status) of the channels that one listed.
+        # round per loss of the log), the nodes whose restatement of it came so far, the
+        # furthest log position read by the origin of one of them, and the members
+        # (uid -> status) of the channels that one listed.
         self.round_run = ""
+        self.round_nodes: set[int] = set()
         self.read_furthest: tuple[int, ...] = (0, 0)
         self.furthest_members: dict[str, dict[int, str]] = {}
         self.furthest_node = 0
@@ -923,9 +925,11 @@ class Cluster:
             # round's furthest decides nothing now. (Keyed to the entry: every replica,
             # and a node replaying the log, starts the round at the same one.)
             self.round_run = run
+            self.round_nodes = set()
             self.read_furthest = (0, 0)
             self.furthest_members = {}
             self.furthest_node = 0
+        self.round_nodes.add(node)
         # (between equals the first decides: a node that restates late, after changes
         # made once the round was over, knows nothing of them)
         furthest = read > self.read_furthest
@@ -948,6 +952,8 @@ class Cluster:
             # restatement says, here as on every node)
             if furthest:
                 self._restate_channels(data["channels"], (node, time, synced))
+            else:
+                self._kick_unlisted(node, time, synced)
             return
         mark = len(server.effects)
         turn = [0]
@@ -975,6 +981,7 @@ class Cluster:
         if not furthest:
             # In the channels the furthest restatement listed, its lists decide: its node
             # read all this one had, and a KICK or PART this one had not read yet.
+            self._kick_unlisted(node, time, synced)
             decided = self.furthest_members
             wanted = {(cf, uid) for cf, uid in wanted if cf not in decided} | {
                 (cf, uid) for cf, members in decided.items() for uid in members
@@ -1136,6 +1143,14 @@ class Cluster:
             held.modes = set(modes)
             held.key, held.limit = key, limit
             held.topic, held.topic_by, held.topic_time = topic, topic_by, int(topic_time)
+            if furthest is not None:
+                # (a member it does not list, and did not kick, has no status it knows of:
+                # a node's user that joined on the new log, where a replica that knew
+                # nothing yet may have made it the channel's founder)
+                stated = {int(uid) for uid, _letters in status}
+                for unlisted in held.members:
+                    if unlisted.id >= 0 and unlisted.id not in stated:
+                        held.members[unlisted] = ""
             for uid, letters in status:
                 member = server.remote.get(int(uid)) or server.clients.get(int(uid))
                 if member is not None and member in held.members:
@@ -1146,8 +1161,12 @@ class Cluster:
     def _restate_members(self, chan: Channel, status: list[list[Any]]) -> list[Event]:
         """What makes ``chan``'s members those a restatement lists: another node's users
         join (this node's own are missing only while their JOIN waits to be sent again),
-        and the others are kicked by ChanServ (a KICK or PART their node had not read
-        when Redis lost it; without this, that node's restatement would undo it)."""
+        and the others of the nodes that restated in this round are kicked by ChanServ (a
+        KICK or PART their node had not read when Redis lost it; without this, that
+        node's restatement would undo it). A node that restates later has its users
+        kicked then (:meth:`_kick_unlisted`); a node that is no part of the round (it
+        started on the new log, and its users joined there, after what the lists say)
+        keeps its members."""
         server = self.server
         listed = {int(uid) for uid, _letters in status}
         joins: list[Event] = [
@@ -1156,12 +1175,32 @@ class Cluster:
             if (member := server.remote.get(uid)) is not None and member not in chan.members
         ]
         kicker = server.services.chanserv.client.id
+        restated = self.round_nodes
         kicks: list[Event] = [
             Kick(kicker, chan.name, member.id, RESTATE_KICK)
             for member in sorted(chan.members, key=lambda m: m.id)
-            if member.id >= 0 and member.id not in listed
+            if member.id >= 0 and member.id not in listed and node_of(member.id) in restated
         ]
         return [*joins, *kicks]
+
+    def _kick_unlisted(self, node: int, time: float, base: int) -> None:
+        """A restatement of node ``node`` after the furthest of its round: ChanServ kicks
+        its users out of the channels the furthest listed, where it does not list them
+        (as :meth:`_restate_members` kicked those of the nodes that had restated before).
+        ``base``: the first msgid it may draw."""
+        server = self.server
+        kicker = server.services.chanserv.client.id
+        turn = 0
+        for cf, listed in self.furthest_members.items():
+            chan = server.channels.get(cf)
+            if chan is None:
+                continue
+            for member in sorted(chan.members, key=lambda m: m.id):
+                if member.id < 0 or node_of(member.id) != node or member.id in listed:
+                    continue
+                kick = Kick(kicker, chan.name, member.id, RESTATE_KICK)
+                self._apply(kick, node, time, base + turn * MSGIDS_PER_ENTRY, None, False)
+                turn += 1
 
     # ------------------------------------------------------------------ deaths
 
