@@ -134,7 +134,9 @@ class Abuse:
 
     # -------------------------------------------------------------- changes
     # Only the apply functions of the Ban and Unban events (salon.server.apply) call
-    # these: a K-line or D-line changes by an event, so that every node applies it.
+    # these, and a cluster's restatement of the stores (Cluster._restated_durable adds
+    # the bans a node lacks): a K-line or D-line changes by an entry of the network's
+    # order, so that every node applies it.
 
     def add(self, ban: ServerBan) -> list[Client]:
         """Keep and store a ban, then disconnect the connected users it matches."""

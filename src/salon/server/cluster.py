@@ -97,9 +97,9 @@ from salon.store.base import (
     AccountRecord,
     ChannelRecord,
     HistoryEvent,
-    ListRecord,
     ScramCredentials,
     ServerBan,
+    list_records,
 )
 
 if TYPE_CHECKING:
@@ -1264,13 +1264,9 @@ def _channel_record(item: list[Any]) -> ChannelRecord:
     """A registered channel as :meth:`Cluster.restate_durable` gives it (dataclasses.astuple)."""
     name, founder, created, topic, topic_by, topic_time, modes, key, limit, *rest = item
     bans, excepts, invex, access, topiclock, metadata = rest
-
-    def entries(items: list[list[Any]]) -> tuple[ListRecord, ...]:
-        return tuple(ListRecord(str(m), str(by), int(at)) for m, by, at in items)
-
     return ChannelRecord(
         str(name), str(founder), float(created), str(topic), str(topic_by), int(topic_time),
-        str(modes), key, limit, entries(bans), entries(excepts), entries(invex),
+        str(modes), key, limit, list_records(bans), list_records(excepts), list_records(invex),
         tuple((str(a), str(lv)) for a, lv in access), bool(topiclock),
         tuple((str(k), str(v)) for k, v in metadata),
     )  # fmt: skip
