@@ -37,18 +37,24 @@ def recover(
     lost: tuple[list[str], dict[int, str]],
     resend: bool = True,
     order: list[int] | None = None,
+    run: str = "",
+    restating: list[int] | None = None,
 ) -> None:
     """What each node's bus does once Redis answers again after losing data: it sends
     first what Cluster.recover gives for its own lost entries (``resend`` False: the
     bus no longer had them), and the rest once every node has restated; then what
-    waited meanwhile. ``order``: the node numbers in the order their entries go first."""
+    waited meanwhile. ``order``: the node numbers in the order their entries go first;
+    ``run``: what names Redis's new data (the bus's run); ``restating``: the numbers of
+    the nodes that had been running (all unless given)."""
     entries, read = lost
     later: list[str] = []
     for node in sorted(net.nodes, key=lambda n: order.index(n.number)) if order else net.nodes:
+        if restating is not None and node.number not in restating:
+            continue
         cluster = node.server.cluster
         assert cluster is not None
         mine = [e for e in entries if entry_origin(e) == node.number] if resend else []
-        first, after = cluster.recover(mine, read[node.number])
+        first, after = cluster.recover(mine, read[node.number], run)
         net.bus.append(first)
         later += after
     with net.hold():  # (every node reads the log; what nodes make meanwhile waits)
@@ -388,3 +394,60 @@ def test_a_kick_the_kicked_users_node_had_not_read_holds(order: list[int]) -> No
         assert sorted(m.nick for m in node.server.channels["#c"].members) == ["alice", "carol"]
     assert any(" KICK #c bob " in line for line in bob.lines())
     assert state(net[0].server) == state(net[1].server) == state(start_node(net, 3).server)
+
+
+def test_a_second_loss_of_the_log_is_a_round_of_its_own() -> None:
+    """Redis lost its log twice. The positions the second round's restatements name are
+    in the second log, lower than those of the first round's: still the node that had
+    read furthest in it decides (the KICK of bob that only node 0 had read holds), since
+    each restatement names its round (the bus's run)."""
+    net = ClusterNet(2)
+    alice, bob, carol = (
+        net.register(i, nick) for i, nick in ((0, "alice"), (1, "bob"), (1, "carol"))
+    )
+    for c in (alice, bob, carol):
+        c.send("JOIN #c")
+    first = lose(net)
+    recover(net, first, run="first")
+    mark = len(net.bus.log)
+    net[1].alive = False
+    alice.send("KICK #c bob :out")
+    lost = lose(net, mark)
+    net[1].alive = True
+    assert furthest(lost) < furthest(first)
+    recover(net, lost, order=[2, 1], run="second")
+    for node in net.nodes:
+        assert sorted(m.nick for m in node.server.channels["#c"].members) == ["alice", "carol"]
+    assert state(net[0].server) == state(net[1].server) == state(start_node(net, 3).server)
+
+
+def test_the_users_of_a_node_started_on_the_new_log_keep_their_channels() -> None:
+    """Redis came back empty, and a node started on it before the running nodes
+    restated (after its settle): its user dave joined #c there. The restatements, made
+    from the lost log, do not list him, but no node of their round holds him: he stays
+    in #c on every replica, without the status that his node, which knew no #c yet, gave
+    him as its founder."""
+    net = ClusterNet(2)
+    alice, bob = net.register(0, "alice"), net.register(1, "bob")
+    for c in (alice, bob):
+        c.send("JOIN #c")
+    lost = lose(net)
+    for node in net.nodes:
+        node.alive = False  # (their buses are still finding out what Redis lost)
+    new = start_node(net, 3)
+    dave = net.register(2, "dave")
+    dave.send("JOIN #c")
+    for node in net.nodes:
+        node.alive = True
+    recover(net, lost, restating=[1, 2])
+    for node in net.nodes:
+        chan = node.server.channels["#c"]
+        assert sorted(m.nick for m in chan.members) == ["alice", "bob", "dave"]
+        assert {m.nick: s for m, s in chan.members.items()} == {"alice": "o", "bob": "", "dave": ""}
+    assert not any(" KICK " in line for line in dave.lines())
+    assert state(net[0].server) == state(net[1].server) == state(new.server)
+
+
+def furthest(lost: tuple[list[str], dict[int, str]]) -> int:
+    """How far the node that had read furthest in a lost log had read."""
+    return max(int(read.partition("-")[0]) for read in lost[1].values())

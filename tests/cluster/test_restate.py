@@ -69,40 +69,75 @@ def restart_empty(redis: Any, *watchers: tuple[SalonProcess, LineClient]) -> Non
         synced(client)
 
 
+MARKER = "MARKREAD #reg timestamp=2026-01-01T00:00:01.000Z"
+
+
+def make_records(node: SalonProcess, oper_node: SalonProcess) -> tuple[LineClient, LineClient]:
+    """Accounts alice and bob, #reg registered with its settings (register_channel) and
+    empty, a K-line set on ``oper_node``, alice's read marker of #reg (MARKER). Returns
+    alice's client and the oper's, once ``node`` applied it all."""
+    alice = register_channel(node, "#reg")
+    alice.send("PART #reg")  # (an empty registered channel: no node lists it in its users')
+    alice.expect(r" PART #reg")
+    root = oper(oper_node, "root")
+    root.send("KLINE *@10.9.9.9 :spam")
+    root.expect(r"K-line added")
+    reader = scram_login(node, "alice2", "alice", "draft/read-marker")
+    reader.send(MARKER)
+    reader.expect(MARKER)
+    synced(alice)
+    return alice, root
+
+
+def records_hold(node: SalonProcess) -> None:
+    """What make_records made holds on ``node``: SCRAM login, ChanServ INFO, the access
+    list's op, the topic lock, MARKREAD, KLINE LIST."""
+    settings_hold(node, "#reg")
+    reader = scram_login(node, "alice3", "alice", "draft/read-marker")
+    reader.send("MARKREAD #reg")
+    reader.expect(MARKER)
+    root = oper(node, "root2")
+    root.send("KLINE LIST")
+    root.expect(r"K-line \*@10\.9\.9\.9 ")
+
+
+def oper(node: SalonProcess, nick: str) -> LineClient:
+    c = LineClient(node.irc_port)
+    c.register(nick)
+    c.send("OPER root pw")
+    c.expect(r" 381 ")
+    return c
+
+
 def test_a_node_started_after_redis_came_back_empty_knows_accounts_and_registrations(
     nodes: Start, empty_redis: Any
 ) -> None:
     """An account, a ChanServ registration with its settings (AMODE, TOPICLOCK), a
     K-line and a read marker made before Redis lost its data hold on a node started
-    afterwards on a fresh data directory: SCRAM login, ChanServ INFO, the access list's
-    op, the topic lock, KLINE LIST, MARKREAD."""
+    afterwards on a fresh data directory."""
     a, b = nodes("a"), nodes("b")
-    alice = register_channel(a, "#reg")
-    alice.send("PART #reg")  # (an empty registered channel: no node lists it in its users')
-    alice.expect(r" PART #reg")
-    root = LineClient(b.irc_port)
-    root.register("root")
-    root.send("OPER root pw")
-    root.expect(r" 381 ")
-    root.send("KLINE *@10.9.9.9 :spam")
-    root.expect(r"K-line added")
-    marker = "MARKREAD #reg timestamp=2026-01-01T00:00:01.000Z"
-    reader = scram_login(a, "alice2", "alice", "draft/read-marker")
-    reader.send(marker)
-    reader.expect(marker)
-    synced(alice)
+    alice, root = make_records(a, b)
     restart_empty(empty_redis, (a, alice), (b, root))
+    records_hold(nodes("c"))
+
+
+def test_a_node_keeps_the_records_it_replayed_after_the_log_lost_them(
+    nodes: Start, empty_redis: Any
+) -> None:
+    """A node started on a fresh data directory learns another node's account, ChanServ
+    registration, K-line and read marker from the log, and writes them to its own store:
+    restarted once the log no longer carries them (trimmed), it still holds them."""
+    import redis
+
+    a = nodes("a")
+    make_records(a, a)
     c = nodes("c")
-    settings_hold(c, "#reg")
-    reader = scram_login(c, "alice3", "alice", "draft/read-marker")
-    reader.send("MARKREAD #reg")
-    reader.expect(marker)
-    root_c = LineClient(c.irc_port)
-    root_c.register("root2")
-    root_c.send("OPER root pw")
-    root_c.expect(r" 381 ")
-    root_c.send("KLINE LIST")
-    root_c.expect(r"K-line \*@10\.9\.9\.9 ")
+    synced(oper(c, "probe"))
+    c.stop()
+    conn = redis.Redis.from_url(empty_redis.url, decode_responses=True)
+    conn.xtrim("p:log", maxlen=0)  # (what a long-running network's log_maxlen does)
+    c.start()
+    records_hold(c)
 
 
 def in_channel(node: SalonProcess, nick: str, chan: str = "#c") -> LineClient:

@@ -14,7 +14,7 @@ one order; this module carries them. Redis holds, under the cluster's key prefix
   link) is fenced: its turn calls and heartbeats are refused, and it closes its clients.
 
 One ``salon_turn`` call is in flight at a time; entries made meanwhile wait and go in the
-next call (a node's entries keep their order). Four connections: turn calls and the
+next call (a node's entries keep their order), ``TURN_CHARS`` at most per call. Four connections: turn calls and the
 blocking reader (made every turn, on salon.net.resp's bare connections), the other calls
 (start, replay, recovery, leave), and the heartbeat with the reaper.
 
@@ -45,10 +45,12 @@ import os
 import secrets
 import socket
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from itertools import accumulate
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -67,7 +69,13 @@ REPLAY_COUNT = 10000
 RETRY_EVERY = 0.2  # seconds before the first try while Redis cannot be reached
 RETRY_MAX = 1.0  # seconds between tries, at most (the wait doubles up to this)
 RESEND_FOR = 10.0  # seconds a sent entry is kept, to send again if Redis loses it
-RESEND_MAX = 20000  # entries kept for that, at most (but the last turn's, whole)
+RESEND_MAX = 20000  # entries kept for that, at most (but the last call's, whole)
+RESEND_CHARS = 16 << 20  # and characters of them, at most (but the last call's, whole)
+# Characters of entries one salon_turn call carries, at most (one entry longer than this
+# goes alone): a node's restatement of its store (thousands of entries) or a long backlog
+# after an outage goes in several calls, each of them one log entry that every node reads
+# whole and that Redis's single thread adds in one go.
+TURN_CHARS = 1 << 20
 # Seconds a node that found Redis empty waits before it uses the number it drew: the nodes
 # that were running when Redis lost its data take their places again within RETRY_MAX of
 # its return, and one of them may hold that number (see connect).
@@ -87,6 +95,15 @@ def library() -> str:
 
 class BusError(Exception):
     """Redis cannot be used (unreachable, refused the library): one line for the user."""
+
+
+def _turn(entries: list[str]) -> list[str]:
+    """The first of ``entries`` that one salon_turn call carries (TURN_CHARS), one at
+    least."""
+    if sum(map(len, entries)) + len(entries) <= TURN_CHARS:
+        return entries
+    ends = list(accumulate(len(entry) + 1 for entry in entries))
+    return entries[: max(1, bisect_right(ends, TURN_CHARS))]
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -142,10 +159,11 @@ class RedisBus:
         self.run_id = ""
         self.run = ""
         self._queue: list[str] = []
-        # The turns Redis took (each a list of entries), with when: sent again if Redis
-        # loses them; and how many entries they hold.
-        self._sent: deque[tuple[float, list[str]]] = deque()
+        # The turns Redis took (each a list of entries), with when and their characters:
+        # sent again if Redis loses them; and how many entries and characters they hold.
+        self._sent: deque[tuple[float, list[str], int]] = deque()
         self._kept = 0
+        self._kept_chars = 0
         # Cleared while Redis fails this node; the sender, reader and heartbeat wait.
         self._healthy = asyncio.Event()
         self._healthy.set()
@@ -306,7 +324,7 @@ class RedisBus:
             # (the batch leaves the queue only once Redis took it: after a failure it is
             # sent again, after what recovery puts in front of it)
             gate = self._gate
-            batch = self._queue[:gate] if gate else self._queue[:]
+            batch = _turn(self._queue[:gate] if gate else self._queue[:])
             assert self._turns is not None
             try:
                 await self._turns.call(
@@ -332,8 +350,10 @@ class RedisBus:
             self._trouble_since = None
             self._keep(batch)
             if gate:
-                self._gate = 0
-                await self._round()
+                # (the entries before the round may take several calls: see _turn)
+                self._gate = gate - len(batch)
+                if not self._gate:
+                    await self._round()
 
     async def _round(self) -> None:
         """Hold what waits until every node's restatement is in the log (or until
@@ -347,13 +367,18 @@ class RedisBus:
         many entries under traffic, and this runs once per turn."""
         now = time.monotonic()
         sent = self._sent
-        sent.append((now, batch))
+        chars = sum(map(len, batch))
+        sent.append((now, batch, chars))
         self._kept += len(batch)
-        # (the newest turn stays whole, however many entries it holds)
+        self._kept_chars += chars
+        # (the newest call stays whole, however many entries it holds)
         while sent and (
-            sent[0][0] < now - RESEND_FOR or (self._kept > RESEND_MAX and len(sent) > 1)
+            sent[0][0] < now - RESEND_FOR
+            or (len(sent) > 1 and (self._kept > RESEND_MAX or self._kept_chars > RESEND_CHARS))
         ):
-            self._kept -= len(sent.popleft()[1])
+            _at, gone, gone_chars = sent.popleft()
+            self._kept -= len(gone)
+            self._kept_chars -= gone_chars
 
     async def flush(self) -> None:
         """Wait until every entry handed to :meth:`send` is in the log."""
@@ -582,9 +607,9 @@ class RedisBus:
         if not lost:
             log.warning("bus: Redis restarted with its data; node %d carries on", self.node)
             return True
-        sent = [entry for _t, batch in self._sent for entry in batch]
+        sent = [entry for _t, batch, _chars in self._sent for entry in batch]
         self._sent.clear()
-        self._kept = 0
+        self._kept = self._kept_chars = 0
         first, later = self.on_lost(sent, self.last_id)
         self._queue[:0] = [*first, *later]
         self._gate = len(first)

@@ -417,9 +417,22 @@ class Shell:
         except BusError as exc:
             raise StartupError(str(exc)) from None
         server.bus_entries(entries, time.time())
-        # The store has what this data directory saw: what a replay would record again
-        # (joins, parts...) is not written twice.
-        server.effects = [e for e in server.take_effects() if not isinstance(e, StoreCall)]
+        # A store of this node's own holds the history this data directory saw: what the
+        # replay would record again (joins, parts, messages...) is not written twice. But
+        # the records (accounts, registrations, bans, metadata, read markers...) are
+        # written again: the log may carry some that other nodes made while this store
+        # was not there to see them (a fresh data directory, a node that was down), and
+        # the log will not carry them forever (log_maxlen). Writing one again changes
+        # nothing (StoreCall.durable). With one shared store, its origin wrote each.
+        own_store = self.config.postgres is None
+        records: list[StoreCall[Any]] = []
+        for effect in server.take_effects():
+            if not isinstance(effect, StoreCall):
+                server.effects.append(effect)
+            elif effect.durable and own_store:
+                records.append(effect)
+        if records:
+            self._store(records)
         log.info("cluster state rebuilt from %d entries of the log", len(entries))
         self.bus.start()
 
@@ -469,7 +482,7 @@ class Shell:
         """Redis lost data: what this node sends first, and after every node's
         restatement (see Cluster.recover)."""
         cluster = self.server.cluster
-        return cluster.recover(sent, read) if cluster is not None else ([], [])
+        return cluster.recover(sent, read, self.bus.run) if cluster is not None else ([], [])
 
     def _round_done(self) -> bool:
         cluster = self.server.cluster

@@ -134,13 +134,15 @@ class Abuse:
 
     # -------------------------------------------------------------- changes
     # Only the apply functions of the Ban and Unban events (salon.server.apply) call
-    # these: a K-line or D-line changes by an event, so that every node applies it.
+    # these, and a cluster's restatement of the stores (Cluster._restated_durable adds
+    # the bans a node lacks): a K-line or D-line changes by an entry of the network's
+    # order, so that every node applies it.
 
     def add(self, ban: ServerBan) -> list[Client]:
         """Keep and store a ban, then disconnect the connected users it matches."""
         if not self._keep(ban):
             return []
-        self.server.store(lambda store: store.save_server_ban(ban))
+        self.server.store(lambda store: store.save_server_ban(ban), durable=True)
         log.info(
             "%s-line added mask=%s by=%s reason=%s", ban.kind, ban.mask, ban.setter, ban.reason
         )
@@ -155,7 +157,9 @@ class Abuse:
         else:
             del self.dlines[str(parse_network(mask))]
         stored_kind, stored_mask = ban.kind, ban.mask
-        self.server.store(lambda store: store.delete_server_ban(stored_kind, stored_mask))
+        self.server.store(
+            lambda store: store.delete_server_ban(stored_kind, stored_mask), durable=True
+        )
         log.info("%s-line removed mask=%s", kind, ban.mask)
         return ban
 

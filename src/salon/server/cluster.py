@@ -97,9 +97,9 @@ from salon.store.base import (
     AccountRecord,
     ChannelRecord,
     HistoryEvent,
-    ListRecord,
     ScramCredentials,
     ServerBan,
+    list_records,
 )
 
 if TYPE_CHECKING:
@@ -176,8 +176,12 @@ class Cluster:
         self.max_waiting = max_waiting
         # origin node -> the last token of its entries applied here (repeats are dropped)
         self.seen: dict[int, int] = {}
-        # The furthest log position read by the origin of a restatement applied here, and
-        # the members (uid -> status) of the channels that restatement listed.
+        # The round of restatements applied here (the run of Redis's data they name: a
+        # round per loss of the log), the nodes whose restatement of it came so far, the
+        # furthest log position read by the origin of one of them, and the members
+        # (uid -> status) of the channels that one listed.
+        self.round_run = ""
+        self.round_nodes: set[int] = set()
         self.read_furthest: tuple[int, ...] = (0, 0)
         self.furthest_members: dict[str, dict[int, str]] = {}
         self.furthest_node = 0
@@ -653,7 +657,7 @@ class Cluster:
         server = self.server
         server.accounts._index(record)  # (again on its own node: the order decides)
         if node != self.node and not self.shared_store:
-            server.store(lambda store: store.save_account(record))
+            server.store(lambda store: store.save_account(record), durable=True)
 
     def _account_gone(self, node: int, name: str) -> None:
         if node == self.node:
@@ -823,12 +827,13 @@ class Cluster:
             nodes.append(node_of(max(self.server.remote)))
         return max(nodes)
 
-    def recover(self, sent: Sequence[str], read: str) -> tuple[list[str], list[str]]:
+    def recover(self, sent: Sequence[str], read: str, run: str = "") -> tuple[list[str], list[str]]:
         """Redis lost data (the end of the log, or all of it): what this node sends
         first, and what it sends once every node's restatement is in the log (the bus
         holds everything else until then: no new change lands among the restatements).
         ``sent``: its entries Redis took lately, in order; ``read``: the id of the last
-        log entry it read.
+        log entry it read; ``run``: what names Redis's new data (the bus's ``run``: every
+        node that recovers from one loss gets the same).
 
         First: its messages again (a node that had not read them delivers them, the
         others drop the repeats), then its restatement (:meth:`restate`). After the
@@ -851,7 +856,7 @@ class Cluster:
         # read the new log before its own call failed)
         self.round_start = self.server.now - RESEND_WINDOW
         durable = [] if self.shared_store else self.restate_durable(read)
-        return [*messages, self.restate(read), *durable], changes
+        return [*messages, self.restate(read, run), *durable], changes
 
     def round_done(self) -> bool:
         """Whether every node this node knew users of has restated since
@@ -859,11 +864,12 @@ class Cluster:
         start = self.round_start
         return all(self.restated.get(node, start - 1) >= start for node in self.awaited)
 
-    def restate(self, read: str = "0-0") -> str:
+    def restate(self, read: str = "0-0", run: str = "") -> str:
         """The entry that restates this node's part of the network: its users, the
         channels they are in, and those channels' modes, topics and members' status as
         this node holds them; ``read``: the id of the last log entry it read (who read
-        further holds more of what was lost). Every node applies it (:meth:`_restated`),
+        further holds more of what was lost); ``run``: the round it belongs to (see
+        :meth:`recover`). Every node applies it (:meth:`_restated`),
         and so does a node that starts later and replays the log."""
         server = self.server
         local = sorted(
@@ -894,6 +900,7 @@ class Cluster:
             len(users) + 2 * len(members) + RESTATE_QUITS + 2 * listed
         )
         data = {
+            "run": run,
             "read": _position(read),
             "users": users,
             "members": members,
@@ -910,6 +917,19 @@ class Cluster:
         replica ends alike. Where the replica held it already nobody is told."""
         node, time, base, data = int(entry[0]), float(entry[2]), int(entry[3]), entry[5]
         read = tuple(data["read"])
+        run = str(data.get("run", ""))
+        if run != self.round_run:
+            # The first restatement of a new round (Redis lost its data again): the
+            # positions its restatements compare are in another log, which may have ids
+            # lower than the last one's (another Redis, another clock), so the last
+            # round's furthest decides nothing now. (Keyed to the entry: every replica,
+            # and a node replaying the log, starts the round at the same one.)
+            self.round_run = run
+            self.round_nodes = set()
+            self.read_furthest = (0, 0)
+            self.furthest_members = {}
+            self.furthest_node = 0
+        self.round_nodes.add(node)
         # (between equals the first decides: a node that restates late, after changes
         # made once the round was over, knows nothing of them)
         furthest = read > self.read_furthest
@@ -932,6 +952,8 @@ class Cluster:
             # restatement says, here as on every node)
             if furthest:
                 self._restate_channels(data["channels"], (node, time, synced))
+            else:
+                self._kick_unlisted(node, time, synced)
             return
         mark = len(server.effects)
         turn = [0]
@@ -959,6 +981,7 @@ class Cluster:
         if not furthest:
             # In the channels the furthest restatement listed, its lists decide: its node
             # read all this one had, and a KICK or PART this one had not read yet.
+            self._kick_unlisted(node, time, synced)
             decided = self.furthest_members
             wanted = {(cf, uid) for cf, uid in wanted if cf not in decided} | {
                 (cf, uid) for cf, members in decided.items() for uid in members
@@ -1081,21 +1104,21 @@ class Cluster:
                 if key not in held or (furthest and held[key] != value):
                     held[key] = value
                     if write:
-                        server.store(partial(_set_metadata, account, key, value))
+                        server.store(partial(_set_metadata, account, key, value), durable=True)
         elif kind == "r":
             target, at = str(item[1]), float(item[2])
             marker = server.read_markers.get((account, target))
             if marker is None or at > marker:
                 server.read_markers[(account, target)] = at
                 if write:
-                    server.store(partial(_set_read_marker, account, target, at))
+                    server.store(partial(_set_read_marker, account, target, at), durable=True)
         elif kind == "j":
             names = [str(name) for name in item[1]]
             rejoin = server.rejoin.get(account)
             if rejoin is None or (furthest and rejoin != names):
                 server.rejoin[account] = names
                 if write:
-                    server.store(partial(_set_rejoin, account, names))
+                    server.store(partial(_set_rejoin, account, names), durable=True)
 
     def _restate_channels(
         self, channels: list[list[Any]], furthest: tuple[int, float, int] | None = None
@@ -1120,6 +1143,14 @@ class Cluster:
             held.modes = set(modes)
             held.key, held.limit = key, limit
             held.topic, held.topic_by, held.topic_time = topic, topic_by, int(topic_time)
+            if furthest is not None:
+                # (a member it does not list, and did not kick, has no status it knows of:
+                # a node's user that joined on the new log, where a replica that knew
+                # nothing yet may have made it the channel's founder)
+                stated = {int(uid) for uid, _letters in status}
+                for unlisted in held.members:
+                    if unlisted.id >= 0 and unlisted.id not in stated:
+                        held.members[unlisted] = ""
             for uid, letters in status:
                 member = server.remote.get(int(uid)) or server.clients.get(int(uid))
                 if member is not None and member in held.members:
@@ -1130,8 +1161,12 @@ class Cluster:
     def _restate_members(self, chan: Channel, status: list[list[Any]]) -> list[Event]:
         """What makes ``chan``'s members those a restatement lists: another node's users
         join (this node's own are missing only while their JOIN waits to be sent again),
-        and the others are kicked by ChanServ (a KICK or PART their node had not read
-        when Redis lost it; without this, that node's restatement would undo it)."""
+        and the others of the nodes that restated in this round are kicked by ChanServ (a
+        KICK or PART their node had not read when Redis lost it; without this, that
+        node's restatement would undo it). A node that restates later has its users
+        kicked then (:meth:`_kick_unlisted`); a node that is no part of the round (it
+        started on the new log, and its users joined there, after what the lists say)
+        keeps its members."""
         server = self.server
         listed = {int(uid) for uid, _letters in status}
         joins: list[Event] = [
@@ -1140,12 +1175,32 @@ class Cluster:
             if (member := server.remote.get(uid)) is not None and member not in chan.members
         ]
         kicker = server.services.chanserv.client.id
+        restated = self.round_nodes
         kicks: list[Event] = [
             Kick(kicker, chan.name, member.id, RESTATE_KICK)
             for member in sorted(chan.members, key=lambda m: m.id)
-            if member.id >= 0 and member.id not in listed
+            if member.id >= 0 and member.id not in listed and node_of(member.id) in restated
         ]
         return [*joins, *kicks]
+
+    def _kick_unlisted(self, node: int, time: float, base: int) -> None:
+        """A restatement of node ``node`` after the furthest of its round: ChanServ kicks
+        its users out of the channels the furthest listed, where it does not list them
+        (as :meth:`_restate_members` kicked those of the nodes that had restated before).
+        ``base``: the first msgid it may draw."""
+        server = self.server
+        kicker = server.services.chanserv.client.id
+        turn = 0
+        for cf, listed in self.furthest_members.items():
+            chan = server.channels.get(cf)
+            if chan is None:
+                continue
+            for member in sorted(chan.members, key=lambda m: m.id):
+                if member.id < 0 or node_of(member.id) != node or member.id in listed:
+                    continue
+                kick = Kick(kicker, chan.name, member.id, RESTATE_KICK)
+                self._apply(kick, node, time, base + turn * MSGIDS_PER_ENTRY, None, False)
+                turn += 1
 
     # ------------------------------------------------------------------ deaths
 
@@ -1209,13 +1264,9 @@ def _channel_record(item: list[Any]) -> ChannelRecord:
     """A registered channel as :meth:`Cluster.restate_durable` gives it (dataclasses.astuple)."""
     name, founder, created, topic, topic_by, topic_time, modes, key, limit, *rest = item
     bans, excepts, invex, access, topiclock, metadata = rest
-
-    def entries(items: list[list[Any]]) -> tuple[ListRecord, ...]:
-        return tuple(ListRecord(str(m), str(by), int(at)) for m, by, at in items)
-
     return ChannelRecord(
         str(name), str(founder), float(created), str(topic), str(topic_by), int(topic_time),
-        str(modes), key, limit, entries(bans), entries(excepts), entries(invex),
+        str(modes), key, limit, list_records(bans), list_records(excepts), list_records(invex),
         tuple((str(a), str(lv)) for a, lv in access), bool(topiclock),
         tuple((str(k), str(v)) for k, v in metadata),
     )  # fmt: skip

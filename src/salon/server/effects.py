@@ -51,6 +51,14 @@ class StoreCall(Generic[T]):
     With ``background`` set, the call is upkeep that nobody waits for (a purge's step):
     the shell runs it in a transaction of its own when no other call waits, and a store
     that can (``yield_to``) cuts it short when one arrives meanwhile.
+
+    With ``durable`` set, the call writes a record as the core now holds it (an account, a
+    registered channel, a server ban, a metadata key, a read marker, channels to rejoin,
+    the file host's records) or deletes one: writing it again changes nothing. A cluster
+    node with a store of its own that rebuilds the network from the bus's log at its
+    start keeps these writes of the replay (the log may carry records that other nodes
+    made while its store was not there to see them) and drops the others (history, which
+    its store holds already as far as it saw it).
     """
 
     call: Callable[[Store], T]
@@ -58,6 +66,7 @@ class StoreCall(Generic[T]):
     client: Client | None = None
     read: bool = False
     background: bool = False
+    durable: bool = False
 
 
 @dataclass(slots=True)

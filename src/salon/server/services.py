@@ -39,7 +39,7 @@ from salon.server.effects import Offload
 from salon.server.events import ChannelAccess, ChannelMode, ChannelReg, TopicLock
 from salon.server.nicks import change_nick
 from salon.server.responsebuffer import ResponseBuffer
-from salon.store.base import AccountRecord, ChannelRecord, ListRecord, Store
+from salon.store.base import AccountRecord, ChannelRecord, ListRecord, Store, list_records
 
 if TYPE_CHECKING:
     from salon.server.core import Server
@@ -484,7 +484,7 @@ class ChanServ(Bot):
 
     def record(self, chan: Channel, reg: ChanReg) -> ChannelRecord:
         def entries(items: list[ListEntry]) -> tuple[ListRecord, ...]:
-            return tuple(ListRecord(e.mask, e.setter, e.time) for e in items)
+            return list_records((e.mask, e.setter, e.time) for e in items)
 
         return ChannelRecord(
             name=chan.name,
@@ -509,7 +509,7 @@ class ChanServ(Bot):
         if reg is None:
             return
         record = self.record(chan, reg)
-        self.server.store(lambda store: store.save_channel(record))
+        self.server.store(lambda store: store.save_channel(record), durable=True)
 
     def load(self, store: Store) -> None:
         # At start, the registered channels as they were saved: the state this process
@@ -657,7 +657,7 @@ class ChanServ(Bot):
         if reg is None:
             return
         name = reg.name
-        self.server.store(lambda store: store.delete_channel(name))
+        self.server.store(lambda store: store.delete_channel(name), durable=True)
         chan = self.server.channels.get(cf)
         if chan is not None and not chan.members:
             self.server.remove_channel(chan)

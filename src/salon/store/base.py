@@ -8,10 +8,10 @@ from memory (history). Implementations: :mod:`salon.store.memory` (tests) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,12 @@ class ListRecord:
     mask: str
     setter: str
     time: int
+
+
+def list_records(entries: Iterable[Sequence[Any]]) -> tuple[ListRecord, ...]:
+    """A channel's ban, exception or invite list as a ChannelRecord holds it, from its
+    entries as (mask, setter, time)."""
+    return tuple(ListRecord(str(mask), str(setter), int(at)) for mask, setter, at in entries)
 
 
 @dataclass(frozen=True, slots=True)
