@@ -423,13 +423,13 @@ class Shell:
         # written again: the log may carry some that other nodes made while this store
         # was not there to see them (a fresh data directory, a node that was down), and
         # the log will not carry them forever (log_maxlen). Writing one again changes
-        # nothing (StoreCall.durable). With one shared store, its origin wrote each.
+        # nothing (StoreCall.idempotent). With one shared store, its origin wrote each.
         own_store = self.config.postgres is None
         records: list[StoreCall[Any]] = []
         for effect in server.take_effects():
             if not isinstance(effect, StoreCall):
                 server.effects.append(effect)
-            elif effect.durable and own_store:
+            elif effect.idempotent and own_store:
                 records.append(effect)
         if records:
             self._store(records)

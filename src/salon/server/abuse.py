@@ -142,7 +142,7 @@ class Abuse:
         """Keep and store a ban, then disconnect the connected users it matches."""
         if not self._keep(ban):
             return []
-        self.server.store(lambda store: store.save_server_ban(ban), durable=True)
+        self.server.store(lambda store: store.save_server_ban(ban), idempotent=True)
         log.info(
             "%s-line added mask=%s by=%s reason=%s", ban.kind, ban.mask, ban.setter, ban.reason
         )
@@ -158,7 +158,7 @@ class Abuse:
             del self.dlines[str(parse_network(mask))]
         stored_kind, stored_mask = ban.kind, ban.mask
         self.server.store(
-            lambda store: store.delete_server_ban(stored_kind, stored_mask), durable=True
+            lambda store: store.delete_server_ban(stored_kind, stored_mask), idempotent=True
         )
         log.info("%s-line removed mask=%s", kind, ban.mask)
         return ban

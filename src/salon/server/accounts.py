@@ -223,7 +223,7 @@ class Accounts:
         self._index(record)
         if self.server.cluster is not None:
             self.server.cluster.submit_account(record)
-        self.server.store(lambda store: store.save_account(record), None, client, durable=True)
+        self.server.store(lambda store: store.save_account(record), None, client, idempotent=True)
 
     def save_call(self, record: AccountRecord) -> Callable[[Any], Any]:
         """Keep ``record``; return the store call that writes it (True once written), for
@@ -253,7 +253,7 @@ class Accounts:
         cluster = self.server.cluster
         if cluster is not None and not cluster.applying_account:
             cluster.submit_account_gone(stored_name)
-        self.server.store(lambda store: store.delete_account(stored_name), durable=True)
+        self.server.store(lambda store: store.delete_account(stored_name), idempotent=True)
         self.server.services.account_dropped(record.name)
         self.server.files.account_dropped(cf)
         # Whoever holds the nick now holds an unregistered one.
@@ -358,7 +358,7 @@ class Accounts:
         names = server.rejoin.pop(account, None)
         if not names:
             return
-        server.store(lambda store: store.set_rejoin(account, ()), durable=True)
+        server.store(lambda store: store.set_rejoin(account, ()), idempotent=True)
         others = [
             c
             for c in server.clients.values()

@@ -150,7 +150,7 @@ def remember_rejoin(server: Server, client: Client) -> None:
     if client.account is not None and client.channels and server.config.accounts.rejoin:
         account, names = casefold(client.account), [c.name for c in client.channels.values()]
         server.rejoin[account] = names
-        server.store(lambda store: store.set_rejoin(account, names), durable=True)
+        server.store(lambda store: store.set_rejoin(account, names), idempotent=True)
 
 
 def apply_quit(server: Server, ev: Quit, rb: ResponseBuffer | None) -> None:
@@ -507,7 +507,7 @@ def apply_redact(server: Server, ev: Redact, rb: ResponseBuffer | None) -> None:
     if rb is None and history.enabled(server):
         # Made on another node, which redacted its store: this node's store too (with one
         # store for every node, the cluster keeps only the origin's write).
-        server.store(lambda store: store.redact_history(key, msgid), durable=True)
+        server.store(lambda store: store.redact_history(key, msgid), idempotent=True)
     server.files.drop_refs(lambda ref: ref.target == key and ref.msgid == msgid)
     params = (ev.target, msgid, ev.reason) if ev.reason else (ev.target, msgid)
     redaction = Message("REDACT", params, client.prefix, server.server_tags())
@@ -531,7 +531,7 @@ def apply_read_marker(server: Server, ev: ReadMarker, rb: ResponseBuffer | None)
     if current is not None and ev.time <= current:
         return
     server.read_markers[(me, cf)] = stamp = ev.time
-    server.store(lambda store: store.set_read_marker(me, cf, stamp), durable=True)
+    server.store(lambda store: store.set_read_marker(me, cf, stamp), idempotent=True)
     # read-marker: the server "SHOULD" tell the user's other sessions too.
     others = [
         c

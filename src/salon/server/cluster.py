@@ -657,7 +657,7 @@ class Cluster:
         server = self.server
         server.accounts._index(record)  # (again on its own node: the order decides)
         if node != self.node and not self.shared_store:
-            server.store(lambda store: store.save_account(record), durable=True)
+            server.store(lambda store: store.save_account(record), idempotent=True)
 
     def _account_gone(self, node: int, name: str) -> None:
         if node == self.node:
@@ -1104,21 +1104,21 @@ class Cluster:
                 if key not in held or (furthest and held[key] != value):
                     held[key] = value
                     if write:
-                        server.store(partial(_set_metadata, account, key, value), durable=True)
+                        server.store(partial(_set_metadata, account, key, value), idempotent=True)
         elif kind == "r":
             target, at = str(item[1]), float(item[2])
             marker = server.read_markers.get((account, target))
             if marker is None or at > marker:
                 server.read_markers[(account, target)] = at
                 if write:
-                    server.store(partial(_set_read_marker, account, target, at), durable=True)
+                    server.store(partial(_set_read_marker, account, target, at), idempotent=True)
         elif kind == "j":
             names = [str(name) for name in item[1]]
             rejoin = server.rejoin.get(account)
             if rejoin is None or (furthest and rejoin != names):
                 server.rejoin[account] = names
                 if write:
-                    server.store(partial(_set_rejoin, account, names), durable=True)
+                    server.store(partial(_set_rejoin, account, names), idempotent=True)
 
     def _restate_channels(
         self, channels: list[list[Any]], furthest: tuple[int, float, int] | None = None

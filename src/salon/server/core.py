@@ -395,12 +395,12 @@ class Server:
         *,
         read: bool = False,
         background: bool = False,
-        durable: bool = False,
+        idempotent: bool = False,
     ) -> None:
         """Ask the shell to run ``call(store)``; see :class:`StoreCall`."""
         if client is not None:
             client.blocked = True
-        self.effects.append(StoreCall(call, done, client, read, background, durable))
+        self.effects.append(StoreCall(call, done, client, read, background, idempotent))
 
     def complete_store(self, effect: StoreCall[Any], result: object, now: float) -> None:
         """The shell ran a :class:`StoreCall`; continue in the core."""

@@ -52,7 +52,7 @@ class StoreCall(Generic[T]):
     the shell runs it in a transaction of its own when no other call waits, and a store
     that can (``yield_to``) cuts it short when one arrives meanwhile.
 
-    With ``durable`` set, the call writes a record as the core now holds it (an account, a
+    With ``idempotent`` set, the call writes a record as the core now holds it (an account, a
     registered channel, a server ban, a metadata key, a read marker, channels to rejoin,
     the file host's records) or deletes one: writing it again changes nothing. A cluster
     node with a store of its own that rebuilds the network from the bus's log at its
@@ -66,7 +66,7 @@ class StoreCall(Generic[T]):
     client: Client | None = None
     read: bool = False
     background: bool = False
-    durable: bool = False
+    idempotent: bool = False
 
 
 @dataclass(slots=True)

@@ -399,7 +399,7 @@ class Files:
         cluster = self.server.cluster
         if self.applying and cluster is not None and cluster.shared_store:
             return
-        self.server.store(call, durable=True)
+        self.server.store(call, idempotent=True)
 
     def apply(self, op: list[Any]) -> None:
         """Another cluster node's change to the files (see _share), made here too. Each

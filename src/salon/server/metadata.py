@@ -156,7 +156,7 @@ def persist(server: Server, user: Client, key: str, value: str | None) -> None:
     """Write a logged-in user's change to its account in the store."""
     if user.account is not None:
         account = casefold(user.account)
-        server.store(lambda store: store.set_metadata(account, key, value), durable=True)
+        server.store(lambda store: store.set_metadata(account, key, value), idempotent=True)
 
 
 def logged_in(server: Server, user: Client) -> None:

@@ -509,7 +509,7 @@ class ChanServ(Bot):
         if reg is None:
             return
         record = self.record(chan, reg)
-        self.server.store(lambda store: store.save_channel(record), durable=True)
+        self.server.store(lambda store: store.save_channel(record), idempotent=True)
 
     def load(self, store: Store) -> None:
         # At start, the registered channels as they were saved: the state this process
@@ -657,7 +657,7 @@ class ChanServ(Bot):
         if reg is None:
             return
         name = reg.name
-        self.server.store(lambda store: store.delete_channel(name), durable=True)
+        self.server.store(lambda store: store.delete_channel(name), idempotent=True)
         chan = self.server.channels.get(cf)
         if chan is not None and not chan.members:
             self.server.remove_channel(chan)
