@@ -371,8 +371,10 @@ async def _scenarios(
             )
         for suffix in ("", "-before"):
             if f"one{suffix}" in us:
-                ratio = us[f"two{suffix}"] / us[f"one{suffix}"]
-                print(f"{name:7} ratio{suffix or ' (this tree)'}: {ratio:.2f}")
+                one, two = us[f"one{suffix}"], us[f"two{suffix}"]
+                # A run too short for the clock's ticks (10 ms) may measure no CPU at all.
+                ratio = f"{two / one:.2f}" if one else "n/a (no CPU measured for one)"
+                print(f"{name:7} ratio{suffix or ' (this tree)'}: {ratio}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

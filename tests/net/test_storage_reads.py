@@ -70,6 +70,52 @@ def test_a_read_does_not_wait_for_the_writer(tmp_path: Path) -> None:
     assert texts == ["before"]
 
 
+def test_a_held_read_does_not_delay_a_commit(tmp_path: Path) -> None:
+    """The other way round (issue 17, point 1): a read held open on a reader, inside its
+    snapshot, while writes are committed one after another on the writer. None waits
+    for the read, and the read, let go, still answers from its snapshot."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    fill(store, [said(1, "#c", "before")])
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_read(s: Any) -> list[str]:
+        first = [e.text for e in s.history(HistoryQuery("#c", limit=10))]  # the snapshot
+        inside.set()
+        assert release.wait(10)
+        return first + [e.text for e in s.history(HistoryQuery("#c", limit=10))]
+
+    read = StoreCall(slow_read, read=True)
+    results: dict[int, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        storage = Storage(store, loop, lambda call, r: results.__setitem__(id(call), r))
+        try:
+            storage.submit([read])
+            await until(inside.is_set)
+            for i in range(2, 7):
+                write = append(said(i, "#c", f"while reading {i}"))
+                storage.submit([write])
+                await until(lambda w=write: id(w) in results, timeout=2)  # not the read's 10 s
+                assert results[id(write)] is True
+            assert id(read) not in results
+            # Committed: another connection sees every write while the read is still held.
+            other = store.reader()
+            assert other is not None
+            with other.transaction():
+                assert len(other.history(HistoryQuery("#c", limit=10))) == 6
+            other.close()
+            release.set()
+            await until(lambda: id(read) in results)
+        finally:
+            release.set()
+            storage.stop()
+
+    asyncio.run(main())
+    store.close()
+    assert results[id(read)] == ["before", "before"]
+
+
 def test_an_ordered_read_waits_for_the_writes_before_it(tmp_path: Path) -> None:
     """``ordered_reads`` (a cluster node with a store of its own): a read submitted after a
     write answers once that write is committed, and sees it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corehelpers import START, HeldStoreNet, find, make_config, sqlite_net
@@ -58,6 +59,37 @@ def test_searches_are_rate_limited_by_the_flood_budget(tmp_path: Path) -> None:
     net.tick(8)
     batches = [m for m in alice.messages() if m.command == "BATCH" and m.params[0][0] == "+"]
     assert len(batches) == 2
+
+
+def test_targets_are_rate_limited_by_the_flood_budget(tmp_path: Path) -> None:
+    """Each CHATHISTORY TARGETS takes TARGETS_COST (1) of the sender's flood budget
+    besides its line: a client that repeats it has its next lines wait (no FAIL, no
+    numeric: it is slowed down, never refused), and another client is answered at once
+    meanwhile."""
+    net = sqlite_net(tmp_path / "salon.db", flood={"enabled": True, "rate": 1.0, "burst": 8})
+    caps = ["draft/chathistory", "batch", "server-time", "message-tags"]
+    alice = net.register("alice", caps)
+    bob = net.register("bob", caps)
+    alice.lines()
+    bob.lines()
+    targets = "CHATHISTORY TARGETS timestamp=1970-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10"
+
+    def answered(client: Any) -> list[Any]:
+        messages = client.messages()
+        assert not find(messages, "FAIL"), messages
+        assert not [m for m in messages if m.command.isdigit()], messages
+        return [m for m in messages if m.command == "BATCH" and m.params[0][0] == "+"]
+
+    for _ in range(6):
+        alice.send(targets)
+    assert len(answered(alice)) == 4  # 4 x (1 + TARGETS_COST) of 8 tokens; 2 wait
+    bob.send(targets)
+    assert len(answered(bob)) == 1
+    for _ in range(2):
+        net.tick(2)  # a line and its cost, at 1 token a second
+        assert len(answered(alice)) == 1
+    net.tick(2)
+    assert answered(alice) == []
 
 
 def test_retention_runs_as_many_store_calls_one_per_tick(tmp_path: Path) -> None:

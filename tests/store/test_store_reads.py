@@ -379,6 +379,71 @@ def test_a_purge_step_gives_way_to_a_waiting_write(
     store.close()
 
 
+def test_a_purge_keeps_the_wal_bounded_and_its_space_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, point 5. A purge of three quarters of the history in steps, as the
+    server runs it: the checkpoints (store.checkpoint, here every CHECKPOINT_EVERY steps
+    on this thread, as the checkpointing thread would between them) keep the WAL within
+    WAL_LIMIT and one step's writes, also when nothing else writes. Then as many new rows
+    again: they go into the pages the purge freed (SQLite's freelist), the file does not
+    grow by more than a small part of them."""
+    from salon.store import sqlite as sqlite_store
+
+    limit = 1 << 20
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT", limit)  # read at open (journal_size_limit)
+    path = tmp_path / "salon.db"
+    store = SQLiteStore(path)
+    store.checkpoints_elsewhere()  # as under the storage thread: no checkpoint on commit
+    words = ["apple", "banana", "cherry", "delta", "echo", "fox", "golf", "hotel"]
+
+    def rows(first: int, count: int) -> None:
+        for at in range(first, first + count, 2000):
+            fill(store, [
+                said(i, f"#c{i % 20}", f"{words[i % 8]} {words[i * 7 % 8]} {i} " + "x" * (i % 50))
+                for i in range(at, min(at + 2000, first + count))
+            ])  # fmt: skip
+            store.index_pending()
+
+    def on_disk() -> int:
+        """The database file and its WAL, after a checkpoint that empties the WAL."""
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return path.stat().st_size + store._wal_bytes()
+
+    total, purged = 20000, 15000
+    rows(0, total)
+    full = on_disk()
+    checkpoint_every = 5
+    steps, after, wal, step_writes = 0, "", 0, 0
+    while True:
+        before = store._wal_bytes()
+        with store.transaction():
+            step = store.purge_step(START + purged, None, (), after)
+        steps += 1
+        wal = max(wal, store._wal_bytes())
+        step_writes = max(step_writes, store._wal_bytes() - before)
+        if steps % checkpoint_every == 0:
+            store.checkpoint()
+        if step.next is None:
+            break
+        after = step.next
+        assert steps < 1000, "the purge stalls"
+    assert store.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == total - purged
+    # Steps of PURGE_CHUNK events each, the checkpoints every few: without the wait for
+    # the checkpoints (purge_step) the WAL held several steps' writes.
+    assert steps > checkpoint_every
+    assert wal <= limit + step_writes, (wal, step_writes)
+    emptied = on_disk()
+    free = store.conn.execute("PRAGMA freelist_count").fetchone()[0]
+    freed = free * store.conn.execute("PRAGMA page_size").fetchone()[0]
+    assert freed > full / 2  # most of the history's pages, free in the file
+    rows(total, purged)
+    refilled = on_disk()
+    assert refilled - emptied < freed / 4, (full, emptied, freed, refilled)
+    store.conn.execute("INSERT INTO history_fts (history_fts) VALUES ('integrity-check')")
+    store.close()
+
+
 # ---------------------------------------------------------------------------- outages
 
 

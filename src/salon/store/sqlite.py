@@ -466,10 +466,21 @@ class SQLiteStore(HistoryReads):
 
     def checkpoint(self) -> None:
         """PASSIVE checkpoint on the checkpointing connection (any thread but the
-        writer's); nothing is written when the WAL has nothing new."""
+        writer's); nothing is written when the WAL has nothing new.
+
+        A WAL over WAL_LIMIT that the checkpoint copied whole is truncated here: SQLite
+        starts it over, and truncates it to journal_size_limit, only in the next write,
+        and on a quiet server none may come while a purge waits for the WAL to shrink
+        (purge_step), which it then did until a message came. The truncation takes no
+        busy wait (timeout 0): with a write or a read of the WAL under way it is left for
+        the next checkpoint."""
         if self._ckpt is None:
-            self._ckpt = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._ckpt = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        busy, log, copied = self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if not busy and log == copied and self._wal_bytes() > WAL_LIMIT:
+            self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:
         if self._ckpt is not None:
