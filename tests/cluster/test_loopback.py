@@ -26,6 +26,7 @@ from nodehelpers import (
     quits_after,
     races,
     stored_msgids,
+    users_across,
 )
 
 from salon.proto.message import parse
@@ -508,6 +509,19 @@ def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
 def test_modes_and_operators_across_real_nodes(cluster: Callable[..., SalonProcess]) -> None:
     a, b = cluster("a", opers=opers()), cluster("b", opers=opers())
     modes_and_operators_across(on_nodes(a, b))
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_users_across_real_nodes(
+    cluster: Callable[..., SalonProcess], store: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 19 point 3 on real processes (nodehelpers.users_across), each node with its
+    own SQLite store or both on one PostgreSQL."""
+    sections: dict[str, Any] = {"opers": opers()}
+    if store == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        sections["postgres"] = {"dsn": dsn, "retry_for": 5.0}
+    users_across(on_nodes(cluster("a", **sections), cluster("b", **sections)))
 
 
 def test_two_nodes_on_one_postgresql(
