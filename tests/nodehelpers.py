@@ -191,9 +191,11 @@ def stored_msgids(reader: LineClient, target: str, page: int = 1000) -> list[str
         asking = f"BEFORE {target} msgid={got[0].tags['msgid']}"
 
 
-def races(connect: Connect, rounds: int = 50) -> None:
+def races(connect: Connect, rounds: int = 200) -> None:
     """Issue 19 point 5 between processes: four clients (two per node) claim one nick at
-    once, exactly one wins; two nodes create one channel at once, exactly one founder."""
+    once, exactly one wins; two nodes create one channel at once, exactly one founder, and
+    NAMES of it is the same on both nodes. Afterwards the nodes' replicas agree: NAMES
+    and WHO of a channel of all four, byte for byte but for the asker's nick."""
     clients = [connect(1 - i % 2, f"c{i}") for i in range(4)]
     for r in range(rounds):
         wanted = f"x{r}"
@@ -216,7 +218,36 @@ def races(connect: Connect, rounds: int = 50) -> None:
         ops = {n for listed in names for n in listed.split() if n.startswith("@")}
         assert len(ops) == 1, names
         for c in (first, second):
+            c.expect(rf" 366 \S+ {name} ")
+        # (NAMES waits for every node to have applied both JOINs: the same on both)
+        assert len({names_of(c, name) for c in (first, second)}) == 1
+        for c in (first, second):
             c.send(f"PART {name}")
+    for c in clients:
+        c.send("JOIN #all")
+        c.expect(r" 366 \S+ #all ")
+    got = [names_of(c, "#all") for c in clients]
+    assert len(set(got)) == 1, got
+    assert len({who_of(c, "#all") for c in clients}) == 1
+    print(f"races: {rounds} rounds of each")
+
+
+def names_of(c: LineClient, chan: str) -> str:
+    """The NAMES reply for ``chan``, each line without the asker's nick."""
+    c.send(f"NAMES {chan}")
+    lines = []
+    while " 366 " not in (line := c.expect(r" 353 | 366 ").string):
+        lines.append(line.split(" ", 3)[3])
+    return "\n".join(lines)
+
+
+def who_of(c: LineClient, mask: str) -> str:
+    """The WHO reply for ``mask``, each line without the asker's nick."""
+    c.send(f"WHO {mask}")
+    lines = []
+    while " 315 " not in (line := c.expect(r" 352 | 315 ").string):
+        lines.append(line.split(" ", 3)[3])
+    return "\n".join(sorted(lines))
 
 
 def modes_and_operators_across(connect: Connect) -> None:

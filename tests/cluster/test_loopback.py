@@ -158,6 +158,7 @@ def test_one_order_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
 
 
 def test_races_on_real_redis(cluster: Callable[..., SalonProcess]) -> None:
+    """Issue 19 point 5: 200 rounds of each race (about 5 s on the shared machine)."""
     a, b = cluster("a"), cluster("b")
     races(on_nodes(a, b))
 
