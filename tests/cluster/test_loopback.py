@@ -459,6 +459,18 @@ def test_a_message_committed_but_never_ordered_is_not_replayed(
         proxy.close()
 
 
+def cluster_status(node: SalonProcess) -> list[str]:
+    """``salon cluster status`` with ``node``'s config: its lines."""
+    done = subprocess.run(
+        [sys.executable, "-m", "salon", "cluster", "status", "--config", str(node.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 def test_cluster_status_shows_the_nodes_and_their_users(
     cluster: Callable[..., SalonProcess],
 ) -> None:
@@ -466,17 +478,9 @@ def test_cluster_status_shows_the_nodes_and_their_users(
     users = [client(a, "one"), client(a, "two"), client(b, "three")]
     deadline = time.monotonic() + 5
     while True:
-        done = subprocess.run(
-            [sys.executable, "-m", "salon", "cluster", "status", "--config", str(a.config_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.splitlines()
-        if (" a: 2 users" in done.stdout and " b: 1 users" in done.stdout) or (
-            time.monotonic() > deadline
-        ):
+        lines = cluster_status(a)
+        out = "\n".join(lines)
+        if (" a: 2 users" in out and " b: 1 users" in out) or (time.monotonic() > deadline):
             break
         time.sleep(0.2)
     assert lines[0].endswith("; 2 node(s)"), lines
@@ -484,13 +488,42 @@ def test_cluster_status_shows_the_nodes_and_their_users(
     assert re.fullmatch(r"node \d+ b: 1 users, 0 entries behind, heartbeat \d\.\d s left", lines[2])
     assert users
     b.stop()
-    done = subprocess.run(
-        [sys.executable, "-m", "salon", "cluster", "status", "--config", str(a.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.stdout.splitlines()[0].endswith("; 1 node(s)"), done.stdout
+    lines = cluster_status(a)
+    assert lines[0].endswith("; 1 node(s)"), lines
+
+
+def test_cluster_status_shows_a_node_s_inbox_lag(cluster: Callable[..., SalonProcess]) -> None:
+    """A node paused (SIGSTOP, short of node_ttl) while the other sends: the status shows
+    it behind by at least the log items sent since, and caught up once it runs again."""
+    slow = {"cluster": {"node_ttl": 15.0}}  # (the pause is not taken for a death)
+    a, b = cluster("a", **slow), cluster("b", **slow)
+    bob = client(b, "bob", "echo-message")
+    bob.send("JOIN #lag")
+    bob.expect(r" 366 ")
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(8):  # (each waits for its echo: one log item each)
+            bob.send(f"PRIVMSG #lag :while a sleeps {i}")
+            bob.expect(rf"PRIVMSG #lag :while a sleeps {i}$")
+        time.sleep(1.2)  # (b's next heartbeat records that it applied them)
+        lines = cluster_status(b)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    behind = {
+        m.group(1): int(m.group(2))
+        for line in lines
+        if (m := re.fullmatch(r"node \d+ (\w+): \d+ users, (\d+) entries behind, .*", line))
+    }
+    assert behind["a"] >= 8 and behind["b"] == 0, lines
+    # Running again, it applies them, and its next heartbeat says so.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = cluster_status(b)
+        if re.fullmatch(r"node \d+ a: 0 users, 0 entries behind, .*", lines[1]):
+            break
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.3)
 
 
 def test_a_plain_text_user_on_a_talks_with_irc_and_web_users_on_b(
