@@ -341,7 +341,9 @@ def _kill_run(a: SalonProcess, b: SalonProcess, watchers: list[LineClient], run:
     w = watchers[0]
     for chan in ("#c1", "#c2"):
         sent = {"msgid=" + m for m, _s, t in everything if t == chan}
-        stored = set(stored_msgids(w, chan))
+        listed = stored_msgids(w, chan)
+        stored = set(listed)
+        assert len(listed) == len(stored), "stored twice"
         assert sent <= stored, (chan, len(sent - stored), sorted(sent - stored)[:5])
         assert len(sent) > 20, (chan, len(sent))  # (traffic there was)
     # ... and each conversation between a user of A and a user of B, read on B.
@@ -355,7 +357,9 @@ def _kill_run(a: SalonProcess, b: SalonProcess, watchers: list[LineClient], run:
     assert sum(len(v) for v in pairs.values()) > 20, pairs
     for (wnick, other), sent in pairs.items():
         reader = watchers[int(wnick[1:])]
-        stored = set(stored_msgids(reader, other))
+        listed = stored_msgids(reader, other)
+        stored = set(listed)
+        assert len(listed) == len(stored), "stored twice"
         assert sent <= stored, (wnick, other, sorted(sent - stored)[:5])
     return max(q[n] for q in quits for n in names)
 
