@@ -13,6 +13,8 @@ from typing import Any
 
 from conftest import LineClient, SalonProcess
 
+from salon.proto.message import parse
+
 Connect = Callable[..., LineClient]
 
 
@@ -189,9 +191,11 @@ def stored_msgids(reader: LineClient, target: str, page: int = 1000) -> list[str
         asking = f"BEFORE {target} msgid={got[0].tags['msgid']}"
 
 
-def races(connect: Connect, rounds: int = 50) -> None:
+def races(connect: Connect, rounds: int = 200) -> None:
     """Issue 19 point 5 between processes: four clients (two per node) claim one nick at
-    once, exactly one wins; two nodes create one channel at once, exactly one founder."""
+    once, exactly one wins; two nodes create one channel at once, exactly one founder, and
+    NAMES of it is the same on both nodes. Afterwards the nodes' replicas agree: NAMES
+    and WHO of a channel of all four, byte for byte but for the asker's nick."""
     clients = [connect(1 - i % 2, f"c{i}") for i in range(4)]
     for r in range(rounds):
         wanted = f"x{r}"
@@ -214,7 +218,36 @@ def races(connect: Connect, rounds: int = 50) -> None:
         ops = {n for listed in names for n in listed.split() if n.startswith("@")}
         assert len(ops) == 1, names
         for c in (first, second):
+            c.expect(rf" 366 \S+ {name} ")
+        # (NAMES waits for every node to have applied both JOINs: the same on both)
+        assert len({names_of(c, name) for c in (first, second)}) == 1
+        for c in (first, second):
             c.send(f"PART {name}")
+    for c in clients:
+        c.send("JOIN #all")
+        c.expect(r" 366 \S+ #all ")
+    got = [names_of(c, "#all") for c in clients]
+    assert len(set(got)) == 1, got
+    assert len({who_of(c, "#all") for c in clients}) == 1
+    print(f"races: {rounds} rounds of each")
+
+
+def names_of(c: LineClient, chan: str) -> str:
+    """The NAMES reply for ``chan``, each line without the asker's nick."""
+    c.send(f"NAMES {chan}")
+    lines = []
+    while " 366 " not in (line := c.expect(r" 353 | 366 ").string):
+        lines.append(line.split(" ", 3)[3])
+    return "\n".join(lines)
+
+
+def who_of(c: LineClient, mask: str) -> str:
+    """The WHO reply for ``mask``, each line without the asker's nick."""
+    c.send(f"WHO {mask}")
+    lines = []
+    while " 315 " not in (line := c.expect(r" 352 | 315 ").string):
+        lines.append(line.split(" ", 3)[3])
+    return "\n".join(sorted(lines))
 
 
 def modes_and_operators_across(connect: Connect) -> None:
@@ -291,3 +324,113 @@ def plain_irc_and_web_across(
         pat.expect(r"^ircuser: hi pat, from irc$")
         ws.send("PRIVMSG #lobby :hi pat, from the web")
         pat.expect(r"^webuser: hi pat, from the web$")
+
+
+def synced(c: LineClient) -> None:
+    """Wait until ``c``'s node has applied everything the network ordered before now (its
+    PONG waits for every node), reading what came before."""
+    c.send("PING :sync")
+    c.expect(r" PONG \S+ :?sync$")
+
+
+def same_line(pattern: str, *clients: LineClient) -> str:
+    """The line matching ``pattern`` that each of ``clients`` gets, which must be byte for
+    byte the same for all of them (its tags, msgid and time included)."""
+    lines = {c.expect(pattern).string for c in clients}
+    assert len(lines) == 1, lines
+    return lines.pop()
+
+
+def users_across(connect: Connect) -> None:
+    """Issue 19 point 3 between processes, beyond :func:`join_and_messages_across` and
+    :func:`modes_and_operators_across`: NICK, KICK and PART made on one side and seen on
+    the other, the same bytes everywhere; WHO; AWAY (away-notify, 301 to a private message
+    and in WHOIS, G in WHO); WHOWAS of a user who quit on the other side; LUSERS counting
+    both sides; TAGMSG with one msgid and time for every recipient and the echo; a private
+    message's tags the same for its recipient and its echo; +b set on one side silencing
+    a user of the other (404); a K-line set on side 0 dropping a user of side 1 and
+    refusing a new one there (465, then ERROR). The servers have the operator block of
+    :func:`opers`."""
+    caps = "message-tags server-time echo-message away-notify"
+    op = connect(0, "op", caps)
+    carol = connect(0, "carol", caps)
+    bob = connect(1, "bob", caps)
+    dave = connect(1, "dave", caps)
+    erin = connect(1, "erin", caps)
+    everyone = [op, carol, bob, dave, erin]
+    for c in everyone:
+        c.send("JOIN #u")
+        c.expect(r" 366 ")
+    for c in everyone:
+        synced(c)
+    carol.send("NICK carol2")
+    same_line(r":carol!\S+ NICK :?carol2$", op, carol, bob, dave, erin)
+    op.send("KICK #u dave :out you go")
+    same_line(r":op!\S+ KICK #u dave :out you go$", op, carol, bob, dave, erin)
+    carol.send("PART #u :later")
+    same_line(r":carol2!\S+ PART #u :?later$", op, carol, bob, erin)
+    # AWAY on side 0, seen on side 1: away-notify, 301 to a message and in WHOIS, WHO's G.
+    op.send("AWAY :at lunch")
+    op.expect(r" 306 ")
+    same_line(r":op!\S+ AWAY :at lunch$", bob, erin)
+    bob.send("PRIVMSG op :are you there?")
+    bob.expect(r" 301 bob op :at lunch$")
+    bob.send("WHOIS op")
+    bob.expect(r" 301 bob op :at lunch$")
+    bob.expect(r" 318 bob op ")
+    bob.send("WHO #u")
+    who = {}
+    while True:
+        line = bob.expect(r" 352 | 315 ").string
+        if " 315 " in line:
+            break
+        fields = line.split(" ")
+        who[fields[7]] = fields[8]  # nick: flags
+    assert who == {"op": "G@", "bob": "H", "erin": "H"}, who
+    op.send("AWAY")
+    op.expect(r" 305 ")
+    same_line(r":op!\S+ AWAY$", bob, erin)
+    # TAGMSG: one msgid and time for the recipients on both sides and the echo.
+    bob.send("@+typing=active TAGMSG #u")
+    tagmsg = [parse(c.expect(r" TAGMSG #u$").string) for c in (op, bob, erin)]
+    assert len({(m.tags["msgid"], m.tags["time"], m.tags["+typing"]) for m in tagmsg}) == 1
+    # A private message: the same tags for the recipient and the echo.
+    op.send("PRIVMSG bob :just for you")
+    got = bob.expect(r"^@(\S+) :op!\S+ PRIVMSG bob :just for you$").group(1)
+    echoed = op.expect(r"^@(\S+) :op!\S+ PRIVMSG bob :just for you$").group(1)
+    assert sorted(got.split(";")) == sorted(echoed.split(";")) and "msgid=" in got
+    # +b set on side 0: bob, on side 1, cannot speak (he has no voice to get around it).
+    op.send("MODE #u +b bob!*@*")
+    same_line(r":op!\S+ MODE #u \+b bob!\*@\*$", op, bob, erin)
+    bob.send("PRIVMSG #u :can anyone hear me?")
+    bob.expect(r" 404 bob #u ")
+    erin.send("PRIVMSG #u :erin can")
+    op.expect(r":erin!\S+ PRIVMSG #u :erin can$")
+    assert not [line for line in op.lines + erin.lines if "can anyone hear me" in line]
+    # WHOWAS on side 1 of a user who quit on side 0.
+    carol.send("QUIT :gone home")
+    carol.expect(r"^ERROR ")
+    synced(bob)
+    bob.send("WHOWAS carol2")
+    bob.expect(r" 314 bob carol2 carol 127\.0\.0\.1 \* :")
+    bob.expect(r" 369 bob carol2 ")
+    # LUSERS: every node counts the whole network (op, bob, dave, erin).
+    for c in (op, bob):
+        c.send("LUSERS")
+        c.expect(r" 251 \S+ :There are 4 users ")
+        c.expect(r" 266 \S+ 4 ")
+    # A K-line set on side 0: a user of side 1 it matches is dropped, and a new one refused.
+    op.send("OPER root pw")
+    op.expect(r" 381 ")
+    op.send("KLINE *dave@127.0.0.1 :no daves")
+    dave.expect(r" 465 dave :You are banned from this server: no daves$")
+    dave.expect(r"^ERROR :Closing Link: .*K-lined: no daves")
+    for c in (op, bob):
+        c.send("WHOIS dave")
+        c.expect(r" 401 \S+ dave ")
+    again = connect(1, None)
+    again.send("NICK dave2")
+    again.send("USER dave 0 * :dave again")
+    again.expect(r" 465 dave2 :You are banned from this server: no daves$")
+    again.expect(r"^ERROR :Closing Link: ")
+    assert not [line for line in again.lines if " 001 " in line]

@@ -34,6 +34,7 @@ from nodehelpers import (
     plain_irc_and_web_across,
     quits_after,
     races,
+    users_across,
 )
 
 pytestmark = pytest.mark.e2e
@@ -364,8 +365,9 @@ def test_a_killed_or_fenced_worker_is_started_again(workers: Callable[..., Worke
         modes_and_operators_across,
         lambda connect: one_order(connect, seconds=2.0),
         lambda connect: races(connect, rounds=30),
+        users_across,
     ],
-    ids=["433", "join-messages-names", "modes-operators", "one-order", "races"],
+    ids=["433", "join-messages-names", "modes-operators", "one-order", "races", "users"],
 )
 def test_behaviour_between_clients_of_different_workers(
     workers: Callable[..., Workers], check: Callable[..., None]
