@@ -7,7 +7,7 @@ import re
 
 import pytest
 from accounthelpers import PASSWORD, cheap_argon2
-from clusterhelpers import ClusterNet
+from clusterhelpers import ClusterNet, Node
 from corehelpers import Conn, find, one
 
 from salon.passwords import hash_password
@@ -595,4 +595,50 @@ def test_either_form_of_a_message_entry_gives_the_same_lines_and_history() -> No
         ("#c", ":a notice with a colon"),
         ("#c", "with a client tag"),
         ("#c", "two targets"),
+    ]
+
+
+def test_a_restarted_node_tells_the_messages_its_store_has_that_were_never_ordered() -> None:
+    """Census (a node's start with a store of its own): of the messages in the stores,
+    those committed by node 1 but never sent (it died first) are unordered, and only
+    they: the rest, of either node, compact entries or JSON ones, are in the log."""
+    from salon.server.cluster import ORDER_SLACK, Census
+
+    net = ClusterNet(2)
+    net.advance(1)  # (messages come after the nodes' starts)
+    alice = net.register(0, "alice", ["message-tags"])
+    bob = net.register(1, "bob", ["message-tags"])
+    for conn in (alice, bob):
+        conn.send("JOIN #c")
+    alice.send("PRIVMSG #c :ordered")
+    alice.send("@+x=y PRIVMSG #c :ordered, with a tag")
+    bob.send("PRIVMSG #c :from b")
+    net.advance(ORDER_SLACK + 1)
+    with net.hold():
+        alice.send("PRIVMSG #c :committed, never ordered")
+        alice.send("@+x=y PRIVMSG #c :this one neither")
+        net.kill(0)
+    later = Node(net, 3, None)
+    census = later.server.cluster.census = Census({}, {}, set())  # type: ignore[union-attr]
+    later.receive()
+    assert census.since() is not None
+    rows = [e for e in net[0].store.events["#c"] if e.command == "PRIVMSG"]
+    assert [e.text for e in rows if census.unordered(e.msgid, e.time)] == [
+        "committed, never ordered",
+        "this one neither",
+    ]
+    rows = [e for e in net[1].store.events["#c"] if e.command == "PRIVMSG"]
+    assert [e.text for e in rows] == ["ordered", "ordered, with a tag", "from b"]
+    assert not [e for e in rows if census.unordered(e.msgid, e.time)]
+    # A log trimmed past the nodes' starts: each origin is judged from its first entry
+    # left, ORDER_SLACK later.
+    trimmed = Census({}, {}, set())
+    later = Node(net, 4, None)
+    later.server.cluster.census = trimmed  # type: ignore[union-attr]
+    later.server.bus_entries([e for e in net.bus.log if not e.endswith(',"N"]')], net.now)
+    assert not trimmed.started
+    rows = net[0].store.events["#c"]
+    assert [e.text for e in rows if trimmed.unordered(e.msgid, e.time)] == [
+        "committed, never ordered",
+        "this one neither",
     ]

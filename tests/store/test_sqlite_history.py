@@ -210,3 +210,47 @@ def test_sqlite_conversations_counted_as_stored_match_the_rows(tmp_path: Path) -
     store.index_pending()
     assert counted_as_stored()
     check()
+
+
+def test_sqlite_forgets_the_messages_the_order_never_had(tmp_path: Path) -> None:
+    """forget_unordered (a cluster node's start, salon.server.cluster.Census) deletes the
+    rows it is told were never ordered, indexed or not, from the search index and the
+    conversations table too; it looks only at the rows since the time it is given (down
+    to SCAN_SLACK older) and at messages only."""
+    from salon.store.sqlite import SCAN_SLACK, SQLiteStore
+
+    store = SQLiteStore(tmp_path / "salon.db")
+
+    def event(i: float, target: str, command: str = "PRIVMSG") -> HistoryEvent:
+        msgid = f"{int((START + i) * 1000):011x}ab{int(i):x}"
+        return HistoryEvent(msgid, START + i, target, command, "a!a@h", None, (target, f"w{i}"))
+
+    old = event(-SCAN_SLACK - 10, "#a")  # (below the scan: never looked at)
+    kept, gone, later = event(1, "#a"), event(2, "#a"), event(3, "#b")
+    join = HistoryEvent(event(4, "#a").msgid, START + 4, "#a", "JOIN", "a!a@h", None, ("#a",))
+    with store.transaction():
+        store.append_history([old, kept, gone])
+    store.index_pending()  # (gone is indexed: searchable and counted)
+    assert [e.msgid for e in store.search_history(SearchQuery("w2", ("#a",), limit=9))] == [
+        gone.msgid
+    ]
+    with store.transaction():
+        store.append_history([later, join])  # (not indexed yet)
+    asked: list[str] = []
+
+    def unordered(msgid: str, time: float) -> bool:
+        asked.append(msgid)
+        return msgid != kept.msgid
+
+    with store.transaction():
+        assert store.forget_unordered(START, unordered) == 2
+    assert old.msgid not in asked and join.msgid not in asked
+    assert [e.msgid for e in store.history(HistoryQuery("#a", limit=9))] == [
+        old.msgid, kept.msgid, join.msgid
+    ]  # fmt: skip
+    assert store.history(HistoryQuery("#b", limit=9)) == []
+    store.index_pending()
+    assert store.search_history(SearchQuery("w2", ("#a", "#b"), limit=10)) == []
+    counts = dict(store.conn.execute("SELECT target, messages FROM conversations").fetchall())
+    assert counts == {"#a": 2}  # (#b's only row went before it was counted)
+    store.close()

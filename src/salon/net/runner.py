@@ -39,6 +39,7 @@ from salon.net.limits import ConnectionLimits, Key, RequestBudget
 from salon.net.storage import READERS, Storage
 from salon.net.websocket import WebSocketProtocol
 from salon.server.client import Client, Kind
+from salon.server.cluster import Census
 from salon.server.core import Server
 from salon.server.effects import BusOp, Close, Offload, StoreCall
 from salon.store.sqlite import SQLiteStore
@@ -416,6 +417,11 @@ class Shell:
             entries = await self.bus.replay()
         except BusError as exc:
             raise StartupError(str(exc)) from None
+        own_store = self.config.postgres is None
+        cluster = server.cluster
+        assert cluster is not None
+        if own_store:
+            cluster.census = Census({}, {}, set())
         server.bus_entries(entries, time.time())
         # A store of this node's own holds the history this data directory saw: what the
         # replay would record again (joins, parts, messages...) is not written twice. But
@@ -424,17 +430,35 @@ class Shell:
         # was not there to see them (a fresh data directory, a node that was down), and
         # the log will not carry them forever (log_maxlen). Writing one again changes
         # nothing (StoreCall.idempotent). With one shared store, its origin wrote each.
-        own_store = self.config.postgres is None
         records: list[StoreCall[Any]] = []
         for effect in server.take_effects():
             if not isinstance(effect, StoreCall):
                 server.effects.append(effect)
             elif effect.idempotent and own_store:
                 records.append(effect)
+        census, cluster.census = cluster.census, None
+        since = census.since() if census is not None else None
+        if census is not None and since is not None:
+            # What this store holds that the log does not: the messages its predecessor
+            # on this data directory committed but never sent, because it was killed
+            # between the two (see Census). Nobody received them, and no other store has
+            # them. A fresh data directory holds none. With one shared store, no node
+            # keeps a message of its own: its origin wrote it, and every node reads it.
+            unordered = census.unordered
+
+            def forget(store: Any) -> int:
+                count: int = store.forget_unordered(since, unordered)
+                return count
+
+            records.append(StoreCall(forget, self._forgot))
         if records:
             self._store(records)
         log.info("cluster state rebuilt from %d entries of the log", len(entries))
         self.bus.start()
+
+    def _forgot(self, count: int | None) -> None:
+        if count:
+            log.info("deleted %d message(s) from the store that the log never had", count)
 
     def _bus_entries(self, entries: list[str]) -> None:
         if self.later_entries or not self.bus.alive():

@@ -127,6 +127,9 @@ DURABLE_CHUNK = 500
 # Seconds a PONG waits for the other nodes' acknowledgements (ClusterSection.node_ttl's
 # default: a node silent for longer is being declared dead anyway).
 FENCE_WAIT = 3.0
+# Seconds an origin's entry may reach the log after a later-made one of the same origin
+# (it waited for the commit group in flight): see Census.
+ORDER_SLACK = 5.0
 
 
 def node_of(uid: int) -> int:
@@ -139,6 +142,58 @@ def msgid_prefix(node: int, applied: bool) -> str:
     node's own messages, 1 for lines drawn while applying an entry): msgids stay unique
     across the network."""
     return f"{node & 0xFFFF:04x}{int(applied)}"
+
+
+@dataclass(slots=True)
+class Census:
+    """What a replayed log holds of each origin's messages: ``started``, the time of the
+    entry with which each origin joined (``"N"``), ``first``, the time of its first
+    entry in the log, each by the prefix of its own messages' msgids (msgid_prefix), and
+    ``msgids``, those of every message's history rows.
+
+    A node with a store of its own commits its user's message before it sends it to the
+    log; killed in between, its store keeps a message that nobody received and no other
+    store holds. :meth:`unordered` tells such a row on the node's restart: a message of
+    an origin the log holds from its start that is not in the log was never ordered. An
+    origin whose start is trimmed away is judged from its first entry still in the log
+    (``ORDER_SLACK`` later: entries of one origin reach the log nearly in time order)."""
+
+    started: dict[str, float]
+    first: dict[str, float]
+    msgids: set[str]
+
+    def note(self, origin: int, kind: str, entry: list[Any]) -> None:
+        """One entry of the log, as :meth:`Cluster.entries` parsed it."""
+        if not origin or not entry:
+            return
+        prefix = msgid_prefix(origin, False)
+        if kind == "m":  # (a compact message: _compact_message)
+            when = float(entry[19])
+            self.msgids.add(entry[12])
+        else:
+            when = float(entry[2])
+            rows = entry[9] if kind == "M" and len(entry) > 9 else entry[13] if kind == "B" else ()
+            for row in rows:
+                self.msgids.add(str(row[0]))
+            if kind == "N":
+                self.started.setdefault(prefix, when)
+        self.first.setdefault(prefix, when)
+
+    def since(self) -> float | None:
+        """The time from which :meth:`unordered` may say yes (None: never)."""
+        return min(self.first.values(), default=None)
+
+    def unordered(self, msgid: str, time: float) -> bool:
+        """Whether the stored message ``msgid`` of ``time`` was committed by its origin
+        but never ordered (msgids: Server.new_msgid, 11 digits of time then the prefix)."""
+        prefix = msgid[11:16]
+        start = self.started.get(prefix)
+        if start is None:
+            first = self.first.get(prefix)
+            if first is None:
+                return False
+            start = first + ORDER_SLACK
+        return time > start and msgid not in self.msgids
 
 
 @dataclass(slots=True)
@@ -230,6 +285,8 @@ class Cluster:
         self.commits_done = 0
         cfg = server.config.cluster
         self.fence_wait = cfg.node_ttl if cfg is not None else FENCE_WAIT
+        # Set while the shell replays the log at start (a store per node): see Census.
+        self.census: Census | None = None
         self._publish([node, 0, server.now, 0, "N"])
 
     # ------------------------------------------------------------------ out
@@ -443,6 +500,7 @@ class Cluster:
     def entries(self, entries: Sequence[str]) -> None:
         """Apply entries of the network's order (see ``Server.bus_entries``)."""
         seen = self.seen
+        census = self.census
         own = self._own_prefix
         skip = len(own)
         for text in entries:
@@ -474,6 +532,8 @@ class Cluster:
                     token = entry[1]
                 if origin and origin != self.node and origin not in self.nodes:
                     self._seen(origin)
+                if census is not None:
+                    census.note(origin, kind, entry)
                 if again:
                     seen[origin] = max(seen.get(origin, 0), token)
                 elif token:

@@ -45,6 +45,8 @@ PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
 PURGE_SECONDS = 0.02  # a step stops looking for, and deleting, events after this long
 PURGE_SCAN = 2000
+# Seconds by which a row stored after another may be older than it (forget_unordered).
+SCAN_SLACK = 60.0
 # Bytes of pending terms after which FTS5 writes what it has as a new segment of the search
 # index (its default is 1 MiB): a batch of the indexing under load (index_pending, tens of
 # thousands of rows) goes in as one segment instead of several, which merges redo.
@@ -786,9 +788,33 @@ class SQLiteStore(HistoryReads):
         row = self.find(target, msgid)
         if row is None:
             return False
-        counted = row["command"] in _MESSAGE_COMMANDS and row["id"] <= self._marks()[0]
+        self._delete_event(row["id"], target, row["command"])
+        return True
+
+    def forget_unordered(self, since: float, unordered: Callable[[str, float], bool]) -> int:
+        """Delete the messages stored since ``since`` that ``unordered(msgid, time)`` says
+        the network's order never had (salon.server.cluster.Census: a cluster node killed
+        between its commit of a message and its send); return how many. The newest rows
+        are looked at, down to the first one older than ``since`` by SCAN_SLACK: rows are
+        stored nearly in time order (another node's message once delivered)."""
+        rows: list[sqlite3.Row] = []
+        for row in self.conn.execute(
+            "SELECT id, msgid, time, target, command FROM history ORDER BY id DESC"
+        ):
+            if row["time"] < since - SCAN_SLACK:
+                break
+            if row["command"] in _ACTIVE and unordered(row["msgid"], row["time"]):
+                rows.append(row)
+        for row in rows:
+            self._delete_event(row["id"], row["target"], row["command"])
+        return len(rows)
+
+    def _delete_event(self, row_id: int, target: str, command: str) -> None:
+        """Delete one row of history, from the search index and the conversations table
+        too."""
+        counted = command in _MESSAGE_COMMANDS and row_id <= self._marks()[0]
         self._tally_valid = False  # (it may count the row)
-        self.conn.execute("DELETE FROM history WHERE id = ?", (row["id"],))
+        self.conn.execute("DELETE FROM history WHERE id = ?", (row_id,))
         if counted:
             # It was counted in the conversations table: the conversation's last message
             # may be an earlier one now (CHATHISTORY TARGETS).
@@ -799,7 +825,6 @@ class SQLiteStore(HistoryReads):
                 " ORDER BY t.time DESC, t.id DESC LIMIT 1), -1) WHERE target = ?1",
                 (target,),
             )
-        return True
 
     def _marks(self) -> tuple[int, int]:
         """(the last row indexed, the last row stored)."""
