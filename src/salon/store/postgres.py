@@ -612,6 +612,16 @@ class PostgresReader(PostgresReads):
         self.query_budget = query_budget
         self.timeout = timeout
         self.conn = self._connect()
+        self._warm()
+
+    def _warm(self) -> None:
+        """A read of each kind a client's command makes, for nothing: a new PostgreSQL
+        backend reads the catalog entries of each table and index at the first statement
+        that uses them, and that first read of a user would pay for it."""
+        self.history(HistoryQuery("", limit=1))
+        self.history_position("", "")
+        self.history_targets([""], 0, math.inf, 1)
+        self.dm_partners("")
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         # Every statement of a reader within the budget, as SQLite's progress handler
@@ -647,6 +657,7 @@ class PostgresReader(PostgresReads):
         if self.lost():
             self.conn.close()
             self.conn = self._connect()
+            self._warm()
         try:
             yield
         except psycopg.errors.QueryCanceled:
