@@ -617,11 +617,13 @@ class PostgresReader(PostgresReads):
     def _warm(self) -> None:
         """A read of each kind a client's command makes, for nothing: a new PostgreSQL
         backend reads the catalog entries of each table and index at the first statement
-        that uses them, and that first read of a user would pay for it."""
-        self.history(HistoryQuery("", limit=1))
-        self.history_position("", "")
-        self.history_targets([""], 0, math.inf, 1)
-        self.dm_partners("")
+        that uses them, and that first read of a user would pay for it. (A budget too
+        short for them leaves the rest to the users' reads.)"""
+        with contextlib.suppress(psycopg.errors.QueryCanceled):
+            self.history(HistoryQuery("", limit=1))
+            self.history_position("", "")
+            self.history_targets([""], 0, math.inf, 1)
+            self.dm_partners("")
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         # Every statement of a reader within the budget, as SQLite's progress handler
