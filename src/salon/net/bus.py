@@ -97,13 +97,15 @@ class BusError(Exception):
     """Redis cannot be used (unreachable, refused the library): one line for the user."""
 
 
-def _turn(entries: list[str]) -> list[str]:
+def _turn(entries: list[str]) -> tuple[list[str], int]:
     """The first of ``entries`` that one salon_turn call carries (TURN_CHARS), one at
-    least."""
-    if sum(map(len, entries)) + len(entries) <= TURN_CHARS:
-        return entries
+    least, and their characters."""
+    chars = sum(map(len, entries))
+    if chars + len(entries) <= TURN_CHARS:
+        return entries, chars
     ends = list(accumulate(len(entry) + 1 for entry in entries))
-    return entries[: max(1, bisect_right(ends, TURN_CHARS))]
+    count = max(1, bisect_right(ends, TURN_CHARS))
+    return entries[:count], ends[count - 1] - count
 
 
 def _id(entry_id: str) -> tuple[int, int]:
@@ -324,7 +326,7 @@ class RedisBus:
             # (the batch leaves the queue only once Redis took it: after a failure it is
             # sent again, after what recovery puts in front of it)
             gate = self._gate
-            batch = _turn(self._queue[:gate] if gate else self._queue[:])
+            batch, chars = _turn(self._queue[:gate] if gate else self._queue[:])
             assert self._turns is not None
             try:
                 await self._turns.call(
@@ -348,7 +350,7 @@ class RedisBus:
                 continue
             del self._queue[: len(batch)]
             self._trouble_since = None
-            self._keep(batch)
+            self._keep(batch, chars)
             if gate:
                 # (the entries before the round may take several calls: see _turn)
                 self._gate = gate - len(batch)
@@ -362,12 +364,11 @@ class RedisBus:
         while not self.closing and loop.time() < self._gate_until and not self.round_done():
             await asyncio.sleep(ROUND_POLL)
 
-    def _keep(self, batch: list[str]) -> None:
+    def _keep(self, batch: list[str], chars: int) -> None:
         """Keep a turn Redis took (a list no one changes later), as one item: a turn holds
         many entries under traffic, and this runs once per turn."""
         now = time.monotonic()
         sent = self._sent
-        chars = sum(map(len, batch))
         sent.append((now, batch, chars))
         self._kept += len(batch)
         self._kept_chars += chars
