@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -263,8 +265,6 @@ def msgids(lines: list[str], command: str = "PRIVMSG") -> list[tuple[str, str, s
 
 def _kill_run(a: SalonProcess, b: SalonProcess, watchers: list[LineClient], run: int) -> float:
     """One run of test_kill_9_under_traffic; the latest QUIT's delay after the kill."""
-    import threading
-
     # (draft/chathistory: no replay of A's own store on join, which the restarted A would
     # show from its store: test_a_message_committed_but_never_ordered_is_not_replayed)
     caps = "message-tags server-time echo-message draft/chathistory batch"
@@ -370,9 +370,6 @@ class FreezableProxy:
     connections go through. A node's link to Redis cut at a chosen moment."""
 
     def __init__(self, port: int) -> None:
-        import socket
-        import threading
-
         self.target = port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -380,9 +377,6 @@ class FreezableProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import socket
-        import threading
-
         while True:
             try:
                 down, _ = self.listener.accept()
