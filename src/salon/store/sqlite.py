@@ -470,19 +470,16 @@ class SQLiteStore(HistoryReads):
         """PASSIVE checkpoint on the checkpointing connection (any thread but the
         writer's); nothing is written when the WAL has nothing new.
 
-        A WAL over WAL_LIMIT that the checkpoint copied whole is truncated here: SQLite
-        starts it over, and truncates it to journal_size_limit, only in the next write,
-        and on a quiet server none may come while a purge waits for the WAL to shrink
-        (purge_step), which it then did until a message came. The truncation takes no
-        busy wait (timeout 0): with a write or a read of the WAL under way it is left for
-        the next checkpoint."""
+        Never a TRUNCATE (or RESTART) checkpoint here: those hold the writer's lock while
+        they run, and the writer's busy wait sleeps in growing steps past its end: messages
+        waited behind them (docs/BENCHMARKS.md, "The purge's long tail"). The WAL starts over, and shrinks to
+        journal_size_limit, in the writer's next write after a checkpoint that copied all
+        of it (see purge_step for a quiet server)."""
         if self._ckpt is None:
             self._ckpt = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
-        busy, log, copied = self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if not busy and log == copied and self._wal_bytes() > WAL_LIMIT:
-            self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
         if self._ckpt is not None:
@@ -970,7 +967,14 @@ class SQLiteStore(HistoryReads):
         PURGE_MERGE_BEHIND segments."""
         if self._wal_bytes() > WAL_LIMIT:
             # Deleting rows rewrites the search index's segments: let the checkpoints
-            # catch up (the WAL is reset, and truncated, once they do) before going on.
+            # catch up before going on. SQLite starts the WAL over (and truncates it to
+            # journal_size_limit) only in a transaction's first write after a checkpoint
+            # copied all of it; on a quiet server no message may come to make that write,
+            # so the step makes one.
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('purge_waited', ?)",
+                (repr(time.time()),),
+            )
             return PurgeProgress(0, after)
         if self._search_index_behind() and self._merge_search_index():
             # Segments of delete markers came faster than the merges after the steps'
