@@ -10,7 +10,10 @@ the server's: only what the storage thread makes a message wait for. ``--target 
 deletes that conversation's whole history instead (as an emptied private channel's is:
 ``history.forget_channel``). It also prints the WAL file's largest size (looked at every
 step) and the database's pages and free pages before and after: pages the purge frees
-are free pages, which the messages stored after it take before the file grows. With code from before
+are free pages, which the messages stored after it take before the file grows. ``--every S``
+also prints a time line, a row per S seconds: the messages' waits, the steps and events
+removed, and the checkpoints (on their thread) with the longest, to see which part of a
+long purge makes messages wait. With code from before
 background store calls (``StoreCall.background``) the step goes in with the messages, as
 the server then did; run the two alternately (``PYTHONPATH=<other>/src``).
 """
@@ -58,8 +61,10 @@ async def drive(
     tick: float,
     days: float,
     target: str | None = None,
+    line: Timeline | None = None,
 ) -> tuple[list[float], int, int]:
-    """(each message's wait in seconds, events removed, the WAL's largest size)."""
+    """(each message's wait in seconds, events removed, the WAL's largest size); ``line``
+    gets each message, step and checkpoint as it ends."""
     loop = asyncio.get_running_loop()
     background = "background" in {f.name for f in dataclasses.fields(StoreCall)}
     before = math.inf if target is not None else time.time() - days * 86400
@@ -71,14 +76,21 @@ async def drive(
 
     def done(call: StoreCall[Any], result: Any) -> None:
         if id(call) in sent:
-            latencies.append(time.perf_counter() - sent.pop(id(call)))
+            at = sent.pop(id(call))
+            latencies.append(time.perf_counter() - at)
+            if line is not None:
+                line.messages.append((at, latencies[-1]))
             return
         state["busy"] = False
         if hasattr(result, "removed"):
             state["removed"] += result.removed
+            if line is not None:
+                line.steps.append((time.perf_counter(), result.removed))
             # None: the purge is over (a conversation's history is all gone).
             state["after"] = result.next if target is not None else result.next or ""
 
+    if line is not None:
+        line.time(store)
     storage = Storage(store, loop, done)
     key = dm_key("lat_a", "lat_b")
     n = 0
@@ -118,6 +130,57 @@ async def drive(
     return latencies, int(state["removed"]), wal
 
 
+@dataclasses.dataclass
+class Timeline:
+    """What ended when, in ``time.perf_counter()`` seconds: each message (sent at, its
+    wait), each step (ended at, events removed), each checkpoint (began at, its length)."""
+
+    messages: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    steps: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+    checkpoints: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+
+    def time(self, store: SQLiteStore) -> None:
+        """Time the store's checkpoints (the storage's checkpointing thread calls them)."""
+        plain = store.checkpoint
+
+        def checkpoint() -> None:
+            began = time.perf_counter()
+            try:
+                plain()
+            finally:
+                self.checkpoints.append((began, time.perf_counter() - began))
+
+        store.checkpoint = checkpoint  # type: ignore[method-assign]
+
+    def rows(self, every: float) -> list[str]:
+        """A row per ``every`` seconds from the first message."""
+        if not self.messages:
+            return []
+        start = self.messages[0][0]
+
+        def window(at: float) -> int:
+            return int((at - start) // every)
+
+        last = max(window(at) for at, _ in self.messages)
+        out = [
+            "from s | messages | wait p99 ms | max ms | steps | events removed "
+            "| checkpoints | longest ms"
+        ]
+        for w in range(last + 1):
+            waits = [wait * 1000 for at, wait in self.messages if window(at) == w]
+            steps = [n for at, n in self.steps if window(at) == w]
+            ckpts = [took * 1000 for at, took in self.checkpoints if window(at) == w]
+            if not waits:
+                out.append(f"{w * every:6.0f} | 0 | | | {len(steps)} | {sum(steps)} | ...")
+                continue
+            out.append(
+                f"{w * every:6.0f} | {len(waits)} | {quantile(waits, 0.99):.2f} | "
+                f"{max(waits):.1f} | {len(steps)} | {sum(steps)} | {len(ckpts)} | "
+                f"{max(ckpts, default=0.0):.1f}"
+            )
+        return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.purge_latency", description=__doc__)
     ap.add_argument("--db", type=Path, required=True, help="a copy of a data set's salon.db")
@@ -126,14 +189,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tick", type=float, default=0.1, help="seconds between steps (0.1)")
     ap.add_argument("--days", type=float, default=365.0, help="retention_days (365)")
     ap.add_argument("--target", help="delete this conversation's whole history instead")
+    ap.add_argument("--every", type=float, help="also a time line, a row per EVERY seconds")
     args = ap.parse_args(argv)
     if not args.db.exists():
         ap.error(f"--db: no such file: {args.db}")
+    if args.every is not None and args.every <= 0:
+        ap.error("--every: must be more than 0")
+    line = None if args.every is None else Timeline()
     store = SQLiteStore(args.db)
     try:
         first = pages(store)
         latencies, removed, wal = asyncio.run(
-            drive(store, args.seconds, args.rate, args.tick, args.days, args.target)
+            drive(store, args.seconds, args.rate, args.tick, args.days, args.target, line)
         )
         last = pages(store)
     finally:
@@ -145,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"WAL at most {wal / 2**20:.1f} MiB; pages {first[0]} ({first[1]} free) before, "
         f"{last[0]} ({last[1]} free) after; load average {os.getloadavg()[0]:.1f}"
     )
+    if line is not None:
+        print("\n".join(line.rows(args.every)))
     return 0
 
 

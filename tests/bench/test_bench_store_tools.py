@@ -83,3 +83,39 @@ def test_purge_latency_deletes_one_conversation(
     )
     assert [tuple(r) for r in left] == [("#other", 100)]
     store.close()
+
+
+def test_purge_latency_time_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--every adds a row per window: its messages, steps, events removed and checkpoints;
+    the rows' events add up to the total."""
+    store = SQLiteStore(tmp_path / "salon.db")
+    old = time.time() - 400 * 86400
+    fill(
+        store,
+        [
+            HistoryEvent(f"{i:011x}abcd{i:x}", old + i, dm_key("a", "b"), "PRIVMSG", "a!~a@h",
+                         None, ("b", f"old {i}"), (), "", "a")
+            for i in range(300)
+        ],
+    )  # fmt: skip
+    store.index_pending()
+    store.close()
+    argv = ["--db", str(tmp_path / "salon.db"), "--seconds", "1.5", "--every", "0.5"]
+    assert purge_latency.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("from s")))
+    rows = [line.split(" | ") for line in lines[header + 1 :]]
+    assert len(rows) >= 3
+    assert sum(int(row[5]) for row in rows) == 300
+    assert sum(int(row[1]) for row in rows) >= 100
+    assert any(int(row[6]) > 0 for row in rows)  # the checkpointer ran, every 0.5 s
+
+
+def test_purge_latency_refuses_a_window_of_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    SQLiteStore(tmp_path / "salon.db").close()
+    with pytest.raises(SystemExit) as exc:
+        purge_latency.main(["--db", str(tmp_path / "salon.db"), "--every", "0"])
+    assert exc.value.code == 2
+    assert "--every: must be more than 0" in capsys.readouterr().err
