@@ -471,10 +471,10 @@ class SQLiteStore(HistoryReads):
         writer's); nothing is written when the WAL has nothing new.
 
         Never a TRUNCATE (or RESTART) checkpoint here: those hold the writer's lock while
-        they run, and the writer's busy wait sleeps in growing steps past its end: messages
-        waited behind them (docs/BENCHMARKS.md, "The purge's long tail"). The WAL starts over, and shrinks to
-        journal_size_limit, in the writer's next write after a checkpoint that copied all
-        of it (see purge_step for a quiet server)."""
+        they run, and the writer's busy wait sleeps in growing steps past its end, so
+        messages waited behind them (docs/BENCHMARKS.md, "The purge's long tail"). The WAL
+        starts over, and shrinks to journal_size_limit, in the writer's next write after a
+        checkpoint that copied all of it (see purge_step for a quiet server)."""
         if self._ckpt is None:
             self._ckpt = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
