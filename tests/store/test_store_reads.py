@@ -530,6 +530,37 @@ def test_a_renamed_channel_keeps_the_name_each_message_was_sent_to(tmp_path: Pat
     store.close()
 
 
+def test_writes_that_never_pause_keep_the_wal_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood at the server's limit leaves the checkpointing thread no moment when the
+    WAL is copied whole and no write has begun since, so SQLite never starts the WAL over:
+    here no checkpoint runs at all but the storage thread's upkeep between transactions
+    (maintain), which checkpoints past WAL_CAP_FACTOR times the limit. The WAL stays
+    within that and one transaction's writes, and nothing is lost."""
+    from salon.store import sqlite as sqlite_store
+
+    limit = 1 << 20
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT", limit)  # read at open (journal_size_limit)
+    store = SQLiteStore(tmp_path / "salon.db")
+    store.checkpoints_elsewhere()
+    wal, one = 0, 0  # the largest WAL, and the most one batch and its indexing wrote
+    for batch in range(200):
+        before = store._wal_bytes()
+        fill(
+            store, [said(batch * 50 + i, f"#c{i % 7}", f"word{i} " + "x" * 200) for i in range(50)]
+        )
+        one = max(one, store._wal_bytes() - before)
+        store.maintain()  # indexes the batch, then checkpoints if the WAL is over the cap
+        one = max(one, store._wal_bytes() - before)
+        wal = max(wal, store._wal_bytes())
+    cap = sqlite_store.WAL_CAP_FACTOR * limit
+    assert 0 < one < cap / 4
+    assert wal <= cap + 2 * one, (wal, cap, one)
+    assert store.conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 10000
+    store.close()
+
+
 def test_a_purge_waits_while_the_wal_is_over_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

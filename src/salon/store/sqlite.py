@@ -41,6 +41,7 @@ INDEX_SLICE = 1000  # rows indexed per maintain() call by default
 # A purge step removes at most this many events (one transaction of its own), looking at
 # most at PURGE_SCAN conversations.
 WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
+WAL_CAP_FACTOR = 2  # past this many times WAL_LIMIT the writer checkpoints (maintain)
 PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
 PURGE_SECONDS = 0.02  # a step stops looking for, and deleting, events after this long
@@ -889,11 +890,28 @@ class SQLiteStore(HistoryReads):
 
     def maintain(self, most: int = INDEX_SLICE) -> int:
         """Background work (the storage thread calls it between transactions): index at
-        most ``most`` of the pending rows; return how many are still pending."""
+        most ``most`` of the pending rows, and keep the WAL bounded; return how many rows
+        are still pending."""
         done, top = self._marks()
         upto = min(top, done + most)
         self._index(done, upto)
+        if self._wal_bytes() > WAL_CAP_FACTOR * WAL_LIMIT:
+            self._checkpoint_between_writes()
         return top - upto
+
+    def _checkpoint_between_writes(self) -> None:
+        """A checkpoint on the writer's connection, between its transactions.
+
+        SQLite starts the WAL over only in a write that begins after a checkpoint copied
+        all of it. Under writes that never pause (a flood at the server's limit) the
+        checkpointing thread's checkpoints never end at such a moment: each one ends with
+        new frames written meanwhile, and the WAL grows without end. Here nothing is
+        written meanwhile, so the checkpoint copies all (unless a read holds an older
+        snapshot) and the next write starts the WAL over. It costs the writer's thread
+        the copy of what the checkpointing thread has not copied yet, and a sync: only
+        past WAL_CAP_FACTOR times the WAL's limit, which a purge (that waits at the
+        limit) and traffic that pauses never reach."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def purge_history(
         self, before: float, target: str | None = None, exclude: Sequence[str] = ()
