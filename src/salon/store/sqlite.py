@@ -38,10 +38,10 @@ from salon.store.sqlite_queries import ACTIVITY, DEFAULT_BUDGET, HistoryReads, S
 
 SCHEMA_VERSION = 1
 INDEX_SLICE = 1000  # rows indexed per maintain() call by default
-# A purge step removes at most this many events (one transaction of its own), looking at
-# most at PURGE_SCAN conversations.
 WAL_LIMIT = 64 << 20  # bytes the WAL file keeps after a checkpoint
 WAL_CAP_FACTOR = 2  # past this many times WAL_LIMIT the writer checkpoints (maintain)
+# A purge step removes at most this many events (one transaction of its own), looking at
+# most at PURGE_SCAN conversations.
 PURGE_CHUNK = 500
 PURGE_BITE = 50  # events per DELETE statement: a message that arrives waits for one
 PURGE_SECONDS = 0.02  # a step stops looking for, and deleting, events after this long
