@@ -795,16 +795,22 @@ class SQLiteStore(HistoryReads):
         between its commit of a message and its send); return how many. The newest rows
         are looked at, down to the first one older than ``since`` by SCAN_SLACK: rows are
         stored nearly in time order (another node's message once delivered)."""
-        rows: list[sqlite3.Row] = []
-        for row in self.conn.execute(
-            "SELECT id, msgid, time, target, command FROM history ORDER BY id DESC"
+        rows: list[tuple[int, str, str]] = []
+        # Plain tuples, not Rows: the scan may cover a million rows (docs/BENCHMARKS.md,
+        # "The never-ordered scan's cost").
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        limit = since - SCAN_SLACK
+        for row_id, msgid, when, target, command in cursor.execute(
+            "SELECT id, msgid, time, target, command FROM history"
+            f" WHERE command IN {ACTIVITY} ORDER BY id DESC"
         ):
-            if row["time"] < since - SCAN_SLACK:
+            if when < limit:
                 break
-            if row["command"] in _ACTIVE and unordered(row["msgid"], row["time"]):
-                rows.append(row)
-        for row in rows:
-            self._delete_event(row["id"], row["target"], row["command"])
+            if unordered(msgid, when):
+                rows.append((row_id, target, command))
+        for row_id, target, command in rows:
+            self._delete_event(row_id, target, command)
         return len(rows)
 
     def _delete_event(self, row_id: int, target: str, command: str) -> None:
