@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import math
 import os
@@ -157,27 +158,29 @@ class Timeline:
         if not self.messages:
             return []
         start = self.messages[0][0]
-
-        def window(at: float) -> int:
-            return int((at - start) // every)
-
-        last = max(window(at) for at, _ in self.messages)
+        # Each list sorted into its windows once (a whole purge is hundreds of thousands
+        # of messages and hundreds of windows).
+        waits: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
+        steps: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
+        ckpts: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
+        for at, wait in self.messages:
+            waits[int((at - start) // every)].append(wait * 1000)
+        for at, removed in self.steps:
+            steps[int((at - start) // every)].append(removed)
+        for at, took in self.checkpoints:
+            ckpts[int((at - start) // every)].append(took * 1000)
         out = [
             "from s | messages | wait p99 ms | max ms | steps | events removed "
             "| checkpoints | longest ms"
         ]
-        for w in range(last + 1):
-            waits = [wait * 1000 for at, wait in self.messages if window(at) == w]
-            steps = [n for at, n in self.steps if window(at) == w]
-            ckpts = [took * 1000 for at, took in self.checkpoints if window(at) == w]
-            if not waits:
-                out.append(f"{w * every:6.0f} | 0 | | | {len(steps)} | {sum(steps)} | ...")
+        for w in range(max(waits) + 1):
+            head = f"{w * every:6.0f} | {len(waits[w])}"
+            tail = f"{len(steps[w])} | {sum(steps[w])} | {len(ckpts[w])} | "
+            tail += f"{max(ckpts[w], default=0.0):.1f}"
+            if not waits[w]:
+                out.append(f"{head} | | | {tail}")
                 continue
-            out.append(
-                f"{w * every:6.0f} | {len(waits)} | {quantile(waits, 0.99):.2f} | "
-                f"{max(waits):.1f} | {len(steps)} | {sum(steps)} | {len(ckpts)} | "
-                f"{max(ckpts, default=0.0):.1f}"
-            )
+            out.append(f"{head} | {quantile(waits[w], 0.99):.2f} | {max(waits[w]):.1f} | {tail}")
         return out
 
 
